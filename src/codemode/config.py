@@ -1,0 +1,242 @@
+"""Configuration: the ``mcpServers`` JSON that Claude Desktop, Claude Code and VS Code users already have.
+
+Accepted shapes, in one file::
+
+    {"mcpServers": {"fs": {"command": "npx", "args": ["-y", "..."], "env": {"TOKEN": "${GH_TOKEN}"}},
+                    "api": {"type": "http", "url": "https://...", "headers": {"Authorization": "Bearer ${KEY}"}}},
+     "codemode": {"call_timeout_s": 60}}
+
+VS Code's ``{"servers": {...}}`` is read the same way. ``${VAR}`` and ``${VAR:-default}`` are expanded from
+the environment in commands, arguments, env values, URLs and headers; a missing variable is a ``ConfigError``
+naming it. Every error names the file, and where it can, the line and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from codemode.errors import ConfigError
+
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _ServerBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    start_timeout_s: float = Field(default=30.0, gt=0)
+    """How long the server may take to start and answer ``initialize`` + ``tools/list``."""
+    call_timeout_s: float = Field(default=60.0, gt=0)
+    """How long one ``tools/call`` may take."""
+    disabled: bool = False
+    description: str | None = None
+    # Keys other clients write that mean nothing to codemode but must not make the file invalid.
+    auto_approve: list[str] | None = Field(default=None, alias="autoApprove")
+    always_allow: list[str] | None = Field(default=None, alias="alwaysAllow")
+    timeout: float | None = None
+    """Claude Desktop style timeout in milliseconds; used as ``call_timeout_s`` when given."""
+
+    @property
+    def effective_call_timeout_s(self) -> float:
+        return self.timeout / 1000.0 if self.timeout else self.call_timeout_s
+
+
+class StdioServer(_ServerBase):
+    """A server started as a child process speaking MCP over stdin/stdout."""
+
+    type: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+
+class HttpServer(_ServerBase):
+    """A remote server over streamable HTTP (or the legacy SSE transport)."""
+
+    type: Literal["http", "streamable-http", "streamableHttp", "sse"] = "http"
+    url: str = Field(min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {value!r}")
+        return value
+
+
+ServerConfig = Annotated[StdioServer | HttpServer, Field(discriminator="type")]
+
+
+class Settings(BaseModel):
+    """codemode's own settings (the optional ``"codemode"`` key of the config file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stubs_dir: str | None = None
+    """Where compiled stubs go; default: a per-config directory in the cache."""
+    skills_dir: str | None = None
+    executor: Literal["wasm", "restricted"] = "wasm"
+    wall_s: float = Field(default=30.0, gt=0)
+    memory_mb: int = Field(default=256, gt=16)
+    output_chars: int = Field(default=20_000, gt=100)
+    max_tool_calls: int = Field(default=200, ge=0)
+    executions_per_minute: int = Field(default=120, ge=1)
+    session_idle_s: float = Field(default=1800.0, gt=0)
+    audit_log: str | None = None
+
+
+class Config(BaseModel):
+    """A whole configuration: upstream servers plus codemode settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+    source: str = "<embedded demo>"
+    """Where this config came from (a path, or ``<embedded demo>``)."""
+
+    @property
+    def enabled_servers(self) -> dict[str, StdioServer | HttpServer]:
+        return {name: cfg for name, cfg in self.servers.items() if not cfg.disabled}
+
+
+def demo_config() -> Config:
+    """The embedded default: the bundled demo servers, started with the running interpreter."""
+    servers: dict[str, StdioServer | HttpServer] = {
+        name: StdioServer(command=sys.executable, args=["-m", f"codemode.demo.{name}"], start_timeout_s=60.0)
+        for name in ("inventory", "notes")
+    }
+    return Config(servers=servers)
+
+
+def load_config(path: str | os.PathLike[str] | None, *, environ: dict[str, str] | None = None) -> Config:
+    """Load a config file, or the embedded demo config when ``path`` is None.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or does not describe valid servers. The message names
+            the file and, where known, the line and key.
+    """
+    if path is None:
+        return demo_config()
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc}") from exc
+    return parse_config(text, source=str(file), environ=os.environ.copy() if environ is None else environ)
+
+
+def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str] | None = None) -> Config:
+    """Parse config JSON text. See :func:`load_config`."""
+    env = os.environ.copy() if environ is None else environ
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object with an 'mcpServers' key")
+    key = "mcpServers" if "mcpServers" in raw else "servers" if "servers" in raw else None
+    if key is None:
+        raise ConfigError(f"{source}: no 'mcpServers' (or VS Code 'servers') object found")
+    unknown = set(raw) - {key, "codemode", "inputs", "$schema"}
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"{source}:{_line_of(text, [bad])}: unknown top-level key {bad!r}")
+    servers_raw = raw[key]
+    if not isinstance(servers_raw, dict):
+        raise ConfigError(f"{source}:{_line_of(text, [key])}: {key!r} must be an object of servers")
+
+    servers: dict[str, Any] = {}
+    for name, entry in servers_raw.items():
+        where = f"{source}:{_line_of(text, [key, name])}"
+        if not _SERVER_NAME.match(name):
+            raise ConfigError(f"{where}: server name {name!r} must be 1-64 letters, digits, '_', '-' or '.'")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: server {name!r} must be an object")
+        entry = dict(entry)
+        kind = entry.get("type", entry.get("transport"))
+        entry.pop("transport", None)
+        if kind is None:
+            kind = "http" if "url" in entry else "stdio"
+        if kind not in ("stdio", "http", "streamable-http", "streamableHttp", "sse"):
+            raise ConfigError(
+                f"{where}: server {name!r}: unknown transport {kind!r} (use 'stdio', 'http'/'streamable-http' or 'sse')"
+            )
+        entry["type"] = kind
+        try:
+            servers[name] = _expand(entry, env, path=[key, name])
+        except _MissingVar as exc:
+            line = _line_of(text, [key, name, *exc.path[2:]])
+            raise ConfigError(
+                f"{source}:{line}: {'.'.join(exc.path)}: environment variable ${{{exc.var}}} is not set"
+            ) from None
+
+    settings_raw = raw.get("codemode", {})
+    try:
+        return Config(servers=servers, settings=Settings.model_validate(settings_raw), source=source)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] == "servers":
+            path = [key, *loc[1:]]
+            # The discriminated union adds the tag ('stdio'/'http') to the location; drop it.
+            if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse"):
+                path.pop(2)
+        elif loc and loc[0] == "settings":
+            path = ["codemode", *loc[1:]]
+        else:
+            path = loc
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        raise ConfigError(f"{source}:{_line_of(text, path)}: {'.'.join(path)}: {msg}") from None
+
+
+class _MissingVar(Exception):
+    def __init__(self, var: str, path: list[str]) -> None:
+        super().__init__(var)
+        self.var = var
+        self.path = path
+
+
+def _expand(value: Any, env: dict[str, str], path: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            var, default = match.group(1), match.group(2)
+            if var in env:
+                return env[var]
+            if default is not None:
+                return default
+            raise _MissingVar(var, path)
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v, env, [*path, str(i)]) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand(v, env, [*path, str(k)]) for k, v in value.items()}
+    return value
+
+
+def _line_of(text: str, keys: list[str]) -> int:
+    """Best-effort line number of a nested key: find each key's quoted name after the previous one."""
+    pos = 0
+    for key in keys:
+        found = text.find(json.dumps(str(key)), pos)
+        if found < 0:
+            break
+        pos = found
+    return text.count("\n", 0, pos) + 1
