@@ -184,7 +184,7 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
 
     settings_raw = raw.get("codemode", {})
     try:
-        return Config(servers=servers, settings=Settings.model_validate(settings_raw), source=source)
+        return Config.model_validate({"servers": servers, "settings": settings_raw, "source": source})
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
