@@ -12,7 +12,6 @@ No ``ExceptionGroup`` leaves the hub.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +23,7 @@ import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
 
+from codemode import paths
 from codemode.config import Config
 from codemode.errors import UpstreamError
 from codemode.hub.models import ToolRef, ToolSpec
@@ -71,7 +71,7 @@ class Hub:
     ) -> None:
         self.config = config
         self.state = HubState.NEW
-        self._log_dir = log_dir if log_dir is not None else default_log_dir()
+        self._log_dir = log_dir if log_dir is not None else paths.log_dir()
         self._upstreams = {
             name: Upstream(name, cfg, log_dir=self._log_dir, on_tools_changed=on_tools_changed)
             for name, cfg in config.servers.items()
@@ -176,14 +176,3 @@ class Hub:
         await upstream.aclose()
         upstream.state = UpstreamState.STARTING
         await upstream.start()
-
-
-def default_log_dir() -> Path:
-    """Where upstream servers' stderr goes: ``$CODEMODE_STATE_DIR/logs`` or ``~/.cache/codemode/logs``."""
-    return state_dir() / "logs"
-
-
-def state_dir() -> Path:
-    """codemode's per-user state directory (``$CODEMODE_STATE_DIR``, default ``~/.cache/codemode``)."""
-    env = os.environ.get("CODEMODE_STATE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "codemode"
