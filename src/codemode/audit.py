@@ -1,0 +1,117 @@
+"""The audit log: one JSON line per execution, appended atomically, read back by ``codemode history``.
+
+Each line is written with a single ``write`` on a file opened ``O_APPEND``, so concurrent executions (and
+concurrent ``codemode serve`` processes) never interleave half lines. A failing sink logs and never breaks
+an execution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MAX_CODE_CHARS = 1_000_000
+"""Code longer than this is stored cut (with its full hash); such an entry cannot be replayed."""
+
+
+@dataclass(frozen=True)
+class ToolCallEntry:
+    """One bridge call made by an execution."""
+
+    server: str
+    tool: str
+    args_bytes: int
+    duration_s: float
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionEntry:
+    """One ``execute_python`` (or ``codemode run``) execution."""
+
+    session: str
+    code: str
+    executor: str
+    ok: bool
+    duration_s: float
+    output_chars: int
+    tool_calls: list[ToolCallEntry] = field(default_factory=list)
+    error: str | None = None
+    config: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    time: float = field(default_factory=time.time)
+
+    @property
+    def code_sha256(self) -> str:
+        return hashlib.sha256(self.code.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["code_sha256"] = self.code_sha256
+        if len(self.code) > MAX_CODE_CHARS:
+            data["code"] = self.code[:MAX_CODE_CHARS]
+            data["code_truncated"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExecutionEntry:
+        calls = [ToolCallEntry(**c) for c in data.get("tool_calls", [])]
+        keep = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "tool_calls"}
+        return cls(tool_calls=calls, **keep)
+
+
+class AuditLog:
+    """Append-only JSONL file of :class:`ExecutionEntry`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, entry: ExecutionEntry) -> None:
+        """Append one entry as one line. Never raises: a broken sink is logged."""
+        line = (json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+            "utf-8", "surrogatepass"
+        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.error("audit log %s: could not append: %s", self.path, exc)
+
+    def entries(self) -> Iterator[ExecutionEntry]:
+        """Every readable entry, oldest first (a damaged line is skipped, not fatal)."""
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                for number, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield ExecutionEntry.from_json(json.loads(line))
+                    except (ValueError, TypeError) as exc:
+                        logger.warning("audit log %s:%d: skipped a damaged line: %s", self.path, number, exc)
+        except FileNotFoundError:
+            return
+
+    def recent(self, n: int = 20) -> list[ExecutionEntry]:
+        """The last ``n`` entries, newest last."""
+        entries = list(self.entries())
+        return entries[-n:] if n > 0 else entries
+
+    def find(self, entry_id: str) -> ExecutionEntry | None:
+        """The entry whose id starts with ``entry_id`` (unique prefix), or None."""
+        matches = [e for e in self.entries() if e.id.startswith(entry_id)]
+        return matches[-1] if len(matches) == 1 else None
