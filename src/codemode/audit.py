@@ -24,6 +24,11 @@ MAX_CODE_CHARS = 1_000_000
 """Code longer than this is stored cut (with its full hash); such an entry cannot be replayed."""
 
 
+def new_execution_id() -> str:
+    """A short random id for an execution (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
+
+
 @dataclass(frozen=True)
 class ToolCallEntry:
     """One bridge call made by an execution."""
@@ -48,8 +53,10 @@ class ExecutionEntry:
     output_chars: int
     tool_calls: list[ToolCallEntry] = field(default_factory=list)
     error: str | None = None
+    output: str = ""
+    """What the model was shown (already capped at the output limit)."""
     config: str = ""
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    id: str = field(default_factory=lambda: new_execution_id())
     time: float = field(default_factory=time.time)
 
     @property
