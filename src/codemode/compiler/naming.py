@@ -1,0 +1,51 @@
+"""Python identifiers for wire names: keywords, dashes, ``$``, leading digits, non-ASCII, collisions."""
+
+from __future__ import annotations
+
+import keyword
+import re
+import unicodedata
+
+_NON_IDENT = re.compile(r"[^0-9A-Za-z_]+")
+
+RESERVED_MODULE_NAMES = frozenset(
+    {"annotations", "TYPE_CHECKING", "TOOLS", "SERVER", "importlib", "sys", "types", "Any", "_call", "_Package"}
+)
+"""Names the generated modules use themselves; a tool or argument called one of these is renamed."""
+
+
+def identifier(name: str, *, fallback: str = "x") -> str:
+    """A valid, non-keyword, ASCII Python identifier for ``name``; valid names are kept as they are."""
+    if name.isascii() and name.isidentifier():
+        text = name
+        if keyword.iskeyword(text) or text in RESERVED_MODULE_NAMES:
+            text += "_"
+        return text
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text) if not text.isupper() else text
+    text = _NON_IDENT.sub("_", text).strip("_").lower()
+    text = re.sub(r"_+", "_", text)
+    if not text:
+        text = fallback
+    if text[0].isdigit():
+        text = f"{fallback}_{text}"
+    if keyword.iskeyword(text) or text in RESERVED_MODULE_NAMES:
+        text += "_"
+    return text
+
+
+def unique(name: str, taken: set[str]) -> str:
+    """``name`` itself, or ``name_2``, ``name_3``… — whichever is not in ``taken``; adds it to ``taken``."""
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate = f"{name}_{n}"
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def class_name(name: str) -> str:
+    """A CamelCase class name for a tool (``search-notes`` → ``SearchNotes``)."""
+    parts = [p for p in identifier(name).split("_") if p]
+    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Tool"
+    return text if not text[0].isdigit() else f"T{text}"

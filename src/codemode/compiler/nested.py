@@ -1,0 +1,170 @@
+"""Nested schemas through datamodel-code-generator: ``TypedDict`` classes plus the root's field annotations.
+
+The generator's module is parsed with ``ast``: the root class gives each top-level property's annotation
+(used for the stub's keyword arguments or as the result type); every other class is kept as source.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from codemode.errors import CompileError
+
+_DROP_KEYS = ("title", "format", "examples", "$schema", "$id")
+
+
+@dataclass(frozen=True)
+class RootField:
+    """One property of the root object: its wire name and the generator's annotation."""
+
+    name: str
+    annotation: str
+    required: bool
+
+
+@dataclass
+class Models:
+    """What the generator produced for one schema."""
+
+    typing_names: set[str] = field(default_factory=set)
+    classes: dict[str, str] = field(default_factory=dict)
+    """Class (or functional TypedDict) name → source, in dependency order, the root excluded."""
+    root_fields: list[RootField] = field(default_factory=list)
+    root_source: str = ""
+
+
+def clean(schema: Any) -> Any:
+    """Drop keys that would change generated names or types (titles, formats) — docs keep them."""
+    if isinstance(schema, dict):
+        return {k: clean(v) for k, v in schema.items() if not (k in _DROP_KEYS and not isinstance(v, dict))}
+    if isinstance(schema, list):
+        return [clean(v) for v in schema]
+    return schema
+
+
+def generate_models(schema: dict[str, Any], root: str) -> Models:
+    """Generate ``TypedDict``s for an object schema whose root class is named ``root``.
+
+    Raises:
+        CompileError: the generator rejected the schema or produced something unexpected.
+    """
+    from datamodel_code_generator import generate
+    from datamodel_code_generator.enums import DataModelType, InputFileType
+    from datamodel_code_generator.format import PythonVersion
+    from datamodel_code_generator.parser import LiteralType
+
+    prepared = clean(copy.deepcopy(schema))
+    prepared.setdefault("type", "object")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text = generate(
+                json.dumps(prepared),
+                input_file_type=InputFileType.JsonSchema,
+                output_model_type=DataModelType.TypingTypedDict,
+                target_python_version=PythonVersion.PY_311,
+                disable_timestamp=True,
+                strict_nullable=True,
+                enum_field_as_literal=LiteralType.All,
+                collapse_root_models=True,
+                use_field_description=True,
+                class_name=root,
+                formatters=[],
+            )
+    except Exception as exc:  # the generator raises many types; all mean "cannot compile"
+        raise CompileError(f"datamodel-code-generator failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(text, str):
+        raise CompileError("datamodel-code-generator returned no module")
+    return _parse(text, root)
+
+
+def _parse(text: str, root: str) -> Models:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise CompileError(f"generator produced invalid Python: {exc}") from exc
+    models = Models()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            if node.module == "typing":
+                models.typing_names |= {a.name for a in node.names}
+            elif node.module != "__future__":
+                raise CompileError(f"generator needs an unsupported import: from {node.module} import …")
+            continue
+        if isinstance(node, ast.Import):
+            raise CompileError("generator needs an unsupported import")
+        name = _defined_name(node)
+        if name is None:
+            continue
+        source = ast.get_source_segment(text, node) or ast.unparse(node)
+        if name == root:
+            models.root_fields = _root_fields(node)
+            models.root_source = source
+        else:
+            models.classes[name] = source
+    if not models.root_source:
+        # A schema whose root collapsed into an alias (e.g. no properties): no fields.
+        models.root_fields = []
+    return models
+
+
+def _defined_name(node: ast.stmt) -> str | None:
+    if isinstance(node, ast.ClassDef):
+        return node.name
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return node.target.id
+    return None
+
+
+def _root_fields(node: ast.stmt) -> list[RootField]:
+    pairs: list[tuple[str, ast.expr]] = []
+    if isinstance(node, ast.ClassDef):
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                pairs.append((item.target.id, item.annotation))
+    elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and len(node.value.args) >= 2:
+        spec = node.value.args[1]
+        if isinstance(spec, ast.Dict):
+            for key, value in zip(spec.keys, spec.values, strict=True):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    pairs.append((key.value, value))
+    fields: list[RootField] = []
+    for name, annotation in pairs:
+        required = True
+        inner = annotation
+        if isinstance(inner, ast.Subscript) and isinstance(inner.value, ast.Name):
+            if inner.value.id in ("NotRequired", "Required"):
+                required = inner.value.id == "Required"
+                inner = inner.slice
+        fields.append(RootField(name, ast.unparse(inner), required))
+    return fields
+
+
+def rename_classes(models: Models, renames: dict[str, str]) -> Models:
+    """Rename classes (and every reference to them) to avoid clashes with another set of models."""
+    if not renames:
+        return models
+    pattern = re.compile(r"(?<![\w'\"])(" + "|".join(map(re.escape, renames)) + r")(?![\w'\"])")
+
+    def sub(text: str) -> str:
+        text = pattern.sub(lambda m: renames[m.group(1)], text)
+        for old, new in renames.items():  # the functional form repeats its own name as a string
+            text = text.replace(f"TypedDict(\n    '{old}'", f"TypedDict(\n    '{new}'").replace(
+                f"TypedDict('{old}'", f"TypedDict('{new}'"
+            )
+        return text
+
+    return Models(
+        typing_names=set(models.typing_names),
+        classes={renames.get(k, k): sub(v) for k, v in models.classes.items()},
+        root_fields=[RootField(f.name, sub(f.annotation), f.required) for f in models.root_fields],
+        root_source=sub(models.root_source),
+    )

@@ -1,0 +1,160 @@
+"""Whole packages: per-server lazy ``__init__``, the root ``__init__``, and the ``_index.json`` discovery index."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+from codemode.compiler.naming import identifier, unique
+from codemode.compiler.render import HEADER, ToolStub, build_stub, render_stub, summary_of
+from codemode.hub.models import ToolSpec
+
+INDEX_FILE = "_index.json"
+INDEX_VERSION = 1
+
+
+def server_modules(servers: Sequence[str]) -> dict[str, str]:
+    """Server name → Python package name, unique and stable (sorted by server name)."""
+    taken: set[str] = set()
+    return {s: unique(identifier(s, fallback="server"), taken) for s in sorted(servers)}
+
+
+def tool_names(tools: Sequence[ToolSpec]) -> dict[str, str]:
+    """Wire tool name → Python function/module name within one server, collisions resolved stably."""
+    taken: set[str] = set()
+    return {t: unique(identifier(t, fallback="tool"), taken) for t in sorted({t.name for t in tools})}
+
+
+def render_server_init(server: str, module: str, summary: str, stubs: Sequence[ToolStub]) -> str:
+    """A lazy per-server package: tool modules load on first attribute access; mypy sees real types."""
+    ordered = sorted(stubs, key=lambda s: _natural(s.python_name))
+    doc = f"{server}: {len(ordered)} tools." + (f" {summary}" if summary else "")
+    lines = [
+        HEADER,
+        f'"""{_escape(doc)}"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "import importlib",
+        "import sys",
+        "import types",
+        "from typing import TYPE_CHECKING, Any",
+        "",
+        "if TYPE_CHECKING:",
+    ]
+    lines += [f"    from .{s.python_name} import {s.python_name} as {s.python_name}" for s in ordered] or ["    pass"]
+    lines += ["", f"SERVER = {json.dumps(server)}", "", "TOOLS: dict[str, str] = {"]
+    lines += [f"    {json.dumps(s.python_name)}: {json.dumps(s.summary, ensure_ascii=False)}," for s in ordered]
+    lines += [
+        "}",
+        "",
+        "__all__ = list(TOOLS)",
+        "",
+        "",
+        "def __getattr__(name: str) -> Any:",
+        "    # Import a tool's module only when it is used: one broken tool cannot break the package.",
+        "    if name in TOOLS:",
+        '        function = getattr(importlib.import_module(f"{__name__}.{name}"), name)',
+        "        globals()[name] = function",
+        "        return function",
+        '    raise AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")',
+        "",
+        "",
+        "def __dir__() -> list[str]:",
+        "    return sorted({*globals(), *__all__})",
+        "",
+        "",
+        "class _Package(types.ModuleType):",
+        "    # Importing a tool's module binds the module to the package attribute; keep the function there.",
+        "    def __setattr__(self, name: str, value: Any) -> None:",
+        "        if name in TOOLS and isinstance(value, types.ModuleType):",
+        "            value = getattr(value, name)",
+        "        super().__setattr__(name, value)",
+        "",
+        "",
+        "sys.modules[__name__].__class__ = _Package",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_root_init(modules: Mapping[str, str]) -> str:
+    """The ``stubs`` package: which servers exist (server modules import on demand)."""
+    ordered = sorted(modules.items(), key=lambda kv: kv[1])
+    lines = [
+        HEADER,
+        '"""Typed stubs for the connected MCP servers: ``from stubs import <server>``, then call its tools."""',
+        "",
+        "SERVERS: dict[str, str] = {",
+    ]
+    lines += [f"    {json.dumps(module)}: {json.dumps(server)}," for server, module in ordered]
+    lines += ["}", '"""Python package name → MCP server name."""', "", "__all__ = list(SERVERS)"]
+    return "\n".join(lines) + "\n"
+
+
+def render_index(servers: Mapping[str, dict[str, Any]]) -> str:
+    """``_index.json``: servers and tools with signatures, for discovery helpers and the front."""
+    data = {
+        "version": INDEX_VERSION,
+        "servers": [servers[k] for k in sorted(servers, key=lambda s: servers[s]["module"])],
+    }
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def server_index_entry(server: str, module: str, summary: str, entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One server's block of the index."""
+    return {
+        "name": server,
+        "module": module,
+        "summary": summary,
+        "tool_count": len(entries),
+        "tools": sorted(entries, key=lambda e: e["python_name"]),
+    }
+
+
+def compile_server(server: str, tools: Sequence[ToolSpec], *, module: str | None = None,
+                   summary: str = "") -> dict[PurePosixPath, str]:  # fmt: skip
+    """Compile one server's tools into files (paths relative to the stubs root). Pure: no I/O."""
+    module = module or server_modules([server])[server]
+    names = tool_names(tools)
+    stubs = [build_stub(spec, names[spec.name]) for spec in unique_specs(tools)]
+    files = {PurePosixPath(module, f"{s.python_name}.py"): render_stub(s) for s in stubs}
+    files[PurePosixPath(module, "__init__.py")] = render_server_init(server, module, summary, stubs)
+    return files
+
+
+def unique_specs(tools: Sequence[ToolSpec]) -> list[ToolSpec]:
+    """One spec per wire name, sorted by name. A name listed twice keeps one definition, chosen by content
+    (not by list order), so the output does not depend on the order a server lists its tools in."""
+    chosen: dict[str, tuple[str, ToolSpec]] = {}
+    for tool in tools:
+        key = json.dumps(tool.to_json(), sort_keys=True)
+        if tool.name not in chosen or key < chosen[tool.name][0]:
+            chosen[tool.name] = (key, tool)
+    return [chosen[name][1] for name in sorted(chosen)]
+
+
+def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    """isort's order (numbers by value, case folded), so ruff accepts the generated imports."""
+    parts = re.split(r"(\d+)", name)
+    return (*((0, int(p)) if p.isdigit() else (1, p.lower()) for p in parts if p), (1, name))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+__all__ = [
+    "INDEX_FILE",
+    "compile_server",
+    "render_index",
+    "render_root_init",
+    "render_server_init",
+    "server_index_entry",
+    "server_modules",
+    "summary_of",
+    "tool_names",
+    "unique_specs",
+]
