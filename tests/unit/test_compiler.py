@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from benchmarks.bench_compile import run as run_compile_benchmark
+from benchmarks.bench_compile import synthetic_catalog
 from codemode.compiler import compile_server, compile_to_dir, load_index
 from codemode.hub import ToolSpec
 from tests.conftest import FIXTURES, REPO
@@ -20,43 +21,6 @@ HARD = json.loads((FIXTURES / "schemas" / "hard.json").read_text())
 
 def hard_tools() -> list[ToolSpec]:
     return [ToolSpec.from_json(HARD["server"], t) for t in HARD["tools"]]
-
-
-def synthetic_catalog(n: int, servers: int = 10) -> dict[str, list[ToolSpec]]:
-    """A realistic mix: ~80% flat tools, ~20% with nested objects and output schemas."""
-    out: dict[str, list[ToolSpec]] = {}
-    for i in range(n):
-        server = f"svc-{i % servers}"
-        props: dict[str, Any] = {
-            "query": {"type": "string", "description": f"query {i}"},
-            "limit": {"type": "integer", "default": 10},
-            "mode": {"type": "string", "enum": ["a", "b", "c"]},
-            "tags": {"type": "array", "items": {"type": "string"}},
-        }
-        output = None
-        if i % 5 == 0:
-            props["filter"] = {
-                "type": "object",
-                "properties": {
-                    "field": {"type": "string"},
-                    "range": {"type": "object", "properties": {"lo": {"type": "number"}, "hi": {"type": "number"}}},
-                },
-            }
-            output = {
-                "type": "object",
-                "properties": {
-                    "items": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}}}}
-                },
-            }
-        spec = ToolSpec(
-            server,
-            f"tool-{i}",
-            f"Tool number {i}. Does things.",
-            {"type": "object", "properties": props, "required": ["query"]},
-            output,
-        )
-        out.setdefault(server, []).append(spec)
-    return out
 
 
 def _check_tree(root: Path) -> None:
@@ -245,3 +209,8 @@ def test_golden_stubs_match_the_demo_servers(tmp_path: Path) -> None:
         assert (tmp_path / "stubs" / rel).read_bytes() == (golden / rel).read_bytes(), (
             f"stubs/{rel} is stale: run `codemode compile --out stubs`"
         )
+
+
+def test_compile_benchmark_smoke() -> None:
+    result = run_compile_benchmark(30, write=False)
+    assert result["tools"] == 30 and result["files"] >= 30 and result["cold_s"] > 0

@@ -100,7 +100,8 @@ def render_index(servers: Mapping[str, dict[str, Any]]) -> str:
         "version": INDEX_VERSION,
         "servers": [servers[k] for k in sorted(servers, key=lambda s: servers[s]["module"])],
     }
-    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    # Compact on purpose: the C encoder is ~10x faster than indent=, which keeps a no-op recompile cheap.
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def server_index_entry(server: str, module: str, summary: str, entries: Sequence[dict[str, Any]]) -> dict[str, Any]:

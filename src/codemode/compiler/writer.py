@@ -146,7 +146,7 @@ def compile_to_dir(
                 path.parent.rmdir()
 
     manifest = {"version": COMPILER_VERSION, "files": sorted(produced), "tools": new_tools}
-    _write(out_dir, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n", report, track=False)
+    _write(out_dir, MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\n", report, track=False)
     return report
 
 

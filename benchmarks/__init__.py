@@ -1,0 +1,1 @@
+"""codemode benchmarks: token savings and speed, each measured against a baseline in the same run."""
