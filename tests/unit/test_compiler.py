@@ -188,11 +188,12 @@ def test_golden_stubs_match_the_demo_servers(tmp_path: Path) -> None:
     from codemode.config import demo_config
     from codemode.hub import Hub
 
-    async def tools() -> dict[str, list[ToolSpec]]:
+    async def tools() -> tuple[dict[str, list[ToolSpec]], dict[str, str]]:
         async with Hub(demo_config()) as hub:
-            return hub.tools()
+            return hub.tools(), hub.summaries()
 
-    compile_to_dir(anyio.run(tools), tmp_path / "stubs")
+    specs, summaries = anyio.run(tools)
+    compile_to_dir(specs, tmp_path / "stubs", summaries=summaries)
     golden = REPO / "stubs"
     fresh = {
         p.relative_to(tmp_path / "stubs")

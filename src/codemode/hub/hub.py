@@ -144,6 +144,10 @@ class Hub:
             for name, u in self._upstreams.items()
         ]
 
+    def summaries(self) -> dict[str, str]:
+        """Each ready server's own description of itself (its ``instructions``), for stub docs and the front."""
+        return {name: u.instructions or "" for name, u in self._upstreams.items() if u.instructions}
+
     def find(self, ref: ToolRef) -> ToolSpec | None:
         """The spec of a tool, or None when the server or tool is unknown."""
         upstream = self._upstreams.get(ref.server)

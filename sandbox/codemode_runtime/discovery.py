@@ -1,0 +1,129 @@
+"""Discovery helpers available in every sandbox session: what servers and tools exist, and how to call them.
+
+They read the compiler's ``_index.json`` (stdlib only, runs inside the sandbox)::
+
+    list_servers()                 # [{'server': 'notes', 'module': 'notes', 'tools': 4, 'summary': ...}]
+    search_tools("stock levels")   # ranked over names, descriptions and argument names
+    describe("inventory.check_stock")  # the signature and docstring, as source text
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any
+
+STUBS_DIR = os.environ.get("CODEMODE_STUBS_DIR", "/stubs")
+"""Where the stubs live; the host mounts them here (tests may point it elsewhere)."""
+
+_WORD = re.compile(r"[a-z0-9]+")
+_cache: dict[str, Any] = {}
+
+
+def _index() -> dict[str, Any]:
+    path = os.path.join(STUBS_DIR, "_index.json")
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return {"servers": []}
+    if _cache.get("stamp") != stamp:
+        with open(path, encoding="utf-8") as fh:
+            _cache["data"] = json.load(fh)
+        _cache["stamp"] = stamp
+        _cache.pop("docs", None)
+    data: dict[str, Any] = _cache["data"]
+    return data
+
+
+def list_servers() -> list[dict[str, Any]]:
+    """Connected servers: name, Python module to import, tool count and a one-line summary."""
+    return [
+        {"server": s["name"], "module": s["module"], "tools": s["tool_count"], "summary": s.get("summary", "")}
+        for s in _index().get("servers", [])
+    ]
+
+
+def list_tools(server: str) -> list[dict[str, str]]:
+    """Every tool of one server (by server name or module name): its Python name and summary."""
+    for s in _index().get("servers", []):
+        if server in (s["name"], s["module"]):
+            return [{"tool": f"{s['module']}.{t['python_name']}", "summary": t["summary"]} for t in s["tools"]]
+    raise LookupError(f"no server {server!r}; see list_servers()")
+
+
+def _tokens(text: str) -> list[str]:
+    words = _WORD.findall(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower())
+    return [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words]
+
+
+def _docs() -> list[tuple[dict[str, Any], dict[str, Any], dict[str, float]]]:
+    docs = _cache.get("docs")
+    if docs is None:
+        docs = []
+        for s in _index().get("servers", []):
+            for t in s["tools"]:
+                weights: dict[str, float] = {}
+                fields = (
+                    (f"{t['python_name']} {t['name']}", 3.0),
+                    (s["module"], 1.0),
+                    (t.get("description") or t.get("summary", ""), 1.0),
+                    (" ".join(a["name"] + " " + a.get("description", "") for a in t.get("args", [])), 0.7),
+                )
+                for text, weight in fields:
+                    for tok in _tokens(text):
+                        weights[tok] = weights.get(tok, 0.0) + weight
+                docs.append((s, t, weights))
+        _cache["docs"] = docs
+    result: list[tuple[dict[str, Any], dict[str, Any], dict[str, float]]] = docs
+    return result
+
+
+def search_tools(query: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Tools ranked by relevance to ``query`` (names weigh most, then descriptions and argument names).
+
+    Each hit: ``{'tool': 'server.tool', 'signature': ..., 'summary': ..., 'score': ...}``.
+    """
+    terms = _tokens(query)
+    docs = _docs()
+    if not terms or not docs:
+        return []
+    df = {term: sum(1 for _, _, w in docs if term in w) for term in set(terms)}
+    scored = []
+    for s, t, weights in docs:
+        score = 0.0
+        for term in terms:
+            tf = weights.get(term, 0.0)
+            if tf:
+                idf = math.log(1 + (len(docs) - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * tf / (tf + 1.2)
+        if score > 0:
+            scored.append((score, f"{s['module']}.{t['python_name']}", t))
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    return [
+        {"tool": name, "signature": t["signature"], "summary": t["summary"], "score": round(score, 3)}
+        for score, name, t in scored[: max(0, limit)]
+    ]
+
+
+def describe(tool: str) -> str:
+    """The stub source of ``'server.tool'`` (signature, types and docstring), as the model should call it."""
+    module, _, name = tool.partition(".")
+    for s in _index().get("servers", []):
+        if module in (s["name"], s["module"]):
+            for t in s["tools"]:
+                if name in (t["python_name"], t["name"]):
+                    path = os.path.join(STUBS_DIR, s["module"], t["python_name"] + ".py")
+                    try:
+                        with open(path, encoding="utf-8") as fh:
+                            source = fh.read()
+                    except OSError:
+                        return f"def {t['signature']}:\n    {t.get('description', '')!r}"
+                    body = source.split("from codemode_runtime import call as _call", 1)[-1].strip()
+                    return f"# from stubs import {s['module']}\n{body}"
+            raise LookupError(f"no tool {name!r} on server {module!r}; see list_tools({module!r})")
+    raise LookupError(f"no server {module!r}; see list_servers()")
+
+
+__all__ = ["describe", "list_servers", "list_tools", "search_tools"]
