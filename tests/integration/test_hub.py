@@ -40,7 +40,10 @@ async def test_bad_servers_degrade_and_are_named(fragile_server: dict[str, Any])
     cfg = _cfg(
         {
             "missing": {"command": "definitely-not-a-command-xyz"},
-            "exits": {"command": sys.executable, "args": ["-c", "import sys; print('bye', file=sys.stderr); sys.exit(3)"]},
+            "exits": {
+                "command": sys.executable,
+                "args": ["-c", "import sys; print('bye', file=sys.stderr); sys.exit(3)"],
+            },
             "hangs": {"command": sys.executable, "args": ["-c", "import time; time.sleep(60)"], "start_timeout_s": 1.5},
             "good": fragile_server,
         }
@@ -53,7 +56,7 @@ async def test_bad_servers_degrade_and_are_named(fragile_server: dict[str, Any])
         assert status["good"].state == "ready"
         result = await hub.call_tool(ToolRef("good", "echo"), {"text": "still here"})
         assert result.content[0].text == "still here"  # type: ignore[union-attr]
-        with pytest.raises(UpstreamError, match="^missing: command not found"):
+        with pytest.raises(UpstreamError, match=r"^missing: command not found"):
             await hub.call_tool(ToolRef("missing", "x"), {})
         with pytest.raises(UpstreamError, match="unknown server"):
             await hub.call_tool(ToolRef("nobody", "x"), {})
