@@ -1,0 +1,194 @@
+"""The session loop inside the sandbox: ask the host for code, run it, send back what happened.
+
+Like a notebook kernel: one namespace lives for the whole session, so variables, imports and functions
+defined by one execution are there for the next. The value of a final expression is returned (and kept
+as ``_``), stdout/stderr are captured up to a cap, and a failing program comes back with a traceback that
+shows the user's code and the stubs or skills it called, not this loop.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+from codemode_runtime import transport
+
+CodeCompiler = Callable[[Any, str, str], types.CodeType]
+"""``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
+
+
+class OutputLimitExceeded(BaseException):
+    """Raised inside the program when it prints more than the cap.
+
+    A ``BaseException``, so ``except Exception`` in user code does not swallow it and loop on.
+    """
+
+
+class _CappedWriter(io.TextIOBase):
+    def __init__(self, name: str, cap: int) -> None:
+        self.name = name
+        self.cap = cap
+        self.parts: list[str] = []
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self.cap - self.size
+        if len(text) > room:
+            self.parts.append(text[: max(room, 0)])
+            self.size = self.cap
+            raise OutputLimitExceeded(f"the program wrote more than {self.cap:,} characters to {self.name}")
+        self.parts.append(text)
+        self.size += len(text)
+        return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+def mount(name: str, path: str) -> None:
+    """Make the directory ``path`` importable as package ``name`` (``stubs``, ``skills``)."""
+    import importlib.util
+
+    init = os.path.join(path, "__init__.py")
+    if os.path.exists(init):
+        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[path])
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    elif os.path.isdir(path):
+        module = types.ModuleType(name)
+        module.__path__ = [path]
+        sys.modules[name] = module
+
+
+def _user_frames(tb: types.TracebackType | None, filename_prefix: str) -> types.TracebackType | None:
+    # Drop this loop's own frames: the traceback starts at the first frame of the user's program.
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(filename_prefix):
+        tb = tb.tb_next
+    return tb
+
+
+class Session:
+    """One interpreter's worth of state and the logic to run a snippet in it."""
+
+    def __init__(self, compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = None) -> None:
+        self.compiler = compiler
+        self.namespace: dict[str, Any] = namespace if namespace is not None else {"__name__": "__main__"}
+        self.counter = 0
+
+    def run(self, code: str, output_cap: int) -> dict[str, Any]:
+        """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error."""
+        self.counter += 1
+        filename = f"<execution-{self.counter}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        stdout, stderr = _CappedWriter("stdout", output_cap), _CappedWriter("stderr", output_cap)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = stdout, stderr
+        result: dict[str, Any] = {"value": None, "has_value": False, "value_repr": None, "error": None}
+        try:
+            value = self._execute(code, filename)
+            if value is not None:
+                self.namespace["_"] = value
+                result.update(_encode_value(value))
+        except BaseException as exc:  # the program's failure is data, reported to the host
+            result["error"] = _describe_error(exc, "<execution-")
+        finally:
+            sys.stdout, sys.stderr = saved
+        result["stdout"] = stdout.getvalue()
+        result["stderr"] = stderr.getvalue()
+        return result
+
+    def _execute(self, code: str, filename: str) -> Any:
+        tree = ast.parse(code, filename, "exec")
+        last: ast.expr | None = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body[-1].value
+            del tree.body[-1]
+        if tree.body:
+            exec(self.compiler(tree, filename, "exec"), self.namespace)
+        if last is None:
+            return None
+        return eval(self.compiler(ast.Expression(last), filename, "eval"), self.namespace)
+
+
+def _encode_value(value: Any) -> dict[str, Any]:
+    shown = repr(value)
+    if len(shown) > 100_000:
+        shown = shown[:100_000] + "…"
+    try:
+        data = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        return {"has_value": True, "value": None, "value_repr": shown, "json": False}
+    return {"has_value": True, "value": data, "value_repr": shown, "json": True}
+
+
+def _describe_error(exc: BaseException, filename_prefix: str) -> dict[str, Any]:
+    if isinstance(exc, SyntaxError):
+        lines = traceback.format_exception_only(type(exc), exc)
+    else:
+        tb = _user_frames(exc.__traceback__, filename_prefix)
+        lines = traceback.format_exception(type(exc), exc, tb)
+    message = str(exc)
+    kind = type(exc).__name__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        kind = f"{type(exc).__module__}.{kind}"
+    return {"type": kind, "message": message[:10_000], "traceback": "".join(lines)[-20_000:]}
+
+
+def serve(compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = None) -> None:
+    """Run the session loop until the host says to stop."""
+    session = Session(compiler, namespace)
+    message: dict[str, Any] = {"op": "next", "ready": True}
+    while True:
+        reply = transport.request(message)
+        if reply.get("op") != "run":
+            return
+        try:
+            result = session.run(str(reply.get("code", "")), int(reply.get("output_cap", 1_000_000)))
+        except BaseException as exc:  # never let the loop die on a bad snippet
+            result = {"error": _describe_error(exc, ""), "stdout": "", "stderr": ""}
+        message = {"op": "next", "result": result}
+
+
+def boot() -> None:
+    """Entry point under WASM: mount the packages, pre-import what programs use, then serve."""
+    sys.setrecursionlimit(int(os.environ.get("CODEMODE_RECURSION_LIMIT", "600")))
+    try:
+        os.chdir("/scratch")
+    except OSError:
+        pass
+    mount("stubs", "/stubs")
+    mount("skills", "/skills")
+    # Pre-import the stdlib modules programs reach for, so the first execution does not pay for them.
+    import collections  # noqa: F401
+    import datetime  # noqa: F401
+    import itertools  # noqa: F401
+    import math  # noqa: F401
+    import re  # noqa: F401
+    import statistics  # noqa: F401
+
+    import codemode_runtime
+
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    for name in ("ToolError", "describe", "list_servers", "list_tools", "search_tools"):
+        namespace[name] = getattr(codemode_runtime, name)
+    serve(compile, namespace)

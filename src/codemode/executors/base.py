@@ -1,0 +1,111 @@
+"""What every executor promises: ``run(code, session)`` → :class:`RunResult`, with the same limits."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mcp_types as types
+
+from codemode.hub.models import ToolRef
+
+ToolHandler = Callable[[ToolRef, dict[str, Any]], Awaitable[types.CallToolResult]]
+"""How an executor reaches the real tools (the engine passes the hub's ``call_tool``)."""
+
+KnownTools = Callable[[], set[ToolRef]]
+"""The tools a program may call right now."""
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-execution limits. Every breach ends the execution with a specific error."""
+
+    wall_s: float = 30.0
+    """Wall-clock time, tool calls included."""
+    memory_bytes: int = 256 * 1024 * 1024
+    """Guest memory (the WASM linear memory; address space of the RestrictedPython child)."""
+    fuel: int = 40_000_000_000
+    """WASM CPU budget in fuel units (≈ instructions; ``print(1)`` costs ~1 M on a warm session)."""
+    output_chars: int = 2_000_000
+    """stdout and stderr, each. Past it the program is stopped (the engine renders far less)."""
+    max_tool_calls: int = 200
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Size of one tool call's arguments as JSON."""
+    max_result_bytes: int = 32 * 1024 * 1024
+    """Size of one tool result handed to the guest."""
+
+
+@dataclass(frozen=True)
+class RunError:
+    """Why an execution failed: the exception type, its message and a traceback of the user's code."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """One tool call made by a program, as the host saw it."""
+
+    server: str
+    tool: str
+    args_bytes: int
+    duration_s: float
+    ok: bool
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    """Everything an execution produced."""
+
+    ok: bool
+    stdout: str = ""
+    stderr: str = ""
+    value: Any = None
+    """The final expression's value as JSON data (``None`` when it had none or is not JSON)."""
+    value_repr: str | None = None
+    """``repr`` of the final expression's value; ``None`` when the program did not end in an expression."""
+    value_is_json: bool = False
+    error: RunError | None = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    duration_s: float = 0.0
+    instance_lost: bool = False
+    """The interpreter was killed (timeout, trap, crash): the session's state is gone."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``codemode run --json``, the audit log, the benchmarks)."""
+        return asdict(self)
+
+
+class Executor(abc.ABC):
+    """Runs Python for sessions. Subclasses are async context managers that own their interpreters."""
+
+    kind: str
+
+    @abc.abstractmethod
+    async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
+        """Run ``code`` in ``session``'s interpreter (created on first use). Never raises for bad code."""
+
+    @abc.abstractmethod
+    async def close_session(self, session: str) -> None:
+        """Drop a session's interpreter and its scratch directory."""
+
+    @abc.abstractmethod
+    def sessions(self) -> list[str]:
+        """Sessions with a live interpreter."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop every interpreter."""
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

