@@ -1,22 +1,72 @@
-"""Shared test fixtures: only asyncio as the anyio backend, paths of the repo."""
+"""Shared test fixtures: asyncio as the anyio backend, a private state dir, the demo servers + stubs."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from codemode.compiler import compile_to_dir
+from codemode.config import demo_config
+from codemode.executors import Executor, ExecutorKind, Limits, create_executor
+from codemode.hub import Hub
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Audit logs, scratch and compiled stubs go to a temp dir; the compiled WASM module cache stays shared.
+    os.environ["CODEMODE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
 
 
 @pytest.fixture
 def fragile_server() -> dict[str, object]:
     """Config entry for the misbehaving test server."""
     return {"command": sys.executable, "args": [str(FIXTURES / "servers" / "fragile.py")]}
+
+
+@dataclass
+class Sandbox:
+    """The bundled demo servers, their compiled stubs, and a way to make executors over them."""
+
+    hub: Hub
+    root: Path
+
+    @property
+    def stubs_dir(self) -> Path:
+        return self.root / "stubs"
+
+    def executor(self, kind: ExecutorKind = "wasm", limits: Limits | None = None, pool_size: int = 1) -> Executor:
+        """A new executor (use with ``async with``) whose tool calls go to the real demo servers."""
+        hub = self.hub
+        return create_executor(
+            kind,
+            stubs_dir=self.stubs_dir,
+            skills_dir=self.root / "skills",
+            scratch_root=self.root / f"scratch-{kind}",
+            tool_handler=hub.call_tool,
+            known_tools=lambda: {spec.ref for specs in hub.tools().values() for spec in specs},
+            limits=limits,
+            pool_size=pool_size,
+        )
+
+
+@pytest.fixture(scope="module")
+async def demo_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
+    """Demo servers started for real, stubs compiled into a temp dir (one per test module)."""
+    root = tmp_path_factory.mktemp("sandbox")
+    async with Hub(demo_config()) as hub:
+        compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
+        (root / "skills").mkdir()
+        yield Sandbox(hub, root)

@@ -25,6 +25,9 @@ CodeCompiler = Callable[[Any, str, str], types.CodeType]
 """``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
 
 
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 class OutputLimitExceeded(BaseException):
     """Raised inside the program when it prints more than the cap.
 
@@ -146,7 +149,12 @@ def _describe_error(exc: BaseException, filename_prefix: str) -> dict[str, Any]:
         lines = traceback.format_exception_only(type(exc), exc)
     else:
         tb = _user_frames(exc.__traceback__, filename_prefix)
-        lines = traceback.format_exception(type(exc), exc, tb)
+        summary = traceback.extract_tb(tb)
+        # The runtime's own frames at the bottom (the bridge client raising ToolError) are noise too.
+        while len(summary) > 1 and os.path.dirname(summary[-1].filename) == _RUNTIME_DIR:
+            summary.pop()
+        lines = ["Traceback (most recent call last):\n", *summary.format()] if summary else []
+        lines += traceback.format_exception_only(type(exc), exc)
     message = str(exc)
     kind = type(exc).__name__
     if type(exc).__module__ not in ("builtins", "__main__"):

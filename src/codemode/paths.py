@@ -18,6 +18,13 @@ def state_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "codemode"
 
 
+def cache_dir() -> Path:
+    """Machine-wide caches shared by every state dir (the compiled WASM module): ``$CODEMODE_CACHE_DIR``,
+    default ``~/.cache/codemode``."""
+    env = os.environ.get("CODEMODE_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "codemode"
+
+
 def source_checkout() -> Path | None:
     """The repository root when codemode runs from a source checkout, else None."""
     root = _SRC_ROOT

