@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -106,6 +108,160 @@ def _summary(text: str, width: int = 80) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def _progress(message: str) -> None:
+    print(f"codemode: {message}", file=sys.stderr, flush=True)
+
+
+@_command("compile")
+def _compile(args: argparse.Namespace) -> int:
+    from codemode.compiler import compile_to_dir
+    from codemode.paths import stubs_dir_for
+
+    config = _config(args)
+    out = Path(args.out) if args.out else stubs_dir_for(config)
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        async with Hub(config) as hub:
+            report = await anyio.to_thread.run_sync(lambda: compile_to_dir(hub.tools(), out, summaries=hub.summaries()))
+            return report, [s.to_json() for s in hub.status()]
+
+    report, status = anyio.run(go)
+    failed = [s for s in status if s["state"] not in ("ready", "disabled")]
+    if args.json:
+        _print_json({"out": str(out), **report.to_json(), "servers": status})
+    else:
+        print(f"{out}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.deleted)} deleted")
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        for s in failed:
+            print(f"warning: server {s['name']} not compiled: {s['error']}", file=sys.stderr)
+    return EXIT_FAULT if failed else EXIT_OK
+
+
+def _read_program(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+@_command("run")
+def _run(args: argparse.Namespace) -> int:
+    from codemode.engine import Engine
+
+    config = _config(args)
+    code = _read_program(args.file)
+
+    async def go() -> Any:
+        async with Engine(config, executor=args.executor, progress=_progress) as engine:
+            return await engine.execute(code, session="cli")
+
+    outcome = anyio.run(go)
+    if args.json:
+        result = outcome.result
+        _print_json({"id": outcome.id, "ok": not outcome.is_error, "text": outcome.text,
+                     "result": result.to_json() if result is not None else None})  # fmt: skip
+    elif outcome.text:
+        print(outcome.text, file=sys.stderr if outcome.is_error else sys.stdout)
+    return EXIT_FAILED if outcome.is_error else EXIT_OK
+
+
+def _parse_http(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"--http: expected [HOST:]PORT, got {value!r}") from None
+    return host or "127.0.0.1", number
+
+
+@_command("serve")
+def _serve(args: argparse.Namespace) -> int:
+    from codemode.engine import Engine
+    from codemode.front import build_server
+
+    config = _config(args)
+    http = _parse_http(args.http) if args.http else None
+
+    async def go() -> None:
+        async with Engine(config, executor=args.executor, progress=_progress) as engine:
+            server = build_server(engine)
+            if http is None:
+                await server.run_stdio_async()
+            else:
+                _progress(f"serving streamable HTTP on http://{http[0]}:{http[1]}/mcp")
+                await server.run_streamable_http_async(host=http[0], port=http[1])
+
+    anyio.run(go)
+    return EXIT_OK
+
+
+@_command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from codemode.demo.walkthrough import run_demo
+
+    return anyio.run(run_demo, args.executor)
+
+
+@_command("history")
+def _history(args: argparse.Namespace) -> int:
+    from codemode.audit import AuditLog
+    from codemode.engine import audit_path
+
+    entries = AuditLog(audit_path(_config(args))).recent(args.n)
+    if args.json:
+        _print_json([e.to_json() for e in entries])
+        return EXIT_OK
+    rows = [
+        [
+            e.id,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)),
+            e.session[:16],
+            "ok" if e.ok else "error",
+            f"{e.duration_s * 1000:.0f} ms",
+            str(len(e.tool_calls)),
+            _summary(e.code.replace("\n", "; "), 50),
+        ]
+        for e in entries
+    ]
+    print(_table(rows, ["ID", "TIME", "SESSION", "RESULT", "DURATION", "CALLS", "CODE"]))
+    return EXIT_OK
+
+
+@_command("replay")
+def _replay(args: argparse.Namespace) -> int:
+    import difflib
+
+    from codemode.audit import AuditLog
+    from codemode.engine import Engine, audit_path
+
+    config = _config(args)
+    log = AuditLog(audit_path(config))
+    entry = log.find(args.id)
+    if entry is None:
+        raise ConfigError(f"{log.path}: no single execution with id {args.id!r} (see codemode history)")
+    if entry.to_json().get("code_truncated"):
+        raise ConfigError(f"execution {entry.id}: its code was too long to be stored whole; cannot replay")
+
+    async def go() -> Any:
+        async with Engine(config, executor=args.executor or entry.executor, progress=_progress) as engine:  # type: ignore[arg-type]
+            return await engine.execute(entry.code, session=f"replay-{entry.id}")
+
+    outcome = anyio.run(go)
+    result = outcome.result
+    before = [*(f"call {c.server}.{c.tool}" for c in entry.tool_calls), *entry.output.splitlines()]
+    calls = result.tool_calls if result is not None else []
+    after = [*(f"call {c.server}.{c.tool}" for c in calls), *outcome.text.splitlines()]
+    print(f"replayed {entry.id} as {outcome.id} ({'error' if outcome.is_error else 'ok'})")
+    diff = list(difflib.unified_diff(before, after, f"recorded {entry.id}", f"replayed {outcome.id}", lineterm=""))
+    print("\n".join(diff) if diff else "same tool calls and output as recorded")
+    return EXIT_OK if not diff else EXIT_FAILED
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -128,12 +284,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tools", "list upstream tools")
     p.add_argument("--server", metavar="S", help="only this server")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    for extra in _EXTRA_PARSERS:
-        extra(sub, add)
+    p = add("compile", "compile upstream tool schemas into typed Python stubs (incremental)")
+    p.add_argument("--out", metavar="DIR", help="stubs directory (default: the config's stubs directory)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p = add("run", "run a Python program in the sandbox against the configured servers")
+    p.add_argument("file", metavar="FILE|-", help="program file, or - for standard input")
+    p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p = add("serve", "serve the execute_python MCP tool (stdio by default)")
+    p.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP instead (default host 127.0.0.1)")
+    p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
+    p = add("demo", "walk through the whole loop on the bundled demo servers")
+    p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
+    p = add("history", "show recent executions from the audit log")
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("replay", "re-run an execution from the audit log against live servers and show the difference")
+    p.add_argument("id", help="execution id (a unique prefix is enough)")
+    p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: as recorded)")
     return parser
-
-
-_EXTRA_PARSERS: list[Callable[[Any, Callable[[str, str], argparse.ArgumentParser]], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -268,6 +268,30 @@ def _host_poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count:
     return 0
 
 
+_U64 = struct.Struct("<Q")
+
+
+def _host_clock_time_get(caller: wasmtime.Caller, clock_id: int, precision: int, time_ptr: int) -> int:
+    # Served here so that poll_oneoff's absolute deadlines and the guest's clocks share one time base.
+    memory = caller.get("memory")
+    if not isinstance(memory, wasmtime.Memory):
+        return _ERRNO_INVAL
+    clocks = {0: time.time_ns, 1: time.monotonic_ns, 2: time.thread_time_ns, 3: time.thread_time_ns}
+    clock = clocks.get(clock_id)
+    if clock is None:
+        return _ERRNO_INVAL
+    try:
+        memory.write(caller, _U64.pack(clock()), time_ptr)
+    except BaseException:
+        return _ERRNO_IO
+    return 0
+
+
+def _clock_type() -> wasmtime.FuncType:
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+    return wasmtime.FuncType([i32, i64, i32], [i32])
+
+
 def _poll_type() -> wasmtime.FuncType:
     i32 = wasmtime.ValType.i32()
     return wasmtime.FuncType([i32, i32, i32, i32], [i32])
@@ -353,6 +377,9 @@ class _Instance:
             linker.define_func("wasi_snapshot_preview1", "fd_pread", _pwrite_type(), _host_pread, access_caller=True)
             linker.define_func(
                 "wasi_snapshot_preview1", "poll_oneoff", _poll_type(), _host_poll_oneoff, access_caller=True
+            )
+            linker.define_func(
+                "wasi_snapshot_preview1", "clock_time_get", _clock_type(), _host_clock_time_get, access_caller=True
             )
             store = wasmtime.Store(self.engine)
             store.set_limits(memory_size=self.executor.limits.memory_bytes)
