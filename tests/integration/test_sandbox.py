@@ -38,7 +38,8 @@ async def test_nested_typed_input_creates_a_real_order(demo_sandbox: Sandbox) ->
             "from stubs import inventory\n"
             "order = inventory.create_order(\n"
             "    customer={'name': 'Ada', 'email': 'ada@example.com',\n"
-            "              'address': {'street': '1 Loop', 'city': 'Paris', 'postal_code': '75001', 'country': 'FR'}},\n"
+            "              'address': {'street': '1 Loop', 'city': 'Paris',\n"
+            "                          'postal_code': '75001', 'country': 'FR'}},\n"
             "    items=[{'sku': 'KIT-00002', 'quantity': 1}], shipping='express')\n"
             "inventory.get_order(order_id=order['order_id'])['order_id'] == order['order_id']"
         )
@@ -96,7 +97,8 @@ async def test_session_state_persists_and_sessions_are_isolated(demo_sandbox: Sa
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         result = await ex.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n{'a': [1, 2]}")
-        assert (result.stdout, result.stderr, result.value, result.value_is_json) == ("out\n", "err\n", {"a": [1, 2]}, True)
+        assert (result.stdout, result.stderr) == ("out\n", "err\n")
+        assert (result.value, result.value_is_json) == ({"a": [1, 2]}, True)
         opaque = await ex.run("object()")
         assert opaque.ok and not opaque.value_is_json and opaque.value_repr is not None
         assert opaque.value_repr.startswith("<object object")
