@@ -1,0 +1,103 @@
+"""``codemode demo``: the whole loop on the bundled demo servers, explained as it runs.
+
+1. start the two demo servers and compile their tools into typed stubs (shows the tree and one stub);
+2. run one program in the WASM sandbox that calls both servers;
+3. show the token bill: direct tool calling vs code mode, counted with the o200k_base encoding (a proxy).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from codemode.config import demo_config
+from codemode.engine import Engine
+
+PROGRAM = '''\
+from stubs import inventory, notes
+
+# Which SKUs do our restock notes mention, and which of them are low?
+hits = notes.search_notes(query="restock", tags=["restock"])["hits"]
+skus = sorted({sku for hit in hits for sku in notes.get_note(note_id=hit["id"])["meta"]["related_skus"]})
+report = inventory.check_stock(skus=skus)
+low = [level for level in report["levels"] if level["low"]]
+for level in low:
+    print(f"{level['sku']}: {level['stock']} left in {level['warehouse']}")
+f"{len(low)} of {len(skus)} SKUs from {len(hits)} notes need restocking"
+'''
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _step(number: int, title: str) -> None:
+    _say()
+    _say(f"── {number}. {title} " + "─" * max(0, 66 - len(title)))
+
+
+def _tree(root: Path, limit: int = 14) -> list[str]:
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py"))
+    shown = files[:limit]
+    lines = [f"  stubs/{f}" for f in shown]
+    if len(files) > limit:
+        lines.append(f"  … and {len(files) - limit} more")
+    return lines
+
+
+async def run_demo(executor: str | None = None) -> int:
+    """Run the walkthrough; returns an exit code."""
+    config = demo_config()
+
+    def progress(message: str) -> None:
+        print(f"   · {message}", file=sys.stderr, flush=True)
+
+    _say("codemode demo — one MCP tool, execute_python, in place of every upstream tool")
+    async with Engine(config, executor=executor, progress=progress) as engine:  # type: ignore[arg-type]
+        assert engine.hub is not None
+        tools = engine.hub.tools()
+        _step(1, "Upstream servers and the stubs compiled from them")
+        for status in engine.hub.status():
+            _say(f"  {status.name:<10} {status.state:<6} {status.tool_count} tools  {status.instructions or ''}")
+        _say(f"  stub package: {engine.stubs_dir}")
+        for line in _tree(engine.stubs_dir):
+            _say(line)
+        stub = engine.stubs_dir / "inventory" / "check_stock.py"
+        if stub.is_file():
+            _say("\n  inventory/check_stock.py:")
+            body = stub.read_text(encoding="utf-8").split("\n\n\n", 1)[-1]
+            _say(textwrap.indent(body.strip(), "    │ "))
+
+        _step(2, "A program, run in the sandbox, that calls both servers")
+        _say(textwrap.indent(PROGRAM.rstrip(), "    │ "))
+        outcome = await engine.execute(PROGRAM, session="demo")
+        _say("\n  result:")
+        _say(textwrap.indent(outcome.text, "    » "))
+        if outcome.result is not None:
+            calls = ", ".join(f"{c.server}.{c.tool}" for c in outcome.result.tool_calls)
+            _say(f"  {len(outcome.result.tool_calls)} tool calls in {outcome.result.duration_s * 1000:.0f} ms: {calls}")
+        if outcome.is_error:
+            return 1
+
+        _step(3, "What the model's context would have held")
+        try:
+            from codemode.tokens import count_tokens
+        except ImportError:
+            _say("  (install the 'bench' extra for token counts)")
+            return 0
+        from codemode.front import tool_description
+
+        definitions = json.dumps([spec.to_json() for specs in tools.values() for spec in specs])
+        intermediates = ""
+        if outcome.result is not None:
+            intermediates = "".join(json.dumps(c.result_preview) for c in outcome.result.tool_calls)  # type: ignore[attr-defined]
+        direct = count_tokens(definitions) + count_tokens(intermediates)
+        code_mode = count_tokens(tool_description(engine.index)) + count_tokens(PROGRAM) + count_tokens(outcome.text)
+        _say(f"  direct tool calling: {direct:>6,} tokens (every definition + every intermediate result)")
+        _say(f"  code mode:           {code_mode:>6,} tokens (one tool description + the program + its output)")
+        _say("  counts are o200k_base proxies; `codemode bench` measures real catalogs and workflows")
+    _say()
+    _say("Next: `codemode serve` is what an MCP client runs; see README for the mcpServers entry.")
+    return 0

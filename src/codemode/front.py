@@ -1,0 +1,137 @@
+"""The MCP front: ``codemode serve`` exposes one tool, ``execute_python``, over stdio or streamable HTTP.
+
+Two error channels: whatever the model's code caused (an exception, a tool error, a quota, a timeout, the
+output cap) comes back as an ``execute_python`` result with ``isError``; only codemode's own faults become
+protocol errors. The stubs are also offered as resources (``stubs://<server>/<tool>``), one per tool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.resources import FunctionResource
+
+from codemode.engine import Engine
+
+MAX_CODE_CHARS = 1_000_000
+"""Programs longer than this are refused before they reach the sandbox."""
+
+TOOL_NAME = "execute_python"
+
+
+def tool_description(index: dict[str, Any]) -> str:
+    """The ``execute_python`` description: what it does, one line per server, how to discover tools.
+
+    It does not list tools, so it stays small however many upstream tools there are.
+    """
+    lines = [
+        "Run a Python 3.12 program in a sandbox (no network, no host files) and return what it prints plus "
+        "the value of its last expression. Variables, imports and functions persist between calls.",
+        "Upstream tools are typed functions: `from stubs import <server>` then "
+        "`<server>.<tool>(arg=...)` (keyword-only arguments; results are dicts/lists).",
+        "Discover: `list_servers()`, `search_tools('query')`, `describe('server.tool')` (signature + docs); "
+        "the stub sources are files under /stubs. A failing tool raises ToolError(server, tool, message).",
+        "Print only what you need: intermediate data stays in the sandbox. Long output is cut; the full "
+        "text is kept in /scratch/outputs/.",
+        "Servers:",
+    ]
+    for server in index.get("servers", []):
+        summary = (server.get("summary") or "").strip().splitlines()[0:1]
+        lines.append(
+            f"- {server['module']}: {server['tool_count']} tools" + (f" — {summary[0][:100]}" if summary else "")
+        )
+    if not index.get("servers"):
+        lines.append("- (none connected)")
+    return "\n".join(lines)
+
+
+def session_key(ctx: Context[Any, Any] | None, requested: str | None = None) -> str:
+    """The sandbox session for a call: the ``session`` the model named, else one per client connection.
+
+    A connection is the stdio pipe or a stateful HTTP session (``mcp-session-id``). Sessionless HTTP
+    (protocol 2026-07-28) carries no client identity at all, so those calls share one session unless
+    the model names its own. (The SDK builds a new ``ServerSession`` wrapper per request, so only the
+    connection object is stable.)
+    """
+    if requested:
+        return "named-" + requested
+    if ctx is None:
+        return "default"
+    try:
+        headers = ctx.headers
+    except (AttributeError, LookupError, ValueError):
+        headers = None
+    if headers and headers.get("mcp-session-id"):
+        return "http-" + hashlib.sha256(headers["mcp-session-id"].encode()).hexdigest()[:16]
+    try:
+        connection = ctx.connection
+    except Exception:  # no connection object: sessionless HTTP
+        return "http-shared" if headers is not None else "default"
+    sid = getattr(connection, "session_id", None)
+    if sid:
+        return "http-" + hashlib.sha256(str(sid).encode()).hexdigest()[:16]
+    return f"conn-{id(connection):x}"
+
+
+def build_server(engine: Engine) -> MCPServer:
+    """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered)."""
+    server: MCPServer = MCPServer(
+        "codemode",
+        instructions="Call execute_python with a Python program; `from stubs import <server>` to use tools.",
+        version="0.1.0",
+    )
+
+    async def execute_python(code: str, ctx: Context[Any, Any], session: str | None = None) -> types.CallToolResult:
+        """Run a Python program in the sandbox.
+
+        Args:
+            code: The program. Its stdout and the value of its last expression are returned.
+            session: Optional name of an interpreter to use; calls with the same name share variables.
+                Omit it to use this connection's own interpreter.
+        """
+        if not code.strip():
+            return _error("empty program: send Python source in `code`")
+        if len(code) > MAX_CODE_CHARS:
+            return _error(f"program too long: {len(code):,} characters (limit {MAX_CODE_CHARS:,})")
+        if "\x00" in code:
+            return _error("program contains a NUL character")
+        outcome = await engine.execute(code, session=session_key(ctx, session))
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=outcome.text or "(no output)")], is_error=outcome.is_error
+        )
+
+    server.add_tool(
+        execute_python,
+        name=TOOL_NAME,
+        description=tool_description(engine.index),
+        annotations=types.ToolAnnotations(title="Run Python with tool access", open_world_hint=True),
+    )
+    _add_stub_resources(server, engine.stubs_dir, engine.index)
+    return server
+
+
+def _add_stub_resources(server: MCPServer, stubs_dir: Path, index: dict[str, Any]) -> None:
+    for srv in index.get("servers", []):
+        for tool in srv.get("tools", []):
+            path = stubs_dir / srv["module"] / f"{tool['python_name']}.py"
+
+            def read(path: Path = path) -> str:
+                return path.read_text(encoding="utf-8")
+
+            server.add_resource(
+                FunctionResource(
+                    uri=f"stubs://{srv['module']}/{tool['python_name']}",
+                    name=f"{srv['module']}.{tool['python_name']}",
+                    description=(tool.get("summary") or "")[:200],
+                    mime_type="text/x-python",
+                    fn=read,
+                )
+            )
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
