@@ -84,6 +84,8 @@ class Engine:
         self._progress = progress or (lambda _msg: None)
         self._rate = RateLimiter(config.settings.executions_per_minute)
         self._sessions: dict[str, _Session] = {}
+        self.tool_observers: list[Callable[[ToolRef, dict[str, Any], types.CallToolResult], None]] = []
+        """Called with every tool call a program makes (the demo and benchmarks count what a model would see)."""
         self._stack: AsyncExitStack | None = None
         self.hub: Hub | None = None
         self.executor: Executor | None = None
@@ -152,7 +154,10 @@ class Engine:
 
     async def _call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
         assert self.hub is not None
-        return await self.hub.call_tool(ref, args)
+        result = await self.hub.call_tool(ref, args)
+        for observe in self.tool_observers:
+            observe(ref, args, result)
+        return result
 
     # -- executions ----------------------------------------------------------------------------
 

@@ -72,6 +72,12 @@ async def run_demo(executor: str | None = None) -> int:
 
         _step(2, "A program, run in the sandbox, that calls both servers")
         _say(textwrap.indent(PROGRAM.rstrip(), "    │ "))
+        seen: list[str] = []
+        engine.tool_observers.append(
+            lambda ref, args, result: seen.append(
+                json.dumps(args) + result.model_dump_json(by_alias=True, exclude_none=True)
+            )
+        )
         outcome = await engine.execute(PROGRAM, session="demo")
         _say("\n  result:")
         _say(textwrap.indent(outcome.text, "    » "))
@@ -90,9 +96,7 @@ async def run_demo(executor: str | None = None) -> int:
         from codemode.front import tool_description
 
         definitions = json.dumps([spec.to_json() for specs in tools.values() for spec in specs])
-        intermediates = ""
-        if outcome.result is not None:
-            intermediates = "".join(json.dumps(c.result_preview) for c in outcome.result.tool_calls)  # type: ignore[attr-defined]
+        intermediates = "".join(seen)
         direct = count_tokens(definitions) + count_tokens(intermediates)
         code_mode = count_tokens(tool_description(engine.index)) + count_tokens(PROGRAM) + count_tokens(outcome.text)
         _say(f"  direct tool calling: {direct:>6,} tokens (every definition + every intermediate result)")
