@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import io
-import json
 import linecache
 import os
 import sys
@@ -134,14 +133,30 @@ class Session:
 
 
 def _encode_value(value: Any) -> dict[str, Any]:
+    # JSON data travels as itself (the frame encoder checks it); anything else as its repr.
+    if _is_json(value, 0):
+        return {"has_value": True, "value": value, "value_repr": None, "json": True}
     shown = repr(value)
     if len(shown) > 100_000:
         shown = shown[:100_000] + "…"
-    try:
-        data = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-    except (TypeError, ValueError, RecursionError):
-        return {"has_value": True, "value": None, "value_repr": shown, "json": False}
-    return {"has_value": True, "value": data, "value_repr": shown, "json": True}
+    return {"has_value": True, "value": None, "value_repr": shown, "json": False}
+
+
+def _is_json(value: Any, depth: int) -> bool:
+    # Exact types only (a str subclass or a namedtuple would lose what makes it special); plain tuples
+    # are so common as a final expression that they travel as JSON arrays.
+    kind = type(value)
+    if kind in (str, int, bool) or value is None:
+        return True
+    if kind is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    if depth > 100:
+        return False
+    if kind is list or kind is tuple:
+        return all(_is_json(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _describe_error(exc: BaseException, filename_prefix: str) -> dict[str, Any]:

@@ -89,7 +89,7 @@ class Settings(BaseModel):
     memory_mb: int = Field(default=256, gt=16)
     output_chars: int = Field(default=20_000, gt=100)
     max_tool_calls: int = Field(default=200, ge=0)
-    executions_per_minute: int = Field(default=120, ge=1)
+    executions_per_minute: int = Field(default=1000, ge=1)
     session_idle_s: float = Field(default=1800.0, gt=0)
     audit_log: str | None = None
 

@@ -198,7 +198,7 @@ class Engine:
             output=text,
             config=self.config.source,
         )
-        await anyio.to_thread.run_sync(self.audit.append, entry)
+        self.audit.append(entry)  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(entry.id, session, text, not result.ok, result, cut_path)
 
     def _denied(self, session: str, code: str, message: str) -> Outcome:
@@ -252,8 +252,8 @@ def render(result: RunResult) -> tuple[str, str]:
         parts.append(result.stdout.rstrip("\n"))
     if result.stderr:
         parts.append("[stderr]\n" + result.stderr.rstrip("\n"))
-    if result.ok and result.value_repr is not None:
-        parts.append(json.dumps(result.value, ensure_ascii=False) if result.value_is_json else result.value_repr)
+    if result.ok and result.has_value:
+        parts.append(json.dumps(result.value, ensure_ascii=False) if result.value_is_json else str(result.value_repr))
     if result.error is not None:
         parts.append(result.error.traceback.rstrip("\n") or f"{result.error.type}: {result.error.message}")
     text = "\n".join(parts)

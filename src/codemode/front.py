@@ -50,12 +50,11 @@ def tool_description(index: dict[str, Any]) -> str:
 
 
 def session_key(ctx: Context[Any, Any] | None, requested: str | None = None) -> str:
-    """The sandbox session for a call: the ``session`` the model named, else one per client connection.
+    """The sandbox session for a call: the ``session`` the model named, else one per client.
 
-    A connection is the stdio pipe or a stateful HTTP session (``mcp-session-id``). Sessionless HTTP
-    (protocol 2026-07-28) carries no client identity at all, so those calls share one session unless
-    the model names its own. (The SDK builds a new ``ServerSession`` wrapper per request, so only the
-    connection object is stable.)
+    Over stdio a process serves exactly one client, so it has one session. Stateful HTTP clients are told
+    apart by ``mcp-session-id``. Sessionless HTTP (protocol 2026-07-28) carries no client identity at all,
+    so those calls share one session unless the model names its own.
     """
     if requested:
         return "named-" + requested
@@ -65,16 +64,12 @@ def session_key(ctx: Context[Any, Any] | None, requested: str | None = None) -> 
         headers = ctx.headers
     except (AttributeError, LookupError, ValueError):
         headers = None
-    if headers and headers.get("mcp-session-id"):
-        return "http-" + hashlib.sha256(headers["mcp-session-id"].encode()).hexdigest()[:16]
-    try:
-        connection = ctx.connection
-    except Exception:  # no connection object: sessionless HTTP
-        return "http-shared" if headers is not None else "default"
-    sid = getattr(connection, "session_id", None)
+    if headers is None:
+        return "default"
+    sid = headers.get("mcp-session-id")
     if sid:
-        return "http-" + hashlib.sha256(str(sid).encode()).hexdigest()[:16]
-    return f"conn-{id(connection):x}"
+        return "http-" + hashlib.sha256(sid.encode()).hexdigest()[:16]
+    return "http-shared"
 
 
 def build_server(engine: Engine) -> MCPServer:

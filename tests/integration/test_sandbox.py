@@ -102,7 +102,7 @@ async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> No
         opaque = await ex.run("object()")
         assert opaque.ok and not opaque.value_is_json and opaque.value_repr is not None
         assert opaque.value_repr.startswith("<object object")
-        assert (await ex.run("x = 1")).value_repr is None
+        assert not (await ex.run("x = 1")).has_value
 
 
 async def test_timeout_kills_the_instance_and_the_session_recovers(demo_sandbox: Sandbox) -> None:

@@ -70,8 +70,10 @@ class RunResult:
     value: Any = None
     """The final expression's value as JSON data (``None`` when it had none or is not JSON)."""
     value_repr: str | None = None
-    """``repr`` of the final expression's value; ``None`` when the program did not end in an expression."""
+    """``repr`` of a final value that is not JSON data (``None`` otherwise)."""
     value_is_json: bool = False
+    has_value: bool = False
+    """The program ended in an expression whose value was not ``None``."""
     error: RunError | None = None
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     duration_s: float = 0.0

@@ -14,12 +14,14 @@ A trap ends the instance; the session gets a fresh one from the pool on its next
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import heapq
 import importlib.metadata
 import itertools
 import logging
+import os
 import queue
 import shutil
 import struct
@@ -320,8 +322,6 @@ class _Instance:
         self.boot_error: str | None = None
         self.dead = False
         self.engine: wasmtime.Engine | None = None
-        self._raw_output: list[bytes] = []
-        self._raw_size = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -414,17 +414,12 @@ class _Instance:
         wasi.preopen_dir(str(self.executor.stubs_dir), "/stubs", fs_mutable=False)
         wasi.preopen_dir(str(self.executor.skills_dir), "/skills", fs_mutable=False)
         wasi.preopen_dir(str(self.scratch), "/scratch", fs_mutable=True)
-        wasi.stdout_custom = self._on_raw_output
-        wasi.stderr_custom = self._on_raw_output
+        # The program's output is captured inside the guest (sys.stdout/sys.stderr). Bytes written straight
+        # to descriptors 1 and 2 are discarded: a Python sink here would be called from wasmtime's own
+        # threads, which aborts the process if it happens while the interpreter shuts down.
+        wasi.stdout_file = os.devnull
+        wasi.stderr_file = os.devnull
         return wasi
-
-    def _on_raw_output(self, data: Any) -> None:
-        # Writes that bypass sys.stdout (os.write(1, ...)); capped so they cannot flood the host.
-        cap = self.job.limits.output_chars if self.job is not None else 100_000
-        if self._raw_size < cap:
-            chunk = bytes(data)[: cap - self._raw_size]
-            self._raw_output.append(chunk)
-            self._raw_size += len(chunk)
 
     def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
         """Handle one frame from the guest (on the instance thread) and return the reply frame."""
@@ -459,8 +454,6 @@ class _Instance:
         with self._lock:
             self.job = job
             self.wake.clear()
-            self._raw_output.clear()
-            self._raw_size = 0
             # Store methods only need a context; the caller's is the one valid inside a host call.
             wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
@@ -476,18 +469,17 @@ class _Instance:
     def _complete(self, job: _Job, payload: Any) -> None:
         with self._lock:
             self.job = None
-        job.result = _parse_result(payload, job, self._drain_raw())
+        job.result = _parse_result(payload, job)
         self._notify(job.done.set)
-
-    def _drain_raw(self) -> str:
-        text = b"".join(self._raw_output).decode("utf-8", "replace")
-        self._raw_output.clear()
-        self._raw_size = 0
-        return text
 
     def _notify(self, setter: Callable[[], None]) -> None:
         with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
-            anyio.from_thread.run_sync(setter, token=self.executor.token)
+            loop = self.executor.asyncio_loop
+            if loop is not None:
+                # Fire and forget: the guest need not wait for the loop to wake (saves a round trip).
+                loop.call_soon_threadsafe(setter)
+            else:
+                anyio.from_thread.run_sync(setter, token=self.executor.token)
 
     def _finish(self, trap: BaseException | None, store: wasmtime.Store | None) -> None:
         with self._lock:
@@ -496,7 +488,6 @@ class _Instance:
         if job is not None:
             job.result = RunResult(
                 ok=False,
-                stdout=self._drain_raw(),
                 error=_trap_error(trap, job, store, self.executor.limits),
                 tool_calls=list(job.ledger.calls),
                 duration_s=time.perf_counter() - job.started,
@@ -549,7 +540,7 @@ def _trap_error(trap: BaseException | None, job: _Job, store: wasmtime.Store | N
     return RunError("SandboxCrashed", f"the interpreter crashed: {text}. {note}")
 
 
-def _parse_result(payload: Any, job: _Job, raw_output: str) -> RunResult:
+def _parse_result(payload: Any, job: _Job) -> RunResult:
     duration = time.perf_counter() - job.started
     if not isinstance(payload, dict):
         malformed = RunError("BridgeError", "the guest sent a malformed result")
@@ -563,16 +554,15 @@ def _parse_result(payload: Any, job: _Job, raw_output: str) -> RunResult:
             str(error_data.get("traceback", "")),
         )
     stdout = str(payload.get("stdout", ""))
-    if raw_output:
-        stdout += raw_output
     has_value = bool(payload.get("has_value"))
     return RunResult(
         ok=error is None,
         stdout=stdout,
         stderr=str(payload.get("stderr", "")),
         value=payload.get("value") if has_value else None,
-        value_repr=str(payload.get("value_repr")) if has_value else None,
+        value_repr=str(payload["value_repr"]) if has_value and payload.get("value_repr") is not None else None,
         value_is_json=bool(payload.get("json")) and has_value,
+        has_value=has_value,
         error=error,
         tool_calls=list(job.ledger.calls),
         duration_s=duration,
@@ -609,6 +599,7 @@ class WasmExecutor(Executor):
         self.bridge = Bridge(tool_handler, known_tools)
         self.progress = progress
         self.token: anyio.lowlevel.EventLoopToken | None = None
+        self.asyncio_loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[str, _Instance] = {}
         self._pool: list[_Instance] = []
         self._all: set[_Instance] = set()
@@ -619,6 +610,8 @@ class WasmExecutor(Executor):
 
     async def __aenter__(self) -> WasmExecutor:
         self.token = anyio.lowlevel.current_token()
+        with contextlib.suppress(RuntimeError):  # not asyncio (e.g. trio): notify through anyio instead
+            self.asyncio_loop = asyncio.get_running_loop()
         for directory in (self.stubs_dir, self.skills_dir, self.scratch_root):
             directory.mkdir(parents=True, exist_ok=True)
         (self.scratch_root / ".pool").mkdir(exist_ok=True)

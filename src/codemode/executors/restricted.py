@@ -1,0 +1,493 @@
+"""RestrictedPython in a resource-limited child process: the executor for hosts where WASM is unwanted.
+
+**This is not the security boundary. WASM is.** The ``wasm`` executor runs programs in CPython compiled to
+WebAssembly, with no host filesystem, environment, sockets or processes. This executor is weaker: each
+session is an ordinary CPython child process running as the same user, with the same view of the
+filesystem as the host, minus what the guards block. What stands between a program and the host is
+
+* RestrictedPython's compile-time checks (no ``_``-prefixed names or attributes, no ``exec``/``eval``)
+  and run-time guards (attribute, item, write and import hooks), extended in
+  :mod:`codemode.executors.restricted_child` (a whitelist ``__import__``, trimmed stdlib modules, no
+  frames, code objects or metaclasses handed out, restricted compilation of skills);
+* OS resource limits set by the child on itself before any user code runs (``RLIMIT_AS``,
+  ``RLIMIT_CPU``, ``RLIMIT_NOFILE``, ``RLIMIT_FSIZE``, ``RLIMIT_CORE``, ``RLIMIT_NPROC``);
+* a minimal environment (no host variables, so no tokens) and the session's scratch directory as cwd;
+* the host's wall clock: the child is killed (SIGKILL) at the deadline.
+
+A bug in RestrictedPython or in the guards is a full escape with the host user's rights. Use it where
+that risk is acceptable (trusted models, throwaway containers), and prefer ``wasm`` everywhere else.
+
+Protocol: the same frames as under WASM (see ``codemode_runtime.transport``), carried over the child's
+stdin/stdout. A ``run`` frame also carries ``cpu_s`` and ``memory_bytes`` for the child's limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+import signal
+import struct
+import sys
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from subprocess import PIPE
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from codemode import paths
+from codemode.bridge import Bridge, FrameError, Ledger, decode_frame, encode_frame
+from codemode.errors import SandboxError
+from codemode.executors.base import (
+    Executor,
+    KnownTools,
+    Limits,
+    Progress,
+    RunError,
+    RunResult,
+    ToolHandler,
+)
+
+log = logging.getLogger(__name__)
+
+CHILD_SCRIPT = Path(__file__).with_name("restricted_child.py")
+"""Run by path: ``-m codemode.executors.restricted_child`` would import the whole ``codemode`` package."""
+_HEADER = struct.Struct(">I")
+_MAX_CHILD_FRAME = 256 * 1024 * 1024
+_BOOT_TIMEOUT_S = 60.0
+_STDERR_TAIL = 16 * 1024
+_LOST = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
+
+
+class _ChildDied(Exception):
+    """The child's channel closed: it exited or was killed."""
+
+
+class _Child:
+    """One child interpreter: its process, its frame channel and the tail of its stderr."""
+
+    def __init__(self, process: anyio.abc.Process, scratch: Path) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self.scratch = scratch
+        self.stdin = process.stdin
+        self.stdout = BufferedByteReceiveStream(process.stdout)
+        self.lock = anyio.Lock()
+        self.dead = False
+        self.killed = False
+        self.stderr_tail: deque[bytes] = deque()
+        self._stderr_size = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def drain_stderr(self) -> None:
+        """Keep the last few KB of stderr (crash diagnostics) so the child never blocks writing it."""
+        stream = self.process.stderr
+        if stream is None:
+            return
+        with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            async for chunk in stream:
+                self.stderr_tail.append(chunk)
+                self._stderr_size += len(chunk)
+                while self._stderr_size > _STDERR_TAIL and len(self.stderr_tail) > 1:
+                    self._stderr_size -= len(self.stderr_tail.popleft())
+
+    def stderr_text(self) -> str:
+        return b"".join(self.stderr_tail).decode("utf-8", "replace")[-_STDERR_TAIL:]
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.send_raw(encode_frame(message))
+
+    async def send_raw(self, frame: bytes) -> None:
+        try:
+            await self.stdin.send(frame)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise _ChildDied(str(exc)) from None
+
+    async def receive(self) -> dict[str, Any]:
+        """The next frame from the child (raises :class:`_ChildDied` at EOF, ``FrameError`` on garbage)."""
+        try:
+            header = await self.stdout.receive_exactly(_HEADER.size)
+            (size,) = _HEADER.unpack(header)
+            if size > _MAX_CHILD_FRAME:
+                raise FrameError(f"frame of {size:,} bytes is over the {_MAX_CHILD_FRAME:,}-byte limit")
+            body = await self.stdout.receive_exactly(size)
+        except (anyio.IncompleteRead, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise _ChildDied("the channel closed") from None
+        return decode_frame(header + body, _MAX_CHILD_FRAME)
+
+    def kill(self) -> None:
+        """SIGKILL the child now (synchronous, so it works inside a cancelled scope)."""
+        self.dead = True
+        if self.process.returncode is None:
+            self.killed = True
+            with contextlib.suppress(ProcessLookupError, OSError):
+                self.process.kill()
+
+    async def reap(self, grace_s: float = 5.0) -> int | None:
+        """Wait for the process to end and close its pipes; kill it if it does not end in time."""
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(grace_s):
+                await self.process.wait()
+            if self.process.returncode is None:
+                self.kill()
+                with anyio.move_on_after(grace_s):
+                    await self.process.wait()
+            with contextlib.suppress(Exception):
+                await self.process.aclose()
+        return self.process.returncode
+
+
+def _crash_error(child: _Child, returncode: int | None, limits: Limits) -> RunError:
+    stderr = child.stderr_text()
+    memory_mb = limits.memory_bytes // (1 << 20)
+    if "MemoryError" in stderr or "Cannot allocate memory" in stderr or "out of memory" in stderr.lower():
+        return RunError(
+            "SandboxMemoryError",
+            f"the interpreter ran out of memory (the {memory_mb} MB memory limit) and died. {_LOST}",
+        )
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        if -returncode == signal.SIGXCPU:
+            return RunError(
+                "SandboxCrashed",
+                f"the interpreter was killed by {name}: it used its CPU-time limit ({limits.wall_s:g} s). {_LOST}",
+            )
+        return RunError("SandboxCrashed", f"the interpreter was killed by {name}. {_LOST}")
+    detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    return RunError(
+        "SandboxCrashed",
+        f"the interpreter exited (status {returncode}){': ' + detail if detail else ''}. {_LOST}",
+    )
+
+
+def _parse_result(payload: Any, ledger: Ledger, started: float) -> RunResult:
+    """The child's result payload as a :class:`RunResult` (same semantics as the WASM executor's)."""
+    duration = time.perf_counter() - started
+    if not isinstance(payload, dict):
+        malformed = RunError("BridgeError", "the child sent a malformed result")
+        return RunResult(ok=False, error=malformed, tool_calls=list(ledger.calls), duration_s=duration)
+    error_data = payload.get("error")
+    error: RunError | None = None
+    if isinstance(error_data, dict):
+        error = RunError(
+            str(error_data.get("type", "Error")),
+            str(error_data.get("message", "")),
+            str(error_data.get("traceback", "")),
+        )
+    has_value = bool(payload.get("has_value"))
+    return RunResult(
+        ok=error is None,
+        stdout=str(payload.get("stdout", "")),
+        stderr=str(payload.get("stderr", "")),
+        value=payload.get("value") if has_value else None,
+        value_repr=str(payload["value_repr"]) if has_value and payload.get("value_repr") is not None else None,
+        value_is_json=bool(payload.get("json")) and has_value,
+        has_value=has_value,
+        error=error,
+        tool_calls=list(ledger.calls),
+        duration_s=duration,
+    )
+
+
+class RestrictedExecutor(Executor):
+    """Sessions of RestrictedPython, one child process each, with a pool of pre-started children."""
+
+    kind = "restricted"
+
+    def __init__(
+        self,
+        *,
+        stubs_dir: Path,
+        skills_dir: Path,
+        scratch_root: Path,
+        tool_handler: ToolHandler,
+        known_tools: KnownTools,
+        limits: Limits | None = None,
+        pool_size: int = 2,
+        progress: Progress | None = None,
+    ) -> None:
+        self.stubs_dir = stubs_dir
+        self.skills_dir = skills_dir
+        self.scratch_root = scratch_root
+        self.limits = limits or Limits()
+        self.pool_size = pool_size
+        self.bridge = Bridge(tool_handler, known_tools)
+        self.progress = progress
+        self._sessions: dict[str, _Child] = {}
+        self._pool: list[_Child] = []
+        self._all: set[_Child] = set()
+        self._refilling = False
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> RestrictedExecutor:
+        for directory in (self.stubs_dir, self.skills_dir, self.scratch_root):
+            directory.mkdir(parents=True, exist_ok=True)
+        (self.scratch_root / ".pool").mkdir(exist_ok=True)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._refill)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- children ------------------------------------------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        """The child's whole environment: nothing from the host's (no tokens, no proxies, no paths)."""
+        return {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "CODEMODE_STUBS_DIR": str(self.stubs_dir),
+        }
+
+    def child_command(self) -> list[str]:
+        """``python -I restricted_child.py RUNTIME STUBS SKILLS MEMORY_BYTES``."""
+        return [
+            sys.executable,
+            "-I",
+            str(CHILD_SCRIPT),
+            str(paths.runtime_dir()),
+            str(self.stubs_dir),
+            str(self.skills_dir),
+            str(self.limits.memory_bytes),
+        ]
+
+    async def _spawn(self) -> _Child:
+        scratch = self.scratch_root / ".pool" / uuid.uuid4().hex[:12]
+        scratch.mkdir(parents=True)
+        try:
+            # Shielded: a start cancelled halfway would leave a process nobody owns.
+            with anyio.CancelScope(shield=True):
+                process = await anyio.open_process(
+                    self.child_command(),
+                    stdin=PIPE,
+                    stdout=PIPE,
+                    stderr=PIPE,
+                    cwd=scratch,
+                    env=self.child_env(),
+                    start_new_session=True,  # a Ctrl-C in the host's terminal is the host's to handle
+                )
+        except OSError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise SandboxError(f"could not start the restricted interpreter: {exc}") from exc
+        child = _Child(process, scratch)
+        self._all.add(child)
+        if self._task_group is not None:
+            self._task_group.start_soon(child.drain_stderr)
+        try:
+            with anyio.fail_after(_BOOT_TIMEOUT_S):
+                hello = await child.receive()
+            if hello.get("op") != "next" or not hello.get("ready"):
+                raise FrameError(f"unexpected first frame {hello!r:.200}")
+        except BaseException as exc:
+            child.kill()
+            returncode = await child.reap()
+            self._all.discard(child)
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not isinstance(exc, Exception):
+                raise
+            detail = child.stderr_text().strip()[-2000:] or f"{type(exc).__name__}: {exc}"
+            raise SandboxError(
+                f"the restricted interpreter failed to start (exit status {returncode}): {detail}"
+            ) from None
+        return child
+
+    async def _refill(self) -> None:
+        if self._refilling:
+            return
+        self._refilling = True
+        try:
+            while not self._closed and len(self._pool) < self.pool_size:
+                try:
+                    child = await self._spawn()
+                except SandboxError:
+                    if not self._closed:  # a start cut short by aclose() is not worth a traceback
+                        log.exception("could not pre-start a restricted interpreter")
+                    return
+                if self._closed:
+                    await self._dispose(child)
+                    return
+                self._pool.append(child)
+        finally:
+            self._refilling = False
+
+    async def _acquire(self, session: str) -> _Child:
+        child = self._pool.pop(0) if self._pool else None
+        if child is None:
+            child = await self._spawn()
+        if self._task_group is not None and not self._closed:
+            self._task_group.start_soon(self._refill)
+        self._adopt_scratch(child, session)
+        return child
+
+    def _adopt_scratch(self, child: _Child, session: str) -> None:
+        # The child's cwd is its pool directory; renaming the directory keeps it the child's cwd.
+        target = self.scratch_root / session
+        if target.exists():
+            for item in target.iterdir():
+                item.rename(child.scratch / item.name)
+            target.rmdir()
+        child.scratch.rename(target)
+        child.scratch = target
+
+    async def _dispose(self, child: _Child) -> None:
+        child.kill()
+        await child.reap()
+        self._all.discard(child)
+
+    def pid(self, session: str) -> int | None:
+        """The process id of ``session``'s child, if it has a live one (diagnostics and tests)."""
+        child = self._sessions.get(session)
+        return child.pid if child is not None and not child.dead else None
+
+    # -- executions ----------------------------------------------------------------------------
+
+    async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
+        """Run ``code`` in ``session``; errors, timeouts and crashes come back as a failed :class:`RunResult`."""
+        if self._closed:
+            raise SandboxError("the executor is closed")
+        limits = limits or self.limits
+        started = time.perf_counter()
+        while True:
+            child = self._sessions.get(session)
+            if child is not None and not child.dead and child.process.returncode is not None:
+                # Died while idle (killed from outside): like a lost WASM instance, start afresh.
+                await self._lose(child, session)
+                child = None
+            if child is None or child.dead:
+                try:
+                    child = await self._acquire(session)
+                except SandboxError as exc:
+                    return RunResult(ok=False, error=RunError("SandboxError", str(exc)))
+                self._sessions[session] = child
+            async with child.lock:
+                if child.dead:  # lost while this run waited for the lock: start over on a fresh child
+                    continue
+                result = await self._run_on(child, session, code, limits)
+                break
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    async def _run_on(self, child: _Child, session: str, code: str, limits: Limits) -> RunResult:
+        ledger = Ledger(limits, time.monotonic() + limits.wall_s)
+        started = time.perf_counter()
+        try:
+            with anyio.move_on_after(limits.wall_s) as scope:
+                result = await self._exchange(child, code, limits, ledger, started)
+        except _ChildDied:
+            returncode = await self._lose(child, session)
+            return RunResult(
+                ok=False,
+                error=_crash_error(child, returncode, limits),
+                tool_calls=list(ledger.calls),
+                duration_s=time.perf_counter() - started,
+                instance_lost=True,
+            )
+        except BaseException:
+            # Cancelled (or a host bug): the child may be mid-execution, its state is unknowable.
+            ledger.cancelled = True
+            await self._lose(child, session)
+            raise
+        if scope.cancelled_caught:
+            ledger.cancelled = True
+            await self._lose(child, session)
+            return RunResult(
+                ok=False,
+                error=RunError(
+                    "SandboxTimeout", f"the program ran past the {limits.wall_s:g} s wall-time limit. {_LOST}"
+                ),
+                tool_calls=list(ledger.calls),
+                duration_s=time.perf_counter() - started,
+                instance_lost=True,
+            )
+        if result.error is not None and result.error.type == "MemoryError":
+            # The memory the program holds stays in its namespace: recycle the interpreter rather than
+            # leave a session that fails on every allocation.
+            await self._lose(child, session)
+            memory_mb = limits.memory_bytes // (1 << 20)
+            result.error = RunError(
+                "SandboxMemoryError",
+                f"the program hit the {memory_mb} MB memory limit (MemoryError{': ' if result.error.message else ''}"
+                f"{result.error.message}). The session's interpreter was restarted; its variables are gone.",
+                result.error.traceback,
+            )
+            result.instance_lost = True
+        return result
+
+    async def _exchange(self, child: _Child, code: str, limits: Limits, ledger: Ledger, started: float) -> RunResult:
+        await child.send(
+            {
+                "op": "run",
+                "code": code,
+                "output_cap": limits.output_chars,
+                "cpu_s": math.ceil(limits.wall_s),
+                "memory_bytes": limits.memory_bytes,
+            }
+        )
+        while True:
+            try:
+                message = await child.receive()
+            except FrameError as exc:
+                # A child that speaks garbage cannot be trusted with the next execution either.
+                child.kill()
+                raise _ChildDied(f"malformed frame: {exc}") from None
+            op = message.get("op")
+            if op == "call":
+                await child.send_raw(await self.bridge.call(ledger, message))
+            elif op == "next":
+                return _parse_result(message.get("result"), ledger, started)
+            else:
+                child.kill()
+                raise _ChildDied(f"unknown op {op!r}")
+
+    async def _lose(self, child: _Child, session: str) -> int | None:
+        child.kill()
+        if self._sessions.get(session) is child:
+            del self._sessions[session]
+        returncode = await child.reap()
+        self._all.discard(child)
+        return returncode
+
+    def sessions(self) -> list[str]:
+        return sorted(name for name, child in self._sessions.items() if not child.dead)
+
+    async def close_session(self, session: str) -> None:
+        child = self._sessions.pop(session, None)
+        if child is not None:
+            await self._dispose(child)
+        shutil.rmtree(self.scratch_root / session, ignore_errors=True)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Stop the pool first, so no child is being started while the others are killed.
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
+        children = list(self._all)
+        for child in children:
+            child.kill()
+        with anyio.CancelScope(shield=True):
+            for child in children:
+                await child.reap()
+        for child in self._pool:
+            shutil.rmtree(child.scratch, ignore_errors=True)
+        self._pool.clear()
+        self._sessions.clear()
+        self._all.clear()

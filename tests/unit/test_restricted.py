@@ -1,0 +1,338 @@
+"""The RestrictedPython executor: real child processes, real demo servers behind the bridge."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from codemode.bridge import result_for_guest
+from codemode.compiler import compile_to_dir
+from codemode.config import demo_config
+from codemode.executors import Limits, create_executor
+from codemode.executors.restricted import RestrictedExecutor
+from codemode.hub import Hub, ToolRef
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    # Module scope so the hub (two demo server processes) starts once for the whole file.
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
+    async with Hub(demo_config(), log_dir=tmp_path_factory.mktemp("logs")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stubs_dir(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compiled") / "stubs"
+    compile_to_dir(hub.tools(), out, summaries=hub.summaries())
+    return out
+
+
+def _known(hub: Hub) -> set[ToolRef]:
+    return {spec.ref for specs in hub.tools().values() for spec in specs}
+
+
+def make_executor(hub: Hub, stubs_dir: Path, tmp_path: Path, limits: Limits | None = None) -> RestrictedExecutor:
+    return RestrictedExecutor(
+        stubs_dir=stubs_dir,
+        skills_dir=tmp_path / "skills",
+        scratch_root=tmp_path / "scratch",
+        tool_handler=hub.call_tool,
+        known_tools=lambda: _known(hub),
+        limits=limits,
+        pool_size=1,
+    )
+
+
+@pytest.fixture
+async def executor(hub: Hub, stubs_dir: Path, tmp_path: Path) -> AsyncIterator[RestrictedExecutor]:
+    async with make_executor(hub, stubs_dir, tmp_path, Limits(wall_s=10)) as ex:
+        yield ex
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_create_executor_builds_a_restricted_one(hub: Hub, stubs_dir: Path, tmp_path: Path) -> None:
+    ex = create_executor(
+        "restricted", stubs_dir=stubs_dir, skills_dir=tmp_path / "sk", scratch_root=tmp_path / "sc",
+        tool_handler=hub.call_tool, known_tools=lambda: _known(hub),
+    )  # fmt: skip
+    async with ex:
+        result = await ex.run("6 * 7")
+    assert ex.kind == "restricted" and result.ok and result.value == 42 and result.value_is_json
+
+
+async def test_final_expression_value_and_stdout(executor: RestrictedExecutor) -> None:
+    result = await executor.run("print('hello', 1, sep='-')\n{'a': [1, 2]}")
+    assert result.ok, result.error
+    assert result.stdout == "hello-1\n"
+    assert result.has_value and result.value_is_json and result.value == {"a": [1, 2]}
+    pair = await executor.run("(1, 'two')")
+    assert pair.value_is_json and pair.value == [1, "two"]  # tuples travel as JSON arrays
+    shown = await executor.run("{1, 2}")
+    assert shown.has_value and not shown.value_is_json and shown.value_repr == "{1, 2}"
+
+
+async def test_state_persists_and_sessions_are_isolated(executor: RestrictedExecutor) -> None:
+    assert (await executor.run("x = 41", session="a")).ok
+    assert (await executor.run("x += 1\nx", session="a")).value == 42
+    other = await executor.run("x", session="b")
+    assert not other.ok and other.error is not None and other.error.type == "NameError"
+    assert executor.sessions() == ["a", "b"]
+    assert executor.pid("a") != executor.pid("b")
+
+
+async def test_ordinary_code_runs(executor: RestrictedExecutor) -> None:
+    code = """
+import math, json, collections, dataclasses
+from collections import defaultdict
+
+total = 0
+for i in range(5):
+    total += i
+counts = defaultdict(int)
+for word in "a b a c b a".split():
+    counts[word] += 1
+people = [{"name": "bo", "age": 31}, {"name": "al", "age": 25}]
+by_age = sorted(people, key=lambda p: p["age"])
+getter = getattr({"k": "v"}, "get")
+squares = {str(n): n * n for n in range(4) if n % 2 == 0}
+pairs = [[a, b] for a, b in zip("xy", [1, 2])]
+first, *rest = [1, 2, 3]
+
+class Counter:
+    def __init__(self, start):
+        self.value = start
+    def bump(self, by=1):
+        self.value += by
+        return self.value
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int = 0
+
+try:
+    1 / 0
+except ZeroDivisionError as exc:
+    caught = f"caught {type(exc).__name__}"
+
+c = Counter(10)
+c.bump()
+{
+    "total": total, "counts": dict(counts), "youngest": by_age[0]["name"], "get": getter("k"),
+    "squares": squares, "pairs": pairs, "rest": rest, "bumped": c.bump(5), "caught": caught,
+    "point": dataclasses.asdict(Point(3)), "f": f"{math.pi:.2f}", "json": json.dumps([1]),
+    "hasattr": hasattr(c, "value"), "mx": max([3, 9, 2]), "rev": list(reversed([1, 2])),
+}
+"""
+    result = await executor.run(code)
+    assert result.ok, result.error
+    assert result.value == {
+        "total": 10, "counts": {"a": 3, "b": 2, "c": 1}, "youngest": "al", "get": "v", "squares": {"0": 0, "2": 4},
+        "pairs": [["x", 1], ["y", 2]], "rest": [2, 3], "bumped": 16, "caught": "caught ZeroDivisionError",
+        "point": {"x": 3, "y": 0}, "f": "3.14", "json": "[1]", "hasattr": True, "mx": 9, "rev": [2, 1],
+    }  # fmt: skip
+
+
+async def test_stub_call_returns_the_real_data(executor: RestrictedExecutor, hub: Hub) -> None:
+    skus = ["TOO-00000", "GAR-00001"]
+    result = await executor.run(f"from stubs import inventory\ninventory.check_stock(skus={skus!r})")
+    assert result.ok, result.error
+    expected = result_for_guest(await hub.call_tool(ToolRef("inventory", "check_stock"), {"skus": skus}))
+    assert result.value == expected
+    assert [c.tool for c in result.tool_calls] == ["check_stock"] and result.tool_calls[0].ok
+
+
+async def test_upstream_tool_error_is_a_tool_error(executor: RestrictedExecutor) -> None:
+    code = """
+from stubs import inventory
+try:
+    inventory.get_order(order_id="no-such-order")
+    outcome = None
+except ToolError as err:
+    outcome = [err.kind, err.message]
+outcome
+"""
+    result = await executor.run(code)
+    assert result.ok, result.error
+    assert result.value[0] == "tool" and "no-such-order" in result.value[1]
+    assert result.tool_calls and not result.tool_calls[0].ok
+
+
+ESCAPES: list[tuple[str, str]] = [
+    ("().__class__.__bases__[0].__subclasses__()", "SyntaxError"),
+    ("getattr((), '__class__')", "AttributeError"),
+    ("def f():\n    pass\nf.__globals__", "SyntaxError"),
+    ("def f():\n    pass\ngetattr(f, '__globals__')", "AttributeError"),
+    ("'{0.__class__}'.format(1)", "NotImplementedError"),
+    ("str.format('{0.__class__.__bases__}', 1)", "NotImplementedError"),
+    ("'{x.__class__}'.format_map({'x': 1})", "NotImplementedError"),
+    ("import string\nstring.Formatter().format('{0.__class__}', 1)", "AttributeError"),
+    ("def g():\n    yield 1\ngen = g()\ngen.gi_frame.f_back", "SyntaxError"),
+    ("def g():\n    yield 1\ngetattr(g(), 'gi_frame')", "AttributeError"),
+    ("import os", "ImportError"),
+    ("import subprocess", "ImportError"),
+    ("from json import codecs", "ImportError"),
+    ("from stubs import inventory\ninventory.sys.modules", "ImportError"),
+    ("open('/etc/passwd')", "NameError"),
+    ("__import__('subprocess')", "SyntaxError"),
+    ("eval('1')", "SyntaxError"),
+    ("globals()", "NameError"),
+    ("type('X', (), {'__reduce_ex__': None})", "TypeError"),
+    ("type(type(1))('X', (), {})", "TypeError"),
+    ("import enum\nenum.EnumType.mro()", "AttributeError"),
+    ("import operator\noperator.attrgetter('__class__')(1)", "AttributeError"),
+    ("import typing\ntyping.get_type_hints", "AttributeError"),
+    (
+        # copy's rebuild-from-__reduce_ex__ would be an unguarded setattr on any object.
+        "import copy, dataclasses\ndef red(self, proto):\n    return (dataclasses.Field, (None,) * 8, None)\n"
+        "C = dataclasses.make_dataclass('C', ['a'], namespace={'__reduce_ex__': red})\ncopy.copy(C(1))",
+        "TypeError",
+    ),
+    (
+        # dataclass exec()s source built from field names.
+        "import enum, dataclasses\nE = enum.Enum('E', {'__annotations__': {'a=print(1)': int}})\n"
+        "dataclasses.dataclass(E)",
+        "TypeError",
+    ),
+]
+
+
+@pytest.mark.parametrize(("code", "error_type"), ESCAPES, ids=[c.splitlines()[-1][:40] for c, _ in ESCAPES])
+async def test_classic_escapes_are_blocked(executor: RestrictedExecutor, code: str, error_type: str) -> None:
+    result = await executor.run(code)
+    assert not result.ok and result.error is not None
+    assert result.error.type == error_type, result.error
+    assert not result.instance_lost
+    after = await executor.run("1 + 1")
+    assert after.ok and after.value == 2
+
+
+async def test_infinite_loop_times_out_and_the_next_run_works(hub: Hub, stubs_dir: Path, tmp_path: Path) -> None:
+    async with make_executor(hub, stubs_dir, tmp_path, Limits(wall_s=1)) as ex:
+        assert (await ex.run("x = 1")).ok
+        pid = ex.pid("default")
+        assert pid is not None
+        result = await ex.run("while True:\n    pass")
+        assert not result.ok and result.error is not None and result.error.type == "SandboxTimeout"
+        assert "1 s wall-time limit" in result.error.message and result.instance_lost
+        assert 1.0 <= result.duration_s < 5 and not _alive(pid)
+        after = await ex.run("x")
+        assert after.error is not None and after.error.type == "NameError"  # a fresh interpreter
+        assert (await ex.run("2 + 2")).value == 4
+
+
+@pytest.mark.parametrize("bomb", ["x = 'a' * 10**10", "l = []\nwhile True:\n    l.append(bytearray(10**6))"])
+async def test_memory_bomb_is_a_clear_error(hub: Hub, stubs_dir: Path, tmp_path: Path, bomb: str) -> None:
+    async with make_executor(hub, stubs_dir, tmp_path, Limits(wall_s=20, memory_bytes=128 << 20)) as ex:
+        result = await ex.run(bomb)
+        assert not result.ok and result.error is not None
+        assert result.error.type == "SandboxMemoryError" and "128 MB memory limit" in result.error.message
+        assert result.instance_lost
+        assert (await ex.run("sum(range(10))")).value == 45
+
+
+async def test_child_has_no_host_environment(
+    hub: Hub, stubs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEMODE_TEST_SECRET", "hunter2-token")
+    async with make_executor(hub, stubs_dir, tmp_path) as ex:
+        assert (await ex.run("1")).ok
+        pid = ex.pid("default")
+        assert pid is not None
+        environ = (await anyio.Path(f"/proc/{pid}/environ").read_bytes()).decode()
+    assert "hunter2-token" not in environ and "CODEMODE_TEST_SECRET" not in environ
+    keys = {item.split("=", 1)[0] for item in environ.split("\0") if item}
+    assert keys == {"PATH", "LANG", "CODEMODE_STUBS_DIR"}
+
+
+async def test_child_resource_limits(executor: RestrictedExecutor) -> None:
+    assert (await executor.run("1")).ok
+    limits = await anyio.Path(f"/proc/{executor.pid('default')}/limits").read_text()
+    rows = {line[:26].strip(): line[26:].split() for line in limits.splitlines()[1:]}
+    assert rows["Max open files"][0] == "64"
+    assert rows["Max core file size"][0] == "0"
+    assert rows["Max file size"][0] == str(64 << 20)
+    address_space = int(rows["Max address space"][0])
+    assert Limits().memory_bytes < address_space < Limits().memory_bytes + (200 << 20)
+    assert rows["Max cpu time"][0] != "unlimited"
+
+
+async def test_huge_output_hits_the_output_limit(executor: RestrictedExecutor) -> None:
+    with anyio.fail_after(10):
+        result = await executor.run("for i in range(10**6):\n    print('x' * 1000)")  # 1 GB
+    assert not result.ok and result.error is not None
+    assert result.error.type.endswith("OutputLimitExceeded")
+    assert len(result.stdout) <= Limits().output_chars
+    assert (await executor.run("'still here'")).value == "still here"
+
+
+async def test_a_crashed_child_is_reported_and_replaced(executor: RestrictedExecutor) -> None:
+    assert (await executor.run("1")).ok
+    pid = executor.pid("default")
+    assert pid is not None
+
+    async def crash_soon() -> None:
+        await anyio.sleep(0.3)
+        os.kill(pid, signal.SIGSEGV)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(crash_soon)
+        result = await executor.run("while True:\n    pass")
+    assert not result.ok and result.error is not None and result.instance_lost
+    assert result.error.type == "SandboxCrashed" and "SIGSEGV" in result.error.message
+    assert (await executor.run("3")).value == 3 and executor.pid("default") != pid
+
+
+async def test_cancelled_run_kills_the_child(executor: RestrictedExecutor) -> None:
+    assert (await executor.run("1")).ok
+    pid = executor.pid("default")
+    assert pid is not None
+    with anyio.move_on_after(0.5) as scope:
+        await executor.run("while True:\n    pass")
+    assert scope.cancelled_caught
+    assert not _alive(pid) and executor.sessions() == []
+    assert (await executor.run("5")).value == 5
+
+
+async def test_skills_are_imported_through_the_guards(executor: RestrictedExecutor) -> None:
+    skills = executor.skills_dir
+    (skills / "pricing.py").write_text("def with_tax(cents, rate=0.2):\n    return round(cents * (1 + rate))\n")
+    (skills / "sneaky.py").write_text("import os\nHOME = os.environ\n")
+    ok = await executor.run("from skills import pricing\npricing.with_tax(100)")
+    assert ok.ok and ok.value == 120, ok.error
+    bad = await executor.run("import skills.sneaky")
+    assert bad.error is not None and bad.error.type == "ImportError" and "'os'" in bad.error.message
+
+
+async def test_close_session_and_aclose_leave_no_processes(hub: Hub, stubs_dir: Path, tmp_path: Path) -> None:
+    ex = make_executor(hub, stubs_dir, tmp_path)
+    async with ex:
+        for name in ("one", "two"):
+            assert (await ex.run("1", session=name)).ok
+        pids: list[Any] = [ex.pid("one"), ex.pid("two")]
+        assert (tmp_path / "scratch" / "one").is_dir()
+        await ex.close_session("one")
+        assert not _alive(pids[0]) and not (tmp_path / "scratch" / "one").exists()
+        assert ex.sessions() == ["two"]
+        pool_pids = [child.pid for child in ex._pool]
+    assert not any(_alive(pid) for pid in [pids[1], *pool_pids])
+    with pytest.raises(Exception, match="closed"):
+        await ex.run("1")
