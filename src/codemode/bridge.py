@@ -10,18 +10,23 @@ tokens stay here.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import mcp_types as types
 
+from codemode import paths
 from codemode.errors import CodemodeError
 from codemode.executors.base import KnownTools, Limits, ToolCallRecord, ToolHandler
 from codemode.hub.models import ToolRef
+
+if TYPE_CHECKING:
+    import mcp_types as types
 
 HEADER = struct.Struct(">I")
 
@@ -30,9 +35,24 @@ class FrameError(ValueError):
     """A frame from the guest that is not a length-prefixed JSON object."""
 
 
+def _load_framing() -> ModuleType:
+    # The guest's transport module is stdlib-only; loading it here keeps one definition of the format.
+    path = paths.runtime_dir() / "codemode_runtime" / "transport.py"
+    spec = importlib.util.spec_from_file_location("codemode._framing", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the frame format from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_framing = _load_framing()
+MAGIC_OFFSET: int = _framing.MAGIC_OFFSET
+
+
 def encode_frame(message: dict[str, Any]) -> bytes:
-    """``message`` as a length-prefixed UTF-8 JSON frame."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8", "replace")
+    """``message`` as a frame: length header, then JSON with large strings lifted out as raw blobs."""
+    body: bytes = _framing.pack(message)
     return HEADER.pack(len(body)) + body
 
 
@@ -46,9 +66,9 @@ def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         raise FrameError(f"frame of {size:,} bytes is over the {max_bytes:,}-byte limit")
     try:
-        message = json.loads(raw[HEADER.size :])
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FrameError(f"frame is not JSON: {exc}") from None
+        message = _framing.unpack(raw[HEADER.size :])
+    except (UnicodeDecodeError, ValueError, LookupError, TypeError) as exc:
+        raise FrameError(f"frame is not valid: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise FrameError("frame is not a JSON object with an 'op'")
     return message
@@ -84,10 +104,11 @@ def result_for_guest(result: types.CallToolResult) -> Any:
 
 
 def _content_item(block: types.ContentBlock) -> Any:
-    if isinstance(block, types.TextContent):
-        text = block.text
-        stripped = text.lstrip()
-        if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null") or _is_number(stripped):
+    # Duck-typed on ``type`` so the executors need not import the (slow-to-import) MCP types.
+    text = getattr(block, "text", None)
+    if block.type == "text" and isinstance(text, str):
+        head = text[:64].lstrip()  # look at the start only: a large text is not copied just to be checked
+        if head[:1] in ("{", "[", '"') or (len(text) <= 64 and (head in ("true", "false", "null") or _is_number(head))):
             try:
                 return json.loads(text)
             except ValueError:
@@ -105,7 +126,7 @@ def _is_number(text: str) -> bool:
 
 
 def _error_text(result: types.CallToolResult) -> str:
-    texts = [b.text for b in result.content if isinstance(b, types.TextContent)]
+    texts = [b.text for b in result.content if b.type == "text" and isinstance(getattr(b, "text", None), str)]
     return "\n".join(texts).strip() or "the tool reported an error without a message"
 
 
@@ -116,10 +137,13 @@ class Bridge:
         self._handler = tool_handler
         self._known = known_tools
 
-    async def call(self, ledger: Ledger, message: dict[str, Any]) -> bytes:
-        """Serve one ``{"op": "call", "server", "tool", "args"}`` request; return the reply frame. Never raises."""
+    async def call(self, ledger: Ledger, message: dict[str, Any], size: int | None = None) -> bytes:
+        """Serve one ``{"op": "call", "server", "tool", "args"}`` request; return the reply frame. Never raises.
+
+        ``size`` is the request frame's size when the caller knows it (saves re-encoding large arguments).
+        """
         try:
-            reply = await self._call(ledger, message)
+            reply = await self._call(ledger, message, size)
             frame = encode_frame(reply)
         except Exception as exc:  # e.g. a result that is not JSON-encodable; a host bug must not trap the guest
             return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
@@ -130,13 +154,15 @@ class Bridge:
             return encode_frame(error_reply("too_large", message_text))
         return frame
 
-    async def _call(self, ledger: Ledger, message: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, ledger: Ledger, message: dict[str, Any], size: int | None) -> dict[str, Any]:
         server, tool, args = message.get("server"), message.get("tool"), message.get("args", {})
         if not isinstance(server, str) or not isinstance(tool, str) or not isinstance(args, dict):
             return error_reply("bridge", "a call needs string 'server' and 'tool' and an object 'args'")
         if ledger.cancelled:
             return error_reply("cancelled", "the execution was cancelled")
-        args_bytes = len(json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode())
+        if size is None:
+            size = len(json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode())
+        args_bytes = size
         refusal = self._refuse(ledger, ToolRef(server, tool), args_bytes)
         if refusal is not None:
             ledger.calls.append(ToolCallRecord(server, tool, args_bytes, 0.0, False, refusal["error"]["message"]))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from codemode.config import Config
+if TYPE_CHECKING:
+    from codemode.config import Config
 
 _SRC_ROOT = Path(__file__).resolve().parents[2]
 """The checkout root when running from source (``src/codemode/paths.py`` → root)."""

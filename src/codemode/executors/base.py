@@ -5,13 +5,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import mcp_types as types
+from typing import TYPE_CHECKING, Any
 
 from codemode.hub.models import ToolRef
 
-ToolHandler = Callable[[ToolRef, dict[str, Any]], Awaitable[types.CallToolResult]]
+if TYPE_CHECKING:
+    import mcp_types as types
+
+ToolHandler = Callable[[ToolRef, dict[str, Any]], Awaitable["types.CallToolResult"]]
 """How an executor reaches the real tools (the engine passes the hub's ``call_tool``)."""
 
 KnownTools = Callable[[], set[ToolRef]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import heapq
 import importlib.metadata
@@ -39,7 +40,7 @@ import anyio.lowlevel
 import wasmtime
 
 from codemode import paths
-from codemode.bridge import Bridge, FrameError, Ledger, decode_frame, encode_frame, error_reply
+from codemode.bridge import MAGIC_OFFSET, Bridge, FrameError, Ledger, decode_frame, encode_frame, error_reply
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Executor,
@@ -53,8 +54,6 @@ from codemode.executors.base import (
 
 log = logging.getLogger(__name__)
 
-MAGIC_OFFSET = 0x7FFF_C0DE_0000_0000
-"""Must match ``codemode_runtime.transport.MAGIC_OFFSET``."""
 _ERRNO_NOTSUP = 58
 _ERRNO_IO = 29
 _IOVEC = struct.Struct("<II")
@@ -189,14 +188,19 @@ def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, off
     if offset != MAGIC_OFFSET or instance is None or not isinstance(memory, wasmtime.Memory):
         return _ERRNO_NOTSUP
     try:
-        raw = bytearray()
+        base, size = _address(memory, caller)
+        parts = []
+        total = 0
         table = memory.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
         for i in range(iovs_len):
             ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
-            if len(raw) + length > _MAX_GUEST_FRAME:
+            total += length
+            if total > _MAX_GUEST_FRAME:
                 raise FrameError(f"frame over {_MAX_GUEST_FRAME:,} bytes")
-            raw += memory.read(caller, ptr, ptr + length)
-        response = instance.on_frame(caller, bytes(raw))
+            if ptr + length > size:
+                raise FrameError("iovec outside guest memory")
+            parts.append(ctypes.string_at(base + ptr, length))  # one copy, straight into a bytes object
+        response = instance.on_frame(caller, parts[0] if len(parts) == 1 else b"".join(parts))
     except BaseException as exc:
         response = encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
     try:
@@ -207,6 +211,12 @@ def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, off
     return 0
 
 
+def _address(memory: wasmtime.Memory, caller: wasmtime.Caller) -> tuple[int, int]:
+    """The host address of the guest's linear memory and its size (valid until the memory grows)."""
+    base = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
+    return base, memory.data_len(caller)
+
+
 def _host_pread(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offset: int, nread: int) -> int:
     if offset < MAGIC_OFFSET or _local.instance is None:
         return _ERRNO_NOTSUP
@@ -214,16 +224,20 @@ def _host_pread(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offs
         memory = caller["memory"]
         assert isinstance(memory, wasmtime.Memory)
         pending = _local.instance.pending
+        source = ctypes.cast(ctypes.c_char_p(pending), ctypes.c_void_p).value or 0
+        base, size = _address(memory, caller)
         position = offset - MAGIC_OFFSET
         total = 0
         table = memory.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
         for i in range(iovs_len):
             ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
-            chunk = pending[position : position + length]
-            if chunk:
-                memory.write(caller, chunk, ptr)
-            position += len(chunk)
-            total += len(chunk)
+            count = max(0, min(length, len(pending) - position))
+            if ptr + count > size:
+                return _ERRNO_INVAL
+            if count:
+                ctypes.memmove(base + ptr, source + position, count)  # no intermediate copies
+            position += count
+            total += count
         memory.write(caller, _U32.pack(total), nread)
     except BaseException:
         return _ERRNO_IO
@@ -434,7 +448,7 @@ class _Instance:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
             try:
                 frame: bytes = anyio.from_thread.run(
-                    self.executor.bridge.call, job.ledger, message, token=self.executor.token
+                    self.executor.bridge.call, job.ledger, message, len(raw), token=self.executor.token
                 )
             except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
                 return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))

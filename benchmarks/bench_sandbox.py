@@ -1,0 +1,190 @@
+"""Sandbox speed: warm snippets, new sessions from the pool, cold start, bridge overhead, idle memory.
+
+Every figure comes with a baseline measured in the same run, so the ratio means something on a noisy
+machine:
+
+- warm snippet (``1 + 1`` in a live session) vs the host interpreter's own ``exec`` of the same code;
+- first execution in a new session (pool warm) vs a warm snippet;
+- cold process start (import codemode, load the cached module, boot, run ``1 + 1``) vs ``python -c pass``;
+- bridge overhead: a tool call made from inside the sandbox (timed in the guest) minus the same call made
+  directly through the hub (an in-process MCP client), for a 1 KB and a 1 MB payload;
+- idle pooled instance: RSS growth per extra pre-booted instance vs the host process's own RSS.
+
+    python -m benchmarks.bench_sandbox [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from codemode.compiler import compile_to_dir
+from codemode.config import parse_config
+from codemode.executors import Limits, create_executor
+from codemode.executors.wasm import WasmExecutor
+from codemode.hub import Hub, ToolRef
+
+RESULTS = Path(__file__).parent / "results"
+GUEST_LOOP = """
+import time, codemode_runtime as _c
+_payload = 'x' * {size}
+_xs = []
+for _ in range({n}):
+    _t = time.perf_counter()
+    _c.call('echo', 'echo', {{'text': _payload}})
+    _xs.append(time.perf_counter() - _t)
+sorted(_xs)[len(_xs) // 2] * 1000
+"""
+
+
+def _row(metric: str, value: float, unit: str, baseline: str, baseline_value: float, target: str) -> dict[str, Any]:
+    ratio = value / baseline_value if baseline_value else float("nan")
+    return {
+        "metric": metric, "value": round(value, 4), "unit": unit, "baseline": baseline,
+        "baseline_value": round(baseline_value, 4), "ratio": round(ratio, 2), "target": target,
+    }  # fmt: skip
+
+
+async def _p50(fn: Callable[[], Awaitable[Any]], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _cold_start(n: int) -> tuple[float, float]:
+    code = (
+        "import anyio, tempfile\n"
+        "from pathlib import Path\n"
+        "from codemode.executors.wasm import WasmExecutor\n"
+        "async def main():\n"
+        "    d = Path(tempfile.mkdtemp())\n"
+        "    async def no_tools(ref, args): raise RuntimeError\n"
+        "    ex = WasmExecutor(stubs_dir=d / 's', skills_dir=d / 'k', scratch_root=d / 'x', tool_handler=no_tools,\n"
+        "                      known_tools=set, pool_size=0)\n"
+        "    async with ex:\n"
+        "        assert (await ex.run('1 + 1')).value == 2\n"
+        "anyio.run(main)\n"
+    )
+    cold, bare = [], []
+    for _ in range(n):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        cold.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - started)
+    return statistics.median(cold), statistics.median(bare)
+
+
+async def run(*, smoke: bool = False) -> dict[str, Any]:
+    """Measure everything; returns ``{"benchmark": "sandbox", "rows": [...]}``."""
+    n = 30 if smoke else 300
+    calls = 20 if smoke else 150
+    rows: list[dict[str, Any]] = []
+    echo = {"command": sys.executable, "args": ["-m", "benchmarks.servers.echo"], "cwd": str(Path(__file__).parents[1])}
+    config = parse_config(json.dumps({"mcpServers": {"echo": echo}}))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        async with Hub(config) as hub:
+            compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
+            limits = Limits(max_tool_calls=10_000)
+            executor = create_executor(
+                "wasm", stubs_dir=root / "stubs", skills_dir=root / "skills", scratch_root=root / "scratch",
+                tool_handler=hub.call_tool, known_tools=lambda: {ToolRef("echo", "echo")}, limits=limits,
+                pool_size=2,
+            )  # fmt: skip
+            async with executor as ex:
+                assert isinstance(ex, WasmExecutor)
+                await ex.run("1 + 1", session="warm")
+                warm = await _p50(lambda: ex.run("1 + 1", session="warm"), n)
+                code = compile("1 + 1", "<bench>", "exec")
+                host = await _p50(lambda: anyio.sleep(0) if exec(code, {}) is None else anyio.sleep(0), n)  # noqa: S102
+                rows.append(_row("warm snippet p50", warm, "ms", "host exec() + event-loop turn", host, "≤ 2 ms"))
+
+                fresh = []
+                for i in range(5 if smoke else 20):
+                    await _wait_for_pool(ex)
+                    started = time.perf_counter()
+                    await ex.run("1 + 1", session=f"new-{i}")
+                    fresh.append((time.perf_counter() - started) * 1000)
+                    await ex.close_session(f"new-{i}")
+                rows.append(
+                    _row("new session from pool p50", statistics.median(fresh), "ms", "warm snippet", warm, "≤ 50 ms")
+                )
+
+                for label, size, target in (("1 KB", 1000, "≤ 0.5 ms"), ("1 MB", 1_000_000, "≤ 5 ms")):
+                    ref, args = ToolRef("echo", "echo"), {"text": "x" * size}
+                    await hub.call_tool(ref, args)
+                    direct = await _p50(lambda ref=ref, args=args: hub.call_tool(ref, args), calls)
+                    result = await ex.run(GUEST_LOOP.format(size=size, n=calls), session="bridge", limits=limits)
+                    assert result.ok, result.error
+                    bridged = float(result.value)
+                    rows.append(
+                        _row(f"bridge overhead per call ({label})", bridged - direct, "ms",
+                             "direct in-process MCP call", direct, target)
+                    )  # fmt: skip
+
+                await _wait_for_pool(ex)
+                before = _rss_mb()
+                extra = 2 if smoke else 4
+                ex.pool_size += extra
+                await ex._refill()
+                await anyio.sleep(0.5)
+                per_instance = (_rss_mb() - before) / extra
+                rows.append(_row("idle pooled instance RSS", per_instance, "MB", "host process RSS", before, "≤ 20 MB"))
+    cold, bare = _cold_start(2 if smoke else 5)
+    rows.append(_row("cold process start (cached module)", cold, "s", "python -c pass", bare, "≤ 0.5 s"))
+    return {"benchmark": "sandbox", "rows": rows, "env": {"python": sys.version.split()[0], "cpus": os.cpu_count()}}
+
+
+async def _wait_for_pool(ex: WasmExecutor) -> None:
+    with anyio.fail_after(120):
+        while len(ex._pool) < ex.pool_size:
+            await anyio.sleep(0.02)
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown table of a result."""
+    lines = ["| metric | value | baseline | ratio | target |", "|---|---:|---|---:|---|"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['metric']} | {r['value']:.3f} {r['unit']} | {r['baseline']}: {r['baseline_value']:.3f} {r['unit']} "
+            f"| {r['ratio']:.2f}× | {r['target']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="few samples, for tests")
+    args = parser.parse_args()
+    result = anyio.run(lambda: run(smoke=args.smoke))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sandbox.json").write_text(json.dumps(result, indent=2) + "\n")
+    sys.stdout.write(table(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

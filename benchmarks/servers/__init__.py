@@ -1,0 +1,1 @@
+"""Tiny MCP servers used as fixed-cost baselines by the speed benchmarks."""
