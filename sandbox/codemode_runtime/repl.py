@@ -34,19 +34,28 @@ class OutputLimitExceeded(BaseException):
     """
 
 
-class _CappedWriter(io.TextIOBase):
+class _CappedWriter:
+    """A text stream that keeps what is written, up to a cap.
+
+    Not an ``io.TextIOBase``: creating one of those costs more than a whole trivial execution under WASM,
+    and ``print`` needs only ``write``/``flush``. The rest of the file API is here for code that asks.
+    """
+
+    encoding = "utf-8"
+    errors = "strict"
+    closed = False
+
     def __init__(self, name: str, cap: int) -> None:
         self.name = name
         self.cap = cap
         self.parts: list[str] = []
         self.size = 0
 
-    def writable(self) -> bool:
-        return True
-
     def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if type(text) is not str:
+            if not isinstance(text, str):
+                raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+            text = str(text)
         room = self.cap - self.size
         if len(text) > room:
             self.parts.append(text[: max(room, 0)])
@@ -55,6 +64,28 @@ class _CappedWriter(io.TextIOBase):
         self.parts.append(text)
         self.size += len(text)
         return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation(f"{self.name} is captured and has no file descriptor")
 
     def getvalue(self) -> str:
         return "".join(self.parts)
@@ -120,6 +151,13 @@ class Session:
         return result
 
     def _execute(self, code: str, filename: str) -> Any:
+        try:
+            # Most snippets that end in a value are a single expression: one compile, no AST work.
+            single = self.compiler(code, filename, "eval")
+        except SyntaxError:
+            pass
+        else:
+            return eval(single, self.namespace)
         tree = ast.parse(code, filename, "exec")
         last: ast.expr | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):

@@ -182,7 +182,7 @@ def _parse_http(value: str) -> tuple[str, int]:
 @_command("serve")
 def _serve(args: argparse.Namespace) -> int:
     from codemode.engine import Engine
-    from codemode.front import build_server
+    from codemode.front import build_server, serve_stdio
 
     config = _config(args)
     http = _parse_http(args.http) if args.http else None
@@ -191,7 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         async with Engine(config, executor=args.executor, progress=_progress) as engine:
             server = build_server(engine)
             if http is None:
-                await server.run_stdio_async()
+                await serve_stdio(server)
             else:
                 _progress(f"serving streamable HTTP on http://{http[0]}:{http[1]}/mcp")
                 await server.run_streamable_http_async(host=http[0], port=http[1])

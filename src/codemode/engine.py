@@ -84,6 +84,7 @@ class Engine:
         self._progress = progress or (lambda _msg: None)
         self._rate = RateLimiter(config.settings.executions_per_minute)
         self._sessions: dict[str, _Session] = {}
+        self._known: set[ToolRef] | None = None
         self.tool_observers: list[Callable[[ToolRef, dict[str, Any], types.CallToolResult], None]] = []
         """Called with every tool call a program makes (the demo and benchmarks count what a model would see)."""
         self._stack: AsyncExitStack | None = None
@@ -135,6 +136,7 @@ class Engine:
         assert self.hub is not None
         tools = self.hub.tools()
         summaries = self.hub.summaries()
+        self._known = None
         report = await anyio.to_thread.run_sync(lambda: compile_to_dir(tools, self.stubs_dir, summaries=summaries))
         self.compile_report = report
         self.index = load_index(self.stubs_dir)
@@ -148,9 +150,11 @@ class Engine:
         await self.recompile()
 
     def known_tools(self) -> set[ToolRef]:
-        """Every tool the guest may call right now."""
+        """Every tool the guest may call right now (cached until the next recompile: asked on every call)."""
         assert self.hub is not None
-        return {spec.ref for specs in self.hub.tools().values() for spec in specs}
+        if self._known is None:
+            self._known = {spec.ref for specs in self.hub.tools().values() for spec in specs}
+        return self._known
 
     async def _call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
         assert self.hub is not None

@@ -130,3 +130,12 @@ def _add_stub_resources(server: MCPServer, stubs_dir: Path, index: dict[str, Any
 
 def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+async def serve_stdio(server: MCPServer) -> None:
+    """Serve ``server`` over stdin/stdout (see :mod:`codemode.stdio` for why not the SDK's transport)."""
+    from codemode.stdio import pipe_stdio
+
+    lowlevel = server._lowlevel_server  # the SDK's own run_stdio_async does exactly this
+    async with pipe_stdio() as (read_stream, write_stream):
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
