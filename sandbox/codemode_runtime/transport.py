@@ -69,12 +69,15 @@ def _lift(value: Any, path: list[Any], blobs: list[list[Any]], chunks: list[byte
     if isinstance(value, dict):
         copy: dict[Any, Any] | None = None
         for key, item in value.items():
-            if isinstance(item, (str, dict, list)):
-                lifted = _lift(item, [*path, key], blobs, chunks)
-                if lifted is not item:
-                    if copy is None:
-                        copy = dict(value)
-                    copy[key] = lifted
+            kind = type(item)
+            # The common case, a short string or a number, costs one type check and no call.
+            if (kind is str and len(item) < BLOB_MIN) or kind not in (str, dict, list):
+                continue
+            lifted = _lift(item, [*path, key], blobs, chunks)
+            if lifted is not item:
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = lifted
         return value if copy is None else copy
     if isinstance(value, list) and len(value) <= _MAX_LIST:
         items = [_lift(item, [*path, i], blobs, chunks) for i, item in enumerate(value)]
@@ -89,7 +92,9 @@ def pack(message: dict[str, Any], default: Any = None) -> bytes:
     lifted = _lift(message, [], blobs, chunks)
     if blobs:
         lifted = {**lifted, "$blobs": blobs}
-    text = json.dumps(lifted, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
+    # One encoder per setting, made once: json.dumps(..., default=f) builds a new encoder on every call.
+    encoder = _GUEST_ENCODER if default is _fallback else _ENCODER if default is None else _encoder(default)
+    text = encoder.encode(lifted)
     head = text.encode("utf-8", "surrogatepass")
     return b"".join([_HEADER.pack(len(head)), head, *chunks])
 
@@ -153,6 +158,10 @@ def request(message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+def _encoder(default: Any) -> json.JSONEncoder:
+    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
+
+
 def _fallback(value: Any) -> Any:
     # Tuples and sets are common in programs; everything else must be JSON already.
     if isinstance(value, (set, frozenset)):
@@ -160,3 +169,7 @@ def _fallback(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"argument of type {type(value).__name__} cannot be sent to a tool (not JSON)")
+
+
+_ENCODER = _encoder(None)
+_GUEST_ENCODER = _encoder(_fallback)
