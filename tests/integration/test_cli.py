@@ -1,0 +1,81 @@
+"""The ``codemode`` command line, run as a user would: real demo servers, the real WASM sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CODEMODE = [sys.executable, "-m", "codemode.cli"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "CODEMODE_STATE_DIR": str(tmp_path / "state")}
+
+
+def codemode(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CODEMODE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_help_on_every_command(env: dict[str, str]) -> None:
+    for command in ("servers", "tools", "compile", "run", "serve", "demo", "history", "replay"):
+        result = codemode(env, command, "--help")
+        assert result.returncode == 0 and "usage: codemode " + command in result.stdout, command
+
+
+def test_run_prints_output_and_exit_status(env: dict[str, str], tmp_path: Path) -> None:
+    program = tmp_path / "prog.py"
+    program.write_text("from stubs import notes\ntags = notes.list_tags()\nprint('tags:', len(tags))\nsorted(tags)[:2]")
+    ok = codemode(env, "run", str(program))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("tags: ") and ok.stdout.strip().endswith("]")
+    failed = codemode(env, "run", "-", stdin="def f():\n    return 1 / 0\nf()\n")
+    assert failed.returncode == 1
+    assert "ZeroDivisionError" in failed.stderr and 'File "<execution-1>", line 2, in f' in failed.stderr
+    as_json = json.loads(codemode(env, "run", "-", "--json", stdin="21 * 2").stdout)
+    assert as_json["ok"] is True and as_json["result"]["value"] == 42
+    restricted = codemode(env, "run", "-", "--executor", "restricted", stdin="sorted([3, 1, 2])")
+    assert restricted.returncode == 0 and restricted.stdout.strip() == "[1, 2, 3]"
+    missing = codemode(env, "run", str(tmp_path / "nope.py"))
+    assert missing.returncode == 2 and "nope.py: no such file" in missing.stderr
+
+
+def test_history_and_replay(env: dict[str, str]) -> None:
+    code = "from stubs import inventory\ninventory.check_stock(skus=['TOO-00000'])['levels'][0]['sku']"
+    assert codemode(env, "run", "-", stdin=code).returncode == 0
+    history = json.loads(codemode(env, "history", "--json").stdout)
+    assert history and history[-1]["code"] == code and history[-1]["ok"] is True
+    calls = history[-1]["tool_calls"]
+    assert [(c["server"], c["tool"]) for c in calls] == [("inventory", "check_stock")]
+    table = codemode(env, "history").stdout
+    assert history[-1]["id"] in table and "inventory" in table
+    replay = codemode(env, "replay", history[-1]["id"][:8])
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "same tool calls and output as recorded" in replay.stdout
+    unknown = codemode(env, "replay", "does-not-exist")
+    assert unknown.returncode == 2 and "no single execution" in unknown.stderr
+
+
+def test_servers_tools_compile_as_json(env: dict[str, str], tmp_path: Path) -> None:
+    servers = json.loads(codemode(env, "servers", "--json").stdout)
+    assert {(s["name"], s["state"]) for s in servers} == {("inventory", "ready"), ("notes", "ready")}
+    tools = json.loads(codemode(env, "tools", "--server", "notes", "--json").stdout)
+    assert {t["name"] for t in tools} >= {"search_notes", "get_note", "create_note", "list_tags"}
+    report = json.loads(codemode(env, "compile", "--out", str(tmp_path / "stubs"), "--json").stdout)
+    assert report["written"] and (tmp_path / "stubs" / "notes" / "get_note.py").is_file()
+    again = json.loads(codemode(env, "compile", "--out", str(tmp_path / "stubs"), "--json").stdout)
+    assert again["written"] == [] and again["deleted"] == []
+
+
+def test_bad_config_is_a_clear_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "mcp.json"
+    bad.write_text('{\n  "mcpServers": {\n    "x": {"command": 42}\n  }\n}\n')
+    result = codemode(env, "servers", "--config", str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "mcpServers.x.command" in result.stderr
+    assert "Traceback" not in result.stderr
