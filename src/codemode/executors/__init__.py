@@ -19,6 +19,7 @@ from codemode.executors.base import (
     RunResult,
     ToolCallRecord,
     ToolHandler,
+    result_from_guest,
 )
 
 ExecutorKind = Literal["wasm", "restricted"]
@@ -37,21 +38,17 @@ def create_executor(
     progress: Progress | None = None,
 ) -> Executor:
     """Build an executor of ``kind``; use it as an async context manager."""
+    executor: type[Executor]
     if kind == "wasm":
-        from codemode.executors.wasm import WasmExecutor
-
-        return WasmExecutor(
-            stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
-            known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
-        )  # fmt: skip
-    if kind == "restricted":
-        from codemode.executors.restricted import RestrictedExecutor
-
-        return RestrictedExecutor(
-            stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
-            known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
-        )  # fmt: skip
-    raise ValueError(f"unknown executor {kind!r} (use 'wasm' or 'restricted')")
+        from codemode.executors.wasm import WasmExecutor as executor
+    elif kind == "restricted":
+        from codemode.executors.restricted import RestrictedExecutor as executor
+    else:
+        raise ValueError(f"unknown executor {kind!r} (use 'wasm' or 'restricted')")
+    return executor(
+        stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
+        known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
+    )  # fmt: skip
 
 
 __all__ = [
@@ -64,4 +61,5 @@ __all__ = [
     "ToolCallRecord",
     "ToolHandler",
     "create_executor",
+    "result_from_guest",
 ]

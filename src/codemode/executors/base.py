@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codemode.hub.models import ToolRef
@@ -86,10 +87,65 @@ class RunResult:
         return asdict(self)
 
 
+def result_from_guest(payload: Any, calls: list[ToolCallRecord], duration_s: float) -> RunResult:
+    """The guest loop's result frame (``codemode_runtime.repl``) as a :class:`RunResult`.
+
+    The guest is untrusted: every field is checked for type, and a payload that is not an object becomes
+    an error rather than an exception on the host.
+    """
+    if not isinstance(payload, dict):
+        malformed = RunError("BridgeError", "the sandbox sent a malformed result")
+        return RunResult(ok=False, error=malformed, tool_calls=list(calls), duration_s=duration_s)
+    error_data = payload.get("error")
+    error: RunError | None = None
+    if isinstance(error_data, dict):
+        error = RunError(
+            str(error_data.get("type", "Error")),
+            str(error_data.get("message", "")),
+            str(error_data.get("traceback", "")),
+        )
+    has_value = bool(payload.get("has_value"))
+    shown = payload.get("value_repr")
+    return RunResult(
+        ok=error is None,
+        stdout=str(payload.get("stdout", "")),
+        stderr=str(payload.get("stderr", "")),
+        value=payload.get("value") if has_value else None,
+        value_repr=str(shown) if has_value and shown is not None else None,
+        value_is_json=bool(payload.get("json")) and has_value,
+        has_value=has_value,
+        error=error,
+        tool_calls=list(calls),
+        duration_s=duration_s,
+    )
+
+
 class Executor(abc.ABC):
     """Runs Python for sessions. Subclasses are async context managers that own their interpreters."""
 
     kind: str
+
+    def __init__(
+        self,
+        *,
+        stubs_dir: Path,
+        skills_dir: Path,
+        scratch_root: Path,
+        tool_handler: ToolHandler,
+        known_tools: KnownTools,
+        limits: Limits | None = None,
+        pool_size: int = 2,
+        progress: Progress | None = None,
+    ) -> None:
+        from codemode.bridge import Bridge  # the bridge imports this module's types
+
+        self.stubs_dir = stubs_dir
+        self.skills_dir = skills_dir
+        self.scratch_root = scratch_root
+        self.limits = limits or Limits()
+        self.pool_size = pool_size
+        self.bridge = Bridge(tool_handler, known_tools)
+        self.progress = progress
 
     @abc.abstractmethod
     async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:

@@ -42,7 +42,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codemode import paths
-from codemode.bridge import Bridge, FrameError, Ledger, decode_frame, encode_frame
+from codemode.bridge import FrameError, Ledger, decode_frame, encode_frame
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Executor,
@@ -52,6 +52,7 @@ from codemode.executors.base import (
     RunError,
     RunResult,
     ToolHandler,
+    result_from_guest,
 )
 
 log = logging.getLogger(__name__)
@@ -172,35 +173,6 @@ def _crash_error(child: _Child, returncode: int | None, limits: Limits) -> RunEr
     )
 
 
-def _parse_result(payload: Any, ledger: Ledger, started: float) -> RunResult:
-    """The child's result payload as a :class:`RunResult` (same semantics as the WASM executor's)."""
-    duration = time.perf_counter() - started
-    if not isinstance(payload, dict):
-        malformed = RunError("BridgeError", "the child sent a malformed result")
-        return RunResult(ok=False, error=malformed, tool_calls=list(ledger.calls), duration_s=duration)
-    error_data = payload.get("error")
-    error: RunError | None = None
-    if isinstance(error_data, dict):
-        error = RunError(
-            str(error_data.get("type", "Error")),
-            str(error_data.get("message", "")),
-            str(error_data.get("traceback", "")),
-        )
-    has_value = bool(payload.get("has_value"))
-    return RunResult(
-        ok=error is None,
-        stdout=str(payload.get("stdout", "")),
-        stderr=str(payload.get("stderr", "")),
-        value=payload.get("value") if has_value else None,
-        value_repr=str(payload["value_repr"]) if has_value and payload.get("value_repr") is not None else None,
-        value_is_json=bool(payload.get("json")) and has_value,
-        has_value=has_value,
-        error=error,
-        tool_calls=list(ledger.calls),
-        duration_s=duration,
-    )
-
-
 class RestrictedExecutor(Executor):
     """Sessions of RestrictedPython, one child process each, with a pool of pre-started children."""
 
@@ -218,13 +190,10 @@ class RestrictedExecutor(Executor):
         pool_size: int = 2,
         progress: Progress | None = None,
     ) -> None:
-        self.stubs_dir = stubs_dir
-        self.skills_dir = skills_dir
-        self.scratch_root = scratch_root
-        self.limits = limits or Limits()
-        self.pool_size = pool_size
-        self.bridge = Bridge(tool_handler, known_tools)
-        self.progress = progress
+        super().__init__(
+            stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
+            known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
+        )  # fmt: skip
         self._sessions: dict[str, _Child] = {}
         self._pool: list[_Child] = []
         self._all: set[_Child] = set()
@@ -449,7 +418,7 @@ class RestrictedExecutor(Executor):
             if op == "call":
                 await child.send_raw(await self.bridge.call(ledger, message))
             elif op == "next":
-                return _parse_result(message.get("result"), ledger, started)
+                return result_from_guest(message.get("result"), ledger.calls, time.perf_counter() - started)
             else:
                 child.kill()
                 raise _ChildDied(f"unknown op {op!r}")

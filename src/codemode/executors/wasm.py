@@ -40,7 +40,7 @@ import anyio.lowlevel
 import wasmtime
 
 from codemode import paths
-from codemode.bridge import MAGIC_OFFSET, Bridge, FrameError, Ledger, decode_frame, encode_frame, error_reply
+from codemode.bridge import MAGIC_OFFSET, FrameError, Ledger, decode_frame, encode_frame, error_reply
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Executor,
@@ -50,6 +50,7 @@ from codemode.executors.base import (
     RunError,
     RunResult,
     ToolHandler,
+    result_from_guest,
 )
 
 log = logging.getLogger(__name__)
@@ -487,7 +488,7 @@ class _Instance:
     def _complete(self, job: _Job, payload: Any) -> None:
         with self._lock:
             self.job = None
-        job.result = _parse_result(payload, job)
+        job.result = result_from_guest(payload, job.ledger.calls, time.perf_counter() - job.started)
         self._notify(job.done.set)
 
     def _notify(self, setter: Callable[[], None]) -> None:
@@ -558,35 +559,6 @@ def _trap_error(trap: BaseException | None, job: _Job, store: wasmtime.Store | N
     return RunError("SandboxCrashed", f"the interpreter crashed: {text}. {note}")
 
 
-def _parse_result(payload: Any, job: _Job) -> RunResult:
-    duration = time.perf_counter() - job.started
-    if not isinstance(payload, dict):
-        malformed = RunError("BridgeError", "the guest sent a malformed result")
-        return RunResult(ok=False, error=malformed, tool_calls=list(job.ledger.calls), duration_s=duration)
-    error_data = payload.get("error")
-    error: RunError | None = None
-    if isinstance(error_data, dict):
-        error = RunError(
-            str(error_data.get("type", "Error")),
-            str(error_data.get("message", "")),
-            str(error_data.get("traceback", "")),
-        )
-    stdout = str(payload.get("stdout", ""))
-    has_value = bool(payload.get("has_value"))
-    return RunResult(
-        ok=error is None,
-        stdout=stdout,
-        stderr=str(payload.get("stderr", "")),
-        value=payload.get("value") if has_value else None,
-        value_repr=str(payload["value_repr"]) if has_value and payload.get("value_repr") is not None else None,
-        value_is_json=bool(payload.get("json")) and has_value,
-        has_value=has_value,
-        error=error,
-        tool_calls=list(job.ledger.calls),
-        duration_s=duration,
-    )
-
-
 # -- the executor ---------------------------------------------------------------------------------
 
 
@@ -608,14 +580,11 @@ class WasmExecutor(Executor):
         recursion_limit: int = 600,
         progress: Progress | None = None,
     ) -> None:
-        self.stubs_dir = stubs_dir
-        self.skills_dir = skills_dir
-        self.scratch_root = scratch_root
-        self.limits = limits or Limits()
-        self.pool_size = pool_size
+        super().__init__(
+            stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
+            known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
+        )  # fmt: skip
         self.recursion_limit = recursion_limit
-        self.bridge = Bridge(tool_handler, known_tools)
-        self.progress = progress
         self.token: anyio.lowlevel.EventLoopToken | None = None
         self.asyncio_loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[str, _Instance] = {}
