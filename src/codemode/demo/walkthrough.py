@@ -15,7 +15,7 @@ from pathlib import Path
 from codemode.config import demo_config
 from codemode.engine import Engine
 
-PROGRAM = '''\
+PROGRAM = """\
 from stubs import inventory, notes
 
 # Which SKUs do our restock notes mention, and which of them are low?
@@ -26,7 +26,7 @@ low = [level for level in report["levels"] if level["low"]]
 for level in low:
     print(f"{level['sku']}: {level['stock']} left in {level['warehouse']}")
 f"{len(low)} of {len(skus)} SKUs from {len(hits)} notes need restocking"
-'''
+"""
 
 
 def _say(text: str = "") -> None:

@@ -7,11 +7,11 @@ weaker and documented as such.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import Literal, Unpack
 
 from codemode.executors.base import (
     Executor,
+    ExecutorOptions,
     KnownTools,
     Limits,
     Progress,
@@ -25,18 +25,7 @@ from codemode.executors.base import (
 ExecutorKind = Literal["wasm", "restricted"]
 
 
-def create_executor(
-    kind: ExecutorKind,
-    *,
-    stubs_dir: Path,
-    skills_dir: Path,
-    scratch_root: Path,
-    tool_handler: ToolHandler,
-    known_tools: KnownTools,
-    limits: Limits | None = None,
-    pool_size: int = 2,
-    progress: Progress | None = None,
-) -> Executor:
+def create_executor(kind: ExecutorKind, **options: Unpack[ExecutorOptions]) -> Executor:
     """Build an executor of ``kind``; use it as an async context manager."""
     executor: type[Executor]
     if kind == "wasm":
@@ -45,17 +34,16 @@ def create_executor(
         from codemode.executors.restricted import RestrictedExecutor as executor
     else:
         raise ValueError(f"unknown executor {kind!r} (use 'wasm' or 'restricted')")
-    return executor(
-        stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
-        known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
-    )  # fmt: skip
+    return executor(**options)
 
 
 __all__ = [
     "Executor",
     "ExecutorKind",
+    "ExecutorOptions",
     "KnownTools",
     "Limits",
+    "Progress",
     "RunError",
     "RunResult",
     "ToolCallRecord",

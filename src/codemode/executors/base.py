@@ -6,7 +6,7 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
 
 from codemode.hub.models import ToolRef
 
@@ -120,32 +120,39 @@ def result_from_guest(payload: Any, calls: list[ToolCallRecord], duration_s: flo
     )
 
 
+class ExecutorOptions(TypedDict):
+    """What every executor is built from (``create_executor(kind, **options)``)."""
+
+    stubs_dir: Path
+    """Mounted read-only as ``/stubs``."""
+    skills_dir: Path
+    """Mounted read-only as ``/skills``."""
+    scratch_root: Path
+    """Parent of the per-session writable ``/scratch`` directories."""
+    tool_handler: ToolHandler
+    known_tools: KnownTools
+    limits: NotRequired[Limits | None]
+    """Defaults for every execution (memory is fixed per interpreter)."""
+    pool_size: NotRequired[int]
+    """Interpreters kept booted for new sessions (default 2)."""
+    progress: NotRequired[Progress | None]
+
+
 class Executor(abc.ABC):
     """Runs Python for sessions. Subclasses are async context managers that own their interpreters."""
 
     kind: str
 
-    def __init__(
-        self,
-        *,
-        stubs_dir: Path,
-        skills_dir: Path,
-        scratch_root: Path,
-        tool_handler: ToolHandler,
-        known_tools: KnownTools,
-        limits: Limits | None = None,
-        pool_size: int = 2,
-        progress: Progress | None = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[ExecutorOptions]) -> None:
         from codemode.bridge import Bridge  # the bridge imports this module's types
 
-        self.stubs_dir = stubs_dir
-        self.skills_dir = skills_dir
-        self.scratch_root = scratch_root
-        self.limits = limits or Limits()
-        self.pool_size = pool_size
-        self.bridge = Bridge(tool_handler, known_tools)
-        self.progress = progress
+        self.stubs_dir = options["stubs_dir"]
+        self.skills_dir = options["skills_dir"]
+        self.scratch_root = options["scratch_root"]
+        self.limits = options.get("limits") or Limits()
+        self.pool_size = options.get("pool_size", 2)
+        self.bridge = Bridge(options["tool_handler"], options["known_tools"])
+        self.progress = options.get("progress")
 
     @abc.abstractmethod
     async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:

@@ -35,7 +35,7 @@ import uuid
 from collections import deque
 from pathlib import Path
 from subprocess import PIPE
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import anyio.abc
@@ -46,12 +46,10 @@ from codemode.bridge import FrameError, Ledger, decode_frame, encode_frame
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Executor,
-    KnownTools,
+    ExecutorOptions,
     Limits,
-    Progress,
     RunError,
     RunResult,
-    ToolHandler,
     result_from_guest,
 )
 
@@ -178,22 +176,8 @@ class RestrictedExecutor(Executor):
 
     kind = "restricted"
 
-    def __init__(
-        self,
-        *,
-        stubs_dir: Path,
-        skills_dir: Path,
-        scratch_root: Path,
-        tool_handler: ToolHandler,
-        known_tools: KnownTools,
-        limits: Limits | None = None,
-        pool_size: int = 2,
-        progress: Progress | None = None,
-    ) -> None:
-        super().__init__(
-            stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
-            known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
-        )  # fmt: skip
+    def __init__(self, **options: Unpack[ExecutorOptions]) -> None:
+        super().__init__(**options)
         self._sessions: dict[str, _Child] = {}
         self._pool: list[_Child] = []
         self._all: set[_Child] = set()

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import anyio.from_thread
@@ -44,12 +44,11 @@ from codemode.bridge import MAGIC_OFFSET, FrameError, Ledger, decode_frame, enco
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Executor,
-    KnownTools,
+    ExecutorOptions,
     Limits,
     Progress,
     RunError,
     RunResult,
-    ToolHandler,
     result_from_guest,
 )
 
@@ -567,23 +566,8 @@ class WasmExecutor(Executor):
 
     kind = "wasm"
 
-    def __init__(
-        self,
-        *,
-        stubs_dir: Path,
-        skills_dir: Path,
-        scratch_root: Path,
-        tool_handler: ToolHandler,
-        known_tools: KnownTools,
-        limits: Limits | None = None,
-        pool_size: int = 2,
-        recursion_limit: int = 600,
-        progress: Progress | None = None,
-    ) -> None:
-        super().__init__(
-            stubs_dir=stubs_dir, skills_dir=skills_dir, scratch_root=scratch_root, tool_handler=tool_handler,
-            known_tools=known_tools, limits=limits, pool_size=pool_size, progress=progress,
-        )  # fmt: skip
+    def __init__(self, *, recursion_limit: int = 600, **options: Unpack[ExecutorOptions]) -> None:
+        super().__init__(**options)
         self.recursion_limit = recursion_limit
         self.token: anyio.lowlevel.EventLoopToken | None = None
         self.asyncio_loop: asyncio.AbstractEventLoop | None = None
