@@ -15,7 +15,7 @@ machine:
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import os
 import statistics
@@ -23,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
+from benchmarks import speed
 from codemode.compiler import compile_to_dir
 from codemode.config import parse_config
 from codemode.executors import Limits, create_executor
@@ -47,23 +47,6 @@ for _ in range({n}):
     _xs.append(time.perf_counter() - _t)
 sorted(_xs)[len(_xs) // 2] * 1000
 """
-
-
-def _row(metric: str, value: float, unit: str, baseline: str, baseline_value: float, target: str) -> dict[str, Any]:
-    ratio = value / baseline_value if baseline_value else float("nan")
-    return {
-        "metric": metric, "value": round(value, 4), "unit": unit, "baseline": baseline,
-        "baseline_value": round(baseline_value, 4), "ratio": round(ratio, 2), "target": target,
-    }  # fmt: skip
-
-
-async def _p50(fn: Callable[[], Awaitable[Any]], n: int) -> float:
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
 
 
 def _rss_mb() -> float:
@@ -119,15 +102,15 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
             async with executor as ex:
                 assert isinstance(ex, WasmExecutor)
                 await ex.run("1 + 1", session="warm")
-                warm = await _p50(lambda: ex.run("1 + 1", session="warm"), n)
+                warm = await speed.p50(lambda: ex.run("1 + 1", session="warm"), n)
                 code = compile("1 + 1", "<bench>", "exec")
 
                 async def host_exec() -> None:
                     exec(code, {})
                     await anyio.lowlevel.checkpoint()
 
-                host = await _p50(host_exec, n)
-                rows.append(_row("warm snippet p50", warm, "ms", "host exec() + event-loop turn", host, "≤ 2 ms"))
+                host = await speed.p50(host_exec, n)
+                rows.append(speed.row("warm snippet p50", warm, "ms", "host exec() + event-loop turn", host, "≤ 2 ms"))
 
                 fresh = []
                 for i in range(5 if smoke else 20):
@@ -137,18 +120,20 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
                     fresh.append((time.perf_counter() - started) * 1000)
                     await ex.close_session(f"new-{i}")
                 rows.append(
-                    _row("new session from pool p50", statistics.median(fresh), "ms", "warm snippet", warm, "≤ 50 ms")
+                    speed.row(
+                        "new session from pool p50", statistics.median(fresh), "ms", "warm snippet", warm, "≤ 50 ms"
+                    )
                 )
 
                 for label, size, target in (("1 KB", 1000, "≤ 0.5 ms"), ("1 MB", 1_000_000, "≤ 5 ms")):
                     ref, args = ToolRef("echo", "echo"), {"text": "x" * size}
                     await hub.call_tool(ref, args)
-                    direct = await _p50(lambda ref=ref, args=args: hub.call_tool(ref, args), calls)
+                    direct = await speed.p50(functools.partial(hub.call_tool, ref, args), calls)
                     result = await ex.run(GUEST_LOOP.format(size=size, n=calls), session="bridge", limits=limits)
                     assert result.ok, result.error
                     bridged = float(result.value)
                     rows.append(
-                        _row(f"bridge overhead per call ({label})", bridged - direct, "ms",
+                        speed.row(f"bridge overhead per call ({label})", bridged - direct, "ms",
                              "direct in-process MCP call", direct, target)
                     )  # fmt: skip
 
@@ -159,9 +144,11 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
                 await ex._refill()
                 await anyio.sleep(0.5)
                 per_instance = (_rss_mb() - before) / extra
-                rows.append(_row("idle pooled instance RSS", per_instance, "MB", "host process RSS", before, "≤ 20 MB"))
+                rows.append(
+                    speed.row("idle pooled instance RSS", per_instance, "MB", "host process RSS", before, "≤ 20 MB")
+                )
     cold, bare = _cold_start(2 if smoke else 5)
-    rows.append(_row("cold process start (cached module)", cold, "s", "python -c pass", bare, "≤ 0.5 s"))
+    rows.append(speed.row("cold process start (cached module)", cold, "s", "python -c pass", bare, "≤ 0.5 s"))
     return {"benchmark": "sandbox", "rows": rows, "env": {"python": sys.version.split()[0], "cpus": os.cpu_count()}}
 
 
@@ -171,26 +158,7 @@ async def _wait_for_pool(ex: WasmExecutor) -> None:
             await anyio.sleep(0.02)
 
 
-def table(result: dict[str, Any]) -> str:
-    """Markdown table of a result."""
-    lines = ["| metric | value | baseline | ratio | target |", "|---|---:|---|---:|---|"]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['metric']} | {r['value']:.3f} {r['unit']} | {r['baseline']}: {r['baseline_value']:.3f} {r['unit']} "
-            f"| {r['ratio']:.2f}× | {r['target']} |"
-        )
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="few samples, for tests")
-    args = parser.parse_args()
-    result = anyio.run(lambda: run(smoke=args.smoke))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sandbox.json").write_text(json.dumps(result, indent=2) + "\n")
-    sys.stdout.write(table(result) + "\n")
-
+table = speed.table
 
 if __name__ == "__main__":
-    main()
+    speed.main("sandbox", __doc__, run)
