@@ -31,11 +31,10 @@ import signal
 import struct
 import sys
 import time
-import uuid
 from collections import deque
 from pathlib import Path
 from subprocess import PIPE
-from typing import Any, Unpack
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -45,13 +44,12 @@ from codemode import paths
 from codemode.bridge import FrameError, Ledger, decode_frame, encode_frame
 from codemode.errors import SandboxError
 from codemode.executors.base import (
-    Executor,
-    ExecutorOptions,
     Limits,
     RunError,
     RunResult,
     result_from_guest,
 )
+from codemode.executors.pool import PooledExecutor
 
 log = logging.getLogger(__name__)
 
@@ -171,31 +169,14 @@ def _crash_error(child: _Child, returncode: int | None, limits: Limits) -> RunEr
     )
 
 
-class RestrictedExecutor(Executor):
+class RestrictedExecutor(PooledExecutor[_Child]):
     """Sessions of RestrictedPython, one child process each, with a pool of pre-started children."""
 
     kind = "restricted"
 
-    def __init__(self, **options: Unpack[ExecutorOptions]) -> None:
-        super().__init__(**options)
-        self._sessions: dict[str, _Child] = {}
-        self._pool: list[_Child] = []
-        self._all: set[_Child] = set()
-        self._refilling = False
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._closed = False
-
     async def __aenter__(self) -> RestrictedExecutor:
-        for directory in (self.stubs_dir, self.skills_dir, self.scratch_root):
-            directory.mkdir(parents=True, exist_ok=True)
-        (self.scratch_root / ".pool").mkdir(exist_ok=True)
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._refill)
+        await self._start_pool()
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # -- children ------------------------------------------------------------------------------
 
@@ -219,9 +200,8 @@ class RestrictedExecutor(Executor):
             str(self.limits.memory_bytes),
         ]
 
-    async def _spawn(self) -> _Child:
-        scratch = self.scratch_root / ".pool" / uuid.uuid4().hex[:12]
-        scratch.mkdir(parents=True)
+    async def _boot(self) -> _Child:
+        scratch = self._new_scratch()
         try:
             # Shielded: a start cancelled halfway would leave a process nobody owns.
             with anyio.CancelScope(shield=True):
@@ -259,44 +239,6 @@ class RestrictedExecutor(Executor):
             ) from None
         return child
 
-    async def _refill(self) -> None:
-        if self._refilling:
-            return
-        self._refilling = True
-        try:
-            while not self._closed and len(self._pool) < self.pool_size:
-                try:
-                    child = await self._spawn()
-                except SandboxError:
-                    if not self._closed:  # a start cut short by aclose() is not worth a traceback
-                        log.exception("could not pre-start a restricted interpreter")
-                    return
-                if self._closed:
-                    await self._dispose(child)
-                    return
-                self._pool.append(child)
-        finally:
-            self._refilling = False
-
-    async def _acquire(self, session: str) -> _Child:
-        child = self._pool.pop(0) if self._pool else None
-        if child is None:
-            child = await self._spawn()
-        if self._task_group is not None and not self._closed:
-            self._task_group.start_soon(self._refill)
-        self._adopt_scratch(child, session)
-        return child
-
-    def _adopt_scratch(self, child: _Child, session: str) -> None:
-        # The child's cwd is its pool directory; renaming the directory keeps it the child's cwd.
-        target = self.scratch_root / session
-        if target.exists():
-            for item in target.iterdir():
-                item.rename(child.scratch / item.name)
-            target.rmdir()
-        child.scratch.rename(target)
-        child.scratch = target
-
     async def _dispose(self, child: _Child) -> None:
         child.kill()
         await child.reap()
@@ -319,14 +261,11 @@ class RestrictedExecutor(Executor):
             child = self._sessions.get(session)
             if child is not None and not child.dead and child.process.returncode is not None:
                 # Died while idle (killed from outside): like a lost WASM instance, start afresh.
-                await self._lose(child, session)
-                child = None
-            if child is None or child.dead:
-                try:
-                    child = await self._acquire(session)
-                except SandboxError as exc:
-                    return RunResult(ok=False, error=RunError("SandboxError", str(exc)))
-                self._sessions[session] = child
+                await self._kill(child, session)
+            try:
+                child = await self._worker_for(session)
+            except SandboxError as exc:
+                return RunResult(ok=False, error=RunError("SandboxError", str(exc)))
             async with child.lock:
                 if child.dead:  # lost while this run waited for the lock: start over on a fresh child
                     continue
@@ -342,7 +281,7 @@ class RestrictedExecutor(Executor):
             with anyio.move_on_after(limits.wall_s) as scope:
                 result = await self._exchange(child, code, limits, ledger, started)
         except _ChildDied:
-            returncode = await self._lose(child, session)
+            returncode = await self._kill(child, session)
             return RunResult(
                 ok=False,
                 error=_crash_error(child, returncode, limits),
@@ -353,11 +292,11 @@ class RestrictedExecutor(Executor):
         except BaseException:
             # Cancelled (or a host bug): the child may be mid-execution, its state is unknowable.
             ledger.cancelled = True
-            await self._lose(child, session)
+            await self._kill(child, session)
             raise
         if scope.cancelled_caught:
             ledger.cancelled = True
-            await self._lose(child, session)
+            await self._kill(child, session)
             return RunResult(
                 ok=False,
                 error=RunError(
@@ -370,7 +309,7 @@ class RestrictedExecutor(Executor):
         if result.error is not None and result.error.type == "MemoryError":
             # The memory the program holds stays in its namespace: recycle the interpreter rather than
             # leave a session that fails on every allocation.
-            await self._lose(child, session)
+            await self._kill(child, session)
             memory_mb = limits.memory_bytes // (1 << 20)
             result.error = RunError(
                 "SandboxMemoryError",
@@ -407,40 +346,21 @@ class RestrictedExecutor(Executor):
                 child.kill()
                 raise _ChildDied(f"unknown op {op!r}")
 
-    async def _lose(self, child: _Child, session: str) -> int | None:
+    async def _kill(self, child: _Child, session: str) -> int | None:
         child.kill()
-        if self._sessions.get(session) is child:
-            del self._sessions[session]
-        returncode = await child.reap()
-        self._all.discard(child)
-        return returncode
-
-    def sessions(self) -> list[str]:
-        return sorted(name for name, child in self._sessions.items() if not child.dead)
-
-    async def close_session(self, session: str) -> None:
-        child = self._sessions.pop(session, None)
-        if child is not None:
-            await self._dispose(child)
-        shutil.rmtree(self.scratch_root / session, ignore_errors=True)
+        self._lose(session, child)
+        return await child.reap()
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         # Stop the pool first, so no child is being started while the others are killed.
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(None, None, None)
-            self._task_group = None
+        await self._stop_pool()
         children = list(self._all)
         for child in children:
             child.kill()
         with anyio.CancelScope(shield=True):
             for child in children:
                 await child.reap()
-        for child in self._pool:
-            shutil.rmtree(child.scratch, ignore_errors=True)
-        self._pool.clear()
-        self._sessions.clear()
-        self._all.clear()
+        self._forget_all()

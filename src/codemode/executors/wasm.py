@@ -43,7 +43,6 @@ from codemode import paths
 from codemode.bridge import MAGIC_OFFSET, FrameError, Ledger, decode_frame, encode_frame, error_reply
 from codemode.errors import SandboxError
 from codemode.executors.base import (
-    Executor,
     ExecutorOptions,
     Limits,
     Progress,
@@ -51,6 +50,7 @@ from codemode.executors.base import (
     RunResult,
     result_from_guest,
 )
+from codemode.executors.pool import PooledExecutor
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,6 @@ class _Instance:
         self.executor = executor
         self.scratch = scratch
         self.id = uuid.uuid4().hex[:8]
-        self.session: str | None = None
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.job: _Job | None = None
         self.pending = b""
@@ -561,7 +560,7 @@ def _trap_error(trap: BaseException | None, job: _Job, store: wasmtime.Store | N
 # -- the executor ---------------------------------------------------------------------------------
 
 
-class WasmExecutor(Executor):
+class WasmExecutor(PooledExecutor[_Instance]):
     """Sessions of CPython-in-WASM with a pool of pre-booted interpreters."""
 
     kind = "wasm"
@@ -571,36 +570,18 @@ class WasmExecutor(Executor):
         self.recursion_limit = recursion_limit
         self.token: anyio.lowlevel.EventLoopToken | None = None
         self.asyncio_loop: asyncio.AbstractEventLoop | None = None
-        self._sessions: dict[str, _Instance] = {}
-        self._pool: list[_Instance] = []
-        self._all: set[_Instance] = set()
-        self._pool_changed: anyio.Event = anyio.Event()
-        self._refilling = False
-        self._task_group: Any = None
-        self._closed = False
 
     async def __aenter__(self) -> WasmExecutor:
         self.token = anyio.lowlevel.current_token()
         with contextlib.suppress(RuntimeError):  # not asyncio (e.g. trio): notify through anyio instead
             self.asyncio_loop = asyncio.get_running_loop()
-        for directory in (self.stubs_dir, self.skills_dir, self.scratch_root):
-            directory.mkdir(parents=True, exist_ok=True)
-        (self.scratch_root / ".pool").mkdir(exist_ok=True)
         if not module_cache_path().exists():
             await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(_engine_config()), self.progress))
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._refill)
+        await self._start_pool()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    # -- pool ----------------------------------------------------------------------------------
-
     async def _boot(self) -> _Instance:
-        scratch = self.scratch_root / ".pool" / uuid.uuid4().hex[:12]
-        scratch.mkdir(parents=True)
+        scratch = self._new_scratch()
         instance = _Instance(self, scratch)
         self._all.add(instance)
         instance.start()
@@ -611,52 +592,10 @@ class WasmExecutor(Executor):
             raise SandboxError(f"the WASM interpreter failed to start: {instance.boot_error}")
         return instance
 
-    async def _refill(self) -> None:
-        if self._refilling:
-            return
-        self._refilling = True
-        try:
-            while not self._closed and len(self._pool) < self.pool_size:
-                try:
-                    instance = await self._boot()
-                except SandboxError:
-                    log.exception("could not pre-boot a WASM interpreter")
-                    return
-                if self._closed:
-                    await self._dispose(instance)
-                    return
-                self._pool.append(instance)
-                self._pool_changed.set()
-                self._pool_changed = anyio.Event()
-        finally:
-            self._refilling = False
-
-    async def _acquire(self, session: str) -> _Instance:
-        instance = self._pool.pop(0) if self._pool else None
-        if instance is None:
-            instance = await self._boot()
-        if self._task_group is not None and not self._closed:
-            self._task_group.start_soon(self._refill)
-        self._adopt_scratch(instance, session)
-        instance.session = session
-        return instance
-
-    def _adopt_scratch(self, instance: _Instance, session: str) -> None:
-        # The instance's scratch mount was opened at boot; the host directory can be renamed under it.
-        target = self.scratch_root / session
-        if target.exists():
-            for child in target.iterdir():
-                child.rename(instance.scratch / child.name)
-            target.rmdir()
-        instance.scratch.rename(target)
-        instance.scratch = target
-
     async def _dispose(self, instance: _Instance) -> None:
         instance.stop()
         await anyio.to_thread.run_sync(instance.join, 5.0)
         self._all.discard(instance)
-
-    # -- executions ----------------------------------------------------------------------------
 
     async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
         """Run ``code`` in ``session``; errors, timeouts and traps come back as a failed :class:`RunResult`."""
@@ -664,37 +603,24 @@ class WasmExecutor(Executor):
             raise SandboxError("the executor is closed")
         limits = limits or self.limits
         started = time.perf_counter()
-        instance = self._sessions.get(session)
-        if instance is None or instance.dead:
-            try:
-                instance = await self._acquire(session)
-            except SandboxError as exc:
-                return RunResult(ok=False, error=RunError("SandboxError", str(exc)), duration_s=0.0)
-            self._sessions[session] = instance
+        try:
+            instance = await self._worker_for(session)
+        except SandboxError as exc:
+            return RunResult(ok=False, error=RunError("SandboxError", str(exc)), duration_s=0.0)
         job = _Job(code, limits, Ledger(limits, time.monotonic() + limits.wall_s), anyio.Event())
         instance.submit(job)
         try:
             await job.done.wait()
         except BaseException:
             instance.cancel(job)
-            self._sessions.pop(session, None)
+            self._lose(session, instance)
             raise
         result = job.result
         assert result is not None
         if result.instance_lost:
-            self._sessions.pop(session, None)
-            self._all.discard(instance)
+            self._lose(session, instance)
         result.duration_s = time.perf_counter() - started
         return result
-
-    def sessions(self) -> list[str]:
-        return sorted(name for name, inst in self._sessions.items() if not inst.dead)
-
-    async def close_session(self, session: str) -> None:
-        instance = self._sessions.pop(session, None)
-        if instance is not None:
-            await self._dispose(instance)
-        shutil.rmtree(self.scratch_root / session, ignore_errors=True)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -705,12 +631,5 @@ class WasmExecutor(Executor):
             instance.stop()
         for instance in instances:
             await anyio.to_thread.run_sync(instance.join, 10.0)
-        for instance in self._pool:
-            shutil.rmtree(instance.scratch, ignore_errors=True)
-        self._pool.clear()
-        self._sessions.clear()
-        self._all.clear()
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(None, None, None)
-            self._task_group = None
+        self._forget_all()
+        await self._stop_pool()
