@@ -13,7 +13,9 @@ execution is rate-limited, bounded, audited and rendered the same way.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -214,12 +216,34 @@ class Engine:
         return Outcome(entry.id, session, f"PolicyDenied: {message}", True, None, denied=message)
 
     def _spill(self, session: str, execution_id: str, full: str) -> str:
-        """Keep the full output in the session's scratch dir, where the next execution can read it."""
-        out_dir = paths.scratch_root() / session / "outputs"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / f".{execution_id}.tmp"
-        tmp.write_text(full, encoding="utf-8", errors="surrogatepass")
-        tmp.replace(out_dir / f"{execution_id}.txt")
+        """Keep the full output in the session's scratch dir, where the next execution can read it.
+
+        The scratch dir is the guest's to shape, so nothing in it is trusted: ``outputs`` must be a real
+        directory (a link or file there is removed), and the file is written relative to that directory's
+        descriptor without following links.
+        """
+        session_dir = paths.scratch_root() / session
+        session_dir.mkdir(parents=True, exist_ok=True)
+        dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        root = os.open(session_dir, dir_flags)
+        try:
+            try:
+                os.mkdir("outputs", dir_fd=root)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat("outputs", dir_fd=root, follow_symlinks=False).st_mode):
+                    os.unlink("outputs", dir_fd=root)
+                    os.mkdir("outputs", dir_fd=root)
+            outputs = os.open("outputs", dir_flags, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            tmp = f".{execution_id}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=outputs)
+            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as fh:
+                fh.write(full)
+            os.replace(tmp, f"{execution_id}.txt", src_dir_fd=outputs, dst_dir_fd=outputs)
+        finally:
+            os.close(outputs)
         return f"/scratch/outputs/{execution_id}.txt"
 
     async def close_session(self, session: str) -> None:

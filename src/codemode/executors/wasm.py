@@ -65,6 +65,7 @@ wasmtime at its async stack size, 2 MiB)."""
 _MAX_GUEST_FRAME = 256 * 1024 * 1024
 _BOOT_FUEL = 50_000_000_000
 _BOOT_TIMEOUT_S = 120.0
+_EXIT_GRACE_S = 0.5
 _BOOT_CODE = "import sys; sys.path.insert(0, '/runtime'); from codemode_runtime.repl import boot; boot()"
 
 
@@ -250,6 +251,7 @@ flags (or the fd, read as the clock id field)."""
 _EVENT = struct.Struct("<QHBxxxxxQH6x")
 """WASI ``event``: userdata, error, type, nbytes, flags."""
 _ERRNO_INVAL = 28
+_ERRNO_PERM = 63
 
 
 def _host_poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int, nevents_ptr: int) -> int:
@@ -308,6 +310,17 @@ def _clock_type() -> wasmtime.FuncType:
     return wasmtime.FuncType([i32, i64, i32], [i32])
 
 
+def _host_path_symlink(old_ptr: int, old_len: int, fd: int, new_ptr: int, new_len: int) -> int:
+    # No symlinks in scratch: one pointing outside could not be followed by the guest, but it would sit in
+    # a host directory that host code (and the user) reads and writes.
+    return _ERRNO_PERM
+
+
+def _symlink_type() -> wasmtime.FuncType:
+    i32 = wasmtime.ValType.i32()
+    return wasmtime.FuncType([i32, i32, i32, i32, i32], [i32])
+
+
 def _poll_type() -> wasmtime.FuncType:
     i32 = wasmtime.ValType.i32()
     return wasmtime.FuncType([i32, i32, i32, i32], [i32])
@@ -352,11 +365,21 @@ class _Instance:
         self.jobs.put(job)
 
     def stop(self) -> None:
-        """Ask the guest loop to exit; interrupt it if it is running code."""
+        """Ask the guest loop to exit; interrupt it if it is running code, or still running soon after.
+
+        The grace alarm matters for a guest that is running with no job: one that forged a ``next`` frame
+        (which ends its job early) and then ignored the ``exit`` frame it was handed.
+        """
         self.jobs.put(None)
         with self._lock:
             if self.job is not None:
                 self.job.ledger.cancelled = True
+                self._interrupt()
+        _alarm.at(time.monotonic() + _EXIT_GRACE_S, self._interrupt_if_alive)
+
+    def _interrupt_if_alive(self) -> None:
+        with self._lock:
+            if not self.dead:
                 self._interrupt()
 
     def cancel(self, job: _Job) -> None:
@@ -394,6 +417,7 @@ class _Instance:
             linker.define_func(
                 "wasi_snapshot_preview1", "clock_time_get", _clock_type(), _host_clock_time_get, access_caller=True
             )
+            linker.define_func("wasi_snapshot_preview1", "path_symlink", _symlink_type(), _host_path_symlink)
             store = wasmtime.Store(self.engine)
             store.set_limits(memory_size=self.executor.limits.memory_bytes)
             store.set_fuel(_BOOT_FUEL)
