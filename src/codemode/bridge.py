@@ -125,6 +125,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _for_guest(message: str) -> str:
+    # Host diagnostics (an upstream's stderr tail) stay on the host: a server may log a token there.
+    head, marker, _ = message.partition(" (stderr: ")
+    return head + " (details are in the codemode host's server log)" if marker else message
+
+
 def _error_text(result: types.CallToolResult) -> str:
     texts = [b.text for b in result.content if b.type == "text" and isinstance(getattr(b, "text", None), str)]
     return "\n".join(texts).strip() or "the tool reported an error without a message"
@@ -198,7 +204,7 @@ class Bridge:
         except TimeoutError:
             return error_reply("timeout", f"no answer before the execution's {ledger.limits.wall_s:g} s limit")
         except CodemodeError as exc:
-            return error_reply("upstream", str(exc))
+            return error_reply("upstream", _for_guest(str(exc)))
         except Exception as exc:  # a host bug must not trap the guest; report it as the call's failure
             return error_reply("upstream", f"{type(exc).__name__}: {exc}")
         if result.is_error:

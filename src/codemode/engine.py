@@ -173,7 +173,7 @@ class Engine:
         Quota breaches come back as an error ``Outcome``, not an exception.
         """
         assert self.executor is not None
-        session = _SAFE_SESSION.sub("_", session)[:80] or "default"
+        session = _SAFE_SESSION.sub("_", session)[:80].lstrip(".") or "default"
         state = self._sessions.setdefault(session, _Session())
         try:
             self._rate.check(session)

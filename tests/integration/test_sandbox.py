@@ -149,3 +149,21 @@ async def test_sleep_sleeps_and_is_interrupted_at_the_deadline(demo_sandbox: San
         assert slept.ok and 0.19 <= slept.value < 5
         stuck = await ex.run("import time\ntime.sleep(1e9)", limits=Limits(wall_s=0.5))
         assert stuck.error is not None and stuck.error.type == "SandboxTimeout"
+
+
+async def test_scratch_quota_stops_the_program_and_makes_room(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        code = "chunk = b'x' * 1_000_000\nfor i in range(10_000):\n    open(f'/scratch/f{i}', 'wb').write(chunk)"
+        result = await ex.run(code, session="q", limits=Limits(scratch_bytes=20_000_000))
+        assert result.error is not None and result.error.type == "ScratchQuotaExceeded", result.error
+        assert "/scratch/f" in result.error.message  # names what it removed
+        usage = "import os\nsum(os.path.getsize('/scratch/' + n) for n in os.listdir('/scratch'))"
+        left = await ex.run(usage, session="q")
+        assert left.ok and left.value <= 10_000_000
+
+
+async def test_bad_session_names_are_refused(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        for name in ("../x", ".hidden", "a/b", ""):
+            with pytest.raises(ValueError, match="invalid session name"):
+                await ex.run("1", session=name)

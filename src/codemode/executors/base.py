@@ -39,6 +39,10 @@ class Limits:
     """Size of one tool call's arguments as JSON."""
     max_result_bytes: int = 32 * 1024 * 1024
     """Size of one tool result handed to the guest."""
+    scratch_bytes: int = 1024 * 1024 * 1024
+    """Total size of a session's ``/scratch`` (checked twice a second while code runs)."""
+    scratch_files: int = 10_000
+    """Number of files and directories in a session's ``/scratch``."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -22,6 +23,15 @@ from codemode.errors import SandboxError
 from codemode.executors.base import Executor, ExecutorOptions
 
 log = logging.getLogger(__name__)
+
+
+_SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_session_name(session: str) -> None:
+    """Session names become directory names under ``scratch_root``: no separators, no leading dot."""
+    if not _SESSION_NAME.fullmatch(session):
+        raise ValueError(f"invalid session name {session!r}: use letters, digits, '_', '.', '-' (max 128)")
 
 
 class Worker(Protocol):
@@ -102,6 +112,7 @@ class PooledExecutor(Executor, Generic[W]):
 
     async def _worker_for(self, session: str) -> W:
         """The session's live interpreter, or a pooled (else freshly booted) one adopted by the session."""
+        check_session_name(session)
         worker = self._sessions.get(session)
         if worker is not None and not worker.dead:
             return worker
@@ -132,6 +143,7 @@ class PooledExecutor(Executor, Generic[W]):
         return sorted(name for name, worker in self._sessions.items() if not worker.dead)
 
     async def close_session(self, session: str) -> None:
+        check_session_name(session)
         worker = self._sessions.pop(session, None)
         if worker is not None:
             await self._dispose(worker)

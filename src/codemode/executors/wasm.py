@@ -66,6 +66,7 @@ _MAX_GUEST_FRAME = 256 * 1024 * 1024
 _BOOT_FUEL = 50_000_000_000
 _BOOT_TIMEOUT_S = 120.0
 _EXIT_GRACE_S = 0.5
+_SCRATCH_POLL_S = 0.5
 _BOOT_CODE = "import sys; sys.path.insert(0, '/runtime'); from codemode_runtime.repl import boot; boot()"
 
 
@@ -342,6 +343,9 @@ class _Instance:
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.job: _Job | None = None
         self.pending = b""
+        self.memory: wasmtime.Memory | None = None
+        self.breach: str | None = None
+        """Why the host stopped the running job, when it was not the clock (the scratch quota)."""
         self.wake = threading.Event()
         """Set when the instance is interrupted, so a guest sleeping in ``poll_oneoff`` wakes up."""
         self.ready = anyio.Event()
@@ -394,9 +398,10 @@ class _Instance:
             self._thread.join(timeout)
 
     def _interrupt(self) -> None:
-        self.wake.set()
+        # The epoch first: a sleeper woken before it would return into wasm with time still on the clock.
         if self.engine is not None:
             self.engine.increment_epoch()
+        self.wake.set()
 
     # Runs on the instance thread.
     def _main(self) -> None:
@@ -426,6 +431,8 @@ class _Instance:
             _alarm.at(boot_deadline, lambda: self._boot_timeout())
             store.set_wasi(self._wasi_config())
             instance = linker.instantiate(store, module)
+            memory = instance.exports(store)["memory"]
+            self.memory = memory if isinstance(memory, wasmtime.Memory) else None
             start = instance.exports(store)["_start"]
             assert isinstance(start, wasmtime.Func)
             start(store)
@@ -494,13 +501,32 @@ class _Instance:
             return encode_frame({"op": "exit"})
         with self._lock:
             self.job = job
+            self.breach = None
             self.wake.clear()
             # Store methods only need a context; the caller's is the one valid inside a host call.
             wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
             job.started = time.perf_counter()
         _alarm.at(job.ledger.deadline, lambda: self._deadline(job))
+        _alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
         return encode_frame({"op": "run", "code": job.code, "output_cap": job.limits.output_chars})
+
+    def _watch_scratch(self, job: _Job) -> None:
+        # Runs on the alarm thread while the job runs: WASI has no disk quota of its own.
+        if self.job is not job:
+            return
+        limits = job.limits
+        size, count = _tree_usage(self.scratch, limits.scratch_bytes, limits.scratch_files)
+        if size > limits.scratch_bytes or count > limits.scratch_files:
+            with self._lock:
+                if self.job is job:
+                    self.breach = (
+                        f"/scratch went over its quota ({limits.scratch_bytes // (1 << 20):,} MB, "
+                        f"{limits.scratch_files:,} files)"
+                    )
+                    self._interrupt()
+            return
+        _alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
 
     def _deadline(self, job: _Job) -> None:
         with self._lock:
@@ -512,6 +538,17 @@ class _Instance:
             self.job = None
         job.result = result_from_guest(payload, job.ledger.calls, time.perf_counter() - job.started)
         self._notify(job.done.set)
+
+    def _loss(self, trap: BaseException | None, job: _Job, store: wasmtime.Store | None) -> RunError:
+        if self.breach is not None:
+            removed = _shrink(self.scratch, job.limits.scratch_bytes // 2, job.limits.scratch_files // 2)
+            note = f" Removed the largest files to make room: {', '.join(removed[:10])}" if removed else ""
+            return RunError("ScratchQuotaExceeded", f"{self.breach}; the program was stopped.{note}. {_LOST}")
+        used = None
+        if self.memory is not None and store is not None:
+            with contextlib.suppress(Exception):
+                used = self.memory.data_len(store)
+        return _trap_error(trap, job, used, self.executor.limits)
 
     def _notify(self, setter: Callable[[], None]) -> None:
         with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
@@ -529,7 +566,7 @@ class _Instance:
         if job is not None:
             job.result = RunResult(
                 ok=False,
-                error=_trap_error(trap, job, store, self.executor.limits),
+                error=self._loss(trap, job, store),
                 tool_calls=list(job.ledger.calls),
                 duration_s=time.perf_counter() - job.started,
                 instance_lost=True,
@@ -555,11 +592,57 @@ def _describe_trap(trap: BaseException | None) -> str:
         return "the interpreter exited"
     if isinstance(trap, wasmtime.ExitTrap):
         return f"the interpreter exited with status {trap.code}"
-    return f"{type(trap).__name__}: {str(trap).strip().splitlines()[0] if str(trap).strip() else ''}"
+    code = getattr(trap, "trap_code", None)
+    if code is not None:
+        if code == wasmtime.TrapCode.UNREACHABLE:
+            return "wasm trap (abort() or a fatal error)"
+        return f"wasm trap ({code.name.lower().replace('_', ' ')})"
+    first = str(trap).strip().splitlines()[0] if str(trap).strip() else ""
+    return f"{type(trap).__name__}: {first}"
 
 
-def _trap_error(trap: BaseException | None, job: _Job, store: wasmtime.Store | None, limits: Limits) -> RunError:
-    note = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
+_LOST = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
+
+
+def _tree_usage(root: Path, max_bytes: int, max_files: int) -> tuple[int, int]:
+    """Bytes and entries under ``root`` (links not followed); stops counting once past either limit."""
+    size = count = 0
+    stack = [str(root)]
+    while stack and size <= max_bytes and count <= max_files:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                count += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        size += entry.stat(follow_symlinks=False).st_size
+    return size, count
+
+
+def _shrink(root: Path, max_bytes: int, max_files: int) -> list[str]:
+    """Delete the largest files under ``root`` until it is under both limits; return their guest paths."""
+    files: list[tuple[int, str]] = []
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                files.append((os.lstat(path).st_size, path))
+    files.sort(reverse=True)
+    total, count = sum(size for size, _ in files), len(files)
+    removed: list[str] = []
+    for size, path in files:
+        if total <= max_bytes and count <= max_files:
+            break
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            total, count = total - size, count - 1
+            removed.append("/scratch/" + os.path.relpath(path, root))
+    return removed
+
+
+def _trap_error(trap: BaseException | None, job: _Job, memory_used: int | None, limits: Limits) -> RunError:
+    note = _LOST
     code = getattr(trap, "trap_code", None)
     if job.ledger.cancelled:
         return RunError("Cancelled", f"the execution was cancelled. {note}")
@@ -572,13 +655,15 @@ def _trap_error(trap: BaseException | None, job: _Job, store: wasmtime.Store | N
     if isinstance(trap, wasmtime.ExitTrap):
         return RunError("SandboxExited", f"the program ended the interpreter (exit status {trap.code}). {note}")
     text = _describe_trap(trap)
-    if "memory" in text.lower() or code == wasmtime.TrapCode.UNREACHABLE:
+    near_limit = memory_used is not None and memory_used >= limits.memory_bytes * 0.9
+    if near_limit or (memory_used is None and "memory" in text.lower()):
+        used = f"{memory_used // (1 << 20)} MB in use; " if memory_used is not None else ""
         return RunError(
             "SandboxMemoryError",
-            f"the interpreter aborted ({text}), most likely at the {limits.memory_bytes // (1 << 20)} MB memory "
-            f"limit. {note}",
+            f"the interpreter aborted at the memory limit ({used}limit {limits.memory_bytes // (1 << 20)} MB): "
+            f"{text}. {note}",
         )
-    return RunError("SandboxCrashed", f"the interpreter crashed: {text}. {note}")
+    return RunError("SandboxCrashed", f"the interpreter aborted: {text}. {note}")
 
 
 # -- the executor ---------------------------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""Resource exhaustion inside the WASM sandbox: CPU, wall time, memory, recursion, output, disk, threads.
+
+Every breach must end with its specific error, quickly, without hurting the host: the executor keeps
+serving (``assert_healthy``), no interpreter thread or child process outlives it (autouse fixture).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+from codemode.executors import Limits
+from tests.conftest import Sandbox
+from tests.security.helpers import (
+    ATTACK,
+    assert_error,
+    assert_healthy,
+    child_processes,
+    instance_threads,
+    run,
+    run_value,
+    wait_for_no_instance_threads,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_infinite_loop_hits_the_wall_time_limit(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, "while True:\n    pass", limits=Limits(wall_s=1))
+        assert_error(result, "SandboxTimeout", "1 s wall-time limit")
+        assert result.instance_lost and result.duration_s < 3
+        await assert_healthy(ex)
+
+
+async def test_huge_sleep_is_cut_at_the_wall_time_limit(demo_sandbox: Sandbox) -> None:
+    # Observed race: at the deadline the host wakes the sleeper (poll_oneoff) *before* it bumps the epoch,
+    # so now and then the program finishes in between and comes back ok after ~wall_s instead of
+    # SandboxTimeout. Either way the sleep ends at the deadline.
+    async with demo_sandbox.executor() as ex:
+        for code in ("import time\ntime.sleep(1e9)", "import select\nselect.select([], [], [], 1e9)"):
+            started = time.monotonic()
+            result = await run(ex, code, limits=Limits(wall_s=1))
+            assert time.monotonic() - started < 3
+            if not result.ok:
+                assert_error(result, "SandboxTimeout")
+                assert result.instance_lost
+        await assert_healthy(ex)
+
+
+async def test_busy_loop_runs_out_of_fuel(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, "x = 0\nwhile True:\n    x += 1", limits=Limits(fuel=20_000_000, wall_s=10))
+        assert_error(result, "OutOfFuel", "20,000,000 fuel units")
+        assert result.instance_lost and result.duration_s < 3
+        await assert_healthy(ex)
+
+
+async def test_fuel_is_per_execution_not_cumulative_bypassable(demo_sandbox: Sandbox) -> None:
+    # Catching the trap is impossible from Python: `except BaseException` does not see it.
+    code = "try:\n    while True:\n        pass\nexcept BaseException:\n    pass\n'survived'"
+    async with demo_sandbox.executor() as ex:
+        assert_error(await run(ex, code, limits=Limits(fuel=20_000_000)), "OutOfFuel")
+        assert_error(await run(ex, code, limits=Limits(wall_s=1)), "SandboxTimeout")
+        await assert_healthy(ex)
+
+
+async def test_string_and_bytes_bombs_raise_memory_errors(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        overflow = await run(ex, "x = 'a' * 10**10")  # wasm32: the size does not even fit an index
+        assert not overflow.ok and overflow.error is not None
+        assert overflow.error.type in ("OverflowError", "MemoryError"), overflow.error
+        for code in ("x = 'a' * (2**31 - 1)", "x = bytearray(2**31 - 1)", "x = [0] * (2**28)"):
+            assert_error(await run(ex, code), "MemoryError")
+        await assert_healthy(ex)
+
+
+async def test_growing_memory_stops_at_the_store_limit_not_the_host(demo_sandbox: Sandbox) -> None:
+    rss_before = _rss_bytes()
+    code = "def bomb():\n    hoard = []\n    while True:\n        hoard.append(bytearray(10**6))\nbomb()"
+    async with demo_sandbox.executor(limits=Limits(memory_bytes=64 * 1024 * 1024)) as ex:
+        result = await run(ex, code, limits=Limits(memory_bytes=64 * 1024 * 1024, wall_s=10))
+        assert not result.ok and result.error is not None
+        assert result.error.type in ("MemoryError", "SandboxMemoryError"), result.error
+        grown = await run_value(ex, "import sys\nlen(bytearray(8 * 1024 * 1024))")
+        assert grown == 8 * 1024 * 1024  # the hoard was freed with the frame: the session is usable
+        assert _rss_bytes() - rss_before < 200 * 1024 * 1024
+        await assert_healthy(ex)
+
+
+async def test_recursion_bomb_is_a_recursion_error(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, "def f():\n    f()\nf()")
+        assert_error(result, "RecursionError", "maximum recursion depth exceeded")
+        assert not result.instance_lost
+        await assert_healthy(ex)
+
+
+async def test_deep_nesting_in_the_parser_json_and_repr(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        assert_error(await run(ex, "eval('(' * 100_000 + ')' * 100_000)"), "MemoryError", "too complex to parse")
+        assert_error(await run(ex, "import json\njson.loads('[' * 100_000 + ']' * 100_000)"), "RecursionError")
+        nested = "import sys\nsys.setrecursionlimit(10**6)\nl = []\nfor _ in range(10**5):\n    l = [l]\nrepr(l)"
+        assert_error(await run(ex, nested), "RecursionError")
+        deep_source = await run(ex, "exec('x = ' + '-' * 1_000_000 + '1')")
+        assert not deep_source.ok and deep_source.error is not None
+        assert deep_source.error.type in ("RecursionError", "MemoryError", "SyntaxError"), deep_source.error
+        await assert_healthy(ex)
+
+
+async def test_raised_recursion_limit_is_still_bounded(demo_sandbox: Sandbox) -> None:
+    code = "import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1)\nf(0)"
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, code, limits=Limits(wall_s=1))
+        assert not result.ok and result.error is not None
+        assert result.error.type in ("SandboxTimeout", "MemoryError", "RecursionError", "SandboxMemoryError")
+        await assert_healthy(ex)
+
+
+async def test_a_gigabyte_of_print_stops_at_the_output_cap_quickly(demo_sandbox: Sandbox) -> None:
+    code = "for _ in range(100_000):\n    print('x' * 10_000)"  # 1 GB
+    async with demo_sandbox.executor() as ex:
+        started = time.monotonic()
+        result = await run(ex, code, limits=Limits(output_chars=100_000, wall_s=10))
+        assert time.monotonic() - started < 3
+        assert_error(result, "codemode_runtime.repl.OutputLimitExceeded", "more than 100,000 characters to stdout")
+        assert len(result.stdout) == 100_000 and not result.instance_lost
+        swallowed = "try:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "except Exception:\n    pass"
+        assert_error(
+            await run(ex, swallowed, limits=Limits(output_chars=100_000)), "codemode_runtime.repl.OutputLimitExceeded"
+        )
+        err = await run(
+            ex, "import sys\nwhile True:\n    sys.stderr.write('e' * 10_000)", limits=Limits(output_chars=50_000)
+        )
+        assert_error(err, "codemode_runtime.repl.OutputLimitExceeded", "to stderr")
+        assert len(err.stderr) == 50_000
+        await assert_healthy(ex)
+
+
+async def test_raw_descriptor_flood_never_reaches_the_host_unbounded(demo_sandbox: Sandbox) -> None:
+    code = "import os\nfor _ in range(1000):\n    os.write(1, b'x' * 10**6)\n    os.write(2, b'y' * 10**6)\n'done'"
+    rss_before = _rss_bytes()
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, code, limits=Limits(output_chars=100_000, wall_s=2))
+        assert result.ok or (result.error is not None and result.error.type == "SandboxTimeout"), result.error
+        assert len(result.stdout) <= 100_000 and len(result.stderr) <= 100_000
+        assert _rss_bytes() - rss_before < 200 * 1024 * 1024
+        await assert_healthy(ex)
+
+
+async def test_huge_scratch_file_is_not_capped_but_goes_with_the_session(demo_sandbox: Sandbox) -> None:
+    # Observed: /scratch has no size quota; a program may write as much as its wall time allows.
+    session = f"disk-{uuid.uuid4().hex[:6]}"
+    code = (
+        "with open('/scratch/big', 'wb') as f:\n    for _ in range(30):\n        f.write(b'x' * 10**7)\n"
+        "import os\nos.path.getsize('/scratch/big')"
+    )
+    async with demo_sandbox.executor() as ex:
+        assert await run_value(ex, code, session=session, limits=Limits(wall_s=20)) == 300_000_000
+        host_file = demo_sandbox.root / "scratch-wasm" / session / "big"
+        assert host_file.stat().st_size == 300_000_000
+        await assert_healthy(ex, (session,))
+        await ex.close_session(session)
+        assert not host_file.exists()
+
+
+async def test_thread_bomb_starts_nothing(demo_sandbox: Sandbox) -> None:
+    before = threading.active_count()
+    code = (
+        "import threading, _thread\nfailures = 0\nfor _ in range(10_000):\n    try:\n"
+        "        threading.Thread(target=lambda: None).start()\n    except RuntimeError:\n        failures += 1\n"
+        "    try:\n        _thread.start_new_thread(lambda: None, ())\n"
+        "    except RuntimeError:\n        failures += 1\n"
+        "[failures, threading.active_count()]"
+    )
+    async with demo_sandbox.executor() as ex:
+        assert await run_value(ex, code, limits=Limits(wall_s=10)) == [20_000, 1]
+        assert threading.active_count() <= before + 3  # instance + pool spare + alarm, nothing per attempt
+        await assert_healthy(ex)
+
+
+async def test_cancelling_a_run_kills_only_that_instance(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        with anyio.move_on_after(0.5) as scope:
+            await ex.run("while True:\n    pass", session=ATTACK, limits=Limits(wall_s=30))
+        assert scope.cancelled_caught
+        await assert_healthy(ex)
+
+
+async def test_no_threads_or_processes_survive_a_barrage(demo_sandbox: Sandbox) -> None:
+    children = child_processes()
+    attacks = [
+        ("while True:\n    pass", Limits(wall_s=1)),
+        ("while True:\n    pass", Limits(fuel=10_000_000)),
+        ("import os\nos._exit(1)", Limits(wall_s=5)),
+        ("import os\nos.abort()", Limits(wall_s=5)),
+        ("x = bytearray(2**31 - 1)", Limits(wall_s=5)),
+        ("import time\ntime.sleep(100)", Limits(wall_s=1)),
+    ]
+    async with demo_sandbox.executor(pool_size=2) as ex:
+        kept = 0
+        for i, (code, limits) in enumerate(attacks):
+            kept += not (await ex.run(code, session=f"barrage-{i}", limits=limits)).instance_lost
+        await assert_healthy(ex)
+        # Alive: the sessions that kept their instance (the MemoryError one; the sleeper when it wins the race
+        # described above), the attack session and two pool spares. Lost instances' threads end on their own.
+        for _ in range(100):
+            if len(instance_threads()) <= kept + 3:
+                break
+            await anyio.sleep(0.05)
+        assert len(instance_threads()) <= kept + 3, (kept, instance_threads())
+    assert not wait_for_no_instance_threads(5.0)
+    assert child_processes() <= children
