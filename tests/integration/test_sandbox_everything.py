@@ -1,0 +1,73 @@
+"""Bridge round trips from the WASM sandbox to the pinned ``@modelcontextprotocol/server-everything``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from codemode.compiler import compile_to_dir
+from codemode.config import parse_config
+from codemode.executors import Executor, Limits, create_executor
+from codemode.hub import Hub
+
+EVERYTHING = "@modelcontextprotocol/server-everything@2026.8.31"
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+async def everything(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Executor]:
+    root = tmp_path_factory.mktemp("everything")
+    config = parse_config(json.dumps({"mcpServers": {"everything": {"command": "npx", "args": ["-y", EVERYTHING]}}}))
+    async with Hub(config) as hub:
+        compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
+        executor = create_executor(
+            "wasm", stubs_dir=root / "stubs", skills_dir=root / "skills", scratch_root=root / "scratch",
+            tool_handler=hub.call_tool, known_tools=lambda: {s.ref for specs in hub.tools().values() for s in specs},
+            limits=Limits(wall_s=60), pool_size=1,
+        )  # fmt: skip
+        async with executor as ex:
+            yield ex
+
+
+async def test_text_structured_and_image_results(everything: Executor) -> None:
+    result = await everything.run(
+        "from stubs import everything as e\n"
+        "echo = e.echo(message='hi there')\n"
+        "total = e.get_sum(a=2, b=40)\n"
+        "weather = e.get_structured_content(location='Chicago')\n"
+        "image = e.get_tiny_image()\n"
+        "blocks = image if isinstance(image, list) else [image]\n"
+        "kinds = [b['type'] for b in blocks if isinstance(b, dict)]\n"
+        "(echo, total, sorted(weather), kinds)"
+    )
+    assert result.ok, result.error
+    echo, total, weather_keys, kinds = result.value
+    assert "hi there" in echo
+    assert "42" in str(total)
+    assert weather_keys and all(isinstance(k, str) for k in weather_keys)  # structured content, as data
+    assert "image" in kinds
+
+
+async def test_large_result_of_several_megabytes(everything: Executor) -> None:
+    result = await everything.run(
+        "from stubs import everything as e\nbig = 'x' * 3_000_000\nback = e.echo(message=big)\n(len(back), big in back)"
+    )
+    assert result.ok, result.error
+    length, contained = result.value
+    assert length >= 3_000_000 and contained is True
+
+
+async def test_tool_errors_are_tool_errors(everything: Executor) -> None:
+    result = await everything.run(
+        "from stubs import everything as e\n"
+        "import codemode_runtime\n"
+        "try:\n"
+        "    codemode_runtime.call('everything', 'get-sum', {'a': 'not a number'})\n"
+        "except ToolError as exc:\n"
+        "    caught = (exc.server, exc.tool, exc.kind)\n"
+        "caught"
+    )
+    assert result.ok, result.error
+    assert result.value == ["everything", "get-sum", "tool"]
