@@ -1,0 +1,70 @@
+"""The engine behind execute_python: quotas, idle expiry, the audit log and the output spill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from codemode.audit import AuditLog
+from codemode.config import Config, Settings, demo_config
+from codemode.engine import Engine
+
+pytestmark = pytest.mark.anyio
+
+
+def _config(**settings: object) -> Config:
+    return Config(servers=demo_config().servers, settings=Settings(**settings))  # type: ignore[arg-type]
+
+
+def _engine(tmp_path: Path, config: Config) -> Engine:
+    return Engine(config, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                  audit=AuditLog(tmp_path / "audit.jsonl"))  # fmt: skip
+
+
+async def test_quotas_are_clear_errors(tmp_path: Path) -> None:
+    async with _engine(tmp_path, _config(max_tool_calls=2, executions_per_minute=3, wall_s=2)) as engine:
+        calls = await engine.execute("from stubs import notes\nfor _ in range(3):\n    notes.list_tags()", session="q")
+        assert calls.is_error and "limit of 2 tool calls" in calls.text
+        slow = await engine.execute("while True:\n    pass", session="q")
+        assert slow.is_error and "2 s wall-time limit" in slow.text
+        third = await engine.execute("1 + 1", session="q")
+        assert not third.is_error and third.text == "2"
+        denied = await engine.execute("1 + 1", session="q")
+        assert denied.is_error and denied.denied and "at most 3 executions per minute" in denied.text
+        other = await engine.execute("1 + 1", session="other")  # the rate limit is per session
+        assert not other.is_error
+
+
+async def test_idle_sessions_expire(tmp_path: Path) -> None:
+    async with _engine(tmp_path, _config(session_idle_s=0.3)) as engine:
+        assert not (await engine.execute("kept = 1", session="idle")).is_error
+        with anyio.fail_after(10):
+            while "idle" in engine.executor.sessions():  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        again = await engine.execute("kept", session="idle")
+        assert again.is_error and "NameError" in again.text
+
+
+async def test_audit_log_has_one_line_per_execution(tmp_path: Path) -> None:
+    async with _engine(tmp_path, _config()) as engine:
+        ok = await engine.execute("from stubs import notes\nlen(notes.list_tags())", session="a")
+        bad = await engine.execute("1 / 0", session="a")
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [entry["id"] for entry in lines] == [ok.id, bad.id]
+    first, second = lines
+    assert first["ok"] is True and first["session"] == "a" and first["code_sha256"]
+    assert [(c["server"], c["tool"], c["ok"]) for c in first["tool_calls"]] == [("notes", "list_tags", True)]
+    assert first["tool_calls"][0]["args_bytes"] > 0 and first["output_chars"] == len(ok.text)
+    assert second["ok"] is False and second["error"].startswith("ZeroDivisionError")
+
+
+async def test_long_output_is_cut_and_kept_whole_in_scratch(tmp_path: Path) -> None:
+    async with _engine(tmp_path, _config(output_chars=1_000)) as engine:
+        outcome = await engine.execute("for i in range(2_000):\n    print(f'row {i}')", session="cut")
+        assert outcome.full_output_path is not None and "[output cut:" in outcome.text
+        assert len(outcome.text) < 1_500
+        whole = await engine.execute(f"open({outcome.full_output_path!r}).read().splitlines()[-1]", session="cut")
+        assert whole.text == '"row 1999"'
