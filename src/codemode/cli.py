@@ -201,6 +201,21 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    from codemode.paths import source_checkout
+
+    checkout = source_checkout()
+    if checkout is None or not (checkout / "benchmarks" / "__main__.py").is_file():
+        raise ConfigError("the benchmarks live in the source checkout; run `codemode bench` from a clone")
+    sys.path.insert(0, str(checkout))
+    from benchmarks.__main__ import main as bench_main
+
+    argv = [*(["--smoke"] if args.smoke else []), *(["--only", *args.only] if args.only else [])]
+    argv += ["--out", args.out] if args.out else []
+    return bench_main(argv)
+
+
 @_command("demo")
 def _demo(args: argparse.Namespace) -> int:
     from codemode.demo.walkthrough import run_demo
@@ -297,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
     p = add("demo", "walk through the whole loop on the bundled demo servers")
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
+    bench_help = "run the benchmarks (tokens, workflows, compile, sandbox, serve): JSON, markdown and charts"
+    p = sub.add_parser("bench", help=bench_help, description=bench_help + " (same as python -m benchmarks)")
+    p.add_argument("--smoke", action="store_true", help="small sizes, fast")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="tokens, workflows, compile, sandbox, serve")
+    p.add_argument("--out", metavar="DIR", help="results directory (default benchmarks/results)")
     p = add("history", "show recent executions from the audit log")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
