@@ -652,10 +652,10 @@ def _trap_error(trap: BaseException | None, job: _Job, memory_used: int | None, 
         return RunError("OutOfFuel", f"the program used its CPU budget of {job.limits.fuel:,} fuel units. {note}")
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return RunError("RecursionError", f"the WASM stack overflowed (recursion too deep). {note}")
-    if isinstance(trap, wasmtime.ExitTrap):
-        return RunError("SandboxExited", f"the program ended the interpreter (exit status {trap.code}). {note}")
     text = _describe_trap(trap)
     near_limit = memory_used is not None and memory_used >= limits.memory_bytes * 0.9
+    if isinstance(trap, wasmtime.ExitTrap) and not (near_limit and trap.code != 0):
+        return RunError("SandboxExited", f"the program ended the interpreter (exit status {trap.code}). {note}")
     if near_limit or (memory_used is None and "memory" in text.lower()):
         used = f"{memory_used // (1 << 20)} MB in use; " if memory_used is not None else ""
         return RunError(
