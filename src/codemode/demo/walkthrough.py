@@ -29,6 +29,10 @@ f"{len(low)} of {len(skus)} SKUs from {len(hits)} notes need restocking"
 """
 
 
+def _gutter(text: str) -> str:
+    return "\n".join(f"    │ {line}".rstrip() for line in text.splitlines())
+
+
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -68,10 +72,10 @@ async def run_demo(executor: str | None = None) -> int:
         if stub.is_file():
             _say("\n  inventory/check_stock.py:")
             body = stub.read_text(encoding="utf-8").split("\n\n\n", 1)[-1]
-            _say(textwrap.indent(body.strip(), "    │ "))
+            _say(_gutter(body.strip()))
 
         _step(2, "A program, run in the sandbox, that calls both servers")
-        _say(textwrap.indent(PROGRAM.rstrip(), "    │ "))
+        _say(_gutter(PROGRAM.rstrip()))
         seen: list[str] = []
         engine.tool_observers.append(
             lambda ref, args, result: seen.append(
