@@ -85,8 +85,15 @@ def test_demo_walks_the_whole_loop(env: dict[str, str]) -> None:
     result = codemode(env, "demo")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
-    for landmark in ("stubs/inventory/check_stock.py", "def check_stock(*, skus: list[str])",
-                     "need restocking", "notes.search_notes", "inventory.check_stock", "direct tool calling:"):  # fmt: skip
+    landmarks = [
+        "stubs/inventory/check_stock.py",
+        "def check_stock(*, skus: list[str])",
+        "need restocking",
+        "notes.search_notes",
+        "inventory.check_stock",
+        "direct tool calling:",
+    ]
+    for landmark in landmarks:
         assert landmark in out, landmark
     direct = int(out.split("direct tool calling:")[1].split("tokens")[0].replace(",", ""))
     code_mode = int(out.split("code mode:")[1].split("tokens")[0].replace(",", ""))
