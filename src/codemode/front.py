@@ -15,6 +15,7 @@ import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resources import FunctionResource
 
+from codemode.config import Settings
 from codemode.engine import Engine
 
 MAX_CODE_CHARS = 1_000_000
@@ -23,7 +24,7 @@ MAX_CODE_CHARS = 1_000_000
 TOOL_NAME = "execute_python"
 
 
-def tool_description(index: dict[str, Any]) -> str:
+def tool_description(index: dict[str, Any], settings: Settings | None = None) -> str:
     """The ``execute_python`` description: what it does, one line per server, how to discover tools.
 
     It does not list tools, so it stays small however many upstream tools there are.
@@ -37,8 +38,13 @@ def tool_description(index: dict[str, Any]) -> str:
         "the stub sources are files under /stubs. A failing tool raises ToolError(server, tool, message).",
         "Print only what you need: intermediate data stays in the sandbox. Long output is cut; the full "
         "text is kept in /scratch/outputs/.",
-        "Servers:",
     ]
+    if settings is not None:
+        lines.append(
+            f"Each call: up to {settings.wall_s:g} s, {settings.memory_mb} MB, {settings.max_tool_calls} tool calls; "
+            "files you write under /scratch persist for the session."
+        )
+    lines.append("Servers:")
     for server in index.get("servers", []):
         summary = (server.get("summary") or "").strip().splitlines()[0:1]
         lines.append(
@@ -102,7 +108,7 @@ def build_server(engine: Engine) -> MCPServer:
     server.add_tool(
         execute_python,
         name=TOOL_NAME,
-        description=tool_description(engine.index),
+        description=tool_description(engine.index, engine.settings),
         annotations=types.ToolAnnotations(title="Run Python with tool access", open_world_hint=True),
     )
     _add_stub_resources(server, engine.stubs_dir, engine.index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from codemode.config import Settings
 from codemode.engine import cut
 from codemode.front import session_key, tool_description
 from codemode.tokens import count_tokens
@@ -26,12 +27,13 @@ def _index(servers: int, tools_each: int) -> dict[str, Any]:
 
 
 def test_description_names_every_server_and_does_not_grow_with_tools() -> None:
-    small = tool_description(_index(30, 5))
-    large = tool_description(_index(30, 500))
+    small = tool_description(_index(30, 5), Settings())
+    large = tool_description(_index(30, 500), Settings())
     assert all(f"service_{i}: " in small for i in range(30))
     assert count_tokens(large) - count_tokens(small) < 30  # only the tool counts' digits change
     assert count_tokens(large) < 1_500  # the serve issue's budget for 30 servers
     assert "search_tools" in small and "describe" in small and "from stubs import" in small
+    assert "30 s, 256 MB, 200 tool calls" in small
 
 
 def test_description_with_no_servers_says_so() -> None:
