@@ -40,9 +40,20 @@ class Models:
 
 
 def clean(schema: Any) -> Any:
-    """Drop keys that would change generated names or types (titles, formats) — docs keep them."""
+    """Drop keys that would change generated names or types (titles, formats) — docs keep them.
+
+    Also ``additionalProperties`` beside ``properties``: a closed or extra-items ``TypedDict`` (PEP 728)
+    needs ``typing_extensions``, which the sandbox does not have, and it does not change the fields.
+    A bare ``additionalProperties`` schema (a map) is kept: it becomes ``dict[str, X]``.
+    """
     if isinstance(schema, dict):
-        return {k: clean(v) for k, v in schema.items() if not (k in _DROP_KEYS and not isinstance(v, dict))}
+        has_properties = isinstance(schema.get("properties"), dict)
+        return {
+            k: clean(v)
+            for k, v in schema.items()
+            if not (k in _DROP_KEYS and not isinstance(v, dict))
+            and not (k == "additionalProperties" and (v is False or has_properties))
+        }
     if isinstance(schema, list):
         return [clean(v) for v in schema]
     return schema

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from codemode.compiler.naming import identifier, unique
-from codemode.compiler.render import HEADER, ToolStub, build_stub, render_stub, summary_of
+from codemode.compiler.render import HEADER, ToolStub, build_stub, render_stub, summary_of, with_header
 from codemode.hub.models import ToolSpec
 
 INDEX_FILE = "_index.json"
@@ -45,7 +45,7 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
         "",
         "if TYPE_CHECKING:",
     ]
-    lines += [f"    from .{s.python_name} import {s.python_name} as {s.python_name}" for s in ordered] or ["    pass"]
+    lines += [_reexport(s.python_name) for s in ordered] or ["    pass"]
     lines += ["", f"SERVER = {json.dumps(server)}", "", "TOOLS: dict[str, str] = {"]
     lines += [f"    {json.dumps(s.python_name)}: {json.dumps(s.summary, ensure_ascii=False)}," for s in ordered]
     lines += [
@@ -77,7 +77,13 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
         "",
         "sys.modules[__name__].__class__ = _Package",
     ]
-    return "\n".join(lines) + "\n"
+    return with_header("\n".join(lines) + "\n")
+
+
+def _reexport(name: str) -> str:
+    line = f"    from .{name} import {name} as {name}"
+    # Wrapped the way ruff's isort does it past 120 columns, so the package stays lint-clean.
+    return line if len(line) <= 120 else f"    from .{name} import (\n        {name} as {name},\n    )"
 
 
 def render_root_init(modules: Mapping[str, str]) -> str:
@@ -91,7 +97,7 @@ def render_root_init(modules: Mapping[str, str]) -> str:
     ]
     lines += [f"    {json.dumps(module)}: {json.dumps(server)}," for server, module in ordered]
     lines += ["}", '"""Python package name → MCP server name."""', "", "__all__ = list(SERVERS)"]
-    return "\n".join(lines) + "\n"
+    return with_header("\n".join(lines) + "\n")
 
 
 def render_index(servers: Mapping[str, dict[str, Any]]) -> str:
