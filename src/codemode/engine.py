@@ -150,6 +150,8 @@ class Engine:
 
     async def _tools_changed(self, server: str) -> None:
         await self.recompile()
+        if self.executor is not None:
+            await self.executor.refresh()
 
     def known_tools(self) -> set[ToolRef]:
         """Every tool the guest may call right now (cached until the next recompile: asked on every call)."""

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from codemode.audit import AuditLog
-from codemode.config import Config, Settings, demo_config
+from codemode.config import Config, Settings, demo_config, parse_config
 from codemode.engine import Engine
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +68,16 @@ async def test_long_output_is_cut_and_kept_whole_in_scratch(tmp_path: Path) -> N
         assert len(outcome.text) < 1_500
         whole = await engine.execute(f"open({outcome.full_output_path!r}).read().splitlines()[-1]", session="cut")
         assert whole.text == '"row 1999"'
+
+
+async def test_a_tool_added_upstream_appears_in_the_stubs(tmp_path: Path, fragile_server: dict[str, object]) -> None:
+    config = parse_config(json.dumps({"mcpServers": {"fragile": fragile_server}}))
+    async with _engine(tmp_path, config) as engine:
+        grown = await engine.execute("from stubs import fragile\nfragile.grow(name='shout')", session="g")
+        assert not grown.is_error, grown.text
+        with anyio.fail_after(20):
+            while not (tmp_path / "stubs" / "fragile" / "shout.py").exists():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        used = await engine.execute("from stubs import fragile\nfragile.shout(text='hi')", session="fresh")
+        assert not used.is_error, used.text
+        assert used.text == '"shout: hi"'

@@ -22,6 +22,7 @@ from mcp.client.session import IncomingMessage
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -133,7 +134,10 @@ class Upstream:
                     self.tools = await self._list_tools(client)
                     self._client = client
                     ready.set()
-                    await stop.wait()
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._listen_for_tool_changes, client)
+                        await stop.wait()
+                        tg.cancel_scope.cancel()
         except BaseException as exc:
             if isinstance(exc, anyio.get_cancelled_exc_class()):
                 raise
@@ -274,14 +278,33 @@ class Upstream:
         return specs
 
     async def _on_message(self, message: IncomingMessage) -> None:
+        # Protocols before 2026-07-28 announce a changed tool list as an unsolicited notification.
         if isinstance(message, types.ServerNotification) and isinstance(message, types.ToolListChangedNotification):
-            client = self._client
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    self.tools = await self._list_tools(client)
-                    if self._on_tools_changed is not None:
-                        await self._on_tools_changed(self.name)
+            await self._refresh_tools()
         await anyio.lowlevel.checkpoint()
+
+    async def _listen_for_tool_changes(self, client: Client) -> None:
+        """From 2026-07-28 on, changes arrive on a ``subscriptions/listen`` stream the client must open."""
+        capabilities = client.server_capabilities
+        if capabilities.tools is None or not capabilities.tools.list_changed:
+            return
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    await self._refresh_tools()
+        except ListenNotSupportedError:
+            return  # an older protocol: _on_message sees the notifications
+        except Exception as exc:  # a lost stream only costs live updates; calls keep working
+            logger.info("upstream %s: tool-change subscription ended: %s", self.name, _describe(exc))
+
+    async def _refresh_tools(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            self.tools = await self._list_tools(client)
+            if self._on_tools_changed is not None:
+                await self._on_tools_changed(self.name)
 
 
 @contextlib.asynccontextmanager
