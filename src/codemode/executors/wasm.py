@@ -184,30 +184,30 @@ _local = _Local()
 
 
 def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offset: int, nwritten: int) -> int:
-    # Host callbacks must never raise: an exception here would trap the guest.
+    # Host callbacks must never raise: an exception here would trap the guest. Guest memory is read and
+    # written through its host address (bounds checked here): this runs on every tool call.
     instance = _local.instance
-    memory = caller.get("memory")
-    if offset != MAGIC_OFFSET or instance is None or not isinstance(memory, wasmtime.Memory):
+    if offset != MAGIC_OFFSET or instance is None or instance.memory is None:
         return _ERRNO_NOTSUP
+    memory = instance.memory
     try:
         base, size = _address(memory, caller)
+        table = _read(base, size, iovs, _IOVEC.size * iovs_len)
         parts = []
         total = 0
-        table = memory.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
         for i in range(iovs_len):
             ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
             total += length
             if total > _MAX_GUEST_FRAME:
                 raise FrameError(f"frame over {_MAX_GUEST_FRAME:,} bytes")
-            if ptr + length > size:
-                raise FrameError("iovec outside guest memory")
-            parts.append(ctypes.string_at(base + ptr, length))  # one copy, straight into a bytes object
+            parts.append(_read(base, size, ptr, length))
         response = instance.on_frame(caller, parts[0] if len(parts) == 1 else b"".join(parts))
     except BaseException as exc:
         response = encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
     try:
         instance.pending = response
-        memory.write(caller, _U32.pack(len(response)), nwritten)
+        base, size = _address(memory, caller)
+        _write(base, size, nwritten, _U32.pack(len(response)))
     except BaseException:
         return _ERRNO_IO
     return 0
@@ -219,28 +219,39 @@ def _address(memory: wasmtime.Memory, caller: wasmtime.Caller) -> tuple[int, int
     return base, memory.data_len(caller)
 
 
+def _read(base: int, size: int, ptr: int, length: int) -> bytes:
+    if ptr < 0 or length < 0 or ptr + length > size:
+        raise FrameError("a pointer outside guest memory")
+    return ctypes.string_at(base + ptr, length)
+
+
+def _write(base: int, size: int, ptr: int, data: bytes) -> None:
+    if ptr < 0 or ptr + len(data) > size:
+        raise FrameError("a pointer outside guest memory")
+    ctypes.memmove(base + ptr, data, len(data))
+
+
 def _host_pread(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offset: int, nread: int) -> int:
-    if offset < MAGIC_OFFSET or _local.instance is None:
+    instance = _local.instance
+    if offset < MAGIC_OFFSET or instance is None or instance.memory is None:
         return _ERRNO_NOTSUP
     try:
-        memory = caller["memory"]
-        assert isinstance(memory, wasmtime.Memory)
-        pending = _local.instance.pending
+        pending = instance.pending
         source = ctypes.cast(ctypes.c_char_p(pending), ctypes.c_void_p).value or 0
-        base, size = _address(memory, caller)
+        base, size = _address(instance.memory, caller)
+        table = _read(base, size, iovs, _IOVEC.size * iovs_len)
         position = offset - MAGIC_OFFSET
         total = 0
-        table = memory.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
         for i in range(iovs_len):
             ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
             count = max(0, min(length, len(pending) - position))
-            if ptr + count > size:
+            if ptr < 0 or ptr + count > size:
                 return _ERRNO_INVAL
             if count:
                 ctypes.memmove(base + ptr, source + position, count)  # no intermediate copies
             position += count
             total += count
-        memory.write(caller, _U32.pack(total), nread)
+        _write(base, size, nread, _U32.pack(total))
     except BaseException:
         return _ERRNO_IO
     return 0
@@ -288,19 +299,19 @@ def _host_poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count:
 
 
 _U64 = struct.Struct("<Q")
+_CLOCKS = {0: time.time_ns, 1: time.monotonic_ns, 2: time.thread_time_ns, 3: time.thread_time_ns}
+"""WASI clock ids: realtime, monotonic, process and thread CPU time."""
 
 
 def _host_clock_time_get(caller: wasmtime.Caller, clock_id: int, precision: int, time_ptr: int) -> int:
     # Served here so that poll_oneoff's absolute deadlines and the guest's clocks share one time base.
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory):
-        return _ERRNO_INVAL
-    clocks = {0: time.time_ns, 1: time.monotonic_ns, 2: time.thread_time_ns, 3: time.thread_time_ns}
-    clock = clocks.get(clock_id)
-    if clock is None:
+    instance = _local.instance
+    clock = _CLOCKS.get(clock_id)
+    if instance is None or instance.memory is None or clock is None:
         return _ERRNO_INVAL
     try:
-        memory.write(caller, _U64.pack(clock()), time_ptr)
+        base, size = _address(instance.memory, caller)
+        _write(base, size, time_ptr, _U64.pack(clock()))
     except BaseException:
         return _ERRNO_IO
     return 0
