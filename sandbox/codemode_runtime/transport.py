@@ -8,9 +8,10 @@ module for its side of the framing, so the two cannot drift apart.
 
 Under WASM there is no socket or pipe to the host, so the channel rides on two WASI imports the host
 shadows: ``fd_pwrite`` at a reserved offset hands the host a request (the host answers with the length
-of its response in place of the bytes written) and ``fd_pread`` at the same offset copies the response
-out. Any other ``pwrite``/``pread`` is refused by the host, which is why the sandbox does not support
-``os.pwrite``/``os.pread`` on files.
+of its response in place of the bytes written, and copies the response into the last buffer when the
+offset is one past the reserved one and it fits) and ``fd_pread`` at the reserved offset copies out a
+response that did not fit. Any other ``pwrite``/``pread`` is refused by the host, which is why the
+sandbox does not support ``os.pwrite``/``os.pread`` on files.
 
 In the RestrictedPython child the same frames travel over a pair of pipe descriptors.
 """
@@ -26,6 +27,9 @@ MAGIC_OFFSET = 0x7FFF_C0DE_0000_0000
 """The ``pwrite``/``pread`` offset that marks a bridge frame (no real file is that large)."""
 
 _HEADER = struct.Struct(">I")
+_REPLY_BUFFER = bytearray(64 * 1024)
+"""Where the host writes a reply that fits (``pwritev`` at ``MAGIC_OFFSET + 1``: the last buffer is for the
+reply)."""
 BLOB_MIN = 16 * 1024
 """Strings at least this long travel as blobs."""
 _MAX_DEPTH = 6
@@ -135,16 +139,20 @@ def unpack(body: bytes) -> Any:
 
 def exchange(payload: bytes) -> bytes:
     """Send one raw frame body, return the raw response body."""
-    frame = _HEADER.pack(len(payload)) + payload
     if _pipe is not None:
+        frame = _HEADER.pack(len(payload)) + payload
         read_fd, write_fd = _pipe
         view = memoryview(frame)
         while view:
             view = view[os.write(write_fd, view) :]
         (size,) = _HEADER.unpack(_read_exact(read_fd, _HEADER.size))
         return _read_exact(read_fd, size)
-    size = os.pwrite(1, frame, MAGIC_OFFSET)
-    response = os.pread(1, size, MAGIC_OFFSET) if size else b""
+    # One host call when the answer fits in the reply buffer (the host copies it there), two otherwise.
+    size = os.pwritev(1, [_HEADER.pack(len(payload)), payload, _REPLY_BUFFER], MAGIC_OFFSET + 1)
+    if size <= len(_REPLY_BUFFER):
+        response = bytes(memoryview(_REPLY_BUFFER)[:size])
+    else:
+        response = os.pread(1, size, MAGIC_OFFSET)
     if len(response) < _HEADER.size or _HEADER.unpack_from(response)[0] != len(response) - _HEADER.size:
         raise TransportError(f"malformed response frame ({len(response)} bytes)")
     return response[_HEADER.size :]

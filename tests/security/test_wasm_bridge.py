@@ -161,7 +161,7 @@ async def test_pread_and_pwrite_at_other_offsets_are_refused(demo_sandbox: Sandb
     code = RAW + (
         "def attempt(fn):\n    try:\n        return repr(fn())\n    except OSError as e:\n        return e.errno\n"
         "fd = os.open('/scratch/f', os.O_RDWR | os.O_CREAT)\n"
-        "[attempt(lambda: os.pwrite(1, b'x', 0)), attempt(lambda: os.pwrite(1, b'x', MAGIC + 1)),\n"
+        "[attempt(lambda: os.pwrite(1, b'x', 0)), attempt(lambda: os.pwrite(1, b'x', MAGIC + 2)),\n"
         " attempt(lambda: os.pwrite(1, b'x', MAGIC - 1)), attempt(lambda: os.pread(1, 10, MAGIC - 1)),\n"
         " attempt(lambda: os.pwrite(fd, b'x', 0)), attempt(lambda: os.pread(fd, 1, 0)),\n"
         " attempt(lambda: os.pread(0, 10, 0)), attempt(lambda: os.pread(1, 10, MAGIC + 2**40))]"

@@ -187,26 +187,29 @@ def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, off
     # Host callbacks must never raise: an exception here would trap the guest. Guest memory is read and
     # written through its host address (bounds checked here): this runs on every tool call.
     instance = _local.instance
-    if offset != MAGIC_OFFSET or instance is None or instance.memory is None:
+    if offset not in (MAGIC_OFFSET, MAGIC_OFFSET + 1) or instance is None or instance.memory is None:
         return _ERRNO_NOTSUP
     memory = instance.memory
+    reply_buffer: tuple[int, int] | None = None
     try:
         base, size = _address(memory, caller)
         table = _read(base, size, iovs, _IOVEC.size * iovs_len)
-        parts = []
-        total = 0
-        for i in range(iovs_len):
-            ptr, length = _IOVEC.unpack_from(table, i * _IOVEC.size)
-            total += length
-            if total > _MAX_GUEST_FRAME:
-                raise FrameError(f"frame over {_MAX_GUEST_FRAME:,} bytes")
-            parts.append(_read(base, size, ptr, length))
-        response = instance.on_frame(caller, parts[0] if len(parts) == 1 else b"".join(parts))
+        entries = [_IOVEC.unpack_from(table, i * _IOVEC.size) for i in range(iovs_len)]
+        if offset == MAGIC_OFFSET + 1 and entries:
+            reply_buffer = entries.pop()  # the guest's buffer for a reply that fits
+        if sum(length for _, length in entries) > _MAX_GUEST_FRAME:
+            raise FrameError(f"frame over {_MAX_GUEST_FRAME:,} bytes")
+        request = b"".join(_read(base, size, ptr, length) for ptr, length in entries)
+        response = instance.on_frame(caller, request)
     except BaseException as exc:
         response = encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
     try:
-        instance.pending = response
         base, size = _address(memory, caller)
+        if reply_buffer is not None and len(response) <= reply_buffer[1]:
+            _write(base, size, reply_buffer[0], response)
+            instance.pending = b""
+        else:
+            instance.pending = response
         _write(base, size, nwritten, _U32.pack(len(response)))
     except BaseException:
         return _ERRNO_IO
