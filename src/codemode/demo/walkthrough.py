@@ -29,6 +29,9 @@ f"{len(low)} of {len(skus)} SKUs from {len(hits)} notes need restocking"
 """
 
 
+DISCOVER = """[(t["tool"], t["summary"]) for t in search_tools("which products are low on stock", limit=3)]"""
+
+
 def _gutter(text: str) -> str:
     return "\n".join(f"    │ {line}".rstrip() for line in text.splitlines())
 
@@ -74,7 +77,17 @@ async def run_demo(executor: str | None = None) -> int:
             body = stub.read_text(encoding="utf-8").split("\n\n\n", 1)[-1]
             _say(_gutter(body.strip()))
 
-        _step(2, "A program, run in the sandbox, that calls both servers")
+        _step(2, "What the model sees: one tool, and discovery from inside the sandbox")
+        from codemode.front import tool_description
+
+        _say("  the execute_python description (it does not grow with the number of tools):")
+        _say(_gutter(tool_description(engine.index, engine.settings)))
+        found = await engine.execute(DISCOVER, session="demo")
+        _say("\n  a first call, finding tools by meaning:")
+        _say(_gutter(DISCOVER))
+        _say(textwrap.indent(found.text, "    » "))
+
+        _step(3, "A program, run in the sandbox, that calls both servers")
         _say(_gutter(PROGRAM.rstrip()))
         seen: list[str] = []
         engine.tool_observers.append(
@@ -91,14 +104,12 @@ async def run_demo(executor: str | None = None) -> int:
         if outcome.is_error:
             return 1
 
-        _step(3, "What the model's context would have held")
+        _step(4, "What the model's context would have held")
         try:
             from codemode.tokens import count_tokens
         except ImportError:
             _say("  (install the 'bench' extra for token counts)")
             return 0
-        from codemode.front import tool_description
-
         definitions = json.dumps([spec.to_json() for specs in tools.values() for spec in specs])
         intermediates = "".join(seen)
         direct = count_tokens(definitions) + count_tokens(intermediates)
