@@ -24,7 +24,8 @@ CodeCompiler = Callable[[Any, str, str], types.CodeType]
 """``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
 
 
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+HIDDEN_FRAME_DIRS = {os.path.dirname(os.path.abspath(__file__))}
+"""Directories whose frames are left out of tracebacks (the runtime; a host adds its guard module's)."""
 
 
 class OutputLimitExceeded(BaseException):
@@ -203,9 +204,9 @@ def _describe_error(exc: BaseException, filename_prefix: str) -> dict[str, Any]:
     else:
         tb = _user_frames(exc.__traceback__, filename_prefix)
         summary = traceback.extract_tb(tb)
-        # The runtime's own frames at the bottom (the bridge client raising ToolError) are noise too.
-        while len(summary) > 1 and os.path.dirname(summary[-1].filename) == _RUNTIME_DIR:
-            summary.pop()
+        # The runtime's own frames (the bridge client raising ToolError, a host's guards) are noise too.
+        kept = [frame for frame in summary if os.path.dirname(frame.filename) not in HIDDEN_FRAME_DIRS]
+        summary = traceback.StackSummary.from_list(kept or summary[:1])
         lines = ["Traceback (most recent call last):\n", *summary.format()] if summary else []
         lines += traceback.format_exception_only(type(exc), exc)
     message = str(exc)

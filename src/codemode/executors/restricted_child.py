@@ -637,6 +637,8 @@ def main(argv: list[str]) -> None:
     from codemode_runtime import repl, transport
 
     transport.use_pipes(read_fd, write_fd)
+    # The guards' own frames (host paths) say nothing about the user's code: keep them out of tracebacks.
+    repl.HIDDEN_FRAME_DIRS.add(os.path.dirname(os.path.abspath(__file__)))
     restricted_builtins = make_builtins()
     repl.mount("stubs", stubs_dir)
     sys.meta_path.insert(0, SkillFinder(skills_dir, restricted_builtins))
