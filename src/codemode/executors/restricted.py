@@ -281,7 +281,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             with anyio.move_on_after(limits.wall_s) as scope:
                 result = await self._exchange(child, code, limits, ledger, started)
         except _ChildDied:
-            returncode = await self._kill(child, session)
+            returncode = await self._bury(child, session)
             return RunResult(
                 ok=False,
                 error=_crash_error(child, returncode, limits),
@@ -350,6 +350,16 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         child.kill()
         self._lose(session, child)
         return await child.reap()
+
+    async def _bury(self, child: _Child, session: str) -> int | None:
+        """A child whose channel closed: let it finish dying before any kill.
+
+        Signalling a process that has already exited makes ``Popen.send_signal`` reap it first, and its exit
+        status (which says *how* it died, e.g. SIGSEGV) would be lost to the event loop's child watcher.
+        """
+        child.dead = True
+        self._lose(session, child)
+        return await child.reap(grace_s=2.0)
 
     async def aclose(self) -> None:
         if self._closed:
