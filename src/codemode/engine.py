@@ -286,7 +286,8 @@ def render(result: RunResult) -> tuple[str, str]:
         parts.append(json.dumps(result.value, ensure_ascii=False) if result.value_is_json else str(result.value_repr))
     if result.error is not None:
         parts.append(result.error.traceback.rstrip("\n") or f"{result.error.type}: {result.error.message}")
-    text = "\n".join(parts)
+    # Lone surrogates (a program may print any str) cannot travel as UTF-8: show them as \udcff escapes.
+    text = "\n".join(parts).encode("utf-8", "backslashreplace").decode("utf-8")
     return text, text
 
 

@@ -41,7 +41,8 @@ class _Out:
         self._writer = writer
 
     async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
+        # A lone surrogate must not kill the transport: as a \\uXXXX escape it is still valid JSON.
+        self._writer.write(text.encode("utf-8", "backslashreplace"))
 
     async def flush(self) -> None:
         await self._writer.drain()
