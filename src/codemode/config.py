@@ -91,6 +91,8 @@ class Settings(BaseModel):
     max_tool_calls: int = Field(default=200, ge=0)
     executions_per_minute: int = Field(default=1000, ge=1)
     session_idle_s: float = Field(default=1800.0, gt=0)
+    max_sessions: int = Field(default=32, ge=1)
+    """Live interpreters at most; past it the least recently used idle session is closed."""
     audit_log: str | None = None
 
 

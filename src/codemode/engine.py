@@ -176,7 +176,12 @@ class Engine:
         """
         assert self.executor is not None
         session = _SAFE_SESSION.sub("_", session)[:80].lstrip(".") or "default"
-        state = self._sessions.setdefault(session, _Session())
+        state = self._sessions.get(session)
+        if state is None:
+            refusal = await self._make_room()
+            if refusal is not None:
+                return self._denied(session, code, refusal)
+            state = self._sessions.setdefault(session, _Session())
         try:
             self._rate.check(session)
         except PolicyDenied as exc:
@@ -208,6 +213,21 @@ class Engine:
         )
         self.audit.append(entry)  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(entry.id, session, text, not result.ok, result, cut_path)
+
+    async def _make_room(self) -> str | None:
+        """Keep at most ``max_sessions`` interpreters: close the least recently used idle one if needed.
+
+        Sessions are cheap to name (the ``session`` argument), so without a cap a client could make the host
+        boot interpreters until it runs out of memory.
+        """
+        limit = self.settings.max_sessions
+        if len(self._sessions) < limit:
+            return None
+        idle = sorted((s.last_used, name) for name, s in self._sessions.items() if not s.lock.locked())
+        if not idle:
+            return f"too many sessions: all {limit} are running code; retry when one finishes"
+        await self.close_session(idle[0][1])
+        return None
 
     def _denied(self, session: str, code: str, message: str) -> Outcome:
         entry = ExecutionEntry(

@@ -81,3 +81,15 @@ async def test_a_tool_added_upstream_appears_in_the_stubs(tmp_path: Path, fragil
         used = await engine.execute("from stubs import fragile\nfragile.shout(text='hi')", session="fresh")
         assert not used.is_error, used.text
         assert used.text == '"shout: hi"'
+
+
+async def test_sessions_are_capped_least_recently_used_first(tmp_path: Path) -> None:
+    async with _engine(tmp_path, _config(max_sessions=2)) as engine:
+        for name in ("a", "b"):
+            assert not (await engine.execute(f"me = {name!r}", session=name)).is_error
+        assert not (await engine.execute("me", session="a")).is_error  # "b" is now the least recently used
+        assert not (await engine.execute("me = 'c'", session="c")).is_error
+        assert sorted(engine.executor.sessions()) == ["a", "c"]  # type: ignore[union-attr]
+        assert (await engine.execute("me", session="a")).text == '"a"'
+        evicted = await engine.execute("me", session="b")  # came back as a fresh interpreter
+        assert evicted.is_error and "NameError" in evicted.text
