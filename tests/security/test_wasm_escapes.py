@@ -527,3 +527,23 @@ async def test_limits_argument_has_no_effect_on_the_next_session(demo_sandbox: S
         assert_error(await run(ex, "while True: pass", limits=Limits(fuel=10_000_000)), "OutOfFuel")
         assert await run_value(ex, "sum(range(10**6))") == sum(range(10**6))
         await assert_healthy(ex)
+
+
+async def test_sessions_cannot_see_each_others_scratch(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor(pool_size=2) as ex:
+        await run(ex, "open('/scratch/mine.txt', 'w').write('alice only')", session="alice")
+        code = (
+            "import os\n"
+            "def peek(path):\n"
+            "    try:\n"
+            "        return open(path).read()\n"
+            "    except OSError as exc:\n"
+            "        return type(exc).__name__\n"
+            "[peek('/scratch/mine.txt'), peek('/scratch/../alice/mine.txt'), peek('../alice/mine.txt'),\n"
+            " sorted(os.listdir('/scratch'))]"
+        )
+        seen = await run_value(ex, code, session="bob")
+        assert "alice only" not in str(seen), seen
+        assert seen[-1] == []
+        assert await run_value(ex, "open('/scratch/mine.txt').read()", session="alice") == "alice only"
+        await assert_healthy(ex, ("alice", "bob"))
