@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codemode.executors.base import ToolCallRecord
+
 logger = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 1_000_000
@@ -29,16 +31,8 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-@dataclass(frozen=True)
-class ToolCallEntry:
-    """One bridge call made by an execution."""
-
-    server: str
-    tool: str
-    args_bytes: int
-    duration_s: float
-    ok: bool
-    error: str | None = None
+ToolCallEntry = ToolCallRecord
+"""One bridge call made by an execution, as the executors record it."""
 
 
 @dataclass(frozen=True)

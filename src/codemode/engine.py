@@ -28,7 +28,7 @@ import anyio
 import mcp_types as types
 
 from codemode import paths
-from codemode.audit import AuditLog, ExecutionEntry, ToolCallEntry, new_execution_id
+from codemode.audit import AuditLog, ExecutionEntry, new_execution_id
 from codemode.compiler import CompileReport, compile_to_dir, load_index
 from codemode.config import Config
 from codemode.errors import PolicyDenied
@@ -204,9 +204,7 @@ class Engine:
             ok=result.ok,
             duration_s=result.duration_s,
             output_chars=len(full),
-            tool_calls=[
-                ToolCallEntry(c.server, c.tool, c.args_bytes, c.duration_s, c.ok, c.error) for c in result.tool_calls
-            ],
+            tool_calls=list(result.tool_calls),
             error=None if result.error is None else f"{result.error.type}: {result.error.message}",
             output=text,
             config=self.config.source,
