@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resources import FunctionResource
+from pydantic import Field
 
 from codemode.config import Settings
 from codemode.engine import Engine
@@ -22,6 +23,11 @@ MAX_CODE_CHARS = 1_000_000
 """Programs longer than this are refused before they reach the sandbox."""
 
 TOOL_NAME = "execute_python"
+CODE_HELP = "The Python program. What it prints and the value of its last expression are returned."
+SESSION_HELP = (
+    "Optional name of an interpreter to run in: calls with the same name share variables and /scratch. "
+    "Omit it to use this client's own session."
+)
 
 
 def tool_description(index: dict[str, Any], settings: Settings | None = None) -> str:
@@ -86,14 +92,12 @@ def build_server(engine: Engine) -> MCPServer:
         version="0.1.0",
     )
 
-    async def execute_python(code: str, ctx: Context[Any, Any], session: str | None = None) -> types.CallToolResult:
-        """Run a Python program in the sandbox.
-
-        Args:
-            code: The program. Its stdout and the value of its last expression are returned.
-            session: Optional name of an interpreter to use; calls with the same name share variables.
-                Omit it to use this connection's own interpreter.
-        """
+    async def execute_python(
+        code: Annotated[str, Field(description=CODE_HELP)],
+        ctx: Context[Any, Any],
+        session: Annotated[str | None, Field(description=SESSION_HELP)] = None,
+    ) -> types.CallToolResult:
+        """Run a Python program in the sandbox (see the tool description)."""
         if not code.strip():
             return _error("empty program: send Python source in `code`")
         if len(code) > MAX_CODE_CHARS:
