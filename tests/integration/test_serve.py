@@ -70,6 +70,7 @@ async def test_stdio_one_tool_state_errors(tmp_path: Path) -> None:
         assert [t.name for t in tools] == ["execute_python"]
         assert set(tools[0].input_schema["properties"]) == {"code", "session"}
         assert tools[0].input_schema["required"] == ["code"]
+        assert all(prop.get("description") for prop in tools[0].input_schema["properties"].values())
         description = tools[0].description or ""
         assert "inventory" in description and "notes" in description
         first = await client.call_tool("execute_python", {"code": "x = sum(range(10))\nprint(x)"})
