@@ -15,7 +15,6 @@ Token counts are o200k proxies.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from codemode import paths
 from codemode.compiler import compile_to_dir, load_index
 from codemode.front import tool_description
 from codemode.hub import ToolSpec
@@ -33,7 +33,6 @@ from codemode.tokens import LABEL, count_json, count_tokens
 
 RESULTS = Path(__file__).parent / "results"
 CATALOGS = Path(__file__).parent / "catalogs"
-DISCOVERY = Path(__file__).parents[1] / "sandbox" / "codemode_runtime" / "discovery.py"
 K = 3
 COMBINED = "combined"
 
@@ -55,16 +54,13 @@ def load_catalogs(only: list[str] | None = None) -> list[dict[str, Any]]:
     return catalogs
 
 
-def _discovery(stubs_dir: Path) -> ModuleType:
+def discovery_for(stubs_dir: Path) -> ModuleType:
     """A private copy of the guest's discovery module reading ``stubs_dir``.
 
-    One copy per stubs tree, because the module caches the parsed index; re-importing it per tool (as
-    ``bench_workflows`` does for a handful) would re-parse a multi-megabyte index a thousand times.
+    One copy per stubs tree, because the module caches the parsed index; re-importing it per tool would
+    re-parse a multi-megabyte index a thousand times.
     """
-    spec = importlib.util.spec_from_file_location(f"_bench_tokens_discovery_{id(stubs_dir):x}", DISCOVERY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = paths.load_guest_module("discovery", f"_bench_discovery_{id(stubs_dir):x}")
     # setattr: the attribute is a module global the type checker cannot see through spec loading.
     setattr(module, "STUBS_DIR", str(stubs_dir))  # noqa: B010
     return module
@@ -77,7 +73,7 @@ def _code_mode_costs(servers: dict[str, list[ToolSpec]]) -> tuple[int, list[int]
         compile_to_dir(servers, stubs)
         index = load_index(stubs)
         description = count_tokens(tool_description(index))
-        discovery = _discovery(stubs)
+        discovery = discovery_for(stubs)
         costs = [
             count_tokens(discovery.describe(f"{s['module']}.{t['python_name']}"))
             for s in index.get("servers", [])

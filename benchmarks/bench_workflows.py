@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from benchmarks.bench_tokens import discovery_for
 from benchmarks.workflows import TASKS, Recorder, Task
 from codemode.config import Config, demo_config, parse_config
 from codemode.engine import Engine
@@ -47,21 +48,6 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, default=list))
 
 
-def _describe(stubs_dir: Path, tool: str) -> str:
-    """What ``describe(tool)`` shows the model inside the sandbox (same code, run on the host)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_bench_discovery", Path(__file__).parents[1] / "sandbox" / "codemode_runtime" / "discovery.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    setattr(module, "STUBS_DIR", str(stubs_dir))  # noqa: B010 (a module loaded by path: mypy cannot see it)
-    text: str = module.describe(tool)
-    return text
-
-
 async def _direct(config: Config, tasks: list[Task]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     async with Hub(config) as hub:
@@ -89,8 +75,9 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
     out: dict[str, dict[str, Any]] = {}
     async with Engine(config, executor=executor) as engine:  # type: ignore[arg-type]
         description = count_tokens(tool_description(engine.index))
+        discovery = discovery_for(engine.stubs_dir)
         for task in tasks:
-            reads = sum(count_tokens(_describe(engine.stubs_dir, t)) for t in task.tools_read)
+            reads = sum(count_tokens(discovery.describe(t)) for t in task.tools_read)
             started = time.perf_counter()
             outcome = await engine.execute(task.program, session=f"bench-{task.name}")
             if outcome.is_error or outcome.result is None:

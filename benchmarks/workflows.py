@@ -17,6 +17,7 @@ from typing import Any
 
 import mcp_types as types
 
+from codemode.bridge import result_for_guest
 from codemode.hub import Hub, ToolRef
 from codemode.tokens import count_json, count_tokens
 
@@ -41,18 +42,7 @@ class Recorder:
         self.result_tokens += count_tokens(text)
         if result.is_error:
             raise RuntimeError(f"{server}.{tool}: {text}")
-        if result.structured_content is not None:
-            return result.structured_content
-        blocks = [c.text for c in result.content if isinstance(c, types.TextContent)]
-        parsed = [_maybe_json(b) for b in blocks]
-        return parsed[0] if len(parsed) == 1 else parsed
-
-
-def _maybe_json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return result_for_guest(result)  # the data a stub would return, so both sides compare alike
 
 
 @dataclass(frozen=True)

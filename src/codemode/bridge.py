@@ -10,12 +10,10 @@ tokens stay here.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import struct
 import time
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -35,18 +33,7 @@ class FrameError(ValueError):
     """A frame from the guest that is not a length-prefixed JSON object."""
 
 
-def _load_framing() -> ModuleType:
-    # The guest's transport module is stdlib-only; loading it here keeps one definition of the format.
-    path = paths.runtime_dir() / "codemode_runtime" / "transport.py"
-    spec = importlib.util.spec_from_file_location("codemode._framing", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the frame format from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_framing = _load_framing()
+_framing = paths.load_guest_module("transport", "codemode._framing")  # one definition of the format
 MAGIC_OFFSET: int = _framing.MAGIC_OFFSET
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,6 +41,20 @@ def runtime_dir() -> Path:
     if checkout is not None:
         return checkout / "sandbox"
     return Path(__file__).resolve().parent / "_guest"
+
+
+def load_guest_module(name: str, alias: str) -> ModuleType:
+    """A private host-side copy of ``codemode_runtime/<name>.py`` (stdlib only), registered as nothing.
+
+    The host reuses guest code instead of restating it: the frame format, the discovery helpers.
+    """
+    path = runtime_dir() / "codemode_runtime" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(alias, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def config_key(config: Config) -> str:
