@@ -191,7 +191,7 @@ class Engine:
             result = await self.executor.run(code, session=session, limits=limits or self.limits)
             state.last_used = time.monotonic()
         execution_id = new_execution_id()
-        text, full = render(result)
+        text = full = render(result)
         cut_path: str | None = None
         if len(text) > self.settings.output_chars:
             cut_path = self._spill(session, execution_id, full)
@@ -290,11 +290,8 @@ def audit_path(config: Config) -> Path:
     return paths.state_dir() / "audit.jsonl"
 
 
-def render(result: RunResult) -> tuple[str, str]:
-    """The text a model sees for a run: stdout, stderr, the final value (JSON when it is data), the error.
-
-    Returns the text twice: ``(text, full)``; they differ only once :func:`cut` shortens ``text``.
-    """
+def render(result: RunResult) -> str:
+    """The text a model sees for a run: stdout, stderr, the final value (JSON when it is data), the error."""
     parts: list[str] = []
     if result.stdout:
         parts.append(result.stdout.rstrip("\n"))
@@ -305,8 +302,7 @@ def render(result: RunResult) -> tuple[str, str]:
     if result.error is not None:
         parts.append(result.error.traceback.rstrip("\n") or f"{result.error.type}: {result.error.message}")
     # Lone surrogates (a program may print any str) cannot travel as UTF-8: show them as \udcff escapes.
-    text = "\n".join(parts).encode("utf-8", "backslashreplace").decode("utf-8")
-    return text, text
+    return "\n".join(parts).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def cut(text: str, limit: int, full_path: str, full_len: int) -> str:

@@ -105,9 +105,7 @@ def build_server(engine: Engine) -> MCPServer:
         if "\x00" in code:
             return _error("program contains a NUL character")
         outcome = await engine.execute(code, session=session_key(ctx, session))
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=outcome.text or "(no output)")], is_error=outcome.is_error
-        )
+        return _result(outcome.text or "(no output)", is_error=outcome.is_error)
 
     server.add_tool(
         execute_python,
@@ -138,8 +136,12 @@ def _add_stub_resources(server: MCPServer, stubs_dir: Path, index: dict[str, Any
             )
 
 
+def _result(text: str, *, is_error: bool) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
+
+
 def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+    return _result(message, is_error=True)
 
 
 async def serve_stdio(server: MCPServer) -> None:

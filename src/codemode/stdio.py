@@ -50,9 +50,10 @@ class _Out:
 
 def _is_pipe(fd: int) -> bool:
     try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode)
+        mode = os.fstat(fd).st_mode
     except OSError:
         return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 @asynccontextmanager

@@ -28,7 +28,6 @@ import logging
 import math
 import shutil
 import signal
-import struct
 import sys
 import time
 from collections import deque
@@ -41,7 +40,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codemode import paths
-from codemode.bridge import FrameError, Ledger, decode_frame, encode_frame
+from codemode.bridge import HEADER, FrameError, Ledger, decode_frame, encode_frame
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Limits,
@@ -55,7 +54,6 @@ log = logging.getLogger(__name__)
 
 CHILD_SCRIPT = Path(__file__).with_name("restricted_child.py")
 """Run by path: ``-m codemode.executors.restricted_child`` would import the whole ``codemode`` package."""
-_HEADER = struct.Struct(">I")
 _MAX_CHILD_FRAME = 256 * 1024 * 1024
 _BOOT_TIMEOUT_S = 60.0
 _STDERR_TAIL = 16 * 1024
@@ -112,8 +110,8 @@ class _Child:
     async def receive(self) -> dict[str, Any]:
         """The next frame from the child (raises :class:`_ChildDied` at EOF, ``FrameError`` on garbage)."""
         try:
-            header = await self.stdout.receive_exactly(_HEADER.size)
-            (size,) = _HEADER.unpack(header)
+            header = await self.stdout.receive_exactly(HEADER.size)
+            (size,) = HEADER.unpack(header)
             if size > _MAX_CHILD_FRAME:
                 raise FrameError(f"frame of {size:,} bytes is over the {_MAX_CHILD_FRAME:,}-byte limit")
             body = await self.stdout.receive_exactly(size)

@@ -468,32 +468,22 @@ class Policy(RestrictingNodeTransformer):
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
         if isinstance(target, ast.Subscript) and not isinstance(target.slice, ast.Slice):
-            call = ast.Call(
-                func=ast.Name("_inplace_item_", ast.Load()),
-                args=[
-                    self.visit(target.value),
-                    self.visit(target.slice),
-                    ast.Constant(IOPERATOR_TO_STR[type(node.op)]),
-                    self.visit(node.value),
-                ],
-                keywords=[],
-            )
+            obj = self.visit(target.value)
+            helper, key = "_inplace_item_", self.visit(target.slice)
         elif isinstance(target, ast.Attribute):
             if target.attr.startswith("_") or target.attr in INSPECT_ATTRIBUTES:
                 self.error(node, f'"{target.attr}" is an invalid attribute name because it starts with "_"')
                 return node
-            call = ast.Call(
-                func=ast.Name("_inplace_attr_", ast.Load()),
-                args=[
-                    self.visit(target.value),
-                    ast.Constant(target.attr),
-                    ast.Constant(IOPERATOR_TO_STR[type(node.op)]),
-                    self.visit(node.value),
-                ],
-                keywords=[],
-            )
+            obj = self.visit(target.value)
+            helper, key = "_inplace_attr_", ast.Constant(target.attr)
         else:
             return super().visit_AugAssign(node)
+        operator = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+        call = ast.Call(
+            func=ast.Name(helper, ast.Load()),
+            args=[obj, key, operator, self.visit(node.value)],
+            keywords=[],
+        )
         statement = ast.Expr(call)
         copy_locations(statement, node)
         return statement
