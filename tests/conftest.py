@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 
 from codemode.compiler import compile_to_dir
@@ -34,6 +37,25 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 def fragile_server() -> dict[str, object]:
     """Config entry for the misbehaving test server."""
     return {"command": sys.executable, "args": [str(FIXTURES / "servers" / "fragile.py")]}
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_port(port: int, process: anyio.abc.Process, what: str, timeout_s: float = 120) -> None:
+    """Wait until something listens on ``port``; fail at once if ``process`` (the server) exits first."""
+    with anyio.fail_after(timeout_s):
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                assert process.returncode is None, f"{what} exited early"
+                await anyio.sleep(0.1)
 
 
 @dataclass

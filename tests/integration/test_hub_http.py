@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,33 +14,21 @@ from codemode.audit import AuditLog
 from codemode.config import parse_config
 from codemode.engine import Engine
 from codemode.hub import Hub, ToolRef
+from tests.conftest import free_port, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def notes_over_http() -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     code = (
         "import anyio\nfrom codemode.demo.notes import server\n"
         f"anyio.run(lambda: server.run_streamable_http_async(host='127.0.0.1', port={port}))\n"
     )
     process = await anyio.open_process([sys.executable, "-c", code], stdout=None, stderr=None)
     try:
-        with anyio.fail_after(60):
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    assert process.returncode is None, "the HTTP notes server exited early"
-                    await anyio.sleep(0.1)
+        await wait_for_port(port, process, "the HTTP notes server", timeout_s=60)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()

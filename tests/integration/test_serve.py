@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +19,8 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+
+from tests.conftest import free_port, wait_for_port
 
 CODEMODE = [sys.executable, "-m", "codemode.cli"]
 FS = "@modelcontextprotocol/server-filesystem@2026.8.31"
@@ -161,26 +162,13 @@ async def test_parallel_clients_have_separate_sessions(tmp_path: Path) -> None:
         assert results == {"a": '"a"', "b": '"b"'}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 async def test_streamable_http(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = await anyio.open_process([*CODEMODE, "serve", "--http", str(port)], env=_env(tmp_path), stderr=None)
     try:
         url = f"http://127.0.0.1:{port}/mcp"
-        with anyio.fail_after(120):
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    assert proc.returncode is None, "codemode serve --http exited early"
-                    await anyio.sleep(0.2)
+        await wait_for_port(port, proc, "codemode serve --http")
         async with Client(url) as client:
             tools = (await client.list_tools()).tools
             assert [t.name for t in tools] == ["execute_python"]
@@ -193,7 +181,7 @@ async def test_streamable_http(tmp_path: Path) -> None:
             async with Client(url) as other:
                 # Sessionless HTTP has no client identity: a client keeps its own state by naming a session.
                 await other.call_tool("execute_python", {"code": "n = 1", "session": "other"})
-                answers: dict[str, str] = {}
+                answers: dict[str, list[Any]] = {}
 
                 async def ask(name: str, c: Client, args: dict[str, str]) -> None:
                     code = "import time\nt0 = time.time()\ntime.sleep(1)\n[n, t0, time.time()]"
