@@ -114,13 +114,6 @@ def mount(name: str, path: str) -> None:
         sys.modules[name] = module
 
 
-def _user_frames(tb: types.TracebackType | None, filename_prefix: str) -> types.TracebackType | None:
-    # Drop this loop's own frames: the traceback starts at the first frame of the user's program.
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(filename_prefix):
-        tb = tb.tb_next
-    return tb
-
-
 class Session:
     """One interpreter's worth of state and the logic to run a snippet in it."""
 
@@ -144,7 +137,7 @@ class Session:
                 self.namespace["_"] = value
                 result.update(_encode_value(value))
         except BaseException as exc:  # the program's failure is data, reported to the host
-            result["error"] = _describe_error(exc, "<execution-")
+            result["error"] = _describe_error(exc)
         finally:
             sys.stdout, sys.stderr = saved
         result["stdout"] = stdout.getvalue()
@@ -198,15 +191,15 @@ def _is_json(value: Any, depth: int) -> bool:
     return False
 
 
-def _describe_error(exc: BaseException, filename_prefix: str) -> dict[str, Any]:
+def _describe_error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, SyntaxError):
         lines = traceback.format_exception_only(type(exc), exc)
     else:
-        tb = _user_frames(exc.__traceback__, filename_prefix)
-        summary = traceback.extract_tb(tb)
-        # The runtime's own frames (the bridge client raising ToolError, a host's guards) are noise too.
-        kept = [frame for frame in summary if os.path.dirname(frame.filename) not in HIDDEN_FRAME_DIRS]
-        summary = traceback.StackSummary.from_list(kept or summary[:1])
+        # Only the user's code, stubs and skills: the runtime's own frames (this loop, the bridge client
+        # raising ToolError, a host's guards) say nothing about the program.
+        summary = traceback.StackSummary.from_list(
+            [f for f in traceback.extract_tb(exc.__traceback__) if os.path.dirname(f.filename) not in HIDDEN_FRAME_DIRS]
+        )
         lines = ["Traceback (most recent call last):\n", *summary.format()] if summary else []
         lines += traceback.format_exception_only(type(exc), exc)
     message = str(exc)
@@ -227,7 +220,7 @@ def serve(compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = N
         try:
             result = session.run(str(reply.get("code", "")), int(reply.get("output_cap", 1_000_000)))
         except BaseException as exc:  # never let the loop die on a bad snippet
-            result = {"error": _describe_error(exc, ""), "stdout": "", "stderr": ""}
+            result = {"error": _describe_error(exc), "stdout": "", "stderr": ""}
         message = {"op": "next", "result": result}
 
 
