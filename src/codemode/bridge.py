@@ -153,15 +153,16 @@ class Bridge:
             return error_reply("bridge", "a call needs string 'server' and 'tool' and an object 'args'")
         if ledger.cancelled:
             return error_reply("cancelled", "the execution was cancelled")
-        if size is None:
-            size = len(json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode())
-        args_bytes = size
-        refusal = self._refuse(ledger, ToolRef(server, tool), args_bytes)
+        args_bytes = (
+            size if size is not None else len(json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode())
+        )
+        ref = ToolRef(server, tool)
+        refusal = self._refuse(ledger, ref, args_bytes)
         if refusal is not None:
             ledger.calls.append(ToolCallRecord(server, tool, args_bytes, 0.0, False, refusal["error"]["message"]))
             return refusal
         started = time.perf_counter()
-        reply = await self._invoke(ledger, ToolRef(server, tool), args)
+        reply = await self._invoke(ledger, ref, args)
         error = None if reply["ok"] else str(reply["error"]["message"])
         ledger.calls.append(ToolCallRecord(server, tool, args_bytes, time.perf_counter() - started, reply["ok"], error))
         return reply
