@@ -30,6 +30,7 @@ import anyio
 import anyio.lowlevel
 
 from benchmarks import speed
+from codemode.calls import default_gate
 from codemode.compiler import compile_to_dir
 from codemode.config import parse_config
 from codemode.executors import Limits, create_executor
@@ -61,12 +62,15 @@ def _cold_start(n: int) -> tuple[float, float]:
     code = (
         "import anyio, tempfile\n"
         "from pathlib import Path\n"
+        "from codemode.calls import default_gate\n"
         "from codemode.executors.wasm import WasmExecutor\n"
         "async def main():\n"
         "    d = Path(tempfile.mkdtemp())\n"
-        "    async def no_tools(ref, args): raise RuntimeError\n"
-        "    ex = WasmExecutor(stubs_dir=d / 's', skills_dir=d / 'k', scratch_root=d / 'x', tool_handler=no_tools,\n"
-        "                      known_tools=set, pool_size=0)\n"
+        "    class NoTools:\n"
+        "        def tools(self): return {}\n"
+        "        async def call_tool(self, ref, args): raise RuntimeError\n"
+        "    ex = WasmExecutor(stubs_dir=d / 's', skills_dir=d / 'k', scratch_root=d / 'x',\n"
+        "                      gate=default_gate(NoTools()), pool_size=0)\n"
         "    async with ex:\n"
         "        assert (await ex.run('1 + 1')).value == 2\n"
         "anyio.run(main)\n"
@@ -96,7 +100,7 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
             limits = Limits(max_tool_calls=10_000)
             executor = create_executor(
                 "wasm", stubs_dir=root / "stubs", skills_dir=root / "skills", scratch_root=root / "scratch",
-                tool_handler=hub.call_tool, known_tools=lambda: {ToolRef("echo", "echo")}, limits=limits,
+                gate=default_gate(hub), limits=limits,
                 pool_size=2,
             )  # fmt: skip
             async with executor as ex:

@@ -75,7 +75,7 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
     out: dict[str, dict[str, Any]] = {}
     async with Engine(config, executor=executor) as engine:  # type: ignore[arg-type]
         description = count_tokens(tool_description(engine.index))
-        discovery = discovery_for(engine.stubs_dir)
+        discovery = discovery_for(engine.stubs_path)
         for task in tasks:
             reads = sum(count_tokens(discovery.describe(t)) for t in task.tools_read)
             started = time.perf_counter()
@@ -85,7 +85,7 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
             answer = _normal(outcome.result.value)
             out[task.name] = {
                 "answer": answer,
-                "calls": len(outcome.result.tool_calls),
+                "calls": len(outcome.result.calls),
                 "description": description,
                 "stub_reads": reads,
                 "program": count_tokens(task.program),

@@ -17,7 +17,7 @@ from typing import Any
 
 import mcp_types as types
 
-from codemode.bridge import result_for_guest
+from codemode.calls.results import result_for_guest
 from codemode.hub import Hub, ToolRef
 from codemode.tokens import count_json, count_tokens
 

@@ -13,6 +13,7 @@ import anyio
 import anyio.abc
 import pytest
 
+from codemode.calls import default_gate
 from codemode.compiler import compile_to_dir
 from codemode.config import demo_config
 from codemode.executors import Executor, ExecutorKind, Limits, create_executor
@@ -77,8 +78,7 @@ class Sandbox:
             stubs_dir=self.stubs_dir,
             skills_dir=self.root / "skills",
             scratch_root=self.root / f"scratch-{kind}",
-            tool_handler=hub.call_tool,
-            known_tools=lambda: {spec.ref for specs in hub.tools().values() for spec in specs},
+            gate=default_gate(hub),
             limits=limits,
             pool_size=pool_size,
         )

@@ -15,11 +15,20 @@ import os
 import re
 from typing import Any
 
-STUBS_DIR = os.environ.get("CODEMODE_STUBS_DIR", "/stubs")
-"""Where the stubs live; the host mounts them here (tests may point it elsewhere)."""
+STUBS_ROOT = os.environ.get("CODEMODE_STUBS_DIR", "/stubs")
+"""What the host mounts: a stubs tree, or a directory of generations of one (``g000001/`` ...)."""
+STUBS_DIR = STUBS_ROOT
+"""The tree in use: the root, or the generation the host named for the current execution."""
 
 _WORD = re.compile(r"[a-z0-9]+")
 _cache: dict[str, Any] = {}
+
+
+def use_dir(path: str) -> None:
+    """Read the stubs (and their index) from ``path`` from now on."""
+    global STUBS_DIR
+    STUBS_DIR = path
+    _cache.clear()
 
 
 def _index() -> dict[str, Any]:

@@ -114,6 +114,25 @@ def mount(name: str, path: str) -> None:
         sys.modules[name] = module
 
 
+def use_stubs(generation: object) -> None:
+    """Point ``stubs`` and discovery at one generation under the stubs root (the host names it per run).
+
+    Modules of the previous generation are dropped from ``sys.modules`` so the next import reads the new
+    files; objects a program already holds (``from stubs import notes`` last time) keep working.
+    """
+    from codemode_runtime import discovery
+
+    if not isinstance(generation, str) or not generation or "/" in generation or generation.startswith("."):
+        return
+    path = os.path.join(discovery.STUBS_ROOT, generation)
+    if discovery.STUBS_DIR == path:
+        return
+    for name in [m for m in sys.modules if m == "stubs" or m.startswith("stubs.")]:
+        del sys.modules[name]
+    discovery.use_dir(path)
+    mount("stubs", path)
+
+
 class Session:
     """One interpreter's worth of state and the logic to run a snippet in it."""
 
@@ -218,6 +237,7 @@ def serve(compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = N
         if reply.get("op") != "run":
             return
         try:
+            use_stubs(reply.get("stubs"))
             result = session.run(str(reply.get("code", "")), int(reply.get("output_cap", 1_000_000)))
         except BaseException as exc:  # never let the loop die on a bad snippet
             result = {"error": _describe_error(exc), "stdout": "", "stderr": ""}

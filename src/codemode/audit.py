@@ -16,14 +16,19 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from codemode.executors.base import ToolCallRecord
+from codemode import paths
+from codemode.calls.types import CallRecord
+
+if TYPE_CHECKING:
+    from codemode.config import Config
 
 logger = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 1_000_000
-"""Code longer than this is stored cut (with its full hash); such an entry cannot be replayed."""
+"""The longest program codemode runs (the engine refuses longer ones); an entry made directly with longer
+code is stored cut, with its full hash, and cannot be replayed."""
 
 
 def new_execution_id() -> str:
@@ -31,8 +36,11 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-ToolCallEntry = ToolCallRecord
-"""One bridge call made by an execution, as the executors record it."""
+def audit_path(config: Config) -> Path:
+    """The audit log of a config: the setting, else ``<state>/audit.jsonl``."""
+    if config.settings.audit_log:
+        return Path(config.settings.audit_log).expanduser()
+    return paths.state_dir() / "audit.jsonl"
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,12 @@ class ExecutionEntry:
     ok: bool
     duration_s: float
     output_chars: int
-    tool_calls: list[ToolCallEntry] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    """The side-effect journal: every tool call, with its state (``in_flight`` if the execution ended
+    while it was out)."""
     error: str | None = None
+    error_kind: str | None = None
+    """The closed kind of the failure (``program``, ``timeout``, ``memory`` ... or ``refused``)."""
     output: str = ""
     """What the model was shown (already capped at the output limit)."""
     config: str = ""
@@ -59,6 +71,7 @@ class ExecutionEntry:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["calls"] = [c.to_json() for c in self.calls]
         data["code_sha256"] = self.code_sha256
         if len(self.code) > MAX_CODE_CHARS:
             data["code"] = self.code[:MAX_CODE_CHARS]
@@ -67,9 +80,10 @@ class ExecutionEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExecutionEntry:
-        calls = [ToolCallEntry(**c) for c in data.get("tool_calls", [])]
-        keep = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "tool_calls"}
-        return cls(tool_calls=calls, **keep)
+        # Lines written before the journal existed call the list ``tool_calls``.
+        calls = [CallRecord.from_json(c) for c in data.get("calls", data.get("tool_calls", []))]
+        keep = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "calls"}
+        return cls(calls=calls, **keep)
 
 
 class AuditLog:

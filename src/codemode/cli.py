@@ -165,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         result = outcome.result
         _print_json({"id": outcome.id, "ok": not outcome.is_error, "text": outcome.text,
+                     "error_kind": result.error.kind if result is not None and result.error is not None else None,
+                     "calls": [c.to_json() for c in outcome.calls],
                      "result": result.to_json() if result is not None else None})  # fmt: skip
     elif outcome.text:
         print(outcome.text, file=sys.stderr if outcome.is_error else sys.stdout)
@@ -225,8 +227,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 @_command("history")
 def _history(args: argparse.Namespace) -> int:
-    from codemode.audit import AuditLog
-    from codemode.engine import audit_path
+    from codemode.audit import AuditLog, audit_path
 
     entries = AuditLog(audit_path(_config(args))).recent(args.n)
     if args.json:
@@ -239,7 +240,7 @@ def _history(args: argparse.Namespace) -> int:
             e.session[:16],
             "ok" if e.ok else "error",
             f"{e.duration_s * 1000:.0f} ms",
-            str(len(e.tool_calls)),
+            str(len(e.calls)),
             _summary(e.code.replace("\n", "; "), 50),
         ]
         for e in entries
@@ -252,8 +253,8 @@ def _history(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import difflib
 
-    from codemode.audit import AuditLog
-    from codemode.engine import Engine, audit_path
+    from codemode.audit import AuditLog, audit_path
+    from codemode.engine import Engine
 
     config = _config(args)
     log = AuditLog(audit_path(config))
@@ -268,10 +269,8 @@ def _replay(args: argparse.Namespace) -> int:
             return await engine.execute(entry.code, session=f"replay-{entry.id}")
 
     outcome = anyio.run(go)
-    result = outcome.result
-    before = [*(f"call {c.server}.{c.tool}" for c in entry.tool_calls), *entry.output.splitlines()]
-    calls = result.tool_calls if result is not None else []
-    after = [*(f"call {c.server}.{c.tool}" for c in calls), *outcome.text.splitlines()]
+    before = [*(f"call {c.server}.{c.tool}" for c in entry.calls), *entry.output.splitlines()]
+    after = [*(f"call {c.server}.{c.tool}" for c in outcome.calls), *outcome.text.splitlines()]
     print(f"replayed {entry.id} as {outcome.id} ({'error' if outcome.is_error else 'ok'})")
     diff = list(difflib.unified_diff(before, after, f"recorded {entry.id}", f"replayed {outcome.id}", lineterm=""))
     print("\n".join(diff) if diff else "same tool calls and output as recorded")

@@ -16,11 +16,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resources import FunctionResource
 from pydantic import Field
 
+from codemode._version import __version__
 from codemode.config import Settings
 from codemode.engine import Engine
-
-MAX_CODE_CHARS = 1_000_000
-"""Programs longer than this are refused before they reach the sandbox."""
 
 TOOL_NAME = "execute_python"
 CODE_HELP = "The Python program. What it prints and the value of its last expression are returned."
@@ -89,7 +87,7 @@ def build_server(engine: Engine) -> MCPServer:
     server: MCPServer = MCPServer(
         "codemode",
         instructions="Call execute_python with a Python program; `from stubs import <server>` to use tools.",
-        version="0.1.0",
+        version=__version__,
     )
 
     async def execute_python(
@@ -98,12 +96,6 @@ def build_server(engine: Engine) -> MCPServer:
         session: Annotated[str | None, Field(description=SESSION_HELP)] = None,
     ) -> types.CallToolResult:
         """Run a Python program in the sandbox (see the tool description)."""
-        if not code.strip():
-            return _error("empty program: send Python source in `code`")
-        if len(code) > MAX_CODE_CHARS:
-            return _error(f"program too long: {len(code):,} characters (limit {MAX_CODE_CHARS:,})")
-        if "\x00" in code:
-            return _error("program contains a NUL character")
         outcome = await engine.execute(code, session=session_key(ctx, session))
         return _result(outcome.text or "(no output)", is_error=outcome.is_error)
 
@@ -113,17 +105,17 @@ def build_server(engine: Engine) -> MCPServer:
         description=tool_description(engine.index, engine.settings),
         annotations=types.ToolAnnotations(title="Run Python with tool access", open_world_hint=True),
     )
-    _add_stub_resources(server, engine.stubs_dir, engine.index)
+    _add_stub_resources(server, engine)
     return server
 
 
-def _add_stub_resources(server: MCPServer, stubs_dir: Path, index: dict[str, Any]) -> None:
-    for srv in index.get("servers", []):
+def _add_stub_resources(server: MCPServer, engine: Engine) -> None:
+    for srv in engine.index.get("servers", []):
         for tool in srv.get("tools", []):
-            path = stubs_dir / srv["module"] / f"{tool['python_name']}.py"
+            relative = Path(srv["module"]) / f"{tool['python_name']}.py"
 
-            def read(path: Path = path) -> str:
-                return path.read_text(encoding="utf-8")
+            def read(relative: Path = relative) -> str:
+                return (engine.stubs_path / relative).read_text(encoding="utf-8")
 
             server.add_resource(
                 FunctionResource(
@@ -138,10 +130,6 @@ def _add_stub_resources(server: MCPServer, stubs_dir: Path, index: dict[str, Any
 
 def _result(text: str, *, is_error: bool) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
-
-
-def _error(message: str) -> types.CallToolResult:
-    return _result(message, is_error=True)
 
 
 async def serve_stdio(server: MCPServer) -> None:

@@ -50,7 +50,7 @@ def test_history_and_replay(env: dict[str, str]) -> None:
     assert codemode(env, "run", "-", stdin=code).returncode == 0
     history = json.loads(codemode(env, "history", "--json").stdout)
     assert history and history[-1]["code"] == code and history[-1]["ok"] is True
-    calls = history[-1]["tool_calls"]
+    calls = history[-1]["calls"]
     assert [(c["server"], c["tool"]) for c in calls] == [("inventory", "check_stock")]
     table = codemode(env, "history").stdout
     assert history[-1]["id"] in table and "inventory" in table

@@ -56,8 +56,8 @@ async def test_audit_log_has_one_line_per_execution(tmp_path: Path) -> None:
     assert [entry["id"] for entry in lines] == [ok.id, bad.id]
     first, second = lines
     assert first["ok"] is True and first["session"] == "a" and first["code_sha256"]
-    assert [(c["server"], c["tool"], c["ok"]) for c in first["tool_calls"]] == [("notes", "list_tags", True)]
-    assert first["tool_calls"][0]["args_bytes"] > 0 and first["output_chars"] == len(ok.text)
+    assert [(c["server"], c["tool"], c["ok"]) for c in first["calls"]] == [("notes", "list_tags", True)]
+    assert first["calls"][0]["args_bytes"] > 0 and first["output_chars"] == len(ok.text)
     assert second["ok"] is False and second["error"].startswith("ZeroDivisionError")
 
 
@@ -75,12 +75,16 @@ async def test_a_tool_added_upstream_appears_in_the_stubs(tmp_path: Path, fragil
     async with _engine(tmp_path, config) as engine:
         grown = await engine.execute("from stubs import fragile\nfragile.grow(name='shout')", session="g")
         assert not grown.is_error, grown.text
+        assert engine.catalog is not None
         with anyio.fail_after(20):
-            while not (tmp_path / "stubs" / "fragile" / "shout.py").exists():  # noqa: ASYNC110
+            while not (engine.catalog.path / "fragile" / "shout.py").exists():  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         used = await engine.execute("from stubs import fragile\nfragile.shout(text='hi')", session="fresh")
         assert not used.is_error, used.text
         assert used.text == '"shout: hi"'
+        # The session that was running when the tool appeared sees it at its next execution.
+        again = await engine.execute("from stubs import fragile\nfragile.shout(text='again')", session="g")
+        assert again.text == '"shout: again"', again.text
 
 
 async def test_sessions_are_capped_least_recently_used_first(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ async def test_time_and_git_servers_from_the_sandbox(tmp_path: Path, repo: Path)
         assert not outcome.is_error, outcome.text
         result = outcome.result
         assert result is not None and result.value[1] is True
-        assert [(c.server, c.tool, c.ok) for c in result.tool_calls] == [
+        assert [(c.server, c.tool, c.ok) for c in result.calls] == [
             ("time", "get_current_time", True),
             ("git", "git_status", True),
         ]

@@ -25,7 +25,7 @@ async def test_structured_and_text_results_round_trip(demo_sandbox: Sandbox) -> 
         assert result.value["missing"] == ["NOPE"]
         assert result.value["levels"] == 1 and result.value["rows"] == 5 and result.value["garden"] is True
         assert isinstance(result.value["msg"], str) and "GAR-00001" in result.value["msg"]
-        assert [(c.server, c.tool, c.ok) for c in result.tool_calls] == [
+        assert [(c.server, c.tool, c.ok) for c in result.calls] == [
             ("inventory", "check_stock", True),
             ("inventory", "list_products", True),
             ("inventory", "restock", True),
@@ -140,7 +140,7 @@ async def test_tool_call_quota(demo_sandbox: Sandbox) -> None:
         )
         assert not result.ok and result.error is not None
         assert "limit of 3 tool calls" in result.error.message
-        assert len(result.tool_calls) == 4 and [c.ok for c in result.tool_calls] == [True, True, True, False]
+        assert len(result.calls) == 4 and [c.ok for c in result.calls] == [True, True, True, False]
 
 
 async def test_sleep_sleeps_and_is_interrupted_at_the_deadline(demo_sandbox: Sandbox) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from codemode.calls import default_gate
 from codemode.compiler import compile_to_dir
 from codemode.config import parse_config
 from codemode.executors import Executor, Limits, create_executor
@@ -24,7 +25,7 @@ async def everything(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
         executor = create_executor(
             "wasm", stubs_dir=root / "stubs", skills_dir=root / "skills", scratch_root=root / "scratch",
-            tool_handler=hub.call_tool, known_tools=lambda: {s.ref for specs in hub.tools().values() for s in specs},
+            gate=default_gate(hub),
             limits=Limits(wall_s=60), pool_size=1,
         )  # fmt: skip
         async with executor as ex:

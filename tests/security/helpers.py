@@ -47,7 +47,7 @@ async def assert_healthy(ex: Executor, sessions: tuple[str, ...] = (ATTACK,)) ->
         tags = await ex.run("from stubs import notes\nnotes.list_tags()", session=session, limits=Limits(wall_s=10))
         assert tags.ok, (session, tags.error)
         assert isinstance(tags.value, dict) and tags.value, tags.value_repr
-        assert [(c.server, c.tool, c.ok) for c in tags.tool_calls] == [("notes", "list_tags", True)]
+        assert [(c.server, c.tool, c.ok) for c in tags.calls] == [("notes", "list_tags", True)]
 
 
 def instance_threads() -> set[threading.Thread]:

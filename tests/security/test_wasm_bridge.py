@@ -48,7 +48,7 @@ async def test_huge_arguments_are_refused_before_reaching_the_server(demo_sandbo
             "except ToolError as e:\n    kind = e.kind\nkind",
         )
         assert caught == "too_large"
-        assert [(c.tool, c.ok) for c in result.tool_calls] == [("search_notes", False)]
+        assert [(c.tool, c.ok) for c in result.calls] == [("search_notes", False)]
         await assert_healthy(ex)
 
 
@@ -128,7 +128,7 @@ async def test_unknown_servers_and_tools(demo_sandbox: Sandbox) -> None:
         result = await run(ex, code)
         assert result.ok, result.error
         assert result.value == ["unknown"] * 6
-        assert all(not c.ok for c in result.tool_calls) and len(result.tool_calls) == 6
+        assert all(not c.ok for c in result.calls) and len(result.calls) == 6
         await assert_healthy(ex)
 
 
@@ -137,7 +137,7 @@ async def test_tool_call_quota(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         result = await run(ex, code, limits=Limits(wall_s=10, max_tool_calls=2))
         assert_error(result, "codemode_runtime.ToolError", "reached its limit of 2 tool calls")
-        assert [c.ok for c in result.tool_calls] == [True, True, False]
+        assert [c.ok for c in result.calls] == [True, True, False]
         raw_third = RAW + (
             "from stubs import notes\nnotes.list_tags(); notes.list_tags()\n"
             "body(raw(message({'op': 'call', 'server': 'notes', 'tool': 'list_tags', 'args': {}})))"

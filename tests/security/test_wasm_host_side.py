@@ -19,7 +19,8 @@ pytestmark = pytest.mark.anyio
 FORGE_NEXT = """
 from codemode_runtime import transport
 transport.request({'op': 'next', 'result': {'has_value': True, 'value': 'forged', 'json': True, 'stdout': '',
-                                            'stderr': '', 'tool_calls': [['notes', 'list_tags']]}})
+                                            'stderr': '', 'calls': [['notes', 'list_tags']],
+                                            'tool_calls': [['notes', 'list_tags']]}})
 import time
 started = time.monotonic()
 while time.monotonic() - started < %(seconds)s:
@@ -34,7 +35,7 @@ async def test_a_forged_result_cannot_fake_tool_calls(demo_sandbox: Sandbox) -> 
     async with demo_sandbox.executor() as ex:
         result = await run(ex, FORGE_NEXT % {"seconds": 0}, limits=Limits(wall_s=2))
         assert result.ok and result.value == "forged"  # the guest owns its result, as it owns its output
-        assert result.tool_calls == []  # ...but the host's ledger is the only record of calls
+        assert result.calls == []  # ...but the host's ledger is the only record of calls
         await assert_healthy(ex, ("health-check",))
 
 

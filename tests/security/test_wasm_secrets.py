@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from codemode.calls import default_gate
 from codemode.compiler import compile_to_dir
 from codemode.config import parse_config
 from codemode.executors import Executor, Limits, create_executor
@@ -69,8 +70,7 @@ def _executor(vault: tuple[Hub, Path]) -> Executor:
         stubs_dir=root / "stubs",
         skills_dir=root / "skills",
         scratch_root=root / "scratch",
-        tool_handler=hub.call_tool,
-        known_tools=lambda: {spec.ref for specs in hub.tools().values() for spec in specs},
+        gate=default_gate(hub),
         pool_size=1,
     )
 

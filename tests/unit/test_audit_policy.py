@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from codemode.audit import AuditLog, ExecutionEntry, ToolCallEntry
+from codemode.audit import AuditLog, ExecutionEntry
+from codemode.calls import CallRecord, CallState
 from codemode.errors import PolicyDenied
 from codemode.policy import RateLimiter
 
@@ -20,7 +21,7 @@ def _entry(i: int, session: str = "s") -> ExecutionEntry:
         ok=True,
         duration_s=0.01,
         output_chars=2,
-        tool_calls=[ToolCallEntry("notes", "search_notes", 20, 0.002, True)],
+        calls=[CallRecord("notes", "search_notes", 20, 0.002, CallState.DONE, args_digest="ab12")],
     )
 
 
@@ -31,7 +32,7 @@ def test_append_and_read_back(tmp_path: Path) -> None:
     log.append(_entry(2))
     entries = log.recent(10)
     assert [e.code for e in entries] == ["print(1)", "print(2)"]
-    assert entries[0].tool_calls[0].tool == "search_notes"
+    assert entries[0].calls[0].tool == "search_notes" and entries[0].calls[0].state is CallState.DONE
     assert log.find(first.id[:6]) == first
     line = (tmp_path / "audit.jsonl").read_text().splitlines()[0]
     assert first.code_sha256 in line

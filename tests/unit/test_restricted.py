@@ -11,7 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from codemode.bridge import result_for_guest
+from codemode.calls import default_gate
+from codemode.calls.results import result_for_guest
 from codemode.compiler import compile_to_dir
 from codemode.config import demo_config
 from codemode.executors import Limits, create_executor
@@ -38,17 +39,12 @@ def stubs_dir(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _known(hub: Hub) -> set[ToolRef]:
-    return {spec.ref for specs in hub.tools().values() for spec in specs}
-
-
 def make_executor(hub: Hub, stubs_dir: Path, tmp_path: Path, limits: Limits | None = None) -> RestrictedExecutor:
     return RestrictedExecutor(
         stubs_dir=stubs_dir,
         skills_dir=tmp_path / "skills",
         scratch_root=tmp_path / "scratch",
-        tool_handler=hub.call_tool,
-        known_tools=lambda: _known(hub),
+        gate=default_gate(hub),
         limits=limits,
         pool_size=1,
     )
@@ -71,7 +67,7 @@ def _alive(pid: int) -> bool:
 async def test_create_executor_builds_a_restricted_one(hub: Hub, stubs_dir: Path, tmp_path: Path) -> None:
     ex = create_executor(
         "restricted", stubs_dir=stubs_dir, skills_dir=tmp_path / "sk", scratch_root=tmp_path / "sc",
-        tool_handler=hub.call_tool, known_tools=lambda: _known(hub),
+        gate=default_gate(hub),
     )  # fmt: skip
     async with ex:
         result = await ex.run("6 * 7")
@@ -157,7 +153,7 @@ async def test_stub_call_returns_the_real_data(executor: RestrictedExecutor, hub
     assert result.ok, result.error
     expected = result_for_guest(await hub.call_tool(ToolRef("inventory", "check_stock"), {"skus": skus}))
     assert result.value == expected
-    assert [c.tool for c in result.tool_calls] == ["check_stock"] and result.tool_calls[0].ok
+    assert [c.tool for c in result.calls] == ["check_stock"] and result.calls[0].ok
 
 
 async def test_upstream_tool_error_is_a_tool_error(executor: RestrictedExecutor) -> None:
@@ -173,7 +169,7 @@ outcome
     result = await executor.run(code)
     assert result.ok, result.error
     assert result.value[0] == "tool" and "no-such-order" in result.value[1]
-    assert result.tool_calls and not result.tool_calls[0].ok
+    assert result.calls and not result.calls[0].ok
 
 
 async def test_a_crashed_child_is_reported_and_replaced(executor: RestrictedExecutor) -> None:

@@ -68,10 +68,12 @@ async def run_demo(executor: str | None = None) -> int:
         _step(1, "Upstream servers and the stubs compiled from them")
         for status in engine.hub.status():
             _say(f"  {status.name:<10} {status.state:<6} {status.tool_count} tools  {status.instructions or ''}")
-        _say(f"  stub package: {engine.stubs_dir}")
-        for line in _tree(engine.stubs_dir):
+        assert engine.catalog is not None
+        tree = engine.catalog.path
+        _say(f"  stub package: {tree}  (generation {tree.name}: a tool change upstream publishes the next one)")
+        for line in _tree(tree):
             _say(line)
-        stub = engine.stubs_dir / "inventory" / "check_stock.py"
+        stub = tree / "inventory" / "check_stock.py"
         if stub.is_file():
             _say("\n  inventory/check_stock.py:")
             body = stub.read_text(encoding="utf-8").split("\n\n\n", 1)[-1]
@@ -99,17 +101,14 @@ async def run_demo(executor: str | None = None) -> int:
         _say("\n  result:")
         _say(textwrap.indent(outcome.text, "    » "))
         if outcome.result is not None:
-            calls = ", ".join(f"{c.server}.{c.tool}" for c in outcome.result.tool_calls)
-            _say(f"  {len(outcome.result.tool_calls)} tool calls in {outcome.result.duration_s * 1000:.0f} ms: {calls}")
+            calls = ", ".join(f"{c.server}.{c.tool}" for c in outcome.result.calls)
+            _say(f"  {len(outcome.result.calls)} tool calls in {outcome.result.duration_s * 1000:.0f} ms: {calls}")
         if outcome.is_error:
             return 1
 
         _step(4, "What the model's context would have held")
-        try:
-            from codemode.tokens import count_tokens
-        except ImportError:
-            _say("  (install the 'bench' extra for token counts)")
-            return 0
+        from codemode.tokens import count_tokens
+
         definitions = json.dumps([spec.to_json() for specs in tools.values() for spec in specs])
         intermediates = "".join(seen)
         direct = count_tokens(definitions) + count_tokens(intermediates)

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from typing import Literal, Unpack
 
+from codemode.calls.types import Limits
 from codemode.executors.base import (
     Executor,
     ExecutorOptions,
-    KnownTools,
-    Limits,
     Progress,
     RunError,
     RunResult,
-    ToolCallRecord,
-    ToolHandler,
     result_from_guest,
 )
 
@@ -41,13 +38,10 @@ __all__ = [
     "Executor",
     "ExecutorKind",
     "ExecutorOptions",
-    "KnownTools",
     "Limits",
     "Progress",
     "RunError",
     "RunResult",
-    "ToolCallRecord",
-    "ToolHandler",
     "create_executor",
     "result_from_guest",
 ]

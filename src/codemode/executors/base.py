@@ -1,74 +1,55 @@
-"""What every executor promises: ``run(code, session)`` → :class:`RunResult`, with the same limits."""
+"""What every executor promises: ``run(code, context)`` → :class:`RunResult`, with the same limits.
+
+An executor is given the engine's call gate (:class:`codemode.calls.Gate`) and hands every tool call a
+program makes to ``gate.call(ctx, ...)``; it knows nothing of the hub, the policy or the audit log.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 
-from codemode.hub.models import ToolRef
-
-if TYPE_CHECKING:
-    import mcp_types as types
-
-ToolHandler = Callable[[ToolRef, dict[str, Any]], Awaitable["types.CallToolResult"]]
-"""How an executor reaches the real tools (the engine passes the hub's ``call_tool``)."""
-
-KnownTools = Callable[[], set[ToolRef]]
-"""The tools a program may call right now."""
+from codemode.calls.gate import Gate, RunContext
+from codemode.calls.journal import summarize
+from codemode.calls.types import CallRecord, Limits
+from codemode.errors import SANDBOX_ERRORS, BridgeError, ProgramError, SandboxError
 
 Progress = Callable[[str], None]
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-execution limits. Every breach ends the execution with a specific error."""
-
-    wall_s: float = 30.0
-    """Wall-clock time, tool calls included."""
-    memory_bytes: int = 256 * 1024 * 1024
-    """Guest memory (the WASM linear memory; address space of the RestrictedPython child)."""
-    fuel: int = 40_000_000_000
-    """WASM CPU budget in fuel units (≈ instructions; ``print(1)`` costs ~1 M on a warm session)."""
-    output_chars: int = 2_000_000
-    """stdout and stderr, each. Past it the program is stopped (the engine renders far less)."""
-    max_tool_calls: int = 200
-    max_request_bytes: int = 4 * 1024 * 1024
-    """Size of one tool call's arguments as JSON."""
-    max_result_bytes: int = 32 * 1024 * 1024
-    """Size of one tool result handed to the guest."""
-    scratch_bytes: int = 1024 * 1024 * 1024
-    """Total size of a session's ``/scratch`` (checked twice a second while code runs)."""
-    scratch_files: int = 10_000
-    """Number of files and directories in a session's ``/scratch``."""
+LOST = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
 
 
 @dataclass(frozen=True)
 class RunError:
-    """Why an execution failed: the exception type, its message and a traceback of the user's code."""
+    """Why an execution failed.
 
+    ``kind`` is closed: one of :data:`codemode.errors.SANDBOX_ERRORS` (``program`` when the program raised).
+    ``type`` is the name of what was raised: the guest's exception (``ZeroDivisionError``,
+    ``codemode_runtime.ToolTimeout``) for ``program``, else the codemode class (``SandboxTimeout``).
+    """
+
+    kind: str
     type: str
     message: str
     traceback: str = ""
 
+    @classmethod
+    def of(cls, error: builtins.type[SandboxError], message: str, traceback: str = "") -> RunError:
+        """A host verdict: ``RunError.of(SandboxTimeout, "...")``."""
+        return cls(error.kind, error.__name__, message, traceback)
 
-@dataclass(frozen=True)
-class ToolCallRecord:
-    """One tool call made by a program, as the host saw it."""
-
-    server: str
-    tool: str
-    args_bytes: int
-    duration_s: float
-    ok: bool
-    error: str | None = None
+    def exception(self) -> SandboxError:
+        """This failure as its :mod:`codemode.errors` class."""
+        return SANDBOX_ERRORS.get(self.kind, SandboxError)(f"{self.type}: {self.message}")
 
 
 @dataclass
 class RunResult:
-    """Everything an execution produced."""
+    """Everything an execution produced. Output printed before a failure is kept."""
 
     ok: bool
     stdout: str = ""
@@ -81,29 +62,63 @@ class RunResult:
     has_value: bool = False
     """The program ended in an expression whose value was not ``None``."""
     error: RunError | None = None
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    """The side-effect journal: every tool call, including those in flight when the execution ended."""
     duration_s: float = 0.0
     instance_lost: bool = False
     """The interpreter was killed (timeout, trap, crash): the session's state is gone."""
 
+    def journal_line(self) -> str:
+        """``tool calls before the failure: 3 done (...)`` for a failed run with calls, else ``""``."""
+        if self.ok or not self.calls:
+            return ""
+        return f"tool calls before the failure: {summarize(self.calls)}"
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``codemode run --json``, the audit log, the benchmarks)."""
-        return asdict(self)
+        """A JSON-ready dict (``codemode run --json``, the benchmarks)."""
+        return {
+            "ok": self.ok,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "value": self.value,
+            "value_repr": self.value_repr,
+            "value_is_json": self.value_is_json,
+            "has_value": self.has_value,
+            "error": None if self.error is None else {
+                "kind": self.error.kind, "type": self.error.type,
+                "message": self.error.message, "traceback": self.error.traceback,
+            },
+            "calls": [c.to_json() for c in self.calls],
+            "duration_s": self.duration_s,
+            "instance_lost": self.instance_lost,
+        }  # fmt: skip
 
 
-def result_from_guest(payload: Any, calls: list[ToolCallRecord], duration_s: float) -> RunResult:
+def failed(
+    error: RunError, ctx: RunContext, *, duration_s: float = 0.0, lost: bool = True, stdout: str = "", stderr: str = ""
+) -> RunResult:
+    """A run that the host ended (timeout, trap, crash, cancel), with its journal and any output kept."""
+    return RunResult(
+        ok=False, error=error, calls=ctx.journal.records, duration_s=duration_s, instance_lost=lost,
+        stdout=stdout, stderr=stderr,
+    )  # fmt: skip
+
+
+def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunResult:
     """The guest loop's result frame (``codemode_runtime.repl``) as a :class:`RunResult`.
 
     The guest is untrusted: every field is checked for type, and a payload that is not an object becomes
     an error rather than an exception on the host.
     """
+    calls = ctx.journal.records
     if not isinstance(payload, dict):
-        malformed = RunError("BridgeError", "the sandbox sent a malformed result")
-        return RunResult(ok=False, error=malformed, tool_calls=list(calls), duration_s=duration_s)
+        malformed = RunError.of(BridgeError, "the sandbox sent a malformed result")
+        return RunResult(ok=False, error=malformed, calls=calls, duration_s=duration_s)
     error_data = payload.get("error")
     error: RunError | None = None
     if isinstance(error_data, dict):
         error = RunError(
+            ProgramError.kind,
             str(error_data.get("type", "Error")),
             str(error_data.get("message", "")),
             str(error_data.get("traceback", "")),
@@ -119,7 +134,7 @@ def result_from_guest(payload: Any, calls: list[ToolCallRecord], duration_s: flo
         value_is_json=bool(payload.get("json")) and has_value,
         has_value=has_value,
         error=error,
-        tool_calls=list(calls),
+        calls=calls,
         duration_s=duration_s,
     )
 
@@ -133,8 +148,8 @@ class ExecutorOptions(TypedDict):
     """Mounted read-only as ``/skills``."""
     scratch_root: Path
     """Parent of the per-session writable ``/scratch`` directories."""
-    tool_handler: ToolHandler
-    known_tools: KnownTools
+    gate: Gate
+    """Every tool call a program makes goes through it."""
     limits: NotRequired[Limits | None]
     """Defaults for every execution (memory is fixed per interpreter)."""
     pool_size: NotRequired[int]
@@ -146,21 +161,33 @@ class Executor(abc.ABC):
     """Runs Python for sessions. Subclasses are async context managers that own their interpreters."""
 
     kind: str
+    scratch_mount: str | None = None
+    """Where a program sees its session's scratch directory (``/scratch``), or None if it has none it can
+    open (then the engine promises no spilled output file)."""
 
     def __init__(self, **options: Unpack[ExecutorOptions]) -> None:
-        from codemode.bridge import Bridge  # the bridge imports this module's types
-
         self.stubs_dir = options["stubs_dir"]
         self.skills_dir = options["skills_dir"]
         self.scratch_root = options["scratch_root"]
+        self.gate = options["gate"]
         self.limits = options.get("limits") or Limits()
         self.pool_size = options.get("pool_size", 2)
-        self.bridge = Bridge(options["tool_handler"], options["known_tools"])
         self.progress = options.get("progress")
 
+    async def run(
+        self, code: str, *, session: str = "default", limits: Limits | None = None, context: RunContext | None = None
+    ) -> RunResult:
+        """Run ``code`` in a session's interpreter (created on first use). Never raises for bad code.
+
+        The engine passes ``context`` (its session, limits, clock and journal); without one, a fresh
+        context is made from ``session`` and ``limits`` (the executor's defaults if None).
+        """
+        ctx = context or self.gate.context(session=session, limits=limits or self.limits)
+        return await self._run(code, ctx)
+
     @abc.abstractmethod
-    async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
-        """Run ``code`` in ``session``'s interpreter (created on first use). Never raises for bad code."""
+    async def _run(self, code: str, ctx: RunContext) -> RunResult:
+        """Run ``code`` for ``ctx``; every failure comes back as a failed :class:`RunResult`."""
 
     @abc.abstractmethod
     async def close_session(self, session: str) -> None:
@@ -173,6 +200,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def sessions(self) -> list[str]:
         """Sessions with a live interpreter."""
+
+    def save_output(self, session: str, name: str, text: str) -> str | None:
+        """Keep a long output where the session's next execution can read it; return that path, or None
+        when this executor gives programs no file they could open."""
+        return None
 
     @abc.abstractmethod
     async def aclose(self) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import logging
-import re
+import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, Unpack
@@ -21,17 +22,9 @@ import anyio.abc
 
 from codemode.errors import SandboxError
 from codemode.executors.base import Executor, ExecutorOptions
+from codemode.session_names import check_session_name
 
 log = logging.getLogger(__name__)
-
-
-_SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-
-
-def check_session_name(session: str) -> None:
-    """Session names become directory names under ``scratch_root``: no separators, no leading dot."""
-    if not _SESSION_NAME.fullmatch(session):
-        raise ValueError(f"invalid session name {session!r}: use letters, digits, '_', '.', '-' (max 128)")
 
 
 class Worker(Protocol):
@@ -157,6 +150,41 @@ class PooledExecutor(Executor, Generic[W]):
         if worker is not None:
             await self._dispose(worker)
         shutil.rmtree(self.scratch_root / session, ignore_errors=True)
+
+    def save_output(self, session: str, name: str, text: str) -> str | None:
+        """Keep ``text`` as ``outputs/<name>.txt`` in the session's scratch; return the path the program sees.
+
+        None when this executor's programs cannot open scratch files (then nothing is written). The
+        scratch dir is the guest's to shape, so nothing in it is trusted: ``outputs`` must be a real
+        directory (a link or file there is removed), and the file is written relative to that directory's
+        descriptor without following links.
+        """
+        if self.scratch_mount is None:
+            return None
+        check_session_name(session)
+        session_dir = self.scratch_root / session
+        session_dir.mkdir(parents=True, exist_ok=True)
+        dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        root = os.open(session_dir, dir_flags)
+        try:
+            try:
+                os.mkdir("outputs", dir_fd=root)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat("outputs", dir_fd=root, follow_symlinks=False).st_mode):
+                    os.unlink("outputs", dir_fd=root)
+                    os.mkdir("outputs", dir_fd=root)
+            outputs = os.open("outputs", dir_flags, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            tmp = f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=outputs)
+            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as fh:
+                fh.write(text)
+            os.replace(tmp, f"{name}.txt", src_dir_fd=outputs, dst_dir_fd=outputs)
+        finally:
+            os.close(outputs)
+        return f"{self.scratch_mount}/outputs/{name}.txt"
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

@@ -40,15 +40,13 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codemode import paths
-from codemode.bridge import HEADER, FrameError, Ledger, decode_frame, encode_frame
-from codemode.errors import SandboxError
-from codemode.executors.base import (
-    Limits,
-    RunError,
-    RunResult,
-    result_from_guest,
-)
+from codemode.bridge import serve_call
+from codemode.calls.gate import RunContext
+from codemode.calls.types import Limits
+from codemode.errors import SandboxCrashed, SandboxError, SandboxMemoryError, SandboxTimeout, SandboxUnavailable
+from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
 from codemode.executors.pool import PooledExecutor
+from codemode.protocol import HEADER, FrameError, decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,6 @@ CHILD_SCRIPT = Path(__file__).with_name("restricted_child.py")
 _MAX_CHILD_FRAME = 256 * 1024 * 1024
 _BOOT_TIMEOUT_S = 60.0
 _STDERR_TAIL = 16 * 1024
-_LOST = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
 
 
 class _ChildDied(Exception):
@@ -145,9 +142,9 @@ def _crash_error(child: _Child, returncode: int | None, limits: Limits) -> RunEr
     stderr = child.stderr_text()
     memory_mb = limits.memory_bytes // (1 << 20)
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr or "out of memory" in stderr.lower():
-        return RunError(
-            "SandboxMemoryError",
-            f"the interpreter ran out of memory (the {memory_mb} MB memory limit) and died. {_LOST}",
+        return RunError.of(
+            SandboxMemoryError,
+            f"the interpreter ran out of memory (the {memory_mb} MB memory limit) and died. {LOST}",
         )
     if returncode is not None and returncode < 0:
         try:
@@ -155,16 +152,22 @@ def _crash_error(child: _Child, returncode: int | None, limits: Limits) -> RunEr
         except ValueError:
             name = f"signal {-returncode}"
         if -returncode == signal.SIGXCPU:
-            return RunError(
-                "SandboxCrashed",
-                f"the interpreter was killed by {name}: it used its CPU-time limit ({limits.wall_s:g} s). {_LOST}",
+            return RunError.of(
+                SandboxCrashed,
+                f"the interpreter was killed by {name}: it used its CPU-time limit ({limits.wall_s:g} s). {LOST}",
             )
-        return RunError("SandboxCrashed", f"the interpreter was killed by {name}. {_LOST}")
+        return RunError.of(SandboxCrashed, f"the interpreter was killed by {name}. {LOST}")
     detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-    return RunError(
-        "SandboxCrashed",
-        f"the interpreter exited (status {returncode}){': ' + detail if detail else ''}. {_LOST}",
+    return RunError.of(
+        SandboxCrashed,
+        f"the interpreter exited (status {returncode}){': ' + detail if detail else ''}. {LOST}",
     )
+
+
+def _loop_deadline(deadline: float) -> float:
+    # The clock uses time.monotonic(); anyio's deadlines use the event loop's clock (the same on asyncio,
+    # but not promised): convert through "seconds from now".
+    return anyio.current_time() + (deadline - time.monotonic())
 
 
 class RestrictedExecutor(PooledExecutor[_Child]):
@@ -249,11 +252,11 @@ class RestrictedExecutor(PooledExecutor[_Child]):
 
     # -- executions ----------------------------------------------------------------------------
 
-    async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
-        """Run ``code`` in ``session``; errors, timeouts and crashes come back as a failed :class:`RunResult`."""
+    async def _run(self, code: str, ctx: RunContext) -> RunResult:
+        """Run ``code`` for ``ctx``; errors, timeouts and crashes come back as a failed :class:`RunResult`."""
         if self._closed:
             raise SandboxError("the executor is closed")
-        limits = limits or self.limits
+        session = ctx.session
         started = time.perf_counter()
         while True:
             child = self._sessions.get(session)
@@ -263,54 +266,45 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             try:
                 child = await self._worker_for(session)
             except SandboxError as exc:
-                return RunResult(ok=False, error=RunError("SandboxError", str(exc)))
+                return failed(RunError.of(SandboxUnavailable, str(exc)), ctx, lost=False)
             async with child.lock:
                 if child.dead:  # lost while this run waited for the lock: start over on a fresh child
                     continue
-                result = await self._run_on(child, session, code, limits)
+                result = await self._run_on(child, code, ctx)
                 break
         result.duration_s = time.perf_counter() - started
         return result
 
-    async def _run_on(self, child: _Child, session: str, code: str, limits: Limits) -> RunResult:
-        ledger = Ledger(limits, time.monotonic() + limits.wall_s)
+    async def _run_on(self, child: _Child, code: str, ctx: RunContext) -> RunResult:
+        session, limits, clock = ctx.session, ctx.limits, ctx.clock
         started = time.perf_counter()
         try:
-            with anyio.move_on_after(limits.wall_s) as scope:
-                result = await self._exchange(child, code, limits, ledger, started)
+            with anyio.CancelScope(deadline=_loop_deadline(clock.deadline)) as scope:
+                # A paused clock (a person is being asked) moves the deadline: follow it.
+                clock.on_change(lambda: setattr(scope, "deadline", _loop_deadline(clock.deadline)))
+                result = await self._exchange(child, code, ctx, started)
         except _ChildDied:
             returncode = await self._bury(child, session)
-            return RunResult(
-                ok=False,
-                error=_crash_error(child, returncode, limits),
-                tool_calls=list(ledger.calls),
-                duration_s=time.perf_counter() - started,
-                instance_lost=True,
-            )
+            error = _crash_error(child, returncode, limits)
+            return failed(error, ctx, duration_s=time.perf_counter() - started)
         except BaseException:
             # Cancelled (or a host bug): the child may be mid-execution, its state is unknowable.
-            ledger.cancelled = True
+            ctx.cancelled = True
             await self._kill(child, session)
             raise
         if scope.cancelled_caught:
-            ledger.cancelled = True
+            ctx.cancelled = True
             await self._kill(child, session)
-            return RunResult(
-                ok=False,
-                error=RunError(
-                    "SandboxTimeout", f"the program ran past the {limits.wall_s:g} s wall-time limit. {_LOST}"
-                ),
-                tool_calls=list(ledger.calls),
-                duration_s=time.perf_counter() - started,
-                instance_lost=True,
-            )
+            message = f"the program ran past the {limits.wall_s:g} s wall-time limit. {LOST}"
+            timeout = RunError.of(SandboxTimeout, message)
+            return failed(timeout, ctx, duration_s=time.perf_counter() - started)
         if result.error is not None and result.error.type == "MemoryError":
             # The memory the program holds stays in its namespace: recycle the interpreter rather than
             # leave a session that fails on every allocation.
             await self._kill(child, session)
             memory_mb = limits.memory_bytes // (1 << 20)
-            result.error = RunError(
-                "SandboxMemoryError",
+            result.error = RunError.of(
+                SandboxMemoryError,
                 f"the program hit the {memory_mb} MB memory limit (MemoryError{': ' if result.error.message else ''}"
                 f"{result.error.message}). The session's interpreter was restarted; its variables are gone.",
                 result.error.traceback,
@@ -318,12 +312,14 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             result.instance_lost = True
         return result
 
-    async def _exchange(self, child: _Child, code: str, limits: Limits, ledger: Ledger, started: float) -> RunResult:
+    async def _exchange(self, child: _Child, code: str, ctx: RunContext, started: float) -> RunResult:
+        limits = ctx.limits
         await child.send(
             {
                 "op": "run",
                 "code": code,
                 "output_cap": limits.output_chars,
+                "stubs": ctx.generation,
                 "cpu_s": math.ceil(limits.wall_s),
                 "memory_bytes": limits.memory_bytes,
             }
@@ -337,9 +333,9 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 raise _ChildDied(f"malformed frame: {exc}") from None
             op = message.get("op")
             if op == "call":
-                await child.send_raw(await self.bridge.call(ledger, message))
+                await child.send_raw(await serve_call(ctx, message))
             elif op == "next":
-                return result_from_guest(message.get("result"), ledger.calls, time.perf_counter() - started)
+                return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
             else:
                 child.kill()
                 raise _ChildDied(f"unknown op {op!r}")

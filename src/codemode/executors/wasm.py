@@ -40,17 +40,24 @@ import anyio.lowlevel
 import wasmtime
 
 from codemode import paths
-from codemode.bridge import MAGIC_OFFSET, FrameError, Ledger, decode_frame, encode_frame, error_reply
-from codemode.errors import SandboxError
-from codemode.executors.base import (
-    ExecutorOptions,
-    Limits,
-    Progress,
-    RunError,
-    RunResult,
-    result_from_guest,
+from codemode.bridge import serve_call
+from codemode.calls.gate import RunContext
+from codemode.calls.types import Limits
+from codemode.errors import (
+    ExecutionCancelled,
+    OutOfFuel,
+    SandboxCrashed,
+    SandboxError,
+    SandboxExited,
+    SandboxMemoryError,
+    SandboxStackOverflow,
+    SandboxTimeout,
+    SandboxUnavailable,
+    ScratchQuotaExceeded,
 )
+from codemode.executors.base import LOST, ExecutorOptions, Progress, RunError, RunResult, failed, result_from_guest
 from codemode.executors.pool import PooledExecutor
+from codemode.protocol import MAGIC_OFFSET, FrameError, decode_frame, encode_frame, error_reply
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +176,14 @@ _alarm = _Alarm()
 @dataclass
 class _Job:
     code: str
-    limits: Limits
-    ledger: Ledger
+    ctx: RunContext
     done: anyio.Event
     result: RunResult | None = None
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def limits(self) -> Limits:
+        return self.ctx.limits
 
 
 class _Local(threading.local):
@@ -391,7 +401,7 @@ class _Instance:
         self.jobs.put(None)
         with self._lock:
             if self.job is not None:
-                self.job.ledger.cancelled = True
+                self.job.ctx.cancelled = True
                 self._interrupt()
         _alarm.at(time.monotonic() + _EXIT_GRACE_S, self._interrupt_if_alive)
 
@@ -402,7 +412,7 @@ class _Instance:
 
     def cancel(self, job: _Job) -> None:
         """Stop ``job``; the instance dies with it (its state is unknowable mid-execution)."""
-        job.ledger.cancelled = True
+        job.ctx.cancelled = True
         with self._lock:
             if self.job is job:
                 self._interrupt()
@@ -492,7 +502,7 @@ class _Instance:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
             try:
                 loop = self.executor.asyncio_loop
-                call = self.executor.bridge.call(job.ledger, message, len(raw))
+                call = serve_call(job.ctx, message, len(raw))
                 if loop is not None:
                     # Straight onto the asyncio loop: a lighter hop than anyio's portal (this is per tool call).
                     frame: bytes = asyncio.run_coroutine_threadsafe(call, loop).result()
@@ -521,9 +531,16 @@ class _Instance:
             wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
             job.started = time.perf_counter()
-        _alarm.at(job.ledger.deadline, lambda: self._deadline(job))
+        _alarm.at(job.ctx.clock.deadline, lambda: self._deadline(job))
         _alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
-        return encode_frame({"op": "run", "code": job.code, "output_cap": job.limits.output_chars})
+        run = {"op": "run", "code": job.code, "output_cap": job.limits.output_chars, "stubs": job.ctx.generation}
+        return encode_frame(run)
+
+    def rearm(self, job: _Job) -> None:
+        """The job's clock changed (paused or resumed): arm the alarm for its new deadline."""
+        deadline = job.ctx.clock.deadline
+        if deadline != float("inf"):
+            _alarm.at(deadline, lambda: self._deadline(job))
 
     def _watch_scratch(self, job: _Job) -> None:
         # Runs on the alarm thread while the job runs: WASI has no disk quota of its own.
@@ -543,26 +560,34 @@ class _Instance:
         _alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
 
     def _deadline(self, job: _Job) -> None:
+        # The clock may have been paused (a person was asked something) and moved on: check, re-arm.
+        clock = job.ctx.clock
         with self._lock:
-            if self.job is job:
+            if self.job is not job:
+                return
+            if clock.expired():
                 self._interrupt()
+                return
+        if clock.deadline != float("inf"):
+            _alarm.at(clock.deadline, lambda: self._deadline(job))
 
     def _complete(self, job: _Job, payload: Any) -> None:
         with self._lock:
             self.job = None
-        job.result = result_from_guest(payload, job.ledger.calls, time.perf_counter() - job.started)
+        job.result = result_from_guest(payload, job.ctx, time.perf_counter() - job.started)
         self._notify(job.done.set)
 
     def _loss(self, trap: BaseException | None, job: _Job, store: wasmtime.Store | None) -> RunError:
         if self.breach is not None:
             removed = _shrink(self.scratch, job.limits.scratch_bytes // 2, job.limits.scratch_files // 2)
             note = f" Removed the largest files to make room: {', '.join(removed[:10])}" if removed else ""
-            return RunError("ScratchQuotaExceeded", f"{self.breach}; the program was stopped.{note}. {_LOST}")
+            return RunError.of(ScratchQuotaExceeded, f"{self.breach}; the program was stopped.{note}. {LOST}")
         used = None
         if self.memory is not None and store is not None:
             with contextlib.suppress(Exception):
                 used = self.memory.data_len(store)
-        return _trap_error(trap, job, used, self.executor.limits)
+        memory_limit = self.executor.limits.memory_bytes
+        return trap_error(trap, job.limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
 
     def _notify(self, setter: Callable[[], None]) -> None:
         with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
@@ -578,13 +603,7 @@ class _Instance:
             self.dead = True
             job, self.job = self.job, None
         if job is not None:
-            job.result = RunResult(
-                ok=False,
-                error=self._loss(trap, job, store),
-                tool_calls=list(job.ledger.calls),
-                duration_s=time.perf_counter() - job.started,
-                instance_lost=True,
-            )
+            job.result = failed(self._loss(trap, job, store), job.ctx, duration_s=time.perf_counter() - job.started)
             self._notify(job.done.set)
         if not self.ready.is_set():
             self.boot_error = _describe_trap(trap)
@@ -613,9 +632,6 @@ def _describe_trap(trap: BaseException | None) -> str:
         return f"wasm trap ({code.name.lower().replace('_', ' ')})"
     first = str(trap).strip().splitlines()[0] if str(trap).strip() else ""
     return f"{type(trap).__name__}: {first}"
-
-
-_LOST = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
 
 
 def _tree_usage(root: Path, max_bytes: int, max_files: int) -> tuple[int, int]:
@@ -655,29 +671,64 @@ def _shrink(root: Path, max_bytes: int, max_files: int) -> list[str]:
     return removed
 
 
-def _trap_error(trap: BaseException | None, job: _Job, memory_used: int | None, limits: Limits) -> RunError:
-    note = _LOST
-    code = getattr(trap, "trap_code", None)
-    if job.ledger.cancelled:
-        return RunError("Cancelled", f"the execution was cancelled. {note}")
-    if code == wasmtime.TrapCode.INTERRUPT:
-        return RunError("SandboxTimeout", f"the program ran past the {job.limits.wall_s:g} s wall-time limit. {note}")
-    if code == wasmtime.TrapCode.OUT_OF_FUEL:
-        return RunError("OutOfFuel", f"the program used its CPU budget of {job.limits.fuel:,} fuel units. {note}")
-    if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return RunError("RecursionError", f"the WASM stack overflowed (recursion too deep). {note}")
-    text = _describe_trap(trap)
-    near_limit = memory_used is not None and memory_used >= limits.memory_bytes * 0.9
-    if isinstance(trap, wasmtime.ExitTrap) and not (near_limit and trap.code != 0):
-        return RunError("SandboxExited", f"the program ended the interpreter (exit status {trap.code}). {note}")
-    if near_limit or (memory_used is None and "memory" in text.lower()):
-        used = f"{memory_used // (1 << 20)} MB in use; " if memory_used is not None else ""
-        return RunError(
-            "SandboxMemoryError",
-            f"the interpreter aborted at the memory limit ({used}limit {limits.memory_bytes // (1 << 20)} MB): "
-            f"{text}. {note}",
+_TRAP_ERRORS: dict[wasmtime.TrapCode, type[SandboxError]] = {
+    wasmtime.TrapCode.INTERRUPT: SandboxTimeout,  # the epoch deadline; cancel and the scratch quota use it too
+    wasmtime.TrapCode.OUT_OF_FUEL: OutOfFuel,
+    wasmtime.TrapCode.STACK_OVERFLOW: SandboxStackOverflow,
+    wasmtime.TrapCode.ALLOCATION_TOO_LARGE: SandboxMemoryError,
+    **{
+        getattr(wasmtime.TrapCode, name): SandboxCrashed
+        for name in (
+            # A fault inside the interpreter: CPython's abort() is UNREACHABLE; the rest are bugs of
+            # python.wasm or of wasmtime that a program could only trigger through them.
+            "UNREACHABLE", "MEMORY_OUT_OF_BOUNDS", "HEAP_MISALIGNED", "TABLE_OUT_OF_BOUNDS",
+            "INDIRECT_CALL_TO_NULL", "BAD_SIGNATURE", "INTEGER_OVERFLOW", "INTEGER_DIVISION_BY_ZERO",
+            "BAD_CONVERSION_TO_INTEGER", "ATOMIC_WAIT_NON_SHARED_MEMORY", "NULL_REFERENCE", "ARRAY_OUT_OF_BOUNDS",
+            "CAST_FAILURE", "DISABLED_OPCODE", "UNCAUGHT_EXCEPTION", "UNHANDLED_TAG",
+            "CONTINUATION_ALREADY_CONSUMED", "UNALIGNED_POINTER",
+            # Component-model and async traps: python.wasm is a core module, so these cannot happen today.
+            "CANNOT_ENTER_COMPONENT", "NO_ASYNC_RESULT", "ASYNC_DEADLOCK", "CANNOT_LEAVE_COMPONENT",
+            "CANNOT_BLOCK_SYNC_TASK", "INVALID_CHAR", "DEBUG_ASSERT_STRING_ENCODING_FINISHED",
+            "DEBUG_ASSERT_EQUAL_CODE_UNITS", "DEBUG_ASSERT_POINTER_ALIGNED", "DEBUG_ASSERT_UPPER_BITS_UNSET",
+            "STRING_OUT_OF_BOUNDS", "LIST_OUT_OF_BOUNDS", "INVALID_DISCRIMINANT", "TASK_CANCEL_NOT_CANCELLED",
+            "TASK_CANCEL_OR_RETURN_TWICE", "SUBTASK_CANCEL_AFTER_TERMINAL", "TASK_RETURN_INVALID",
+            "WAITABLE_SET_DROP_HAS_WAITERS", "SUBTASK_DROP_NOT_RESOLVED", "THREAD_NEW_INDIRECT_INVALID_TYPE",
+            "THREAD_NEW_INDIRECT_UNINITIALIZED", "BACKPRESSURE_OVERFLOW", "UNSUPPORTED_CALLBACK_CODE",
+            "CANNOT_RESUME_THREAD", "CONCURRENT_FUTURE_STREAM_OP", "REFERENCE_COUNT_OVERFLOW",
+            "STREAM_OP_TOO_BIG", "WAITABLE_SYNC_AND_ASYNC",
         )
-    return RunError("SandboxCrashed", f"the interpreter aborted: {text}. {note}")
+        if hasattr(wasmtime.TrapCode, name)
+    },
+}
+"""Every trap code wasmtime can report, and what it means for an execution (a test checks it is complete)."""
+
+
+def trap_error(
+    trap: BaseException | None, limits: Limits, *, cancelled: bool, memory_used: int | None, memory_limit: int
+) -> RunError:
+    """Why an instance ended mid-execution, as a :class:`RunError` of a closed kind."""
+    if cancelled:
+        return RunError.of(ExecutionCancelled, f"the execution was cancelled. {LOST}")
+    code = getattr(trap, "trap_code", None)
+    error = _TRAP_ERRORS.get(code, SandboxCrashed) if code is not None else None
+    if error is SandboxTimeout:
+        return RunError.of(SandboxTimeout, f"the program ran past the {limits.wall_s:g} s wall-time limit. {LOST}")
+    if error is OutOfFuel:
+        return RunError.of(OutOfFuel, f"the program used its CPU budget of {limits.fuel:,} fuel units. {LOST}")
+    if error is SandboxStackOverflow:
+        return RunError.of(SandboxStackOverflow, f"the WASM stack overflowed (recursion too deep). {LOST}")
+    text = _describe_trap(trap)
+    # CPython aborts (an UNREACHABLE trap, or exit status 1 from a fatal error) when malloc fails at the limit.
+    near_limit = memory_used is not None and memory_used >= memory_limit * 0.9
+    if isinstance(trap, wasmtime.ExitTrap) and not (near_limit and trap.code != 0):
+        return RunError.of(SandboxExited, f"the program ended the interpreter (exit status {trap.code}). {LOST}")
+    if error is SandboxMemoryError or near_limit or (memory_used is None and "memory" in text.lower()):
+        used = f"{memory_used // (1 << 20)} MB in use; " if memory_used is not None else ""
+        return RunError.of(
+            SandboxMemoryError,
+            f"the interpreter aborted at the memory limit ({used}limit {memory_limit // (1 << 20)} MB): {text}. {LOST}",
+        )
+    return RunError.of(SandboxCrashed, f"the interpreter aborted: {text}. {LOST}")
 
 
 # -- the executor ---------------------------------------------------------------------------------
@@ -687,6 +738,7 @@ class WasmExecutor(PooledExecutor[_Instance]):
     """Sessions of CPython-in-WASM with a pool of pre-booted interpreters."""
 
     kind = "wasm"
+    scratch_mount = "/scratch"
 
     def __init__(self, *, recursion_limit: int = 600, **options: Unpack[ExecutorOptions]) -> None:
         super().__init__(**options)
@@ -720,28 +772,28 @@ class WasmExecutor(PooledExecutor[_Instance]):
         await anyio.to_thread.run_sync(instance.join, 5.0)
         self._all.discard(instance)
 
-    async def run(self, code: str, *, session: str = "default", limits: Limits | None = None) -> RunResult:
-        """Run ``code`` in ``session``; errors, timeouts and traps come back as a failed :class:`RunResult`."""
+    async def _run(self, code: str, ctx: RunContext) -> RunResult:
+        """Run ``code`` for ``ctx``; errors, timeouts and traps come back as a failed :class:`RunResult`."""
         if self._closed:
             raise SandboxError("the executor is closed")
-        limits = limits or self.limits
         started = time.perf_counter()
         try:
-            instance = await self._worker_for(session)
+            instance = await self._worker_for(ctx.session)
         except SandboxError as exc:
-            return RunResult(ok=False, error=RunError("SandboxError", str(exc)), duration_s=0.0)
-        job = _Job(code, limits, Ledger(limits, time.monotonic() + limits.wall_s), anyio.Event())
+            return failed(RunError.of(SandboxUnavailable, str(exc)), ctx, lost=False)
+        job = _Job(code, ctx, anyio.Event())
+        ctx.clock.on_change(lambda: instance.rearm(job))
         instance.submit(job)
         try:
             await job.done.wait()
         except BaseException:
             instance.cancel(job)
-            self._lose(session, instance)
+            self._lose(ctx.session, instance)
             raise
         result = job.result
         assert result is not None
         if result.instance_lost:
-            self._lose(session, instance)
+            self._lose(ctx.session, instance)
         result.duration_s = time.perf_counter() - started
         return result
 

@@ -26,8 +26,9 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from codemode._version import __version__
 from codemode.config import HttpServer, StdioServer
-from codemode.errors import ToolCallError, UpstreamError
+from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
 from codemode.hub.models import ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class Upstream:
                 async with Client(
                     self._transport(errlog),
                     message_handler=self._on_message,
-                    client_info=types.Implementation(name="codemode", version="0.1.0"),
+                    client_info=types.Implementation(name="codemode", version=__version__),
                 ) as client:
                     info = client.server_info
                     self.server_version = info.version if info else None
@@ -188,7 +189,7 @@ class Upstream:
             with anyio.fail_after(limit):
                 return await client.call_tool(tool, args)
         except TimeoutError:
-            raise ToolCallError(self.name, tool, f"timed out after {limit:g} s") from None
+            raise ToolCallTimeout(self.name, tool, f"timed out after {limit:g} s") from None
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED or self._client is None:
                 self._mark_died()

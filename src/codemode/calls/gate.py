@@ -1,0 +1,307 @@
+"""The call gate: the one place every tool call from a sandboxed program passes through.
+
+The engine builds one :class:`Gate` and hands it to the executor; each execution gets a
+:class:`RunContext` (id, session, limits, clock, journal, a way to ask the person) and every ``call``
+frame from either executor becomes ``gate.call(ctx, ref, args)``. The gate is a chain of small steps,
+each of which may answer the call itself (a refusal) or pass it on::
+
+    Journal → KnownTool → Quota → [policy, approval: later steps] → ShapeResult → Observe → Upstream
+
+A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
+modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
+kind the guest turns into a ``ToolError`` subclass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+
+from codemode.calls.journal import Journal
+from codemode.calls.results import error_text, result_for_guest
+from codemode.calls.types import CallState, Clock, Limits
+from codemode.errors import CodemodeError, ToolCallTimeout
+from codemode.hub.models import ToolRef, ToolSpec
+from codemode.protocol import HEADER, encode_frame, error_reply
+
+if TYPE_CHECKING:
+    import mcp_types as types
+
+
+class Asker(Protocol):
+    """How a step asks the person at the client a question (MCP elicitation at the front)."""
+
+    async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
+        """Return the chosen answer, or None when the client cannot ask or the person declined."""
+        ...
+
+
+@dataclass
+class RunContext:
+    """One execution as the gate and the executors see it."""
+
+    id: str
+    session: str
+    limits: Limits
+    clock: Clock
+    journal: Journal
+    gate: Gate
+    ask: Asker | None = None
+    """None when the client cannot be asked anything (``codemode run``, clients without elicitation)."""
+    cancelled: bool = False
+    """Set when the execution is being torn down: later calls are refused, not sent."""
+    generation: str | None = None
+    """The stubs generation the execution imports from (None: the executor's stubs dir is a plain tree)."""
+
+
+@dataclass
+class Call:
+    """One tool call on its way through the gate."""
+
+    ctx: RunContext
+    ref: ToolRef
+    args: dict[str, Any]
+    args_bytes: int
+    spec: ToolSpec | None
+    """The tool's spec, or None when no connected server has it."""
+    index: int = -1
+    """Its position in the journal (set by the journal step)."""
+
+
+@dataclass
+class Reply:
+    """What a call comes back as. ``frame()`` is the bytes the guest reads, encoded once."""
+
+    ok: bool
+    value: Any = None
+    kind: str | None = None
+    message: str | None = None
+    state: CallState = CallState.DONE
+    raw: types.CallToolResult | None = None
+    """The upstream's own result, for observers."""
+    _frame: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def refuse(cls, kind: str, message: str) -> Reply:
+        """Stopped before reaching the tool."""
+        return cls(False, kind=kind, message=message, state=CallState.REFUSED)
+
+    @classmethod
+    def fail(cls, kind: str, message: str, state: CallState = CallState.FAILED) -> Reply:
+        """Reached the tool (or tried to) and did not succeed."""
+        return cls(False, kind=kind, message=message, state=state)
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            payload = {"ok": True, "result": self.value} if self.ok else error_reply(str(self.kind), str(self.message))
+            self._frame = encode_frame(payload)
+        return self._frame
+
+
+Next = Callable[[Call], Awaitable[Reply]]
+
+
+class Step(Protocol):
+    """One link of the chain: answer ``call`` or pass it to ``call_next``."""
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply: ...
+
+
+class Upstreams(Protocol):
+    """What the gate needs from the hub."""
+
+    def tools(self) -> dict[str, list[ToolSpec]]: ...
+
+    async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult: ...
+
+
+# -- the steps ------------------------------------------------------------------------------------
+
+
+class JournalStep:
+    """Records each call as in flight before it is awaited, then settles it with the reply's state.
+
+    A call cut short by cancellation (the execution was killed while the call was out) stays in flight.
+    """
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        read_only = bool(call.spec and (call.spec.annotations or {}).get("readOnlyHint"))
+        call.index = call.ctx.journal.begin(
+            call.ref.server, call.ref.tool, args_bytes=call.args_bytes, args_digest=_digest(call.args),
+            read_only=read_only,
+        )  # fmt: skip
+        started = time.perf_counter()
+        reply = await call_next(call)
+        call.ctx.journal.finish(
+            call.index,
+            reply.state,
+            duration_s=time.perf_counter() - started,
+            result_bytes=len(reply.frame()) - HEADER.size if reply.ok else 0,
+            error=reply.message,
+            error_kind=reply.kind,
+        )
+        return reply
+
+
+class KnownToolStep:
+    """Refuses calls to servers or tools that are not connected."""
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        if call.spec is not None:
+            return await call_next(call)
+        servers = sorted(call.ctx.gate.servers())
+        if call.ref.server not in servers:
+            connected = ", ".join(servers) or "none"
+            return Reply.refuse("unknown", f"no server named {call.ref.server!r} (connected: {connected})")
+        return Reply.refuse("unknown", f"server {call.ref.server!r} has no tool {call.ref.tool!r}")
+
+
+class QuotaStep:
+    """The execution's tool-call count and the size of one call's arguments."""
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        limits = call.ctx.limits
+        if call.index >= limits.max_tool_calls:
+            return Reply.refuse("quota", f"this execution reached its limit of {limits.max_tool_calls} tool calls")
+        if call.args_bytes > limits.max_request_bytes:
+            return Reply.refuse(
+                "too_large", f"arguments are {call.args_bytes:,} bytes; the limit is {limits.max_request_bytes:,}"
+            )
+        return await call_next(call)
+
+
+class ShapeResultStep:
+    """Turns the result into the guest's frame once, and refuses one larger than the execution allows."""
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        reply = await call_next(call)
+        if not reply.ok:
+            return reply
+        size = len(reply.frame()) - HEADER.size
+        limit = call.ctx.limits.max_result_bytes
+        if size > limit:
+            # The tool ran; only its answer is withheld, so the call is failed, not refused.
+            return Reply.fail("too_large", f"the result is {size:,} bytes; the limit is {limit:,}")
+        return reply
+
+
+Observer = Callable[[ToolRef, dict[str, Any], "types.CallToolResult"], None]
+
+
+class ObserveStep:
+    """Shows every answered call to observers (the demo and the benchmarks count what a model would see)."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.observers = observers
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        reply = await call_next(call)
+        if reply.raw is not None:
+            for observe in self.observers:
+                observe(call.ref, call.args, reply.raw)
+        return reply
+
+
+class UpstreamStep:
+    """The end of the chain: the real tool, within the execution's remaining time."""
+
+    def __init__(self, upstreams: Upstreams) -> None:
+        self._upstreams = upstreams
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        clock = call.ctx.clock
+        remaining = clock.remaining()
+        if remaining <= 0:
+            return Reply.refuse("timeout", "the execution's wall-time limit was reached")
+        try:
+            with anyio.fail_after(remaining):
+                result = await self._upstreams.call_tool(call.ref, call.args)
+        except TimeoutError:
+            # The request is out: whether the tool acted on it is unknown, so the journal keeps it in flight.
+            return Reply.fail(
+                "timeout", f"no answer before the execution's {clock.wall_s:g} s limit", CallState.IN_FLIGHT
+            )
+        except ToolCallTimeout as exc:
+            return Reply.fail("timeout", _for_guest(str(exc)), CallState.IN_FLIGHT)
+        except CodemodeError as exc:
+            return Reply.fail("upstream", _for_guest(str(exc)))
+        if result.is_error:
+            return Reply(False, kind="tool", message=error_text(result), state=CallState.FAILED, raw=result)
+        return Reply(True, value=result_for_guest(result), raw=result)
+
+
+def _for_guest(message: str) -> str:
+    # Host diagnostics (an upstream's stderr tail) stay on the host: a server may log a token there.
+    head, marker, _ = message.partition(" (stderr: ")
+    return head + " (details are in the codemode host's server log)" if marker else message
+
+
+def _digest(args: dict[str, Any]) -> str:
+    try:
+        text = json.dumps(args, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError):
+        text = repr(args)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+# -- the gate -------------------------------------------------------------------------------------
+
+
+class Gate:
+    """A chain of steps ending at the upstream servers. Build one with :func:`default_gate`."""
+
+    def __init__(self, steps: Sequence[Step], upstreams: Upstreams) -> None:
+        self.steps = list(steps)
+        self._upstreams = upstreams
+        self._terminal = UpstreamStep(upstreams)
+        self._specs: dict[ToolRef, ToolSpec] | None = None
+
+    def specs(self) -> Mapping[ToolRef, ToolSpec]:
+        """Every tool a program may call right now (cached until :meth:`invalidate`: read on every call)."""
+        if self._specs is None:
+            self._specs = {s.ref: s for specs in self._upstreams.tools().values() for s in specs}
+        return self._specs
+
+    def servers(self) -> set[str]:
+        return set(self._upstreams.tools())
+
+    def invalidate(self) -> None:
+        """The upstream tools changed."""
+        self._specs = None
+
+    def context(
+        self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None
+    ) -> RunContext:
+        """A fresh context for one execution (its clock starts now)."""
+        return RunContext(execution_id, session, limits, Clock(limits.wall_s), Journal(), self, ask)
+
+    async def call(self, ctx: RunContext, ref: ToolRef, args: dict[str, Any], args_bytes: int) -> Reply:
+        """Pass one call through every step. Never raises for anything the program did."""
+        call = Call(ctx, ref, args, args_bytes, self.specs().get(ref))
+        steps = self.steps
+        terminal = self._terminal
+
+        async def run(position: int, current: Call) -> Reply:
+            if position == len(steps):
+                return await terminal(current, _end)
+            return await steps[position](current, lambda c: run(position + 1, c))
+
+        return await run(0, call)
+
+
+async def _end(call: Call) -> Reply:  # pragma: no cover - the terminal step never calls on
+    raise RuntimeError("the upstream step is the end of the chain")
+
+
+def default_gate(upstreams: Upstreams, *, observers: list[Observer] | None = None) -> Gate:
+    """The standard chain: journal, known tool, quota, result shaping, observers, upstream."""
+    steps: list[Step] = [JournalStep(), KnownToolStep(), QuotaStep(), ShapeResultStep()]
+    if observers is not None:
+        steps.append(ObserveStep(observers))
+    return Gate(steps, upstreams)

@@ -1,0 +1,81 @@
+"""The side-effect journal: every tool call of one execution, recorded before it is awaited.
+
+When a program dies halfway through a sequence of writes (a timeout, a trap, a cancel), the journal says
+which calls finished, which failed and which were in flight, so neither the model nor a person has to
+guess what happened upstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+from codemode.calls.types import CallRecord, CallState
+
+
+class Journal:
+    """The calls of one execution, in the order they were made."""
+
+    def __init__(self) -> None:
+        self._records: list[CallRecord] = []
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def records(self) -> list[CallRecord]:
+        """A snapshot: calls still in flight keep that state in it."""
+        return list(self._records)
+
+    def begin(
+        self, server: str, tool: str, *, args_bytes: int, args_digest: str = "", read_only: bool = False
+    ) -> int:
+        """Record a call as in flight; returns its position for :meth:`finish`."""
+        self._records.append(
+            CallRecord(server, tool, args_bytes, 0.0, CallState.IN_FLIGHT, args_digest=args_digest, read_only=read_only)
+        )
+        return len(self._records) - 1
+
+    def finish(
+        self,
+        index: int,
+        state: CallState,
+        *,
+        duration_s: float,
+        result_bytes: int = 0,
+        error: str | None = None,
+        error_kind: str | None = None,
+    ) -> None:
+        """Settle a call recorded by :meth:`begin`."""
+        self._records[index] = dataclasses.replace(
+            self._records[index],
+            state=state,
+            duration_s=duration_s,
+            result_bytes=result_bytes,
+            error=error,
+            error_kind=error_kind,
+        )
+
+    def summary(self) -> str:
+        """One line for a model reading a failure, e.g. ``3 done (notes.create_note ×3), 1 in flight (...)``."""
+        return summarize(self._records)
+
+
+def summarize(records: list[CallRecord]) -> str:
+    """``records`` grouped by state, naming each tool with a count; empty when there were no calls."""
+    parts: list[str] = []
+    for state, label in (
+        (CallState.DONE, "done"),
+        (CallState.FAILED, "failed"),
+        (CallState.REFUSED, "refused"),
+        (CallState.IN_FLIGHT, "in flight"),
+    ):
+        names = Counter(f"{r.server}.{r.tool}" for r in records if r.state is state)
+        if not names:
+            continue
+        listed = ", ".join(name if n == 1 else f"{name} ×{n}" for name, n in names.items())
+        if state is CallState.IN_FLIGHT:
+            unknown = "its effect is unknown" if sum(names.values()) == 1 else "their effects are unknown"
+            listed += f" — {unknown}"
+        parts.append(f"{sum(names.values())} {label} ({listed})")
+    return ", ".join(parts)
