@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from codemode_runtime import transport
+from codemode_runtime import protocol, transport
 
 CodeCompiler = Callable[[Any, str, str], types.CodeType]
 """``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
@@ -26,6 +26,10 @@ CodeCompiler = Callable[[Any, str, str], types.CodeType]
 
 HIDDEN_FRAME_DIRS = {os.path.dirname(os.path.abspath(__file__))}
 """Directories whose frames are left out of tracebacks (the runtime; a host adds its guard module's)."""
+
+SHOWN_PATHS: dict[str, str] = {}
+"""Directory → the name tracebacks show for it (``/stubs``): where a package is mounted from elsewhere
+(the restricted child's host directories), the model sees the same paths as under WASM."""
 
 
 class OutputLimitExceeded(BaseException):
@@ -96,6 +100,8 @@ def mount(name: str, path: str) -> None:
     """Make the directory ``path`` importable as package ``name`` (``stubs``, ``skills``)."""
     import importlib.util
 
+    if path != f"/{name}":
+        SHOWN_PATHS[os.path.abspath(path)] = f"/{name}"
     init = os.path.join(path, "__init__.py")
     if os.path.exists(init):
         spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[path])
@@ -200,7 +206,7 @@ def _describe_error(exc: BaseException) -> dict[str, Any]:
         summary = traceback.StackSummary.from_list(
             [f for f in traceback.extract_tb(exc.__traceback__) if os.path.dirname(f.filename) not in HIDDEN_FRAME_DIRS]
         )
-        lines = ["Traceback (most recent call last):\n", *summary.format()] if summary else []
+        lines = ["Traceback (most recent call last):\n", *map(_shown_path, summary.format())] if summary else []
         lines += traceback.format_exception_only(type(exc), exc)
     message = str(exc)
     kind = type(exc).__name__
@@ -209,19 +215,41 @@ def _describe_error(exc: BaseException) -> dict[str, Any]:
     return {"type": kind, "message": message[:10_000], "traceback": "".join(lines)[-20_000:]}
 
 
-def serve(compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = None) -> None:
-    """Run the session loop until the host says to stop."""
+def _shown_path(entry: str) -> str:
+    # A formatted frame starts with '  File "<path>", line N'.
+    for directory, shown in SHOWN_PATHS.items():
+        prefix = f'  File "{directory}{os.sep}'
+        if entry.startswith(prefix):
+            return f'  File "{shown}/{entry[len(prefix) :]}'
+    return entry
+
+
+RunHook = Callable[[dict[str, Any]], None]
+"""Called with each ``run`` frame before its code runs."""
+
+
+def serve(
+    compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = None, *, before_run: RunHook | None = None
+) -> None:
+    """Run the session loop until the host says to stop.
+
+    ``before_run`` sees each (checked) ``run`` frame first: the restricted child arms its resource limits
+    from the frame's ``cpu_s`` and ``memory_bytes``. If it raises, the execution fails with that error.
+    """
     session = Session(compiler, namespace)
-    message: dict[str, Any] = {"op": "next", "ready": True}
+    message = protocol.hello()
     while True:
         reply = transport.request(message)
-        if reply.get("op") != "run":
-            return
+        if reply.get("op") != protocol.OP_RUN:
+            return  # exit, or a host that no longer serves this session
         try:
-            result = session.run(str(reply.get("code", "")), int(reply.get("output_cap", 1_000_000)))
+            protocol.check(reply, protocol.HOST)
+            if before_run is not None:
+                before_run(reply)
+            result = session.run(reply["code"], reply["output_cap"])
         except BaseException as exc:  # never let the loop die on a bad snippet
             result = {"error": _describe_error(exc), "stdout": "", "stderr": ""}
-        message = {"op": "next", "result": result}
+        message = {"op": protocol.OP_NEXT, "result": result}
 
 
 def boot() -> None:
@@ -244,6 +272,6 @@ def boot() -> None:
     import codemode_runtime
 
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    for name in ("ToolError", "describe", "list_servers", "list_tools", "search_tools"):
+    for name in codemode_runtime.PROGRAM_NAMES:
         namespace[name] = getattr(codemode_runtime, name)
     serve(compile, namespace)

@@ -17,7 +17,7 @@ filesystem as the host, minus what the guards block. What stands between a progr
 A bug in RestrictedPython or in the guards is a full escape with the host user's rights. Use it where
 that risk is acceptable (trusted models, throwaway containers), and prefer ``wasm`` everywhere else.
 
-Protocol: the same frames as under WASM (see ``codemode_runtime.transport``), carried over the child's
+Protocol: the same frames as under WASM (see ``codemode_runtime.protocol``), carried over the child's
 stdin/stdout. A ``run`` frame also carries ``cpu_s`` and ``memory_bytes`` for the child's limits.
 """
 
@@ -40,7 +40,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codemode import paths
-from codemode.bridge import HEADER, FrameError, Ledger, decode_frame, encode_frame
+from codemode.bridge import Ledger
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     Limits,
@@ -49,6 +49,7 @@ from codemode.executors.base import (
     result_from_guest,
 )
 from codemode.executors.pool import PooledExecutor
+from codemode.protocol import HEADER, OP_CALL, OP_NEXT, FrameError, check_hello, decode_frame, encode_frame, run_frame
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         try:
             with anyio.fail_after(_BOOT_TIMEOUT_S):
                 hello = await child.receive()
-            if hello.get("op") != "next" or not hello.get("ready"):
-                raise FrameError(f"unexpected first frame {hello!r:.200}")
+            check_hello(hello)
         except BaseException as exc:
             child.kill()
             returncode = await child.reap()
@@ -320,13 +320,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
 
     async def _exchange(self, child: _Child, code: str, limits: Limits, ledger: Ledger, started: float) -> RunResult:
         await child.send(
-            {
-                "op": "run",
-                "code": code,
-                "output_cap": limits.output_chars,
-                "cpu_s": math.ceil(limits.wall_s),
-                "memory_bytes": limits.memory_bytes,
-            }
+            run_frame(code, limits.output_chars, cpu_s=math.ceil(limits.wall_s), memory_bytes=limits.memory_bytes)
         )
         while True:
             try:
@@ -336,9 +330,9 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 child.kill()
                 raise _ChildDied(f"malformed frame: {exc}") from None
             op = message.get("op")
-            if op == "call":
+            if op == OP_CALL:
                 await child.send_raw(await self.bridge.call(ledger, message))
-            elif op == "next":
+            elif op == OP_NEXT:
                 return result_from_guest(message.get("result"), ledger.calls, time.perf_counter() - started)
             else:
                 child.kill()

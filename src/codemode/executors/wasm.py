@@ -3,7 +3,7 @@
 Each interpreter ("instance") owns a wasmtime engine and store and runs on its own thread. The guest runs
 ``codemode_runtime.repl.boot()``, a loop that asks the host for code through the bridge, runs it, and asks
 again with the result, so a session's variables live as long as its instance. Two WASI imports are
-shadowed to carry bridge frames (see ``codemode_runtime.transport``); everything else is stock WASI with
+shadowed to carry bridge frames (see ``codemode_runtime.protocol``); everything else is stock WASI with
 nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one writable
 scratch directory. No host environment, no sockets, no processes.
 
@@ -40,7 +40,7 @@ import anyio.lowlevel
 import wasmtime
 
 from codemode import paths
-from codemode.bridge import MAGIC_OFFSET, FrameError, Ledger, decode_frame, encode_frame, error_reply
+from codemode.bridge import Ledger
 from codemode.errors import SandboxError
 from codemode.executors.base import (
     ExecutorOptions,
@@ -51,6 +51,18 @@ from codemode.executors.base import (
     result_from_guest,
 )
 from codemode.executors.pool import PooledExecutor
+from codemode.protocol import (
+    MAGIC_OFFSET,
+    OP_CALL,
+    OP_NEXT,
+    FrameError,
+    check_hello,
+    decode_frame,
+    encode_frame,
+    error_reply,
+    exit_frame,
+    run_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -486,7 +498,7 @@ class _Instance:
         except FrameError as exc:
             return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
         op = message["op"]
-        if op == "call":
+        if op == OP_CALL:
             job = self.job
             if job is None:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
@@ -501,10 +513,15 @@ class _Instance:
             except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
                 return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
             return frame
-        if op == "next":
+        if op == OP_NEXT:
             if self.job is not None:
                 self._complete(self.job, message.get("result"))
             elif message.get("ready"):
+                try:
+                    check_hello(message)
+                except FrameError as exc:  # e.g. another protocol version: the boot fails with this message
+                    self.boot_error = str(exc)
+                    return encode_frame(exit_frame())
                 self._notify(self.ready.set)
             return self._next_job(caller)
         return encode_frame(error_reply("bridge", f"unknown op {op!r}"))
@@ -512,7 +529,7 @@ class _Instance:
     def _next_job(self, caller: wasmtime.Caller) -> bytes:
         job = self.jobs.get()
         if job is None:
-            return encode_frame({"op": "exit"})
+            return encode_frame(exit_frame())
         with self._lock:
             self.job = job
             self.breach = None
@@ -523,7 +540,7 @@ class _Instance:
             job.started = time.perf_counter()
         _alarm.at(job.ledger.deadline, lambda: self._deadline(job))
         _alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
-        return encode_frame({"op": "run", "code": job.code, "output_cap": job.limits.output_chars})
+        return encode_frame(run_frame(job.code, job.limits.output_chars))
 
     def _watch_scratch(self, job: _Job) -> None:
         # Runs on the alarm thread while the job runs: WASI has no disk quota of its own.
@@ -587,7 +604,7 @@ class _Instance:
             )
             self._notify(job.done.set)
         if not self.ready.is_set():
-            self.boot_error = _describe_trap(trap)
+            self.boot_error = self.boot_error or _describe_trap(trap)
             self._notify(self.ready.set)
         elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap):
             log.warning("wasm instance %s ended while idle: %s", self.id, _describe_trap(trap))
