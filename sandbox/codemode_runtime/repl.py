@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from codemode_runtime import transport
+from codemode_runtime import protocol, transport
 
 CodeCompiler = Callable[[Any, str, str], types.CodeType]
 """``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
@@ -26,6 +26,10 @@ CodeCompiler = Callable[[Any, str, str], types.CodeType]
 
 HIDDEN_FRAME_DIRS = {os.path.dirname(os.path.abspath(__file__))}
 """Directories whose frames are left out of tracebacks (the runtime; a host adds its guard module's)."""
+
+SHOWN_PATHS: dict[str, str] = {}
+"""Directory → the name tracebacks show for it (``/stubs``): where a package is mounted from elsewhere
+(the restricted child's host directories), the model sees the same paths as under WASM."""
 
 
 class OutputLimitExceeded(BaseException):
@@ -36,20 +40,23 @@ class OutputLimitExceeded(BaseException):
 
 
 class _CappedWriter:
-    """A text stream that keeps what is written, up to a cap.
+    """A text stream that keeps what is written, up to a cap, as UTF-8 in a bytearray it is given.
 
     Not an ``io.TextIOBase``: creating one of those costs more than a whole trivial execution under WASM,
     and ``print`` needs only ``write``/``flush``. The rest of the file API is here for code that asks.
+    The buffer is the session's own, reused by every execution: under WASM the host knows its address and
+    reads what a program printed straight from guest memory when the interpreter is stopped mid-run (a
+    timeout, fuel, a trap), so that output is not lost with the instance.
     """
 
     encoding = "utf-8"
     errors = "strict"
     closed = False
 
-    def __init__(self, name: str, cap: int) -> None:
+    def __init__(self, name: str, cap: int, buffer: bytearray | None = None) -> None:
         self.name = name
         self.cap = cap
-        self.parts: list[str] = []
+        self.buffer = buffer if buffer is not None else bytearray()
         self.size = 0
 
     def write(self, text: str) -> int:
@@ -59,10 +66,10 @@ class _CappedWriter:
             text = str(text)
         room = self.cap - self.size
         if len(text) > room:
-            self.parts.append(text[: max(room, 0)])
+            self.buffer += text[: max(room, 0)].encode("utf-8", "surrogatepass")
             self.size = self.cap
             raise OutputLimitExceeded(f"the program wrote more than {self.cap:,} characters to {self.name}")
-        self.parts.append(text)
+        self.buffer += text.encode("utf-8", "surrogatepass")
         self.size += len(text)
         return len(text)
 
@@ -89,13 +96,15 @@ class _CappedWriter:
         raise io.UnsupportedOperation(f"{self.name} is captured and has no file descriptor")
 
     def getvalue(self) -> str:
-        return "".join(self.parts)
+        return self.buffer.decode("utf-8", "surrogatepass")
 
 
 def mount(name: str, path: str) -> None:
     """Make the directory ``path`` importable as package ``name`` (``stubs``, ``skills``)."""
     import importlib.util
 
+    if path != f"/{name}":
+        SHOWN_PATHS[os.path.abspath(path)] = f"/{name}"
     init = os.path.join(path, "__init__.py")
     if os.path.exists(init):
         spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[path])
@@ -140,13 +149,18 @@ class Session:
         self.compiler = compiler
         self.namespace: dict[str, Any] = namespace if namespace is not None else {"__name__": "__main__"}
         self.counter = 0
+        self.capture = (bytearray(), bytearray())
+        """stdout and stderr of the running execution (see :class:`_CappedWriter`)."""
 
     def run(self, code: str, output_cap: int) -> dict[str, Any]:
         """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error."""
         self.counter += 1
         filename = f"<execution-{self.counter}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        stdout, stderr = _CappedWriter("stdout", output_cap), _CappedWriter("stderr", output_cap)
+        for buffer in self.capture:
+            del buffer[:]  # emptied in place: the host holds their addresses
+        stdout = _CappedWriter("stdout", output_cap, self.capture[0])
+        stderr = _CappedWriter("stderr", output_cap, self.capture[1])
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
         result: dict[str, Any] = {"value": None, "has_value": False, "value_repr": None, "error": None}
@@ -219,7 +233,7 @@ def _describe_error(exc: BaseException) -> dict[str, Any]:
         summary = traceback.StackSummary.from_list(
             [f for f in traceback.extract_tb(exc.__traceback__) if os.path.dirname(f.filename) not in HIDDEN_FRAME_DIRS]
         )
-        lines = ["Traceback (most recent call last):\n", *summary.format()] if summary else []
+        lines = ["Traceback (most recent call last):\n", *map(_shown_path, summary.format())] if summary else []
         lines += traceback.format_exception_only(type(exc), exc)
     message = str(exc)
     kind = type(exc).__name__
@@ -228,20 +242,43 @@ def _describe_error(exc: BaseException) -> dict[str, Any]:
     return {"type": kind, "message": message[:10_000], "traceback": "".join(lines)[-20_000:]}
 
 
-def serve(compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = None) -> None:
-    """Run the session loop until the host says to stop."""
+def _shown_path(entry: str) -> str:
+    # A formatted frame starts with '  File "<path>", line N'.
+    for directory, shown in SHOWN_PATHS.items():
+        prefix = f'  File "{directory}{os.sep}'
+        if entry.startswith(prefix):
+            return f'  File "{shown}/{entry[len(prefix) :]}'
+    return entry
+
+
+RunHook = Callable[[dict[str, Any]], None]
+"""Called with each ``run`` frame before its code runs."""
+
+
+def serve(
+    compiler: CodeCompiler = compile, namespace: dict[str, Any] | None = None, *, before_run: RunHook | None = None
+) -> None:
+    """Run the session loop until the host says to stop.
+
+    ``before_run`` sees each (checked) ``run`` frame first: the restricted child arms its resource limits
+    from the frame's ``cpu_s`` and ``memory_bytes``. If it raises, the execution fails with that error.
+    """
     session = Session(compiler, namespace)
-    message: dict[str, Any] = {"op": "next", "ready": True}
+    # id() is the object's address in CPython: the host reads the buffers from there after a trap.
+    message = protocol.hello(capture=[id(buffer) for buffer in session.capture])
     while True:
         reply = transport.request(message)
-        if reply.get("op") != "run":
-            return
+        if reply.get("op") != protocol.OP_RUN:
+            return  # exit, or a host that no longer serves this session
         try:
+            protocol.check(reply, protocol.HOST)
             use_stubs(reply.get("stubs"))
-            result = session.run(str(reply.get("code", "")), int(reply.get("output_cap", 1_000_000)))
+            if before_run is not None:
+                before_run(reply)
+            result = session.run(reply["code"], reply["output_cap"])
         except BaseException as exc:  # never let the loop die on a bad snippet
             result = {"error": _describe_error(exc), "stdout": "", "stderr": ""}
-        message = {"op": "next", "result": result}
+        message = {"op": protocol.OP_NEXT, "result": result}
 
 
 def boot() -> None:
@@ -264,6 +301,6 @@ def boot() -> None:
     import codemode_runtime
 
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    for name in ("ToolError", "describe", "list_servers", "list_tools", "search_tools"):
+    for name in codemode_runtime.PROGRAM_NAMES:
         namespace[name] = getattr(codemode_runtime, name)
     serve(compile, namespace)

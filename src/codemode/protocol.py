@@ -1,35 +1,127 @@
-"""The host's end of the guest↔host frame format (the guest's ``codemode_runtime.transport`` defines it).
+"""The host's side of the guest↔host protocol: the one place the host loads ``codemode_runtime.protocol``.
 
-The host loads the guest's own stdlib-only module instead of restating the format, so the two cannot
-drift apart. Frames are a 4-byte big-endian length, then the body ``pack`` produced.
+The format, the op table and the error kinds are defined once, in the guest's stdlib-only
+``codemode_runtime/protocol.py`` (read its docstring for the frames and the conversation). This module
+loads that file, re-exports what host code needs, and adds the host's framing helpers: the length check
+before decoding, error frames with a checked kind, and the version check of the guest's hello.
+
+The version is the one thing stated on both sides: :data:`PROTOCOL_VERSION` here is what this host's
+code speaks; the guest's runtime says what it speaks in its hello (``v``). Taking the host's number
+from the guest's file would compare the guest with itself.
 """
 
 from __future__ import annotations
 
-import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from codemode import paths
+from codemode.errors import BridgeError
 
-HEADER = struct.Struct(">I")
+if TYPE_CHECKING:
+    # mypy reads the guest module itself (mypy_path = "sandbox"), so every name keeps its real type.
+    import codemode_runtime.protocol as _guest
+else:
+    _guest = paths.load_guest_module("protocol", "codemode._guest_protocol")
+
+__all__ = [
+    "GUEST",
+    "GUEST_PROTOCOL_VERSION",
+    "HEADER",
+    "HOST",
+    "KINDS",
+    "KIND_AWAITING",
+    "KIND_BRIDGE",
+    "KIND_CANCELLED",
+    "KIND_DENIED",
+    "KIND_QUOTA",
+    "KIND_TIMEOUT",
+    "KIND_TOOL",
+    "KIND_TOO_LARGE",
+    "KIND_UNKNOWN",
+    "KIND_UPSTREAM",
+    "MAGIC_OFFSET",
+    "OPS",
+    "OP_CALL",
+    "OP_EXIT",
+    "OP_NEXT",
+    "OP_RUN",
+    "PROTOCOL_VERSION",
+    "REPLY_RESULT",
+    "REPLY_WORK",
+    "ErrorKind",
+    "FrameError",
+    "Op",
+    "ProtocolError",
+    "ProtocolMismatch",
+    "check",
+    "check_hello",
+    "check_result",
+    "decode_frame",
+    "encode_frame",
+    "error_reply",
+    "exit_frame",
+    "pack",
+    "result_reply",
+    "run_frame",
+    "unpack",
+]
+
+PROTOCOL_VERSION: Final = 1
+"""The protocol version this host speaks (see the module docstring for why it is not the guest's)."""
+GUEST_PROTOCOL_VERSION: Final[int] = _guest.PROTOCOL_VERSION
+"""The version of the guest runtime installed next to this host (``paths.runtime_dir()``)."""
+
+HEADER = _guest.HEADER
+MAGIC_OFFSET = _guest.MAGIC_OFFSET
+GUEST = _guest.GUEST
+HOST = _guest.HOST
+REPLY_RESULT = _guest.REPLY_RESULT
+REPLY_WORK = _guest.REPLY_WORK
+OP_NEXT = _guest.OP_NEXT
+OP_CALL = _guest.OP_CALL
+OP_RUN = _guest.OP_RUN
+OP_EXIT = _guest.OP_EXIT
+OPS = _guest.OPS
+Op = _guest.Op
+ErrorKind = _guest.ErrorKind
+KINDS = _guest.KINDS
+KIND_TOOL = _guest.KIND_TOOL
+KIND_UNKNOWN = _guest.KIND_UNKNOWN
+KIND_QUOTA = _guest.KIND_QUOTA
+KIND_TOO_LARGE = _guest.KIND_TOO_LARGE
+KIND_TIMEOUT = _guest.KIND_TIMEOUT
+KIND_UPSTREAM = _guest.KIND_UPSTREAM
+KIND_BRIDGE = _guest.KIND_BRIDGE
+KIND_CANCELLED = _guest.KIND_CANCELLED
+KIND_DENIED = _guest.KIND_DENIED
+KIND_AWAITING = _guest.KIND_AWAITING
+ProtocolError = _guest.ProtocolError
+check = _guest.check
+check_result = _guest.check_result
+pack = _guest.pack
+unpack = _guest.unpack
 
 
-class FrameError(ValueError):
-    """A frame from the guest that is not a length-prefixed JSON object."""
+class FrameError(BridgeError, ValueError):
+    """A frame from the guest that is not a length-prefixed JSON object with an ``op``."""
 
 
-_framing = paths.load_guest_module("transport", "codemode._framing")
-MAGIC_OFFSET: int = _framing.MAGIC_OFFSET
+class ProtocolMismatch(FrameError):
+    """The guest runtime speaks another protocol version than this host."""
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
     """``message`` as a frame: length header, then JSON with large strings lifted out as raw blobs."""
-    body: bytes = _framing.pack(message)
+    body = pack(message)
     return HEADER.pack(len(body)) + body
 
 
 def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
-    """Parse one frame from the guest, or raise :class:`FrameError` saying what is wrong with it."""
+    """Parse one frame from the guest, or raise :class:`FrameError` saying what is wrong with it.
+
+    The size is checked before anything is decoded. Only the ``op`` is checked here: the fields are the
+    business of whoever serves that op.
+    """
     if len(raw) < HEADER.size:
         raise FrameError(f"frame of {len(raw)} bytes has no length header")
     (size,) = HEADER.unpack_from(raw)
@@ -38,7 +130,7 @@ def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         raise FrameError(f"frame of {size:,} bytes is over the {max_bytes:,}-byte limit")
     try:
-        message = _framing.unpack(raw[HEADER.size :])
+        message = unpack(raw[HEADER.size :])
     except (UnicodeDecodeError, ValueError, LookupError, TypeError) as exc:
         raise FrameError(f"frame is not valid: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
@@ -46,6 +138,51 @@ def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
     return message
 
 
-def error_reply(kind: str, message: str) -> dict[str, Any]:
-    """The frame the guest turns into ``ToolError(kind=kind)``."""
+def error_reply(kind: ErrorKind, message: str) -> dict[str, Any]:
+    """The result frame the guest raises as the ``ToolError`` subclass of ``kind``.
+
+    Raises:
+        ValueError: ``kind`` is not in the protocol's table (a host typo must not reach a guest).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown tool-error kind {kind!r} (known: {', '.join(KINDS)})")
     return {"ok": False, "error": {"kind": kind, "message": message}}
+
+
+def result_reply(result: Any) -> dict[str, Any]:
+    """The result frame of a call that succeeded."""
+    return {"ok": True, "result": result}
+
+
+def run_frame(code: str, output_cap: int, *, stubs: str | None = None, **limits: int) -> dict[str, Any]:
+    """The ``run`` frame: ``stubs`` names the generation to import from; ``limits`` are the optional
+    ``cpu_s`` and ``memory_bytes`` of the restricted child."""
+    return {"op": OP_RUN, "code": code, "output_cap": output_cap, "stubs": stubs, **limits}
+
+
+def exit_frame() -> dict[str, Any]:
+    """The ``exit`` frame: the guest's session loop ends."""
+    return {"op": OP_EXIT}
+
+
+def check_hello(frame: dict[str, Any]) -> None:
+    """Check the guest's first frame: a ``next`` with ``ready`` and this host's protocol version.
+
+    Raises:
+        ProtocolMismatch: the guest speaks another version (the message says to reinstall).
+        FrameError: the frame is not a hello at all.
+    """
+    try:
+        check(frame, GUEST)
+    except ProtocolError as exc:
+        raise FrameError(f"the guest's first frame is not a hello ({exc}): {frame!r:.200}") from None
+    if frame.get("op") != OP_NEXT or frame.get("ready") is not True:
+        raise FrameError(f"the guest's first frame is not a hello: {frame!r:.200}")
+    version = frame.get("v")
+    if version != PROTOCOL_VERSION:
+        spoken = "an unversioned protocol (0)" if version is None else f"protocol {version}"
+        # No path in the message: it can reach the model as the failed run's error.
+        raise ProtocolMismatch(
+            f"the guest runtime speaks {spoken}, this host speaks protocol {PROTOCOL_VERSION}: they come from "
+            "different codemode releases; reinstall codemode"
+        )

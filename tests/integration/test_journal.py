@@ -57,6 +57,8 @@ async def test_three_writes_then_an_endless_loop(tmp_path: Path, executor: Execu
     assert [(c.server, c.tool, c.state) for c in outcome.calls] == [("notes", "create_note", CallState.DONE)] * 3
     assert all(c.args_digest and c.result_bytes > 0 and not c.read_only for c in outcome.calls)
     assert "tool calls before the failure: 3 done (notes.create_note ×3)" in outcome.text
+    assert outcome.result.stdout == "made 3 notes\n"  # printed before the loop, kept though the interpreter died
+    assert outcome.text.startswith("made 3 notes\n")
     audited = _audit(tmp_path)[-1]
     assert _states(audited["calls"]) == DONE3 and audited["error_kind"] == "timeout"  # type: ignore[arg-type]
 
@@ -130,6 +132,19 @@ async def test_a_cancelled_execution_is_audited_with_its_calls_in_flight(
     assert _states(entry["calls"]) == [  # type: ignore[arg-type]
         ("notes", "list_tags", "done"), ("fragile", "slow", "in_flight"),
     ]  # fmt: skip
+
+
+async def test_output_before_fuel_exhaustion_and_a_trap_is_kept(tmp_path: Path) -> None:
+    async with _engine(tmp_path) as engine:
+        fuel = await engine.execute(
+            "import sys\nprint('partial ' * 3)\nprint('on stderr', file=sys.stderr)\nwhile True:\n    pass\n",
+            session="f", limits=Limits(fuel=200_000_000),
+        )
+        crash = await engine.execute("print('about to crash')\nimport _testcapi\n_testcapi.fatal_error(b'x')", session="t")
+    assert fuel.result is not None and fuel.result.error is not None and fuel.result.error.kind == "fuel"
+    assert fuel.result.stdout == "partial partial partial \n" and fuel.result.stderr == "on stderr\n"
+    assert crash.result is not None and crash.result.error is not None and crash.result.instance_lost
+    assert crash.result.stdout == "about to crash\n", crash.result
 
 
 async def test_limits_passed_per_execution_are_honoured(tmp_path: Path) -> None:

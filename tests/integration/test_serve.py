@@ -238,6 +238,6 @@ async def test_cancelled_call_and_upstream_death(tmp_path: Path, fragile_config:
             await client.call_tool("execute_python", {"code": "from stubs import fragile\nfragile.pid()"})
         )
         died = await client.call_tool("execute_python", {"code": "from stubs import fragile\nfragile.die()"})
-        assert died.is_error and "ToolError" in _text(died) and "fragile" in _text(died)
+        assert died.is_error and "ToolUnavailable" in _text(died) and "fragile" in _text(died)
         again = await client.call_tool("execute_python", {"code": "from stubs import fragile\nfragile.pid()"})
         assert not again.is_error and _text(again) != first_pid  # restarted on next use

@@ -41,7 +41,7 @@ def message(obj):
 async def test_huge_arguments_are_refused_before_reaching_the_server(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         result = await run(ex, "from stubs import notes\nnotes.search_notes(query='x' * 10_000_000)")
-        assert_error(result, "codemode_runtime.ToolError", "bytes; the limit is 4,194,304")
+        assert_error(result, "codemode_runtime.QuotaExceeded", "bytes; the limit is 4,194,304")
         caught = await run_value(
             ex,
             "from stubs import notes\ntry:\n    notes.search_notes(query='x' * 10_000_000)\n"
@@ -136,7 +136,7 @@ async def test_tool_call_quota(demo_sandbox: Sandbox) -> None:
     code = "from stubs import notes\nfor _ in range(5):\n    notes.list_tags()"
     async with demo_sandbox.executor() as ex:
         result = await run(ex, code, limits=Limits(wall_s=10, max_tool_calls=2))
-        assert_error(result, "codemode_runtime.ToolError", "reached its limit of 2 tool calls")
+        assert_error(result, "codemode_runtime.QuotaExceeded", "reached its limit of 2 tool calls")
         assert [c.ok for c in result.calls] == [True, True, False]
         raw_third = RAW + (
             "from stubs import notes\nnotes.list_tags(); notes.list_tags()\n"
@@ -153,7 +153,7 @@ async def test_oversized_results_are_refused(demo_sandbox: Sandbox) -> None:
             ex, "from stubs import inventory\ninventory.list_products(page_size=3000)",
             limits=Limits(wall_s=10, max_result_bytes=10_000),
         )  # fmt: skip
-        assert_error(result, "codemode_runtime.ToolError", "the limit is 10,000")
+        assert_error(result, "codemode_runtime.QuotaExceeded", "the limit is 10,000")
         await assert_healthy(ex)
 
 

@@ -28,7 +28,7 @@ from codemode.calls.results import error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.protocol import HEADER, encode_frame, error_reply
+from codemode.protocol import HEADER, ErrorKind, encode_frame, error_reply
 
 if TYPE_CHECKING:
     import mcp_types as types
@@ -80,7 +80,7 @@ class Reply:
 
     ok: bool
     value: Any = None
-    kind: str | None = None
+    kind: ErrorKind | None = None
     message: str | None = None
     state: CallState = CallState.DONE
     raw: types.CallToolResult | None = None
@@ -88,18 +88,21 @@ class Reply:
     _frame: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def refuse(cls, kind: str, message: str) -> Reply:
+    def refuse(cls, kind: ErrorKind, message: str) -> Reply:
         """Stopped before reaching the tool."""
         return cls(False, kind=kind, message=message, state=CallState.REFUSED)
 
     @classmethod
-    def fail(cls, kind: str, message: str, state: CallState = CallState.FAILED) -> Reply:
+    def fail(cls, kind: ErrorKind, message: str, state: CallState = CallState.FAILED) -> Reply:
         """Reached the tool (or tried to) and did not succeed."""
         return cls(False, kind=kind, message=message, state=state)
 
     def frame(self) -> bytes:
         if self._frame is None:
-            payload = {"ok": True, "result": self.value} if self.ok else error_reply(str(self.kind), str(self.message))
+            if self.ok:
+                payload = {"ok": True, "result": self.value}
+            else:
+                payload = error_reply(self.kind or "bridge", str(self.message))
             self._frame = encode_frame(payload)
         return self._frame
 

@@ -17,7 +17,7 @@ filesystem as the host, minus what the guards block. What stands between a progr
 A bug in RestrictedPython or in the guards is a full escape with the host user's rights. Use it where
 that risk is acceptable (trusted models, throwaway containers), and prefer ``wasm`` everywhere else.
 
-Protocol: the same frames as under WASM (see ``codemode_runtime.transport``), carried over the child's
+Protocol: the same frames as under WASM (see ``codemode_runtime.protocol``), carried over the child's
 stdin/stdout. A ``run`` frame also carries ``cpu_s`` and ``memory_bytes`` for the child's limits.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import signal
 import sys
@@ -46,7 +47,7 @@ from codemode.calls.types import Limits
 from codemode.errors import SandboxCrashed, SandboxError, SandboxMemoryError, SandboxTimeout, SandboxUnavailable
 from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
 from codemode.executors.pool import PooledExecutor
-from codemode.protocol import HEADER, FrameError, decode_frame, encode_frame
+from codemode.protocol import HEADER, OP_CALL, OP_NEXT, FrameError, check_hello, decode_frame, encode_frame, run_frame
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ CHILD_SCRIPT = Path(__file__).with_name("restricted_child.py")
 _MAX_CHILD_FRAME = 256 * 1024 * 1024
 _BOOT_TIMEOUT_S = 60.0
 _STDERR_TAIL = 16 * 1024
+_LAST_WORDS_S = 1.0
+"""How long a timed-out child gets to report its output before it is killed."""
 
 
 class _ChildDied(Exception):
@@ -225,8 +228,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         try:
             with anyio.fail_after(_BOOT_TIMEOUT_S):
                 hello = await child.receive()
-            if hello.get("op") != "next" or not hello.get("ready"):
-                raise FrameError(f"unexpected first frame {hello!r:.200}")
+            check_hello(hello)
         except BaseException as exc:
             child.kill()
             returncode = await child.reap()
@@ -294,10 +296,11 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             raise
         if scope.cancelled_caught:
             ctx.cancelled = True
+            stdout, stderr = await self._last_words(child, ctx)
             await self._kill(child, session)
             message = f"the program ran past the {limits.wall_s:g} s wall-time limit. {LOST}"
             timeout = RunError.of(SandboxTimeout, message)
-            return failed(timeout, ctx, duration_s=time.perf_counter() - started)
+            return failed(timeout, ctx, duration_s=time.perf_counter() - started, stdout=stdout, stderr=stderr)
         if result.error is not None and result.error.type == "MemoryError":
             # The memory the program holds stays in its namespace: recycle the interpreter rather than
             # leave a session that fails on every allocation.
@@ -315,14 +318,10 @@ class RestrictedExecutor(PooledExecutor[_Child]):
     async def _exchange(self, child: _Child, code: str, ctx: RunContext, started: float) -> RunResult:
         limits = ctx.limits
         await child.send(
-            {
-                "op": "run",
-                "code": code,
-                "output_cap": limits.output_chars,
-                "stubs": ctx.generation,
-                "cpu_s": math.ceil(limits.wall_s),
-                "memory_bytes": limits.memory_bytes,
-            }
+            run_frame(
+                code, limits.output_chars, stubs=ctx.generation, cpu_s=math.ceil(limits.wall_s),
+                memory_bytes=limits.memory_bytes,
+            )
         )
         while True:
             try:
@@ -332,13 +331,35 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 child.kill()
                 raise _ChildDied(f"malformed frame: {exc}") from None
             op = message.get("op")
-            if op == "call":
+            if op == OP_CALL:
                 await child.send_raw(await serve_call(ctx, message))
-            elif op == "next":
+            elif op == OP_NEXT:
                 return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
             else:
                 child.kill()
                 raise _ChildDied(f"unknown op {op!r}")
+
+    async def _last_words(self, child: _Child, ctx: RunContext) -> tuple[str, str]:
+        """Stop a timed-out program (SIGUSR1) and collect what it printed; ("", "") if it does not answer.
+
+        The child raises in the program, and its session loop reports the output so far; calls it makes
+        meanwhile are refused (the context is cancelled). It is killed afterwards either way.
+        """
+        with contextlib.suppress(ProcessLookupError, OSError):
+            os.kill(child.pid, signal.SIGUSR1)
+        with anyio.move_on_after(_LAST_WORDS_S), contextlib.suppress(_ChildDied, FrameError, anyio.BrokenResourceError):
+            while True:
+                message = await child.receive()
+                if message.get("op") == OP_CALL:
+                    await child.send_raw(await serve_call(ctx, message))
+                elif message.get("op") == OP_NEXT:
+                    result = message.get("result")
+                    if isinstance(result, dict):
+                        return str(result.get("stdout", "")), str(result.get("stderr", ""))
+                    break
+                else:
+                    break
+        return "", ""
 
     async def _kill(self, child: _Child, session: str) -> int | None:
         child.kill()

@@ -15,9 +15,9 @@ Order of operations matters:
    limit. Measured: ~25 MB (VmSize 26,032 kB, RSS ~21 MB) for CPython 3.11 on Linux x86-64 with these
    imports; it is measured per child from ``/proc/self/status`` because it varies with the interpreter
    build, the shared libraries (OpenSSL for hashlib) and the stubs;
-4. ``repl.serve`` runs the session loop. Before each execution the CPU limit is re-armed to the CPU
-   already used plus the execution's wall-time budget (the host's wall clock is the real limit; this is
-   the backstop if the host is gone).
+4. ``repl.serve`` runs the session loop. Before each execution (its ``before_run`` hook, from the ``run``
+   frame) the CPU limit is re-armed to the CPU already used plus the execution's wall-time budget (the
+   host's wall clock is the real limit; this is the backstop if the host is gone).
 
 The guards are RestrictedPython's (compile-time: no ``_``-prefixed names or attributes, no
 exec/eval; run-time: ``_getattr_``, ``_write_`` ...) plus what this file adds: a whitelist ``__import__``
@@ -617,6 +617,17 @@ def _take_channel() -> tuple[int, int]:
     return read_fd, write_fd
 
 
+class ExecutionStopped(BaseException):
+    """Raised in the program when the host stops it at its wall-time limit (SIGUSR1).
+
+    The session loop then reports what the program printed so far, before the host kills the child.
+    """
+
+
+def _stop_execution(signum: int, frame: object) -> None:
+    raise ExecutionStopped("the host stopped the execution at its wall-time limit")
+
+
 def main(argv: list[str]) -> None:
     """Set up the guarded session and serve it until the host says stop or goes away."""
     runtime_dir, stubs_dir, skills_dir, memory_bytes = argv[1], argv[2], argv[3], int(argv[4])
@@ -631,6 +642,7 @@ def main(argv: list[str]) -> None:
     repl.HIDDEN_FRAME_DIRS.add(os.path.dirname(os.path.abspath(__file__)))
     restricted_builtins = make_builtins()
     repl.mount("stubs", stubs_dir)
+    repl.SHOWN_PATHS[os.path.abspath(skills_dir)] = "/skills"
     sys.meta_path.insert(0, SkillFinder(skills_dir, restricted_builtins))
     for name in sorted(SAFE_STDLIB):
         importlib.import_module(name)
@@ -643,22 +655,18 @@ def main(argv: list[str]) -> None:
     main_module = types.ModuleType("__main__")
     namespace = main_module.__dict__
     namespace.update(make_globals("__main__", restricted_builtins))
-    for name in ("ToolError", "describe", "list_servers", "list_tools", "search_tools"):
+    for name in codemode_runtime.PROGRAM_NAMES:
         namespace[name] = getattr(codemode_runtime, name)
     sys.modules["__main__"] = main_module
 
     apply_static_limits(memory_bytes)
-    request = transport.request
 
-    def request_with_limits(message: dict[str, Any]) -> dict[str, Any]:
-        reply = request(message)
-        if reply.get("op") == "run":
-            arm_execution_limits(int(reply.get("memory_bytes", memory_bytes)), float(reply.get("cpu_s", 30.0)))
-        return reply
+    def arm(run: dict[str, Any]) -> None:
+        arm_execution_limits(int(run.get("memory_bytes", memory_bytes)), float(run.get("cpu_s", 30.0)))
 
-    transport.request = request_with_limits
+    signal.signal(signal.SIGUSR1, _stop_execution)
     try:
-        repl.serve(compile_user, namespace)
+        repl.serve(compile_user, namespace, before_run=arm)
     except transport.TransportError:
         pass  # the host went away: nothing to report to
 

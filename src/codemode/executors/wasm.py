@@ -3,7 +3,7 @@
 Each interpreter ("instance") owns a wasmtime engine and store and runs on its own thread. The guest runs
 ``codemode_runtime.repl.boot()``, a loop that asks the host for code through the bridge, runs it, and asks
 again with the result, so a session's variables live as long as its instance. Two WASI imports are
-shadowed to carry bridge frames (see ``codemode_runtime.transport``); everything else is stock WASI with
+shadowed to carry bridge frames (see ``codemode_runtime.protocol``); everything else is stock WASI with
 nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one writable
 scratch directory. No host environment, no sockets, no processes.
 
@@ -57,7 +57,18 @@ from codemode.errors import (
 )
 from codemode.executors.base import LOST, ExecutorOptions, Progress, RunError, RunResult, failed, result_from_guest
 from codemode.executors.pool import PooledExecutor
-from codemode.protocol import MAGIC_OFFSET, FrameError, decode_frame, encode_frame, error_reply
+from codemode.protocol import (
+    MAGIC_OFFSET,
+    OP_CALL,
+    OP_NEXT,
+    FrameError,
+    check_hello,
+    decode_frame,
+    encode_frame,
+    error_reply,
+    exit_frame,
+    run_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +237,11 @@ def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, off
     return 0
 
 
-def _address(memory: wasmtime.Memory, caller: wasmtime.Caller) -> tuple[int, int]:
+_BYTEARRAY = struct.Struct("<iIiiIIi")
+"""CPython 3.12's ``PyByteArrayObject`` on wasm32: refcount, type, size, allocated, bytes, start, exports."""
+
+
+def _address(memory: wasmtime.Memory, caller: wasmtime.Caller | wasmtime.Store) -> tuple[int, int]:
     """The host address of the guest's linear memory and its size (valid until the memory grows)."""
     base = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
     return base, memory.data_len(caller)
@@ -374,6 +389,8 @@ class _Instance:
         """Set when the instance is interrupted, so a guest sleeping in ``poll_oneoff`` wakes up."""
         self.ready = anyio.Event()
         self.boot_error: str | None = None
+        self.capture: tuple[int, int] | None = None
+        """Guest addresses of the bytearrays that hold a running execution's stdout and stderr."""
         self.dead = False
         self.engine: wasmtime.Engine | None = None
         self._lock = threading.Lock()
@@ -496,7 +513,7 @@ class _Instance:
         except FrameError as exc:
             return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
         op = message["op"]
-        if op == "call":
+        if op == OP_CALL:
             job = self.job
             if job is None:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
@@ -511,10 +528,18 @@ class _Instance:
             except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
                 return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
             return frame
-        if op == "next":
+        if op == OP_NEXT:
             if self.job is not None:
                 self._complete(self.job, message.get("result"))
             elif message.get("ready"):
+                try:
+                    check_hello(message)
+                except FrameError as exc:  # e.g. another protocol version: the boot fails with this message
+                    self.boot_error = str(exc)
+                    return encode_frame(exit_frame())
+                capture = message.get("capture")
+                if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):
+                    self.capture = (capture[0], capture[1])
                 self._notify(self.ready.set)
             return self._next_job(caller)
         return encode_frame(error_reply("bridge", f"unknown op {op!r}"))
@@ -522,7 +547,7 @@ class _Instance:
     def _next_job(self, caller: wasmtime.Caller) -> bytes:
         job = self.jobs.get()
         if job is None:
-            return encode_frame({"op": "exit"})
+            return encode_frame(exit_frame())
         with self._lock:
             self.job = job
             self.breach = None
@@ -533,8 +558,7 @@ class _Instance:
             job.started = time.perf_counter()
         _alarm.at(job.ctx.clock.deadline, lambda: self._deadline(job))
         _alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
-        run = {"op": "run", "code": job.code, "output_cap": job.limits.output_chars, "stubs": job.ctx.generation}
-        return encode_frame(run)
+        return encode_frame(run_frame(job.code, job.limits.output_chars, stubs=job.ctx.generation))
 
     def rearm(self, job: _Job) -> None:
         """The job's clock changed (paused or resumed): arm the alarm for its new deadline."""
@@ -589,6 +613,27 @@ class _Instance:
         memory_limit = self.executor.limits.memory_bytes
         return trap_error(trap, job.limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
 
+    def _captured(self, store: wasmtime.Store | None, cap_chars: int) -> tuple[str, str]:
+        """What the stopped execution had printed, read from the guest's capture buffers ("" if unreadable).
+
+        The guest is untrusted and may have been stopped mid-write: every field is bounds-checked and the
+        bytes are decoded leniently.
+        """
+        if self.capture is None or self.memory is None or store is None:
+            return "", ""
+        texts: list[str] = []
+        try:
+            base, size = _address(self.memory, store)
+            for address in self.capture:
+                _, _, length, allocated, _, start, _ = _BYTEARRAY.unpack(_read(base, size, address, _BYTEARRAY.size))
+                if not 0 <= length <= min(allocated, cap_chars * 4):
+                    texts.append("")
+                    continue
+                texts.append(_read(base, size, start, length).decode("utf-8", "replace"))
+        except (FrameError, struct.error, wasmtime.WasmtimeError):
+            return "", ""
+        return texts[0], texts[1]
+
     def _notify(self, setter: Callable[[], None]) -> None:
         with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
             loop = self.executor.asyncio_loop
@@ -603,10 +648,14 @@ class _Instance:
             self.dead = True
             job, self.job = self.job, None
         if job is not None:
-            job.result = failed(self._loss(trap, job, store), job.ctx, duration_s=time.perf_counter() - job.started)
+            stdout, stderr = self._captured(store, job.limits.output_chars)
+            job.result = failed(
+                self._loss(trap, job, store), job.ctx, duration_s=time.perf_counter() - job.started,
+                stdout=stdout, stderr=stderr,
+            )  # fmt: skip
             self._notify(job.done.set)
         if not self.ready.is_set():
-            self.boot_error = _describe_trap(trap)
+            self.boot_error = self.boot_error or _describe_trap(trap)
             self._notify(self.ready.set)
         elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap):
             log.warning("wasm instance %s ended while idle: %s", self.id, _describe_trap(trap))

@@ -1,0 +1,345 @@
+"""The guest↔host protocol, written down once: frames, ops, error kinds and the version.
+
+Stdlib only. The guest imports it as ``codemode_runtime.protocol``; the host loads this very file (in
+``codemode.protocol``, its one place for that), so the two sides cannot drift apart on the format. Only
+the version is stated twice, on purpose: the host states the version it speaks and compares it with
+the guest's first frame.
+
+**Frames.** A 4-byte big-endian length (:data:`HEADER`) followed by a body, in both directions. A body is
+a 4-byte length, that much UTF-8 JSON (an object), then raw "blobs": large strings lifted out of the JSON
+(``$blobs`` lists each one's path and byte length; the JSON holds ``null`` there). Encoding a megabyte
+string as JSON costs tens of milliseconds in CPython-on-WASM; copying its UTF-8 bytes costs a fraction of
+one.
+
+**Channels** (``codemode_runtime.transport``). Under WASM there is no socket or pipe to the host, so frames
+ride on two WASI imports the host shadows: ``fd_pwrite`` at :data:`MAGIC_OFFSET` hands the host a request
+(the host answers with the length of its response in place of the bytes written, and copies the response
+into the last buffer when the offset is ``MAGIC_OFFSET + 1`` and it fits) and ``fd_pread`` at
+:data:`MAGIC_OFFSET` copies out a response that did not fit. Any other ``pwrite``/``pread`` is refused
+by the host, which is why the sandbox does not support ``os.pwrite``/``os.pread`` on files. In the
+RestrictedPython child the same frames travel over a pair of pipe descriptors.
+
+**Conversation.** The guest always speaks first and the host only ever answers (a pull loop: a session
+is a parked guest call, so one channel in one direction serves code and tool calls alike)::
+
+    guest                                         host
+    next {ready: true, v: 1}              →                       the hello, sent once at boot
+                                          ←       run {code, output_cap[, cpu_s, memory_bytes]} | exit {}
+    call {server, tool, args}             →                       any number, while the code runs
+                                          ←       {ok: true, result} | {ok: false, error: {kind, message}}
+    next {result}                         →                       the execution's outcome
+                                          ←       run ... | exit {}
+
+:data:`OPS` is the table of messages that carry an ``op``; a new op (``save_skill``, ``fetch``...) is one
+:class:`Op` entry there. The answer to a guest request is named by :attr:`Op.reply`: :data:`REPLY_WORK`
+(a host op: ``run`` or ``exit``) or :data:`REPLY_RESULT` (an ``ok``/``error`` frame without an ``op``).
+A refused request gets the error frame whatever its op (the host could not read it).
+
+**Versions.** :data:`PROTOCOL_VERSION` changes whenever a message changes incompatibly; the host refuses
+a guest whose hello carries another version (the interpreter fails to boot with a message naming both).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, Final, Literal
+
+PROTOCOL_VERSION: Final = 1
+"""The version of this protocol; sent as ``v`` in the guest's hello."""
+
+HEADER: Final = struct.Struct(">I")
+"""The 4-byte big-endian length in front of every frame and of the JSON part of every body."""
+
+MAGIC_OFFSET: Final = 0x7FFF_C0DE_0000_0000
+"""The ``pwrite``/``pread`` offset that marks a bridge frame under WASM (no real file is that large)."""
+
+BLOB_MIN: Final = 16 * 1024
+"""Strings at least this long travel as blobs."""
+
+# -- ops ------------------------------------------------------------------------------------------------
+
+GUEST: Final = "guest"
+"""The sender of requests (the guest always speaks first)."""
+HOST: Final = "host"
+"""The sender of answers."""
+
+REPLY_WORK: Final = "work"
+"""The answer is a host op: ``run`` or ``exit``."""
+REPLY_RESULT: Final = "result"
+"""The answer is a result frame: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {...}}``."""
+
+OP_NEXT: Final = "next"
+OP_CALL: Final = "call"
+OP_RUN: Final = "run"
+OP_EXIT: Final = "exit"
+
+FieldTypes = dict[str, type | tuple[type, ...]]
+"""Field name → the JSON type(s) its value must have (``int`` excludes ``bool``)."""
+
+
+class Op:
+    """One message of the protocol: who sends it, its fields, and what answers it."""
+
+    __slots__ = ("doc", "name", "optional", "reply", "required", "sender")
+
+    def __init__(
+        self,
+        name: str,
+        sender: str,
+        doc: str,
+        *,
+        required: FieldTypes | None = None,
+        optional: FieldTypes | None = None,
+        reply: str | None = None,
+    ) -> None:
+        self.name = name
+        self.sender = sender
+        self.doc = doc
+        self.required: FieldTypes = required or {}
+        self.optional: FieldTypes = optional or {}
+        self.reply = reply
+        """:data:`REPLY_WORK` or :data:`REPLY_RESULT` for a guest request; None for a host answer."""
+
+    def __repr__(self) -> str:
+        return f"Op({self.name!r}, {self.sender!r})"
+
+
+OPS: Final[dict[str, Op]] = {
+    op.name: op
+    for op in (
+        Op(
+            OP_NEXT,
+            GUEST,
+            "Ask for work. The first one (the hello) carries ready=true, the protocol version v and capture: "
+            "the guest addresses of the two bytearrays (stdout, stderr) a running execution's output is kept "
+            "in, which the WASM host reads when it stops the interpreter mid-run. The others carry the "
+            "finished execution's result (value, stdout, stderr, error).",
+            optional={"ready": bool, "v": int, "capture": list, "result": dict},
+            reply=REPLY_WORK,
+        ),
+        Op(
+            OP_CALL,
+            GUEST,
+            "Call a tool; arguments whose value is None are dropped before sending.",
+            required={"server": str, "tool": str, "args": dict},
+            reply=REPLY_RESULT,
+        ),
+        Op(
+            OP_RUN,
+            HOST,
+            "Run code in the session. stubs names the generation of the stubs tree to import from (the "
+            "guest remounts the stubs package when it changes; None: the mounted tree itself). The "
+            "restricted child also takes its CPU-time and memory limits from it.",
+            required={"code": str, "output_cap": int},
+            optional={"stubs": (str, type(None)), "cpu_s": int, "memory_bytes": int},
+        ),
+        Op(OP_EXIT, HOST, "End the session loop; the interpreter exits."),
+    )
+}
+"""Every message that carries an ``op``, by name."""
+
+# -- error kinds ------------------------------------------------------------------------------------------
+
+ErrorKind = Literal[
+    "tool", "unknown", "quota", "too_large", "timeout", "upstream", "bridge", "cancelled", "denied", "awaiting"
+]
+"""Why a tool call failed: the ``kind`` of an error frame and of the guest's ``ToolError``."""
+
+KIND_TOOL: Final = "tool"
+"""The upstream tool reported an error (its message says why)."""
+KIND_UNKNOWN: Final = "unknown"
+"""No such server or tool."""
+KIND_QUOTA: Final = "quota"
+"""The execution's tool-call quota is spent."""
+KIND_TOO_LARGE: Final = "too_large"
+"""The arguments or the result are over their size limit."""
+KIND_TIMEOUT: Final = "timeout"
+"""No answer before the execution's wall-time limit."""
+KIND_UPSTREAM: Final = "upstream"
+"""The server is down or failed to answer."""
+KIND_BRIDGE: Final = "bridge"
+"""A malformed request, or a fault in the host's bridge."""
+KIND_CANCELLED: Final = "cancelled"
+"""The execution is being stopped; the call was not made."""
+KIND_DENIED: Final = "denied"
+"""A policy refused the call."""
+KIND_AWAITING: Final = "awaiting"
+"""The call needs an approval that has not been given yet."""
+
+KINDS: Final[dict[str, bool]] = {
+    KIND_TOOL: False,
+    KIND_UNKNOWN: False,
+    KIND_QUOTA: False,  # the quota is per execution: a retry in the same one fails the same way
+    KIND_TOO_LARGE: False,
+    KIND_TIMEOUT: True,
+    KIND_UPSTREAM: True,  # the hub restarts a dead server
+    KIND_BRIDGE: False,
+    KIND_CANCELLED: False,
+    KIND_DENIED: False,
+    KIND_AWAITING: True,
+}
+"""Every error kind (the values of :data:`ErrorKind`) → whether retrying the same call later can succeed."""
+
+
+class ProtocolError(ValueError):
+    """A message that does not have the shape the protocol gives it."""
+
+
+def check(message: Any, sender: str) -> Op:
+    """The :class:`Op` of ``message`` from ``sender``, after checking its fields; raises :class:`ProtocolError`.
+
+    Not for per-call paths: the guest trusts the host's replies, the host checks calls field by field.
+    """
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message is a JSON object, not {type(message).__name__}")
+    name = message.get("op")
+    op = OPS.get(name) if isinstance(name, str) else None
+    if op is None or op.sender != sender:
+        raise ProtocolError(f"{name!r} is not an op the {sender} sends")
+    for field, expected in op.required.items():
+        if field not in message:
+            raise ProtocolError(f"{op.name!r} needs the field {field!r}")
+        _check_field(op, field, message[field], expected)
+    for field, expected in op.optional.items():
+        if field in message:
+            _check_field(op, field, message[field], expected)
+    return op
+
+
+def check_result(message: Any) -> None:
+    """Check a result frame (the answer to a :data:`REPLY_RESULT` request); raises :class:`ProtocolError`."""
+    if not isinstance(message, dict) or not isinstance(message.get("ok"), bool):
+        raise ProtocolError("a result frame is an object with a boolean 'ok'")
+    if message["ok"]:
+        return
+    error = message.get("error")
+    if not isinstance(error, dict) or error.get("kind") not in KINDS or not isinstance(error.get("message"), str):
+        raise ProtocolError(f"an error frame needs a known 'kind' and a 'message', not {error!r:.200}")
+
+
+def _check_field(op: Op, field: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    # bool is an int subclass, but no int field accepts true/false.
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
+        raise ProtocolError(f"{op.name!r} field {field!r} must be {_type_name(expected)}, not {type(value).__name__}")
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) else expected.__name__
+
+
+def hello(capture: list[int] | None = None) -> dict[str, Any]:
+    """The guest's first frame; ``capture`` is where the guest keeps a running execution's output."""
+    frame: dict[str, Any] = {"op": OP_NEXT, "ready": True, "v": PROTOCOL_VERSION}
+    if capture is not None:
+        frame["capture"] = capture
+    return frame
+
+
+# -- the codec ----------------------------------------------------------------------------------------------
+
+_MAX_DEPTH = 6
+_MAX_LIST = 16
+
+
+def _lift(value: Any, path: list[Any], blobs: list[list[Any]], chunks: list[bytes]) -> Any:
+    # Returns ``value`` with large strings replaced by None, copying only the containers on a lifted path,
+    # so the caller's own data is never changed. Short walk: dicts, and lists of a few items.
+    if isinstance(value, str):
+        if len(value) >= BLOB_MIN:
+            data = value.encode("utf-8", "surrogatepass")
+            blobs.append([list(path), len(data)])
+            chunks.append(data)
+            return None
+        return value
+    if len(path) >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        copy: dict[Any, Any] | None = None
+        for key, item in value.items():
+            kind = type(item)
+            # The common case, a short string or a number, costs one type check and no call.
+            if (kind is str and len(item) < BLOB_MIN) or kind not in (str, dict, list):
+                continue
+            lifted = _lift(item, [*path, key], blobs, chunks)
+            if lifted is not item:
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = lifted
+        return value if copy is None else copy
+    if isinstance(value, list) and len(value) <= _MAX_LIST:
+        items = [_lift(item, [*path, i], blobs, chunks) for i, item in enumerate(value)]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def pack(message: dict[str, Any], default: Any = None) -> bytes:
+    """A frame body for ``message``: JSON with large strings lifted out as blobs.
+
+    ``default`` converts what JSON cannot hold (as for ``json.dumps``); the guest passes
+    :func:`lenient_default`.
+    """
+    blobs: list[list[Any]] = []
+    chunks: list[bytes] = []
+    lifted = _lift(message, [], blobs, chunks)
+    if blobs:
+        lifted = {**lifted, "$blobs": blobs}
+    # One encoder per setting, made once: json.dumps(..., default=f) builds a new encoder on every call.
+    encoder = _LENIENT_ENCODER if default is lenient_default else _ENCODER if default is None else _encoder(default)
+    text = encoder.encode(lifted)
+    head = text.encode("utf-8", "surrogatepass")
+    return b"".join([HEADER.pack(len(head)), head, *chunks])
+
+
+def unpack(body: bytes) -> Any:
+    """Parse a frame body made by :func:`pack`; raises ``ValueError`` on anything malformed."""
+    if len(body) < HEADER.size:
+        raise ValueError(f"frame body of {len(body)} bytes has no JSON length")
+    (size,) = HEADER.unpack_from(body)
+    end = HEADER.size + size
+    if end > len(body):
+        raise ValueError(f"JSON length {size} runs past the {len(body)}-byte body")
+    message = json.loads(body[HEADER.size : end])
+    blobs = message.pop("$blobs", None) if isinstance(message, dict) else None
+    if blobs is None:
+        if end != len(body):
+            raise ValueError("trailing bytes after the JSON")
+        return message
+    position = end
+    for entry in blobs:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list) and entry[0]):
+            raise ValueError("malformed $blobs entry")
+        path, length = entry
+        if not isinstance(length, int) or length < 0 or position + length > len(body):
+            raise ValueError("blob length runs past the body")
+        text = body[position : position + length].decode("utf-8", "surrogatepass")
+        position += length
+        container = message
+        for key in path[:-1]:
+            container = container[key]
+        if not isinstance(container, (dict, list)) or container[path[-1]] is not None:
+            raise ValueError("blob path does not point at a placeholder")
+        container[path[-1]] = text
+    if position != len(body):
+        raise ValueError("trailing bytes after the blobs")
+    return message
+
+
+def lenient_default(value: Any) -> Any:
+    """What the guest sends for values JSON cannot hold: sets as sorted lists, dates as ISO strings.
+
+    Tuples and sets are common in programs; everything else must be JSON already (``TypeError``).
+    """
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"argument of type {type(value).__name__} cannot be sent to a tool (not JSON)")
+
+
+def _encoder(default: Any) -> json.JSONEncoder:
+    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
+
+
+_ENCODER = _encoder(None)
+_LENIENT_ENCODER = _encoder(lenient_default)
