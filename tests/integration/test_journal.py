@@ -140,7 +140,9 @@ async def test_output_before_fuel_exhaustion_and_a_trap_is_kept(tmp_path: Path) 
             "import sys\nprint('partial ' * 3)\nprint('on stderr', file=sys.stderr)\nwhile True:\n    pass\n",
             session="f", limits=Limits(fuel=200_000_000),
         )
-        crash = await engine.execute("print('about to crash')\nimport _testcapi\n_testcapi.fatal_error(b'x')", session="t")
+        crash = await engine.execute(
+            "print('about to crash')\nimport _testcapi\n_testcapi.fatal_error(b'x')", session="t"
+        )
     assert fuel.result is not None and fuel.result.error is not None and fuel.result.error.kind == "fuel"
     assert fuel.result.stdout == "partial partial partial \n" and fuel.result.stderr == "on stderr\n"
     assert crash.result is not None and crash.result.error is not None and crash.result.instance_lost
