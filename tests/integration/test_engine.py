@@ -97,3 +97,34 @@ async def test_sessions_are_capped_least_recently_used_first(tmp_path: Path) -> 
         assert (await engine.execute("me", session="a")).text == '"a"'
         evicted = await engine.execute("me", session="b")  # came back as a fresh interpreter
         assert evicted.is_error and "NameError" in evicted.text
+
+
+async def test_a_running_execution_keeps_its_stubs_generation(
+    tmp_path: Path, fragile_server: dict[str, object]
+) -> None:
+    config = parse_config(json.dumps({"mcpServers": {"fragile": fragile_server}}))
+    watcher = (
+        "import time\nfrom stubs import fragile\ntime.sleep(5)\n"
+        "import stubs.fragile as again\n"
+        "[hasattr(again, 'later'), [t['tool'] for t in search_tools('later')]]"
+    )
+    async with _engine(tmp_path, config) as engine:
+        assert engine.catalog is not None and engine.catalog.generation is not None
+        before = engine.catalog.generation.name
+        async with anyio.create_task_group() as tg:
+            results: list[str] = []
+
+            async def watch() -> None:
+                results.append((await engine.execute(watcher, session="watcher")).text)
+
+            tg.start_soon(watch)
+            await anyio.sleep(0.5)
+            grown = await engine.execute("from stubs import fragile\nfragile.grow(name='later')", session="grower")
+            assert not grown.is_error, grown.text
+            with anyio.fail_after(4):
+                while engine.catalog.generation.name == before:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+        # The execution that was running saw one generation throughout; its next one sees the new tool.
+        assert results == ["[false, []]"]
+        after = await engine.execute(watcher.replace("time.sleep(5)", ""), session="watcher")
+        assert after.text == '[true, ["fragile.later"]]', after.text

@@ -64,9 +64,9 @@ class Catalog:
         stays. Returns the new generation, or None if it failed.
         """
         async with self._lock:
-            tools = self._source.tools()
-            summaries = self._source.summaries()
             try:
+                tools = self._source.tools()
+                summaries = self._source.summaries()
                 generation, report = await anyio.to_thread.run_sync(
                     lambda: self.store.publish(lambda tree: compile_to_dir(tools, tree, summaries=summaries))
                 )
