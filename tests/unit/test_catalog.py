@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def test_old_generations_are_collected_unless_pinned(tmp_path: Path) -> None:
     first, _ = store.publish(lambda tree: _write(tree, "0"))
     store.pin(first.name)
     for i in range(KEEP + 2):
-        store.publish(lambda tree, i=i: _write(tree, str(i)))
+        store.publish(functools.partial(_write, text=str(i)))
     names = sorted(p.name for p in store.root.glob("g*"))
     assert first.name in names and len(names) == KEEP + 1  # the pinned one survives, and the newest KEEP
     store.unpin(first.name)

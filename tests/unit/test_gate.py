@@ -1,0 +1,141 @@
+"""The call gate, step by step, against an in-process upstream (no servers, no sandbox)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+
+from codemode.calls import CallState, Clock, Limits, Reply, default_gate
+from codemode.calls.gate import Call, Gate, Next, RunContext
+from codemode.errors import ToolCallError
+from codemode.hub.models import ToolRef, ToolSpec
+
+pytestmark = pytest.mark.anyio
+
+
+class Upstream:
+    """Tools answered in process; ``slow`` sleeps, ``broken`` fails at the protocol level."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[ToolRef, dict[str, Any]]] = []
+        self.specs = [
+            ToolSpec("notes", "list_tags", annotations={"readOnlyHint": True}),
+            ToolSpec("notes", "create_note"),
+            ToolSpec("notes", "slow"),
+            ToolSpec("notes", "broken"),
+            ToolSpec("notes", "big"),
+        ]
+
+    def tools(self) -> dict[str, list[ToolSpec]]:
+        return {"notes": self.specs}
+
+    async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
+        self.calls.append((ref, args))
+        if ref.tool == "slow":
+            await anyio.sleep(10)
+        if ref.tool == "broken":
+            raise ToolCallError(ref.server, ref.tool, "the server died during the call (stderr: token=s3cret)")
+        if ref.tool == "create_note" and args.get("title") == "":
+            return types.CallToolResult(content=[types.TextContent(type="text", text="title is empty")], is_error=True)
+        text = "x" * 5000 if ref.tool == "big" else json.dumps({"ok": ref.tool})
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+
+
+def _ctx(gate: Gate, **limits: Any) -> RunContext:
+    return gate.context(session="s", limits=Limits(**limits))
+
+
+async def _call(ctx: RunContext, tool: str, **args: Any) -> Reply:
+    return await ctx.gate.call(ctx, ToolRef("notes", tool), args, len(json.dumps(args)))
+
+
+async def test_every_call_is_journaled_with_its_state() -> None:
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream), max_tool_calls=4, max_result_bytes=1000)
+    ok = await _call(ctx, "list_tags")
+    tool_error = await _call(ctx, "create_note", title="")
+    unknown = await ctx.gate.call(ctx, ToolRef("nope", "x"), {}, 2)
+    big = await _call(ctx, "big")
+    quota = await _call(ctx, "list_tags")
+    assert ok.ok and ok.value == {"ok": "list_tags"}
+    assert (tool_error.kind, unknown.kind, big.kind, quota.kind) == ("tool", "unknown", "too_large", "quota")
+    records = ctx.journal.records
+    assert [(r.tool, r.state) for r in records] == [
+        ("list_tags", CallState.DONE), ("create_note", CallState.FAILED), ("x", CallState.REFUSED),
+        ("big", CallState.FAILED), ("list_tags", CallState.REFUSED),
+    ]  # fmt: skip
+    assert records[0].read_only and not records[1].read_only and records[0].result_bytes > 0
+    assert records[0].args_digest != records[1].args_digest and len(records[0].args_digest) == 16
+    # Refused calls never reached the upstream; the oversized result did (its effect happened).
+    assert [ref.tool for ref, _ in upstream.calls] == ["list_tags", "create_note", "big"]
+
+
+async def test_a_call_is_in_flight_while_it_is_awaited_and_stays_so_at_the_deadline() -> None:
+    ctx = _ctx(default_gate(Upstream()), wall_s=0.5)
+    seen: list[CallState] = []
+
+    async def peek() -> None:
+        await anyio.sleep(0.1)
+        seen.append(ctx.journal.records[0].state)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(peek)
+        reply = await _call(ctx, "slow")
+    assert seen == [CallState.IN_FLIGHT]
+    assert reply.kind == "timeout" and ctx.journal.records[0].state is CallState.IN_FLIGHT
+    late = await _call(ctx, "list_tags")  # nothing is sent once the time is up
+    assert late.kind == "timeout" and ctx.journal.records[1].state is CallState.REFUSED
+
+
+async def test_upstream_failures_keep_host_diagnostics_on_the_host() -> None:
+    ctx = _ctx(default_gate(Upstream()))
+    reply = await _call(ctx, "broken")
+    assert reply.kind == "upstream" and b"s3cret" not in reply.frame() and "server log" in str(reply.message)
+    assert ctx.journal.records[0].state is CallState.FAILED
+
+
+async def test_a_paused_clock_does_not_count() -> None:
+    now = [100.0]
+    clock = Clock(10, now=lambda: now[0])
+    changes: list[float] = []
+    clock.on_change(lambda: changes.append(clock.deadline))
+    with clock.paused():
+        now[0] += 60  # a person took a minute to answer
+        assert clock.remaining() == float("inf") and not clock.expired()
+    assert clock.remaining() == 10 and changes == [float("inf"), 170.0]
+    now[0] += 10
+    assert clock.expired()
+
+
+async def test_a_step_added_to_the_chain_sees_and_can_refuse_calls() -> None:
+    upstream = Upstream()
+    gate = default_gate(upstream)
+
+    class NoWrites:
+        async def __call__(self, call: Call, call_next: Next) -> Reply:
+            if call.spec is not None and not (call.spec.annotations or {}).get("readOnlyHint"):
+                return Reply.refuse("denied", f"{call.ref} writes; this session is read-only")
+            return await call_next(call)
+
+    gate.steps.insert(3, NoWrites())  # after journal, known tool and quota: a policy's place
+    ctx = _ctx(gate)
+    denied = await _call(ctx, "create_note", title="t")
+    allowed = await _call(ctx, "list_tags")
+    assert denied.kind == "denied" and allowed.ok
+    assert [r.state for r in ctx.journal.records] == [CallState.REFUSED, CallState.DONE]
+    assert [ref.tool for ref, _ in upstream.calls] == ["list_tags"]
+
+
+async def test_gate_caches_tool_specs_until_invalidated() -> None:
+    upstream = Upstream()
+    gate = default_gate(upstream)
+    ctx = _ctx(gate)
+    assert (await _call(ctx, "later")).kind == "unknown"
+    upstream.specs.append(ToolSpec("notes", "later"))
+    assert (await _call(ctx, "later")).kind == "unknown"  # cached: read on every call
+    gate.invalidate()
+    assert (await _call(ctx, "later")).ok
