@@ -108,3 +108,20 @@ async def test_a_failed_recompile_keeps_the_last_generation_and_says_why(
     assert "recompiling the stubs" in caplog.text
     catalog._source = _Tools({"notes": [ToolSpec("notes", "list_tags")]})
     assert await catalog.refresh("retry") is not None and catalog.error is None
+
+
+async def test_a_recompile_that_changes_nothing_publishes_nothing(tmp_path: Path) -> None:
+    tools = {"notes": [ToolSpec("notes", "list_tags", "List tags.")]}
+    first = Catalog(tmp_path / "stubs", _Tools(tools))
+    await first.refresh()
+    again = Catalog(tmp_path / "stubs", _Tools(tools))  # e.g. the next `codemode serve` on the same config
+    notified: list[Catalog] = []
+
+    async def listener(c: Catalog) -> None:
+        notified.append(c)
+
+    again.listeners.append(listener)
+    await again.refresh()
+    assert again.generation == first.generation and notified == [again]  # its first generation, announced
+    await again.refresh("no change")
+    assert notified == [again] and sorted(p.name for p in (tmp_path / "stubs").glob("g*")) == ["g000001"]

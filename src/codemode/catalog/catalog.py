@@ -68,13 +68,19 @@ class Catalog:
                 tools = self._source.tools()
                 summaries = self._source.summaries()
                 generation, report = await anyio.to_thread.run_sync(
-                    lambda: self.store.publish(lambda tree: compile_to_dir(tools, tree, summaries=summaries))
+                    lambda: self.store.publish(
+                        lambda tree: compile_to_dir(tools, tree, summaries=summaries),
+                        unchanged=lambda report: not (report.written or report.deleted),
+                    )
                 )
             except Exception as exc:
                 self.error = f"recompiling the stubs ({reason}) failed: {type(exc).__name__}: {exc}"
                 logger.exception("catalog %s: %s", self.root, self.error)
                 return None
             self.error = None
+            if generation == self.generation:
+                self.report = report
+                return generation  # nothing changed: no new generation, nobody to tell
             self.generation, self.report = generation, report
             self.index = load_index(generation.path)
             self._progress(

@@ -67,11 +67,14 @@ class GenerationStore:
             return None
         return Generation(name, self.root / name)
 
-    def publish(self, build: Callable[[Path], T]) -> tuple[Generation, T]:
+    def publish(
+        self, build: Callable[[Path], T], *, unchanged: Callable[[T], bool] | None = None
+    ) -> tuple[Generation, T]:
         """Build the next generation from a copy of the current one and make it current.
 
         ``build(tree)`` fills the directory it is given; if it raises, nothing is published and the
-        temporary tree is removed.
+        temporary tree is removed. When ``unchanged(outcome)`` says the build changed nothing, the copy is
+        dropped and the current generation is returned (a restart with the same tools publishes nothing).
         """
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,9 @@ class GenerationStore:
                 tmp.mkdir()
             try:
                 outcome = build(tmp)
+                if previous is not None and unchanged is not None and unchanged(outcome):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return previous, outcome
                 generation = self._claim(tmp)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
