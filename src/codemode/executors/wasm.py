@@ -29,10 +29,10 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 import anyio
 import anyio.from_thread
@@ -71,6 +71,8 @@ from codemode.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _ERRNO_NOTSUP = 58
 _ERRNO_IO = 29
@@ -195,6 +197,56 @@ class _Job:
     @property
     def limits(self) -> Limits:
         return self.ctx.limits
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """What an interpreter is started with: its read-only mounts, memory limit and recursion limit."""
+
+    runtime_dir: Path
+    """Mounted read-only as ``/runtime`` (the guest package ``codemode_runtime``)."""
+    stubs_dir: Path
+    """Mounted read-only as ``/stubs``."""
+    skills_dir: Path
+    """Mounted read-only as ``/skills``."""
+    memory_bytes: int
+    """The store's memory limit, fixed for the interpreter's life."""
+    recursion_limit: int
+
+
+@dataclass(frozen=True)
+class LoopLink:
+    """The event loop that owns the executor, as an instance thread reaches it.
+
+    On asyncio the loop is used directly (a lighter hop than anyio's portal: this is per tool call);
+    elsewhere (e.g. trio) through anyio's token.
+    """
+
+    token: anyio.lowlevel.EventLoopToken | None = None
+    asyncio_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def current(cls) -> LoopLink:
+        """The running event loop (call on it)."""
+        asyncio_loop = None
+        with contextlib.suppress(RuntimeError):  # not asyncio: notify through anyio instead
+            asyncio_loop = asyncio.get_running_loop()
+        return cls(anyio.lowlevel.current_token(), asyncio_loop)
+
+    def notify(self, setter: Callable[[], None]) -> None:
+        """Call ``setter`` on the loop without waiting for it; never raises."""
+        with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
+            if self.asyncio_loop is not None:
+                # Fire and forget: the guest need not wait for the loop to wake (saves a round trip).
+                self.asyncio_loop.call_soon_threadsafe(setter)
+            else:
+                anyio.from_thread.run_sync(setter, token=self.token)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the loop and wait for its result (raises if the loop refuses it)."""
+        if self.asyncio_loop is not None:
+            return asyncio.run_coroutine_threadsafe(coroutine, self.asyncio_loop).result()
+        return anyio.from_thread.run(lambda: coroutine, token=self.token)
 
 
 class _Local(threading.local):
@@ -375,8 +427,9 @@ def _pwrite_type() -> wasmtime.FuncType:
 class _Instance:
     """One CPython-in-WASM interpreter on its own thread."""
 
-    def __init__(self, executor: WasmExecutor, scratch: Path) -> None:
-        self.executor = executor
+    def __init__(self, config: InstanceConfig, loop: LoopLink, scratch: Path) -> None:
+        self.config = config
+        self.loop = loop
         self.scratch = scratch
         self.id = uuid.uuid4().hex[:8]
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -465,7 +518,7 @@ class _Instance:
             )
             linker.define_func("wasi_snapshot_preview1", "path_symlink", _symlink_type(), _host_path_symlink)
             store = wasmtime.Store(self.engine)
-            store.set_limits(memory_size=self.executor.limits.memory_bytes)
+            store.set_limits(memory_size=self.config.memory_bytes)
             store.set_fuel(_BOOT_FUEL)
             store.set_epoch_deadline(1)
             boot_deadline = time.monotonic() + _BOOT_TIMEOUT_S
@@ -492,12 +545,12 @@ class _Instance:
         wasi.argv = ["python", "-I", "-S", "-B", "-c", _BOOT_CODE]
         wasi.env = [
             ("CODEMODE_STUBS_DIR", "/stubs"),
-            ("CODEMODE_RECURSION_LIMIT", str(self.executor.recursion_limit)),
+            ("CODEMODE_RECURSION_LIMIT", str(self.config.recursion_limit)),
             ("HOME", "/scratch"),
         ]
-        wasi.preopen_dir(str(paths.runtime_dir()), "/runtime", fs_mutable=False)
-        wasi.preopen_dir(str(self.executor.stubs_dir), "/stubs", fs_mutable=False)
-        wasi.preopen_dir(str(self.executor.skills_dir), "/skills", fs_mutable=False)
+        wasi.preopen_dir(str(self.config.runtime_dir), "/runtime", fs_mutable=False)
+        wasi.preopen_dir(str(self.config.stubs_dir), "/stubs", fs_mutable=False)
+        wasi.preopen_dir(str(self.config.skills_dir), "/skills", fs_mutable=False)
         wasi.preopen_dir(str(self.scratch), "/scratch", fs_mutable=True)
         # The program's output is captured inside the guest (sys.stdout/sys.stderr). Bytes written straight
         # to descriptors 1 and 2 are discarded: a Python sink here would be called from wasmtime's own
@@ -518,13 +571,7 @@ class _Instance:
             if job is None:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
             try:
-                loop = self.executor.asyncio_loop
-                call = serve_call(job.ctx, message, len(raw))
-                if loop is not None:
-                    # Straight onto the asyncio loop: a lighter hop than anyio's portal (this is per tool call).
-                    frame: bytes = asyncio.run_coroutine_threadsafe(call, loop).result()
-                else:
-                    frame = anyio.from_thread.run(lambda: call, token=self.executor.token)
+                frame = self.loop.run(serve_call(job.ctx, message, len(raw)))
             except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
                 return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
             return frame
@@ -540,7 +587,7 @@ class _Instance:
                 capture = message.get("capture")
                 if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):
                     self.capture = (capture[0], capture[1])
-                self._notify(self.ready.set)
+                self.loop.notify(self.ready.set)
             return self._next_job(caller)
         return encode_frame(error_reply("bridge", f"unknown op {op!r}"))
 
@@ -599,7 +646,7 @@ class _Instance:
         with self._lock:
             self.job = None
         job.result = result_from_guest(payload, job.ctx, time.perf_counter() - job.started)
-        self._notify(job.done.set)
+        self.loop.notify(job.done.set)
 
     def _loss(self, trap: BaseException | None, job: _Job, store: wasmtime.Store | None) -> RunError:
         if self.breach is not None:
@@ -610,7 +657,7 @@ class _Instance:
         if self.memory is not None and store is not None:
             with contextlib.suppress(Exception):
                 used = self.memory.data_len(store)
-        memory_limit = self.executor.limits.memory_bytes
+        memory_limit = self.config.memory_bytes
         return trap_error(trap, job.limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
 
     def _captured(self, store: wasmtime.Store | None, cap_chars: int) -> tuple[str, str]:
@@ -634,15 +681,6 @@ class _Instance:
             return "", ""
         return texts[0], texts[1]
 
-    def _notify(self, setter: Callable[[], None]) -> None:
-        with contextlib.suppress(BaseException):  # the loop may be closing; nobody is waiting then
-            loop = self.executor.asyncio_loop
-            if loop is not None:
-                # Fire and forget: the guest need not wait for the loop to wake (saves a round trip).
-                loop.call_soon_threadsafe(setter)
-            else:
-                anyio.from_thread.run_sync(setter, token=self.executor.token)
-
     def _finish(self, trap: BaseException | None, store: wasmtime.Store | None) -> None:
         with self._lock:
             self.dead = True
@@ -653,10 +691,10 @@ class _Instance:
                 self._loss(trap, job, store), job.ctx, duration_s=time.perf_counter() - job.started,
                 stdout=stdout, stderr=stderr,
             )  # fmt: skip
-            self._notify(job.done.set)
+            self.loop.notify(job.done.set)
         if not self.ready.is_set():
             self.boot_error = self.boot_error or _describe_trap(trap)
-            self._notify(self.ready.set)
+            self.loop.notify(self.ready.set)
         elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap):
             log.warning("wasm instance %s ended while idle: %s", self.id, _describe_trap(trap))
         if store is not None:
@@ -792,13 +830,11 @@ class WasmExecutor(PooledExecutor[_Instance]):
     def __init__(self, *, recursion_limit: int = 600, **options: Unpack[ExecutorOptions]) -> None:
         super().__init__(**options)
         self.recursion_limit = recursion_limit
-        self.token: anyio.lowlevel.EventLoopToken | None = None
-        self.asyncio_loop: asyncio.AbstractEventLoop | None = None
+        self.loop = LoopLink()
+        """How instance threads reach the event loop (the running one once entered)."""
 
     async def __aenter__(self) -> WasmExecutor:
-        self.token = anyio.lowlevel.current_token()
-        with contextlib.suppress(RuntimeError):  # not asyncio (e.g. trio): notify through anyio instead
-            self.asyncio_loop = asyncio.get_running_loop()
+        self.loop = LoopLink.current()
         if not module_cache_path().exists():
             await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(_engine_config()), self.progress))
         await self._start_pool()
@@ -806,7 +842,7 @@ class WasmExecutor(PooledExecutor[_Instance]):
 
     async def _boot(self) -> _Instance:
         scratch = self._new_scratch()
-        instance = _Instance(self, scratch)
+        instance = _Instance(self._instance_config(), self.loop, scratch)
         self._all.add(instance)
         instance.start()
         await instance.ready.wait()
@@ -815,6 +851,12 @@ class WasmExecutor(PooledExecutor[_Instance]):
             shutil.rmtree(scratch, ignore_errors=True)
             raise SandboxError(f"the WASM interpreter failed to start: {instance.boot_error}")
         return instance
+
+    def _instance_config(self) -> InstanceConfig:
+        return InstanceConfig(
+            runtime_dir=paths.runtime_dir(), stubs_dir=self.stubs_dir, skills_dir=self.skills_dir,
+            memory_bytes=self.limits.memory_bytes, recursion_limit=self.recursion_limit,
+        )  # fmt: skip
 
     async def _dispose(self, instance: _Instance) -> None:
         instance.stop()
