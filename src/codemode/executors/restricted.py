@@ -51,7 +51,7 @@ from codemode.protocol import HEADER, OP_CALL, OP_NEXT, FrameError, check_hello,
 
 log = logging.getLogger(__name__)
 
-CHILD_SCRIPT = Path(__file__).with_name("restricted_child.py")
+CHILD_SCRIPT = Path(__file__).with_name("restricted_child") / "__main__.py"
 """Run by path: ``-m codemode.executors.restricted_child`` would import the whole ``codemode`` package."""
 _MAX_CHILD_FRAME = 256 * 1024 * 1024
 _BOOT_TIMEOUT_S = 60.0
@@ -193,7 +193,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         }
 
     def child_command(self) -> list[str]:
-        """``python -I restricted_child.py RUNTIME STUBS SKILLS MEMORY_BYTES``."""
+        """``python -I restricted_child/__main__.py RUNTIME STUBS SKILLS MEMORY_BYTES``."""
         return [
             sys.executable,
             "-I",

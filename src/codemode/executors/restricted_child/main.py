@@ -1,0 +1,96 @@
+"""The child's session: set up the guarded namespace and the limits, then serve the host's frames.
+
+Order of operations matters:
+
+1. the frame channel moves to private descriptors and fd 0/1 point at ``/dev/null``, so nothing the
+   program (or a C extension) writes to stdout can corrupt the channel;
+2. the packages and the allowed stdlib modules are imported, the guarded namespace is built;
+3. the address space at that point is the *baseline*; ``RLIMIT_AS`` is set to baseline + the memory
+   limit. Measured: ~25 MB (VmSize 26,032 kB, RSS ~21 MB) for CPython 3.11 on Linux x86-64 with these
+   imports; it is measured per child from ``/proc/self/status`` because it varies with the interpreter
+   build, the shared libraries (OpenSSL for hashlib) and the stubs;
+4. ``repl.serve`` runs the session loop. Before each execution (its ``before_run`` hook, from the ``run``
+   frame) the CPU limit is re-armed to the CPU already used plus the execution's wall-time budget (the
+   host's wall clock is the real limit; this is the backstop if the host is gone).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import types
+from typing import Any
+
+from .guards import SAFE_STDLIB
+from .limits import apply_static_limits, arm_execution_limits
+from .modules import build_safe_modules
+from .namespace import make_builtins, make_globals
+from .skills import SkillFinder
+from .transformer import compile_user
+
+
+def _take_channel() -> tuple[int, int]:
+    # The frames travel on private duplicates; fd 0/1 become /dev/null so stray writes go nowhere.
+    read_fd, write_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    return read_fd, write_fd
+
+
+class ExecutionStopped(BaseException):
+    """Raised in the program when the host stops it at its wall-time limit (SIGUSR1).
+
+    The session loop then reports what the program printed so far, before the host kills the child.
+    """
+
+
+def _stop_execution(signum: int, frame: object) -> None:
+    raise ExecutionStopped("the host stopped the execution at its wall-time limit")
+
+
+def main(argv: list[str]) -> None:
+    """Set up the guarded session and serve it until the host says stop or goes away."""
+    runtime_dir, stubs_dir, skills_dir, memory_bytes = argv[1], argv[2], argv[3], int(argv[4])
+    read_fd, write_fd = _take_channel()
+    sys.path.insert(0, runtime_dir)
+
+    import codemode_runtime
+    from codemode_runtime import repl, transport
+
+    transport.use_pipes(read_fd, write_fd)
+    # The guards' own frames (host paths) say nothing about the user's code: keep them out of tracebacks.
+    # Every module of this package is in this one directory.
+    repl.HIDDEN_FRAME_DIRS.add(os.path.dirname(os.path.abspath(__file__)))
+    restricted_builtins = make_builtins()
+    repl.mount("stubs", stubs_dir)
+    repl.SHOWN_PATHS[os.path.abspath(skills_dir)] = "/skills"
+    sys.meta_path.insert(0, SkillFinder(skills_dir, restricted_builtins))
+    for name in sorted(SAFE_STDLIB):
+        importlib.import_module(name)
+    import collections.abc  # noqa: F401  # pre-imported so the baseline includes it
+
+    build_safe_modules()
+
+    # The session's namespace is a real module's dict, registered as __main__, so stdlib code that
+    # looks a class's module up in sys.modules finds the user's namespace, not the script's globals.
+    main_module = types.ModuleType("__main__")
+    namespace = main_module.__dict__
+    namespace.update(make_globals("__main__", restricted_builtins))
+    for name in codemode_runtime.PROGRAM_NAMES:
+        namespace[name] = getattr(codemode_runtime, name)
+    sys.modules["__main__"] = main_module
+
+    apply_static_limits(memory_bytes)
+
+    def arm(run: dict[str, Any]) -> None:
+        arm_execution_limits(int(run.get("memory_bytes", memory_bytes)), float(run.get("cpu_s", 30.0)))
+
+    signal.signal(signal.SIGUSR1, _stop_execution)
+    try:
+        repl.serve(compile_user, namespace, before_run=arm)
+    except transport.TransportError:
+        pass  # the host went away: nothing to report to

