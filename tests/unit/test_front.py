@@ -34,6 +34,8 @@ def test_description_names_every_server_and_does_not_grow_with_tools() -> None:
     assert count_tokens(large) < 1_500  # the serve issue's budget for 30 servers
     assert "search_tools" in small and "describe" in small and "from stubs import" in small
     assert "30 s, 256 MB, 200 tool calls" in small
+    errors = ("ToolError", "ToolTimeout", "ToolUnavailable", "QuotaExceeded", "UnknownTool", "ToolDenied", "retryable")
+    assert all(name in small for name in errors)
 
 
 def test_description_with_no_servers_says_so() -> None:
