@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from codemode.config import load_config, parse_config
+from codemode.config import Config, StdioServer, load_config, parse_config
 from codemode.errors import ToolCallError, UpstreamError
-from codemode.hub import Hub, ToolRef
+from codemode.hub import Hub, McpUpstream, ToolRef
 
 
 def _cfg(servers: dict[str, Any]) -> Any:
@@ -78,10 +81,67 @@ async def test_call_timeout_names_the_tool(fragile_server: dict[str, Any]) -> No
 
 
 async def test_no_orphan_processes_after_close(fragile_server: dict[str, Any]) -> None:
-    import os
-
     async with Hub(_cfg({"f": fragile_server})) as hub:
         result = await hub.call_tool(ToolRef("f", "pid"), {})
         pid = int(result.content[0].text)  # type: ignore[union-attr]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_a_changed_tool_list_reaches_the_callback(fragile_server: dict[str, Any]) -> None:
+    seen: list[tuple[str, list[str]]] = []
+
+    async def changed(server: str) -> None:
+        # Awaiting the same server from the callback is fine: it runs in the hub's task, not the connection's.
+        pid = await hub.call_tool(ToolRef(server, "pid"), {})
+        assert not pid.is_error
+        seen.append((server, sorted(spec.name for spec in hub.tools()[server])))
+
+    async def wait_for(count: int) -> None:
+        with anyio.fail_after(20):
+            while len(seen) < count:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+
+    async with Hub(_cfg({"f": fragile_server}), on_tools_changed=changed) as hub:
+        grown = await hub.call_tool(ToolRef("f", "grow"), {"name": "shout"})
+        assert not grown.is_error
+        await wait_for(1)
+        assert seen == [("f", ["die", "echo", "grow", "pid", "shout", "slow"])]
+        shouted = await hub.call_tool(ToolRef("f", "shout"), {"text": "hi"})
+        assert shouted.content[0].text == "shout: hi"  # type: ignore[union-attr]
+        # A new process has forgotten the added tool: the restart announces the shorter list.
+        await hub.restart("f")
+        await wait_for(2)
+        assert seen[1] == ("f", ["die", "echo", "grow", "pid", "slow"])
+
+
+async def test_restart_starts_a_new_process(fragile_server: dict[str, Any]) -> None:
+    async with Hub(_cfg({"f": fragile_server})) as hub:
+        first = await hub.call_tool(ToolRef("f", "pid"), {})
+        await hub.restart("f")
+        assert {s.name: s.state for s in hub.status()}["f"] == "ready"
+        second = await hub.call_tool(ToolRef("f", "pid"), {})
+        assert first.content[0].text != second.content[0].text  # type: ignore[union-attr]
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(first.content[0].text), 0)  # type: ignore[union-attr]
+
+
+async def test_mount_and_unmount_a_real_server(fragile_server: dict[str, Any], tmp_path: Path) -> None:
+    changed: list[str] = []
+
+    async def record(server: str) -> None:
+        changed.append(server)
+
+    async with Hub(Config(), on_tools_changed=record) as hub:
+        await hub.mount("f", McpUpstream("f", StdioServer(**fragile_server), log_dir=tmp_path))
+        (status,) = hub.status()
+        assert (status.name, status.state, status.transport) == ("f", "ready", "stdio")
+        pid = int((await hub.call_tool(ToolRef("f", "pid"), {})).content[0].text)  # type: ignore[union-attr]
+        await hub.unmount("f")
+        assert hub.status() == []
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        with anyio.fail_after(5):
+            while len(changed) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert changed == ["f", "f"]

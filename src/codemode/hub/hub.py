@@ -1,18 +1,31 @@
-"""The hub: every configured upstream server, started together, called by ``ToolRef``.
+"""The hub: every upstream server, started together, called by ``ToolRef``.
 
 ::
 
-    async with Hub(config) as hub:
+    async with Hub(config, on_tools_changed=recompile) as hub:
         hub.tools()                          # {"notes": [ToolSpec, ...], ...}
         await hub.call_tool(ToolRef("notes", "search_notes"), {"query": "restock"})
+        await hub.mount("calc", FakeUpstream("calc", tools, handler))   # recompile("calc") follows
+        await hub.unmount("calc")
+
+Upstreams come from the config (:class:`~codemode.hub.mcp.McpUpstream`), from the ``upstreams`` argument,
+and from :meth:`Hub.mount` at run time; the hub sees each only through the
+:class:`~codemode.hub.upstream.Upstream` protocol.
 
 One bad server degrades, never aborts: it is reported in :meth:`Hub.status` and the others keep working.
 No ``ExceptionGroup`` leaves the hub.
+
+Tool-list changes reach ``on_tools_changed(server)`` from a dispatcher task of the hub, never from inside an
+upstream's connection: an upstream only queues its name. Pending names are coalesced, and the callback runs
+for one server at a time, so a slow recompile neither stalls a connection nor overlaps another. An exception
+from the callback is logged and the dispatcher carries on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -22,12 +35,16 @@ from typing import Any
 import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from codemode import paths
 from codemode.config import Config
 from codemode.errors import UpstreamError
+from codemode.hub.mcp import McpUpstream
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.hub.upstream import Upstream, UpstreamState
+from codemode.hub.upstream import Upstream
+
+logger = logging.getLogger(__name__)
 
 
 class HubState(StrEnum):
@@ -60,7 +77,15 @@ class ServerStatus:
 
 
 class Hub:
-    """Client sessions to all upstream servers of a :class:`~codemode.config.Config`."""
+    """Client sessions to the upstream servers of a :class:`~codemode.config.Config`, plus any mounted ones.
+
+    ``upstreams`` join the configured servers (the config may have none): ``Hub(Config(), upstreams={"calc":
+    FakeUpstream("calc", ...)})``. ``on_tools_changed(server)`` is awaited after a server's tool list
+    changed, or it was mounted or unmounted; see the module docstring for how it is delivered.
+
+    Raises:
+        ValueError: an ``upstreams`` key names a configured server, or differs from its upstream's ``name``.
+    """
 
     def __init__(
         self,
@@ -68,15 +93,22 @@ class Hub:
         *,
         log_dir: Path | None = None,
         on_tools_changed: Callable[[str], Awaitable[None]] | None = None,
+        upstreams: Mapping[str, Upstream] | None = None,
     ) -> None:
         self.config = config
         self.state = HubState.NEW
         self._log_dir = log_dir if log_dir is not None else paths.log_dir()
-        self._upstreams = {
-            name: Upstream(name, cfg, log_dir=self._log_dir, on_tools_changed=on_tools_changed)
-            for name, cfg in config.servers.items()
+        self._on_tools_changed = on_tools_changed
+        self._upstreams: dict[str, Upstream] = {
+            name: McpUpstream(name, cfg, log_dir=self._log_dir) for name, cfg in config.servers.items()
         }
+        for name, upstream in (upstreams or {}).items():
+            self._check_new(name, upstream)
+            self._upstreams[name] = upstream
+        for upstream in self._upstreams.values():
+            upstream.on_change = self._queue_change
         self._tg: TaskGroup | None = None
+        self._changes: MemoryObjectSendStream[str] | None = None
 
     async def __aenter__(self) -> Hub:
         if self.state is not HubState.NEW:
@@ -84,6 +116,9 @@ class Hub:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
+            # Unbounded, so the upstreams' notifier never blocks; the dispatcher coalesces what piles up.
+            self._changes, receive = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
+            self._tg.start_soon(self._dispatch_changes, receive)
             for upstream in self._upstreams.values():
                 upstream.attach(self._tg)
             async with anyio.create_task_group() as starters:
@@ -112,6 +147,8 @@ class Hub:
             async with anyio.create_task_group() as closers:
                 for upstream in self._upstreams.values():
                     closers.start_soon(upstream.aclose)
+        if self._changes is not None:
+            self._changes.close()  # changes announced from now on have nobody left to tell
         # The owner task group was entered in __aenter__, so it must be exited here, outside any scope
         # opened since (anyio cancel scopes nest strictly).
         tg, self._tg = self._tg, None
@@ -119,23 +156,114 @@ class Hub:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
 
+    # -- mounting ------------------------------------------------------------------------------
+
+    async def mount(self, name: str, upstream: Upstream) -> None:
+        """Add an upstream to the running hub and start it; ``on_tools_changed(name)`` follows.
+
+        Like a configured server, one that fails to start is kept, reported by :meth:`status` and retried
+        on the next call.
+
+        Raises:
+            UpstreamError: the hub is not running.
+            ValueError: ``name`` is taken, or is not ``upstream.name``.
+        """
+        tg = self._tg
+        if self.state is not HubState.RUNNING or tg is None:
+            raise UpstreamError(name, f"cannot mount: the hub is {self.state.value}")
+        self._check_new(name, upstream)
+        # Registered before the first await, so a second mount of the same name is refused at once.
+        self._upstreams[name] = upstream
+        upstream.on_change = self._queue_change
+        try:
+            upstream.attach(tg)
+            await upstream.start()
+        except BaseException:
+            # Cancelled while starting: leave nothing half-mounted behind.
+            if self._upstreams.get(name) is upstream:
+                del self._upstreams[name]
+            upstream.on_change = None
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
+            raise
+        self._queue_change(name)
+
+    async def unmount(self, name: str) -> None:
+        """Stop an upstream and remove it from the hub; ``on_tools_changed(name)`` follows.
+
+        Raises:
+            UpstreamError: no server of that name, or the hub is not running.
+        """
+        if self.state is not HubState.RUNNING:
+            raise UpstreamError(name, f"cannot unmount: the hub is {self.state.value}")
+        upstream = self._get(name)
+        del self._upstreams[name]
+        upstream.on_change = None
+        # Shielded: a cancelled unmount must still stop the server (aclose bounds its own waits).
+        with anyio.CancelScope(shield=True):
+            await upstream.aclose()
+        self._queue_change(name)
+
+    def _check_new(self, name: str, upstream: Upstream) -> None:
+        if name in self._upstreams:
+            raise ValueError(f"{name}: the hub already has a server of that name")
+        if upstream.name != name:
+            # ToolSpec.server comes from the upstream; a second name would split one server's identity.
+            raise ValueError(f"{name}: the upstream is named {upstream.name!r}; add it under that name")
+
+    # -- change events -------------------------------------------------------------------------
+
+    def _queue_change(self, server: str) -> None:
+        """The upstreams' ``on_change``: queue the name and return at once (called from their message loops)."""
+        changes = self._changes
+        if changes is None:
+            return  # not started yet: the tool lists are read after start anyway
+        try:
+            changes.send_nowait(server)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # the hub is closing: nobody is left to recompile for
+
+    async def _dispatch_changes(self, receive: MemoryObjectReceiveStream[str]) -> None:
+        """Deliver queued changes one at a time, each server once however often it was queued meanwhile."""
+        with receive:
+            async for first in receive:
+                pending = {first: None}  # a dict: ordered, and a name queued twice is delivered once
+                while True:
+                    try:
+                        pending[receive.receive_nowait()] = None
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                for server in pending:
+                    await self._deliver_change(server)
+
+    async def _deliver_change(self, server: str) -> None:
+        if self._on_tools_changed is None:
+            return
+        try:
+            await self._on_tools_changed(server)
+        except Exception:
+            # The callback belongs to someone else (the engine's recompile): its failure must be visible,
+            # but must not stop later changes from being delivered.
+            logger.exception("hub: on_tools_changed(%r) failed", server)
+
     # -- queries -------------------------------------------------------------------------------
 
     @property
     def servers(self) -> list[str]:
+        """Names of all servers in the hub, configured and mounted."""
         return list(self._upstreams)
 
     def tools(self) -> dict[str, list[ToolSpec]]:
-        """Tools per server, for every server that has listed them (failed servers map to ``[]``)."""
-        return {name: list(u.tools) for name, u in self._upstreams.items() if not u.config.disabled}
+        """Tools per server, for every enabled server (failed servers map to ``[]``)."""
+        return {name: list(u.tools) for name, u in self._upstreams.items() if not u.disabled}
 
     def status(self) -> list[ServerStatus]:
-        """One line per configured server: state, transport, tool count and the error if any."""
+        """One line per server: state, transport, tool count and the error if any."""
         return [
             ServerStatus(
                 name=name,
                 state=u.state.value,
-                transport=u.config.type,
+                transport=u.transport,
                 tool_count=len(u.tools),
                 error=u.error,
                 version=u.server_version,
@@ -168,15 +296,21 @@ class Hub:
         """
         if self.state is not HubState.RUNNING:
             raise UpstreamError(ref.server, f"hub is {self.state.value}")
-        upstream = self._upstreams.get(ref.server)
-        if upstream is None:
-            known = ", ".join(sorted(self._upstreams)) or "none"
-            raise UpstreamError(ref.server, f"unknown server (connected: {known})")
-        return await upstream.call_tool(ref.tool, args, timeout_s=timeout_s)
+        return await self._get(ref.server).call_tool(ref.tool, args, timeout_s=timeout_s)
 
     async def restart(self, server: str) -> None:
-        """Stop and start one server again (used after it died, or on request)."""
-        upstream = self._upstreams[server]
-        await upstream.aclose()
-        upstream.state = UpstreamState.STARTING
-        await upstream.start()
+        """Stop and start one server again (used after it died, or on request); see :meth:`status` after.
+
+        Raises:
+            UpstreamError: unknown server, or the hub is not running.
+        """
+        if self.state is not HubState.RUNNING:
+            raise UpstreamError(server, f"hub is {self.state.value}")
+        await self._get(server).restart()
+
+    def _get(self, server: str) -> Upstream:
+        upstream = self._upstreams.get(server)
+        if upstream is None:
+            known = ", ".join(sorted(self._upstreams)) or "none"
+            raise UpstreamError(server, f"unknown server (connected: {known})")
+        return upstream

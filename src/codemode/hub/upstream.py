@@ -1,40 +1,30 @@
-"""One upstream MCP server: its connection, owned by a task of its own, and calls into it.
+"""What the hub needs from one upstream server: the :class:`Upstream` protocol and its lifecycle states.
 
-The ``mcp.Client`` context must be entered and exited in the same task, so each upstream runs a small
-owner task that holds the connection open until asked to stop. Calls go through the live session from
-any task. A server that dies is noticed (the owner task ends) and reconnected on the next call.
+Implementations: :class:`~codemode.hub.mcp.McpUpstream` (an MCP server over stdio, streamable HTTP or
+SSE) and :class:`~codemode.hub.fake.FakeUpstream` (in process, for tests). This module imports no client
+machinery, so code that only needs the protocol stays light.
+
+The hub drives an upstream like this::
+
+    upstream.on_change = notify          # set before start; called with the upstream's name
+    upstream.attach(task_group)          # where any background task of the upstream lives
+    await upstream.start()               # never raises: a failure lands in state / error
+    await upstream.call_tool("search", {"query": "x"}, timeout_s=30)
+    await upstream.restart()
+    await upstream.aclose()              # idempotent
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
-import mcp_types as types
-from anyio.abc import TaskGroup
-from mcp import Client
-from mcp.client.session import IncomingMessage
-from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.client.subscriptions import ListenNotSupportedError
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
+if TYPE_CHECKING:
+    import mcp_types
+    from anyio.abc import TaskGroup
 
-from codemode._version import __version__
-from codemode.config import HttpServer, StdioServer
-from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
-from codemode.hub.models import ToolSpec
-
-logger = logging.getLogger(__name__)
-
-_MAX_PAGES = 1000
-"""A paginator that never ends must not hang start-up."""
+    from codemode.hub.models import ToolSpec
 
 
 class UpstreamState(StrEnum):
@@ -50,281 +40,82 @@ class UpstreamState(StrEnum):
     CLOSED = "closed"
 
 
-class Upstream:
-    """A connection to one configured MCP server."""
+class Upstream(Protocol):
+    """One upstream server as the hub sees it: its tools, its state, and calls into it.
 
-    def __init__(
-        self,
-        name: str,
-        config: StdioServer | HttpServer,
-        *,
-        log_dir: Path | None = None,
-        on_tools_changed: Callable[[str], Awaitable[None]] | None = None,
-    ) -> None:
-        self.name = name
-        self.config = config
-        self.state = UpstreamState.DISABLED if config.disabled else UpstreamState.STARTING
-        self.error: str | None = None
-        self.tools: list[ToolSpec] = []
-        self.server_version: str | None = None
-        self.instructions: str | None = None
-        self._log_dir = log_dir
-        self._on_tools_changed = on_tools_changed
-        self._client: Client | None = None
-        self._stop: anyio.Event | None = None
-        self._done: anyio.Event | None = None
-        self._lock = anyio.Lock()
-        self._tg: TaskGroup | None = None
-        self._scope: anyio.CancelScope | None = None
+    The attributes are read by the hub (``status()``, ``tools()``); only the upstream changes them,
+    except ``on_change``, which the hub sets.
+    """
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The server's name in the hub; every ``ToolSpec.server`` of ``tools`` equals it."""
+        ...
+
+    @property
+    def state(self) -> UpstreamState: ...
+
+    @property
+    def error(self) -> str | None:
+        """Why the upstream is failed or died, in one line (None when it is fine)."""
+        ...
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        """The tools it listed last (``[]`` before a successful start)."""
+        ...
+
+    @property
+    def server_version(self) -> str | None: ...
+
+    @property
+    def instructions(self) -> str | None:
+        """The server's own description of itself, if it gave one."""
+        ...
+
+    @property
+    def transport(self) -> str:
+        """A label for ``status()``: ``"stdio"``, ``"http"``, ``"sse"``, ``"fake"``..."""
+        ...
+
+    @property
+    def disabled(self) -> bool:
+        """Configured off: never started, and calls raise ``UpstreamError``."""
+        ...
+
+    on_change: Callable[[str], None] | None
+    """Called with ``name`` after the upstream re-listed its tools while running.
+
+    Synchronous and must not block: the hub's notifier only queues the name, and the hub's own task
+    delivers it. The upstream's message loop therefore never waits for whoever reacts to the change.
+    """
 
     def attach(self, tg: TaskGroup) -> None:
-        """Give the upstream the task group its owner task will live in."""
-        self._tg = tg
+        """Give the upstream the task group its background tasks (if any) will live in. Call before ``start``."""
+        ...
 
     async def start(self) -> None:
-        """Connect and list tools, within ``start_timeout_s``. Never raises: failures land in ``state``."""
-        if self.config.disabled:
-            return
-        async with self._lock:
-            await self._start_locked()
-
-    async def _start_locked(self) -> None:
-        assert self._tg is not None, "attach() first"
-        if self.state is UpstreamState.READY:
-            return
-        self.state = UpstreamState.STARTING
-        self.error = None
-        ready = anyio.Event()
-        stop = anyio.Event()
-        done = anyio.Event()
-        outcome: list[BaseException] = []
-        self._stop, self._done = stop, done
-        self._tg.start_soon(self._own, ready, stop, done, outcome)
-        timeout = self.config.start_timeout_s
-        with anyio.move_on_after(timeout) as scope:
-            await ready.wait()
-        if scope.cancelled_caught:
-            self._cancel_owner()
-            with anyio.move_on_after(10, shield=True):
-                await done.wait()
-            self._fail(f"did not start within {timeout:g} s")
-            return
-        if outcome:
-            self._fail(_describe(outcome[0]))
-            return
-        self.state = UpstreamState.READY
-
-    async def _own(
-        self, ready: anyio.Event, stop: anyio.Event, done: anyio.Event, outcome: list[BaseException]
-    ) -> None:
-        errlog = self._open_errlog()
-        scope = anyio.CancelScope()
-        self._scope = scope
-        try:
-            with scope:
-                async with Client(
-                    self._transport(errlog),
-                    message_handler=self._on_message,
-                    client_info=types.Implementation(name="codemode", version=__version__),
-                ) as client:
-                    info = client.server_info
-                    self.server_version = info.version if info else None
-                    self.instructions = client.instructions
-                    self.tools = await self._list_tools(client)
-                    self._client = client
-                    ready.set()
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._listen_for_tool_changes, client)
-                        await stop.wait()
-                        tg.cancel_scope.cancel()
-        except BaseException as exc:
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                raise
-            if not ready.is_set():
-                outcome.append(exc)
-            else:
-                logger.warning("upstream %s: connection ended: %s", self.name, _describe(exc))
-        finally:
-            self._client = None
-            if self.state is UpstreamState.READY and not stop.is_set():
-                self.state = UpstreamState.DIED
-                self.error = "the server process exited or the connection closed"
-            ready.set()
-            done.set()
-            if errlog is not None:
-                errlog.close()
-
-    async def aclose(self) -> None:
-        """Stop the server (stdin closed, then terminate/kill: the SDK bounds every wait)."""
-        if self._stop is not None:
-            self._stop.set()
-        if self._done is not None:
-            with anyio.move_on_after(5, shield=True):
-                await self._done.wait()
-            if not self._done.is_set():
-                # Stuck in a handshake that will never finish: cancel it (the SDK's shutdown is shielded
-                # and bounded, and kills the process tree).
-                self._cancel_owner()
-                with anyio.move_on_after(10, shield=True):
-                    await self._done.wait()
-        if self.state is not UpstreamState.DISABLED:
-            self.state = UpstreamState.CLOSED
-
-    # -- calls ---------------------------------------------------------------------------------
+        """Connect and list tools. Never raises: a failure lands in ``state`` and ``error``."""
+        ...
 
     async def call_tool(
         self, tool: str, args: dict[str, Any], *, timeout_s: float | None = None
-    ) -> types.CallToolResult:
-        """Call one tool. An ``is_error`` result is returned, not raised.
+    ) -> mcp_types.CallToolResult:
+        """Call one tool. A tool's own failure is an ``is_error`` result, returned, not raised.
 
         Raises:
             UpstreamError: the server is not running and could not be (re)started.
-            ToolCallError: the call timed out or failed at the protocol level.
+            ToolCallError: the call timed out, or failed at the protocol level, or the server died in it.
         """
-        client = await self._ensure_ready()
-        limit = timeout_s if timeout_s is not None else self.config.effective_call_timeout_s
-        try:
-            with anyio.fail_after(limit):
-                return await client.call_tool(tool, args)
-        except TimeoutError:
-            raise ToolCallTimeout(self.name, tool, f"timed out after {limit:g} s") from None
-        except MCPError as exc:
-            if exc.code == types.CONNECTION_CLOSED or self._client is None:
-                self._mark_died()
-                raise ToolCallError(self.name, tool, "the server died during the call") from exc
-            raise ToolCallError(self.name, tool, exc.message) from exc
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-            self._mark_died()
-            raise ToolCallError(self.name, tool, "the server died during the call") from exc
-        except Exception as exc:  # a result the SDK could not validate, a transport fault...
-            raise ToolCallError(self.name, tool, _describe(exc)) from exc
+        ...
 
-    async def _ensure_ready(self) -> Client:
-        if self.config.disabled:
-            raise UpstreamError(self.name, "server is disabled in the config")
-        client = self._client
-        if client is not None and self.state is UpstreamState.READY:
-            return client
-        async with self._lock:
-            if self.state in (UpstreamState.DIED, UpstreamState.FAILED, UpstreamState.STARTING):
-                if self._done is not None:
-                    with anyio.move_on_after(10):
-                        await self._done.wait()
-                await self._start_locked()
-        if self._client is None:
-            raise UpstreamError(self.name, self.error or "server is not running")
-        return self._client
+    async def restart(self) -> None:
+        """Stop and start again (after it died, or on request). Never raises, like ``start``."""
+        ...
 
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _mark_died(self) -> None:
-        """The connection is gone: let the owner task wind down; the next call restarts the server."""
-        if self.state is UpstreamState.READY:
-            self.state = UpstreamState.DIED
-            self.error = "the server process exited or the connection closed" + self._stderr_tail()
-        if self._stop is not None:
-            self._stop.set()
-
-    def _cancel_owner(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def _fail(self, message: str) -> None:
-        self.state = UpstreamState.FAILED
-        self.error = message + self._stderr_tail()
-        logger.warning("upstream %s: %s", self.name, self.error)
-
-    def _open_errlog(self) -> TextIO | None:
-        if self._log_dir is None or not isinstance(self.config, StdioServer):
-            return None
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self._log_dir / f"{self.name}.log", "w", encoding="utf-8")
-
-    def _stderr_tail(self) -> str:
-        if self._log_dir is None:
-            return ""
-        path = self._log_dir / f"{self.name}.log"
-        with contextlib.suppress(OSError):
-            lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-            if lines:
-                return f" (stderr: {' | '.join(lines[-3:])[:400]})"
-        return ""
-
-    def _transport(self, errlog: TextIO | None) -> Any:
-        cfg = self.config
-        if isinstance(cfg, StdioServer):
-            params = StdioServerParameters(command=cfg.command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd)
-            if errlog is None:
-                return params
-            from mcp.client.stdio import stdio_client
-
-            return stdio_client(params, errlog=errlog)
-        if cfg.type == "sse":
-            return sse_client(cfg.url, headers=cfg.headers or None)
-        return _http_transport(cfg.url, cfg.headers)
-
-    async def _list_tools(self, client: Client) -> list[ToolSpec]:
-        specs: list[ToolSpec] = []
-        cursor: str | None = None
-        for _ in range(_MAX_PAGES):
-            page = await client.list_tools(cursor=cursor)
-            for tool in page.tools:
-                data = tool.model_dump(by_alias=True, exclude_none=True, mode="json")
-                specs.append(ToolSpec.from_json(self.name, data))
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        return specs
-
-    async def _on_message(self, message: IncomingMessage) -> None:
-        # Protocols before 2026-07-28 announce a changed tool list as an unsolicited notification.
-        if isinstance(message, types.ServerNotification) and isinstance(message, types.ToolListChangedNotification):
-            await self._refresh_tools()
-        await anyio.lowlevel.checkpoint()
-
-    async def _listen_for_tool_changes(self, client: Client) -> None:
-        """From 2026-07-28 on, changes arrive on a ``subscriptions/listen`` stream the client must open."""
-        capabilities = client.server_capabilities
-        if capabilities.tools is None or not capabilities.tools.list_changed:
-            return
-        try:
-            async with client.listen(tools_list_changed=True) as subscription:
-                async for _event in subscription:
-                    await self._refresh_tools()
-        except ListenNotSupportedError:
-            return  # an older protocol: _on_message sees the notifications
-        except Exception as exc:  # a lost stream only costs live updates; calls keep working
-            logger.info("upstream %s: tool-change subscription ended: %s", self.name, _describe(exc))
-
-    async def _refresh_tools(self) -> None:
-        client = self._client
-        if client is None:
-            return
-        with contextlib.suppress(Exception):
-            self.tools = await self._list_tools(client)
-            if self._on_tools_changed is not None:
-                await self._on_tools_changed(self.name)
-
-
-@contextlib.asynccontextmanager
-async def _http_transport(url: str, headers: dict[str, str]) -> Any:
-    async with create_mcp_http_client(headers=headers or None) as http:
-        async with streamable_http_client(url, http_client=http) as streams:
-            yield streams
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line reason, unwrapping the exception groups anyio task groups raise."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, FileNotFoundError):
-        return f"command not found: {exc.filename or exc}"
-    if isinstance(exc, MCPError):
-        return f"protocol error: {exc.message}"
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, OSError) else text
+    async def aclose(self) -> None:
+        """Stop it for good. Idempotent."""
+        ...
 
 
 __all__ = ["Upstream", "UpstreamState"]
