@@ -15,7 +15,7 @@ its steps.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,7 @@ from codemode.config import Config
 from codemode.errors import PolicyDenied
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
 from codemode.hub import Hub
+from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
 from codemode.session_names import safe_session_name
 from codemode.sessions import Sessions
@@ -50,8 +51,11 @@ class Engine:
         skills_dir: Path | None = None,
         audit: AuditLog | None = None,
         progress: Callable[[str], None] | None = None,
+        upstreams: Mapping[str, Upstream] | None = None,
     ) -> None:
         self.config = config
+        self._extra_upstreams = dict(upstreams or {})
+        """Upstreams beside the configured ones (e.g. ``FakeUpstream`` in tests)."""
         self.settings = config.settings
         self.executor_kind: ExecutorKind = executor or config.settings.executor
         self.stubs_dir = stubs_dir or paths.stubs_dir_for(config)
@@ -82,8 +86,10 @@ class Engine:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
-            self._progress(f"starting {len(self.config.enabled_servers)} upstream server(s)")
-            self.hub = await stack.enter_async_context(Hub(self.config, on_tools_changed=self._tools_changed))
+            count = len(self.config.enabled_servers) + len(self._extra_upstreams)
+            self._progress(f"starting {count} upstream server(s)")
+            hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
+            self.hub = await stack.enter_async_context(hub)
             self.gate = default_gate(self.hub, observers=self.tool_observers)
             self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress)
             self.catalog.listeners.append(self._catalog_changed)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import mcp_types as types
@@ -31,12 +31,13 @@ from mcp.server.subscriptions import (
     SubscriptionBus,
     ToolsListChanged,
 )
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field
+from pydantic import Field, create_model
 
 from codemode._version import __version__
+from codemode.calls.gate import Asker
 from codemode.config import Settings
 from codemode.engine import Engine
 
@@ -131,7 +132,7 @@ def build_server(engine: Engine) -> MCPServer:
     ) -> types.CallToolResult:
         """Run a Python program in the sandbox (see the tool description)."""
         try:
-            outcome = await engine.execute(code, session=session_key(ctx, session))
+            outcome = await engine.execute(code, session=session_key(ctx, session), ask=elicitation_asker(ctx))
         except Exception as exc:
             # The program's own failures come back as an Outcome; an exception is codemode's fault.
             logger.exception("execute_python: the engine failed")
@@ -143,6 +144,37 @@ def build_server(engine: Engine) -> MCPServer:
     if engine.catalog is not None:
         engine.catalog.listeners.append(front.catalog_changed)
     return server
+
+
+def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:
+    """How the gate asks the person at this client a question: MCP elicitation, if the client offers it.
+
+    The program is blocked inside its tool call meanwhile, so it resumes with the answer; nothing reruns.
+    """
+    try:
+        capabilities = ctx.client_capabilities
+    except (AttributeError, LookupError, ValueError):
+        return None
+    if capabilities is None or capabilities.elicitation is None:
+        return None
+
+    async def ask(question: str, choices: Sequence[str]) -> str | None:
+        options = tuple(choices)
+        answer_model = create_model(
+            "Answer", answer=(Literal[options], Field(description="; ".join(options)))  # type: ignore[arg-type]
+        )
+        try:
+            result = await ctx.elicit(question, answer_model)
+        except NoBackChannelError:
+            # Protocol 2026-07-28 without a back-channel: such clients answer through InputRequiredResult
+            # (the approvals work); here nobody can be asked.
+            return None
+        if result.action != "accept":
+            return None
+        answer = getattr(result.data, "answer", None)
+        return answer if answer in options else None
+
+    return ask
 
 
 class _Front:
