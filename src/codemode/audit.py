@@ -56,6 +56,8 @@ class ExecutionEntry:
     calls: list[CallRecord] = field(default_factory=list)
     """The side-effect journal: every tool call, with its state (``in_flight`` if the execution ended
     while it was out)."""
+    calls_over_quota: int = 0
+    """Refused calls past the quota, counted rather than listed."""
     error: str | None = None
     error_kind: str | None = None
     """The closed kind of the failure (``program``, ``timeout``, ``memory`` ... or ``refused``)."""

@@ -14,7 +14,10 @@ its steps.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -100,7 +103,7 @@ class Engine:
                     self.executor_kind,
                     stubs_dir=self.stubs_dir,
                     skills_dir=self.skills_dir,
-                    scratch_root=paths.scratch_root(),
+                    scratch_root=self._scratch_root(stack),
                     gate=self.gate,
                     limits=self.limits,
                     progress=self._progress,
@@ -121,6 +124,21 @@ class Engine:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
+
+    def _scratch_root(self, stack: AsyncExitStack) -> Path:
+        """This engine's own scratch root, removed when it closes: sessions of two ``serve`` processes (or
+        of one run after another) never see each other's files. Roots left by a process that died are
+        removed here."""
+        base = paths.scratch_root()
+        base.mkdir(parents=True, exist_ok=True)
+        for old in base.iterdir():
+            pid = old.name.partition("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        root = base / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        root.mkdir()
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        return root
 
     # -- stubs ---------------------------------------------------------------------------------
 
@@ -147,10 +165,10 @@ class Engine:
         await self.recompile(f"{server} changed its tools")
 
     async def _catalog_changed(self, catalog: Catalog) -> None:
+        # Interpreters (pooled or in a session) switch to the new generation at their next execution:
+        # no reboot needed, only the gate's view of the tools.
         if self.gate is not None:
             self.gate.invalidate()
-        if self.executor is not None:
-            await self.executor.refresh()
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -214,6 +232,7 @@ class Engine:
                 duration_s=result.duration_s,
                 output_chars=len(full),
                 calls=list(result.calls),
+                calls_over_quota=result.calls_over_quota,
                 error=None if result.error is None else f"{result.error.type}: {result.error.message}",
                 error_kind=None if result.error is None else result.error.kind,
                 output=text,
@@ -247,6 +266,16 @@ class Engine:
     async def _close_interpreter(self, session: str) -> None:
         if self.executor is not None:
             await self.executor.close_session(session)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_code(code: str) -> str | None:

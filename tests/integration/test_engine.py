@@ -128,3 +128,15 @@ async def test_a_running_execution_keeps_its_stubs_generation(
         assert results == ["[false, []]"]
         after = await engine.execute(watcher.replace("time.sleep(5)", ""), session="watcher")
         assert after.text == '[true, ["fragile.later"]]', after.text
+
+
+async def test_scratch_is_private_to_an_engine_and_removed_with_it(tmp_path: Path) -> None:
+    write = "open('/scratch/mine.txt', 'w').write('secret')\nimport os\nsorted(os.listdir('/scratch'))"
+    async with _engine(tmp_path / "a", _config()) as first, _engine(tmp_path / "b", _config()) as second:
+        assert (await first.execute(write, session="default")).text == '["mine.txt"]'
+        seen = await second.execute("import os\nsorted(os.listdir('/scratch'))", session="default")
+        assert seen.text == "[]", seen.text  # another serve process with the same session name sees nothing
+        assert first.executor is not None
+        root = first.executor.scratch_root
+        assert (root / "default" / "mine.txt").exists()
+    assert not root.exists()

@@ -149,6 +149,21 @@ async def test_output_before_fuel_exhaustion_and_a_trap_is_kept(tmp_path: Path) 
     assert crash.result.stdout == "about to crash\n", crash.result
 
 
+async def test_refusals_past_the_quota_are_counted_not_journaled_one_by_one(tmp_path: Path) -> None:
+    code = (
+        "from stubs import notes\nrefused = 0\nfor _ in range(5000):\n    try:\n        notes.list_tags()\n"
+        "    except QuotaExceeded:\n        refused += 1\nrefused"
+    )
+    async with _engine(tmp_path, max_tool_calls=3) as engine:
+        outcome = await engine.execute(code + "\n1 / 0", session="q")
+    assert outcome.result is not None
+    assert [c.state for c in outcome.calls] == [CallState.DONE] * 3 + [CallState.REFUSED]
+    assert outcome.result.calls_over_quota == 4996
+    assert "4,996 more refused over the quota" in outcome.text
+    audited = _audit(tmp_path)[-1]
+    assert len(audited["calls"]) == 4 and audited["calls_over_quota"] == 4996  # type: ignore[arg-type]
+
+
 async def test_limits_passed_per_execution_are_honoured(tmp_path: Path) -> None:
     async with _engine(tmp_path) as engine:
         outcome = await engine.execute(THREE_NOTES, session="l", limits=Limits(max_tool_calls=1))

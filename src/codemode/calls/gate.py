@@ -170,7 +170,7 @@ class QuotaStep:
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         limits = call.ctx.limits
-        if call.index >= limits.max_tool_calls:
+        if call.index < 0 or call.index >= limits.max_tool_calls:
             return Reply.refuse("quota", f"this execution reached its limit of {limits.max_tool_calls} tool calls")
         if call.args_bytes > limits.max_request_bytes:
             return Reply.refuse(
@@ -282,7 +282,9 @@ class Gate:
         self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None
     ) -> RunContext:
         """A fresh context for one execution (its clock starts now)."""
-        return RunContext(execution_id, session, limits, Clock(limits.wall_s), Journal(), self, ask)
+        # Every call within the quota is recorded, and the first refusal past it; later ones are counted.
+        journal = Journal(max_records=limits.max_tool_calls + 1)
+        return RunContext(execution_id, session, limits, Clock(limits.wall_s), journal, self, ask)
 
     async def call(self, ctx: RunContext, ref: ToolRef, args: dict[str, Any], args_bytes: int) -> Reply:
         """Pass one call through every step. Never raises for anything the program did."""

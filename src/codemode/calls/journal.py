@@ -16,8 +16,11 @@ from codemode.calls.types import CallRecord, CallState
 class Journal:
     """The calls of one execution, in the order they were made."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_records: int = 1_000_000) -> None:
         self._records: list[CallRecord] = []
+        self.max_records = max_records
+        self.overflow = 0
+        """Calls not recorded because the journal was full (all refused: the quota is spent by then)."""
 
     def __len__(self) -> int:
         return len(self._records)
@@ -30,7 +33,11 @@ class Journal:
     def begin(
         self, server: str, tool: str, *, args_bytes: int, args_digest: str = "", read_only: bool = False
     ) -> int:
-        """Record a call as in flight; returns its position for :meth:`finish`."""
+        """Record a call as in flight; returns its position for :meth:`finish`, or -1 (not recorded, only
+        counted) once the journal is full."""
+        if len(self._records) >= self.max_records:
+            self.overflow += 1
+            return -1
         self._records.append(
             CallRecord(server, tool, args_bytes, 0.0, CallState.IN_FLIGHT, args_digest=args_digest, read_only=read_only)
         )
@@ -47,6 +54,8 @@ class Journal:
         error_kind: str | None = None,
     ) -> None:
         """Settle a call recorded by :meth:`begin`."""
+        if index < 0:
+            return
         self._records[index] = dataclasses.replace(
             self._records[index],
             state=state,
@@ -58,11 +67,12 @@ class Journal:
 
     def summary(self) -> str:
         """One line for a model reading a failure, e.g. ``3 done (notes.create_note ×3), 1 in flight (...)``."""
-        return summarize(self._records)
+        return summarize(self._records, self.overflow)
 
 
-def summarize(records: list[CallRecord]) -> str:
-    """``records`` grouped by state, naming each tool with a count; empty when there were no calls."""
+def summarize(records: list[CallRecord], overflow: int = 0) -> str:
+    """``records`` grouped by state, naming each tool with a count; empty when there were no calls.
+    ``overflow`` counts refused calls past the journal's size that were not recorded one by one."""
     parts: list[str] = []
     for state, label in (
         (CallState.DONE, "done"),
@@ -78,4 +88,6 @@ def summarize(records: list[CallRecord]) -> str:
             unknown = "its effect is unknown" if sum(names.values()) == 1 else "their effects are unknown"
             listed += f" — {unknown}"
         parts.append(f"{sum(names.values())} {label} ({listed})")
+    if overflow:
+        parts.append(f"{overflow:,} more refused over the quota (not listed one by one)")
     return ", ".join(parts)

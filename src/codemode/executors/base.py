@@ -67,12 +67,14 @@ class RunResult:
     duration_s: float = 0.0
     instance_lost: bool = False
     """The interpreter was killed (timeout, trap, crash): the session's state is gone."""
+    calls_over_quota: int = 0
+    """Refused calls past the tool-call quota, counted but not journaled one by one."""
 
     def journal_line(self) -> str:
         """``tool calls before the failure: 3 done (...)`` for a failed run with calls, else ``""``."""
         if self.ok or not self.calls:
             return ""
-        return f"tool calls before the failure: {summarize(self.calls)}"
+        return f"tool calls before the failure: {summarize(self.calls, self.calls_over_quota)}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``codemode run --json``, the benchmarks)."""
@@ -89,6 +91,7 @@ class RunResult:
                 "message": self.error.message, "traceback": self.error.traceback,
             },
             "calls": [c.to_json() for c in self.calls],
+            "calls_over_quota": self.calls_over_quota,
             "duration_s": self.duration_s,
             "instance_lost": self.instance_lost,
         }  # fmt: skip
@@ -99,7 +102,8 @@ def failed(
 ) -> RunResult:
     """A run that the host ended (timeout, trap, crash, cancel), with its journal and any output kept."""
     return RunResult(
-        ok=False, error=error, calls=ctx.journal.records, duration_s=duration_s, instance_lost=lost,
+        ok=False, error=error, calls=ctx.journal.records, calls_over_quota=ctx.journal.overflow,
+        duration_s=duration_s, instance_lost=lost,
         stdout=stdout, stderr=stderr,
     )  # fmt: skip
 
@@ -135,6 +139,7 @@ def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunRe
         has_value=has_value,
         error=error,
         calls=calls,
+        calls_over_quota=ctx.journal.overflow,
         duration_s=duration_s,
     )
 
