@@ -49,16 +49,29 @@ def render(result: RunResult) -> str:
 
 
 def cut(text: str, limit: int, full_path: str | None, full_len: int) -> str:
-    """Cut ``text`` at a line boundary at most ``limit`` chars long and say so, naming the full copy if any."""
-    head = text[:limit]
+    """``text`` cut to about ``limit`` characters: its head and its tail at line boundaries, and a note
+    between them naming the full copy if there is one.
+
+    The tail is kept because that is where a failure is: the traceback and the journal line come last, and
+    a model must never lose the error to the output cap.
+    """
+    head_budget = limit * 2 // 3
+    head = text[:head_budget]
     newline = head.rfind("\n")
-    if newline >= limit * 0.5:
+    if newline >= head_budget // 2:
         head = head[:newline]
-    shown = f"showing {len(head):,} of {full_len:,} characters"
+    tail_budget = limit - len(head)
+    tail = text[-tail_budget:] if tail_budget > 0 else ""
+    newline = tail.find("\n")
+    if 0 <= newline < len(tail) // 2:
+        tail = tail[newline + 1 :]
+    hidden = len(text) - len(head) - len(tail)
+    shown = f"{hidden:,} of {full_len:,} characters left out between the first {len(head):,} and the last {len(tail):,}"
     if full_path is None:
-        return head + f"\n[output cut: {shown}. Print less, or print a part at a time.]"
-    note = (
-        f"\n[output cut: {shown}. The full output is in {full_path}; "
-        f"read it in the next execution, e.g. open({full_path!r}).read()[{len(head)}:{len(head) + limit}]]"
-    )
-    return head + note
+        note = f"[output cut: {shown}. Print less, or print a part at a time.]"
+    else:
+        note = (
+            f"[output cut: {shown}. The full output is in {full_path}; read it in the next execution, "
+            f"e.g. open({full_path!r}).read()[{len(head)}:{len(head) + limit}]]"
+        )
+    return f"{head}\n{note}\n{tail}"

@@ -140,3 +140,11 @@ async def test_scratch_is_private_to_an_engine_and_removed_with_it(tmp_path: Pat
         root = first.executor.scratch_root
         assert (root / "default" / "mine.txt").exists()
     assert not root.exists()
+
+
+async def test_an_error_after_long_output_is_never_cut_away(tmp_path: Path) -> None:
+    async with _engine(tmp_path, _config(output_chars=1_000)) as engine:
+        outcome = await engine.execute("for i in range(2_000):\n    print(f'row {i}')\n1 / 0", session="cut")
+    assert outcome.is_error and outcome.text.startswith("row 0\n") and "[output cut:" in outcome.text
+    assert outcome.text.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert len(outcome.text) < 1_500

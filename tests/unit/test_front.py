@@ -58,8 +58,11 @@ def test_session_keys() -> None:
 
 
 def test_cut_keeps_whole_lines_and_names_the_full_copy() -> None:
-    text = "\n".join(f"line {i:04d}" for i in range(1000))
+    text = "\n".join(f"line {i:04d}" for i in range(1000)) + "\nTraceback ...\nZeroDivisionError: division by zero"
     out = cut(text, 1000, "/scratch/outputs/x.txt", len(text))
-    shown, note = out.split("\n[output cut:", 1)
-    assert len(shown) <= 1000 and shown.endswith(tuple("0123456789")) and shown.splitlines()[-1].startswith("line ")
+    head, rest = out.split("\n[output cut:", 1)
+    note, tail = rest.split("\n", 1)
+    assert len(head) + len(tail) <= 1000 and head.splitlines()[-1].startswith("line ") and head.startswith("line 0000")
+    assert tail.splitlines()[0].startswith("line ") and tail.endswith("ZeroDivisionError: division by zero")
     assert "/scratch/outputs/x.txt" in note and f"of {len(text):,} characters" in note
+    assert "Print less" in cut(text, 1000, None, len(text))  # no file promised where none is kept
