@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 1_000_000
-"""The longest program codemode runs (the engine refuses longer ones); an entry made directly with longer
-code is stored cut, with its full hash, and cannot be replayed."""
+"""The longest program codemode runs (the engine refuses longer ones)."""
+STORED_CODE_CHARS = 64_000
+"""Programs longer than this are stored as their head and full hash (``code_truncated``): such an entry
+cannot be replayed, but one line never holds a megabyte of program."""
+ROTATIONS = 3
+"""Rotated files kept beside the live log (``audit.jsonl.1`` is the newest)."""
 
 
 def new_execution_id() -> str:
@@ -41,6 +45,11 @@ def audit_path(config: Config) -> Path:
     if config.settings.audit_log:
         return Path(config.settings.audit_log).expanduser()
     return paths.state_dir() / "audit.jsonl"
+
+
+def audit_log(config: Config) -> AuditLog:
+    """The audit log of a config, with its rotation size."""
+    return AuditLog(audit_path(config), max_bytes=config.settings.audit_max_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,8 @@ class ExecutionEntry:
         data = asdict(self)
         data["calls"] = [c.to_json() for c in self.calls]
         data["code_sha256"] = self.code_sha256
-        if len(self.code) > MAX_CODE_CHARS:
-            data["code"] = self.code[:MAX_CODE_CHARS]
+        if len(self.code) > STORED_CODE_CHARS:
+            data["code"] = self.code[:STORED_CODE_CHARS]
             data["code_truncated"] = True
         return data
 
@@ -91,23 +100,39 @@ class ExecutionEntry:
 class AuditLog:
     """Append-only JSONL file of :class:`ExecutionEntry`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.path = path
+        self.max_bytes = max_bytes
 
     def append(self, entry: ExecutionEntry) -> None:
-        """Append one entry as one line. Never raises: a broken sink is logged."""
-        line = (json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode(
-            "utf-8", "surrogatepass"
-        )
+        """Append one entry as one line, rotating the file past ``max_bytes``. Never raises: a broken sink
+        is logged."""
+        # A program may print lone surrogates: as JSON escapes (\udcff) the line stays valid UTF-8 and
+        # reads back to the same string.
+        text = json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = text.encode("utf-8", "backslashreplace")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                if os.fstat(fd).st_size + len(line) > self.max_bytes and os.fstat(fd).st_size > 0:
+                    os.close(fd)
+                    self._rotate()
+                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 os.write(fd, line)
             finally:
                 os.close(fd)
         except OSError as exc:
             logger.error("audit log %s: could not append: %s", self.path, exc)
+
+    def _rotate(self) -> None:
+        # Renames are atomic: a concurrent writer appends either to the old file (now .1) or the new one.
+        for n in range(ROTATIONS - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.path.exists():
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
 
     def entries(self) -> Iterator[ExecutionEntry]:
         """Every readable entry, oldest first (a damaged line is skipped, not fatal)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from codemode._version import __version__
 from codemode.config import Config, load_config
 from codemode.errors import CodemodeError, ConfigError
 from codemode.hub import Hub
@@ -102,6 +103,12 @@ def _tools(args: argparse.Namespace) -> int:
             )
         )
     return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters from programs and their output (an escape
+    sequence could rewrite the screen) are shown escaped; newlines and tabs stay."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _summary(text: str, width: int = 80) -> str:
@@ -227,9 +234,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 @_command("history")
 def _history(args: argparse.Namespace) -> int:
-    from codemode.audit import AuditLog, audit_path
+    from codemode.audit import audit_log
 
-    entries = AuditLog(audit_path(_config(args))).recent(args.n)
+    config = _config(args)
+    entries = audit_log(config).recent(args.n)
+    if args.config:  # only this config's executions (they share the log unless it is set per config)
+        entries = [e for e in entries if e.config == config.source]
     if args.json:
         _print_json([e.to_json() for e in entries])
         return EXIT_OK
@@ -237,11 +247,11 @@ def _history(args: argparse.Namespace) -> int:
         [
             e.id,
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)),
-            e.session[:16],
-            "ok" if e.ok else "error",
+            _printable(e.session[:16]),
+            "ok" if e.ok else f"error: {e.error_kind}" if e.error_kind else "error",
             f"{e.duration_s * 1000:.0f} ms",
             str(len(e.calls)),
-            _summary(e.code.replace("\n", "; "), 50),
+            _printable(_summary(e.code.replace("\n", "; "), 50)),
         ]
         for e in entries
     ]
@@ -253,14 +263,16 @@ def _history(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import difflib
 
-    from codemode.audit import AuditLog, audit_path
+    from codemode.audit import audit_log
     from codemode.engine import Engine
 
     config = _config(args)
-    log = AuditLog(audit_path(config))
+    log = audit_log(config)
     entry = log.find(args.id)
     if entry is None:
         raise ConfigError(f"{log.path}: no single execution with id {args.id!r} (see codemode history)")
+    if not args.config and entry.config and Path(entry.config).is_file():
+        config = load_config(entry.config)  # the config the execution ran with
     if entry.to_json().get("code_truncated"):
         raise ConfigError(f"execution {entry.id}: its code was too long to be stored whole; cannot replay")
 
@@ -273,7 +285,7 @@ def _replay(args: argparse.Namespace) -> int:
     after = [*(f"call {c.server}.{c.tool}" for c in outcome.calls), *outcome.text.splitlines()]
     print(f"replayed {entry.id} as {outcome.id} ({'error' if outcome.is_error else 'ok'})")
     diff = list(difflib.unified_diff(before, after, f"recorded {entry.id}", f"replayed {outcome.id}", lineterm=""))
-    print("\n".join(diff) if diff else "same tool calls and output as recorded")
+    print(_printable("\n".join(diff)) if diff else "same tool calls and output as recorded")
     return EXIT_OK if not diff else EXIT_FAILED
 
 
@@ -287,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="One MCP tool, execute_python, in place of hundreds: typed stubs, a WASM sandbox, skills.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"codemode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--config", metavar="FILE", help="mcpServers JSON file (default: the bundled demo servers)")
+        # Also accepted after the command; SUPPRESS keeps the global flag's value when it is not given here.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         return p
 
     p = add("servers", "list the configured upstream servers and their state")

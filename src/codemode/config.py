@@ -94,6 +94,8 @@ class Settings(BaseModel):
     max_sessions: int = Field(default=32, ge=1)
     """Live interpreters at most; past it the least recently used idle session is closed."""
     audit_log: str | None = None
+    audit_max_mb: int = Field(default=64, ge=1)
+    """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
 
 
 class Config(BaseModel):

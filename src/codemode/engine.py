@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from codemode import paths
-from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_path, new_execution_id
+from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, RunContext, default_gate
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
@@ -63,7 +63,7 @@ class Engine:
         self.executor_kind: ExecutorKind = executor or config.settings.executor
         self.stubs_dir = stubs_dir or paths.stubs_dir_for(config)
         self.skills_dir = skills_dir or paths.skills_dir_for(config)
-        self.audit = audit if audit is not None else AuditLog(audit_path(config))
+        self.audit = audit if audit is not None else audit_log(config)
         self.limits = Limits(
             wall_s=config.settings.wall_s,
             memory_bytes=config.settings.memory_mb * 1024 * 1024,

@@ -84,3 +84,44 @@ def test_rate_limit_per_session_with_sliding_window() -> None:
         limiter.check("a")
     now[0] = 61.0
     limiter.check("a")
+
+
+def test_lines_are_valid_utf8_even_with_lone_surrogates(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append(ExecutionEntry(session="s", code="print('\udcff')", executor="wasm", ok=True, duration_s=0,
+                              output_chars=1, output="\udcff\x1b[2J"))  # fmt: skip
+    raw = (tmp_path / "audit.jsonl").read_bytes()
+    raw.decode("utf-8")  # strict: no surrogate bytes on disk
+    assert log.recent(1)[0].output == "\udcff\x1b[2J"  # and it reads back as it was
+
+
+def test_the_log_rotates_and_long_programs_are_stored_as_head_and_digest(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=20_000)
+    big = "x = 1\n" * 20_000
+    log.append(ExecutionEntry(session="s", code=big, executor="wasm", ok=True, duration_s=0, output_chars=0))
+    line = (tmp_path / "audit.jsonl").read_text()
+    assert len(line) < 80_000 and '"code_truncated":true' in line and ExecutionEntry(
+        session="s", code=big, executor="wasm", ok=True, duration_s=0, output_chars=0
+    ).code_sha256 in line
+    for i in range(200):
+        log.append(_entry(i))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.3"]
+    assert all(p.stat().st_size <= 80_000 for p in tmp_path.iterdir())
+    assert log.recent(1)[0].code == "print(199)"
+
+
+def test_history_escapes_control_characters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from codemode.cli import main
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {}, "codemode": {"audit_log": str(tmp_path / "a.jsonl")}}))
+    AuditLog(tmp_path / "a.jsonl").append(
+        ExecutionEntry(session="s\x1b]0;pwned\x07", code="print('\x1b[2J')", executor="wasm", ok=True,
+                       duration_s=0, output_chars=0, config=str(config))
+    )  # fmt: skip
+    assert main(["history", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
