@@ -14,6 +14,7 @@ naming it. Every error names the file, and where it can, the line and the key.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -24,8 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from codemode.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VSCODE_VAR = re.compile(
+    r"\$\{(env|input|config|command):([^}]*)\}|\$\{(userHome|workspaceFolder|workspaceFolderBasename|pathSeparator|/)\}"
+)
+_KNOWN_TOP_LEVEL = {"codemode", "inputs", "$schema"}
 
 
 class _ServerBase(BaseModel):
@@ -153,10 +159,10 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
     key = "mcpServers" if "mcpServers" in raw else "servers" if "servers" in raw else None
     if key is None:
         raise ConfigError(f"{source}: no 'mcpServers' (or VS Code 'servers') object found")
-    unknown = set(raw) - {key, "codemode", "inputs", "$schema"}
-    if unknown:
-        bad = sorted(unknown)[0]
-        raise ConfigError(f"{source}:{_line_of(text, [bad])}: unknown top-level key {bad!r}")
+    for other in sorted(set(raw) - {key, *_KNOWN_TOP_LEVEL}):
+        # Claude Desktop and VS Code files carry their own settings (globalShortcut, ...): not ours to judge.
+        line = _line_of(text, [other])
+        logger.warning("%s:%d: ignoring the top-level key %r (not a codemode setting)", source, line, other)
     servers_raw = raw[key]
     if not isinstance(servers_raw, dict):
         raise ConfigError(f"{source}:{_line_of(text, [key])}: {key!r} must be an object of servers")
@@ -179,6 +185,7 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
             )
         entry["type"] = kind
         try:
+            entry = _expand_vscode(entry, env, Path(source), path=[key, name], where=source, text=text)
             servers[name] = _expand(entry, env, path=[key, name])
         except _MissingVar as exc:
             line = _line_of(text, [key, name, *exc.path[2:]])
@@ -232,6 +239,42 @@ def _expand(value: Any, env: dict[str, str], path: list[str]) -> Any:
         return [_expand(v, env, [*path, str(i)]) for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {k: _expand(v, env, [*path, str(k)]) for k, v in value.items()}
+    return value
+
+
+def _expand_vscode(value: Any, env: dict[str, str], file: Path, *, path: list[str], where: str, text: str) -> Any:
+    """VS Code's predefined variables in an ``mcp.json``: ``${env:X}``, ``${userHome}``, ``${workspaceFolder}``
+    (the folder holding ``.vscode/``), ``${workspaceFolderBasename}``, ``${pathSeparator}``/``${/}``. Input
+    and command variables need VS Code itself to prompt or run something: they are reported clearly."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+
+        def sub(match: re.Match[str]) -> str:
+            scope, arg, name = match.group(1), match.group(2), match.group(3)
+            if scope == "env":
+                if arg in env:
+                    return env[arg]
+                raise _MissingVar(arg, path)
+            if scope is not None:
+                raise ConfigError(
+                    f"{where}:{_line_of(text, path)}: {'.'.join(path)}: ${{{scope}:{arg}}} needs VS Code to prompt "
+                    f"or run something; put the value in the file, or use ${{env:NAME}} with an environment variable"
+                )
+            workspace = file.parent.parent if file.parent.name == ".vscode" else file.parent
+            return {
+                "userHome": str(Path.home()),
+                "workspaceFolder": str(workspace.resolve()),
+                "workspaceFolderBasename": workspace.resolve().name,
+                "pathSeparator": os.sep,
+                "/": os.sep,
+            }[name]
+
+        return _VSCODE_VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand_vscode(v, env, file, path=[*path, str(i)], where=where, text=text) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand_vscode(v, env, file, path=[*path, str(k)], where=where, text=text) for k, v in value.items()}
     return value
 
 

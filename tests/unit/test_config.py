@@ -114,3 +114,28 @@ def test_claude_desktop_timeout_ms_and_ignored_client_keys() -> None:
 
 def test_demo_config_has_two_servers() -> None:
     assert sorted(demo_config().servers) == ["inventory", "notes"]
+
+
+def test_other_clients_top_level_keys_are_ignored_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
+    text = '{"globalShortcut": "Ctrl+Space", "mcpServers": {"a": {"command": "x"}}}'
+    with caplog.at_level("WARNING"):
+        config = parse_config(text, source="claude_desktop_config.json")
+    assert list(config.servers) == ["a"]
+    assert "claude_desktop_config.json:1: ignoring the top-level key 'globalShortcut'" in caplog.text
+
+
+def test_vscode_variables(tmp_path: Path) -> None:
+    folder = tmp_path / "proj" / ".vscode"
+    folder.mkdir(parents=True)
+    entry = {"command": "${userHome}/bin/srv", "args": ["${workspaceFolder}/data", "${env:TOKEN}",
+                                                       "${workspaceFolderBasename}"]}  # fmt: skip
+    (folder / "mcp.json").write_text(json.dumps({"servers": {"a": entry}}))
+    server = load_config(folder / "mcp.json", environ={"TOKEN": "t0k"}).servers["a"]
+    assert server.command == str(Path.home() / "bin" / "srv")  # type: ignore[union-attr]
+    assert server.args == [str(tmp_path / "proj" / "data"), "t0k", "proj"]  # type: ignore[union-attr]
+    (folder / "mcp.json").write_text(json.dumps({"servers": {"a": {"command": "x", "args": ["${env:NOPE}"]}}}))
+    with pytest.raises(ConfigError, match=r"NOPE"):
+        load_config(folder / "mcp.json", environ={})
+    (folder / "mcp.json").write_text(json.dumps({"servers": {"a": {"command": "x", "env": {"K": "${input:key}"}}}}))
+    with pytest.raises(ConfigError, match=r"servers\.a\.env\.K: \$\{input:key\} needs VS Code"):
+        load_config(folder / "mcp.json", environ={})
