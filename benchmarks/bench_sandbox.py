@@ -68,6 +68,7 @@ def _cold_start(n: int) -> tuple[float, float]:
         "    d = Path(tempfile.mkdtemp())\n"
         "    class NoTools:\n"
         "        def tools(self): return {}\n"
+        "        def unavailable(self): return {}\n"
         "        async def call_tool(self, ref, args): raise RuntimeError\n"
         "    ex = WasmExecutor(stubs_dir=d / 's', skills_dir=d / 'k', scratch_root=d / 'x',\n"
         "                      gate=default_gate(NoTools()), pool_size=0)\n"

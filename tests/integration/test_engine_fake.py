@@ -56,3 +56,23 @@ async def test_tools_that_appear_and_servers_mounted_at_runtime(tmp_path: Path) 
         gone = await engine.execute("calc.add()", session="s")  # the module object survives; the tool does not
         assert gone.is_error and "UnknownTool" in gone.text and "no server named 'calc'" in gone.text
         assert [c.state.value for c in gone.calls] == ["refused"]
+
+
+async def test_a_server_that_failed_to_start_is_shown_refused_clearly_and_retried(tmp_path: Path) -> None:
+    flaky = FakeUpstream("flaky", [ToolSpec("flaky", "ping")], lambda tool, args: "pong", fail_start="port in use")
+    ok = FakeUpstream("ok", [ToolSpec("ok", "ping")], lambda tool, args: "pong")
+    async with _engine(tmp_path, flaky=flaky, ok=ok) as engine:
+        assert engine.catalog is not None and engine.catalog.generation is not None
+        listed = await engine.execute("[s['summary'] for s in list_servers() if s['server'] == 'flaky']", session="s")
+        assert listed.text == '["unavailable: port in use (codemode retries it)"]', listed.text
+        called = await engine.execute(
+            "import codemode_runtime\ntry:\n    codemode_runtime.call('flaky', 'ping', {})\n"
+            "except ToolUnavailable as e:\n    why = [str(e), e.retryable]\nwhy",
+            session="s",
+        )
+        assert called.text == '["flaky.ping: server \'flaky\' is unavailable: port in use (codemode retries it)", true]'
+        before = engine.catalog.generation.name
+        flaky.fail_start = None  # the next retry succeeds
+        await _next_generation(engine, before)
+        works = await engine.execute("from stubs import flaky\nflaky.ping()", session="s")
+        assert works.text == '"pong"', works.text

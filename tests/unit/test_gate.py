@@ -33,6 +33,9 @@ class Upstream:
     def tools(self) -> dict[str, list[ToolSpec]]:
         return {"notes": self.specs}
 
+    def unavailable(self) -> dict[str, str]:
+        return {}
+
     async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
         self.calls.append((ref, args))
         if ref.tool == "slow":

@@ -89,7 +89,8 @@ async def hub(fakes: dict[str, FakeUpstream], changes: Changes) -> AsyncIterator
 async def test_a_hub_of_fakes_lists_and_calls(hub: Hub) -> None:
     assert [spec.name for spec in hub.tools()["calc"]] == ["add", "greet", "primes", "boom", "die", "slow", "refuse"]
     assert all(spec.server == "calc" for spec in hub.tools()["calc"])
-    assert hub.summaries() == {"calc": "Arithmetic."}
+    down = "unavailable: command not found: nope (codemode retries it)"
+    assert hub.summaries() == {"calc": "Arithmetic.", "broken": down}
     greet = hub.find(ToolRef("calc", "greet"))
     assert greet is not None and greet.description == "Say hello."
 

@@ -121,6 +121,10 @@ class Upstreams(Protocol):
 
     def tools(self) -> dict[str, list[ToolSpec]]: ...
 
+    def unavailable(self) -> dict[str, str]:
+        """Servers that are down, and why."""
+        ...
+
     async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult: ...
 
 
@@ -158,6 +162,10 @@ class KnownToolStep:
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         if call.spec is not None:
             return await call_next(call)
+        reason = call.ctx.gate.unavailable().get(call.ref.server)
+        if reason is not None:
+            message = f"server {call.ref.server!r} is unavailable: {reason} (codemode retries it)"
+            return Reply.refuse("upstream", message)
         servers = sorted(call.ctx.gate.servers())
         if call.ref.server not in servers:
             connected = ", ".join(servers) or "none"
@@ -273,6 +281,9 @@ class Gate:
 
     def servers(self) -> set[str]:
         return set(self._upstreams.tools())
+
+    def unavailable(self) -> dict[str, str]:
+        return self._upstreams.unavailable()
 
     def invalidate(self) -> None:
         """The upstream tools changed."""

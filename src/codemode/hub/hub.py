@@ -42,9 +42,14 @@ from codemode.config import Config
 from codemode.errors import UpstreamError
 from codemode.hub.mcp import McpUpstream
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.hub.upstream import Upstream
+from codemode.hub.upstream import Upstream, UpstreamState
 
 logger = logging.getLogger(__name__)
+
+
+_RETRY_TICK_S = 0.5
+_RETRY_FIRST_S = 1.0
+_RETRY_MAX_S = 60.0
 
 
 class HubState(StrEnum):
@@ -124,6 +129,7 @@ class Hub:
             async with anyio.create_task_group() as starters:
                 for upstream in self._upstreams.values():
                     starters.start_soon(upstream.start)
+            self._tg.start_soon(self._retry_failed)
         except BaseException:
             await self._shutdown()
             raise
@@ -255,7 +261,11 @@ class Hub:
 
     def tools(self) -> dict[str, list[ToolSpec]]:
         """Tools per server, for every enabled server (failed servers map to ``[]``)."""
-        return {name: list(u.tools) for name, u in self._upstreams.items() if not u.disabled}
+        return {
+            name: list(u.tools) if u.state is not UpstreamState.FAILED else []
+            for name, u in self._upstreams.items()
+            if not u.disabled
+        }
 
     def status(self) -> list[ServerStatus]:
         """One line per server: state, transport, tool count and the error if any."""
@@ -273,8 +283,46 @@ class Hub:
         ]
 
     def summaries(self) -> dict[str, str]:
-        """Each ready server's own description of itself (its ``instructions``), for stub docs and the front."""
-        return {name: u.instructions or "" for name, u in self._upstreams.items() if u.instructions}
+        """Each server's own description of itself (its ``instructions``), for stub docs and the front; for a
+        server that is down, why (so ``list_servers()`` and the tool description say so)."""
+        out = {name: u.instructions or "" for name, u in self._upstreams.items() if u.instructions}
+        for name, reason in self.unavailable().items():
+            out[name] = f"unavailable: {reason} (codemode retries it)"
+        return out
+
+    def unavailable(self) -> dict[str, str]:
+        """Servers that failed to start, and why (host diagnostics such as stderr left out)."""
+        return {
+            name: (u.error or "not running").partition(" (stderr: ")[0]
+            for name, u in self._upstreams.items()
+            if not u.disabled and u.state is UpstreamState.FAILED
+        }
+
+    async def _retry_failed(self) -> None:
+        """Start servers that failed again, backing off per server (1 s, 2 s, 4 s ... up to a minute).
+
+        A server that comes up announces its tools like any change, so its stubs appear without a restart.
+        """
+        delays: dict[str, float] = {}
+        due: dict[str, float] = {}
+        while True:
+            await anyio.sleep(_RETRY_TICK_S)
+            now = anyio.current_time()
+            for name, upstream in list(self._upstreams.items()):
+                if upstream.disabled or not _failed(upstream):
+                    delays.pop(name, None)
+                    due.pop(name, None)
+                    continue
+                if name not in due:
+                    delays[name] = _RETRY_FIRST_S
+                    due[name] = now + delays[name]
+                elif now >= due[name]:
+                    await upstream.start()
+                    if not _failed(upstream):
+                        self._queue_change(name)  # its tools (and its summary) change: recompile
+                        continue
+                    delays[name] = min(delays[name] * 2, _RETRY_MAX_S)
+                    due[name] = anyio.current_time() + delays[name]
 
     def find(self, ref: ToolRef) -> ToolSpec | None:
         """The spec of a tool, or None when the server or tool is unknown."""
@@ -314,3 +362,7 @@ class Hub:
             known = ", ".join(sorted(self._upstreams)) or "none"
             raise UpstreamError(server, f"unknown server (connected: {known})")
         return upstream
+
+
+def _failed(upstream: Upstream) -> bool:
+    return upstream.state is UpstreamState.FAILED
