@@ -41,6 +41,11 @@ from codemode.outcome import Outcome, cut, render
 from codemode.session_names import safe_session_name
 from codemode.sessions import Sessions
 
+FUEL_PER_SECOND = 20_000_000_000
+"""WASM fuel per second of the wall limit. Measured: a tight CPU-bound loop burns ~10e9 units/s on a
+2-core machine of the CI class (``while True: pass`` used 20e9 units in 1.9 s), so with twice that the wall
+limit is the one a busy program meets and the tool description's "up to N s" holds; fuel stays the
+backstop that needs no clock."""
 
 class Engine:
     """Hub + stubs + gate + executor for one configuration. Use as an async context manager."""
@@ -66,6 +71,7 @@ class Engine:
         self.audit = audit if audit is not None else audit_log(config)
         self.limits = Limits(
             wall_s=config.settings.wall_s,
+            fuel=int(config.settings.wall_s * FUEL_PER_SECOND),
             memory_bytes=config.settings.memory_mb * 1024 * 1024,
             max_tool_calls=config.settings.max_tool_calls,
         )
