@@ -120,6 +120,16 @@ def _progress(message: str) -> None:
     print(f"codemode: {message}", file=sys.stderr, flush=True)
 
 
+def _warm_wasm_cache() -> None:
+    """Compile python.wasm for this machine now (once, several seconds), so a first ``serve`` does not."""
+    import wasmtime
+
+    from codemode.executors.wasm.module import engine_config, load_module, module_cache_path
+
+    if not module_cache_path().exists():
+        load_module(wasmtime.Engine(engine_config()), _progress)
+
+
 @_command("compile")
 def _compile(args: argparse.Namespace) -> int:
     from codemode.compiler import compile_to_dir
@@ -134,6 +144,7 @@ def _compile(args: argparse.Namespace) -> int:
             return report, [s.to_json() for s in hub.status()]
 
     report, status = anyio.run(go)
+    _warm_wasm_cache()
     failed = [s for s in status if s["state"] not in ("ready", "disabled")]
     if args.json:
         _print_json({"out": str(out), **report.to_json(), "servers": status})
