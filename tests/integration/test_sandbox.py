@@ -167,3 +167,13 @@ async def test_bad_session_names_are_refused(demo_sandbox: Sandbox) -> None:
         for name in ("../x", ".hidden", "a/b", ""):
             with pytest.raises(ValueError, match="invalid session name"):
                 await ex.run("1", session=name)
+
+
+async def test_a_program_faster_than_the_scratch_poller_still_meets_the_quota(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        code = "for i in range(40):\n    open(f'/scratch/s{i}', 'w').write('x')\nimport os\nlen(os.listdir('/scratch'))"
+        result = await ex.run(code, session="fast", limits=Limits(scratch_files=10))
+        assert result.error is not None and result.error.kind == "scratch_quota", result
+        assert "10 files" in result.error.message
+        left = await ex.run("import os\nlen(os.listdir('/scratch'))", session="fast")
+        assert left.ok and left.value <= 5  # trimmed to half the quota; the session itself lives on

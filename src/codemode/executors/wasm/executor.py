@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
+from pathlib import Path
 from typing import Unpack
 
 import anyio
@@ -12,9 +14,10 @@ import wasmtime
 
 from codemode import paths
 from codemode.calls.gate import RunContext
-from codemode.errors import SandboxError, SandboxUnavailable
+from codemode.errors import SandboxError, SandboxUnavailable, ScratchQuotaExceeded
 from codemode.executors.base import ExecutorOptions, RunError, RunResult, failed
 from codemode.executors.pool import PooledExecutor
+from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm.instance import Instance, InstanceConfig, Job
 from codemode.executors.wasm.loop import LoopLink
 from codemode.executors.wasm.module import engine_config, load_module, module_cache_path
@@ -84,6 +87,8 @@ class WasmExecutor(PooledExecutor[Instance]):
         assert result is not None
         if result.instance_lost:
             self._lose(ctx.session, instance)
+        else:
+            result = _check_scratch(result, instance.scratch, ctx)
         result.duration_s = time.perf_counter() - started
         return result
 
@@ -98,3 +103,18 @@ class WasmExecutor(PooledExecutor[Instance]):
             await anyio.to_thread.run_sync(instance.join, 10.0)
         self._forget_all()
         await self._stop_pool()
+
+
+def _check_scratch(result: RunResult, scratch: Path, ctx: RunContext) -> RunResult:
+    """The quota, measured once more when the program ends: a short program outruns the poller."""
+    limits = ctx.limits
+    size, count = tree_usage(scratch, limits.scratch_bytes, limits.scratch_files)
+    if size <= limits.scratch_bytes and count <= limits.scratch_files:
+        return result
+    removed = shrink(scratch, limits.scratch_bytes // 2, limits.scratch_files // 2)
+    note = f" Removed the largest files to make room: {', '.join(removed[:10])}." if removed else ""
+    message = (
+        f"/scratch went over its quota ({limits.scratch_bytes // (1 << 20):,} MB, {limits.scratch_files:,} files)."
+        f"{note}"
+    )
+    return dataclasses.replace(result, ok=False, error=RunError.of(ScratchQuotaExceeded, message))
