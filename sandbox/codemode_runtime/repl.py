@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from codemode_runtime import protocol, transport
+from codemode_runtime import discovery, protocol, transport
 
 CodeCompiler = Callable[[Any, str, str], types.CodeType]
 """``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
@@ -123,19 +123,23 @@ def mount(name: str, path: str) -> None:
         sys.modules[name] = module
 
 
+_generation: str | None = None
+"""The stubs generation the session imports from (None: the mounted tree itself)."""
+
+
 def use_stubs(generation: object) -> None:
     """Point ``stubs`` and discovery at one generation under the stubs root (the host names it per run).
 
     Modules of the previous generation are dropped from ``sys.modules`` so the next import reads the new
     files; objects a program already holds (``from stubs import notes`` last time) keep working.
     """
-    from codemode_runtime import discovery
-
+    global _generation
+    if generation is None or generation == _generation:
+        return  # the common case, on every run: one comparison
     if not isinstance(generation, str) or not generation or "/" in generation or generation.startswith("."):
         return
     path = os.path.join(discovery.STUBS_ROOT, generation)
-    if discovery.STUBS_DIR == path:
-        return
+    _generation = generation
     for name in [m for m in sys.modules if m == "stubs" or m.startswith("stubs.")]:
         del sys.modules[name]
     discovery.use_dir(path)
@@ -271,7 +275,8 @@ def serve(
         if reply.get("op") != protocol.OP_RUN:
             return  # exit, or a host that no longer serves this session
         try:
-            protocol.check(reply, protocol.HOST)
+            # The guest trusts its host's frames (the host checks the guest's): no field-by-field check here,
+            # this runs before every execution.
             use_stubs(reply.get("stubs"))
             if before_run is not None:
                 before_run(reply)
