@@ -113,7 +113,8 @@ class CallRecord:
     error: str | None = None
     args_digest: str = ""
     """SHA-256 (16 hex digits) of the arguments as canonical JSON: tells repeated calls apart without
-    storing what may be secret."""
+    storing what may be secret. Arguments over 256 KB are digested with long strings sampled (head, tail,
+    length); such a digest starts with ``~``."""
     result_bytes: int = 0
     read_only: bool = False
     """The tool is annotated ``readOnlyHint``: running it again is harmless."""
