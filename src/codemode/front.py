@@ -68,8 +68,9 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None) ->
         "the stub sources are files under /stubs.",
         "A failing tool raises ToolError (.server, .tool, .message, .retryable) or a subclass: ToolTimeout, "
         "ToolUnavailable, QuotaExceeded, UnknownTool, ToolDenied (predefined names, no import needed).",
-        "Print only what you need: intermediate data stays in the sandbox. Long output is cut; the full "
-        "text is kept in /scratch/outputs/.",
+        "Print only what you need: intermediate data stays in the sandbox. Long output is cut to its head and "
+        "tail (errors stay visible); the full text is kept in /scratch/outputs/. Printing over 2,000,000 "
+        "characters stops the program.",
     ]
     if settings is not None:
         lines.append(
