@@ -42,6 +42,7 @@ a guest whose hello carries another version (the interpreter fails to boot with 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from typing import Any, Final, Literal
 
@@ -56,6 +57,14 @@ MAGIC_OFFSET: Final = 0x7FFF_C0DE_0000_0000
 
 BLOB_MIN: Final = 16 * 1024
 """Strings at least this long travel as blobs."""
+
+MAX_DEPTH: Final = 200
+"""The deepest nesting of arrays and objects a bounded :func:`unpack` accepts (the host's, for guest frames)."""
+MAX_CONTAINERS: Final = 1_000_000
+"""The most arrays and objects in the JSON part of a frame a bounded :func:`unpack` accepts: an empty ``{}``
+costs 3 bytes on the wire and ~70 on the heap."""
+MAX_BLOBS: Final = 10_000
+"""The most ``$blobs`` entries a bounded :func:`unpack` accepts."""
 
 # -- ops ------------------------------------------------------------------------------------------------
 
@@ -291,20 +300,32 @@ def pack(message: dict[str, Any], default: Any = None) -> bytes:
     return b"".join([HEADER.pack(len(head)), head, *chunks])
 
 
-def unpack(body: bytes) -> Any:
-    """Parse a frame body made by :func:`pack`; raises ``ValueError`` on anything malformed."""
-    if len(body) < HEADER.size:
-        raise ValueError(f"frame body of {len(body)} bytes has no JSON length")
-    (size,) = HEADER.unpack_from(body)
-    end = HEADER.size + size
+def unpack(body: bytes, *, bounded: bool = False, start: int = 0) -> Any:
+    """Parse a frame body made by :func:`pack` (from ``start`` in ``body``); raises ``ValueError`` on
+    anything malformed.
+
+    ``bounded`` (the host, reading the untrusted guest): the JSON part's nesting (:data:`MAX_DEPTH`) and
+    number of containers (:data:`MAX_CONTAINERS`) are checked before it is parsed, and the number of blobs
+    (:data:`MAX_BLOBS`) before any is placed. The guest trusts its host's frames and skips these checks.
+    """
+    if len(body) - start < HEADER.size:
+        raise ValueError(f"frame body of {len(body) - start} bytes has no JSON length")
+    (size,) = HEADER.unpack_from(body, start)
+    end = start + HEADER.size + size
     if end > len(body):
-        raise ValueError(f"JSON length {size} runs past the {len(body)}-byte body")
-    message = json.loads(body[HEADER.size : end])
+        raise ValueError(f"JSON length {size} runs past the {len(body) - start}-byte body")
+    if bounded:
+        check_shape(body, start + HEADER.size, end, MAX_DEPTH, MAX_CONTAINERS)
+    message = json.loads(body[start + HEADER.size : end])
     blobs = message.pop("$blobs", None) if isinstance(message, dict) else None
     if blobs is None:
         if end != len(body):
             raise ValueError("trailing bytes after the JSON")
         return message
+    if bounded and (not isinstance(blobs, list) or len(blobs) > MAX_BLOBS):
+        count = f"{len(blobs):,}" if isinstance(blobs, list) else type(blobs).__name__
+        raise ValueError(f"$blobs of {count} entries is over the limit of {MAX_BLOBS:,}")
+    view = memoryview(body)  # each blob is decoded in place, not copied first
     position = end
     for entry in blobs:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list) and entry[0]):
@@ -312,7 +333,7 @@ def unpack(body: bytes) -> Any:
         path, length = entry
         if not isinstance(length, int) or length < 0 or position + length > len(body):
             raise ValueError("blob length runs past the body")
-        text = body[position : position + length].decode("utf-8", "surrogatepass")
+        text = str(view[position : position + length], "utf-8", "surrogatepass")
         position += length
         container = message
         for key in path[:-1]:
@@ -323,6 +344,48 @@ def unpack(body: bytes) -> Any:
     if position != len(body):
         raise ValueError("trailing bytes after the blobs")
     return message
+
+
+_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"')
+"""Every byte but the JSON brackets and the quote: :func:`check_shape` deletes them."""
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def check_shape(data: bytes, start: int, end: int, max_depth: int, max_containers: int) -> None:
+    """Raise ``ValueError`` if the JSON text ``data[start:end]`` nests deeper than ``max_depth`` or holds
+    more than ``max_containers`` arrays and objects, before anything is parsed.
+
+    C-speed passes only: a count of the opening brackets in place (enough for almost every frame), then,
+    when there are more than ``max_depth``, the brackets outside strings are peeled one level at a time.
+    Text that is not JSON may pass; the parser rejects it next.
+    """
+    containers = data.count(b"[", start, end) + data.count(b"{", start, end)
+    if containers > max_containers:
+        raise ValueError(f"JSON of {containers:,} or more arrays and objects is over the limit of {max_containers:,}")
+    if containers <= max_depth:
+        return
+    head = data[start:end]
+    if b'\\"' in head:
+        # Escaped backslashes, then escaped quotes, so the quotes left delimit the strings.
+        head = head.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Objects as arrays (a mismatched pair is not JSON: the parser refuses it); then two adjacent quotes go
+    # (an empty string, or an empty stretch between two strings), and strings that hold brackets last.
+    brackets = head.translate(_SQUARE, _STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = _STRING.sub(b"", brackets)
+    if 2 * brackets.count(b"[") != len(brackets):
+        raise ValueError("JSON brackets are unbalanced")
+    deep = b"[" * (max_depth + 1) in brackets  # a straight run of openers says so at once
+    for _ in range(0 if deep else max_depth):
+        if not brackets:
+            return
+        peeled = brackets.replace(b"[]", b"")
+        if len(peeled) == len(brackets):
+            break  # unbalanced or mismatched: not JSON
+        brackets = peeled
+    if deep or brackets:
+        raise ValueError(f"JSON nested deeper than the limit of {max_depth} levels (or unbalanced)")
 
 
 def lenient_default(value: Any) -> Any:

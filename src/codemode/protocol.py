@@ -24,10 +24,12 @@ else:
     _guest = paths.load_guest_module("protocol", "codemode._guest_protocol")
 
 __all__ = [
+    "FRAME_HEADROOM",
     "GUEST",
     "GUEST_PROTOCOL_VERSION",
     "HEADER",
     "HOST",
+    "IDLE_FRAME_LIMIT",
     "KINDS",
     "KIND_AWAITING",
     "KIND_BRIDGE",
@@ -40,6 +42,9 @@ __all__ = [
     "KIND_UNKNOWN",
     "KIND_UPSTREAM",
     "MAGIC_OFFSET",
+    "MAX_BLOBS",
+    "MAX_CONTAINERS",
+    "MAX_DEPTH",
     "OPS",
     "OP_CALL",
     "OP_EXIT",
@@ -60,6 +65,7 @@ __all__ = [
     "encode_frame",
     "error_reply",
     "exit_frame",
+    "guest_frame_limit",
     "pack",
     "result_reply",
     "run_frame",
@@ -73,6 +79,9 @@ GUEST_PROTOCOL_VERSION: Final[int] = _guest.PROTOCOL_VERSION
 
 HEADER = _guest.HEADER
 MAGIC_OFFSET = _guest.MAGIC_OFFSET
+MAX_DEPTH = _guest.MAX_DEPTH
+MAX_CONTAINERS = _guest.MAX_CONTAINERS
+MAX_BLOBS = _guest.MAX_BLOBS
 GUEST = _guest.GUEST
 HOST = _guest.HOST
 REPLY_RESULT = _guest.REPLY_RESULT
@@ -102,6 +111,23 @@ pack = _guest.pack
 unpack = _guest.unpack
 
 
+FRAME_HEADROOM: Final = 8 * 1024 * 1024
+"""Room in a guest frame for everything but a call's arguments and the captured output: the envelope,
+the final value, an error's message and traceback."""
+IDLE_FRAME_LIMIT: Final = FRAME_HEADROOM
+"""The largest frame the guest may send while no execution runs (its hello)."""
+
+
+def guest_frame_limit(max_request_bytes: int, output_chars: int) -> int:
+    """The largest frame the guest may send during an execution with these limits.
+
+    A ``call`` carries at most ``max_request_bytes`` of arguments; a ``next`` carries stdout and stderr of
+    at most ``output_chars`` characters each (4 UTF-8 bytes at most per character); both get
+    :data:`FRAME_HEADROOM` on top. Checked before the frame is even assembled.
+    """
+    return max_request_bytes + 8 * output_chars + FRAME_HEADROOM
+
+
 class FrameError(BridgeError, ValueError):
     """A frame from the guest that is not a length-prefixed JSON object with an ``op``."""
 
@@ -119,8 +145,9 @@ def encode_frame(message: dict[str, Any]) -> bytes:
 def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
     """Parse one frame from the guest, or raise :class:`FrameError` saying what is wrong with it.
 
-    The size is checked before anything is decoded. Only the ``op`` is checked here: the fields are the
-    business of whoever serves that op.
+    The size is checked before anything is decoded, the JSON part's nesting and number of containers
+    before it is parsed, and the number of blobs before they are placed (``unpack(bounded=True)``). Only
+    the ``op`` is checked here: the fields are the business of whoever serves that op.
     """
     if len(raw) < HEADER.size:
         raise FrameError(f"frame of {len(raw)} bytes has no length header")
@@ -130,8 +157,8 @@ def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         raise FrameError(f"frame of {size:,} bytes is over the {max_bytes:,}-byte limit")
     try:
-        message = unpack(raw[HEADER.size :])
-    except (UnicodeDecodeError, ValueError, LookupError, TypeError) as exc:
+        message = unpack(raw, bounded=True, start=HEADER.size)
+    except (UnicodeDecodeError, ValueError, LookupError, TypeError, RecursionError) as exc:
         raise FrameError(f"frame is not valid: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise FrameError("frame is not a JSON object with an 'op'")

@@ -108,33 +108,58 @@ def failed(
     )  # fmt: skip
 
 
+ERROR_TYPE_CHARS = 200
+"""Host-side cap on a program error's type name, whatever the guest sends."""
+ERROR_MESSAGE_CHARS = 10_000
+"""Host-side cap on a program error's message (the runtime sends at most this many)."""
+TRACEBACK_CHARS = 20_000
+"""Host-side cap on a program error's traceback, its last characters kept (as the runtime does)."""
+
+
+def _text(value: Any, cap: int, default: str = "") -> str:
+    # A field of the guest's result, as text of at most ``cap`` characters; anything but a string or a
+    # number (which the runtime never sends) is dropped rather than rendered.
+    if isinstance(value, str):
+        return value if len(value) <= cap else value[:cap]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)[:cap]
+    return default
+
+
 def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunResult:
     """The guest loop's result frame (``codemode_runtime.repl``) as a :class:`RunResult`.
 
     The guest is untrusted: every field is checked for type, and a payload that is not an object becomes
-    an error rather than an exception on the host.
+    an error rather than an exception on the host. The host's caps apply whatever the guest sends:
+    stdout, stderr and the value's repr to the execution's ``Limits.output_chars``, an error's type,
+    message and traceback to :data:`ERROR_TYPE_CHARS`, :data:`ERROR_MESSAGE_CHARS` and
+    :data:`TRACEBACK_CHARS`.
     """
     calls = ctx.journal.records
     if not isinstance(payload, dict):
         malformed = RunError.of(BridgeError, "the sandbox sent a malformed result")
         return RunResult(ok=False, error=malformed, calls=calls, duration_s=duration_s)
+    cap = ctx.limits.output_chars
     error_data = payload.get("error")
     error: RunError | None = None
     if isinstance(error_data, dict):
+        trace = error_data.get("traceback", "")
+        if isinstance(trace, str) and len(trace) > TRACEBACK_CHARS:
+            trace = trace[-TRACEBACK_CHARS:]
         error = RunError(
             ProgramError.kind,
-            str(error_data.get("type", "Error")),
-            str(error_data.get("message", "")),
-            str(error_data.get("traceback", "")),
+            _text(error_data.get("type", "Error"), ERROR_TYPE_CHARS, "Error"),
+            _text(error_data.get("message", ""), ERROR_MESSAGE_CHARS),
+            _text(trace, TRACEBACK_CHARS),
         )
     has_value = bool(payload.get("has_value"))
     shown = payload.get("value_repr")
     return RunResult(
         ok=error is None,
-        stdout=str(payload.get("stdout", "")),
-        stderr=str(payload.get("stderr", "")),
+        stdout=_text(payload.get("stdout", ""), cap),
+        stderr=_text(payload.get("stderr", ""), cap),
         value=payload.get("value") if has_value else None,
-        value_repr=str(shown) if has_value and shown is not None else None,
+        value_repr=_text(shown, cap) if has_value and shown is not None else None,
         value_is_json=bool(payload.get("json")) and has_value,
         has_value=has_value,
         error=error,

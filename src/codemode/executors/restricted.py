@@ -47,13 +47,23 @@ from codemode.calls.types import Limits
 from codemode.errors import SandboxCrashed, SandboxError, SandboxMemoryError, SandboxTimeout, SandboxUnavailable
 from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
 from codemode.executors.pool import PooledExecutor
-from codemode.protocol import HEADER, OP_CALL, OP_NEXT, FrameError, check_hello, decode_frame, encode_frame, run_frame
+from codemode.protocol import (
+    HEADER,
+    IDLE_FRAME_LIMIT,
+    OP_CALL,
+    OP_NEXT,
+    FrameError,
+    check_hello,
+    decode_frame,
+    encode_frame,
+    guest_frame_limit,
+    run_frame,
+)
 
 log = logging.getLogger(__name__)
 
 CHILD_SCRIPT = Path(__file__).with_name("restricted_child") / "__main__.py"
 """Run by path: ``-m codemode.executors.restricted_child`` would import the whole ``codemode`` package."""
-_MAX_CHILD_FRAME = 256 * 1024 * 1024
 _BOOT_TIMEOUT_S = 60.0
 _STDERR_TAIL = 16 * 1024
 _LAST_WORDS_S = 1.0
@@ -107,17 +117,22 @@ class _Child:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise _ChildDied(str(exc)) from None
 
-    async def receive(self) -> dict[str, Any]:
-        """The next frame from the child (raises :class:`_ChildDied` at EOF, ``FrameError`` on garbage)."""
+    async def receive(self, limits: Limits | None = None) -> dict[str, Any]:
+        """The next frame from the child (raises :class:`_ChildDied` at EOF, ``FrameError`` on garbage).
+
+        Its size is checked against the running execution's ``limits`` (none: the idle limit) before the
+        body is read.
+        """
+        limit = IDLE_FRAME_LIMIT if limits is None else guest_frame_limit(limits.max_request_bytes, limits.output_chars)
         try:
             header = await self.stdout.receive_exactly(HEADER.size)
             (size,) = HEADER.unpack(header)
-            if size > _MAX_CHILD_FRAME:
-                raise FrameError(f"frame of {size:,} bytes is over the {_MAX_CHILD_FRAME:,}-byte limit")
+            if size > limit:
+                raise FrameError(f"a frame of {size:,} bytes from the sandbox is over the {limit:,}-byte limit")
             body = await self.stdout.receive_exactly(size)
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise _ChildDied("the channel closed") from None
-        return decode_frame(header + body, _MAX_CHILD_FRAME)
+        return decode_frame(header + body, limit)
 
     def kill(self) -> None:
         """SIGKILL the child now (synchronous, so it works inside a cancelled scope)."""
@@ -325,7 +340,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         )
         while True:
             try:
-                message = await child.receive()
+                message = await child.receive(limits)
             except FrameError as exc:
                 # A child that speaks garbage cannot be trusted with the next execution either.
                 child.kill()
@@ -349,7 +364,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             os.kill(child.pid, signal.SIGUSR1)
         with anyio.move_on_after(_LAST_WORDS_S), contextlib.suppress(_ChildDied, FrameError, anyio.BrokenResourceError):
             while True:
-                message = await child.receive()
+                message = await child.receive(ctx.limits)
                 if message.get("op") == OP_CALL:
                     await child.send_raw(await serve_call(ctx, message))
                 elif message.get("op") == OP_NEXT:

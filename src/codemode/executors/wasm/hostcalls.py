@@ -43,8 +43,8 @@ _EVENT = struct.Struct("<QHBxxxxxQH6x")
 _BYTEARRAY = struct.Struct("<iIiiIIi")
 """CPython 3.12's ``PyByteArrayObject`` on wasm32: refcount, type, size, allocated, bytes, start, exports."""
 
-MAX_GUEST_FRAME = 256 * 1024 * 1024
-"""The largest frame the guest may send."""
+_MAX_IOVS = 1024
+"""The most buffers one bridge ``pwritev``/``preadv`` may name (Linux's ``IOV_MAX``; the runtime uses 3)."""
 _CLOCKS = {0: time.time_ns, 1: time.monotonic_ns, 2: time.thread_time_ns, 3: time.thread_time_ns}
 """WASI clock ids: realtime, monotonic, process and thread CPU time."""
 
@@ -56,11 +56,21 @@ class Guest(Protocol):
     """The guest's linear memory (None until it is instantiated)."""
     pending: bytes
     """A reply frame too large for the guest's buffer, read back with ``fd_pread``."""
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest frame the guest may send now (checked before its buffers are read)."""
+        ...
+
     wake: threading.Event
     """Set when the interpreter is interrupted: a guest sleeping in ``poll_oneoff`` wakes up."""
 
     def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
         """Handle one frame from the guest and return the reply frame."""
+        ...
+
+    def on_refused(self, size: int, limit: int) -> bytes:
+        """The reply to a frame of ``size`` bytes refused unread for being over ``limit``."""
         ...
 
 
@@ -146,15 +156,21 @@ def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, off
     memory = guest.memory
     reply_buffer: tuple[int, int] | None = None
     try:
+        if iovs_len > _MAX_IOVS:
+            raise FrameError(f"a frame in {iovs_len:,} buffers; the limit is {_MAX_IOVS:,}")
         base, size = _address(memory, caller)
         table = _read(base, size, iovs, _IOVEC.size * iovs_len)
         entries = [_IOVEC.unpack_from(table, i * _IOVEC.size) for i in range(iovs_len)]
         if offset == MAGIC_OFFSET + 1 and entries:
             reply_buffer = entries.pop()  # the guest's buffer for a reply that fits
-        if sum(length for _, length in entries) > MAX_GUEST_FRAME:
-            raise FrameError(f"frame over {MAX_GUEST_FRAME:,} bytes")
-        request = b"".join(_read(base, size, ptr, length) for ptr, length in entries)
-        response = guest.on_frame(caller, request)
+        # Before anything is copied: the same buffer named many times would be joined many times over.
+        total = sum(length for _, length in entries)
+        limit = guest.frame_limit
+        if total > limit:
+            response = guest.on_refused(total, limit)
+        else:
+            request = b"".join(_read(base, size, ptr, length) for ptr, length in entries)
+            response = guest.on_frame(caller, request)
     except BaseException as exc:
         response = encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
     try:
@@ -175,6 +191,8 @@ def _host_pread(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, offs
     if offset < MAGIC_OFFSET or guest is None or guest.memory is None:
         return _ERRNO_NOTSUP
     try:
+        if iovs_len > _MAX_IOVS:
+            return _ERRNO_INVAL
         pending = guest.pending
         source = ctypes.cast(ctypes.c_char_p(pending), ctypes.c_void_p).value or 0
         base, size = _address(guest.memory, caller)

@@ -29,7 +29,7 @@ import wasmtime
 from codemode.bridge import serve_call
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
-from codemode.errors import ScratchQuotaExceeded
+from codemode.errors import BridgeError, ScratchQuotaExceeded
 from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
 from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm import hostcalls
@@ -38,6 +38,7 @@ from codemode.executors.wasm.loop import LoopLink
 from codemode.executors.wasm.module import engine_config, load_module
 from codemode.executors.wasm.traps import describe_trap, trap_error
 from codemode.protocol import (
+    IDLE_FRAME_LIMIT,
     OP_CALL,
     OP_NEXT,
     FrameError,
@@ -46,6 +47,7 @@ from codemode.protocol import (
     encode_frame,
     error_reply,
     exit_frame,
+    guest_frame_limit,
     run_frame,
 )
 
@@ -106,6 +108,9 @@ class Instance:
         self.memory: wasmtime.Memory | None = None
         self.breach: str | None = None
         """Why the host stopped the running job, when it was not the clock (the scratch quota)."""
+        self.refused: str | None = None
+        """The last frame of the running job refused for its size: if the guest gives up on it (a ``next``
+        it could not send ends its loop), the job fails with this."""
         self.wake = threading.Event()
         """Set when the instance is interrupted, so a guest sleeping in ``poll_oneoff`` wakes up."""
         self.ready = anyio.Event()
@@ -216,10 +221,25 @@ class Instance:
         wasi.stderr_file = os.devnull
         return wasi
 
+    @property
+    def frame_limit(self) -> int:
+        """The largest frame the guest may send now: sized by the running job's limits."""
+        job = self.job
+        if job is None:
+            return IDLE_FRAME_LIMIT
+        return guest_frame_limit(job.limits.max_request_bytes, job.limits.output_chars)
+
+    def on_refused(self, size: int, limit: int) -> bytes:
+        """The reply to a frame refused unread (on the instance thread): a ``too_large`` error."""
+        message = f"a frame of {size:,} bytes from the sandbox is over the {limit:,}-byte limit"
+        self.refused = message
+        return encode_frame(error_reply("too_large", message))
+
     def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
         """Handle one frame from the guest (on the instance thread) and return the reply frame."""
+        self.refused = None
         try:
-            message = decode_frame(raw, hostcalls.MAX_GUEST_FRAME)
+            message = decode_frame(raw, self.frame_limit)
         except FrameError as exc:
             return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
         op = message["op"]
@@ -310,6 +330,8 @@ class Instance:
             removed = shrink(self.scratch, job.limits.scratch_bytes // 2, job.limits.scratch_files // 2)
             note = f" Removed the largest files to make room: {', '.join(removed[:10])}" if removed else ""
             return RunError.of(ScratchQuotaExceeded, f"{self.breach}; the program was stopped.{note}. {LOST}")
+        if self.refused is not None and (trap is None or isinstance(trap, wasmtime.ExitTrap)):
+            return RunError.of(BridgeError, f"the sandbox ended after {self.refused}. {LOST}")
         used = None
         if self.memory is not None and store is not None:
             with contextlib.suppress(Exception):
