@@ -224,3 +224,10 @@ def test_hostile_server_names_and_summaries(tmp_path: Path) -> None:
     assert report.tools == 3
     modules = {b["name"]: b["module"] for b in load_index(root)["servers"]}
     assert len(modules["s" * 300]) < 100 and not modules["__init__"].startswith("_")
+
+
+def test_absurd_tool_name_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"evil": [ToolSpec("evil", "n" * 5_000_000), ToolSpec("evil", "ok")]}, root)
+    assert any("skipped" in w and "limit 1024" in w and len(w) < 2000 for w in report.warnings), report.warnings
+    assert [t["name"] for b in load_index(root)["servers"] for t in b["tools"]] == ["ok"]

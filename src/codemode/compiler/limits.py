@@ -24,8 +24,9 @@ MAX_SCHEMA_BYTES = 256 * 1024
 """Approximate serialised size of one schema (input, output or annotations). Real ones are under 26 KB."""
 MAX_SCHEMA_DEPTH = 64
 """Nesting of dicts and lists in one schema. Real ones are under 12; ``json`` and the generator recurse."""
-MAX_NAME = 512
-"""Characters of a tool name kept verbatim in warnings (python names are shortened separately)."""
+MAX_NAME = 1024
+"""Longest tool name compiled (MCP suggests at most 128); a longer one is skipped with a warning, since the
+stub must repeat it verbatim to call it. Also the most of a name a warning quotes."""
 
 REFUSED = "x-codemode-refused"
 """Key of the marker schema :func:`screen` substitutes; the renderer turns it into a generic stub."""
@@ -121,8 +122,14 @@ def clean_text(text: str) -> str:
 
 
 def screen(spec: ToolSpec) -> tuple[ToolSpec, list[str]]:
-    """``spec`` made affordable (see the module doc), plus one warning per limit it broke."""
+    """``spec`` made affordable (see the module doc), plus one warning per limit it broke.
+
+    Raises:
+        CompileError: the tool cannot be compiled at all (a name over :data:`MAX_NAME`); skip it.
+    """
     label = f"{clean_text(spec.server)[:MAX_NAME]}.{clean_text(spec.name)[:MAX_NAME]}"
+    if len(spec.name) > MAX_NAME:
+        raise CompileError(f"tool name is {len(spec.name):,} characters (limit {MAX_NAME})")
     warnings: list[str] = []
     changes: dict[str, Any] = {}
     description = spec.description if isinstance(spec.description, str) else str(spec.description)
