@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 import re
 import unicodedata
@@ -49,3 +50,20 @@ def class_name(name: str) -> str:
     parts = [p for p in identifier(name).split("_") if p]
     text = "".join(p[:1].upper() + p[1:] for p in parts) or "Tool"
     return text if not text[0].isdigit() else f"T{text}"
+
+
+MAX_MODULE_NAME = 64
+"""Longest module (file or package) name; longer ones keep a prefix plus a hash of the wire name, far under
+the 255-byte file name limit even with the writer's temp-file affixes."""
+
+
+def module_name(name: str, *, fallback: str) -> str:
+    """:func:`identifier`, fit to be a file name in a package: no leading underscore (``__init__`` would
+    replace the package's own module) and at most :data:`MAX_MODULE_NAME` characters."""
+    text = identifier(name, fallback=fallback)
+    if text.startswith("_"):
+        text = f"{fallback}{text}"
+    if len(text) > MAX_MODULE_NAME:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        text = f"{text[: MAX_MODULE_NAME - 9].rstrip('_')}_{digest}"
+    return text

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from codemode.compiler.limits import check_refs
 from codemode.errors import CompileError
 
 _DROP_KEYS = ("title", "format", "examples", "$schema", "$id")
@@ -70,6 +71,7 @@ def generate_models(schema: dict[str, Any], root: str) -> Models:
     from datamodel_code_generator.format import PythonVersion
     from datamodel_code_generator.parser import LiteralType
 
+    check_refs(schema)  # again here, the one way into the generator: it must never fetch a file or URL
     prepared = clean(copy.deepcopy(schema))
     prepared.setdefault("type", "object")
     try:
@@ -87,6 +89,7 @@ def generate_models(schema: dict[str, Any], root: str) -> Models:
                 use_field_description=True,
                 class_name=root,
                 formatters=[],
+                allow_remote_refs=False,
             )
     except Exception as exc:  # the generator raises many types; all mean "cannot compile"
         raise CompileError(f"datamodel-code-generator failed: {type(exc).__name__}: {exc}") from exc

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from codemode.compiler.naming import identifier, unique
+from codemode.compiler.limits import clean_text
+from codemode.compiler.naming import module_name, unique
 from codemode.compiler.render import HEADER, ToolStub, build_stub, render_stub, summary_of, with_header
 from codemode.hub.models import ToolSpec
 
@@ -19,13 +20,13 @@ INDEX_VERSION = 1
 def server_modules(servers: Sequence[str]) -> dict[str, str]:
     """Server name → Python package name, unique and stable (sorted by server name)."""
     taken: set[str] = set()
-    return {s: unique(identifier(s, fallback="server"), taken) for s in sorted(servers)}
+    return {s: unique(module_name(s, fallback="server"), taken) for s in sorted(servers)}
 
 
 def tool_names(tools: Sequence[ToolSpec]) -> dict[str, str]:
     """Wire tool name → Python function/module name within one server, collisions resolved stably."""
     taken: set[str] = set()
-    return {t: unique(identifier(t, fallback="tool"), taken) for t in sorted({t.name for t in tools})}
+    return {t: unique(module_name(t, fallback="tool"), taken) for t in sorted({t.name for t in tools})}
 
 
 def render_server_init(server: str, module: str, summary: str, stubs: Sequence[ToolStub]) -> str:
@@ -150,7 +151,8 @@ def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    body = clean_text(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return body[:-1] + '\\"' if body.endswith('"') else body
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codemode.compiler import flat
+from codemode.compiler.limits import REFUSED, check_refs, clean_text
 from codemode.compiler.naming import class_name, identifier, unique
 from codemode.compiler.nested import Models, RootField, generate_models, rename_classes
 from codemode.errors import CompileError
@@ -25,6 +26,8 @@ def with_header(text: str) -> str:
     if any(len(line) > 120 for line in text.split("\n")):
         return text.replace(HEADER, f"{HEADER}\n{LONG_LINES}", 1)
     return text
+
+
 _TYPING_ORDER = ("Any", "Literal", "NotRequired", "Required", "TypeAlias", "TypedDict")
 
 
@@ -107,23 +110,40 @@ def summary_of(description: str) -> str:
 
 
 def build_stub(spec: ToolSpec, python_name: str) -> ToolStub:
-    """The IR for one tool. A schema that cannot be compiled gives a generic, honest stub with a warning."""
+    """The IR for one tool. A schema that cannot be compiled gives a generic, honest stub with a warning.
+
+    A schema :func:`~codemode.compiler.limits.screen` refused gives the generic stub without a warning of its
+    own (the screen's warning says why).
+    """
+    if isinstance(spec.input_schema, dict) and REFUSED in spec.input_schema:
+        return generic_stub(spec, python_name, None)
     try:
         return _build(spec, python_name)
-    except (CompileError, RecursionError, TypeError, ValueError, KeyError, AttributeError) as exc:
-        return ToolStub(
-            server=spec.server,
-            tool=spec.name,
-            python_name=python_name,
-            summary=summary_of(spec.description),
-            description=spec.description,
-            args=[],
-            result_type="Any",
-            result_doc="the tool's result (its schema could not be compiled)",
-            typing_names={"Any"},
-            warning=f"{spec.server}.{spec.name}: schema not compiled, using a generic signature: {exc}",
-            generic=True,
+    except Exception as exc:
+        text = str(exc) if isinstance(exc, CompileError) else f"{type(exc).__name__}: {exc}"
+        reason = " ".join(clean_text(text).split())
+        if len(reason) > 300:
+            reason = reason[:299] + "…"
+        return generic_stub(
+            spec, python_name, f"{spec.server}.{spec.name}: schema not compiled, using a generic signature: {reason}"
         )
+
+
+def generic_stub(spec: ToolSpec, python_name: str, warning: str | None) -> ToolStub:
+    """The honest fallback: ``(**arguments: Any) -> Any``, documented as such."""
+    return ToolStub(
+        server=spec.server,
+        tool=spec.name,
+        python_name=python_name,
+        summary=summary_of(spec.description),
+        description=spec.description,
+        args=[],
+        result_type="Any",
+        result_doc="the tool's result (its schema could not be compiled)",
+        typing_names={"Any"},
+        warning=warning,
+        generic=True,
+    )
 
 
 def _build(spec: ToolSpec, python_name: str) -> ToolStub:
@@ -202,38 +222,6 @@ def _build(spec: ToolSpec, python_name: str) -> ToolStub:
     )
 
 
-def check_refs(schema: dict[str, Any]) -> None:
-    """Every ``$ref`` must point inside the schema (``#/...``) and resolve.
-
-    Raises:
-        CompileError: a remote or dangling reference.
-    """
-
-    def resolve(ref: str) -> None:
-        if not ref.startswith("#"):
-            raise CompileError(f"unsupported remote $ref {ref!r}")
-        node: Any = schema
-        for part in [p for p in ref[1:].split("/") if p]:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                raise CompileError(f"$ref {ref!r} does not resolve")
-
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str):
-                resolve(ref)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-
-
 def _merge(classes: dict[str, str], typing_names: set[str], models: Models, suffix: str) -> None:
     typing_names |= models.typing_names
     for name, source in models.classes.items():
@@ -253,7 +241,7 @@ def _arg_doc(prop: dict[str, Any]) -> str:
 
 
 def _docstring(text: str, indent: str) -> str:
-    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').rstrip()
+    body = escape_docstring(text).rstrip()
     lines = body.split("\n")
     out = [f'{indent}"""{lines[0].rstrip()}']
     out += [f"{indent}{line}".rstrip() if line.strip() else "" for line in lines[1:]]
@@ -261,6 +249,14 @@ def _docstring(text: str, indent: str) -> str:
         return out[0] + '"""'
     out.append(f'{indent}"""')
     return "\n".join(out)
+
+
+def escape_docstring(text: str) -> str:
+    """``text`` safe inside a triple-quoted string: backslashes, quote runs, a trailing quote, NUL, surrogates."""
+    body = clean_text(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    if body.rstrip().endswith('"'):
+        body = body.rstrip()[:-1] + '\\"'
+    return body
 
 
 def render_stub(stub: ToolStub) -> str:

@@ -8,6 +8,7 @@ user's own files); a no-op recompile writes nothing. Every write is a temp file 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codemode.compiler.limits import MAX_DESCRIPTION, MAX_NAME, clean_text, screen
 from codemode.compiler.package import (
     INDEX_FILE,
     render_index,
@@ -28,7 +30,7 @@ from codemode.compiler.package import (
     tool_names,
     unique_specs,
 )
-from codemode.compiler.render import ToolStub, build_stub, render_stub, summary_of
+from codemode.compiler.render import ToolStub, build_stub, generic_stub, render_stub, summary_of
 from codemode.errors import CompileError
 from codemode.hub.models import ToolSpec
 
@@ -37,7 +39,7 @@ def _compiler_version() -> str:
     # The generated text depends on the compiler's own code: hash it, so any change invalidates manifests.
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("flat.py", "naming.py", "nested.py", "package.py", "render.py", "writer.py"):
+    for name in ("flat.py", "limits.py", "naming.py", "nested.py", "package.py", "render.py", "writer.py"):
         with contextlib.suppress(OSError):
             digest.update((here / name).read_bytes())
     return "2-" + digest.hexdigest()[:12]
@@ -100,32 +102,27 @@ def compile_to_dir(
 
     for server in sorted(servers):
         module = modules[server]
-        specs = unique_specs(servers[server])
+        screened, screen_warnings = _screen_all(server, servers[server], report)
+        specs = unique_specs(screened)
         names = tool_names(specs)
         entries: list[dict[str, Any]] = []
         stubs_for_init: list[ToolStub] = []
         for spec in specs:
             python_name = names[spec.name]
-            digest = tool_hash(spec, module, python_name)
             rel = f"{module}/{python_name}.py"
             key = f"{server}\x00{spec.name}"
-            previous = old_tools.get(key)
             report.tools += 1
-            if previous and previous.get("hash") == digest and (out_dir / rel).is_file():
-                entry = previous["index"]
-                report.unchanged.append(rel)
-                if entry.get("warning"):
-                    report.warnings.append(entry["warning"])
-            else:
-                stub = build_stub(spec, python_name)
-                entry = stub.index_entry()
-                if stub.warning:
-                    report.warnings.append(stub.warning)
-                _write(out_dir, rel, render_stub(stub), report)
-            new_tools[key] = {"hash": digest, "file": rel, "index": entry}
+            try:
+                entry = _compile_tool(
+                    out_dir, spec, module, python_name, old_tools.get(key), screen_warnings.get(id(spec), []), report
+                )
+            except Exception as exc:
+                report.warnings.append(f"{_label(spec)}: skipped, no stub written: {_reason(exc)}")
+                continue
+            new_tools[key] = {"hash": entry.pop("_hash"), "file": rel, "index": entry}
             entries.append(entry)
             stubs_for_init.append(_stub_from_entry(server, entry))
-        summary = summary_of(summaries.get(server, ""))
+        summary = summary_of(summaries.get(server, "")[:MAX_DESCRIPTION])
         wanted[f"{module}/__init__.py"] = render_server_init(server, module, summary, stubs_for_init)
         index_servers[server] = server_index_entry(server, module, summary, entries)
 
@@ -148,6 +145,70 @@ def compile_to_dir(
     manifest = {"version": COMPILER_VERSION, "files": sorted(produced), "tools": new_tools}
     _write(out_dir, MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\n", report, track=False)
     return report
+
+
+def _screen_all(
+    server: str, specs: Sequence[ToolSpec], report: CompileReport
+) -> tuple[list[ToolSpec], dict[int, list[str]]]:
+    """Every spec through :func:`screen` (before anything serialises or parses it); warnings by ``id``."""
+    screened: list[ToolSpec] = []
+    warnings: dict[int, list[str]] = {}
+    for spec in specs:
+        try:
+            safe, found = screen(spec)
+        except Exception as exc:
+            report.tools += 1
+            report.warnings.append(f"{_label(spec)}: skipped, unreadable definition: {_reason(exc)}")
+            continue
+        screened.append(safe)
+        warnings[id(safe)] = found
+    return screened, warnings
+
+
+def _compile_tool(
+    out_dir: Path,
+    spec: ToolSpec,
+    module: str,
+    python_name: str,
+    previous: dict[str, Any] | None,
+    screen_warnings: list[str],
+    report: CompileReport,
+) -> dict[str, Any]:
+    """Write one tool's stub (unless unchanged); its index entry, with its manifest hash under ``_hash``.
+
+    A stub that fails to render or does not parse as Python is replaced by the generic one.
+    """
+    digest = tool_hash(spec, module, python_name)
+    rel = f"{module}/{python_name}.py"
+    if previous and previous.get("hash") == digest and (out_dir / rel).is_file():
+        entry = dict(previous["index"])
+        report.unchanged.append(rel)
+    else:
+        stub = build_stub(spec, python_name)
+        try:
+            text = render_stub(stub)
+            ast.parse(text, rel)
+        except Exception as exc:
+            reason = f"{_label(spec)}: stub not rendered, using a generic signature: {_reason(exc)}"
+            stub = generic_stub(spec, python_name, reason)
+            text = render_stub(stub)
+            ast.parse(text, rel)
+        entry = stub.index_entry()
+        entry["warning"] = "\n".join([*screen_warnings, *([stub.warning] if stub.warning else [])]) or None
+        _write(out_dir, rel, text, report)
+    if entry.get("warning"):
+        report.warnings.extend(str(entry["warning"]).split("\n"))
+    entry["_hash"] = digest
+    return entry
+
+
+def _label(spec: ToolSpec) -> str:
+    return f"{clean_text(str(spec.server))[:MAX_NAME]}.{clean_text(str(spec.name))[:MAX_NAME]}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(clean_text(f"{type(exc).__name__}: {exc}").split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def load_index(out_dir: Path) -> dict[str, Any]:
@@ -188,23 +249,29 @@ def _load_manifest(out_dir: Path) -> dict[str, Any]:
 
 def _write(out_dir: Path, rel: str, text: str, report: CompileReport, *, track: bool = True) -> None:
     path = out_dir / rel
-    data = text.encode("utf-8")
+    # Upstream text that still holds a lone surrogate is written escaped (valid in JSON and in a docstring).
+    data = text.encode("utf-8", "backslashreplace")
     try:
         if path.is_file() and path.read_bytes() == data:
             if track and rel not in report.unchanged:
                 report.unchanged.append(rel)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _write_file(path, data)
     except OSError as exc:
         raise CompileError(f"{path}: cannot write stub: {exc}") from exc
     if track:
         report.written.append(rel)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` atomically: a temp file beside it, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,233 @@
+"""Hostile or broken upstream tool definitions against the stub compiler.
+
+Each one must give that tool a working stub (or a generic one) plus a warning naming ``server.tool``;
+the other servers and tools always compile; nothing outside the schema (``file://``, ``http://``) is read.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codemode.compiler import compile_to_dir, load_index
+from codemode.compiler.limits import MAX_DESCRIPTION, MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, check_refs
+from codemode.errors import CompileError
+from codemode.hub import ToolSpec
+
+SECRET = "TOPSECRETFIELD"
+
+
+def _tree_text(root: Path) -> str:
+    return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(root.rglob("*")) if p.is_file())
+
+
+def _parse_all(root: Path) -> None:
+    for path in root.rglob("*.py"):
+        ast.parse(path.read_bytes(), str(path))
+
+
+def _good() -> ToolSpec:
+    return ToolSpec("other", "fine", "A fine tool.", {"type": "object", "properties": {"q": {"type": "string"}}})
+
+
+def _entry(root: Path, server: str, tool: str) -> dict[str, Any]:
+    for block in load_index(root)["servers"]:
+        if block["name"] == server:
+            for entry in block["tools"]:
+                if entry["name"] == tool:
+                    return dict(entry)
+    raise AssertionError(f"{server}.{tool} not in the index")
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.json"
+    schema = {"type": "object", "title": SECRET, "description": SECRET, "properties": {SECRET: {"type": "string"}}}
+    path.write_text(json.dumps(schema))
+    return path
+
+
+def _ref_schemas(secret: Path) -> list[dict[str, Any]]:
+    uri = secret.as_uri()
+    return [
+        {"type": "object", "properties": {"r": {"$ref": uri}}},
+        {"type": "object", "properties": {"r": {"$ref": f"{uri}#/properties"}}},
+        {"type": "object", "properties": {"r": {"$ref": str(secret)}}},
+        {"type": "object", "properties": {"r": {"$ref": "secret.json"}}, "$id": f"{secret.parent.as_uri()}/"},
+        {"type": "object", "properties": {"r": {"$ref": "http://127.0.0.1:9/schema.json"}}},
+        {"type": "object", "properties": {"r": {"$dynamicRef": uri}}},
+        {"type": "object", "properties": {"r": {"$recursiveRef": uri}}},
+        {"type": "object", "properties": {"r": {"$id": uri, "$ref": "#/definitions/x"}}, "definitions": {"x": {}}},
+    ]
+
+
+@pytest.mark.parametrize("which", ["input", "output"])
+@pytest.mark.parametrize("index", range(8))
+def test_non_local_refs_are_refused_and_never_read(tmp_path: Path, secret_file: Path, which: str, index: int) -> None:
+    schema = _ref_schemas(secret_file)[index]
+    if which == "input":
+        spec = ToolSpec("evil", "leak", "Leaks.", schema)
+    else:
+        spec = ToolSpec("evil", "leak", "Leaks.", {"type": "object"}, output_schema=schema)
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"evil": [spec], "other": [_good()]}, root)
+    text = _tree_text(root)
+    assert SECRET not in text and SECRET not in " ".join(report.warnings)
+    warning = [w for w in report.warnings if w.startswith("evil.leak:")]
+    assert warning and "#/" in warning[0], report.warnings
+    assert _entry(root, "evil", "leak")["generic"] is True
+    assert _entry(root, "other", "fine")["generic"] is False
+    _parse_all(root)
+
+
+def test_check_refs_accepts_local_and_rejects_the_rest() -> None:
+    check_refs({"$ref": "#", "definitions": {"a": {"$ref": "#/definitions/a"}}, "properties": {"$ref": {}}})
+    for bad in ("file:///etc/passwd", "#anchor", "other.json#/x", "//host/x", "#/definitions/missing"):
+        with pytest.raises(CompileError) as info:
+            check_refs({"definitions": {}, "properties": {"x": {"$ref": bad}}})
+        assert "passwd" not in str(info.value)
+
+
+def test_long_init_quote_nul_and_colliding_names(tmp_path: Path) -> None:
+    tools = [
+        ToolSpec("evil", "t" * 300, "Long name."),
+        ToolSpec("evil", "__init__", "Shadow the package."),
+        ToolSpec("evil", "quote", 'Ends in a quote"'),
+        ToolSpec("evil", "backslash", "Ends in a backslash\\"),
+        ToolSpec("evil", "nul\x00name", "NUL \x00 inside.", {"type": "object", "properties": {"a\x00": {}}}),
+        ToolSpec("evil", "surrogate", "Lone \ud800 surrogate."),
+        ToolSpec("evil", "a-b", "Collides."),
+        ToolSpec("evil", "a_b", "Collides."),
+        ToolSpec("evil", "a.b", "Collides."),
+    ]
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"evil": tools, "other": [_good()]}, root)
+    _parse_all(root)
+    index = load_index(root)
+    evil = next(b for b in index["servers"] if b["name"] == "evil")
+    names = {t["name"]: t["python_name"] for t in evil["tools"]}
+    assert set(names) == {t.name for t in tools}
+    assert len(set(names.values())) == len(names)
+    assert len(names["t" * 300]) < 100
+    assert names["__init__"] != "__init__"
+    for python_name in names.values():
+        assert (root / "evil" / f"{python_name}.py").is_file()
+    assert (root / "other" / "fine.py").is_file()
+    # Deterministic: a second compile into a fresh tree gives the same bytes.
+    again = tmp_path / "again"
+    compile_to_dir({"evil": list(reversed(tools)), "other": [_good()]}, again)
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (again / path.relative_to(root)).read_bytes(), path
+    assert report.tools == len(tools) + 1
+
+
+def test_one_unwritable_tool_does_not_stop_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import codemode.compiler.writer as writer
+
+    real = writer._write_file
+
+    def flaky(path: Path, data: bytes) -> None:
+        if path.name == "doomed.py":
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(writer, "_write_file", flaky)
+    root = tmp_path / "stubs"
+    tools = [ToolSpec("s", "doomed", "x"), ToolSpec("s", "fine", "y")]
+    report = compile_to_dir({"s": tools, "other": [_good()]}, root)
+    assert any(w.startswith("s.doomed:") for w in report.warnings), report.warnings
+    assert (root / "s" / "fine.py").is_file() and (root / "other" / "fine.py").is_file()
+    assert "doomed" not in (root / "s" / "__init__.py").read_text()
+
+
+def test_a_crashing_renderer_is_isolated_per_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import codemode.compiler.writer as writer
+
+    real = writer.render_stub
+
+    def boom(stub: Any) -> str:
+        if stub.tool == "boom" and not stub.generic:
+            raise RuntimeError("renderer bug")
+        return real(stub)
+
+    monkeypatch.setattr(writer, "render_stub", boom)
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [ToolSpec("s", "boom", "x"), ToolSpec("s", "ok", "y")]}, root)
+    assert any(w.startswith("s.boom:") for w in report.warnings), report.warnings
+    assert _entry(root, "s", "boom")["generic"] is True
+    assert (root / "s" / "ok.py").is_file()
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        node = {"type": "object", "properties": {"x": node}}
+    return node
+
+
+def test_huge_description_is_capped_before_rendering(tmp_path: Path) -> None:
+    description = "A tool. " + "x" * (40 * 1024 * 1024)
+    root = tmp_path / "stubs"
+    start = time.perf_counter()
+    report = compile_to_dir({"evil": [ToolSpec("evil", "big", description)], "other": [_good()]}, root)
+    elapsed = time.perf_counter() - start
+    print(f"40 MB description: {elapsed:.3f} s")
+    text = (root / "evil" / "big.py").read_text()
+    assert len(text) < MAX_DESCRIPTION + 4096
+    assert "truncated" in text
+    assert any(w.startswith("evil.big:") and str(MAX_DESCRIPTION) in w.replace(",", "") for w in report.warnings)
+    _parse_all(root)
+
+
+@pytest.mark.parametrize("where", ["input", "output", "annotations"])
+def test_deep_schema_is_refused_before_generation(tmp_path: Path, where: str) -> None:
+    deep = _deep(10_000)
+    if where == "input":
+        spec = ToolSpec("evil", "deep", "Deep.", deep)
+    elif where == "output":
+        spec = ToolSpec("evil", "deep", "Deep.", output_schema=deep)
+    else:
+        spec = ToolSpec("evil", "deep", "Deep.", annotations={"x": deep})
+    root = tmp_path / "stubs"
+    start = time.perf_counter()
+    report = compile_to_dir({"evil": [spec], "other": [_good()]}, root)
+    print(f"10,000-deep {where}: {time.perf_counter() - start:.3f} s")
+    assert any(w.startswith("evil.deep:") and str(MAX_SCHEMA_DEPTH) in w for w in report.warnings), report.warnings
+    if where != "annotations":
+        assert _entry(root, "evil", "deep")["generic"] is True
+    assert (root / "other" / "fine.py").is_file()
+    _parse_all(root)
+
+
+def test_big_schema_is_refused_before_generation(tmp_path: Path) -> None:
+    properties = {f"p{i}": {"type": "string", "description": "d" * 1000} for i in range(400)}
+    spec = ToolSpec("evil", "wide", "Wide.", {"type": "object", "properties": properties})
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"evil": [spec], "other": [_good()]}, root)
+    limit = f"{MAX_SCHEMA_BYTES // 1024} KB"
+    assert any(w.startswith("evil.wide:") and limit in w for w in report.warnings), report.warnings
+    assert _entry(root, "evil", "wide")["generic"] is True
+
+
+def test_hostile_server_names_and_summaries(tmp_path: Path) -> None:
+    servers = {"s" * 300: [ToolSpec("s" * 300, "t")], "__init__": [ToolSpec("__init__", "t")], "q": [_good()]}
+    summaries = {"q": 'Ends in a quote"', "__init__": "NUL \x00 and \ud800", "s" * 300: "x" * 100_000}
+    root = tmp_path / "stubs"
+    report = compile_to_dir(servers, root, summaries=summaries)
+    _parse_all(root)
+    assert report.tools == 3
+    modules = {b["name"]: b["module"] for b in load_index(root)["servers"]}
+    assert len(modules["s" * 300]) < 100 and not modules["__init__"].startswith("_")
+
+
+def test_absurd_tool_name_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"evil": [ToolSpec("evil", "n" * 5_000_000), ToolSpec("evil", "ok")]}, root)
+    assert any("skipped" in w and "limit 1024" in w and len(w) < 2000 for w in report.warnings), report.warnings
+    assert [t["name"] for b in load_index(root)["servers"] for t in b["tools"]] == ["ok"]
