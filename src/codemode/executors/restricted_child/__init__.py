@@ -20,10 +20,13 @@ relatively and import nothing from ``codemode``:
 The guards are RestrictedPython's (compile-time: no ``_``-prefixed names or attributes, no
 exec/eval; run-time: ``_getattr_``, ``_write_`` ...) plus what these modules add: a whitelist ``__import__``
 that hands out trimmed copies of modules with escape hatches (``operator.attrgetter``,
-``string.Formatter``, ``typing.get_type_hints``, ``functools.singledispatch``), an attribute guard that
+``string.Formatter``, ``typing.get_type_hints``, ``functools.singledispatch``; ``enum.global_enum`` and
+``functools.update_wrapper``/``wraps``, which write attributes or module dicts by caller-chosen names, are
+dropped or wrapped, in every whitelisted module that re-exports them), an attribute guard that
 never returns a non-whitelisted module, frame, code object or metaclass, a ``type`` that cannot build
 classes (use ``class``), a ``dataclass`` that checks field names (its generated ``__init__`` is ``exec``'d
 source), a ``copy`` that refuses user-defined ``__reduce__`` (it would be an unguarded ``setattr``), and
-restricted compilation for skills. Every module lives in this one directory, which the session hides from
+restricted compilation for skills. The builtins the guards call are pinned into their modules' globals,
+so rebinding ``builtins.isinstance`` could not change them. Every module lives in this one directory, which the session hides from
 tracebacks (``repl.HIDDEN_FRAME_DIRS``): keep it flat.
 """
