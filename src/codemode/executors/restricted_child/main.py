@@ -2,6 +2,8 @@
 
 Order of operations matters:
 
+0. ``execve`` is denied (``no_new_privs`` and a seccomp filter, :mod:`.seccomp`) while this is the only
+   thread; where the kernel refuses, one line on stderr says so and the session goes on without it;
 1. the frame channel moves to private descriptors and fd 0/1 point at ``/dev/null``, so nothing the
    program (or a C extension) writes to stdout can corrupt the channel;
 2. the packages and the allowed stdlib modules are imported, the guarded namespace is built, and the
@@ -28,6 +30,7 @@ from .guards import SAFE_STDLIB, pin_builtins
 from .limits import apply_static_limits, arm_execution_limits
 from .modules import build_safe_modules
 from .namespace import make_builtins, make_globals
+from .seccomp import deny_exec
 from .skills import SkillFinder
 from .transformer import compile_user
 
@@ -56,6 +59,9 @@ def _stop_execution(signum: int, frame: object) -> None:
 def main(argv: list[str]) -> None:
     """Set up the guarded session and serve it until the host says stop or goes away."""
     runtime_dir, stubs_dir, skills_dir, memory_bytes = argv[1], argv[2], argv[3], int(argv[4])
+    problem = deny_exec()
+    if problem is not None:
+        sys.stderr.write(f"codemode restricted child: exec is not denied ({problem})\n")
     read_fd, write_fd = _take_channel()
     sys.path.insert(0, runtime_dir)
 
