@@ -33,6 +33,24 @@ SAFE_STDLIB = frozenset(
 PACKAGES = ("stubs", "skills")
 """Packages a program may import with every submodule: the tool stubs and the saved skills."""
 
+_BUILTINS: dict[str, Any] = dict(vars(builtins))
+"""The builtins as they were when the guards were imported, before any user code ran."""
+
+
+def pin_builtins(namespace: dict[str, Any]) -> None:
+    """Bind every public builtin into a module's globals, where its functions look names up first.
+
+    The guards (and the library code they call) then keep working with the real ``isinstance``,
+    ``getattr`` ... even if something were to rebind ``builtins.isinstance`` (``enum.global_enum``
+    with ``module='builtins'`` once could).
+    """
+    for name, value in _BUILTINS.items():
+        if not name.startswith("_"):
+            namespace.setdefault(name, value)
+
+
+pin_builtins(globals())
+
 # Bound once, before any user code runs.
 _import = builtins.__import__
 _build_class = builtins.__build_class__
@@ -78,6 +96,32 @@ class SafeType(metaclass=SafeTypeMeta):
 
 SafeType.__name__ = SafeType.__qualname__ = "type"
 SafeType.__module__ = "builtins"
+
+
+def is_user_class(cls: Any) -> bool:
+    """Whether ``cls`` was defined by user code (a ``class`` statement, or a checked ``make_dataclass``)."""
+    return isinstance(cls, type) and cls in _user_classes
+
+
+def register_user_class(cls: Any) -> None:
+    """Count a class built for user code by a checked library call as user-defined."""
+    if isinstance(cls, type):
+        _user_classes.add(cls)
+
+
+def is_program_function(func: Any) -> bool:
+    """Whether ``func`` is a function defined by user code (its globals are a restricted namespace)."""
+    if not isinstance(func, types.FunctionType):
+        return False
+    table = func.__globals__.get("__builtins__")
+    return isinstance(table, dict) and table.get("_getattr_") is guarded_getattr
+
+
+def is_program_module(name: Any) -> bool:
+    """Whether ``name`` names a module of user code (``__main__``, a skill): a restricted namespace."""
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    table = vars(module).get("__builtins__") if module is not None else None
+    return isinstance(table, dict) and table.get("_getattr_") is guarded_getattr
 
 
 def safe_value(value: Any) -> Any:

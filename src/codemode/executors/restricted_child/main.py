@@ -2,9 +2,12 @@
 
 Order of operations matters:
 
+0. ``execve`` is denied (``no_new_privs`` and a seccomp filter, :mod:`.seccomp`) while this is the only
+   thread; where the kernel refuses, one line on stderr says so and the session goes on without it;
 1. the frame channel moves to private descriptors and fd 0/1 point at ``/dev/null``, so nothing the
    program (or a C extension) writes to stdout can corrupt the channel;
-2. the packages and the allowed stdlib modules are imported, the guarded namespace is built;
+2. the packages and the allowed stdlib modules are imported, the guarded namespace is built, and the
+   builtins the guards call are pinned into their modules' globals;
 3. the address space at that point is the *baseline*; ``RLIMIT_AS`` is set to baseline + the memory
    limit. Measured: ~25 MB (VmSize 26,032 kB, RSS ~21 MB) for CPython 3.11 on Linux x86-64 with these
    imports; it is measured per child from ``/proc/self/status`` because it varies with the interpreter
@@ -23,10 +26,11 @@ import sys
 import types
 from typing import Any
 
-from .guards import SAFE_STDLIB
+from .guards import SAFE_STDLIB, pin_builtins
 from .limits import apply_static_limits, arm_execution_limits
 from .modules import build_safe_modules
 from .namespace import make_builtins, make_globals
+from .seccomp import deny_exec
 from .skills import SkillFinder
 from .transformer import compile_user
 
@@ -55,6 +59,9 @@ def _stop_execution(signum: int, frame: object) -> None:
 def main(argv: list[str]) -> None:
     """Set up the guarded session and serve it until the host says stop or goes away."""
     runtime_dir, stubs_dir, skills_dir, memory_bytes = argv[1], argv[2], argv[3], int(argv[4])
+    problem = deny_exec()
+    if problem is not None:
+        sys.stderr.write(f"codemode restricted child: exec is not denied ({problem})\n")
     read_fd, write_fd = _take_channel()
     sys.path.insert(0, runtime_dir)
 
@@ -74,6 +81,11 @@ def main(argv: list[str]) -> None:
     import collections.abc  # noqa: F401  # pre-imported so the baseline includes it
 
     build_safe_modules()
+    # The guards (this package's modules and RestrictedPython's) look builtins up in their own globals
+    # first: pin the real ones there, so nothing that rebinds ``builtins.x`` can change what they call.
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in {"restricted_child", "RestrictedPython"} and module is not None:
+            pin_builtins(vars(module))
 
     # The session's namespace is a real module's dict, registered as __main__, so stdlib code that
     # looks a class's module up in sys.modules finds the user's namespace, not the script's globals.

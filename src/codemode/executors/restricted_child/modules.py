@@ -3,24 +3,150 @@
 Each drops the names that would let user code run unguarded (``operator.attrgetter``,
 ``string.Formatter``, ``typing.get_type_hints``, ``functools.singledispatch``) or wraps them
 (``dataclasses.dataclass`` checks field names); ``copy`` refuses user-defined ``__reduce__``.
+
+A second class: library functions that ``setattr`` or ``update`` attributes or module dicts by names or
+on targets the caller chooses. ``functools.update_wrapper(f, uuid.uuid4, updated=('__globals__',))``
+merged uuid's globals (the real ``os``, the real builtins) into the program's namespace;
+``enum.global_enum`` writes an enum's members into ``sys.modules[cls.__module__]``, which the functional
+API lets the caller set to ``'builtins'``. These are dropped (``global_enum``) or wrapped (the
+``_checked_``/``_guarded_`` functions below): fixed attribute lists, targets defined by user code,
+``module=`` naming a module of user code, no ``_`` names in a class namespace.
+``tests/security/test_restricted_hatches.py`` walks every module a program can reach for the originals.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
+import enum
+import functools
 import keyword
 import operator
 import sys
 import types
+from collections.abc import Iterable
 from typing import Any
 
-from .guards import SAFE_STDLIB, safe_modules, trimmed
+from .guards import (
+    SAFE_STDLIB,
+    guarded_write,
+    is_program_function,
+    is_program_module,
+    is_user_class,
+    pin_builtins,
+    register_user_class,
+    safe_modules,
+    trimmed,
+)
+
+pin_builtins(globals())
+
+_WRAPPER_ASSIGNMENTS = frozenset(functools.WRAPPER_ASSIGNMENTS)
+_WRAPPER_UPDATES = frozenset(functools.WRAPPER_UPDATES)
+
+
+def _checked_update_wrapper(
+    wrapper: Any,
+    wrapped: Any,
+    assigned: Iterable[str] = functools.WRAPPER_ASSIGNMENTS,
+    updated: Iterable[str] = functools.WRAPPER_UPDATES,
+) -> Any:
+    """``functools.update_wrapper`` on user code only, with the standard attribute lists only.
+
+    ``updated=('__globals__',)`` would merge another function's globals into the program's namespace,
+    ``assigned=`` names any attribute, and ``wrapper`` could be a real module.
+    """
+    assigned, updated = tuple(assigned), tuple(updated)
+    if not _WRAPPER_ASSIGNMENTS.issuperset(assigned) or not _WRAPPER_UPDATES.issuperset(updated):
+        raise TypeError("update_wrapper() takes only the standard assigned= and updated= attributes here")
+    if not (
+        is_program_function(wrapper)
+        or isinstance(wrapper, functools.partial)
+        or is_user_class(wrapper)
+        or is_user_class(type(wrapper))
+    ):
+        raise TypeError("update_wrapper() only updates functions and objects defined by the program")
+    functools.update_wrapper(wrapper, wrapped, assigned, ())
+    if updated:
+        # The wrapped object's __dict__ may be a module's (its __builtins__, its imports): public names only.
+        source = getattr(wrapped, "__dict__", None)
+        if isinstance(source, (dict, types.MappingProxyType)):
+            target = vars(wrapper)
+            for key, value in dict(source).items():
+                if isinstance(key, str) and not key.startswith("_") and not isinstance(value, types.ModuleType):
+                    target[key] = value
+    return wrapper
+
+
+def _checked_wraps(
+    wrapped: Any,
+    assigned: Iterable[str] = functools.WRAPPER_ASSIGNMENTS,
+    updated: Iterable[str] = functools.WRAPPER_UPDATES,
+) -> Any:
+    """``functools.wraps`` through :func:`_checked_update_wrapper`."""
+    return functools.partial(_checked_update_wrapper, wrapped=wrapped, assigned=tuple(assigned), updated=tuple(updated))
+
+
+def _checked_total_ordering(cls: Any) -> Any:
+    """``functools.total_ordering`` on classes defined by user code (it sets methods on ``cls``)."""
+    if not is_user_class(cls):
+        raise TypeError("total_ordering() only decorates classes defined by the program")
+    return functools.total_ordering(cls)
+
+
+def _check_module_arg(module: Any) -> None:
+    if module is not None and not is_program_module(module):
+        raise TypeError(f"module={module!r}: only the program's own modules are allowed here")
+
+
+def _caller_module() -> Any:
+    # The module of the user code calling the wrapper (two frames up), as the stdlib would have found it.
+    return sys._getframe(2).f_globals.get("__name__")
+
+
+def _checked_namedtuple(typename: Any, field_names: Any, **kwargs: Any) -> Any:
+    """``collections.namedtuple`` with ``module=`` limited to the program's modules."""
+    _check_module_arg(kwargs.get("module"))
+    if kwargs.get("module") is None:
+        kwargs["module"] = _caller_module()
+    return collections.namedtuple(typename, field_names, **kwargs)
+
+
+def _checked_make_dataclass(cls_name: Any, fields: Any, **kwargs: Any) -> Any:
+    """``dataclasses.make_dataclass`` without ``_`` names in ``namespace=`` and with a program ``module=``.
+
+    A ``namespace`` could otherwise give the class any dunder (``__reduce_ex__``, ``__call__``,
+    ``__globals__``) that library code trusts; a class statement cannot define them either.
+    """
+    namespace = kwargs.get("namespace")
+    if namespace is not None:
+        namespace = dict(namespace)
+        for key in namespace:
+            if not isinstance(key, str) or key.startswith("_"):
+                raise TypeError(f"make_dataclass(): invalid namespace name {key!r}")
+        kwargs["namespace"] = namespace
+    _check_module_arg(kwargs.get("module"))
+    cls = dataclasses.make_dataclass(cls_name, fields, **kwargs)
+    register_user_class(cls)
+    return cls
+
+
+def _guarded_setitem(obj: Any, key: Any, value: Any) -> None:
+    """``operator.setitem`` through the write guard, like ``obj[key] = value``."""
+    guarded_write(obj)[key] = value
+
+
+def _guarded_delitem(obj: Any, key: Any) -> None:
+    """``operator.delitem`` through the write guard, like ``del obj[key]``."""
+    del guarded_write(obj)[key]
 
 
 def _checked_dataclass(cls: Any = None, /, **kwargs: Any) -> Any:
-    import dataclasses
-
     def wrap(target: Any) -> Any:
+        # dataclass sets __init__ & co. on the class: on a class defined by the program only.
+        if not is_user_class(target):
+            raise TypeError("dataclass() only decorates classes defined by the program")
         # dataclass builds __init__ & co. as source text from the field names and exec's it.
         for klass in getattr(target, "__mro__", (target,)):
             names = list(vars(klass).get("__annotations__", {}))
@@ -67,19 +193,57 @@ def _install_copy_guard() -> None:
     copy._reconstruct = reconstruct  # type: ignore[attr-defined]
 
 
-def build_safe_modules() -> None:
-    """Make the trimmed copies (once the modules are imported) and install the ``copy`` guard."""
-    import dataclasses
-    import functools
+def _replacements() -> list[tuple[Any, Any]]:
+    """``(original, replacement)``: what a program gets instead of each original (None: nothing)."""
     import string
     import typing
 
-    safe_modules["operator"] = trimmed(operator, ("attrgetter", "methodcaller"))
-    safe_modules["string"] = trimmed(string, ("Formatter",))
-    # get_type_hints eval()s string annotations unguarded; singledispatch calls it on registration.
-    safe_modules["typing"] = trimmed(typing, ("get_type_hints",))
-    safe_modules["functools"] = trimmed(functools, ("singledispatch", "singledispatchmethod"))
-    safe_modules["dataclasses"] = trimmed(dataclasses, (), {"dataclass": _checked_dataclass})
-    # copyreg's dispatch table decides how copy rebuilds objects: not for user code to extend.
-    safe_modules["copy"] = trimmed(copy, ("dispatch_table",))
+    return [
+        # Unguarded getattr: attrgetter("__class__"), "{0.__class__}" formats.
+        (operator.attrgetter, None),
+        (operator.methodcaller, None),
+        (string.Formatter, None),
+        # get_type_hints eval()s string annotations unguarded; singledispatch calls it on registration.
+        (typing.get_type_hints, None),
+        (functools.singledispatch, None),
+        (functools.singledispatchmethod, None),
+        # global_enum writes the members into sys.modules[cls.__module__], which the caller chooses.
+        (enum.global_enum, None),
+        # copyreg's dispatch table decides how copy rebuilds objects: not for user code to extend.
+        (copy.dispatch_table, None),  # type: ignore[attr-defined]
+        # Writes by caller-chosen names, on caller-chosen targets.
+        (functools.update_wrapper, _checked_update_wrapper),
+        (functools.wraps, _checked_wraps),
+        (functools.total_ordering, _checked_total_ordering),
+        (dataclasses.dataclass, _checked_dataclass),
+        (dataclasses.make_dataclass, _checked_make_dataclass),
+        (collections.namedtuple, _checked_namedtuple),
+        (operator.setitem, _guarded_setitem),
+        (operator.delitem, _guarded_delitem),
+    ]
+
+
+def build_safe_modules() -> None:
+    """Make the trimmed copies (once the modules are imported) and install the ``copy`` guard.
+
+    Every loaded whitelisted module is swept, not just the one that defines an original: ``functools``
+    and ``statistics`` re-export ``collections.namedtuple``, for one.
+    """
+    replacements = _replacements()
+    for name, module in sorted(sys.modules.items()):
+        if module is None or name.partition(".")[0] not in SAFE_STDLIB:
+            continue
+        drop: list[str] = []
+        replace: dict[str, Any] = {}
+        for key, value in vars(module).items():
+            if key.startswith("_"):
+                continue
+            for original, replacement in replacements:
+                if value is original:
+                    if replacement is None:
+                        drop.append(key)
+                    else:
+                        replace[key] = replacement
+        if drop or replace:
+            safe_modules[name] = trimmed(module, drop, replace)
     _install_copy_guard()
