@@ -191,13 +191,62 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.is_error else EXIT_OK
 
 
+MIN_TOKEN_CHARS = 16
+
+
 def _parse_http(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     try:
         number = int(port)
     except ValueError:
         raise ConfigError(f"--http: expected [HOST:]PORT, got {value!r}") from None
-    return host or "127.0.0.1", number
+    return host.removeprefix("[").removesuffix("]") or "127.0.0.1", number
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _http_token(config: Config, host: str, *, insecure: bool) -> str | None:
+    """The bearer token ``serve --http`` requires, or None where serving without one is allowed.
+
+    Raises:
+        ConfigError: a non-loopback address without a token (and without ``--insecure-no-auth``), or a
+            token too short to resist guessing.
+    """
+    var = config.settings.http_token_env
+    token = os.environ.get(var, "")
+    if token:
+        if len(token) < MIN_TOKEN_CHARS or token != token.strip():
+            raise ConfigError(
+                f"${var}: the HTTP bearer token must be at least {MIN_TOKEN_CHARS} characters without surrounding "
+                "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        _progress(f"every HTTP request must carry 'Authorization: Bearer ${var}'")
+        return token
+    if _is_loopback(host):
+        _progress(f"${var} is not set: any local process that can reach {host} can run code through this server")
+        return None
+    if insecure:
+        _progress(
+            f"WARNING: serving {host} WITHOUT AUTHENTICATION (--insecure-no-auth): anyone who can reach this port "
+            "can run code and call every configured tool with its credentials. Only do this behind a proxy that "
+            f"authenticates every request, or set ${var}."
+        )
+        return None
+    raise ConfigError(
+        f"--http {host}: refusing to serve a non-loopback address without authentication. Set ${var} to a bearer "
+        "token that clients send as 'Authorization: Bearer <token>' (e.g. "
+        f"export {var}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')), or bind 127.0.0.1; "
+        "--insecure-no-auth serves anyway (only behind an authenticating proxy)"
+    )
 
 
 @_command("serve")
@@ -207,14 +256,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = _config(args)
     http = _parse_http(args.http) if args.http else None
+    token = _http_token(config, http[0], insecure=args.insecure_no_auth) if http is not None else None
 
     async def go() -> None:
         async with Engine(config, executor=args.executor, progress=_progress) as engine:
-            server = build_server(engine)
+            server = build_server(engine, http_token=token)
             if http is None:
                 await serve_stdio(server)
             else:
-                _progress(f"serving streamable HTTP on http://{http[0]}:{http[1]}/mcp")
+                host = f"[{http[0]}]" if ":" in http[0] else http[0]
+                _progress(f"serving streamable HTTP on http://{host}:{http[1]}/mcp")
                 await server.run_streamable_http_async(host=http[0], port=http[1])
 
     anyio.run(go)
@@ -333,7 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p = add("serve", "serve the execute_python MCP tool (stdio by default)")
-    p.add_argument("--http", metavar="[HOST:]PORT", help="serve streamable HTTP instead (default host 127.0.0.1)")
+    p.add_argument(
+        "--http", metavar="[HOST:]PORT",
+        help="serve streamable HTTP instead (default host 127.0.0.1; any other address needs $CODEMODE_HTTP_TOKEN)",
+    )  # fmt: skip
+    p.add_argument(
+        "--insecure-no-auth", action="store_true",
+        help="with --http on a non-loopback address: serve without a bearer token (only behind an authenticating "
+        "proxy)",
+    )  # fmt: skip
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
     p = add("demo", "walk through the whole loop on the bundled demo servers")
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")

@@ -98,7 +98,11 @@ class Settings(BaseModel):
     executions_per_minute: int = Field(default=1000, ge=1)
     session_idle_s: float = Field(default=1800.0, gt=0)
     max_sessions: int = Field(default=32, ge=1)
-    """Live interpreters at most; past it the least recently used idle session is closed."""
+    """Live interpreters at most. Past it a client's own least recently used idle session is closed, never
+    another client's (see :mod:`codemode.sessions`)."""
+    http_token_env: str = Field(default="CODEMODE_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the bearer token ``serve --http`` requires on every request. Set, it is
+    enforced on any address; unset, ``serve --http`` only binds a loopback address."""
     audit_log: str | None = None
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""

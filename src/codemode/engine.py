@@ -6,6 +6,9 @@
         outcome = await engine.execute("from stubs import notes\\nnotes.list_tags()", session="s1")
         print(outcome.text)
 
+Sessions belong to an owner (the client; ``"local"`` by default): ``execute(..., session="s1", owner="alice")``
+and ``owner="bob"`` run in two interpreters, and quotas are counted per owner (:mod:`codemode.sessions`).
+
 ``codemode serve``, ``codemode run``, ``codemode demo`` and the benchmarks all go through here, so every
 execution is checked, rate-limited, bounded, journaled, audited and rendered the same way. The engine owns
 the call gate (:mod:`codemode.calls.gate`): every tool call a program makes, from either executor, passes
@@ -38,8 +41,8 @@ from codemode.executors import Executor, ExecutorKind, RunResult, create_executo
 from codemode.hub import Hub
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
-from codemode.session_names import safe_session_name
-from codemode.sessions import Sessions
+from codemode.session_names import session_dir
+from codemode.sessions import LOCAL, Owner, Sessions
 
 FUEL_PER_SECOND = 20_000_000_000
 """WASM fuel per second of the wall limit. Measured: a tight CPU-bound loop burns ~10e9 units/s on a
@@ -179,20 +182,28 @@ class Engine:
     # -- executions ----------------------------------------------------------------------------
 
     async def execute(
-        self, code: str, *, session: str = "default", limits: Limits | None = None, ask: Asker | None = None
+        self,
+        code: str,
+        *,
+        session: str = "default",
+        owner: Owner | str = LOCAL,
+        limits: Limits | None = None,
+        ask: Asker | None = None,
     ) -> Outcome:
-        """Run ``code`` in ``session`` (created on first use), audit it, and render the outcome.
+        """Run ``code`` in ``owner``'s session ``session`` (created on first use), audit it, render the outcome.
 
-        Bad input and quota breaches come back as an error ``Outcome``, not an exception. ``ask`` lets the
-        gate put a question to the person at the client (None: nobody can be asked).
+        A session name is scoped to its owner: another owner's ``session`` of the same name is another
+        interpreter. Bad input and quota breaches come back as an error ``Outcome``, not an exception.
+        ``ask`` lets the gate put a question to the person at the client (None: nobody can be asked).
         """
         assert self.executor is not None and self.gate is not None
-        session = safe_session_name(session)
+        owner = Owner(owner) if isinstance(owner, str) else owner
+        session = session_dir(owner.key, session)
         problem = _check_code(code)
         if problem is not None:  # not an execution: nothing ran, nothing to audit
             return Outcome(new_execution_id(), session, problem, True, None, denied=problem)
         try:
-            state = await self.sessions.admit(session)
+            state = await self.sessions.admit(session, owner)
         except PolicyDenied as exc:
             return self._refused(session, code, str(exc))
         assert self.catalog is not None
@@ -265,9 +276,14 @@ class Engine:
         self.audit.append(entry)
         return Outcome(entry.id, session, f"PolicyDenied: {message}", True, None, denied=message)
 
-    async def close_session(self, session: str) -> None:
-        """Drop a session's interpreter and state."""
-        await self.sessions.close(safe_session_name(session))
+    async def close_session(self, session: str, *, owner: Owner | str = LOCAL) -> None:
+        """Drop ``owner``'s session ``session``: its interpreter and state."""
+        key = owner if isinstance(owner, str) else owner.key
+        await self.sessions.close(session_dir(key, session))
+
+    async def close_owner(self, owner: Owner | str) -> None:
+        """Drop every session of ``owner`` that is not running code (the client is gone for good)."""
+        await self.sessions.close_owner(owner if isinstance(owner, str) else owner.key)
 
     async def _close_interpreter(self, session: str) -> None:
         if self.executor is not None:

@@ -8,18 +8,28 @@ Both follow the engine's stubs catalog: when an upstream server changes its tool
 new generation, the description and the resources are rebuilt from its index, and every connected client
 is sent ``notifications/tools/list_changed`` / ``notifications/resources/list_changed`` (see
 :class:`ClientNotifier` for how that reaches each protocol era).
+
+Every call runs for one client (:func:`caller_of`), and a ``session`` name is that client's own: over stdio
+the process has one client; a handshake-era HTTP client is its MCP session; a sessionless HTTP client
+(protocol 2026-07-28) is a server-issued handle, returned with its first result, that it passes back. HTTP
+can require a bearer token on every request (:class:`StaticToken`, checked by the SDK's auth middleware).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
 import mcp_types as types
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken, principal_components
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
@@ -40,15 +50,20 @@ from codemode._version import __version__
 from codemode.calls.gate import Asker
 from codemode.config import Settings
 from codemode.engine import Engine
+from codemode.session_names import HANDLE_PREFIX, Handles
+from codemode.sessions import LOCAL, Owner
 
 logger = logging.getLogger(__name__)
 
 TOOL_NAME = "execute_python"
 CODE_HELP = "The Python program. What it prints and the value of its last expression are returned."
 SESSION_HELP = (
-    "Optional name of an interpreter to run in: calls with the same name share variables and /scratch. "
-    "Omit it to use this client's own session."
+    "Optional name of an interpreter to run in: calls with the same name share variables and /scratch "
+    "(names are private to this client). Omit it to use this client's own session. If a result gave you a "
+    "session handle, pass it here (alone, or as '<handle>/<name>')."
 )
+HANDLE_META_KEY = "codemode/session"
+"""Result ``_meta`` key carrying a sessionless client's handle; a request's ``_meta`` may carry it back."""
 STUB_MIME_TYPE = "text/x-python"
 NOTIFY_TIMEOUT_S = 5.0
 """How long one client may take to accept a list-changed notification before it is skipped."""
@@ -88,42 +103,176 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None) ->
     return "\n".join(lines)
 
 
-def session_key(ctx: Context[Any, Any] | None, requested: str | None = None) -> str:
-    """The sandbox session for a call: the ``session`` the model named, else one per client.
+@dataclass(frozen=True)
+class Caller:
+    """Whom a call runs for and in which of their sessions."""
 
-    Over stdio a process serves exactly one client, so it has one session. Stateful HTTP clients are told
-    apart by ``mcp-session-id``. Sessionless HTTP (protocol 2026-07-28) carries no client identity at all,
-    so those calls share one session unless the model names its own.
+    owner: Owner
+    session: str
+    handle: str | None = None
+    """Sessionless HTTP only: what the client passes back as ``session`` to run here again."""
+    minted: bool = False
+    """The handle is new with this call: the result's text tells the client about it."""
+    connection: Connection | None = field(default=None, compare=False)
+    """Handshake-era HTTP only: the MCP session's connection, whose end makes its interpreters unreachable."""
+
+
+class CallerError(Exception):
+    """The call names a session it cannot have (a handle this server did not issue to this client)."""
+
+
+def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Handles) -> Caller:
+    """The client a call comes from and the session it asked for.
+
+    Over stdio (or in process) the server has one client, the local owner. Over HTTP the identity is one the
+    client cannot choose: a handshake-era client is its ``mcp-session-id`` (issued by the SDK, bound to the
+    credential that opened it, and only trusted when the transport routed the request to that session); a
+    sessionless client is a handle this server signed, in ``session`` (``<handle>`` or ``<handle>/<name>``)
+    or in the request's ``_meta``. A sessionless call without one gets a new handle and a new interpreter:
+    it never shares one with anybody.
+
+    Raises:
+        CallerError: the call presents a handle this server did not issue, or issued to another credential.
     """
-    if requested:
-        return "named-" + requested
+    request = _http_request(ctx)
+    if request is None:
+        return Caller(LOCAL, requested or "default")
+    principal = _principal(request)
+    client = getattr(request, "client", None)
+    peer = str(getattr(client, "host", None) or "unknown")
+    handle, name = _presented_handle(requested, _request_meta(ctx))
+    if handle is not None:
+        key = handles.owner(handle, principal=principal)
+        if key is None:
+            raise CallerError(
+                f"session {handle[:12]}…: not a session handle this server issued to this client (the server may "
+                "have restarted); omit `session` to start a new interpreter"
+            )
+        return Caller(Owner(key, peer), name or "default", handle=_handle_for(handle, name))
+    connection = _mcp_session(ctx)
+    if connection is not None:
+        key = "mcp-" + hashlib.sha256(f"{principal}\0{connection.session_id}".encode()).hexdigest()[:32]
+        return Caller(Owner(key, peer), requested or "default", connection=connection)
+    handle = handles.mint(principal=principal)
+    key = handles.owner(handle, principal=principal)
+    assert key is not None
+    return Caller(Owner(key, peer, provisional=True), requested or "default", _handle_for(handle, requested), True)
+
+
+def _presented_handle(requested: str | None, meta: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(handle, session name) from ``session`` (``<handle>[/<name>]``) or else the request's ``_meta``."""
+    if requested and requested.startswith(HANDLE_PREFIX):
+        handle, _, name = requested.partition("/")
+        return handle, name or None
+    carried = (meta or {}).get(HANDLE_META_KEY)
+    if isinstance(carried, str) and carried:
+        handle, _, name = carried.partition("/")
+        return handle, requested or name or None
+    return None, requested
+
+
+def _handle_for(handle: str, name: str | None) -> str:
+    return f"{handle}/{name}" if name else handle
+
+
+def _request_meta(ctx: Context[Any, Any] | None) -> Mapping[str, Any] | None:
     if ctx is None:
-        return "default"
+        return None
     try:
-        headers = ctx.headers
+        meta = ctx.request_context.meta
     except (AttributeError, LookupError, ValueError):
-        headers = None
-    if headers is None:
-        return "default"
-    sid = headers.get("mcp-session-id")
-    if sid:
-        return "http-" + hashlib.sha256(sid.encode()).hexdigest()[:16]
-    return "http-shared"
+        return None
+    return meta if isinstance(meta, Mapping) else None
 
 
-def build_server(engine: Engine) -> MCPServer:
+def _http_request(ctx: Context[Any, Any] | None) -> Any:
+    """The HTTP request this call came in (a Starlette ``Request``), or None over stdio and in process."""
+    if ctx is None:
+        return None
+    try:
+        request = ctx.request_context.request
+    except (AttributeError, LookupError, ValueError):
+        return None
+    return request if getattr(request, "headers", None) is not None else None
+
+
+def _principal(request: Any) -> str:
+    """Who authenticated the request (client id, issuer, subject), or ``""`` when nobody did."""
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, Mapping) else None
+    if not isinstance(user, AuthenticatedUser):
+        return ""
+    return "\0".join(part or "" for part in principal_components(user.access_token))
+
+
+def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
+    """The connection of the MCP session this request was routed to, or None (sessionless HTTP, stdio).
+
+    Its ``session_id``, not the ``mcp-session-id`` header: a 2026-07-28 request may carry any value there
+    unchecked, while a connection has a session id only when the SDK's session manager routed the request
+    to that stateful session. SDK 2.3 gives a tool's context no public route to its connection; the
+    session's private reference is the only one (``ClientNotifier._track`` uses it too).
+    """
+    if ctx is None:
+        return None
+    try:
+        connection = getattr(ctx.request_context.session, "_connection", None)
+    except (AttributeError, LookupError, ValueError):
+        return None
+    if not isinstance(connection, Connection) or not connection.session_id:
+        return None
+    return connection
+
+
+class StaticToken:
+    """The SDK ``TokenVerifier`` for ``serve --http`` with one shared bearer token (compared in constant time).
+
+    The SDK's ``BearerAuthBackend`` and ``RequireAuthMiddleware`` call it on every HTTP request: a missing or
+    wrong ``Authorization: Bearer`` header gets 401 before any MCP handling. An OAuth resource server would
+    put a verifier of issued tokens in its place.
+    """
+
+    CLIENT_ID = "codemode-http-token"
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if hmac.compare_digest(token.encode(), self._token):
+            return AccessToken(token="", client_id=self.CLIENT_ID, scopes=[])
+        return None
+
+
+def _auth_settings() -> AuthSettings:
+    # The SDK requires an issuer URL with any auth settings, but uses it only for authorization-server routes
+    # and protected-resource metadata, neither of which a static token serves (resource_server_url is None).
+    return AuthSettings(issuer_url="http://codemode.invalid", resource_server_url=None)  # type: ignore[arg-type]
+
+
+def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
     The tool description and the ``stubs://`` resources follow the engine's stubs catalog: after each new
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
+    With ``http_token``, its streamable HTTP app answers 401 to any request without
+    ``Authorization: Bearer <http_token>``.
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
+    handles = Handles()
+    bound: set[str] = set()  # owners whose sessions are closed when their MCP session ends
+
+    async def session_ended(owner: str) -> None:
+        bound.discard(owner)
+        await engine.close_owner(owner)
+
     server: MCPServer = MCPServer(
         "codemode",
         instructions="Call execute_python with a Python program; `from stubs import <server>` to use tools.",
         version=__version__,
         subscriptions=notifier.bus,
         middleware=[notifier],
+        token_verifier=StaticToken(http_token) if http_token else None,
+        auth=_auth_settings() if http_token else None,
     )
 
     async def execute_python(
@@ -133,12 +282,29 @@ def build_server(engine: Engine) -> MCPServer:
     ) -> types.CallToolResult:
         """Run a Python program in the sandbox (see the tool description)."""
         try:
-            outcome = await engine.execute(code, session=session_key(ctx, session), ask=elicitation_asker(ctx))
+            caller = caller_of(ctx, session, handles)
+        except CallerError as exc:
+            return _result(str(exc), is_error=True)
+        if caller.connection is not None and caller.owner.key not in bound:
+            bound.add(caller.owner.key)  # its session id never comes back: nobody could reach them again
+            caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
+        try:
+            outcome = await engine.execute(code, session=caller.session, owner=caller.owner, ask=elicitation_asker(ctx))
         except Exception as exc:
             # The program's own failures come back as an Outcome; an exception is codemode's fault.
             logger.exception("execute_python: the engine failed")
             raise MCPError(INTERNAL_ERROR, f"codemode failed to run the program: {_one_line(exc)}") from exc
-        return _result(outcome.text or "(no output)", is_error=outcome.is_error)
+        result = _result(outcome.text or "(no output)", is_error=outcome.is_error)
+        if caller.handle is None:
+            return result
+        if caller.minted and outcome.result is not None:  # said once, beside the program's own output
+            notice = (
+                f'[codemode: this ran in a new interpreter; pass session="{caller.handle}" to keep using it '
+                "(without it, each call starts a new one)]"
+            )
+            result.content.append(types.TextContent(type="text", text=notice))
+        result.meta = {HANDLE_META_KEY: caller.handle}
+        return result
 
     front = _Front(server, engine, execute_python, notifier)
     front.sync()

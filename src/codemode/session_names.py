@@ -1,16 +1,34 @@
-"""The one rule for session names: they become directory names under the scratch root.
+"""The rules for session names: whose a session is, what it is called on disk, and sessionless handles.
 
-The front derives names from clients (``named-<what the model asked for>``, ``http-<hash>``), the engine
-makes any string safe with :func:`safe_session_name`, and the executors refuse anything else with
+A session belongs to an owner (see :class:`codemode.sessions.Owner`) and has a name the owner chose, so
+two clients naming their session ``work`` get two interpreters. :func:`session_dir` turns the pair into the
+directory name the executors use under the scratch root; the executors refuse anything else with
 :func:`check_session_name` before touching the disk.
+
+Sessionless HTTP clients (protocol 2026-07-28) carry no identity of their own. The front gives each one a
+:class:`Handles` token with its first result; passed back, the token names the same owner again. Tokens
+are signed with a key that lives only in this process, so a client cannot make one up, and one minted for
+one authenticated principal does not verify for another.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import secrets
+
+LOCAL_OWNER = "local"
+"""The owner of stdio and ``codemode run`` sessions: the one client of its process."""
+HANDLE_PREFIX = "cmh_"
+"""How a session handle starts (a session name of the form ``<handle>/<name>`` picks a named session)."""
 
 _VALID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_OWNED = re.compile(r".*\.[0-9a-f]{24}")
+_NONCE_BYTES = 18  # 144 bits: unguessable
+_MAC_BYTES = 16
 
 
 def safe_session_name(requested: str) -> str:
@@ -19,7 +37,55 @@ def safe_session_name(requested: str) -> str:
     return name or "default"
 
 
+def session_dir(owner: str, name: str) -> str:
+    """The directory name of ``owner``'s session ``name``: distinct for distinct (owner, name) pairs.
+
+    The local owner's sessions keep their readable names (``cli``, ``demo``); any other owner's get a digest
+    of owner and name appended (``work.3f9c…``), so neither a name nor a lookalike of another client's can
+    reach that client's interpreter. The owner itself (a secret for HTTP clients) never appears.
+    """
+    safe = safe_session_name(name)
+    if owner == LOCAL_OWNER and not _OWNED.fullmatch(safe):
+        return safe
+    digest = hashlib.sha256(f"{owner}\0{name}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{safe[:80]}.{digest}"
+
+
 def check_session_name(session: str) -> None:
     """Raise ``ValueError`` unless ``session`` is a valid name (no separators, no leading dot)."""
     if not _VALID.fullmatch(session):
         raise ValueError(f"invalid session name {session!r}: use letters, digits, '_', '.', '-' (max 128)")
+
+
+class Handles:
+    """Mints and checks session handles: ``cmh_<nonce>.<mac>``, the mac binding the nonce to a principal.
+
+    ::
+
+        handles = Handles()
+        handle = handles.mint(principal="")
+        assert handles.owner(handle, principal="") == handles.owner(handle, principal="")
+        assert handles.owner(handle, principal="someone else") is None
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else secrets.token_bytes(32)
+
+    def mint(self, *, principal: str) -> str:
+        """A new handle for a client authenticated as ``principal`` (``""`` when nobody is)."""
+        nonce = secrets.token_urlsafe(_NONCE_BYTES)
+        return f"{HANDLE_PREFIX}{nonce}.{self._mac(principal, nonce)}"
+
+    def owner(self, handle: str, *, principal: str) -> str | None:
+        """The owner key ``handle`` stands for, or None if this process did not mint it for ``principal``."""
+        if not handle.startswith(HANDLE_PREFIX):
+            return None
+        nonce, dot, mac = handle[len(HANDLE_PREFIX) :].partition(".")
+        if not dot or not nonce or not hmac.compare_digest(mac.encode(), self._mac(principal, nonce).encode()):
+            return None
+        return "h-" + hashlib.sha256(nonce.encode()).hexdigest()[:32]
+
+    def _mac(self, principal: str, nonce: str) -> str:
+        message = f"{principal}\0{nonce}".encode("utf-8", "surrogatepass")
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

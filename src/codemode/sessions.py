@@ -1,76 +1,223 @@
-"""The engine's live sessions: one lock each, a cap on how many, idle expiry and a rate limit.
+"""The engine's live sessions, each owned by one client: caps, eviction, idle expiry and rate limits.
 
-Sessions are cheap to name (``execute_python``'s ``session`` argument), so without a cap a client could
-make the host boot interpreters until it runs out of memory.
+Sessions are cheap to name (``execute_python``'s ``session`` argument) and each one boots an interpreter,
+so what a client may spend is bounded, per client. Every session belongs to an :class:`Owner`: ``local``
+over stdio and for ``codemode run``, an MCP session or a server-issued handle over HTTP (see
+:mod:`codemode.front`). A name is scoped to its owner, and so is everything that can be spent:
+
+* **Live sessions**: at most ``per_owner`` per owner (the local owner may use every slot) and
+  ``max_sessions`` in all. A new session makes room by closing its owner's own least recently used idle
+  session. When the server is full and the owner has none idle, an idle *provisional* session of another
+  owner is reclaimed, oldest first: the first interpreter of a sessionless client whose handle never came
+  back. Otherwise the call is refused. A session another client has used twice is never closed for
+  someone else; it only expires after ``idle_s`` (a provisional one after ``provisional_idle_s``).
+* **Executions**: ``per_minute`` per owner in any sliding minute, whatever session names it uses.
+* **New sessions** (each starts an interpreter): ``new_per_minute`` per owner, and ``new_per_minute_per_peer``
+  per peer address, because a sessionless client can always come back as a new owner.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
 
 from codemode.errors import PolicyDenied
-from codemode.policy import RateLimiter
+from codemode.session_names import LOCAL_OWNER
+
+PROVISIONAL_IDLE_S = 300.0
+"""How long a provisional session (a sessionless client's first interpreter) is kept if its handle never
+comes back."""
+WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The client an execution runs for.
+
+    ``key`` must be unguessable for remote clients: whoever presents it reaches the owner's sessions.
+    ``peer`` is where the client's requests come from (an IP address over HTTP). ``provisional`` marks a
+    sessionless client's first call, whose handle may never come back.
+    """
+
+    key: str
+    peer: str = "local"
+    provisional: bool = False
+
+
+LOCAL = Owner(LOCAL_OWNER)
 
 
 @dataclass
 class Session:
     """One live session as the engine tracks it."""
 
+    owner: str
+    provisional: bool = False
+    """Created for a sessionless client's first call and not used since: may be reclaimed for others."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     last_used: float = field(default_factory=time.monotonic)
 
 
 class Sessions:
-    """At most ``max_sessions`` live sessions; the least recently used idle one is closed to make room."""
+    """The live sessions, keyed by their directory name (see :func:`codemode.session_names.session_dir`).
+
+    ``per_owner`` defaults to ``max(4, max_sessions // 4)``, ``new_per_minute`` to ``max(8, max_sessions)``
+    and ``new_per_minute_per_peer`` to four times that.
+    """
 
     def __init__(
-        self, *, max_sessions: int, idle_s: float, per_minute: int, close: Callable[[str], Awaitable[None]]
+        self,
+        *,
+        max_sessions: int,
+        idle_s: float,
+        per_minute: int,
+        close: Callable[[str], Awaitable[None]],
+        per_owner: int | None = None,
+        new_per_minute: int | None = None,
+        new_per_minute_per_peer: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_sessions = max_sessions
+        self.per_owner = min(max_sessions, per_owner or max(4, max_sessions // 4))
         self.idle_s = idle_s
+        self.provisional_idle_s = min(idle_s, PROVISIONAL_IDLE_S)
         self._close = close
-        self._rate = RateLimiter(per_minute)
+        self._clock = clock
+        new = new_per_minute or max(8, max_sessions)
+        self._executions = _Windows(per_minute, clock)
+        self._new_by_owner = _Windows(new, clock)
+        self._new_by_peer = _Windows(new_per_minute_per_peer or 4 * new, clock)
         self._live: dict[str, Session] = {}
+        self._admitting = anyio.Lock()
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._live
+    def __contains__(self, key: str) -> bool:
+        return key in self._live
 
-    async def admit(self, name: str) -> Session:
-        """The session to run an execution in (created if new).
+    def owned_by(self, owner: str) -> list[str]:
+        """The keys of ``owner``'s live sessions."""
+        return [key for key, state in self._live.items() if state.owner == owner]
+
+    async def admit(self, key: str, owner: Owner) -> Session:
+        """The session ``key`` of ``owner`` to run an execution in (created if new).
 
         Raises:
-            PolicyDenied: every session slot is busy running code, or the session's rate limit is spent.
+            PolicyDenied: the owner's rate limit or new-session limit is spent, or there is no room for a
+                new session without closing another client's session or one that is running code.
         """
-        state = self._live.get(name)
+        state = self._live.get(key)
         if state is None:
-            await self._make_room()
-            state = self._live.setdefault(name, Session())
-        self._rate.check(name)
+            async with self._admitting:  # one new session at a time, so the caps hold
+                state = self._live.get(key)
+                if state is None:
+                    return await self._create(key, owner)
+        if state.owner != owner.key:  # keys are derived from the owner: this is a bug, not a client's doing
+            raise RuntimeError(f"session {key} belongs to another owner")
+        self._spend(self._executions, owner.key, "executions per minute per client", "")
+        if not owner.provisional:
+            state.provisional = False  # its handle came back: the client keeps it
         return state
 
-    async def _make_room(self) -> None:
+    async def _create(self, key: str, owner: Owner) -> Session:
+        self._check(self._executions, owner.key, "executions per minute per client", "")
+        hint = "; reuse a session instead of starting new ones (sessionless HTTP: pass back your session handle)"
+        self._check(self._new_by_owner, owner.key, "new sessions per minute per client", hint)
+        self._check(self._new_by_peer, owner.peer, "new sessions per minute from one address", hint)
+        await self._make_room(owner)
+        state = self._live[key] = Session(owner.key, owner.provisional, last_used=self._clock())
+        self._new_by_owner.add(owner.key)
+        self._new_by_peer.add(owner.peer)
+        self._executions.add(owner.key)
+        return state
+
+    def _check(self, windows: _Windows, key: str, what: str, hint: str) -> None:
+        wait = windows.wait_s(key)
+        if wait:
+            raise PolicyDenied(f"rate limit: at most {windows.limit} {what}; retry in {wait:.0f} s{hint}")
+
+    def _spend(self, windows: _Windows, key: str, what: str, hint: str) -> None:
+        self._check(windows, key, what, hint)
+        windows.add(key)
+
+    async def _make_room(self, owner: Owner) -> None:
+        """Close one session if ``owner`` may not open another as things stand; never another's in use."""
+        mine = [(s.last_used, k) for k, s in self._live.items() if s.owner == owner.key]
+        idle_mine = sorted((t, k) for t, k in mine if not self._live[k].lock.locked())
+        cap = self.max_sessions if owner.key == LOCAL_OWNER else self.per_owner
+        if len(mine) >= cap:
+            if not idle_mine:
+                raise PolicyDenied(f"too many sessions: all {cap} of this client's are running code; retry later")
+            await self.close(idle_mine[0][1])
+            return
         if len(self._live) < self.max_sessions:
             return
-        idle = sorted((s.last_used, name) for name, s in self._live.items() if not s.lock.locked())
-        if not idle:
-            raise PolicyDenied(f"too many sessions: all {self.max_sessions} are running code; retry when one finishes")
-        await self.close(idle[0][1])
+        if idle_mine:
+            await self.close(idle_mine[0][1])
+            return
+        unclaimed = sorted((s.last_used, k) for k, s in self._live.items() if s.provisional and not s.lock.locked())
+        if unclaimed:
+            await self.close(unclaimed[0][1])
+            return
+        raise PolicyDenied(
+            f"too many sessions: all {self.max_sessions} are in use by other clients or running code; retry later"
+        )
 
-    async def close(self, name: str) -> None:
+    async def close(self, key: str) -> None:
         """Forget a session and have its interpreter closed."""
-        self._live.pop(name, None)
-        self._rate.forget(name)
-        await self._close(name)
+        self._live.pop(key, None)
+        await self._close(key)
+
+    async def close_owner(self, owner: str) -> None:
+        """Close every session of ``owner`` not running code (one that is expires when idle)."""
+        for key in self.owned_by(owner):
+            state = self._live.get(key)
+            if state is not None and not state.lock.locked():
+                await self.close(key)
+
+    async def expire_once(self) -> None:
+        """Close the sessions idle for too long (never one running code); forget stale rate windows."""
+        now = self._clock()
+        for key, state in list(self._live.items()):
+            limit = self.provisional_idle_s if state.provisional else self.idle_s
+            if now - state.last_used > limit and not state.lock.locked():
+                await self.close(key)
+        for windows in (self._executions, self._new_by_owner, self._new_by_peer):
+            windows.prune()
 
     async def expire_idle(self) -> None:
-        """Run forever: close sessions idle for longer than ``idle_s`` (never one that is running code)."""
+        """Run forever: :meth:`expire_once` every little while."""
         while True:
-            await anyio.sleep(min(60.0, self.idle_s / 4))
-            now = time.monotonic()
-            for name, state in list(self._live.items()):
-                if now - state.last_used > self.idle_s and not state.lock.locked():
-                    await self.close(name)
+            await anyio.sleep(min(60.0, self.provisional_idle_s / 4))
+            await self.expire_once()
+
+
+class _Windows:
+    """At most ``limit`` events per key in any sliding minute."""
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def wait_s(self, key: str) -> float:
+        """0 if one more event is allowed for ``key`` now, else how many seconds until it is."""
+        window = self._seen.get(key)
+        if window is None:
+            return 0.0
+        now = self._clock()
+        while window and now - window[0] >= WINDOW_S:
+            window.popleft()
+        return max(WINDOW_S - (now - window[0]), 1.0) if len(window) >= self.limit else 0.0
+
+    def add(self, key: str) -> None:
+        self._seen.setdefault(key, deque()).append(self._clock())
+
+    def prune(self) -> None:
+        """Forget keys with no event in the last minute."""
+        now = self._clock()
+        for key, window in list(self._seen.items()):
+            if not window or now - window[-1] >= WINDOW_S:
+                del self._seen[key]

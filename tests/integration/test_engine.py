@@ -34,8 +34,9 @@ async def test_quotas_are_clear_errors(tmp_path: Path) -> None:
         assert not third.is_error and third.text == "2"
         denied = await engine.execute("1 + 1", session="q")
         assert denied.is_error and denied.denied and "at most 3 executions per minute" in denied.text
-        other = await engine.execute("1 + 1", session="other")  # the rate limit is per session
-        assert not other.is_error
+        other = await engine.execute("1 + 1", session="other")  # the rate limit is per client, not per name
+        assert other.is_error and "at most 3 executions per minute per client" in other.text
+        assert not (await engine.execute("1 + 1", session="q", owner="someone-else")).is_error
 
 
 async def test_idle_sessions_expire(tmp_path: Path) -> None:

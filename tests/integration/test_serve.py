@@ -172,15 +172,19 @@ async def test_streamable_http(tmp_path: Path) -> None:
         async with Client(url) as client:
             tools = (await client.list_tools()).tools
             assert [t.name for t in tools] == ["execute_python"]
-            await client.call_tool("execute_python", {"code": "n = 21"})
-            result = await client.call_tool(
-                "execute_python", {"code": "from stubs import notes\nlen(notes.list_tags()) + n * 0 + n"}
-            )
+            # Sessionless HTTP has no client identity: the first result carries a handle the client passes back.
+            first = await client.call_tool("execute_python", {"code": "n = 21"})
+            assert first.meta is not None
+            mine = first.meta["codemode/session"]
+            code = "from stubs import notes\nlen(notes.list_tags()) + n * 0 + n"
+            result = await client.call_tool("execute_python", {"code": code, "session": mine})
             assert not result.is_error, _text(result)
             assert "29" in _text(result)  # 8 tags + 21: state persisted across HTTP calls
             async with Client(url) as other:
-                # Sessionless HTTP has no client identity: a client keeps its own state by naming a session.
-                await other.call_tool("execute_python", {"code": "n = 1", "session": "other"})
+                made = await other.call_tool("execute_python", {"code": "n = 1", "session": "other"})
+                assert made.meta is not None
+                theirs = made.meta["codemode/session"]
+                assert theirs.endswith("/other")
                 answers: dict[str, list[Any]] = {}
 
                 async def ask(name: str, c: Client, args: dict[str, str]) -> None:
@@ -188,8 +192,8 @@ async def test_streamable_http(tmp_path: Path) -> None:
                     answers[name] = json.loads(_text(await c.call_tool("execute_python", {"code": code, **args})))
 
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(ask, "first", client, {})
-                    tg.start_soon(ask, "second", other, {"session": "other"})
+                    tg.start_soon(ask, "first", client, {"session": mine})
+                    tg.start_soon(ask, "second", other, {"session": theirs})
                 first, second = answers["first"], answers["second"]
                 assert (first[0], second[0]) == (21, 1)  # one server, two sessions
                 assert max(first[1], second[1]) < min(first[2], second[2])  # the two ran side by side

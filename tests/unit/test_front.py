@@ -1,12 +1,18 @@
-"""The execute_python description, session keys and the output cut: the parts of serve with no I/O."""
+"""The execute_python description, who a call is from and the output cut: the parts of serve with no I/O."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
+from mcp.server.connection import Connection
 
 from codemode.config import Settings
 from codemode.engine import cut
-from codemode.front import session_key, tool_description
+from codemode.front import HANDLE_META_KEY, CallerError, caller_of, tool_description
+from codemode.session_names import Handles
+from codemode.sessions import LOCAL
 from codemode.tokens import count_tokens
 
 
@@ -43,18 +49,45 @@ def test_description_with_no_servers_says_so() -> None:
 
 
 class _Ctx:
-    def __init__(self, headers: dict[str, str] | None) -> None:
-        self.headers = headers
+    """What ``caller_of`` reads of a tool's context: the HTTP request (None over stdio) and the connection."""
+
+    def __init__(self, request: Any = None, session_id: str | None = None, meta: Any = None) -> None:
+        connection = Connection.for_loop(None, session_id=session_id)  # type: ignore[arg-type]  # never sends
+        session = SimpleNamespace(_connection=connection)
+        self.request_context = SimpleNamespace(request=request, session=session, meta=meta)
 
 
-def test_session_keys() -> None:
-    assert session_key(None) == "default"
-    assert session_key(_Ctx(None)) == "default"  # type: ignore[arg-type]  # stdio: one client per process
-    a = session_key(_Ctx({"mcp-session-id": "abc"}))  # type: ignore[arg-type]
-    b = session_key(_Ctx({"mcp-session-id": "abd"}))  # type: ignore[arg-type]
-    assert a.startswith("http-") and a != b and "abc" not in a
-    assert session_key(_Ctx({"mcp-protocol-version": "2026-07-28"})) == "http-shared"  # type: ignore[arg-type]
-    assert session_key(_Ctx({"mcp-session-id": "abc"}), "mine") == "named-mine"  # type: ignore[arg-type]
+def _http(headers: dict[str, str] | None = None) -> Any:
+    return SimpleNamespace(headers=headers or {}, client=SimpleNamespace(host="10.0.0.7"), scope={})
+
+
+def test_callers() -> None:
+    handles = Handles()
+    assert caller_of(None, None, handles) == caller_of(_Ctx(), None, handles)  # stdio: one client per process
+    local = caller_of(_Ctx(), "mine", handles)
+    assert (local.owner, local.session, local.handle) == (LOCAL, "mine", None)
+    a = caller_of(_Ctx(_http(), "abc"), None, handles)  # type: ignore[arg-type]
+    b = caller_of(_Ctx(_http(), "abd"), "mine", handles)  # type: ignore[arg-type]
+    assert a.owner.key.startswith("mcp-") and a.owner.key != b.owner.key and "abc" not in a.owner.key
+    assert (a.session, b.session, a.handle, a.owner.peer) == ("default", "mine", None, "10.0.0.7")
+    assert a.connection is not None and a.connection.session_id == "abc"  # its end closes a's sessions
+    # Sessionless: a new owner and handle for each call without one; never a shared session.
+    first, second = (caller_of(_Ctx(_http()), None, handles) for _ in range(2))  # type: ignore[arg-type]
+    assert first.owner.key != second.owner.key and first.minted and first.owner.provisional
+    assert first.handle is not None and first.handle.startswith("cmh_")
+    back = caller_of(_Ctx(_http()), first.handle, handles)  # type: ignore[arg-type]
+    assert back.owner.key == first.owner.key and not back.owner.provisional and not back.minted
+    named = caller_of(_Ctx(_http()), f"{first.handle}/w", handles)  # type: ignore[arg-type]
+    meta = caller_of(_Ctx(_http(), meta={HANDLE_META_KEY: first.handle}), "w", handles)  # type: ignore[arg-type]
+    assert named == meta and named.owner.key == first.owner.key and named.session == "w"
+    assert named.handle == f"{first.handle}/w"
+    altered = first.handle[:-1] + ("A" if first.handle[-1] != "A" else "B")
+    for forged, issuer in [(altered, handles), (first.handle, Handles())]:
+        with pytest.raises(CallerError, match="not a session handle"):
+            caller_of(_Ctx(_http()), forged, issuer)  # type: ignore[arg-type]
+    # A 2026-07-28 request may carry any mcp-session-id header: it is not an identity.
+    spoofed = caller_of(_Ctx(_http({"mcp-session-id": "abc"})), None, handles)  # type: ignore[arg-type]
+    assert spoofed.owner.key != a.owner.key and spoofed.minted
 
 
 def test_cut_keeps_whole_lines_and_names_the_full_copy() -> None:

@@ -1,0 +1,183 @@
+"""Sessions are owned by clients: one test per way one client could take or exhaust another's sessions.
+
+In process and fast: :class:`Sessions` with a recording ``close`` and a fake clock, :func:`session_dir`,
+and :class:`Handles`. The same attacks against a real ``serve --http`` are in
+``tests/integration/test_serve_isolation.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from codemode.errors import PolicyDenied
+from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, session_dir
+from codemode.sessions import LOCAL, Owner, Sessions
+
+pytestmark = pytest.mark.anyio
+
+ALICE, MALLORY = Owner("alice", "10.0.0.1"), Owner("mallory", "10.0.0.2")
+
+
+class Clock:
+    """A clock that moves only a hundredth of a second per reading unless moved on purpose."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 0.01
+        return self.now
+
+
+def _sessions(closed: list[str], clock: Clock | None = None, **kwargs: int) -> Sessions:
+    async def close(key: str) -> None:
+        closed.append(key)
+
+    settings = {"max_sessions": 4, "idle_s": 1800, "per_minute": 1000, **kwargs}
+    return Sessions(close=close, clock=clock or Clock(), **settings)  # type: ignore[arg-type]
+
+
+async def _open(sessions: Sessions, owner: Owner, name: str) -> str:
+    key = session_dir(owner.key, name)
+    await sessions.admit(key, owner)
+    return key
+
+
+def test_a_name_reaches_only_its_owners_session() -> None:
+    alices = session_dir("alice", "work")
+    assert alices != session_dir("mallory", "work")
+    assert session_dir(LOCAL_OWNER, "work") == "work"  # stdio and `codemode run` keep readable names
+    # Nor can a name be made to look like another owner's directory, locally or remotely.
+    assert session_dir(LOCAL_OWNER, alices) != alices
+    assert session_dir("mallory", alices) != alices
+    assert session_dir("alice", "a/b") != session_dir("alice", "a_b")  # names made safe stay distinct
+    for name in ("work", "", "../..", "x" * 500, "\udcff", alices):
+        check_session_name(session_dir("alice", name))
+        check_session_name(session_dir(LOCAL_OWNER, name))
+
+
+def test_a_handle_cannot_be_made_up_or_borrowed() -> None:
+    handles = Handles()
+    handle = handles.mint(principal="")
+    assert handles.owner(handle, principal="") == handles.owner(handle, principal="") is not None
+    assert handles.mint(principal="") != handle
+    nonce, mac = handle.removeprefix("cmh_").split(".")
+    for forged in (f"cmh_{nonce}.", f"cmh_{nonce}", f"cmh_{nonce}x.{mac}", f"cmh_x.{mac}", "cmh_", "", nonce):
+        assert handles.owner(forged, principal="") is None, forged
+    assert handles.owner(handle, principal="another credential") is None
+    assert Handles().owner(handle, principal="") is None  # another process (or a restart) did not mint it
+
+
+async def test_opening_many_names_evicts_only_your_own_sessions() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=4, new_per_minute=100)
+    alices = await _open(sessions, ALICE, "mine")
+    mallorys = [await _open(sessions, MALLORY, f"n{i}") for i in range(10)]
+    assert alices in sessions and alices not in closed
+    assert closed == mallorys[:7] and sessions.owned_by("mallory") == mallorys[7:]
+
+
+async def test_a_client_holds_at_most_its_share() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=32, new_per_minute=100)
+    assert sessions.per_owner == 8
+    for i in range(12):
+        await _open(sessions, MALLORY, f"n{i}")
+    assert len(sessions.owned_by("mallory")) == 8 and len(closed) == 4
+    for i in range(40):  # the local owner (stdio, `codemode run`) is the process's only client: every slot
+        await _open(sessions, LOCAL, f"l{i}")
+    assert len(sessions.owned_by(LOCAL_OWNER)) == 24
+
+
+async def test_a_full_server_refuses_rather_than_evicting_another_client() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=4)
+    owners = [Owner(f"o{i}", f"10.0.1.{i}") for i in range(4)]
+    for owner in owners:
+        await _open(sessions, owner, "s")
+    with pytest.raises(PolicyDenied, match="in use by other clients"):
+        await _open(sessions, MALLORY, "s")
+    assert closed == []
+
+
+async def test_a_session_running_code_is_never_closed_to_make_room() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=4, per_owner=2)
+    busy = [session_dir("mallory", name) for name in ("a", "b")]
+    for key in busy:
+        state = await sessions.admit(key, MALLORY)
+        await state.lock.acquire()
+    with pytest.raises(PolicyDenied, match="running code"):
+        await _open(sessions, MALLORY, "c")
+    assert closed == []
+
+
+async def test_provisional_sessions_make_room_but_claimed_ones_do_not() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=3)
+    first_calls = []
+    for i in range(3):  # sessionless clients' first calls: each a new owner
+        first_calls.append(await _open(sessions, Owner(f"h{i}", "10.0.2.1", provisional=True), "default"))
+    await sessions.admit(first_calls[1], Owner("h1", "10.0.2.1"))  # h1 came back with its handle: claimed
+    alices = await _open(sessions, ALICE, "mine")  # the server is full: the oldest unclaimed one makes room
+    assert closed == [first_calls[0]]
+    await _open(sessions, MALLORY, "x")
+    assert closed == [first_calls[0], first_calls[2]]
+    with pytest.raises(PolicyDenied):  # only claimed sessions left (Alice's, h1's, Mallory's)
+        await _open(sessions, Owner("late", "10.0.3.1"), "s")
+    assert first_calls[1] in sessions and alices in sessions
+
+
+async def test_unclaimed_sessions_expire_sooner() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8)
+    unclaimed = await _open(sessions, Owner("h0", "10.0.2.1", provisional=True), "default")
+    await _open(sessions, ALICE, "mine")
+    clock.now += sessions.provisional_idle_s + 1
+    await sessions.expire_once()
+    assert closed == [unclaimed]
+
+
+async def test_the_execution_rate_is_per_client_not_per_name() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8, per_minute=3)
+    for name in ("a", "b", "a"):
+        await _open(sessions, MALLORY, name)
+    with pytest.raises(PolicyDenied, match="at most 3 executions per minute per client"):
+        await _open(sessions, MALLORY, "c")
+    with pytest.raises(PolicyDenied, match="per client"):
+        await _open(sessions, MALLORY, "a")
+    await _open(sessions, ALICE, "a")  # another client is not held up
+    clock.now += 60
+    await _open(sessions, MALLORY, "c")
+
+
+async def test_new_sessions_are_rate_limited_per_client_and_per_address() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8, new_per_minute=3, new_per_minute_per_peer=5)
+    for i in range(3):
+        await _open(sessions, MALLORY, f"n{i}")
+    with pytest.raises(PolicyDenied, match="at most 3 new sessions per minute per client"):
+        await _open(sessions, MALLORY, "n3")
+    await _open(sessions, MALLORY, "n2")  # an existing session is not a new one
+    # Starting over as new owners (a sessionless client without its handle) runs into the address's limit.
+    await _open(sessions, Owner("h1", MALLORY.peer, provisional=True), "default")
+    await _open(sessions, Owner("h2", MALLORY.peer, provisional=True), "default")
+    with pytest.raises(PolicyDenied, match="at most 5 new sessions per minute from one address"):
+        await _open(sessions, Owner("h3", MALLORY.peer, provisional=True), "default")
+    await _open(sessions, ALICE, "mine")  # another address is not held up
+    clock.now += 60
+    await _open(sessions, Owner("h3", MALLORY.peer, provisional=True), "default")
+
+
+async def test_closing_an_owner_closes_only_its_idle_sessions() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=8)
+    alices = await _open(sessions, ALICE, "mine")
+    idle, busy = await _open(sessions, MALLORY, "idle"), session_dir("mallory", "busy")
+    await (await sessions.admit(busy, MALLORY)).lock.acquire()
+    await sessions.close_owner("mallory")
+    assert closed == [idle] and busy in sessions and alices in sessions
