@@ -300,13 +300,14 @@ def pack(message: dict[str, Any], default: Any = None) -> bytes:
     return b"".join([HEADER.pack(len(head)), head, *chunks])
 
 
-def unpack(body: bytes, *, bounded: bool = False, start: int = 0) -> Any:
+def unpack(body: bytes, *, bounded: bool = False, start: int = 0, blobs: bool = True) -> Any:
     """Parse a frame body made by :func:`pack` (from ``start`` in ``body``); raises ``ValueError`` on
     anything malformed.
 
     ``bounded`` (the host, reading the untrusted guest): the JSON part's nesting (:data:`MAX_DEPTH`) and
     number of containers (:data:`MAX_CONTAINERS`) are checked before it is parsed, and the number of blobs
     (:data:`MAX_BLOBS`) before any is placed. The guest trusts its host's frames and skips these checks.
+    ``blobs=False`` parses the JSON part alone (``body`` may end with it): lifted strings stay ``None``.
     """
     if len(body) - start < HEADER.size:
         raise ValueError(f"frame body of {len(body) - start} bytes has no JSON length")
@@ -317,17 +318,19 @@ def unpack(body: bytes, *, bounded: bool = False, start: int = 0) -> Any:
     if bounded:
         check_shape(body, start + HEADER.size, end, MAX_DEPTH, MAX_CONTAINERS)
     message = json.loads(body[start + HEADER.size : end])
-    blobs = message.pop("$blobs", None) if isinstance(message, dict) else None
-    if blobs is None:
+    lifted = message.pop("$blobs", None) if isinstance(message, dict) else None
+    if not blobs:
+        return message
+    if lifted is None:
         if end != len(body):
             raise ValueError("trailing bytes after the JSON")
         return message
-    if bounded and (not isinstance(blobs, list) or len(blobs) > MAX_BLOBS):
-        count = f"{len(blobs):,}" if isinstance(blobs, list) else type(blobs).__name__
+    if bounded and (not isinstance(lifted, list) or len(lifted) > MAX_BLOBS):
+        count = f"{len(lifted):,}" if isinstance(lifted, list) else type(lifted).__name__
         raise ValueError(f"$blobs of {count} entries is over the limit of {MAX_BLOBS:,}")
     view = memoryview(body)  # each blob is decoded in place, not copied first
     position = end
-    for entry in blobs:
+    for entry in lifted:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list) and entry[0]):
             raise ValueError("malformed $blobs entry")
         path, length = entry
@@ -352,7 +355,7 @@ _SQUARE = bytes.maketrans(b"{}", b"[]")
 _STRING = re.compile(rb'"[^"]*"')
 
 
-def check_shape(data: bytes, start: int, end: int, max_depth: int, max_containers: int) -> None:
+def check_shape(data: bytes | bytearray, start: int, end: int, max_depth: int, max_containers: int) -> None:
     """Raise ``ValueError`` if the JSON text ``data[start:end]`` nests deeper than ``max_depth`` or holds
     more than ``max_containers`` arrays and objects, before anything is parsed.
 
@@ -386,6 +389,66 @@ def check_shape(data: bytes, start: int, end: int, max_depth: int, max_container
         brackets = peeled
     if deep or brackets:
         raise ValueError(f"JSON nested deeper than the limit of {max_depth} levels (or unbalanced)")
+
+
+_OPENERS = (b"{", b"[")
+_WINDOW = 256 * 1024
+
+
+def count_containers(data: bytes | bytearray, limit: int) -> int:
+    """How many arrays and objects the JSON text ``data`` holds, without parsing it (for text that may
+    carry megabytes of strings: an upstream's message, where :func:`check_shape`'s raw count would count
+    the brackets of a source file in a text block).
+
+    Exact when the answer is over ``limit``; when it is not, the answer may be any number up to ``limit``.
+    Text with few brackets costs a memchr; bracket-heavy text two C passes; the exact count (strings
+    skipped, a window at a time so memory stays small) only when the raw count is over the limit.
+    """
+    if len(data) // 2 <= limit or not openers_over(data, 1024):
+        return min(len(data) // 2, limit)
+    if data.count(b"{") + data.count(b"[") <= limit:
+        return limit
+    return _count_outside_strings(data)
+
+
+def openers_over(data: bytes | bytearray, limit: int) -> bool:
+    """Whether ``data`` holds more than ``limit`` opening brackets (inside strings too): ``find`` is a
+    memchr, so text with few of them costs microseconds a megabyte, and the count stops at ``limit``."""
+    if len(data) <= 65536:  # short text: two C counting passes beat a Python loop of finds
+        return data.count(b"{") + data.count(b"[") > limit
+    count = 0
+    for opener in _OPENERS:
+        at = data.find(opener)
+        while at >= 0:
+            count += 1
+            if count > limit:
+                return True
+            at = data.find(opener, at + 1)
+    return False
+
+
+def _count_outside_strings(data: bytes | bytearray) -> int:
+    # Opening brackets outside JSON strings, a window at a time, so that a line of a million tiny strings
+    # never becomes a million objects at once. Escapes occur only inside strings: with escaped backslashes
+    # and quotes removed, every quote opens or closes one, so the parity of the quotes says where a window
+    # starts. A window never ends inside an escape (it is widened past a trailing backslash).
+    count = 0
+    inside = False
+    position = 0
+    while position < len(data):
+        end = min(position + _WINDOW, len(data))
+        while end < len(data) and data[end - 1] == 0x5C:
+            end += 1
+        text = bytes(data[position:end])
+        if b"\\" in text:
+            text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+        parts = text.split(b'"')
+        outside = b"".join(parts[1 if inside else 0 :: 2])
+        count += outside.count(b"{") + outside.count(b"[")
+        if len(parts) % 2 == 0:
+            inside = not inside
+        position = end
+    return count
 
 
 def lenient_default(value: Any) -> Any:

@@ -24,6 +24,7 @@ else:
     _guest = paths.load_guest_module("protocol", "codemode._guest_protocol")
 
 __all__ = [
+    "CALL_PREFIX",
     "FRAME_HEADROOM",
     "GUEST",
     "GUEST_PROTOCOL_VERSION",
@@ -53,6 +54,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "REPLY_RESULT",
     "REPLY_WORK",
+    "REQUEST_HEADROOM",
     "ErrorKind",
     "FrameError",
     "Op",
@@ -61,12 +63,16 @@ __all__ = [
     "check",
     "check_hello",
     "check_result",
+    "check_shape",
+    "count_containers",
     "decode_frame",
     "encode_frame",
     "error_reply",
     "exit_frame",
     "guest_frame_limit",
+    "openers_over",
     "pack",
+    "request_frame_limit",
     "result_reply",
     "run_frame",
     "unpack",
@@ -109,6 +115,9 @@ check = _guest.check
 check_result = _guest.check_result
 pack = _guest.pack
 unpack = _guest.unpack
+count_containers = _guest.count_containers
+openers_over = _guest.openers_over
+check_shape = _guest.check_shape
 
 
 FRAME_HEADROOM: Final = 8 * 1024 * 1024
@@ -128,6 +137,22 @@ def guest_frame_limit(max_request_bytes: int, output_chars: int) -> int:
     return max_request_bytes + 8 * output_chars + FRAME_HEADROOM
 
 
+CALL_PREFIX: Final = b'{"op":"call"'
+"""How the guest runtime's ``call`` frames begin (``pack`` keeps the message's order, ``op`` first). Only
+used to decide what to read of a large frame first: a frame that does not begin so is read whole."""
+REQUEST_HEADROOM: Final = 1024 * 1024
+"""Room in a ``call`` frame beyond its arguments: the envelope, names, the ``$blobs`` table."""
+
+
+def request_frame_limit(max_request_bytes: int) -> int:
+    """The largest ``call`` the host reads whole: its arguments' limit plus :data:`REQUEST_HEADROOM`.
+
+    A larger frame that says it is a call has only its JSON part read (the arguments' large strings stay
+    where they are); the gate then refuses it on its size, and journals it like any refused call.
+    """
+    return max_request_bytes + REQUEST_HEADROOM
+
+
 class FrameError(BridgeError, ValueError):
     """A frame from the guest that is not a length-prefixed JSON object with an ``op``."""
 
@@ -142,22 +167,23 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def decode_frame(raw: bytes, max_bytes: int) -> dict[str, Any]:
+def decode_frame(raw: bytes, max_bytes: int, *, head_only: bool = False) -> dict[str, Any]:
     """Parse one frame from the guest, or raise :class:`FrameError` saying what is wrong with it.
 
     The size is checked before anything is decoded, the JSON part's nesting and number of containers
     before it is parsed, and the number of blobs before they are placed (``unpack(bounded=True)``). Only
-    the ``op`` is checked here: the fields are the business of whoever serves that op.
+    the ``op`` is checked here: the fields are the business of whoever serves that op. ``head_only``:
+    ``raw`` is the frame's start, up to the end of its JSON part; the lifted strings stay ``None``.
     """
     if len(raw) < HEADER.size:
         raise FrameError(f"frame of {len(raw)} bytes has no length header")
     (size,) = HEADER.unpack_from(raw)
-    if size != len(raw) - HEADER.size:
+    if not head_only and size != len(raw) - HEADER.size:
         raise FrameError(f"frame header says {size} bytes but {len(raw) - HEADER.size} arrived")
     if size > max_bytes:
         raise FrameError(f"frame of {size:,} bytes is over the {max_bytes:,}-byte limit")
     try:
-        message = unpack(raw, bounded=True, start=HEADER.size)
+        message = unpack(raw, bounded=True, start=HEADER.size, blobs=not head_only)
     except (UnicodeDecodeError, ValueError, LookupError, TypeError, RecursionError) as exc:
         raise FrameError(f"frame is not valid: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from codemode.calls.journal import Journal
-from codemode.calls.results import error_text, result_for_guest
+from codemode.calls.results import ResultTooLarge, error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.protocol import HEADER, ErrorKind, encode_frame, error_reply
+from codemode.protocol import HEADER, MAX_DEPTH, ErrorKind, encode_frame, error_reply
 
 if TYPE_CHECKING:
     import mcp_types as types
@@ -194,7 +194,10 @@ class ShapeResultStep:
         reply = await call_next(call)
         if not reply.ok:
             return reply
-        size = len(reply.frame()) - HEADER.size
+        try:
+            size = len(reply.frame()) - HEADER.size
+        except RecursionError:  # only an in-process upstream can nest this deep: the SDK's parser stops at 200
+            return Reply.fail("too_large", f"the result nests deeper than the {MAX_DEPTH}-level limit")
         limit = call.ctx.limits.max_result_bytes
         if size > limit:
             # The tool ran; only its answer is withheld, so the call is failed, not refused.
@@ -240,11 +243,17 @@ class UpstreamStep:
             )
         except ToolCallTimeout as exc:
             return Reply.fail("timeout", _for_guest(str(exc)), CallState.IN_FLIGHT)
+        except ResultTooLarge as exc:  # refused at the transport: the tool ran, its answer is withheld
+            return Reply.fail("too_large", exc.message)
         except CodemodeError as exc:
             return Reply.fail("upstream", _for_guest(str(exc)))
         if result.is_error:
             return Reply(False, kind="tool", message=error_text(result), state=CallState.FAILED, raw=result)
-        return Reply(True, value=result_for_guest(result), raw=result)
+        try:
+            value = result_for_guest(result, call.ctx.limits.max_result_bytes)
+        except ResultTooLarge as exc:  # checked before conversion: nothing was copied
+            return Reply(False, kind="too_large", message=exc.message, state=CallState.FAILED, raw=result)
+        return Reply(True, value=value, raw=result)
 
 
 def _for_guest(message: str) -> str:

@@ -1,32 +1,117 @@
-"""MCP tool results as the data a stub returns inside the sandbox."""
+"""MCP tool results as the data a stub returns inside the sandbox, checked for size before conversion."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
 
+from codemode.errors import ToolCallError
+
 if TYPE_CHECKING:
     import mcp_types as types
 
+MAX_CONTENT_BLOCKS = 10_000
+"""The most content blocks one result may have: each costs the MCP SDK ~1.3 KB as a model (a million empty
+blocks, 26 MB on the wire, would cost 1.3 GB), so the stdio transport counts them before the models are
+built (``hub.bounded_stdio``) and :func:`result_for_guest` again for every transport."""
 
-def result_for_guest(result: types.CallToolResult) -> Any:
+
+MAX_RESULT_CONTAINERS = 250_000
+"""The most arrays and objects one upstream message may hold, counted on its bytes before it is parsed: the
+SDK's parser makes each a Python dict or list (~200 bytes), so 26 MB of ``{},{},…`` would cost 1.8 GB.
+Tighter than the guest frames' ``MAX_CONTAINERS`` (whose parser costs ~70 bytes a container)."""
+
+
+class ResultTooLarge(ToolCallError):
+    """An upstream's result over a size, count or depth limit; the call fails with ``too_large``.
+
+    Raised by the hub (a message refused at the transport) and by :func:`result_for_guest`; the gate turns
+    it into the guest's ``too_large`` error with this message, which names the limit.
+    """
+
+    def __init__(self, message: str, server: str = "", tool: str = "") -> None:
+        super().__init__(server, tool, message)
+        if not server:
+            self.args = (message,)
+
+    def __str__(self) -> str:
+        return f"{self.server}.{self.tool}: {self.message}" if self.server else self.message
+
+
+def result_for_guest(result: types.CallToolResult, max_bytes: int | None = None) -> Any:
     """The data a stub returns: structured content if any, else the text parsed as JSON when it is JSON.
 
     Several content blocks become a list (servers that return one block per row); non-text blocks are
     passed as their JSON form (``{"type": "image", "mimeType": ..., "data": ...}``).
+
+    Checked before any conversion: at most :data:`MAX_CONTENT_BLOCKS` blocks, and with ``max_bytes`` (the
+    execution's ``Limits.max_result_bytes``) no text or data of one block, nor of all of them, over it
+    (characters, each at least a byte: a refusal here is never wrong). The structured content's size is
+    measured once, as the guest's frame is encoded (``ShapeResultStep``); its depth was held to 200 levels
+    at the transport (``hub.bounded_stdio``, or the SDK's own parser for HTTP).
+
+    Raises:
+        ResultTooLarge: the result is over one of those limits.
     """
+    if len(result.content) > MAX_CONTENT_BLOCKS:
+        raise ResultTooLarge(
+            f"the result has {len(result.content):,} content blocks; the limit is {MAX_CONTENT_BLOCKS:,}"
+        )
     if result.structured_content is not None:
         return result.structured_content
+    if max_bytes is not None:
+        _check_sizes(result.content, max_bytes)
     items = [_content_item(block) for block in result.content]
     if len(items) == 1:
         return items[0]
     return items
 
 
+MAX_ERROR_CHARS = 20_000
+"""The most of an ``isError`` result's text passed on as the error's message."""
+
+
 def error_text(result: types.CallToolResult) -> str:
-    """The text of an ``isError`` result (what the tool said went wrong)."""
-    texts = [b.text for b in result.content if b.type == "text" and isinstance(getattr(b, "text", None), str)]
-    return "\n".join(texts).strip() or "the tool reported an error without a message"
+    """The text of an ``isError`` result (what the tool said went wrong), at most :data:`MAX_ERROR_CHARS`."""
+    texts: list[str] = []
+    size = 0
+    for block in result.content[:MAX_CONTENT_BLOCKS]:
+        text = getattr(block, "text", None)
+        if block.type == "text" and isinstance(text, str):
+            texts.append(text[: MAX_ERROR_CHARS - size + 1])
+            size += len(texts[-1]) + 1
+            if size > MAX_ERROR_CHARS:
+                break
+    message = "\n".join(texts).strip()
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + f" … [cut at {MAX_ERROR_CHARS:,} characters]"
+    return message or "the tool reported an error without a message"
+
+
+def _check_sizes(blocks: list[types.ContentBlock], max_bytes: int) -> None:
+    total = 0
+    for block in blocks:
+        size = _payload_chars(block)
+        if size > max_bytes:
+            raise ResultTooLarge(
+                f"a {block.type} block of the result is {size:,} characters; the limit is {max_bytes:,} bytes"
+            )
+        total += size
+        if total > max_bytes:
+            raise ResultTooLarge(
+                f"the result's content is over {total:,} characters; the limit is {max_bytes:,} bytes"
+            )
+
+
+def _payload_chars(block: types.ContentBlock) -> int:
+    # The text or base64 data a block carries (an embedded resource's, too); duck-typed like _content_item.
+    size = 0
+    for holder in (block, getattr(block, "resource", None)):
+        for name in ("text", "data", "blob"):
+            value = getattr(holder, name, None)
+            if isinstance(value, str):
+                size += len(value)
+    return size
 
 
 def _content_item(block: types.ContentBlock) -> Any:

@@ -116,9 +116,9 @@ TRACEBACK_CHARS = 20_000
 """Host-side cap on a program error's traceback, its last characters kept (as the runtime does)."""
 
 
-def _text(value: Any, cap: int, default: str = "") -> str:
-    # A field of the guest's result, as text of at most ``cap`` characters; anything but a string or a
-    # number (which the runtime never sends) is dropped rather than rendered.
+def guest_text(value: Any, cap: int, default: str = "") -> str:
+    """A text field of the guest's result, at most ``cap`` characters; anything but a string or a number
+    (which the runtime never sends) is dropped rather than rendered (``str()`` of a forged list is huge)."""
     if isinstance(value, str):
         return value if len(value) <= cap else value[:cap]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -133,7 +133,8 @@ def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunRe
     an error rather than an exception on the host. The host's caps apply whatever the guest sends:
     stdout, stderr and the value's repr to the execution's ``Limits.output_chars``, an error's type,
     message and traceback to :data:`ERROR_TYPE_CHARS`, :data:`ERROR_MESSAGE_CHARS` and
-    :data:`TRACEBACK_CHARS`.
+    :data:`TRACEBACK_CHARS` (and to ``output_chars`` when that is smaller). The JSON value is bounded by
+    the frame's size and shape limits (:func:`codemode.protocol.decode_frame`).
     """
     calls = ctx.journal.records
     if not isinstance(payload, dict):
@@ -144,22 +145,23 @@ def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunRe
     error: RunError | None = None
     if isinstance(error_data, dict):
         trace = error_data.get("traceback", "")
-        if isinstance(trace, str) and len(trace) > TRACEBACK_CHARS:
-            trace = trace[-TRACEBACK_CHARS:]
+        trace_cap = min(cap, TRACEBACK_CHARS)
+        if isinstance(trace, str) and len(trace) > trace_cap:
+            trace = trace[-trace_cap:]  # the end of a traceback says what was raised
         error = RunError(
             ProgramError.kind,
-            _text(error_data.get("type", "Error"), ERROR_TYPE_CHARS, "Error"),
-            _text(error_data.get("message", ""), ERROR_MESSAGE_CHARS),
-            _text(trace, TRACEBACK_CHARS),
+            guest_text(error_data.get("type", "Error"), ERROR_TYPE_CHARS, "Error"),
+            guest_text(error_data.get("message", ""), min(cap, ERROR_MESSAGE_CHARS)),
+            guest_text(trace, trace_cap),
         )
     has_value = bool(payload.get("has_value"))
     shown = payload.get("value_repr")
     return RunResult(
         ok=error is None,
-        stdout=_text(payload.get("stdout", ""), cap),
-        stderr=_text(payload.get("stderr", ""), cap),
+        stdout=guest_text(payload.get("stdout", ""), cap),
+        stderr=guest_text(payload.get("stderr", ""), cap),
         value=payload.get("value") if has_value else None,
-        value_repr=_text(shown, cap) if has_value and shown is not None else None,
+        value_repr=guest_text(shown, cap) if has_value and shown is not None else None,
         value_is_json=bool(payload.get("json")) and has_value,
         has_value=has_value,
         error=error,

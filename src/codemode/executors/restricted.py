@@ -32,6 +32,7 @@ import signal
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -44,10 +45,18 @@ from codemode import paths
 from codemode.bridge import serve_call
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
-from codemode.errors import SandboxCrashed, SandboxError, SandboxMemoryError, SandboxTimeout, SandboxUnavailable
-from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
+from codemode.errors import (
+    BridgeError,
+    SandboxCrashed,
+    SandboxError,
+    SandboxMemoryError,
+    SandboxTimeout,
+    SandboxUnavailable,
+)
+from codemode.executors.base import LOST, RunError, RunResult, failed, guest_text, result_from_guest
 from codemode.executors.pool import PooledExecutor
 from codemode.protocol import (
+    CALL_PREFIX,
     HEADER,
     IDLE_FRAME_LIMIT,
     OP_CALL,
@@ -56,7 +65,9 @@ from codemode.protocol import (
     check_hello,
     decode_frame,
     encode_frame,
+    error_reply,
     guest_frame_limit,
+    request_frame_limit,
     run_frame,
 )
 
@@ -68,10 +79,23 @@ _BOOT_TIMEOUT_S = 60.0
 _STDERR_TAIL = 16 * 1024
 _LAST_WORDS_S = 1.0
 """How long a timed-out child gets to report its output before it is killed."""
+_SKIP_CHUNK = 1024 * 1024
 
 
 class _ChildDied(Exception):
     """The child's channel closed: it exited or was killed."""
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One frame from the child: its message, its size, and whether it was read whole."""
+
+    message: dict[str, Any] | None
+    """None when the frame was refused unread (``refused`` says why)."""
+    size: int
+    whole: bool = True
+    """False for a call over the request limit: only its JSON part was read (its large strings are None)."""
+    refused: str | None = None
 
 
 class _Child:
@@ -88,6 +112,8 @@ class _Child:
         self.killed = False
         self.stderr_tail: deque[bytes] = deque()
         self._stderr_size = 0
+        self.refused: str | None = None
+        """The last frame of the running execution refused for its size (said if the child then gives up)."""
 
     @property
     def pid(self) -> int:
@@ -117,22 +143,40 @@ class _Child:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise _ChildDied(str(exc)) from None
 
-    async def receive(self, limits: Limits | None = None) -> dict[str, Any]:
+    async def receive(self, limits: Limits | None = None) -> _Frame:
         """The next frame from the child (raises :class:`_ChildDied` at EOF, ``FrameError`` on garbage).
 
-        Its size is checked against the running execution's ``limits`` (none: the idle limit) before the
-        body is read.
+        The same limits as under WASM, checked before the bytes are read: a frame over the running
+        execution's frame limit (none running: the idle limit) is skipped unread and refused; a call over
+        its request limit (plus headroom) has only its JSON part read, the rest skipped, never kept.
         """
         limit = IDLE_FRAME_LIMIT if limits is None else guest_frame_limit(limits.max_request_bytes, limits.output_chars)
+        read_limit = IDLE_FRAME_LIMIT if limits is None else request_frame_limit(limits.max_request_bytes)
         try:
             header = await self.stdout.receive_exactly(HEADER.size)
             (size,) = HEADER.unpack(header)
             if size > limit:
-                raise FrameError(f"a frame of {size:,} bytes from the sandbox is over the {limit:,}-byte limit")
-            body = await self.stdout.receive_exactly(size)
+                await self._skip(size)
+                refused = f"a frame of {size:,} bytes from the sandbox is over the {limit:,}-byte limit"
+                return _Frame(None, HEADER.size + size, whole=False, refused=refused)
+            body = b""
+            if size > read_limit and size >= HEADER.size + len(CALL_PREFIX):
+                body = await self.stdout.receive_exactly(HEADER.size + len(CALL_PREFIX))
+                (json_size,) = HEADER.unpack_from(body)
+                if body.endswith(CALL_PREFIX) and len(CALL_PREFIX) <= json_size <= min(read_limit, size - HEADER.size):
+                    head = header + body + await self.stdout.receive_exactly(json_size - len(CALL_PREFIX))
+                    await self._skip(size - HEADER.size - json_size)
+                    message = decode_frame(head, size, head_only=True)
+                    return _Frame(message, HEADER.size + size, whole=False)
+            body += await self.stdout.receive_exactly(size - len(body))
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise _ChildDied("the channel closed") from None
-        return decode_frame(header + body, limit)
+        return _Frame(decode_frame(header + body, limit), HEADER.size + size)
+
+    async def _skip(self, count: int) -> None:
+        # Read past bytes without keeping them, a megabyte at a time.
+        while count > 0:
+            count -= len(await self.stdout.receive(min(count, _SKIP_CHUNK)))
 
     def kill(self) -> None:
         """SIGKILL the child now (synchronous, so it works inside a cancelled scope)."""
@@ -242,7 +286,9 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             self._task_group.start_soon(child.drain_stderr)
         try:
             with anyio.fail_after(_BOOT_TIMEOUT_S):
-                hello = await child.receive()
+                hello = (await child.receive()).message
+            if hello is None:
+                raise FrameError("the interpreter's first frame is over the size limit")
             check_hello(hello)
         except BaseException as exc:
             child.kill()
@@ -303,6 +349,9 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         except _ChildDied:
             returncode = await self._bury(child, session)
             error = _crash_error(child, returncode, limits)
+            if child.refused is not None and not child.killed:
+                # The child's loop ends when its result frame is refused: say why, not just that it exited.
+                error = RunError.of(BridgeError, f"the sandbox ended after {child.refused}. {LOST}")
             return failed(error, ctx, duration_s=time.perf_counter() - started)
         except BaseException:
             # Cancelled (or a host bug): the child may be mid-execution, its state is unknowable.
@@ -338,16 +387,24 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 memory_bytes=limits.memory_bytes,
             )
         )
+        child.refused = None
         while True:
             try:
-                message = await child.receive(limits)
+                frame = await child.receive(limits)
             except FrameError as exc:
                 # A child that speaks garbage cannot be trusted with the next execution either.
                 child.kill()
                 raise _ChildDied(f"malformed frame: {exc}") from None
+            message = frame.message
+            if message is None:
+                # Refused unread, as under WASM: the child raises it (a call) or its loop ends (a result).
+                child.refused = frame.refused
+                await child.send(error_reply("too_large", str(frame.refused)))
+                continue
             op = message.get("op")
             if op == OP_CALL:
-                await child.send_raw(await serve_call(ctx, message))
+                # A call over the request limit (read in part) is refused by the gate on its size, journaled.
+                await child.send_raw(await serve_call(ctx, message, frame.size))
             elif op == OP_NEXT:
                 return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
             else:
@@ -364,13 +421,15 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             os.kill(child.pid, signal.SIGUSR1)
         with anyio.move_on_after(_LAST_WORDS_S), contextlib.suppress(_ChildDied, FrameError, anyio.BrokenResourceError):
             while True:
-                message = await child.receive(ctx.limits)
+                frame = await child.receive(ctx.limits)
+                message = frame.message or {}
                 if message.get("op") == OP_CALL:
-                    await child.send_raw(await serve_call(ctx, message))
+                    await child.send_raw(await serve_call(ctx, message, frame.size))
                 elif message.get("op") == OP_NEXT:
                     result = message.get("result")
                     if isinstance(result, dict):
-                        return str(result.get("stdout", "")), str(result.get("stderr", ""))
+                        cap = ctx.limits.output_chars
+                        return guest_text(result.get("stdout", ""), cap), guest_text(result.get("stderr", ""), cap)
                     break
                 else:
                     break

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,8 +30,10 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from codemode._version import __version__
+from codemode.calls.results import ResultTooLarge
 from codemode.config import HttpServer, StdioServer
 from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
+from codemode.hub.bounded_stdio import LIMIT_EXCEEDED, bounded_stdio_client
 from codemode.hub.models import ToolSpec
 from codemode.hub.upstream import UpstreamState
 
@@ -213,6 +216,8 @@ class McpUpstream:
         except TimeoutError:
             raise ToolCallTimeout(self.name, tool, f"timed out after {limit:g} s") from None
         except MCPError as exc:
+            if exc.code == LIMIT_EXCEEDED:  # refused at the transport, before the SDK built it
+                raise ResultTooLarge(exc.message, self.name, tool) from exc
             if exc.code == types.CONNECTION_CLOSED or self._client is None:
                 self._mark_died(client)
                 raise ToolCallError(self.name, tool, "the server died during the call") from exc
@@ -280,11 +285,8 @@ class McpUpstream:
         cfg = self.config
         if isinstance(cfg, StdioServer):
             params = StdioServerParameters(command=cfg.command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd)
-            if errlog is None:
-                return params
-            from mcp.client.stdio import stdio_client
-
-            return stdio_client(params, errlog=errlog)
+            # The SDK's stdio_client, with a reader that bounds a message before it is buffered or parsed.
+            return bounded_stdio_client(params, errlog=errlog or sys.stderr, name=self.name)
         if cfg.type == "sse":
             return sse_client(cfg.url, headers=cfg.headers or None)
         return _http_transport(cfg.url, cfg.headers)

@@ -45,6 +45,9 @@ _BYTEARRAY = struct.Struct("<iIiiIIi")
 
 _MAX_IOVS = 1024
 """The most buffers one bridge ``pwritev``/``preadv`` may name (Linux's ``IOV_MAX``; the runtime uses 3)."""
+MAX_SUBSCRIPTIONS = 1024
+"""The most subscriptions one ``poll_oneoff`` may pass: the host reads and walks the table in Python, so a
+longer one (the count is the guest's, up to 2³¹) is refused before it is read."""
 _CLOCKS = {0: time.time_ns, 1: time.monotonic_ns, 2: time.thread_time_ns, 3: time.thread_time_ns}
 """WASI clock ids: realtime, monotonic, process and thread CPU time."""
 
@@ -62,6 +65,12 @@ class Guest(Protocol):
         """The largest frame the guest may send now (checked before its buffers are read)."""
         ...
 
+    @property
+    def read_limit(self) -> int:
+        """The largest frame read whole at once; a larger one (up to :attr:`frame_limit`) is handed to
+        :meth:`on_large_frame` still in guest memory."""
+        ...
+
     wake: threading.Event
     """Set when the interpreter is interrupted: a guest sleeping in ``poll_oneoff`` wakes up."""
 
@@ -72,6 +81,38 @@ class Guest(Protocol):
     def on_refused(self, size: int, limit: int) -> bytes:
         """The reply to a frame of ``size`` bytes refused unread for being over ``limit``."""
         ...
+
+    def on_large_frame(self, caller: wasmtime.Caller, frame: GuestFrame) -> bytes:
+        """Handle a frame over :attr:`read_limit`, reading of it what it needs; return the reply frame."""
+        ...
+
+
+class GuestFrame:
+    """A frame still in guest memory: the buffers a ``pwritev`` named, read on demand and never joined
+    whole unless asked. Valid only during the host call that received it (the guest cannot run meanwhile)."""
+
+    __slots__ = ("_base", "_entries", "_memory_size", "size")
+
+    def __init__(self, base: int, memory_size: int, entries: list[tuple[int, int]], size: int) -> None:
+        self._base = base
+        self._memory_size = memory_size
+        self._entries = entries
+        self.size = size
+        """The frame's length in bytes, its header included (the sum of the buffers' lengths)."""
+
+    def read(self, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the end of the frame), across buffer boundaries."""
+        parts: list[bytes] = []
+        position = 0
+        end = min(start + length, self.size)
+        for ptr, size in self._entries:
+            if position >= end:
+                break
+            lo, hi = max(start, position), min(end, position + size)
+            if lo < hi:
+                parts.append(_read(self._base, self._memory_size, ptr + lo - position, hi - lo))
+            position += size
+        return b"".join(parts)
 
 
 class _Local(threading.local):
@@ -138,7 +179,7 @@ def read_capture(
             if not 0 <= length <= min(allocated, cap_chars * 4):
                 texts.append("")
                 continue
-            texts.append(_read(base, size, start, length).decode("utf-8", "replace"))
+            texts.append(_read(base, size, start, length).decode("utf-8", "replace")[:cap_chars])
     except (FrameError, struct.error, wasmtime.WasmtimeError):
         return "", ""
     return texts[0], texts[1]
@@ -168,6 +209,8 @@ def _host_pwrite(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, off
         limit = guest.frame_limit
         if total > limit:
             response = guest.on_refused(total, limit)
+        elif total > guest.read_limit:
+            response = guest.on_large_frame(caller, GuestFrame(base, size, entries, total))
         else:
             request = b"".join(_read(base, size, ptr, length) for ptr, length in entries)
             response = guest.on_frame(caller, request)
@@ -219,7 +262,7 @@ def _host_poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count:
     # implementation blocks in the host, where epoch interruption cannot reach it.
     guest = _local.guest
     memory = caller.get("memory")
-    if guest is None or not isinstance(memory, wasmtime.Memory) or count <= 0:
+    if guest is None or not isinstance(memory, wasmtime.Memory) or not 0 < count <= MAX_SUBSCRIPTIONS:
         return _ERRNO_INVAL
     try:
         raw = memory.read(caller, in_ptr, in_ptr + _SUBSCRIPTION.size * count)

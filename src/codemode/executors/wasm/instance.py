@@ -38,6 +38,8 @@ from codemode.executors.wasm.loop import LoopLink
 from codemode.executors.wasm.module import engine_config, load_module
 from codemode.executors.wasm.traps import describe_trap, trap_error
 from codemode.protocol import (
+    CALL_PREFIX,
+    HEADER,
     IDLE_FRAME_LIMIT,
     OP_CALL,
     OP_NEXT,
@@ -48,6 +50,7 @@ from codemode.protocol import (
     error_reply,
     exit_frame,
     guest_frame_limit,
+    request_frame_limit,
     run_frame,
 )
 
@@ -229,6 +232,45 @@ class Instance:
             return IDLE_FRAME_LIMIT
         return guest_frame_limit(job.limits.max_request_bytes, job.limits.output_chars)
 
+    @property
+    def read_limit(self) -> int:
+        """The largest frame read whole at once: a ``call``'s request limit plus headroom. Between it and
+        :attr:`frame_limit` a frame goes to :meth:`on_large_frame` (a result is read whole there; a call
+        has only its JSON part read)."""
+        job = self.job
+        if job is None:
+            return IDLE_FRAME_LIMIT
+        return request_frame_limit(job.limits.max_request_bytes)
+
+    def on_large_frame(self, caller: wasmtime.Caller, frame: hostcalls.GuestFrame) -> bytes:
+        """A frame over :attr:`read_limit` (and within :attr:`frame_limit`), still in guest memory.
+
+        One that begins as the runtime's calls do is a call over the request limit: only its JSON part is
+        read (held to the read limit, nesting and size checked as ever) and the gate refuses it on its size
+        (``too_large``, journaled like any refused call), without its arguments' strings ever being copied.
+        Anything else (a result carrying long output, or a forged frame) is read whole as before: it is
+        within :attr:`frame_limit`.
+        """
+        job = self.job
+        limit = self.read_limit
+        prefix = frame.read(0, 2 * HEADER.size + len(CALL_PREFIX))
+        if job is not None and prefix.endswith(CALL_PREFIX) and len(prefix) == 2 * HEADER.size + len(CALL_PREFIX):
+            (json_size,) = HEADER.unpack_from(prefix, HEADER.size)
+            if json_size <= limit:
+                try:
+                    message = decode_frame(frame.read(0, 2 * HEADER.size + json_size), frame.size, head_only=True)
+                except FrameError as exc:
+                    return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
+                if message["op"] == OP_CALL:
+                    return self._serve_call(job, message, frame.size)
+        return self.on_frame(caller, frame.read(0, frame.size))
+
+    def _serve_call(self, job: Job, message: dict[str, Any], size: int) -> bytes:
+        try:
+            return self.loop.run(serve_call(job.ctx, message, size))
+        except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
+            return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
+
     def on_refused(self, size: int, limit: int) -> bytes:
         """The reply to a frame refused unread (on the instance thread): a ``too_large`` error."""
         message = f"a frame of {size:,} bytes from the sandbox is over the {limit:,}-byte limit"
@@ -247,11 +289,7 @@ class Instance:
             job = self.job
             if job is None:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
-            try:
-                frame = self.loop.run(serve_call(job.ctx, message, len(raw)))
-            except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
-                return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
-            return frame
+            return self._serve_call(job, message, len(raw))
         if op == OP_NEXT:
             if self.job is not None:
                 self._complete(self.job, message.get("result"))
