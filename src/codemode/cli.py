@@ -351,6 +351,36 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK if not diff else EXIT_FAILED
 
 
+@_command("directory")
+def _directory(args: argparse.Namespace) -> int:
+    from codemode.directory import directory_for
+
+    config = _config(args)
+    directory = directory_for(config)
+    found = directory.search(args.query or "") if args.action == "search" else list(directory.entries.values())
+    for rejected in directory.rejected:
+        print(f"codemode: directory entry rejected: {rejected}", file=sys.stderr)
+    allowed = config.settings.mount
+    if args.json:
+        _print_json({"entries": [e.to_json() for e in found], "rejected": [vars(r) for r in directory.rejected]})
+    elif found:
+        rows = [
+            (e.entry.short_name, e.to_json()["kind"], e.entry.version,
+             _mountable(e.entry.short_name, e.entry.name, allowed), e.entry.description[:70])
+            for e in found
+        ]  # fmt: skip
+        print(_table(rows, ["name", "kind", "version", "mount", "description"]))
+    else:
+        print(f"no directory entry matches {args.query!r}" if args.query else "the directory is empty")
+    return EXIT_OK if found or args.action == "list" else EXIT_FAILED
+
+
+def _mountable(short: str, full: str, patterns: list[str]) -> str:
+    from codemode.directory.policy import mount_allowed
+
+    return "allowed" if mount_allowed(short, full, patterns) else "-"
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -401,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="small sizes, fast")
     p.add_argument("--only", nargs="+", metavar="NAME", help="tokens, workflows, compile, sandbox, serve")
     p.add_argument("--out", metavar="DIR", help="results directory (default benchmarks/results)")
+    p = add("directory", "list or search the directory of services a program may mount")
+    p.add_argument("action", choices=["list", "search"])
+    p.add_argument("query", nargs="?", default="", help="words to look for (search)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("history", "show recent executions from the audit log")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -103,6 +103,11 @@ class Settings(BaseModel):
     http_token_env: str = Field(default="CODEMODE_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """The environment variable holding the bearer token ``serve --http`` requires on every request. Set, it is
     enforced on any address; unset, ``serve --http`` only binds a loopback address."""
+    mount: list[str] = Field(default_factory=list)
+    """Directory entries a program may mount without asking: short or full names, or glob patterns such as
+    ``"*memory*"`` (default: none)."""
+    directory: list[str] | None = None
+    """Folders of directory entries (``server.json`` files); default: the pinned entries codemode ships."""
     audit_log: str | None = None
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""

@@ -1,0 +1,172 @@
+"""A directory entry plus mount parameters → the server config the hub starts (:mod:`codemode.config`).
+
+Values come from three places, in this order of trust: the entry itself (fixed values and defaults), the
+host (its environment: the only source of secrets and file paths), and the program's mount parameters
+(only for inputs the entry declares, checked like entry values and never starting with ``-``, so a value
+cannot turn into an option).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from codemode import paths
+from codemode.config import HttpServer, StdioServer
+from codemode.directory.models import _PLACEHOLDER, _SAFE_TEXT, Argument, Entry, EnvVar, Input, Package
+
+MAX_PARAM_CHARS = 1000
+
+
+class MountError(ValueError):
+    """The entry cannot be started with these parameters; the message says which and why."""
+
+
+def check_params(entry: Entry, params: Mapping[str, object]) -> dict[str, str]:
+    """The program's parameters as strings, after checking each against the entry.
+
+    Raises:
+        MountError: an undeclared parameter, one the host alone may set (a secret or a path), or a value
+            with shell metacharacters, a leading ``-``, or outside its ``choices``.
+    """
+    allowed = set(entry.params())
+    host_only = _host_only(entry)
+    out: dict[str, str] = {}
+    for name, raw in params.items():
+        if name in host_only:
+            raise MountError(
+                f"{name!r} is set by the host (its environment or config), never by a program: "
+                f"mount {entry.short_name!r} without it"
+            )
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise MountError(f"{entry.short_name!r} takes no parameter {name!r} (it takes: {known})")
+        if isinstance(raw, bool):
+            value = "true" if raw else "false"
+        elif isinstance(raw, (str, int, float)):
+            value = str(raw)
+        else:
+            raise MountError(f"parameter {name!r} must be a string, number or boolean")
+        if len(value) > MAX_PARAM_CHARS or not _SAFE_TEXT.match(value) or value.startswith("-"):
+            raise MountError(f"parameter {name!r}: {value[:80]!r} has shell metacharacters or starts with '-'")
+        choices = _choices(entry, name)
+        if choices is not None and value not in choices:
+            raise MountError(f"parameter {name!r} must be one of {', '.join(choices)}")
+        out[name] = value
+    return out
+
+
+def server_config(
+    entry: Entry, params: Mapping[str, object], *, environ: Mapping[str, str] | None = None
+) -> StdioServer | HttpServer:
+    """The config that starts ``entry`` (its first package, else its first remote).
+
+    Raises:
+        MountError: see :func:`check_params`; or a required value (a secret the host does not have) is missing.
+    """
+    env = os.environ if environ is None else environ
+    values = check_params(entry, params)
+    if entry.packages:
+        return _package(entry, entry.packages[0], values, env)
+    if entry.remotes:
+        remote = entry.remotes[0]
+        headers = {h.name: v for h in remote.headers if (v := _value(entry, h, h.name, values, env)) is not None}
+        return HttpServer(type="sse" if remote.type == "sse" else "http", url=remote.url, headers=headers)
+    raise MountError(f"{entry.short_name!r} is an OpenAPI service; mount it through the OpenAPI upstream")
+
+
+def _package(entry: Entry, package: Package, values: dict[str, str], env: Mapping[str, str]) -> StdioServer:
+    runtime_args = _args(entry, package.runtime_arguments, values, env)
+    package_args = _args(entry, package.package_arguments, values, env)
+    server_env = {
+        var.name: value
+        for var in package.environment_variables
+        if (value := _value(entry, var, var.name, values, env)) is not None
+    }
+    if package.registry_type == "npm":
+        command = "npx"
+        args = ["-y", *runtime_args, f"{package.identifier}@{package.version}", *package_args]
+    else:
+        venv_bin = _venv_command(package.identifier)
+        if venv_bin is not None:
+            command, args = venv_bin, [*package_args]
+        else:
+            command, args = "uvx", [*runtime_args, f"{package.identifier}=={package.version}", *package_args]
+    return StdioServer(command=command, args=args, env=server_env, start_timeout_s=60.0)
+
+
+def _args(entry: Entry, args: list[Argument], values: dict[str, str], env: Mapping[str, str]) -> list[str]:
+    out: list[str] = []
+    for arg in args:
+        value = _value(entry, arg, arg.param, values, env)
+        if value is None:
+            continue
+        if arg.type == "named":
+            assert arg.name is not None
+            out += [arg.name, value] if value != "" else [arg.name]
+        else:
+            out.append(value)
+    return out
+
+
+def _value(entry: Entry, item: Input, name: str | None, values: dict[str, str], env: Mapping[str, str]) -> str | None:
+    if item.value is not None:
+        return _PLACEHOLDER.sub(lambda m: _fill(entry, m.group(1), values, env), item.value)
+    if item.host_only:
+        value = env.get(name) if name else None
+    else:
+        value = values.get(name) if name else None
+    if value is None:
+        value = item.default
+    if value is None and item.is_required:
+        source = "the host's environment" if item.host_only else "a mount parameter"
+        raise MountError(f"{entry.short_name!r} needs {name!r}, from {source}; it is not set")
+    return value
+
+
+def _fill(entry: Entry, name: str, values: dict[str, str], env: Mapping[str, str]) -> str:
+    if name in values:
+        return values[name]
+    raise MountError(f"{entry.short_name!r} needs the parameter {name!r}")
+
+
+def _host_only(entry: Entry) -> set[str]:
+    names: set[str] = set(entry.secrets())
+    for package in entry.packages:
+        for item in package.inputs:
+            key = item.name if isinstance(item, EnvVar) else item.param
+            if key and item.host_only:
+                names.add(key)
+    return names
+
+
+def _choices(entry: Entry, name: str) -> list[str] | None:
+    for package in entry.packages[:1]:
+        for item in package.inputs:
+            key = item.name if isinstance(item, EnvVar) else item.param
+            if key == name and item.choices:
+                return item.choices
+    return None
+
+
+_VENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+def _venv_command(identifier: str) -> str | None:
+    """A PyPI server installed in its own venv (``scripts/setup`` makes them offline under ``.venv-servers``)."""
+    roots = [Path(p) for p in os.environ.get("CODEMODE_SERVER_VENVS", "").split(os.pathsep) if p]
+    checkout = paths.source_checkout()
+    if checkout is not None:
+        roots.append(checkout / ".venv-servers")
+    if not _VENV_NAME.match(identifier):
+        return None
+    for root in roots:
+        for venv in sorted(root.glob("*")) if root.is_dir() else []:
+            candidate = venv / ("Scripts" if sys.platform == "win32" else "bin") / identifier
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return shutil.which(identifier)
