@@ -138,7 +138,23 @@ def call(server: str, tool: str, args: dict[str, Any]) -> Any:
     raise _ERROR_CLASSES.get(kind, ToolError)(server, tool, message, kind)
 
 
+def request(op: str, **fields: Any) -> Any:
+    """Send one request other than a tool call (``mount``, ``search_directory``...) and return its result.
+
+    Raises:
+        ToolError: the host refused or failed it (``server`` is ``"codemode"``, ``tool`` the op).
+    """
+    reply = _transport.request({"op": op, **fields})
+    if reply.get("ok"):
+        return reply.get("result")
+    error = reply.get("error") or {}
+    message = str(error.get("message", "the host refused the request"))
+    kind = str(error.get("kind", KIND_BRIDGE))
+    raise _ERROR_CLASSES.get(kind, ToolError)("codemode", op, message, kind)
+
+
 from codemode_runtime.discovery import describe, list_servers, list_tools, search_tools  # noqa: E402
+from codemode_runtime.services import mount, search_directory, unmount  # noqa: E402
 
 PROGRAM_NAMES = (
     "ApprovalPending",
@@ -153,7 +169,10 @@ PROGRAM_NAMES = (
     "describe",
     "list_servers",
     "list_tools",
+    "mount",
+    "search_directory",
     "search_tools",
+    "unmount",
 )
 """The names every program finds in its namespace without an import (both executors put them there)."""
 
@@ -172,5 +191,9 @@ __all__ = [
     "describe",
     "list_servers",
     "list_tools",
+    "mount",
+    "request",
+    "search_directory",
     "search_tools",
+    "unmount",
 ]

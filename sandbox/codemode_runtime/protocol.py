@@ -82,6 +82,9 @@ OP_NEXT: Final = "next"
 OP_CALL: Final = "call"
 OP_RUN: Final = "run"
 OP_EXIT: Final = "exit"
+OP_SEARCH_DIRECTORY: Final = "search_directory"
+OP_MOUNT: Final = "mount"
+OP_UNMOUNT: Final = "unmount"
 
 FieldTypes = dict[str, type | tuple[type, ...]]
 """Field name → the JSON type(s) its value must have (``int`` excludes ``bool``)."""
@@ -144,6 +147,29 @@ OPS: Final[dict[str, Op]] = {
             optional={"stubs": (str, type(None)), "cpu_s": int, "memory_bytes": int},
         ),
         Op(OP_EXIT, HOST, "End the session loop; the interpreter exits."),
+        Op(
+            OP_SEARCH_DIRECTORY,
+            GUEST,
+            "Search the directory of services; the result is a list of entries (name, description, mounted, "
+            "params, secrets).",
+            required={"query": str},
+            reply=REPLY_RESULT,
+        ),
+        Op(
+            OP_MOUNT,
+            GUEST,
+            "Mount a directory entry with params filling its declared inputs; the result is {module, stubs}: "
+            "the stubs module to import and the generation that has it.",
+            required={"name": str, "params": dict},
+            reply=REPLY_RESULT,
+        ),
+        Op(
+            OP_UNMOUNT,
+            GUEST,
+            "Unmount a service mounted at run time; the result is {stubs}: the generation without it.",
+            required={"name": str},
+            reply=REPLY_RESULT,
+        ),
     )
 }
 """Every message that carries an ``op``, by name."""

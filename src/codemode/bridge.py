@@ -13,7 +13,7 @@ from typing import Any
 
 from codemode.calls.gate import RunContext
 from codemode.hub.models import ToolRef
-from codemode.protocol import encode_frame, error_reply
+from codemode.protocol import GUEST, ProtocolError, check, encode_frame, error_reply
 
 
 async def serve_call(ctx: RunContext, message: dict[str, Any], size: int | None = None) -> bytes:
@@ -33,4 +33,21 @@ async def serve_call(ctx: RunContext, message: dict[str, Any], size: int | None 
         reply = await ctx.gate.call(ctx, ToolRef(server, tool), args, size)
         return reply.frame()
     except Exception as exc:  # e.g. a result that is not JSON-encodable; a host bug must not trap the guest
+        return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
+
+
+async def serve_op(ctx: RunContext, message: dict[str, Any]) -> bytes:
+    """Serve one guest request other than ``call`` (``mount``, ``search_directory``...) by the handler the
+    engine registered for its op on the gate; return the reply frame. Never raises."""
+    try:
+        op = check(message, GUEST)
+        handler = ctx.gate.ops.get(op.name)
+        if handler is None:
+            return encode_frame(error_reply("unknown", f"{op.name}() is not available in this codemode host"))
+        if ctx.cancelled:
+            return encode_frame(error_reply("cancelled", "the execution was cancelled"))
+        return (await handler(ctx, message)).frame()
+    except ProtocolError as exc:
+        return encode_frame(error_reply("bridge", str(exc)))
+    except Exception as exc:  # a host bug must not trap the guest
         return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))

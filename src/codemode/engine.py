@@ -17,6 +17,7 @@ its steps.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -36,6 +37,8 @@ from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
 from codemode.compiler import CompileReport
 from codemode.config import Config
+from codemode.directory.load import directory_for
+from codemode.directory.service import Services
 from codemode.errors import PolicyDenied
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
 from codemode.hub import Hub
@@ -43,6 +46,8 @@ from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
+
+logger = logging.getLogger(__name__)
 
 FUEL_PER_SECOND = 20_000_000_000
 """WASM fuel per second of the wall limit. Measured: a tight CPU-bound loop burns ~10e9 units/s on a
@@ -93,6 +98,8 @@ class Engine:
         self.gate: Gate | None = None
         self.executor: Executor | None = None
         self.catalog: Catalog | None = None
+        self.services: Services | None = None
+        """Services mounted at run time from the directory (``mount()`` in a program)."""
 
     async def __aenter__(self) -> Engine:
         stack = AsyncExitStack()
@@ -105,6 +112,11 @@ class Engine:
             self.gate = default_gate(self.hub, observers=self.tool_observers)
             self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress)
             self.catalog.listeners.append(self._catalog_changed)
+            directory = directory_for(self.config)
+            for rejected in directory.rejected:
+                logger.warning("directory entry rejected: %s", rejected)
+            self.services = Services(self.hub, self.catalog, self.settings, directory, log_dir=paths.log_dir())
+            self.services.register(self.gate)
             await self.recompile()
             self._progress(f"starting the {self.executor_kind} executor")
             self.executor = await stack.enter_async_context(

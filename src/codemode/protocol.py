@@ -49,8 +49,11 @@ __all__ = [
     "OPS",
     "OP_CALL",
     "OP_EXIT",
+    "OP_MOUNT",
     "OP_NEXT",
     "OP_RUN",
+    "OP_SEARCH_DIRECTORY",
+    "OP_UNMOUNT",
     "PROTOCOL_VERSION",
     "REPLY_RESULT",
     "REPLY_WORK",
@@ -70,6 +73,7 @@ __all__ = [
     "error_reply",
     "exit_frame",
     "guest_frame_limit",
+    "is_service_op",
     "openers_over",
     "pack",
     "request_frame_limit",
@@ -96,6 +100,9 @@ OP_NEXT = _guest.OP_NEXT
 OP_CALL = _guest.OP_CALL
 OP_RUN = _guest.OP_RUN
 OP_EXIT = _guest.OP_EXIT
+OP_SEARCH_DIRECTORY = _guest.OP_SEARCH_DIRECTORY
+OP_MOUNT = _guest.OP_MOUNT
+OP_UNMOUNT = _guest.OP_UNMOUNT
 OPS = _guest.OPS
 Op = _guest.Op
 ErrorKind = _guest.ErrorKind
@@ -211,6 +218,13 @@ def run_frame(code: str, output_cap: int, *, stubs: str | None = None, **limits:
     """The ``run`` frame: ``stubs`` names the generation to import from; ``limits`` are the optional
     ``cpu_s`` and ``memory_bytes`` of the restricted child."""
     return {"op": OP_RUN, "code": code, "output_cap": output_cap, "stubs": stubs, **limits}
+
+
+def is_service_op(op: str) -> bool:
+    """Whether ``op`` is a guest request served by a handler of the gate (every ``REPLY_RESULT`` op but
+    ``call``): the executors route these to :func:`codemode.bridge.serve_op` without knowing them."""
+    spec = OPS.get(op)
+    return spec is not None and op != OP_CALL and spec.sender == GUEST and spec.reply == REPLY_RESULT
 
 
 def exit_frame() -> dict[str, Any]:

@@ -109,6 +109,9 @@ class Reply:
 
 Next = Callable[[Call], Awaitable[Reply]]
 
+OpHandler = Callable[["RunContext", dict[str, Any]], Awaitable[Reply]]
+"""Serves one guest request other than ``call`` (the message is already checked against its op's fields)."""
+
 
 class Step(Protocol):
     """One link of the chain: answer ``call`` or pass it to ``call_next``."""
@@ -300,6 +303,9 @@ class Gate:
         self._upstreams = upstreams
         self._terminal = UpstreamStep(upstreams)
         self._specs: dict[ToolRef, ToolSpec] | None = None
+        self.ops: dict[str, OpHandler] = {}
+        """Handlers of the guest's other requests by op name (the engine registers ``mount``...); an op
+        without one is answered ``unknown``."""
 
     def specs(self) -> Mapping[ToolRef, ToolSpec]:
         """Every tool a program may call right now (cached until :meth:`invalidate`: read on every call)."""

@@ -81,7 +81,9 @@ class GenerationStore:
             previous = self.current()
             tmp = self.root / f".build-{uuid.uuid4().hex[:12]}"
             if previous is not None:
-                shutil.copytree(previous.path, tmp, symlinks=True)
+                # Bytecode caches stay behind: the restricted child writes them into the generation it imports
+                # from, and a removed server's leftover __pycache__ would still import as a namespace package.
+                shutil.copytree(previous.path, tmp, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 tmp.mkdir()
             try:

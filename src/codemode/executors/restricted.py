@@ -42,7 +42,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codemode import paths
-from codemode.bridge import serve_call
+from codemode.bridge import serve_call, serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
 from codemode.errors import (
@@ -67,6 +67,7 @@ from codemode.protocol import (
     encode_frame,
     error_reply,
     guest_frame_limit,
+    is_service_op,
     request_frame_limit,
     run_frame,
 )
@@ -405,6 +406,8 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             if op == OP_CALL:
                 # A call over the request limit (read in part) is refused by the gate on its size, journaled.
                 await child.send_raw(await serve_call(ctx, message, frame.size))
+            elif isinstance(op, str) and is_service_op(op):
+                await child.send_raw(await serve_op(ctx, message))
             elif op == OP_NEXT:
                 return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
             else:

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import wasmtime
 
-from codemode.bridge import serve_call
+from codemode.bridge import serve_call, serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
 from codemode.errors import BridgeError, ScratchQuotaExceeded
@@ -50,6 +50,7 @@ from codemode.protocol import (
     error_reply,
     exit_frame,
     guest_frame_limit,
+    is_service_op,
     request_frame_limit,
     run_frame,
 )
@@ -267,6 +268,8 @@ class Instance:
 
     def _serve_call(self, job: Job, message: dict[str, Any], size: int) -> bytes:
         try:
+            if message["op"] != OP_CALL:
+                return self.loop.run(serve_op(job.ctx, message))
             return self.loop.run(serve_call(job.ctx, message, size))
         except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
             return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
@@ -285,7 +288,7 @@ class Instance:
         except FrameError as exc:
             return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
         op = message["op"]
-        if op == OP_CALL:
+        if op == OP_CALL or is_service_op(op):
             job = self.job
             if job is None:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))

@@ -1,0 +1,146 @@
+"""The engine's side of ``search_directory``, ``mount`` and ``unmount``: handlers for the gate's ops.
+
+A mount is decided here, never in the sandbox: the entry must be in the directory and match the config's
+``codemode.mount`` patterns; its parameters are checked against what the entry declares, and its secrets
+and paths come from the host's environment. The service is started on the hub, the stubs recompiled into a
+new generation (clients get ``list_changed`` through the catalog), and the execution switched to that
+generation, so the program that mounted it can import it at once. Every mount, unmount and refusal is a
+record in the execution's journal (``codemode.mount(NAME)``), which the audit log keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from codemode.calls.gate import Gate, Reply, RunContext
+from codemode.catalog.catalog import Catalog
+from codemode.config import Settings
+from codemode.directory.launch import MountError, server_config
+from codemode.directory.load import Directory, Located
+from codemode.directory.policy import mount_allowed, refusal
+from codemode.errors import CodemodeError
+from codemode.hub.hub import Hub
+from codemode.hub.mcp import McpUpstream
+from codemode.hub.upstream import UpstreamState
+from codemode.protocol import OP_MOUNT, OP_SEARCH_DIRECTORY, OP_UNMOUNT
+
+logger = logging.getLogger(__name__)
+
+
+class Services:
+    """Runtime mounting for one engine: its hub, catalog, settings and directory."""
+
+    def __init__(self, hub: Hub, catalog: Catalog, settings: Settings, directory: Directory, *, log_dir: Path) -> None:
+        self.hub = hub
+        self.catalog = catalog
+        self.settings = settings
+        self.directory = directory
+        self.log_dir = log_dir
+        self.mounted: dict[str, Located] = {}
+        """Services mounted at run time, by the name they have in the hub."""
+        self._lock = anyio.Lock()
+
+    def register(self, gate: Gate) -> None:
+        """Serve the guest's directory ops through ``gate``."""
+        gate.ops[OP_SEARCH_DIRECTORY] = self._search
+        gate.ops[OP_MOUNT] = self._mount
+        gate.ops[OP_UNMOUNT] = self._unmount
+
+    # -- the ops ---------------------------------------------------------------------------------
+
+    async def _search(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
+        servers = set(self.hub.servers)
+        found = self.directory.search(message["query"])
+        return Reply(True, value=[e.to_json(mounted=e.entry.short_name in servers) for e in found[:50]])
+
+    async def _mount(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
+        name = message["name"]
+        return await _journaled(ctx, f"mount({name[:64]})", lambda: self.mount(ctx, name, message["params"]))
+
+    async def _unmount(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
+        name = message["name"]
+        return await _journaled(ctx, f"unmount({name[:64]})", lambda: self.unmount(ctx, name))
+
+    # -- mounting --------------------------------------------------------------------------------
+
+    async def mount(self, ctx: RunContext | None, name: str, params: dict[str, Any]) -> Reply:
+        """Mount the directory entry ``name`` (see the module docstring). Never raises for a refusal."""
+        located = self.directory.get(name)
+        if located is None:
+            known = ", ".join(sorted(self.directory.entries)) or "none"
+            return Reply.refuse("unknown", f"no directory entry named {name!r} (entries: {known})")
+        entry = located.entry
+        short = entry.short_name
+        if not mount_allowed(short, entry.name, self.settings.mount):
+            return Reply.refuse("denied", refusal(short))
+        try:
+            config = server_config(entry, params)
+        except MountError as exc:
+            return Reply.refuse("denied", str(exc))
+        async with self._lock:
+            if short in self.mounted:
+                return Reply(True, value=self._switch(ctx, short))
+            if short in self.hub.servers:
+                return Reply.refuse("denied", f"a configured server is already named {short!r}; use it directly")
+            upstream = McpUpstream(short, config, log_dir=self.log_dir)
+            try:
+                await self.hub.mount(short, upstream)
+            except (CodemodeError, ValueError) as exc:
+                return Reply.fail("upstream", f"mounting {short!r} failed: {exc}")
+            if upstream.state is UpstreamState.FAILED:
+                reason = (upstream.error or "it did not start").partition(" (stderr: ")[0]
+                await self.hub.unmount(short)
+                return Reply.fail("upstream", f"{short!r} did not start: {reason}")
+            self.mounted[short] = located
+            await self.catalog.refresh(f"mounted {short}")
+            logger.info("mounted %s (%s)", short, entry.name)
+            return Reply(True, value=self._switch(ctx, short))
+
+    async def unmount(self, ctx: RunContext | None, name: str) -> Reply:
+        """Stop a service mounted at run time. Never raises for a refusal."""
+        located = self.directory.get(name)
+        short = located.entry.short_name if located is not None else name
+        async with self._lock:
+            if short not in self.mounted:
+                mounted = ", ".join(sorted(self.mounted)) or "none"
+                return Reply.refuse(
+                    "unknown", f"{name!r} was not mounted at run time (mounted: {mounted}); configured servers "
+                    "are changed in the config file"
+                )  # fmt: skip
+            del self.mounted[short]
+            await self.hub.unmount(short)
+            await self.catalog.refresh(f"unmounted {short}")
+            logger.info("unmounted %s", short)
+            return Reply(True, value=self._switch(ctx, None))
+
+    def _switch(self, ctx: RunContext | None, server: str | None) -> dict[str, Any]:
+        """Move the execution to the current generation (pinned in place of its old one); its module name."""
+        generation = self.catalog.generation
+        new = generation.name if generation is not None else None
+        if ctx is not None and new is not None and new != ctx.generation:
+            self.catalog.store.pin(new)
+            if ctx.generation is not None:
+                self.catalog.store.unpin(ctx.generation)
+            ctx.generation = new
+        out: dict[str, Any] = {"stubs": new}
+        if server is not None:
+            module = next((s["module"] for s in self.catalog.index.get("servers", []) if s["name"] == server), server)
+            out["module"] = module
+        return out
+
+
+async def _journaled(ctx: RunContext, tool: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run ``act`` as one record of the execution's journal (server ``codemode``), so the audit log keeps it."""
+    index = ctx.journal.begin("codemode", tool, args_bytes=0)
+    started = time.perf_counter()
+    reply = await act()
+    ctx.journal.finish(
+        index, reply.state, duration_s=time.perf_counter() - started, error=reply.message, error_kind=reply.kind
+    )
+    return reply

@@ -1,0 +1,71 @@
+"""Mounting services from the directory at run time: the real npm memory server, the real sandboxes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from codemode.audit import AuditLog
+from codemode.config import Config, Settings
+from codemode.engine import Engine
+from codemode.executors import ExecutorKind
+
+pytestmark = [pytest.mark.anyio, pytest.mark.skipif(shutil.which("npx") is None, reason="needs npx")]
+
+PROGRAM = """
+found = search_directory("memory")
+assert [e["name"] for e in found] == ["memory"] and found[0]["mounted"] is False, found
+module = mount("memory")
+from stubs import memory
+memory.create_entities(entities=[{"name": "codemode", "entityType": "project", "observations": ["mounted"]}])
+(module, search_directory("memory")[0]["mounted"], memory.read_graph()["entities"][0]["name"])
+"""
+
+
+def _engine(tmp_path: Path, executor: ExecutorKind = "wasm", mount: list[str] | None = None) -> Engine:
+    config = Config(settings=Settings(mount=["*memory*"] if mount is None else mount))
+    return Engine(config, executor=executor, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                  audit=AuditLog(tmp_path / "audit.jsonl"))  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _memory_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_FILE_PATH", str(tmp_path / "memory.json"))  # a host-only path of the entry
+
+
+@pytest.mark.parametrize("executor", ["wasm", "restricted"])
+async def test_search_mount_call_then_unmount(tmp_path: Path, executor: ExecutorKind) -> None:
+    async with _engine(tmp_path, executor) as engine:
+        first = await engine.execute(PROGRAM, session="s")
+        assert not first.is_error, first.text
+        assert json.loads(first.text) == ["memory", True, "codemode"]
+        assert (tmp_path / "memory.json").exists(), "the host's MEMORY_FILE_PATH reached the server"
+        again = await engine.execute("from stubs import memory\nmemory.search_nodes(query='codemode')", session="s")
+        assert not again.is_error and "mounted" in again.text
+        other = await engine.execute("import stubs.memory\nunmount('memory')", session="other")
+        assert not other.is_error, other.text
+        gone = await engine.execute("import stubs.memory", session="s")
+        assert gone.is_error and "No module named 'stubs.memory'" in gone.text
+        assert engine.hub is not None and "memory" not in engine.hub.servers
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    audited = [(c["tool"], c["state"]) for e in entries for c in e["calls"] if c["server"] == "codemode"]
+    assert audited == [("mount(memory)", "done"), ("unmount(memory)", "done")]
+
+
+async def test_mount_refused_by_default_names_the_setting(tmp_path: Path) -> None:
+    async with _engine(tmp_path, mount=[]) as engine:
+        outcome = await engine.execute(
+            "try:\n    mount('memory')\nexcept ToolDenied as e:\n    print(e.kind, e.message)", session="s"
+        )
+        assert not outcome.is_error
+        assert outcome.text.startswith("denied mounting 'memory' is not allowed") and '"mount"' in outcome.text
+        assert engine.hub is not None and engine.hub.servers == []
+        unknown = await engine.execute("mount('nope')", session="s")
+        assert unknown.is_error and "UnknownTool" in unknown.text and "entries: everything" in unknown.text
+        unmounted = await engine.execute("unmount('memory')", session="s")
+        assert unmounted.is_error and "was not mounted at run time" in unmounted.text
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert entries[0]["calls"][0]["tool"] == "mount(memory)" and entries[0]["calls"][0]["state"] == "refused"
