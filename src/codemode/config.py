@@ -79,7 +79,29 @@ class HttpServer(_ServerBase):
         return value
 
 
-ServerConfig = Annotated[StdioServer | HttpServer, Field(discriminator="type")]
+class OpenApiServer(_ServerBase):
+    """An HTTP API described by an OpenAPI 3.0/3.1 document: one tool per operation (:mod:`codemode.hub.openapi`)."""
+
+    type: Literal["openapi"] = "openapi"
+    spec: str = Field(min_length=1)
+    """The document: an http(s) URL, or a file path (relative to the working directory)."""
+    base_url: str | None = Field(default=None, alias="baseUrl")
+    """Where operations are sent; default: the document's first ``servers`` URL."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent with every request (credentials: ``${VAR}`` from the host's environment)."""
+    max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    """A response body larger than this fails the call (``too_large``) before it is parsed."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"baseUrl must start with http:// or https://, got {value!r}")
+        return value
+
+
+ServerConfig = Annotated[StdioServer | HttpServer | OpenApiServer, Field(discriminator="type")]
+AnyServer = StdioServer | HttpServer | OpenApiServer
 
 
 class Settings(BaseModel):
@@ -124,13 +146,13 @@ class Config(BaseModel):
     """Where this config came from (a path, or ``<embedded demo>``)."""
 
     @property
-    def enabled_servers(self) -> dict[str, StdioServer | HttpServer]:
+    def enabled_servers(self) -> dict[str, AnyServer]:
         return {name: cfg for name, cfg in self.servers.items() if not cfg.disabled}
 
 
 def demo_config() -> Config:
     """The embedded default: the bundled demo servers, started with the running interpreter."""
-    servers: dict[str, StdioServer | HttpServer] = {
+    servers: dict[str, AnyServer] = {
         name: StdioServer(command=sys.executable, args=["-m", f"codemode.demo.{name}"], start_timeout_s=60.0)
         for name in ("inventory", "notes")
     }
@@ -188,9 +210,10 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
         entry.pop("transport", None)
         if kind is None:
             kind = "http" if "url" in entry else "stdio"
-        if kind not in ("stdio", "http", "streamable-http", "streamableHttp", "sse"):
+        if kind not in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):
             raise ConfigError(
-                f"{where}: server {name!r}: unknown transport {kind!r} (use 'stdio', 'http'/'streamable-http' or 'sse')"
+                f"{where}: server {name!r}: unknown transport {kind!r} (use 'stdio', 'http'/'streamable-http', 'sse' "
+                "or 'openapi')"
             )
         entry["type"] = kind
         try:
@@ -211,7 +234,7 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
         if loc and loc[0] == "servers":
             path = [key, *loc[1:]]
             # The discriminated union adds the tag ('stdio'/'http') to the location; drop it.
-            if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse"):
+            if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):
                 path.pop(2)
         elif loc and loc[0] == "settings":
             path = ["codemode", *loc[1:]]

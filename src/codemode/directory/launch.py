@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from codemode import paths
-from codemode.config import HttpServer, StdioServer
-from codemode.directory.models import _PLACEHOLDER, _SAFE_TEXT, Argument, Entry, EnvVar, Input, Package
+from codemode.config import AnyServer, HttpServer, OpenApiServer, StdioServer
+from codemode.directory.models import _PLACEHOLDER, _SAFE_TEXT, Argument, Entry, EnvVar, Input, OpenApi, Package
 
 MAX_PARAM_CHARS = 1000
 
@@ -61,9 +61,10 @@ def check_params(entry: Entry, params: Mapping[str, object]) -> dict[str, str]:
 
 
 def server_config(
-    entry: Entry, params: Mapping[str, object], *, environ: Mapping[str, str] | None = None
-) -> StdioServer | HttpServer:
-    """The config that starts ``entry`` (its first package, else its first remote).
+    entry: Entry, params: Mapping[str, object], *, environ: Mapping[str, str] | None = None, root: Path | None = None
+) -> AnyServer:
+    """The config that starts ``entry`` (its first package, else its first remote, else its OpenAPI service;
+    ``root`` is the directory a relative ``spec`` is in).
 
     Raises:
         MountError: see :func:`check_params`; or a required value (a secret the host does not have) is missing.
@@ -76,7 +77,19 @@ def server_config(
         remote = entry.remotes[0]
         headers = {h.name: v for h in remote.headers if (v := _value(entry, h, h.name, values, env)) is not None}
         return HttpServer(type="sse" if remote.type == "sse" else "http", url=remote.url, headers=headers)
-    raise MountError(f"{entry.short_name!r} is an OpenAPI service; mount it through the OpenAPI upstream")
+    assert entry.openapi is not None  # an entry has something to run (checked when it was read)
+    return _openapi(entry.openapi, env, root)
+
+
+def _openapi(api: OpenApi, env: Mapping[str, str], root: Path | None) -> OpenApiServer:
+    def host(text: str) -> str | None:
+        missing = [m for m in _PLACEHOLDER.findall(text) if m not in env]
+        return None if missing else _PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
+
+    spec = api.spec if api.spec.startswith(("http://", "https://")) or root is None else str(root / api.spec)
+    headers = {h.name: v for h in api.headers if h.value is not None and (v := host(h.value)) is not None}
+    base = host(api.base_url) if api.base_url else None
+    return OpenApiServer(spec=spec, baseUrl=base or None, headers=headers)
 
 
 def _package(entry: Entry, package: Package, values: dict[str, str], env: Mapping[str, str]) -> StdioServer:

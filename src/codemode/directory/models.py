@@ -186,11 +186,19 @@ class Remote(_Model):
 
 
 class OpenApi(_Model):
-    """codemode's extension: an OpenAPI service (``spec``: a URL, or a file inside the directory)."""
+    """codemode's extension: an OpenAPI service (``spec``: a URL, or a file inside the directory).
+
+    ``{NAME}`` placeholders in ``baseUrl`` and header values are filled from the host's environment only;
+    a header whose variable is not set is left out, a ``baseUrl`` falls back to the document's servers."""
 
     spec: str
     base_url: str | None = Field(default=None, alias="baseUrl")
     headers: list[Header] = Field(default_factory=list)
+
+    @field_validator("spec", "base_url")
+    @classmethod
+    def _no_metachars(cls, value: str | None) -> str | None:
+        return None if value is None else _safe(value, "value")
 
 
 class Entry(_Model):
@@ -232,7 +240,7 @@ class Entry(_Model):
         names = [i.name for p in self.packages for i in p.environment_variables if i.is_secret]
         names += [h.name for r in self.remotes for h in r.headers if h.is_secret]
         if self.openapi is not None:
-            names += [h.name for h in self.openapi.headers if h.is_secret]
+            names += [m for h in self.openapi.headers if h.is_secret for m in _PLACEHOLDER.findall(h.value or "")]
         return names
 
     def params(self) -> list[str]:

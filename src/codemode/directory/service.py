@@ -25,8 +25,7 @@ from codemode.directory.launch import MountError, server_config
 from codemode.directory.load import Directory, Located
 from codemode.directory.policy import mount_allowed, refusal
 from codemode.errors import CodemodeError
-from codemode.hub.hub import Hub
-from codemode.hub.mcp import McpUpstream
+from codemode.hub.hub import Hub, upstream_for
 from codemode.hub.upstream import UpstreamState
 from codemode.protocol import OP_MOUNT, OP_SEARCH_DIRECTORY, OP_UNMOUNT
 
@@ -80,7 +79,7 @@ class Services:
         if not mount_allowed(short, entry.name, self.settings.mount):
             return Reply.refuse("denied", refusal(short))
         try:
-            config = server_config(entry, params)
+            config = server_config(entry, params, root=located.root)
         except MountError as exc:
             return Reply.refuse("denied", str(exc))
         async with self._lock:
@@ -88,7 +87,7 @@ class Services:
                 return Reply(True, value=self._switch(ctx, short))
             if short in self.hub.servers:
                 return Reply.refuse("denied", f"a configured server is already named {short!r}; use it directly")
-            upstream = McpUpstream(short, config, log_dir=self.log_dir)
+            upstream = upstream_for(short, config, log_dir=self.log_dir)
             try:
                 await self.hub.mount(short, upstream)
             except (CodemodeError, ValueError) as exc:

@@ -38,7 +38,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from codemode import paths
-from codemode.config import Config
+from codemode.config import AnyServer, Config, OpenApiServer
 from codemode.errors import UpstreamError
 from codemode.hub.mcp import McpUpstream
 from codemode.hub.models import ToolRef, ToolSpec
@@ -105,7 +105,7 @@ class Hub:
         self._log_dir = log_dir if log_dir is not None else paths.log_dir()
         self._on_tools_changed = on_tools_changed
         self._upstreams: dict[str, Upstream] = {
-            name: McpUpstream(name, cfg, log_dir=self._log_dir) for name, cfg in config.servers.items()
+            name: upstream_for(name, cfg, log_dir=self._log_dir) for name, cfg in config.servers.items()
         }
         for name, upstream in (upstreams or {}).items():
             self._check_new(name, upstream)
@@ -362,6 +362,15 @@ class Hub:
             known = ", ".join(sorted(self._upstreams)) or "none"
             raise UpstreamError(server, f"unknown server (connected: {known})")
         return upstream
+
+
+def upstream_for(name: str, config: AnyServer, *, log_dir: Path | None = None) -> Upstream:
+    """The upstream for one server config: an MCP server, or an OpenAPI service."""
+    if isinstance(config, OpenApiServer):
+        from codemode.hub.openapi import OpenApiUpstream
+
+        return OpenApiUpstream(name, config)
+    return McpUpstream(name, config, log_dir=log_dir)
 
 
 def _failed(upstream: Upstream) -> bool:
