@@ -251,6 +251,7 @@ def _http_token(config: Config, host: str, *, insecure: bool) -> str | None:
 
 @_command("serve")
 def _serve(args: argparse.Namespace) -> int:
+    from codemode import live
     from codemode.engine import Engine
     from codemode.front import build_server, serve_stdio
 
@@ -259,7 +260,10 @@ def _serve(args: argparse.Namespace) -> int:
     token = _http_token(config, http[0], insecure=args.insecure_no_auth) if http is not None else None
 
     async def go() -> None:
-        async with Engine(config, executor=args.executor, progress=_progress) as engine:
+        engine_cm = Engine(config, executor=args.executor, progress=_progress)
+        async with engine_cm as engine, anyio.create_task_group() as tg:
+            if args.config:  # edits of the file apply while serving
+                tg.start_soon(live.watch, engine, Path(args.config))
             server = build_server(engine, http_token=token)
             if http is None:
                 await serve_stdio(server)
@@ -267,6 +271,7 @@ def _serve(args: argparse.Namespace) -> int:
                 host = f"[{http[0]}]" if ":" in http[0] else http[0]
                 _progress(f"serving streamable HTTP on http://{host}:{http[1]}/mcp")
                 await server.run_streamable_http_async(host=http[0], port=http[1])
+            tg.cancel_scope.cancel()
 
     anyio.run(go)
     return EXIT_OK

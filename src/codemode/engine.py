@@ -99,6 +99,8 @@ class Engine:
         self.executor: Executor | None = None
         self.catalog: Catalog | None = None
         self.services: Services | None = None
+        self.log_dir = paths.log_dir()
+        """Where upstream servers' stderr logs go."""
         """Services mounted at run time from the directory (``mount()`` in a program)."""
 
     async def __aenter__(self) -> Engine:
@@ -115,7 +117,7 @@ class Engine:
             directory = directory_for(self.config)
             for rejected in directory.rejected:
                 logger.warning("directory entry rejected: %s", rejected)
-            self.services = Services(self.hub, self.catalog, self.settings, directory, log_dir=paths.log_dir())
+            self.services = Services(self.hub, self.catalog, self.settings, directory, log_dir=self.log_dir)
             self.services.register(self.gate)
             await self.recompile()
             self._progress(f"starting the {self.executor_kind} executor")
