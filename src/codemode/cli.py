@@ -386,6 +386,34 @@ def _mountable(short: str, full: str, patterns: list[str]) -> str:
     return "allowed" if mount_allowed(short, full, patterns) else "-"
 
 
+@_command("mount")
+def _mount(args: argparse.Namespace) -> int:
+    from codemode.config_edit import add_server, directory_of, server_entry
+
+    path = _config_file(args)
+    name, entry = server_entry(args.target, directory_of(path))
+    name = args.name or name
+    add_server(path, name, entry)
+    print(f"added server {name!r} to {path} (a running `codemode serve --config {path}` picks it up)")
+    return EXIT_OK
+
+
+@_command("unmount")
+def _unmount(args: argparse.Namespace) -> int:
+    from codemode.config_edit import remove_server
+
+    path = _config_file(args)
+    remove_server(path, args.name)
+    print(f"removed server {args.name!r} from {path}")
+    return EXIT_OK
+
+
+def _config_file(args: argparse.Namespace) -> Path:
+    if not args.config:
+        raise ConfigError("this command edits a config file: pass --config FILE")
+    return Path(args.config)
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -440,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "search"])
     p.add_argument("query", nargs="?", default="", help="words to look for (search)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("mount", "add a server to the config file: a directory entry name, a URL, or a server.json/OpenAPI file")
+    p.add_argument("target", metavar="NAME|URL|FILE")
+    p.add_argument("--name", help="the server's name in the config (default: from the target)")
+    p = add("unmount", "remove a server from the config file")
+    p.add_argument("name")
     p = add("history", "show recent executions from the audit log")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

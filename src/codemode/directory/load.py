@@ -105,7 +105,7 @@ def load_directory(roots: list[Path] | None = None) -> Directory:
             continue
         for file in files:
             try:
-                located = _read(file, root)
+                located = read_entry(file, root)
             except _Bad as exc:
                 directory.rejected.append(Rejected(str(file), str(exc)))
                 continue
@@ -122,7 +122,8 @@ class _Bad(Exception):
     pass
 
 
-def _read(file: Path, root: Path) -> Located:
+def read_entry(file: Path, root: Path) -> Located:
+    """One entry file of the directory ``root``, validated (raises ``_Bad`` with the reason)."""
     real_root = root.resolve()
     if not _inside(file.resolve(), real_root):
         raise _Bad(f"resolves outside the directory {root} (a symlink?)")
