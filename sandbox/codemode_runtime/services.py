@@ -42,6 +42,26 @@ def unmount(name: str) -> None:
     _use(_runtime.request(OP_UNMOUNT, name=str(name)))
 
 
+class _MissingStubs:
+    """Last on ``sys.meta_path``: ``import stubs.X`` for a server that is not connected (never was, or was
+    unmounted) fails saying so, instead of with a bare ``No module named``."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        head, _, server = name.partition(".")
+        if head == "stubs" and server and "." not in server:
+            raise ModuleNotFoundError(
+                f"No module named {name!r}: no connected server has the stubs module {server!r} (it may have been "
+                "unmounted); list_servers() shows the connected ones, search_directory() what can be mounted",
+                name=name,
+            )
+        return None
+
+
+if not any(isinstance(finder, _MissingStubs) for finder in sys.meta_path):
+    sys.meta_path.append(_MissingStubs())
+
+
 def _use(result: Any) -> None:
     # The host published a new stubs generation with (or without) the service: import from it at once.
     repl = sys.modules.get("codemode_runtime.repl")

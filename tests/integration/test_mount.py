@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from codemode.audit import AuditLog
@@ -48,7 +49,8 @@ async def test_search_mount_call_then_unmount(tmp_path: Path, executor: Executor
         other = await engine.execute("import stubs.memory\nunmount('memory')", session="other")
         assert not other.is_error, other.text
         gone = await engine.execute("import stubs.memory", session="s")
-        assert gone.is_error and "No module named 'stubs.memory'" in gone.text
+        assert gone.is_error and "No module named 'stubs.memory': no connected server" in gone.text
+        assert "may have been unmounted" in gone.text
         assert engine.hub is not None and "memory" not in engine.hub.servers
     entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     audited = [(c["tool"], c["state"]) for e in entries for c in e["calls"] if c["server"] == "codemode"]
@@ -69,3 +71,23 @@ async def test_mount_refused_by_default_names_the_setting(tmp_path: Path) -> Non
         assert unmounted.is_error and "was not mounted at run time" in unmounted.text
     entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert entries[0]["calls"][0]["tool"] == "mount(memory)" and entries[0]["calls"][0]["state"] == "refused"
+
+
+async def test_unmount_fails_a_running_call_clearly(tmp_path: Path) -> None:
+    async with _engine(tmp_path, mount=["everything"]) as engine:
+        mounted = await engine.execute("mount('everything')", session="a")
+        assert not mounted.is_error, mounted.text
+        long = "from stubs import everything\neverything.trigger_long_running_operation(duration=30, steps=30)"
+        results = {}
+
+        async def run_long() -> None:
+            results["long"] = await engine.execute(long, session="a")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_long)
+            await anyio.sleep(2)  # the call is out
+            unmounted = await engine.execute("unmount('everything')", session="b")
+            assert not unmounted.is_error, unmounted.text
+        text = results["long"].text
+        assert results["long"].is_error and "ToolUnavailable" in text
+        assert "the server was stopped during the call (unmounted" in text

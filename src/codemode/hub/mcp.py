@@ -220,13 +220,19 @@ class McpUpstream:
                 raise ResultTooLarge(exc.message, self.name, tool) from exc
             if exc.code == types.CONNECTION_CLOSED or self._client is None:
                 self._mark_died(client)
-                raise ToolCallError(self.name, tool, "the server died during the call") from exc
+                raise ToolCallError(self.name, tool, self._ended()) from exc
             raise ToolCallError(self.name, tool, exc.message) from exc
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             self._mark_died(client)
-            raise ToolCallError(self.name, tool, "the server died during the call") from exc
+            raise ToolCallError(self.name, tool, self._ended()) from exc
         except Exception as exc:  # a result the SDK could not validate, a transport fault...
             raise ToolCallError(self.name, tool, _describe(exc)) from exc
+
+    def _ended(self) -> str:
+        """Why a call's connection ended under it: a stop codemode asked for, or the server dying."""
+        if self._stop is not None and self._stop.is_set():
+            return "the server was stopped during the call (unmounted, or codemode is shutting down)"
+        return "the server died during the call"
 
     async def _ensure_ready(self) -> Client:
         if self.config.disabled:
