@@ -219,12 +219,14 @@ class McpUpstream:
             if exc.code == LIMIT_EXCEEDED:  # refused at the transport, before the SDK built it
                 raise ResultTooLarge(exc.message, self.name, tool) from exc
             if exc.code == types.CONNECTION_CLOSED or self._client is None:
+                reason = self._ended()  # before _mark_died, which sets the stop event itself
                 self._mark_died(client)
-                raise ToolCallError(self.name, tool, self._ended()) from exc
+                raise ToolCallError(self.name, tool, reason) from exc
             raise ToolCallError(self.name, tool, exc.message) from exc
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            reason = self._ended()
             self._mark_died(client)
-            raise ToolCallError(self.name, tool, self._ended()) from exc
+            raise ToolCallError(self.name, tool, reason) from exc
         except Exception as exc:  # a result the SDK could not validate, a transport fault...
             raise ToolCallError(self.name, tool, _describe(exc)) from exc
 
