@@ -99,3 +99,20 @@ def test_cli_reports_a_rejected_entry_and_lists_the_rest(tmp_path: Path) -> None
     assert result.returncode == 0
     assert "memory" in result.stdout and "allowed" in result.stdout
     assert "bad.json" in result.stderr and "registryType" in result.stderr
+
+
+def test_remote_entries_take_their_secret_headers_from_the_host(tmp_path: Path) -> None:
+    remote = {
+        "name": "io.example/server-remote",
+        "remotes": [{"type": "streamable-http", "url": "https://mcp.example.com/mcp",
+                     "headers": [{"name": "Authorization", "value": "Bearer {EXAMPLE_TOKEN}", "isSecret": True}]}],
+    }  # fmt: skip
+    (tmp_path / "remote.json").write_text(json.dumps(remote))
+    directory = load_directory([tmp_path])
+    entry = directory.entries["remote"].entry
+    assert entry.secrets() == ["EXAMPLE_TOKEN"] and entry.params() == []
+    with_token = server_config(entry, {}, environ={"EXAMPLE_TOKEN": "t0k"})
+    assert with_token.type == "http" and with_token.headers == {"Authorization": "Bearer t0k"}  # type: ignore[union-attr]
+    assert server_config(entry, {}, environ={}).headers == {}  # type: ignore[union-attr]
+    with pytest.raises(MountError, match="'EXAMPLE_TOKEN' is set by the host"):
+        server_config(entry, {"EXAMPLE_TOKEN": "mine"}, environ={})

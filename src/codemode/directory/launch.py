@@ -3,7 +3,8 @@
 Values come from three places, in this order of trust: the entry itself (fixed values and defaults), the
 host (its environment: the only source of secrets and file paths), and the program's mount parameters
 (only for inputs the entry declares, checked like entry values and never starting with ``-``, so a value
-cannot turn into an option).
+cannot turn into an option). ``{NAME}`` placeholders in an entry's fixed values, remote headers and OpenAPI
+``baseUrl``/headers are filled from the host's environment only.
 """
 
 from __future__ import annotations
@@ -75,20 +76,16 @@ def server_config(
         return _package(entry, entry.packages[0], values, env)
     if entry.remotes:
         remote = entry.remotes[0]
-        headers = {h.name: v for h in remote.headers if (v := _value(entry, h, h.name, values, env)) is not None}
+        headers = {h.name: v for h in remote.headers if h.value is not None and (v := _from_host(h.value, env))}
         return HttpServer(type="sse" if remote.type == "sse" else "http", url=remote.url, headers=headers)
     assert entry.openapi is not None  # an entry has something to run (checked when it was read)
     return _openapi(entry.openapi, env, root)
 
 
 def _openapi(api: OpenApi, env: Mapping[str, str], root: Path | None) -> OpenApiServer:
-    def host(text: str) -> str | None:
-        missing = [m for m in _PLACEHOLDER.findall(text) if m not in env]
-        return None if missing else _PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
-
     spec = api.spec if api.spec.startswith(("http://", "https://")) or root is None else str(root / api.spec)
-    headers = {h.name: v for h in api.headers if h.value is not None and (v := host(h.value)) is not None}
-    base = host(api.base_url) if api.base_url else None
+    headers = {h.name: v for h in api.headers if h.value is not None and (v := _from_host(h.value, env)) is not None}
+    base = _from_host(api.base_url, env) if api.base_url else None
     return OpenApiServer(spec=spec, baseUrl=base or None, headers=headers)
 
 
@@ -142,9 +139,17 @@ def _value(entry: Entry, item: Input, name: str | None, values: dict[str, str], 
 
 
 def _fill(entry: Entry, name: str, values: dict[str, str], env: Mapping[str, str]) -> str:
-    if name in values:
-        return values[name]
-    raise MountError(f"{entry.short_name!r} needs the parameter {name!r}")
+    # A placeholder in an entry's fixed value is the host's to fill: programs only give declared inputs.
+    if name in env:
+        return env[name]
+    raise MountError(f"{entry.short_name!r} needs {name!r} from the host's environment; it is not set")
+
+
+def _from_host(text: str, env: Mapping[str, str]) -> str | None:
+    """``text`` with its ``{NAME}`` placeholders filled from the host's environment, or None if one is unset."""
+    if any(m not in env for m in _PLACEHOLDER.findall(text)):
+        return None
+    return _PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
 
 
 def _host_only(entry: Entry) -> set[str]:

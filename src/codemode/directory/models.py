@@ -238,7 +238,9 @@ class Entry(_Model):
     def secrets(self) -> list[str]:
         """The names of the values that must come from the host (environment variables and headers)."""
         names = [i.name for p in self.packages for i in p.environment_variables if i.is_secret]
-        names += [h.name for r in self.remotes for h in r.headers if h.is_secret]
+        names += [
+            m for r in self.remotes for h in r.headers if h.is_secret for m in _PLACEHOLDER.findall(h.value or "")
+        ]
         if self.openapi is not None:
             names += [m for h in self.openapi.headers if h.is_secret for m in _PLACEHOLDER.findall(h.value or "")]
         return names
