@@ -92,6 +92,11 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None) ->
             f"Each call: up to {settings.wall_s:g} s, {settings.memory_mb} MB, {settings.max_tool_calls} tool calls; "
             "files you write under /scratch persist for the session."
         )
+    if settings is not None and settings.mount:
+        lines.append(
+            "More services: `search_directory('query')` finds them; `mount('name', **params)` connects one and "
+            "returns the module to import (in this same program too); `unmount('name')`."
+        )
     lines.append("Servers:")
     for server in index.get("servers", []):
         summary = (server.get("summary") or "").strip().splitlines()[0:1]

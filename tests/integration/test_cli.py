@@ -23,7 +23,8 @@ def codemode(env: dict[str, str], *args: str, stdin: str | None = None) -> subpr
 
 
 def test_help_on_every_command(env: dict[str, str]) -> None:
-    for command in ("servers", "tools", "compile", "run", "serve", "demo", "bench", "history", "replay"):
+    for command in ("servers", "tools", "compile", "run", "serve", "demo", "bench", "history", "replay", "directory",
+                    "mount", "unmount"):
         result = codemode(env, command, "--help")
         assert result.returncode == 0 and "usage: codemode " + command in result.stdout, command
 

@@ -116,3 +116,12 @@ def test_remote_entries_take_their_secret_headers_from_the_host(tmp_path: Path) 
     assert server_config(entry, {}, environ={}).headers == {}  # type: ignore[union-attr]
     with pytest.raises(MountError, match="'EXAMPLE_TOKEN' is set by the host"):
         server_config(entry, {"EXAMPLE_TOKEN": "mine"}, environ={})
+
+
+def test_the_tool_description_mentions_mounting_only_when_allowed() -> None:
+    from codemode.config import Settings
+    from codemode.front import tool_description
+
+    index = {"servers": []}
+    assert "mount(" not in tool_description(index, Settings())
+    assert "search_directory('query')" in tool_description(index, Settings(mount=["*memory*"]))
