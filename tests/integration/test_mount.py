@@ -91,3 +91,25 @@ async def test_unmount_fails_a_running_call_clearly(tmp_path: Path) -> None:
         text = results["long"].text
         assert results["long"].is_error and "ToolUnavailable" in text
         assert "the server was stopped during the call (unmounted" in text
+
+
+async def test_a_service_that_does_not_start_is_not_left_mounted(tmp_path: Path) -> None:
+    folder = tmp_path / "directory"
+    folder.mkdir()
+    broken = {
+        "name": "io.example/server-broken",
+        "packages": [
+            {"registryType": "npm", "identifier": "@modelcontextprotocol/server-memory", "version": "2026.8.31",
+             "runtimeArguments": [{"type": "named", "name": "--no-such-npx-flag", "value": "x"}]}
+        ],
+    }  # fmt: skip
+    (folder / "broken.json").write_text(json.dumps(broken))
+    (tmp_path / "config.json").write_text("{}")
+    settings = Settings(mount=["broken"], directory=[str(folder)])
+    config = Config(settings=settings, source=str(tmp_path / "config.json"))
+    async with Engine(config, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                      audit=AuditLog(tmp_path / "audit.jsonl")) as engine:  # fmt: skip
+        outcome = await engine.execute("mount('broken')")
+        assert outcome.is_error and "ToolUnavailable" in outcome.text and "'broken' did not start" in outcome.text
+        assert engine.hub is not None and engine.hub.servers == []
+        assert engine.services is not None and engine.services.mounted == {}
