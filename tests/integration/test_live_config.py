@@ -82,7 +82,7 @@ async def test_serve_follows_its_config_file(tmp_path: Path) -> None:
         config.write_text("{ not json")
         await anyio.sleep(2.5)  # two polls: the bad edit is seen and refused
         kept = await client.call_tool("execute_python", {"code": "from stubs import notes, inventory\n'ok'"})
-        assert _text(kept) == "\"ok\"", _text(kept)
+        assert _text(kept) == '"ok"', _text(kept)
         seen = watcher.seen.count(TOOLS_CHANGED)
         _write(config, {"inventory": _server("inventory")})
         with anyio.fail_after(60):
@@ -90,3 +90,36 @@ async def test_serve_follows_its_config_file(tmp_path: Path) -> None:
                 await anyio.sleep(0.1)
         removed = await client.call_tool("execute_python", {"code": "import stubs.notes"})
         assert removed.is_error and "No module named 'stubs.notes'" in _text(removed)
+
+
+@pytest.mark.slow
+async def test_codemode_mount_url_reaches_a_running_serve(tmp_path: Path) -> None:
+    from tests.conftest import free_port, wait_for_port
+
+    port = free_port()
+    petstore = await anyio.open_process([sys.executable, "-m", "codemode.demo.petstore", "--port", str(port)])
+    config = tmp_path / "mcp.json"
+    _write(config, {"notes": _server("notes")})
+    env = {**os.environ, "CODEMODE_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PETSTORE_KEY", None)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "codemode.cli", "serve", "--config", str(config)], env=env
+    )
+    try:
+        await wait_for_port(port, petstore, "petstore")
+        async with watching(params, "legacy") as watcher:
+            client = watcher.client
+            assert client is not None
+            url = f"http://127.0.0.1:{port}/openapi.json"
+            added = await anyio.run_process(
+                [sys.executable, "-m", "codemode.cli", "mount", url, "--name", "pets", "--config", str(config)],
+                env=env,
+            )
+            assert b"added server 'pets'" in added.stdout
+            await watcher.wait_for(TOOLS_CHANGED, timeout_s=60)
+            code = "from stubs import pets\npets.create_pet(body={'name': 'Io'})['name']"
+            called = await client.call_tool("execute_python", {"code": code})
+            assert _text(called) == '"Io"', _text(called)
+    finally:
+        petstore.terminate()
+        await petstore.wait()
