@@ -91,3 +91,15 @@ async def test_entries_outside_the_allow_list_and_hostile_ones_are_not_mountable
     assert listed.text == "['memory', 'notes']"
     calls = [c for e in engine.audit.entries() for c in e.calls]
     assert [(c.tool, c.state) for c in calls] == [("mount(memory)", "refused"), ("mount(evil)", "refused")]
+
+
+async def test_mount_requests_count_against_the_tool_call_quota(tmp_path: Path) -> None:
+    config = Config(settings=Settings(max_tool_calls=3))
+    async with Engine(config, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                      audit=AuditLog(tmp_path / "audit.jsonl")) as engine:  # fmt: skip
+        program = (
+            "kinds = []\nfor _ in range(5):\n    try:\n        mount('memory')\n    except ToolError as e:\n"
+            "        kinds.append(e.kind)\nkinds"
+        )
+        outcome = await engine.execute(program)
+        assert json.loads(outcome.text) == ["denied", "denied", "denied", "quota", "quota"]

@@ -137,6 +137,11 @@ class Services:
 async def _journaled(ctx: RunContext, tool: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
     """Run ``act`` as one record of the execution's journal (server ``codemode``), so the audit log keeps it."""
     index = ctx.journal.begin("codemode", tool, args_bytes=0)
+    if index < 0 or index >= ctx.limits.max_tool_calls:
+        # Each mount starts a process: it counts against the execution's tool-call quota like a call.
+        reply = Reply.refuse("quota", f"this execution reached its limit of {ctx.limits.max_tool_calls} tool calls")
+        ctx.journal.finish(index, reply.state, duration_s=0.0, error=reply.message, error_kind=reply.kind)
+        return reply
     started = time.perf_counter()
     reply = await act()
     ctx.journal.finish(
