@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from codemode.hub.fake import FakeServerDied, FakeUpstream
     from codemode.hub.hub import Hub, HubState, ServerStatus
     from codemode.hub.mcp import McpUpstream
+    from codemode.hub.openapi import OpenApiUpstream
     from codemode.hub.upstream import Upstream, UpstreamState
 
 _LAZY = {
@@ -22,6 +23,7 @@ _LAZY = {
     "Hub": "codemode.hub.hub",
     "HubState": "codemode.hub.hub",
     "McpUpstream": "codemode.hub.mcp",
+    "OpenApiUpstream": "codemode.hub.openapi",
     "ServerStatus": "codemode.hub.hub",
     "Upstream": "codemode.hub.upstream",
     "UpstreamState": "codemode.hub.upstream",
@@ -42,6 +44,7 @@ __all__ = [
     "Hub",
     "HubState",
     "McpUpstream",
+    "OpenApiUpstream",
     "ServerStatus",
     "ToolRef",
     "ToolSpec",
