@@ -1,6 +1,10 @@
 """Workflow tokens: each task of :mod:`benchmarks.workflows` done by direct tool calling and by code mode.
 
-Both run for real against fresh servers and must give the same answer. Token counts are o200k proxies.
+Both run for real against fresh servers and must give the same answer. Each side is then billed as an agent
+loop (:mod:`benchmarks.billing`): direct calling is one model turn per tool call, each re-sending the
+definitions and every earlier call and result; code mode is a discovery turn (``describe()`` of the tools the
+task uses), the program turn, and the answer turn. Reported per task: the final context, the summed input,
+the output, and the input a prefix cache would not cover. Token counts are o200k proxies.
 
     python -m benchmarks.bench_workflows [--only NAME]
 """
@@ -18,6 +22,7 @@ from typing import Any
 import anyio
 
 from benchmarks.bench_tokens import discovery_for
+from benchmarks.billing import bill, code_mode_turns, direct_turns
 from benchmarks.workflows import TASKS, Recorder, Task
 from codemode.config import Config, demo_config, parse_config
 from codemode.engine import Engine
@@ -68,6 +73,8 @@ async def _direct(config: Config, tasks: list[Task]) -> dict[str, dict[str, Any]
             out[task.name]["total"] = (
                 definitions + recorder.call_tokens + recorder.result_tokens + (out[task.name]["answer_tokens"])
             )
+            billed = bill(direct_turns(definitions, recorder.per_call, out[task.name]["answer_tokens"]))
+            out[task.name]["billed"] = billed.as_dict()
     return out
 
 
@@ -92,8 +99,27 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
                 "output": count_tokens(outcome.text),
                 "seconds": round(time.perf_counter() - started, 3),
             }
-            out[task.name]["total"] = description + reads + out[task.name]["program"] + out[task.name]["output"]
+            # The turns' outputs are tool calls, counted as the direct side counts its calls.
+            lookup = "\n".join(f"print(describe({t!r}))" for t in task.tools_read)
+            turns = code_mode_turns(
+                description,
+                (_call_tokens(lookup), reads),
+                _call_tokens(task.program),
+                out[task.name]["output"],
+                count_json(answer),
+            )
+            out[task.name]["billed"] = bill(turns).as_dict()
+            out[task.name]["total"] = out[task.name]["billed"]["final_context"]
     return out
+
+
+def _call_tokens(code: str) -> int:
+    return count_json({"name": "execute_python", "arguments": {"code": code}})
+
+
+def billed_total(side: dict[str, Any]) -> int:
+    """What a side is billed for a task: summed input plus output."""
+    return int(side["billed"]["input"]) + int(side["billed"]["output"])
 
 
 async def run(only: str | None = None, *, executor: str | None = None, write: bool = True) -> dict[str, Any]:
@@ -117,6 +143,7 @@ async def run(only: str | None = None, *, executor: str | None = None, write: bo
                 "task": task.name, "description": task.description, "servers": servers, "kinds": list(task.kinds),
                 "answer": d["answer"], "direct": d, "code_mode": c,
                 "saving": round(1 - c["total"] / d["total"], 4),
+                "billed_saving": round(1 - billed_total(c) / billed_total(d), 4),
             })  # fmt: skip
     result = {"benchmark": "workflows", "tokens": LABEL, "tasks": rows, "env": _env()}
     if write:
@@ -134,13 +161,20 @@ def _env() -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     """Markdown table of a result."""
     lines = [
-        "| task | kind | calls | direct tokens | code-mode tokens | saving |",
-        "|---|---|---:|---:|---:|---:|",
+        f"Billed tokens ({result['tokens']}) over the agent loop: input summed over turns + output; "
+        "uncached = input a prefix cache cannot serve; final = the last turn's context.",
+        "",
+        "| task | calls | turns direct / code | billed direct | billed code mode | billed saving "
+        "| uncached direct / code | final direct / code | final saving |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["tasks"]:
+        d, c = row["direct"], row["code_mode"]
         lines.append(
-            f"| {row['task']} | {', '.join(row['kinds'])} | {row['direct']['calls']} | {row['direct']['total']:,} "
-            f"| {row['code_mode']['total']:,} | {row['saving']:.1%} |"
+            f"| {row['task']} | {d['calls']} | {d['billed']['turns']} / {c['billed']['turns']} "
+            f"| {billed_total(d):,} | {billed_total(c):,} | {row['billed_saving']:.1%} "
+            f"| {d['billed']['uncached_input']:,} / {c['billed']['uncached_input']:,} "
+            f"| {d['total']:,} / {c['total']:,} | {row['saving']:.1%} |"
         )
     return "\n".join(lines)
 
