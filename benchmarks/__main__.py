@@ -182,25 +182,25 @@ def tokens_chart(result: dict[str, Any], path: Path) -> None:
 
 
 def workflows_chart(result: dict[str, Any], path: Path) -> None:
-    """Per-task total tokens, direct vs code mode, log scale."""
+    """Per-task billed tokens (input summed over the agent's turns + output), direct vs code mode, log scale."""
     plt = _pyplot()
     tasks = result["tasks"]
+    direct = [bench_workflows.billed_total(t["direct"]) for t in tasks]
+    code = [bench_workflows.billed_total(t["code_mode"]) for t in tasks]
     width = 0.4
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(tasks) + 2), 4.5))
     xs = list(range(len(tasks)))
-    ax.bar([x - width / 2 for x in xs], [t["direct"]["total"] for t in tasks], width, color=DIRECT_COLOR,
-           label="direct tool calling")  # fmt: skip
-    ax.bar([x + width / 2 for x in xs], [t["code_mode"]["total"] for t in tasks], width, color=CODE_COLOR,
-           label="code mode")  # fmt: skip
-    for x, t in zip(xs, tasks, strict=True):
-        ax.annotate(f"−{t['saving']:.0%}", (x + width / 2, t["code_mode"]["total"]), xytext=(0, 3),
+    ax.bar([x - width / 2 for x in xs], direct, width, color=DIRECT_COLOR, label="direct tool calling")
+    ax.bar([x + width / 2 for x in xs], code, width, color=CODE_COLOR, label="code mode")
+    for x, t, c in zip(xs, tasks, code, strict=True):
+        ax.annotate(f"−{t['billed_saving']:.1%}", (x + width / 2, c), xytext=(0, 3),
                     textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
     ax.set_yscale("log")
     ax.set_ylim(bottom=10)
     ax.set_xlim(-0.8, len(tasks) - 0.2)
     ax.set_xticks(xs, [t["task"] for t in tasks], rotation=20, ha="right")
-    ax.set_ylabel(f"tokens per task ({result['tokens']}, log scale)")
-    ax.set_title("Workflow tokens: direct vs code mode")
+    ax.set_ylabel(f"billed tokens per task ({result['tokens']}, log scale)")
+    ax.set_title("Workflow tokens billed over the agent loop: direct vs code mode")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
