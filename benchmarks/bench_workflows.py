@@ -26,7 +26,7 @@ from benchmarks.billing import bill, code_mode_turns, direct_turns
 from benchmarks.workflows import TASKS, Recorder, Task
 from codemode.config import Config, demo_config, parse_config
 from codemode.engine import Engine
-from codemode.front import tool_description
+from codemode.front import build_server, tool_description
 from codemode.hub import Hub
 from codemode.tokens import LABEL, count_json, count_tokens
 
@@ -83,6 +83,10 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
     async with Engine(config, executor=executor) as engine:  # type: ignore[arg-type]
         description = count_tokens(tool_description(engine.index))
         discovery = discovery_for(engine.stubs_path)
+        listed = await build_server(engine, discovery_tools=True).list_tools()
+        extra = count_json(
+            [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in listed if t.name != "execute_python"]
+        )
         for task in tasks:
             reads = sum(count_tokens(discovery.describe(t)) for t in task.tools_read)
             started = time.perf_counter()
@@ -101,14 +105,16 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
             }
             # The turns' outputs are tool calls, counted as the direct side counts its calls.
             lookup = "\n".join(f"print(describe({t!r}))" for t in task.tools_read)
-            turns = code_mode_turns(
-                description,
-                (_call_tokens(lookup), reads),
-                _call_tokens(task.program),
-                out[task.name]["output"],
-                count_json(answer),
-            )
+            program, output, answer_tokens = _call_tokens(task.program), out[task.name]["output"], count_json(answer)
+            turns = code_mode_turns(description, [(_call_tokens(lookup), reads)], program, output, answer_tokens)
             out[task.name]["billed"] = bill(turns).as_dict()
+            # serve --discovery-tools: their two definitions up front, then one `describe` MCP call per tool.
+            lookups = [
+                (count_json({"name": "describe", "arguments": {"tool": t}}), count_tokens(discovery.describe(t)))
+                for t in task.tools_read
+            ]
+            with_tools = code_mode_turns(description + extra, lookups, program, output, answer_tokens)
+            out[task.name]["billed_discovery_tools"] = bill(with_tools).as_dict()
             out[task.name]["total"] = out[task.name]["billed"]["final_context"]
     return out
 
@@ -165,8 +171,8 @@ def table(result: dict[str, Any]) -> str:
         "uncached = input a prefix cache cannot serve; final = the last turn's context.",
         "",
         "| task | calls | turns direct / code | billed direct | billed code mode | billed saving "
-        "| uncached direct / code | final direct / code | final saving |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| uncached direct / code | final direct / code | final saving | with --discovery-tools: billed (turns) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["tasks"]:
         d, c = row["direct"], row["code_mode"]
@@ -174,7 +180,8 @@ def table(result: dict[str, Any]) -> str:
             f"| {row['task']} | {d['calls']} | {d['billed']['turns']} / {c['billed']['turns']} "
             f"| {billed_total(d):,} | {billed_total(c):,} | {row['billed_saving']:.1%} "
             f"| {d['billed']['uncached_input']:,} / {c['billed']['uncached_input']:,} "
-            f"| {d['total']:,} / {c['total']:,} | {row['saving']:.1%} |"
+            f"| {d['total']:,} / {c['total']:,} | {row['saving']:.1%} "
+            f"| {billed_total({'billed': c['billed_discovery_tools']}):,} ({c['billed_discovery_tools']['turns']}) |"
         )
     return "\n".join(lines)
 

@@ -82,13 +82,16 @@ def direct_turns(definitions: int, calls: Sequence[tuple[int, int]], answer: int
 
 
 def code_mode_turns(
-    description: int, discovery: tuple[int, int] | None, program: int, output: int, answer: int
+    description: int, discovery: Sequence[tuple[int, int]], program: int, output: int, answer: int
 ) -> list[Turn]:
-    """Code mode: an optional discovery turn (a ``describe()`` program and its text), the program, the answer."""
+    """Code mode: one turn per discovery call, then the program, then the answer.
+
+    ``discovery`` is ``(call tokens, result tokens)`` per discovery call: one ``execute_python`` program
+    printing ``describe()`` of every tool, or one ``describe`` MCP call per tool (``--discovery-tools``).
+    """
     turns: list[Turn] = []
     added = description
-    if discovery is not None:
-        call, reads = discovery
+    for call, reads in discovery:
         turns.append(Turn(added, call))
         added = reads
     turns.append(Turn(added, program))

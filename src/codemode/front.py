@@ -253,13 +253,14 @@ def _auth_settings() -> AuthSettings:
     return AuthSettings(issuer_url="http://codemode.invalid", resource_server_url=None)  # type: ignore[arg-type]
 
 
-def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
+def build_server(engine: Engine, *, http_token: str | None = None, discovery_tools: bool = False) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
     The tool description and the ``stubs://`` resources follow the engine's stubs catalog: after each new
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
     With ``http_token``, its streamable HTTP app answers 401 to any request without
-    ``Authorization: Bearer <http_token>``.
+    ``Authorization: Bearer <http_token>``. With ``discovery_tools``, ``search_tools`` and ``describe`` are
+    also MCP tools (for clients that do better with them than with discovery inside a program).
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
     handles = Handles()
@@ -311,10 +312,52 @@ def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
         return result
 
     front = _Front(server, engine, execute_python, notifier, handles)
+    if discovery_tools:
+        add_discovery_tools(server, engine)
     front.sync()
     if engine.catalog is not None:
         engine.catalog.listeners.append(front.catalog_changed)
     return server
+
+
+SEARCH_HELP = "Words describing what you want to do (tool names weigh most, then descriptions and arguments)."
+DESCRIBE_HELP = "The tool as 'server.tool' (a name from search_tools)."
+
+
+def add_discovery_tools(server: MCPServer, engine: Engine) -> None:
+    """Offer the sandbox's discovery functions as MCP tools, read from the current stubs generation.
+
+    They only read the compiled stubs on the host (no upstream call, no program): the same text a program
+    gets from ``search_tools()`` and ``describe()``.
+    """
+    discovery = direct.discovery_for(engine.stubs_path)
+
+    def current() -> Any:
+        if discovery.STUBS_DIR != str(engine.stubs_path):  # a new generation was published
+            discovery.use_dir(str(engine.stubs_path))
+        return discovery
+
+    def search_tools(
+        query: Annotated[str, Field(description=SEARCH_HELP)],
+        limit: Annotated[int, Field(ge=1, le=50)] = 10,
+    ) -> str:
+        """Find upstream tools for a task; call them from execute_python (`from stubs import <server>`)."""
+        hits = current().search_tools(query, limit)
+        if not hits:
+            return "no tool matches; try other words"
+        return "\n".join(f"{h['tool']}: {h['summary']}" for h in hits)
+
+    def describe(tool: Annotated[str, Field(description=DESCRIBE_HELP)]) -> str:
+        """The Python signature, types and docs of one upstream tool, as execute_python calls it."""
+        try:
+            text: str = current().describe(tool)
+        except LookupError as exc:
+            return f"LookupError: {exc}"
+        return text
+
+    read_only = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    server.add_tool(search_tools, name="search_tools", annotations=read_only)
+    server.add_tool(describe, name="describe", annotations=read_only)
 
 
 def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:
@@ -420,7 +463,8 @@ class _Front:
             auto = direct.auto_servers(tools, costs)
         for pattern in direct.unmatched(patterns, tools):
             logger.warning("codemode.expose_direct: %r matches no tool of the connected servers", pattern)
-        return {d.name: d for d in direct.select(patterns, tools, auto=auto, reserved={TOOL_NAME})}
+        reserved = {TOOL_NAME, "search_tools", "describe"}
+        return {d.name: d for d in direct.select(patterns, tools, auto=auto, reserved=reserved)}
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams

@@ -80,3 +80,18 @@ async def test_every_tool_direct_drops_execute_python(tmp_path: Path) -> None:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "execute_python" not in names and {"check_stock", "list_products"} <= names
         assert not (await client.call_tool("check_stock", {"skus": ["ELE-00009"]})).is_error
+
+
+@pytest.mark.slow
+async def test_discovery_tools_flag(tmp_path: Path) -> None:
+    async with serve_stdio(tmp_path, "--discovery-tools") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names == {"execute_python", "search_tools", "describe"}
+        hits = await client.call_tool("search_tools", {"query": "low stock levels", "limit": 3})
+        assert not hits.is_error and "inventory.check_stock" in _text(hits)
+        stub = await client.call_tool("describe", {"tool": "inventory.check_stock"})
+        assert not stub.is_error and "def check_stock(" in _text(stub) and "from stubs import inventory" in _text(stub)
+        missing = await client.call_tool("describe", {"tool": "inventory.nope"})
+        assert "no tool 'nope'" in _text(missing)
+    async with serve_stdio(tmp_path) as client:  # off by default
+        assert {t.name for t in (await client.list_tools()).tools} == {"execute_python"}

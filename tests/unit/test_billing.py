@@ -23,14 +23,16 @@ def test_two_direct_calls_by_hand() -> None:
 
 def test_code_mode_by_hand() -> None:
     # Description 40; a describe() call of 8 reads 60; the program is 25 and prints 7; the answer is 5.
-    turns = code_mode_turns(40, (8, 60), 25, 7, 5)
+    turns = code_mode_turns(40, [(8, 60)], 25, 7, 5)
     assert turns == [Turn(40, 8), Turn(60, 25), Turn(7, 5)]
     billed = bill(turns)
     assert billed.input == 40 + (40 + 8 + 60) + (108 + 25 + 7)
     assert billed.output == 38
     assert billed.uncached_input == 40 + 68 + 32
     assert billed.final_context == 145
-    assert bill(code_mode_turns(40, None, 25, 7, 5)).turns == 2
+    assert bill(code_mode_turns(40, [], 25, 7, 5)).turns == 2
+    # Two describe calls as MCP tools: a turn each; the first result comes in with the second call's turn.
+    assert code_mode_turns(40, [(8, 30), (9, 20)], 25, 7, 5) == [Turn(40, 8), Turn(30, 9), Turn(20, 25), Turn(7, 5)]
 
 
 def test_bad_turns_are_refused() -> None:
