@@ -140,6 +140,12 @@ DIRECT_COLOR = "#c0504d"
 CODE_COLOR = "#4f81bd"
 
 
+PEER_MARKERS = (
+    ("fastmcp_tokens", "FastMCP code mode", "D", "#2e8b57"),
+    ("cloudflare_tokens", "Cloudflare codemode", "|", "#e07b00"),
+)
+
+
 def tokens_chart(result: dict[str, Any], path: Path) -> None:
     """Per-catalog direct vs code-mode definition tokens: horizontal bars, log scale, combined on top."""
     plt = _pyplot()
@@ -158,6 +164,13 @@ def tokens_chart(result: dict[str, Any], path: Path) -> None:
             label="direct: every tool definition")  # fmt: skip
     ax.barh([y - height / 2 for y in ys], [r["code_mode_tokens"] for r in rows], height, color=CODE_COLOR,
             label=f"code mode: description + describe() of {result['k']} tools (median)")  # fmt: skip
+    # Peers as markers on the code-mode bar's line, only where the benchmark measured them.
+    for key, label, marker, color in PEER_MARKERS:
+        points = [(r[key], y - height / 2) for y, r in zip(ys, rows, strict=True) if key in r]
+        if points:
+            version = (result.get("peers", {}).get(key.removesuffix("_tokens")) or {}).get("version")
+            ax.scatter([x for x, _ in points], [y for _, y in points], marker=marker, color=color, s=22, zorder=3,
+                       label=f"{label} {version}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yticks(ys, labels)
     for tick, row in zip(ax.get_yticklabels(), rows, strict=True):
@@ -172,7 +185,7 @@ def tokens_chart(result: dict[str, Any], path: Path) -> None:
     # Log bars need an explicit floor, else they start at the smallest value and the shortest bar vanishes.
     ax.set_xlim(left=10)
     ax.set_xlabel(f"definition tokens ({result['tokens']}, log scale)")
-    ax.set_title("Tool-definition tokens in context: direct vs code mode", pad=24)
+    ax.set_title("Tool-definition tokens in context: direct vs code mode, with peers", pad=36)
     # Legend above the plot: inside it would cover the bars of some catalog whatever the corner.
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.set_ylim(-0.7, len(rows) - 0.3)
