@@ -91,5 +91,6 @@ def cloudflare(catalogs: dict[str, list[dict[str, Any]]]) -> PeerRun:
     if node is None:
         return PeerRun("cloudflare", skipped="not installed (no node on PATH)")
     if not (package / "package.json").exists():
-        return PeerRun("cloudflare", skipped=f"not installed ({package} is missing; see scripts/setup)")
+        missing = f"not installed ({package} is missing; bash scripts/setup --peers installs it)"
+        return PeerRun("cloudflare", skipped=missing)
     return _run("cloudflare", [node, str(HERE / "cloudflare_peer.mjs"), str(package)], catalogs, CLOUDFLARE_VERSION)
