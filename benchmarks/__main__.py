@@ -140,6 +140,12 @@ DIRECT_COLOR = "#c0504d"
 CODE_COLOR = "#4f81bd"
 
 
+PEER_MARKERS = (
+    ("fastmcp_tokens", "FastMCP code mode", "D", "#2e8b57"),
+    ("cloudflare_tokens", "Cloudflare codemode", "|", "#e07b00"),
+)
+
+
 def tokens_chart(result: dict[str, Any], path: Path) -> None:
     """Per-catalog direct vs code-mode definition tokens: horizontal bars, log scale, combined on top."""
     plt = _pyplot()
@@ -158,6 +164,13 @@ def tokens_chart(result: dict[str, Any], path: Path) -> None:
             label="direct: every tool definition")  # fmt: skip
     ax.barh([y - height / 2 for y in ys], [r["code_mode_tokens"] for r in rows], height, color=CODE_COLOR,
             label=f"code mode: description + describe() of {result['k']} tools (median)")  # fmt: skip
+    # Peers as markers on the code-mode bar's line, only where the benchmark measured them.
+    for key, label, marker, color in PEER_MARKERS:
+        points = [(r[key], y - height / 2) for y, r in zip(ys, rows, strict=True) if key in r]
+        if points:
+            version = (result.get("peers", {}).get(key.removesuffix("_tokens")) or {}).get("version")
+            ax.scatter([x for x, _ in points], [y for _, y in points], marker=marker, color=color, s=22, zorder=3,
+                       label=f"{label} {version}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yticks(ys, labels)
     for tick, row in zip(ax.get_yticklabels(), rows, strict=True):
@@ -172,7 +185,7 @@ def tokens_chart(result: dict[str, Any], path: Path) -> None:
     # Log bars need an explicit floor, else they start at the smallest value and the shortest bar vanishes.
     ax.set_xlim(left=10)
     ax.set_xlabel(f"definition tokens ({result['tokens']}, log scale)")
-    ax.set_title("Tool-definition tokens in context: direct vs code mode", pad=24)
+    ax.set_title("Tool-definition tokens in context: direct vs code mode, with peers", pad=36)
     # Legend above the plot: inside it would cover the bars of some catalog whatever the corner.
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -182,25 +195,25 @@ def tokens_chart(result: dict[str, Any], path: Path) -> None:
 
 
 def workflows_chart(result: dict[str, Any], path: Path) -> None:
-    """Per-task total tokens, direct vs code mode, log scale."""
+    """Per-task billed tokens (input summed over the agent's turns + output), direct vs code mode, log scale."""
     plt = _pyplot()
     tasks = result["tasks"]
+    direct = [bench_workflows.billed_total(t["direct"]) for t in tasks]
+    code = [bench_workflows.billed_total(t["code_mode"]) for t in tasks]
     width = 0.4
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(tasks) + 2), 4.5))
     xs = list(range(len(tasks)))
-    ax.bar([x - width / 2 for x in xs], [t["direct"]["total"] for t in tasks], width, color=DIRECT_COLOR,
-           label="direct tool calling")  # fmt: skip
-    ax.bar([x + width / 2 for x in xs], [t["code_mode"]["total"] for t in tasks], width, color=CODE_COLOR,
-           label="code mode")  # fmt: skip
-    for x, t in zip(xs, tasks, strict=True):
-        ax.annotate(f"−{t['saving']:.0%}", (x + width / 2, t["code_mode"]["total"]), xytext=(0, 3),
+    ax.bar([x - width / 2 for x in xs], direct, width, color=DIRECT_COLOR, label="direct tool calling")
+    ax.bar([x + width / 2 for x in xs], code, width, color=CODE_COLOR, label="code mode")
+    for x, t, c in zip(xs, tasks, code, strict=True):
+        ax.annotate(f"−{t['billed_saving']:.1%}", (x + width / 2, c), xytext=(0, 3),
                     textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
     ax.set_yscale("log")
     ax.set_ylim(bottom=10)
     ax.set_xlim(-0.8, len(tasks) - 0.2)
     ax.set_xticks(xs, [t["task"] for t in tasks], rotation=20, ha="right")
-    ax.set_ylabel(f"tokens per task ({result['tokens']}, log scale)")
-    ax.set_title("Workflow tokens: direct vs code mode")
+    ax.set_ylabel(f"billed tokens per task ({result['tokens']}, log scale)")
+    ax.set_title("Workflow tokens billed over the agent loop: direct vs code mode")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,6 +1,10 @@
 """Workflow tokens: each task of :mod:`benchmarks.workflows` done by direct tool calling and by code mode.
 
-Both run for real against fresh servers and must give the same answer. Token counts are o200k proxies.
+Both run for real against fresh servers and must give the same answer. Each side is then billed as an agent
+loop (:mod:`benchmarks.billing`): direct calling is one model turn per tool call, each re-sending the
+definitions and every earlier call and result; code mode is a discovery turn (``describe()`` of the tools the
+task uses), the program turn, and the answer turn. Reported per task: the final context, the summed input,
+the output, and the input a prefix cache would not cover. Token counts are o200k proxies.
 
     python -m benchmarks.bench_workflows [--only NAME]
 """
@@ -18,10 +22,11 @@ from typing import Any
 import anyio
 
 from benchmarks.bench_tokens import discovery_for
+from benchmarks.billing import bill, code_mode_turns, direct_turns
 from benchmarks.workflows import TASKS, Recorder, Task
 from codemode.config import Config, demo_config, parse_config
 from codemode.engine import Engine
-from codemode.front import tool_description
+from codemode.front import build_server, tool_description
 from codemode.hub import Hub
 from codemode.tokens import LABEL, count_json, count_tokens
 
@@ -68,6 +73,8 @@ async def _direct(config: Config, tasks: list[Task]) -> dict[str, dict[str, Any]
             out[task.name]["total"] = (
                 definitions + recorder.call_tokens + recorder.result_tokens + (out[task.name]["answer_tokens"])
             )
+            billed = bill(direct_turns(definitions, recorder.per_call, out[task.name]["answer_tokens"]))
+            out[task.name]["billed"] = billed.as_dict()
     return out
 
 
@@ -76,6 +83,10 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
     async with Engine(config, executor=executor) as engine:  # type: ignore[arg-type]
         description = count_tokens(tool_description(engine.index))
         discovery = discovery_for(engine.stubs_path)
+        listed = await build_server(engine, discovery_tools=True).list_tools()
+        extra = count_json(
+            [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in listed if t.name != "execute_python"]
+        )
         for task in tasks:
             reads = sum(count_tokens(discovery.describe(t)) for t in task.tools_read)
             started = time.perf_counter()
@@ -92,8 +103,29 @@ async def _code(config: Config, tasks: list[Task], executor: str | None) -> dict
                 "output": count_tokens(outcome.text),
                 "seconds": round(time.perf_counter() - started, 3),
             }
-            out[task.name]["total"] = description + reads + out[task.name]["program"] + out[task.name]["output"]
+            # The turns' outputs are tool calls, counted as the direct side counts its calls.
+            lookup = "\n".join(f"print(describe({t!r}))" for t in task.tools_read)
+            program, output, answer_tokens = _call_tokens(task.program), out[task.name]["output"], count_json(answer)
+            turns = code_mode_turns(description, [(_call_tokens(lookup), reads)], program, output, answer_tokens)
+            out[task.name]["billed"] = bill(turns).as_dict()
+            # serve --discovery-tools: their two definitions up front, then one `describe` MCP call per tool.
+            lookups = [
+                (count_json({"name": "describe", "arguments": {"tool": t}}), count_tokens(discovery.describe(t)))
+                for t in task.tools_read
+            ]
+            with_tools = code_mode_turns(description + extra, lookups, program, output, answer_tokens)
+            out[task.name]["billed_discovery_tools"] = bill(with_tools).as_dict()
+            out[task.name]["total"] = out[task.name]["billed"]["final_context"]
     return out
+
+
+def _call_tokens(code: str) -> int:
+    return count_json({"name": "execute_python", "arguments": {"code": code}})
+
+
+def billed_total(side: dict[str, Any]) -> int:
+    """What a side is billed for a task: summed input plus output."""
+    return int(side["billed"]["input"]) + int(side["billed"]["output"])
 
 
 async def run(only: str | None = None, *, executor: str | None = None, write: bool = True) -> dict[str, Any]:
@@ -117,6 +149,7 @@ async def run(only: str | None = None, *, executor: str | None = None, write: bo
                 "task": task.name, "description": task.description, "servers": servers, "kinds": list(task.kinds),
                 "answer": d["answer"], "direct": d, "code_mode": c,
                 "saving": round(1 - c["total"] / d["total"], 4),
+                "billed_saving": round(1 - billed_total(c) / billed_total(d), 4),
             })  # fmt: skip
     result = {"benchmark": "workflows", "tokens": LABEL, "tasks": rows, "env": _env()}
     if write:
@@ -134,13 +167,21 @@ def _env() -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     """Markdown table of a result."""
     lines = [
-        "| task | kind | calls | direct tokens | code-mode tokens | saving |",
-        "|---|---|---:|---:|---:|---:|",
+        f"Billed tokens ({result['tokens']}) over the agent loop: input summed over turns + output; "
+        "uncached = input a prefix cache cannot serve; final = the last turn's context.",
+        "",
+        "| task | calls | turns direct / code | billed direct | billed code mode | billed saving "
+        "| uncached direct / code | final direct / code | final saving | with --discovery-tools: billed (turns) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["tasks"]:
+        d, c = row["direct"], row["code_mode"]
         lines.append(
-            f"| {row['task']} | {', '.join(row['kinds'])} | {row['direct']['calls']} | {row['direct']['total']:,} "
-            f"| {row['code_mode']['total']:,} | {row['saving']:.1%} |"
+            f"| {row['task']} | {d['calls']} | {d['billed']['turns']} / {c['billed']['turns']} "
+            f"| {billed_total(d):,} | {billed_total(c):,} | {row['billed_saving']:.1%} "
+            f"| {d['billed']['uncached_input']:,} / {c['billed']['uncached_input']:,} "
+            f"| {d['total']:,} / {c['total']:,} | {row['saving']:.1%} "
+            f"| {billed_total({'billed': c['billed_discovery_tools']}):,} ({c['billed_discovery_tools']['turns']}) |"
         )
     return "\n".join(lines)
 

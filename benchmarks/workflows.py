@@ -33,13 +33,18 @@ class Recorder:
     call_tokens: int = 0
     result_tokens: int = 0
     results: list[str] = field(default_factory=list)
+    per_call: list[tuple[int, int]] = field(default_factory=list)
+    """(call tokens, result tokens) of each call, in order: one model turn each."""
 
     async def __call__(self, server: str, tool: str, **args: Any) -> Any:
         self.calls += 1
-        self.call_tokens += count_json({"name": tool, "arguments": args})
+        call_tokens = count_json({"name": tool, "arguments": args})
+        self.call_tokens += call_tokens
         result = await self.hub.call_tool(ToolRef(server, tool), args)
         text = "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
-        self.result_tokens += count_tokens(text)
+        result_tokens = count_tokens(text)
+        self.result_tokens += result_tokens
+        self.per_call.append((call_tokens, result_tokens))
         if result.is_error:
             raise RuntimeError(f"{server}.{tool}: {text}")
         return result_for_guest(result)  # the data a stub would return, so both sides compare alike

@@ -264,7 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
         async with engine_cm as engine, anyio.create_task_group() as tg:
             if args.config:  # edits of the file apply while serving
                 tg.start_soon(live.watch, engine, Path(args.config))
-            server = build_server(engine, http_token=token)
+            server = build_server(engine, http_token=token, discovery_tools=args.discovery_tools)
             if http is None:
                 await serve_stdio(server)
             else:
@@ -457,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
         "proxy)",
     )  # fmt: skip
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
+    p.add_argument(
+        "--discovery-tools", action="store_true",
+        help="also offer search_tools and describe as MCP tools (for clients that do better with them)",
+    )  # fmt: skip
     p = add("demo", "walk through the whole loop on the bundled demo servers")
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
     bench_help = "run the benchmarks (tokens, workflows, compile, sandbox, serve): JSON, markdown and charts"

@@ -133,6 +133,25 @@ class Settings(BaseModel):
     audit_log: str | None = None
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
+    expose_direct: list[str] = Field(default_factory=list)
+    """Hybrid mode: ``server.tool`` globs (and/or ``"auto"``) of upstream tools ``serve`` also offers as
+    ordinary MCP tools beside ``execute_python`` (see :mod:`codemode.direct`)."""
+
+    @field_validator("expose_direct", mode="before")
+    @classmethod
+    def _one_pattern(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # "expose_direct": "auto" means ["auto"]
+
+    @field_validator("expose_direct")
+    @classmethod
+    def _direct_patterns(cls, patterns: list[str]) -> list[str]:
+        for i, pattern in enumerate(patterns):
+            server, dot, tool = pattern.partition(".")
+            if pattern != "auto" and not (dot and server.strip() and tool.strip()):
+                raise ValueError(
+                    f"entry {i}: {pattern!r} is not 'auto' or a 'server.tool' glob (e.g. 'fs.read_*', 'memory.*')"
+                )
+        return patterns
 
 
 class Config(BaseModel):

@@ -17,6 +17,7 @@ its steps.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -32,7 +33,7 @@ import anyio
 
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
-from codemode.calls.gate import Asker, Gate, Observer, RunContext, default_gate
+from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
 from codemode.compiler import CompileReport
@@ -41,7 +42,7 @@ from codemode.directory.load import directory_for
 from codemode.directory.service import Services
 from codemode.errors import PolicyDenied
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
-from codemode.hub import Hub
+from codemode.hub import Hub, ToolRef
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
 from codemode.session_names import session_dir
@@ -49,11 +50,16 @@ from codemode.sessions import LOCAL, Owner, Sessions
 
 logger = logging.getLogger(__name__)
 
+DIRECT_SESSION = "direct"
+"""The session name direct calls (hybrid mode) are journaled and audited under."""
+DIRECT_EXECUTOR = "direct"
+
 FUEL_PER_SECOND = 20_000_000_000
 """WASM fuel per second of the wall limit. Measured: a tight CPU-bound loop burns ~10e9 units/s on a
 2-core machine of the CI class (``while True: pass`` used 20e9 units in 1.9 s), so with twice that the wall
 limit is the one a busy program meets and the tool description's "up to N s" holds; fuel stays the
 backstop that needs no clock."""
+
 
 class Engine:
     """Hub + stubs + gate + executor for one configuration. Use as an async context manager."""
@@ -243,6 +249,38 @@ class Engine:
                     self.catalog.store.unpin(ctx.generation)
         return self._finish(ctx, code, result)
 
+    async def call_tool(
+        self, ref: ToolRef, args: dict[str, Any], *, owner: Owner | str = LOCAL, ask: Asker | None = None
+    ) -> Reply:
+        """One upstream call a client makes directly (hybrid mode), not from a program.
+
+        It passes the same gate as a program's calls (known tool, quota, result shaping, and whatever policy
+        steps the gate holds), is journaled, and is audited as an execution of its own (executor
+        ``direct``, in the owner's ``direct`` session) whose code names the tool.
+        """
+        assert self.gate is not None
+        owner = Owner(owner) if isinstance(owner, str) else owner
+        ctx = self.gate.context(
+            session=session_dir(owner.key, DIRECT_SESSION), limits=self.limits, execution_id=new_execution_id(), ask=ask
+        )
+        code = f"# direct call\n{ref.server}.{ref.tool}(**{_args_preview(args)})"
+        args_bytes = len(json.dumps(args, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
+        started = time.perf_counter()
+        try:
+            reply = await self.gate.call(ctx, ref, args, args_bytes)
+        except BaseException:
+            self._audit_cancelled(ctx, code, executor=DIRECT_EXECUTOR)
+            raise
+        error = None if reply.ok else f"{reply.kind}: {reply.message}"
+        self.audit.append(
+            ExecutionEntry(
+                id=ctx.id, session=ctx.session, code=code, executor=DIRECT_EXECUTOR, ok=reply.ok,
+                duration_s=time.perf_counter() - started, output_chars=0, calls=ctx.journal.records,
+                error=error, error_kind=None if reply.ok else reply.kind, output=error or "", config=self.config.source,
+            )
+        )  # fmt: skip
+        return reply
+
     def _finish(self, ctx: RunContext, code: str, result: RunResult) -> Outcome:
         assert self.executor is not None
         text = full = render(result)
@@ -272,10 +310,10 @@ class Engine:
         )  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(ctx.id, ctx.session, text, not result.ok, result, cut_path)
 
-    def _audit_cancelled(self, ctx: RunContext, code: str) -> None:
+    def _audit_cancelled(self, ctx: RunContext, code: str, *, executor: str | None = None) -> None:
         self.audit.append(
             ExecutionEntry(
-                id=ctx.id, session=ctx.session, code=code, executor=self.executor_kind, ok=False,
+                id=ctx.id, session=ctx.session, code=code, executor=executor or self.executor_kind, ok=False,
                 duration_s=ctx.limits.wall_s - ctx.clock.remaining(), output_chars=0, calls=ctx.journal.records,
                 error="ExecutionCancelled: the execution was cancelled (the client cancelled or went away)",
                 error_kind="cancelled", config=self.config.source,
@@ -302,6 +340,11 @@ class Engine:
     async def _close_interpreter(self, session: str) -> None:
         if self.executor is not None:
             await self.executor.close_session(session)
+
+
+def _args_preview(args: dict[str, Any]) -> str:
+    text = json.dumps(args, ensure_ascii=False, default=repr)
+    return text if len(text) <= 2_000 else text[:2_000] + "…"
 
 
 def _alive(pid: int) -> bool:

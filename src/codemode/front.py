@@ -4,6 +4,9 @@ Two error channels: whatever the model's code caused (an exception, a tool error
 output cap) comes back as an ``execute_python`` result with ``isError``; only codemode's own faults become
 protocol errors. The stubs are also offered as resources (``stubs://<server>/<tool>``), one per tool.
 
+Hybrid mode (``codemode.expose_direct``, :mod:`codemode.direct`) also lists chosen upstream tools under their
+own names; their calls go through :meth:`Engine.call_tool`, the same gate, journal and audit as a program's.
+
 Both follow the engine's stubs catalog: when an upstream server changes its tools, the catalog publishes a
 new generation, the description and the resources are rebuilt from its index, and every connected client
 is sent ``notifications/tools/list_changed`` / ``notifications/resources/list_changed`` (see
@@ -46,8 +49,9 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field, create_model
 
+from codemode import direct
 from codemode._version import __version__
-from codemode.calls.gate import Asker
+from codemode.calls.gate import Asker, Reply
 from codemode.config import Settings
 from codemode.engine import Engine
 from codemode.session_names import HANDLE_PREFIX, Handles
@@ -254,13 +258,14 @@ def _auth_settings() -> AuthSettings:
     return AuthSettings(issuer_url="http://codemode.invalid", resource_server_url=None)  # type: ignore[arg-type]
 
 
-def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
+def build_server(engine: Engine, *, http_token: str | None = None, discovery_tools: bool = False) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
     The tool description and the ``stubs://`` resources follow the engine's stubs catalog: after each new
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
     With ``http_token``, its streamable HTTP app answers 401 to any request without
-    ``Authorization: Bearer <http_token>``.
+    ``Authorization: Bearer <http_token>``. With ``discovery_tools``, ``search_tools`` and ``describe`` are
+    also MCP tools (for clients that do better with them than with discovery inside a program).
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
     handles = Handles()
@@ -311,11 +316,53 @@ def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
         result.meta = {HANDLE_META_KEY: caller.handle}
         return result
 
-    front = _Front(server, engine, execute_python, notifier)
+    front = _Front(server, engine, execute_python, notifier, handles)
+    if discovery_tools:
+        add_discovery_tools(server, engine)
     front.sync()
     if engine.catalog is not None:
         engine.catalog.listeners.append(front.catalog_changed)
     return server
+
+
+SEARCH_HELP = "Words describing what you want to do (tool names weigh most, then descriptions and arguments)."
+DESCRIBE_HELP = "The tool as 'server.tool' (a name from search_tools)."
+
+
+def add_discovery_tools(server: MCPServer, engine: Engine) -> None:
+    """Offer the sandbox's discovery functions as MCP tools, read from the current stubs generation.
+
+    They only read the compiled stubs on the host (no upstream call, no program): the same text a program
+    gets from ``search_tools()`` and ``describe()``.
+    """
+    discovery = direct.discovery_for(engine.stubs_path)
+
+    def current() -> Any:
+        if discovery.STUBS_DIR != str(engine.stubs_path):  # a new generation was published
+            discovery.use_dir(str(engine.stubs_path))
+        return discovery
+
+    def search_tools(
+        query: Annotated[str, Field(description=SEARCH_HELP)],
+        limit: Annotated[int, Field(ge=1, le=50)] = 10,
+    ) -> str:
+        """Find upstream tools for a task; call them from execute_python (`from stubs import <server>`)."""
+        hits = current().search_tools(query, limit)
+        if not hits:
+            return "no tool matches; try other words"
+        return "\n".join(f"{h['tool']}: {h['summary']}" for h in hits)
+
+    def describe(tool: Annotated[str, Field(description=DESCRIBE_HELP)]) -> str:
+        """The Python signature, types and docs of one upstream tool, as execute_python calls it."""
+        try:
+            text: str = current().describe(tool)
+        except LookupError as exc:
+            return f"LookupError: {exc}"
+        return text
+
+    read_only = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    server.add_tool(search_tools, name="search_tools", annotations=read_only)
+    server.add_tool(describe, name="describe", annotations=read_only)
 
 
 def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:
@@ -353,13 +400,22 @@ class _Front:
     """The part of the server that mirrors the engine's current stubs generation."""
 
     def __init__(
-        self, server: MCPServer, engine: Engine, execute_python: Callable[..., Any], notifier: ClientNotifier
+        self,
+        server: MCPServer,
+        engine: Engine,
+        execute_python: Callable[..., Any],
+        notifier: ClientNotifier,
+        handles: Handles,
     ) -> None:
         self.server = server
         self.engine = engine
         self.execute_python = execute_python
         self.notifier = notifier
+        self.handles = handles
+        self.direct: dict[str, direct.DirectTool] = {}
+        """Hybrid mode: the upstream tools offered beside ``execute_python``, by the name the client sees."""
         self.description: str | None = None
+        """The ``execute_python`` description listed now (None: not listed)."""
         self.resources: list[types.Resource] = []
         self.stub_files: dict[str, Path] = {}
         """Resource URI → the stub's path inside a generation."""
@@ -367,26 +423,80 @@ class _Front:
         # MCPServer 2.3 can add a resource but not remove one, so the front answers resources/* itself.
         lowlevel.add_request_handler("resources/list", types.PaginatedRequestParams, self._list_resources)
         lowlevel.add_request_handler("resources/read", types.ReadResourceRequestParams, self._read_resource)
+        # Direct tools carry the upstream's own JSON schema, which MCPServer's function tools cannot: the front
+        # lists them after its own and answers their calls, passing every other call to MCPServer.
+        lowlevel.add_request_handler("tools/list", types.PaginatedRequestParams, self._list_tools)
+        lowlevel.add_request_handler("tools/call", types.CallToolRequestParams, self._call_tool)
 
     def sync(self) -> tuple[bool, bool]:
-        """Match the tool description and the resources to the engine's index; say which of them changed."""
+        """Match the tools and the resources to the engine's index; say which of them changed."""
         index = self.engine.index
         description = tool_description(index, self.engine.settings)
-        tools_changed = description != self.description
-        if tools_changed:
+        direct_tools = self._direct_tools(index)
+        # Hybrid mode with every tool offered directly is plain proxying: execute_python would only cost tokens.
+        upstream_tools = sum(len(specs) for specs in (self.engine.hub.tools() if self.engine.hub else {}).values())
+        wanted: str | None = None if direct_tools and len(direct_tools) == upstream_tools else description
+        tools_changed = wanted != self.description or direct_tools != self.direct
+        self.direct = direct_tools
+        if wanted != self.description:
             if self.description is not None:
                 self.server.remove_tool(TOOL_NAME)
-            self.server.add_tool(
-                self.execute_python,
-                name=TOOL_NAME,
-                description=description,
-                annotations=types.ToolAnnotations(title="Run Python with tool access", open_world_hint=True),
-            )
-            self.description = description
+            if wanted is not None:
+                self.server.add_tool(
+                    self.execute_python,
+                    name=TOOL_NAME,
+                    description=wanted,
+                    annotations=types.ToolAnnotations(title="Run Python with tool access", open_world_hint=True),
+                )
+            self.description = wanted
         resources, files = stub_resources(index)
         resources_changed = resources != self.resources
         self.resources, self.stub_files = resources, files
         return tools_changed, resources_changed
+
+    def _direct_tools(self, index: dict[str, Any]) -> dict[str, direct.DirectTool]:
+        """The tools ``codemode.expose_direct`` selects from the hub's current tools (hybrid mode)."""
+        patterns = self.engine.settings.expose_direct
+        if not patterns or self.engine.hub is None:
+            return {}
+        tools = self.engine.hub.tools()
+        auto: set[str] = set()
+        if direct.AUTO in patterns:
+            costs = direct.code_mode_costs(
+                index, self.engine.stubs_path, lambda idx: tool_description(idx, self.engine.settings)
+            )
+            auto = direct.auto_servers(tools, costs)
+        for pattern in direct.unmatched(patterns, tools):
+            logger.warning("codemode.expose_direct: %r matches no tool of the connected servers", pattern)
+        reserved = {TOOL_NAME, "search_tools", "describe"}
+        return {d.name: d for d in direct.select(patterns, tools, auto=auto, reserved=reserved)}
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
+    ) -> types.ListToolsResult:
+        own = await self.server.list_tools()
+        offered = [types.Tool.model_validate({**d.spec.to_json(), "name": d.name}) for d in self.direct.values()]
+        return types.ListToolsResult(tools=[*own, *offered])
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        tool = self.direct.get(params.name)
+        if tool is None:
+            return await self.server._handle_call_tool(ctx, params)  # execute_python, as MCPServer serves it
+        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
+        try:
+            caller = caller_of(context, None, self.handles)
+        except CallerError as exc:
+            return _result(str(exc), is_error=True)
+        try:
+            reply = await self.engine.call_tool(
+                tool.spec.ref, dict(params.arguments or {}), owner=caller.owner, ask=elicitation_asker(context)
+            )
+        except Exception as exc:
+            logger.exception("%s: the engine failed", params.name)
+            raise MCPError(INTERNAL_ERROR, f"codemode failed to call {params.name}: {_one_line(exc)}") from exc
+        return direct_result(reply)
 
     async def catalog_changed(self, _catalog: object) -> None:
         """Catalog listener: a new stubs generation was published."""
@@ -412,6 +522,13 @@ class _Front:
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=params.uri, text=text, mime_type=STUB_MIME_TYPE)]
         )
+
+
+def direct_result(reply: Reply) -> types.CallToolResult:
+    """What a direct tool call returns: the upstream's own result, or the gate's refusal as a tool error."""
+    if reply.raw is not None and (reply.ok or reply.kind == "tool"):
+        return reply.raw
+    return _result(f"{reply.kind or 'error'}: {reply.message}", is_error=True)
 
 
 def stub_resources(index: dict[str, Any]) -> tuple[list[types.Resource], dict[str, Path]]:

@@ -139,3 +139,31 @@ def test_vscode_variables(tmp_path: Path) -> None:
     (folder / "mcp.json").write_text(json.dumps({"servers": {"a": {"command": "x", "env": {"K": "${input:key}"}}}}))
     with pytest.raises(ConfigError, match=r"servers\.a\.env\.K: \$\{input:key\} needs VS Code"):
         load_config(folder / "mcp.json", environ={})
+
+
+def test_expose_direct_globs_and_auto() -> None:
+    def direct(value: object) -> list[str]:
+        text = json.dumps({"mcpServers": {}, "codemode": {"expose_direct": value}})
+        return parse_config(text).settings.expose_direct
+
+    assert direct(["fs.read_*", "auto", "memory.*"]) == ["fs.read_*", "auto", "memory.*"]
+    assert direct("auto") == ["auto"]
+    assert parse_config('{"mcpServers": {}}').settings.expose_direct == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["fs"], "entry 0: 'fs' is not 'auto' or a 'server.tool' glob"),
+        (["auto", ".read"], "entry 1: '.read' is not 'auto'"),
+        (["fs."], "entry 0: 'fs.' is not 'auto'"),
+        ([3], "codemode.expose_direct.0: Input should be a valid string"),
+        ({"fs": "*"}, "codemode.expose_direct: Input should be a valid list"),
+    ],
+)
+def test_expose_direct_errors_name_the_entry_and_line(value: object, message: str) -> None:
+    text = '{"mcpServers": {},\n "codemode": {\n  "expose_direct": ' + json.dumps(value) + "}}"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="mcp.json")
+    assert str(info.value).startswith("mcp.json:3: codemode.expose_direct")
+    assert message in str(info.value)
