@@ -139,12 +139,14 @@ def call(server: str, tool: str, args: dict[str, Any]) -> Any:
 
 
 from codemode_runtime.discovery import describe, list_servers, list_tools, search_tools  # noqa: E402
+from codemode_runtime.skills import SkillError, save_skill  # noqa: E402
 
 PROGRAM_NAMES = (
     "ApprovalPending",
     "BridgeError",
     "CallCancelled",
     "QuotaExceeded",
+    "SkillError",
     "ToolDenied",
     "ToolError",
     "ToolTimeout",
@@ -153,6 +155,7 @@ PROGRAM_NAMES = (
     "describe",
     "list_servers",
     "list_tools",
+    "save_skill",
     "search_tools",
 )
 """The names every program finds in its namespace without an import (both executors put them there)."""
@@ -163,6 +166,7 @@ __all__ = [
     "BridgeError",
     "CallCancelled",
     "QuotaExceeded",
+    "SkillError",
     "ToolDenied",
     "ToolError",
     "ToolTimeout",
@@ -172,5 +176,6 @@ __all__ = [
     "describe",
     "list_servers",
     "list_tools",
+    "save_skill",
     "search_tools",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from codemode.calls.gate import RunContext
 from codemode.hub.models import ToolRef
-from codemode.protocol import encode_frame, error_reply
+from codemode.protocol import OP_SAVE_SKILL, encode_frame, error_reply, result_reply
 
 
 async def serve_call(ctx: RunContext, message: dict[str, Any], size: int | None = None) -> bytes:
@@ -33,4 +33,18 @@ async def serve_call(ctx: RunContext, message: dict[str, Any], size: int | None 
         reply = await ctx.gate.call(ctx, ToolRef(server, tool), args, size)
         return reply.frame()
     except Exception as exc:  # e.g. a result that is not JSON-encodable; a host bug must not trap the guest
+        return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
+
+
+async def serve_op(ctx: RunContext, message: dict[str, Any], size: int | None = None) -> bytes:
+    """Serve one guest request that is not the execution's result: a ``call`` or a ``save_skill``."""
+    if message.get("op") != OP_SAVE_SKILL:
+        return await serve_call(ctx, message, size)
+    try:
+        if ctx.save_skill is None:
+            return encode_frame(error_reply("denied", "skills cannot be saved here"))
+        if ctx.cancelled:
+            return encode_frame(error_reply("cancelled", "the execution was cancelled"))
+        return encode_frame(result_reply(await ctx.save_skill(ctx, message)))
+    except Exception as exc:  # a host bug must not trap the guest
         return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))

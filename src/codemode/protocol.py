@@ -51,6 +51,7 @@ __all__ = [
     "OP_EXIT",
     "OP_NEXT",
     "OP_RUN",
+    "OP_SAVE_SKILL",
     "PROTOCOL_VERSION",
     "REPLY_RESULT",
     "REPLY_WORK",
@@ -96,6 +97,7 @@ OP_NEXT = _guest.OP_NEXT
 OP_CALL = _guest.OP_CALL
 OP_RUN = _guest.OP_RUN
 OP_EXIT = _guest.OP_EXIT
+OP_SAVE_SKILL = _guest.OP_SAVE_SKILL
 OPS = _guest.OPS
 Op = _guest.Op
 ErrorKind = _guest.ErrorKind
@@ -207,10 +209,12 @@ def result_reply(result: Any) -> dict[str, Any]:
     return {"ok": True, "result": result}
 
 
-def run_frame(code: str, output_cap: int, *, stubs: str | None = None, **limits: int) -> dict[str, Any]:
-    """The ``run`` frame: ``stubs`` names the generation to import from; ``limits`` are the optional
-    ``cpu_s`` and ``memory_bytes`` of the restricted child."""
-    return {"op": OP_RUN, "code": code, "output_cap": output_cap, "stubs": stubs, **limits}
+def run_frame(
+    code: str, output_cap: int, *, stubs: str | None = None, skills: str | None = None, **limits: int
+) -> dict[str, Any]:
+    """The ``run`` frame: ``stubs`` names the generation to import from, ``skills`` the skill store's
+    revision; ``limits`` are the optional ``cpu_s`` and ``memory_bytes`` of the restricted child."""
+    return {"op": OP_RUN, "code": code, "output_cap": output_cap, "stubs": stubs, "skills": skills, **limits}
 
 
 def exit_frame() -> dict[str, Any]:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     import mcp_types as types
 
 
+SkillSaver = Callable[["RunContext", dict[str, Any]], Awaitable[dict[str, Any]]]
+"""(context, the checked ``save_skill`` frame) → its result (``{"saved": ...}``); never raises for bad input."""
+
+
 class Asker(Protocol):
     """How a step asks the person at the client a question (MCP elicitation at the front)."""
 
@@ -58,6 +62,10 @@ class RunContext:
     """Set when the execution is being torn down: later calls are refused, not sent."""
     generation: str | None = None
     """The stubs generation the execution imports from (None: the executor's stubs dir is a plain tree)."""
+    skills_revision: str | None = None
+    """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
+    save_skill: SkillSaver | None = None
+    """Handles the ``save_skill`` op (None: this execution cannot save skills)."""
 
 
 @dataclass

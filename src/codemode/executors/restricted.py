@@ -42,7 +42,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from codemode import paths
-from codemode.bridge import serve_call
+from codemode.bridge import serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
 from codemode.errors import (
@@ -61,6 +61,7 @@ from codemode.protocol import (
     IDLE_FRAME_LIMIT,
     OP_CALL,
     OP_NEXT,
+    OP_SAVE_SKILL,
     FrameError,
     check_hello,
     decode_frame,
@@ -383,8 +384,8 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         limits = ctx.limits
         await child.send(
             run_frame(
-                code, limits.output_chars, stubs=ctx.generation, cpu_s=math.ceil(limits.wall_s),
-                memory_bytes=limits.memory_bytes,
+                code, limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision,
+                cpu_s=math.ceil(limits.wall_s), memory_bytes=limits.memory_bytes,
             )
         )
         child.refused = None
@@ -402,9 +403,9 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 await child.send(error_reply("too_large", str(frame.refused)))
                 continue
             op = message.get("op")
-            if op == OP_CALL:
+            if op in (OP_CALL, OP_SAVE_SKILL):
                 # A call over the request limit (read in part) is refused by the gate on its size, journaled.
-                await child.send_raw(await serve_call(ctx, message, frame.size))
+                await child.send_raw(await serve_op(ctx, message, frame.size))
             elif op == OP_NEXT:
                 return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
             else:
@@ -423,8 +424,8 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             while True:
                 frame = await child.receive(ctx.limits)
                 message = frame.message or {}
-                if message.get("op") == OP_CALL:
-                    await child.send_raw(await serve_call(ctx, message, frame.size))
+                if message.get("op") in (OP_CALL, OP_SAVE_SKILL):
+                    await child.send_raw(await serve_op(ctx, message, frame.size))
                 elif message.get("op") == OP_NEXT:
                     result = message.get("result")
                     if isinstance(result, dict):

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import wasmtime
 
-from codemode.bridge import serve_call
+from codemode.bridge import serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
 from codemode.errors import BridgeError, ScratchQuotaExceeded
@@ -43,6 +43,7 @@ from codemode.protocol import (
     IDLE_FRAME_LIMIT,
     OP_CALL,
     OP_NEXT,
+    OP_SAVE_SKILL,
     FrameError,
     check_hello,
     decode_frame,
@@ -267,7 +268,7 @@ class Instance:
 
     def _serve_call(self, job: Job, message: dict[str, Any], size: int) -> bytes:
         try:
-            return self.loop.run(serve_call(job.ctx, message, size))
+            return self.loop.run(serve_op(job.ctx, message, size))
         except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
             return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
 
@@ -285,7 +286,7 @@ class Instance:
         except FrameError as exc:
             return encode_frame(error_reply("bridge", f"malformed frame: {exc}"))
         op = message["op"]
-        if op == OP_CALL:
+        if op in (OP_CALL, OP_SAVE_SKILL):
             job = self.job
             if job is None:
                 return encode_frame(error_reply("bridge", "tool calls are only allowed while code runs"))
@@ -320,7 +321,9 @@ class Instance:
             job.started = time.perf_counter()
         alarm.at(job.ctx.clock.deadline, lambda: self._deadline(job))
         alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
-        return encode_frame(run_frame(job.code, job.limits.output_chars, stubs=job.ctx.generation))
+        ctx = job.ctx
+        frame = run_frame(job.code, job.limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision)
+        return encode_frame(frame)
 
     def rearm(self, job: Job) -> None:
         """The job's clock changed (paused or resumed): arm the alarm for its new deadline."""
