@@ -112,7 +112,7 @@ server = MCPServer(
 )
 
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True)
+READ_ONLY = ToolAnnotations(read_only_hint=True)
 """Tools that only read: a skill calling only these has its example run when it is saved."""
 
 

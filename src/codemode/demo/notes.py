@@ -89,7 +89,7 @@ def _score(note: Note, words: list[str]) -> float:
     return float(sum(text.count(w) for w in words)) + (0.5 if any(w in note.title.lower() for w in words) else 0)
 
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True)
+READ_ONLY = ToolAnnotations(read_only_hint=True)
 """Tools that only read: a skill calling only these has its example run when it is saved."""
 
 
