@@ -52,6 +52,9 @@ def _plain_load(fullname: str, filename: str, source: str) -> types.ModuleType:
 load_source: SourceLoader = _plain_load
 """How a draft's source becomes a module (the restricted child compiles it through its guards)."""
 
+ROOT = "/skills"
+"""Where the promoted skills are (the restricted child's is a host directory)."""
+
 DRAFTS: dict[str, str] = {}
 """This session's saved drafts: name → module source."""
 
@@ -61,7 +64,8 @@ _package: types.ModuleType | None = None
 
 def install(root: str) -> types.ModuleType:
     """Create the ``skills`` package over the directory ``root`` (the promoted skills)."""
-    global _package
+    global _package, ROOT
+    ROOT = root
     package = types.ModuleType("skills", "Saved skills: `from skills import NAME` gives the function NAME.")
     package.__path__ = [root]
     package.__dict__["__getattr__"] = _attribute  # a module-level __getattr__ (PEP 562)

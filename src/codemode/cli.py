@@ -287,6 +287,13 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(argv)
 
 
+@_command("skills")
+def _skills(args: argparse.Namespace) -> int:
+    from codemode.skills import commands
+
+    return commands.run(args, _config(args))
+
+
 @_command("demo")
 def _demo(args: argparse.Namespace) -> int:
     from codemode.demo.walkthrough import run_demo
@@ -401,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="small sizes, fast")
     p.add_argument("--only", nargs="+", metavar="NAME", help="tokens, workflows, compile, sandbox, serve")
     p.add_argument("--out", metavar="DIR", help="results directory (default benchmarks/results)")
+    from codemode.skills import commands as skill_commands
+
+    skill_commands.add_parser(sub, add)
     p = add("history", "show recent executions from the audit log")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -23,7 +23,7 @@ ExampleRunner = Callable[[str], Awaitable[tuple[bool, str]]]
 Auditor = Callable[[str, str, bool, str], None]
 """(action, skill name, ok, detail) → one audit entry."""
 
-RESULT_CHARS = 2_000
+RESULT_CHARS = 400
 """How much of an example's output is kept in the header."""
 
 
@@ -246,6 +246,10 @@ class Skills:
                 "broken": skill.broken,
             })  # fmt: skip
         atomic_write(self.store.live_dir / "_index.json", json.dumps({"skills": entries}, indent=1) + "\n")
+
+    def promoted_count(self) -> int:
+        """How many skills every session can import (the ``execute_python`` description says it)."""
+        return sum(1 for s in self.store.skills() if s.state is SkillState.PROMOTED)
 
     def listing(self) -> list[dict[str, Any]]:
         """``codemode skills list``: every skill with its state, version, description and last test."""
