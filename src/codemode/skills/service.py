@@ -12,8 +12,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import anyio
-
 from codemode.errors import SkillError
 from codemode.skills.store import Skill, SkillState, SkillStore, Version, atomic_write
 from codemode.skills.validate import Report, check
@@ -111,9 +109,8 @@ class Skills:
             if conflict:
                 self.audit("save", name, False, "; ".join(conflict))
                 return {"saved": False, "reasons": conflict}
-            version = await anyio.to_thread.run_sync(
-                lambda: self.store.add_version(name, source, meta, session=session)
-            )
+            # No await while the lock is held: a second save in this event loop waits on the lock.
+            version = self.store.add_version(name, source, meta, session=session)
             skill = self.store.skill(name)
             if result is not None:
                 skill.tests[version.version] = result
