@@ -91,9 +91,9 @@ def _forget(name: str | None) -> None:
         for key in [k for k in vars(_package) if not k.startswith("_") and (name is None or k == name)]:
             delattr(_package, key)
     # Only the skills directory's finder: importlib.invalidate_caches() costs ~90 ms under WASM.
-    finder = sys.path_importer_cache.get(ROOT)
-    if finder is not None:
-        finder.invalidate_caches()
+    invalidate = getattr(sys.path_importer_cache.get(ROOT), "invalidate_caches", None)
+    if invalidate is not None:
+        invalidate()
 
 
 def _attribute(name: str) -> Any:
