@@ -15,6 +15,9 @@ from tests.integration.test_skills import LOW
 
 pytestmark = pytest.mark.anyio
 
+SHIPPED = Path(__file__).resolve().parents[2] / "skills"
+"""The example skills of this checkout (tests work on a copy)."""
+
 
 def _config(tmp: Path) -> Path:
     src = str(Path(codemode.__file__).resolve().parents[1])
@@ -69,3 +72,25 @@ async def test_save_review_promote_use(tmp_path: Path) -> None:
     )  # fmt: skip
     actions = [e["code"] for e in json.loads(history.stdout.decode()) if e.get("executor") == "skills"]
     assert "skills save low_stock" in actions and "skills promote low_stock" in actions
+
+
+async def test_shipped_examples_pass_skills_test(tmp_path: Path) -> None:
+    import shutil
+
+    config = _config(tmp_path)
+    shutil.copytree(SHIPPED, tmp_path / "skills")
+    tested = await anyio.run_process(
+        [*CODEMODE, "skills", "test", "--config", str(config)], env=_env(tmp_path), check=False
+    )
+    out = tested.stdout.decode()
+    assert tested.returncode == 0, out + tested.stderr.decode()
+    assert "low_stock_report v1: ok" in out and "urgent_notes v1: ok" in out
+    shown = await anyio.run_process([*CODEMODE, "skills", "show", "urgent_notes", "--config", str(config)],
+                                    env=_env(tmp_path), check=True)  # fmt: skip
+    assert shown.stdout.decode().startswith("# version: 1\n")
+    listed = await anyio.run_process([*CODEMODE, "skills", "list", "--config", str(config)],
+                                     env=_env(tmp_path), check=True)  # fmt: skip
+    assert "low_stock_report  promoted  v1" in listed.stdout.decode()
+    refused = await anyio.run_process([*CODEMODE, "skills", "rollback", "urgent_notes", "--config", str(config)],
+                                      env=_env(tmp_path), check=False)  # fmt: skip
+    assert refused.returncode != 0 and "no earlier version" in refused.stderr.decode()
