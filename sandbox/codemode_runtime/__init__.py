@@ -155,12 +155,14 @@ def request(op: str, **fields: Any) -> Any:
 
 from codemode_runtime.discovery import describe, list_servers, list_tools, search_tools  # noqa: E402
 from codemode_runtime.services import mount, search_directory, unmount  # noqa: E402
+from codemode_runtime.skills import SkillError, save_skill  # noqa: E402
 
 PROGRAM_NAMES = (
     "ApprovalPending",
     "BridgeError",
     "CallCancelled",
     "QuotaExceeded",
+    "SkillError",
     "ToolDenied",
     "ToolError",
     "ToolTimeout",
@@ -170,6 +172,7 @@ PROGRAM_NAMES = (
     "list_servers",
     "list_tools",
     "mount",
+    "save_skill",
     "search_directory",
     "search_tools",
     "unmount",
@@ -182,6 +185,7 @@ __all__ = [
     "BridgeError",
     "CallCancelled",
     "QuotaExceeded",
+    "SkillError",
     "ToolDenied",
     "ToolError",
     "ToolTimeout",
@@ -193,6 +197,7 @@ __all__ = [
     "list_tools",
     "mount",
     "request",
+    "save_skill",
     "search_directory",
     "search_tools",
     "unmount",

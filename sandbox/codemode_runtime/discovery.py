@@ -31,19 +31,62 @@ def use_dir(path: str) -> None:
     _cache.clear()
 
 
-def _index() -> dict[str, Any]:
-    path = os.path.join(STUBS_DIR, "_index.json")
+def _stamp(path: str) -> int | None:
     try:
-        stamp = os.stat(path).st_mtime_ns
+        return os.stat(path).st_mtime_ns
     except OSError:
+        return None
+
+
+def _index() -> dict[str, Any]:
+    """The stubs index, with the promoted skills as one more "server" (``skills``) when there are any."""
+    path = os.path.join(STUBS_DIR, "_index.json")
+    skills_path = os.path.join(_skills_root(), "_index.json")
+    stamp = (_stamp(path), _stamp(skills_path))
+    if stamp[0] is None:
         return {"servers": []}
     if _cache.get("stamp") != stamp:
         with open(path, encoding="utf-8") as fh:
-            _cache["data"] = json.load(fh)
+            data = json.load(fh)
+        skills = _skills_server(skills_path) if stamp[1] is not None else None
+        if skills is not None:
+            data["servers"] = [*data.get("servers", []), skills]
+        _cache["data"] = data
         _cache["stamp"] = stamp
         _cache.pop("docs", None)
-    data: dict[str, Any] = _cache["data"]
-    return data
+    found: dict[str, Any] = _cache["data"]
+    return found
+
+
+def _skills_root() -> str:
+    from codemode_runtime import skills
+
+    return skills.ROOT
+
+
+def _skills_server(path: str) -> dict[str, Any] | None:
+    """The promoted skills (the store's ``_index.json``) as a server entry marked ``skill``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            entries = json.load(fh).get("skills", [])
+    except (OSError, ValueError):
+        return None
+    if not entries:
+        return None
+    tools = []
+    for e in entries:
+        description = e.get("description") or ""
+        summary = description.strip().split("\n")[0]
+        if e.get("broken"):
+            summary = f"[BROKEN: {e['broken']}] {summary}"
+        tools.append({
+            "name": e["name"], "python_name": e["name"], "signature": e.get("signature", e["name"] + "(...)"),
+            "summary": summary, "description": description, "args": [], "skill": True, "broken": e.get("broken"),
+        })  # fmt: skip
+    return {
+        "name": "skills", "module": "skills", "tool_count": len(tools), "skill": True, "tools": tools,
+        "summary": "Saved, reviewed functions: `from skills import NAME`, then call NAME(...).",
+    }  # fmt: skip
 
 
 def list_servers() -> list[dict[str, Any]]:
@@ -111,7 +154,10 @@ def search_tools(query: str, limit: int = 10) -> list[dict[str, Any]]:
             scored.append((score, f"{s['module']}.{t['python_name']}", t))
     scored.sort(key=lambda x: (-x[0], x[1]))
     return [
-        {"tool": name, "signature": t["signature"], "summary": t["summary"], "score": round(score, 3)}
+        {
+            "tool": name, "signature": t["signature"], "summary": t["summary"], "score": round(score, 3),
+            **({"kind": "skill", "broken": t.get("broken")} if t.get("skill") else {}),
+        }
         for score, name, t in scored[: max(0, limit)]
     ]
 
@@ -122,6 +168,8 @@ def describe(tool: str) -> str:
     for s in _index().get("servers", []):
         if module in (s["name"], s["module"]):
             for t in s["tools"]:
+                if name in (t["python_name"], t["name"]) and t.get("skill"):
+                    return _describe_skill(t)
                 if name in (t["python_name"], t["name"]):
                     path = os.path.join(STUBS_DIR, s["module"], t["python_name"] + ".py")
                     try:
@@ -133,6 +181,18 @@ def describe(tool: str) -> str:
                     return f"# from stubs import {s['module']}\n{body}"
             raise LookupError(f"no tool {name!r} on server {module!r}; see list_tools({module!r})")
     raise LookupError(f"no server {module!r}; see list_servers()")
+
+
+def _describe_skill(tool: dict[str, Any]) -> str:
+    name = tool["python_name"]
+    try:
+        with open(os.path.join(_skills_root(), name + ".py"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines(True)
+    except OSError:
+        lines = [f"def {tool['signature']}: ...\n"]
+    body = "".join(line for line in lines if not line.startswith("# ")).strip()
+    mark = f"# BROKEN: {tool['broken']}\n" if tool.get("broken") else ""
+    return f"# skill: from skills import {name}\n{mark}{body}"
 
 
 __all__ = ["describe", "list_servers", "list_tools", "search_tools"]

@@ -85,6 +85,7 @@ OP_EXIT: Final = "exit"
 OP_SEARCH_DIRECTORY: Final = "search_directory"
 OP_MOUNT: Final = "mount"
 OP_UNMOUNT: Final = "unmount"
+OP_SAVE_SKILL: Final = "save_skill"
 
 FieldTypes = dict[str, type | tuple[type, ...]]
 """Field name → the JSON type(s) its value must have (``int`` excludes ``bool``)."""
@@ -138,13 +139,24 @@ OPS: Final[dict[str, Op]] = {
             reply=REPLY_RESULT,
         ),
         Op(
+            OP_SAVE_SKILL,
+            GUEST,
+            "Save a function as a skill: its module source (the def and the imports it uses), with an "
+            "optional description and example call. The result is {saved: true, name, state, version, "
+            "tested} or {saved: false, reasons: [...]}.",
+            required={"name": str, "source": str},
+            optional={"description": (str, type(None)), "example": (str, type(None))},
+            reply=REPLY_RESULT,
+        ),
+        Op(
             OP_RUN,
             HOST,
             "Run code in the session. stubs names the generation of the stubs tree to import from (the "
             "guest remounts the stubs package when it changes; None: the mounted tree itself). The "
-            "restricted child also takes its CPU-time and memory limits from it.",
+            "restricted child also takes its CPU-time and memory limits from it. skills is the skill store's "
+            "revision: when it changes, the guest forgets the skills it imported.",
             required={"code": str, "output_cap": int},
-            optional={"stubs": (str, type(None)), "cpu_s": int, "memory_bytes": int},
+            optional={"stubs": (str, type(None)), "skills": (str, type(None)), "cpu_s": int, "memory_bytes": int},
         ),
         Op(OP_EXIT, HOST, "End the session loop; the interpreter exits."),
         Op(

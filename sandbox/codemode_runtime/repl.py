@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from codemode_runtime import discovery, protocol, transport
+from codemode_runtime import discovery, protocol, skills, transport
 
 CodeCompiler = Callable[[Any, str, str], types.CodeType]
 """``compile``-compatible: (AST, filename, mode) → code object. The restricted child swaps it."""
@@ -278,6 +278,7 @@ def serve(
             # The guest trusts its host's frames (the host checks the guest's): no field-by-field check here,
             # this runs before every execution.
             use_stubs(reply.get("stubs"))
+            skills.use_revision(reply.get("skills"))
             if before_run is not None:
                 before_run(reply)
             result = session.run(reply["code"], reply["output_cap"])
@@ -294,7 +295,7 @@ def boot() -> None:
     except OSError:
         pass
     mount("stubs", "/stubs")
-    mount("skills", "/skills")
+    skills.install("/skills")
     # Pre-import the stdlib modules programs reach for, so the first execution does not pay for them.
     import collections  # noqa: F401
     import datetime  # noqa: F401

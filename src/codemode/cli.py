@@ -292,6 +292,13 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(argv)
 
 
+@_command("skills")
+def _skills(args: argparse.Namespace) -> int:
+    from codemode.skills import commands
+
+    return commands.run(args, _config(args))
+
+
 @_command("demo")
 def _demo(args: argparse.Namespace) -> int:
     from codemode.demo.walkthrough import run_demo
@@ -477,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the server's name in the config (default: from the target)")
     p = add("unmount", "remove a server from the config file")
     p.add_argument("name")
+    from codemode.skills import commands as skill_commands
+
+    skill_commands.add_parser(sub, add)
     p = add("history", "show recent executions from the audit log")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -104,6 +104,15 @@ ServerConfig = Annotated[StdioServer | HttpServer | OpenApiServer, Field(discrim
 AnyServer = StdioServer | HttpServer | OpenApiServer
 
 
+class SkillsSettings(BaseModel):
+    """The ``skills`` block of the settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    auto_promote: bool = False
+    """Promote every skill on save (unattended use): no person reviews it first."""
+
+
 class Settings(BaseModel):
     """codemode's own settings (the optional ``"codemode"`` key of the config file)."""
 
@@ -112,6 +121,7 @@ class Settings(BaseModel):
     stubs_dir: str | None = None
     """Where compiled stubs go; default: a per-config directory in the cache."""
     skills_dir: str | None = None
+    skills: SkillsSettings = Field(default_factory=SkillsSettings)
     executor: Literal["wasm", "restricted"] = "wasm"
     wall_s: float = Field(default=30.0, gt=0)
     memory_mb: int = Field(default=256, gt=16)

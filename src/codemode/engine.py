@@ -45,8 +45,10 @@ from codemode.executors import Executor, ExecutorKind, RunResult, create_executo
 from codemode.hub import Hub, ToolRef
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
+from codemode.protocol import OP_SAVE_SKILL
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
+from codemode.skills import Skills, SkillStore
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ FUEL_PER_SECOND = 20_000_000_000
 2-core machine of the CI class (``while True: pass`` used 20e9 units in 1.9 s), so with twice that the wall
 limit is the one a busy program meets and the tool description's "up to N s" holds; fuel stays the
 backstop that needs no clock."""
+
+SKILL_CHECKS = Owner("skill-checks")
+"""The owner of the throwaway sessions skill examples run in."""
 
 
 class Engine:
@@ -105,9 +110,15 @@ class Engine:
         self.executor: Executor | None = None
         self.catalog: Catalog | None = None
         self.services: Services | None = None
+        """Services mounted at run time from the directory (``mount()`` in a program)."""
         self.log_dir = paths.log_dir()
         """Where upstream servers' stderr logs go."""
-        """Services mounted at run time from the directory (``mount()`` in a program)."""
+        self.skill_store = SkillStore(self.skills_dir)
+        self.skills = Skills(
+            self.skill_store, index=lambda: self.index, read_only=self._read_only_tools,
+            run_example=self._run_example, audit=self._audit_skill,
+            auto_promote=config.settings.skills.auto_promote,
+        )  # fmt: skip
 
     async def __aenter__(self) -> Engine:
         stack = AsyncExitStack()
@@ -125,13 +136,14 @@ class Engine:
                 logger.warning("directory entry rejected: %s", rejected)
             self.services = Services(self.hub, self.catalog, self.settings, directory, log_dir=self.log_dir)
             self.services.register(self.gate)
+            self.gate.ops[OP_SAVE_SKILL] = self._save_skill
             await self.recompile()
             self._progress(f"starting the {self.executor_kind} executor")
             self.executor = await stack.enter_async_context(
                 create_executor(
                     self.executor_kind,
                     stubs_dir=self.stubs_dir,
-                    skills_dir=self.skills_dir,
+                    skills_dir=self._live_skills(),
                     scratch_root=self._scratch_root(stack),
                     gate=self.gate,
                     limits=self.limits,
@@ -198,6 +210,51 @@ class Engine:
         # no reboot needed, only the gate's view of the tools.
         if self.gate is not None:
             self.gate.invalidate()
+        # A stub a skill calls may have changed: promoted skills are checked again (and marked broken).
+        await anyio.to_thread.run_sync(self.skills.recheck)
+
+    # -- skills --------------------------------------------------------------------------------
+
+    def _live_skills(self) -> Path:
+        """The directory sandboxes import promoted skills from (``/skills``), with its discovery index."""
+        self.skill_store.live_dir.mkdir(parents=True, exist_ok=True)
+        self.skills.recheck()
+        return self.skill_store.live_dir
+
+    def _read_only_tools(self) -> set[tuple[str, str]]:
+        """(server module, tool's Python name) of every tool annotated read-only."""
+        specs = self.hub.tools() if self.hub is not None else {}
+        found: set[tuple[str, str]] = set()
+        for server in self.index.get("servers", []):
+            hints = {s.name: bool((s.annotations or {}).get("readOnlyHint")) for s in specs.get(server["name"], [])}
+            found |= {(server["module"], t["python_name"]) for t in server.get("tools", []) if hints.get(t["name"])}
+        return found
+
+    async def _run_example(self, code: str) -> tuple[bool, str]:
+        """Run a skill's example in a fresh throwaway session, then drop the session."""
+        session = f"skill-check-{uuid.uuid4().hex[:12]}"
+        try:
+            outcome = await self.execute(code, session=session, owner=SKILL_CHECKS)
+        finally:
+            await self.close_session(session, owner=SKILL_CHECKS)
+        return not outcome.is_error, outcome.text
+
+    async def _save_skill(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
+        """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""
+        description, example = message.get("description"), message.get("example")
+        saved = await self.skills.save(
+            ctx.session, message["name"], message["source"], description=description, example=example
+        )
+        return Reply(True, value=saved)
+
+    def _audit_skill(self, action: str, name: str, ok: bool, detail: str) -> None:
+        self.audit.append(
+            ExecutionEntry(
+                session="skills", code=f"skills {action} {name}", executor="skills", ok=ok, duration_s=0.0,
+                output_chars=0, error=None if ok else detail, error_kind=None if ok else "refused",
+                output=detail, config=self.config.source,
+            )
+        )  # fmt: skip
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -234,6 +291,7 @@ class Engine:
             # One stubs generation for the whole execution, the newest at its start.
             generation = self.catalog.generation
             ctx.generation = generation.name if generation is not None else None
+            ctx.skills_revision = self.skill_store.revision()
             if ctx.generation is not None:
                 self.catalog.store.pin(ctx.generation)
             state.last_used = time.monotonic()

@@ -73,10 +73,10 @@ NOTIFY_TIMEOUT_S = 5.0
 """How long one client may take to accept a list-changed notification before it is skipped."""
 
 
-def tool_description(index: dict[str, Any], settings: Settings | None = None) -> str:
+def tool_description(index: dict[str, Any], settings: Settings | None = None, *, skills: int = 0) -> str:
     """The ``execute_python`` description: what it does, one line per server, how to discover tools.
 
-    It does not list tools, so it stays small however many upstream tools there are.
+    It does not list tools or skills (``skills`` is their count), so it stays small however many there are.
     """
     lines = [
         "Run a Python 3.12 program in a sandbox (no network, no host files) and return what it prints plus "
@@ -91,6 +91,11 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None) ->
         "tail (errors stay visible); the full text is kept in /scratch/outputs/. Printing over 2,000,000 "
         "characters stops the program.",
     ]
+    lines.append(
+        f"Skills: {skills} saved function(s), `from skills import NAME`; find them with `search_tools('query')` "
+        "(kind 'skill') or `list_tools('skills')`. Save a function that worked with `save_skill(fn, "
+        "example='fn(arg=1)')`: a draft for this session until a person promotes it (SkillError says why not)."
+    )
     if settings is not None:
         lines.append(
             f"Each call: up to {settings.wall_s:g} s, {settings.memory_mb} MB, {settings.max_tool_calls} tool calls; "
@@ -431,7 +436,7 @@ class _Front:
     def sync(self) -> tuple[bool, bool]:
         """Match the tools and the resources to the engine's index; say which of them changed."""
         index = self.engine.index
-        description = tool_description(index, self.engine.settings)
+        description = tool_description(index, self.engine.settings, skills=self.engine.skills.promoted_count())
         direct_tools = self._direct_tools(index)
         # Hybrid mode with every tool offered directly is plain proxying: execute_python would only cost tokens.
         upstream_tools = sum(len(specs) for specs in (self.engine.hub.tools() if self.engine.hub else {}).values())

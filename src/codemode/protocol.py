@@ -52,6 +52,7 @@ __all__ = [
     "OP_MOUNT",
     "OP_NEXT",
     "OP_RUN",
+    "OP_SAVE_SKILL",
     "OP_SEARCH_DIRECTORY",
     "OP_UNMOUNT",
     "PROTOCOL_VERSION",
@@ -103,6 +104,7 @@ OP_EXIT = _guest.OP_EXIT
 OP_SEARCH_DIRECTORY = _guest.OP_SEARCH_DIRECTORY
 OP_MOUNT = _guest.OP_MOUNT
 OP_UNMOUNT = _guest.OP_UNMOUNT
+OP_SAVE_SKILL = _guest.OP_SAVE_SKILL
 OPS = _guest.OPS
 Op = _guest.Op
 ErrorKind = _guest.ErrorKind
@@ -214,10 +216,12 @@ def result_reply(result: Any) -> dict[str, Any]:
     return {"ok": True, "result": result}
 
 
-def run_frame(code: str, output_cap: int, *, stubs: str | None = None, **limits: int) -> dict[str, Any]:
-    """The ``run`` frame: ``stubs`` names the generation to import from; ``limits`` are the optional
-    ``cpu_s`` and ``memory_bytes`` of the restricted child."""
-    return {"op": OP_RUN, "code": code, "output_cap": output_cap, "stubs": stubs, **limits}
+def run_frame(
+    code: str, output_cap: int, *, stubs: str | None = None, skills: str | None = None, **limits: int
+) -> dict[str, Any]:
+    """The ``run`` frame: ``stubs`` names the generation to import from, ``skills`` the skill store's
+    revision; ``limits`` are the optional ``cpu_s`` and ``memory_bytes`` of the restricted child."""
+    return {"op": OP_RUN, "code": code, "output_cap": output_cap, "stubs": stubs, "skills": skills, **limits}
 
 
 def is_service_op(op: str) -> bool:

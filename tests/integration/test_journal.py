@@ -12,9 +12,10 @@ import pytest
 
 from codemode.audit import AuditLog
 from codemode.calls import CallState, Limits
-from codemode.config import Config, Settings, demo_config, parse_config
+from codemode.config import Config, Settings, parse_config
 from codemode.engine import Engine
 from codemode.executors import ExecutorKind
+from tests.integration.test_skills import demo_here
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ print("made 3 notes")
 
 def _engine(tmp_path: Path, *, executor: ExecutorKind = "wasm", fragile: dict[str, object] | None = None,
             **settings: object) -> Engine:
-    servers = dict(demo_config().servers)
+    servers = dict(demo_here(tmp_path / "skills").servers)  # this checkout's demo servers (annotations)
     config = Config(servers=servers, settings=Settings(**settings))  # type: ignore[arg-type]
     if fragile is not None:
         extra = parse_config(json.dumps({"mcpServers": {"fragile": fragile}}))
@@ -88,7 +89,7 @@ async def test_memory_error_and_exceptions_keep_the_journal(tmp_path: Path) -> N
     assert hog.is_error and [c.state for c in hog.calls] == [CallState.DONE] * 3
     assert "3 done (notes.create_note ×3)" in hog.text
     assert not fine.is_error and "tool calls before" not in fine.text  # success: no journal line
-    assert [(c.tool, c.state, c.read_only) for c in fine.calls] == [("list_tags", CallState.DONE, False)]
+    assert [(c.tool, c.state, c.read_only) for c in fine.calls] == [("list_tags", CallState.DONE, True)]  # read-only
 
 
 async def test_a_killed_restricted_child_keeps_its_journal(tmp_path: Path) -> None:

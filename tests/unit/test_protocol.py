@@ -294,7 +294,7 @@ def test_error_classes_keep_the_tool_error_signature(runtime: ModuleType) -> Non
     for name in runtime.PROGRAM_NAMES:
         assert name in runtime.__all__ and hasattr(runtime, name)
         value = getattr(runtime, name)
-        if isinstance(value, type):
+        if isinstance(value, type) and value is not runtime.SkillError:  # a refused save, not a tool call
             assert issubclass(value, runtime.ToolError)
 
 

@@ -58,6 +58,8 @@ class RunContext:
     """Set when the execution is being torn down: later calls are refused, not sent."""
     generation: str | None = None
     """The stubs generation the execution imports from (None: the executor's stubs dir is a plain tree)."""
+    skills_revision: str | None = None
+    """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
 
 
 @dataclass

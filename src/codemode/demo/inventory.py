@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 Category = Literal["tools", "garden", "kitchen", "electronics", "toys", "office"]
@@ -111,7 +112,11 @@ server = MCPServer(
 )
 
 
-@server.tool(structured_output=False)
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+"""Tools that only read: a skill calling only these has its example run when it is saved."""
+
+
+@server.tool(structured_output=False, annotations=READ_ONLY)
 def list_products(
     category: Category | None = None,
     in_stock_only: bool = False,
@@ -134,7 +139,7 @@ def list_products(
     return [p.model_dump() for p in rows[start : start + page_size]]
 
 
-@server.tool()
+@server.tool(annotations=READ_ONLY)
 def check_stock(skus: list[str]) -> StockReport:
     """Check current stock for a list of SKUs. Unknown SKUs are reported in `missing`."""
     levels = [
@@ -183,7 +188,7 @@ def create_order(
     return order
 
 
-@server.tool()
+@server.tool(annotations=READ_ONLY)
 def get_order(order_id: str) -> Order:
     """Fetch an order by id (as returned by create_order)."""
     order = ORDERS.get(order_id)

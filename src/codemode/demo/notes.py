@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -88,7 +89,11 @@ def _score(note: Note, words: list[str]) -> float:
     return float(sum(text.count(w) for w in words)) + (0.5 if any(w in note.title.lower() for w in words) else 0)
 
 
-@server.tool()
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+"""Tools that only read: a skill calling only these has its example run when it is saved."""
+
+
+@server.tool(annotations=READ_ONLY)
 def search_notes(
     query: str,
     tags: list[str] | None = None,
@@ -112,7 +117,7 @@ def search_notes(
     return SearchResult(query=query, total=len(hits), hits=hits[:limit])
 
 
-@server.tool()
+@server.tool(annotations=READ_ONLY)
 def get_note(note_id: int) -> Note:
     """Read one note in full, including its metadata (author, priority, related SKUs)."""
     note = NOTES.get(note_id)
@@ -133,7 +138,7 @@ def create_note(title: str, body: str, tags: list[str] | None = None, meta: Note
     return note
 
 
-@server.tool(structured_output=False)
+@server.tool(structured_output=False, annotations=READ_ONLY)
 def list_tags() -> dict[str, int]:
     """All tags in use, with how many notes carry each."""
     counts: dict[str, int] = {}

@@ -2,17 +2,22 @@
 
 1. start the two demo servers and compile their tools into typed stubs (shows the tree and one stub);
 2. run one program in the WASM sandbox that calls both servers;
-3. show the token bill: direct tool calling vs code mode, counted with the o200k_base encoding (a proxy).
+3. save a function of that session as a skill, promote it, and call it from a fresh session;
+4. show the token bill: direct tool calling vs code mode, counted with the o200k_base encoding (a proxy).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
-from codemode.config import demo_config
+from codemode import paths
+from codemode.config import Config, demo_config
 from codemode.engine import Engine
 
 PROGRAM = """\
@@ -26,6 +31,22 @@ low = [level for level in report["levels"] if level["low"]]
 for level in low:
     print(f"{level['sku']}: {level['stock']} left in {level['warehouse']}")
 f"{len(low)} of {len(skus)} SKUs from {len(hits)} notes need restocking"
+"""
+
+
+SKILL = """\
+def low_skus_from_notes(tag: str = "restock") -> list[str]:
+    \"\"\"SKUs that the notes tagged ``tag`` mention and that are low on stock.\"\"\"
+    hits = notes.search_notes(query=tag, tags=[tag])["hits"]
+    skus = sorted({sku for hit in hits for sku in notes.get_note(note_id=hit["id"])["meta"]["related_skus"]})
+    return [level["sku"] for level in inventory.check_stock(skus=skus)["levels"] if level["low"]]
+
+save_skill(low_skus_from_notes, example="low_skus_from_notes()")
+"""
+
+LATER = """\
+from skills import low_skus_from_notes, low_stock_report
+{"from notes": low_skus_from_notes(), "garden at 0": len(low_stock_report(threshold=0, category="garden"))}
 """
 
 
@@ -62,7 +83,17 @@ async def run_demo(executor: str | None = None) -> int:
         print(f"   · {message}", file=sys.stderr, flush=True)
 
     _say("codemode demo — one MCP tool, execute_python, in place of every upstream tool")
-    async with Engine(config, executor=executor, progress=progress) as engine:  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="codemode-demo-skills-") as scratch:
+        # The demo saves and promotes a skill: into a copy of the store, so the checkout's skills/ stays as it is.
+        skills_dir = Path(scratch) / "skills"
+        source = paths.skills_dir_for(config)
+        if source.is_dir():
+            shutil.copytree(source, skills_dir, ignore=shutil.ignore_patterns(".lock", ".*.tmp"))
+        return await _walk(config, executor, progress, skills_dir)
+
+
+async def _walk(config: Config, executor: str | None, progress: Callable[[str], None], skills_dir: Path) -> int:
+    async with Engine(config, executor=executor, progress=progress, skills_dir=skills_dir) as engine:  # type: ignore[arg-type]
         assert engine.hub is not None
         tools = engine.hub.tools()
         _step(1, "Upstream servers and the stubs compiled from them")
@@ -106,7 +137,22 @@ async def run_demo(executor: str | None = None) -> int:
         if outcome.is_error:
             return 1
 
-        _step(4, "What the model's context would have held")
+        _step(4, "Skills: a function that worked, saved, reviewed, then called by a later session")
+        _say(_gutter(SKILL.rstrip()))
+        saved = await engine.execute(SKILL, session="demo")
+        _say(textwrap.indent(saved.text, "    » "))
+        if saved.is_error:
+            return 1
+        engine.skills.promote("low_skus_from_notes")
+        _say("  $ codemode skills promote low_skus_from_notes   (a person reviews it: draft → promoted)")
+        _say("  a fresh session, beside the example skills shipped in skills/:")
+        _say(_gutter(LATER.rstrip()))
+        later = await engine.execute(LATER, session="demo-later")
+        _say(textwrap.indent(later.text, "    » "))
+        if later.is_error:
+            return 1
+
+        _step(5, "What the model's context would have held")
         from codemode.tokens import count_tokens
 
         definitions = json.dumps([spec.to_json() for specs in tools.values() for spec in specs])

@@ -384,8 +384,8 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         limits = ctx.limits
         await child.send(
             run_frame(
-                code, limits.output_chars, stubs=ctx.generation, cpu_s=math.ceil(limits.wall_s),
-                memory_bytes=limits.memory_bytes,
+                code, limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision,
+                cpu_s=math.ceil(limits.wall_s), memory_bytes=limits.memory_bytes,
             )
         )
         child.refused = None
@@ -426,8 +426,11 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             while True:
                 frame = await child.receive(ctx.limits)
                 message = frame.message or {}
-                if message.get("op") == OP_CALL:
+                op = message.get("op")
+                if op == OP_CALL:
                     await child.send_raw(await serve_call(ctx, message, frame.size))
+                elif isinstance(op, str) and is_service_op(op):
+                    await child.send_raw(await serve_op(ctx, message))
                 elif message.get("op") == OP_NEXT:
                     result = message.get("result")
                     if isinstance(result, dict):

@@ -75,7 +75,12 @@ def main(argv: list[str]) -> None:
     restricted_builtins = make_builtins()
     repl.mount("stubs", stubs_dir)
     repl.SHOWN_PATHS[os.path.abspath(skills_dir)] = "/skills"
-    sys.meta_path.insert(0, SkillFinder(skills_dir, restricted_builtins))
+    finder = SkillFinder(skills_dir, restricted_builtins)
+    sys.meta_path.insert(0, finder)
+    from codemode_runtime import skills
+
+    skills.install(skills_dir)
+    skills.load_source = finder.load_source  # a draft runs through the guards like any skill
     for name in sorted(SAFE_STDLIB):
         importlib.import_module(name)
     import collections.abc  # noqa: F401  # pre-imported so the baseline includes it

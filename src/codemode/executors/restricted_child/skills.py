@@ -7,6 +7,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import sys
 import types
 from typing import Any
 
@@ -25,9 +26,14 @@ class _RestrictedLoader(importlib.abc.Loader):
     def exec_module(self, module: types.ModuleType) -> None:
         with open(self.path, encoding="utf-8") as fh:
             source = fh.read()
-        code = compile_user(ast.parse(source, self.path, "exec"), self.path, "exec")
-        module.__dict__.update(make_globals(module.__name__, self.builtins))
-        exec(code, module.__dict__)
+        run_restricted(module, source, self.path, self.builtins)
+
+
+def run_restricted(module: types.ModuleType, source: str, filename: str, restricted_builtins: dict[str, Any]) -> None:
+    """Execute a skill's ``source`` as restricted code in ``module``'s namespace."""
+    code = compile_user(ast.parse(source, filename, "exec"), filename, "exec")
+    module.__dict__.update(make_globals(module.__name__, restricted_builtins))
+    exec(code, module.__dict__)
 
 
 class SkillFinder(importlib.abc.MetaPathFinder):
@@ -39,6 +45,18 @@ class SkillFinder(importlib.abc.MetaPathFinder):
     def __init__(self, root: str, restricted_builtins: dict[str, Any]) -> None:
         self.root = root
         self.builtins = restricted_builtins
+
+    def load_source(self, fullname: str, filename: str, source: str) -> types.ModuleType:
+        """A draft skill (source kept by the session, not a file) as a restricted module in ``sys.modules``."""
+        module = types.ModuleType(fullname)
+        module.__file__ = filename
+        sys.modules[fullname] = module
+        try:
+            run_restricted(module, source, filename, self.builtins)
+        except BaseException:
+            del sys.modules[fullname]
+            raise
+        return module
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         parts = fullname.split(".")

@@ -323,7 +323,9 @@ class Instance:
             job.started = time.perf_counter()
         alarm.at(job.ctx.clock.deadline, lambda: self._deadline(job))
         alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
-        return encode_frame(run_frame(job.code, job.limits.output_chars, stubs=job.ctx.generation))
+        ctx = job.ctx
+        frame = run_frame(job.code, job.limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision)
+        return encode_frame(frame)
 
     def rearm(self, job: Job) -> None:
         """The job's clock changed (paused or resumed): arm the alarm for its new deadline."""

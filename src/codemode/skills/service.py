@@ -1,0 +1,271 @@
+"""The skills loop on the host: save (from the sandbox), test, promote, reject, roll back, re-check.
+
+Every action is written to the audit log. The engine owns one :class:`Skills`; the CLI makes one over an
+engine too (``test`` runs examples in the sandbox). Saving checks everything before it writes: a refused
+skill changes no file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from codemode.errors import SkillError
+from codemode.skills.store import Skill, SkillState, SkillStore, Version, atomic_write
+from codemode.skills.validate import Report, check
+
+ExampleRunner = Callable[[str], Awaitable[tuple[bool, str]]]
+"""Runs a program in a fresh throwaway session: (ok, what it printed or the error)."""
+Auditor = Callable[[str, str, bool, str], None]
+"""(action, skill name, ok, detail) → one audit entry."""
+
+RESULT_CHARS = 400
+"""How much of an example's output is kept in the header."""
+
+
+class Skills:
+    """One store plus what checking needs: the current stubs index and the read-only tools."""
+
+    def __init__(
+        self,
+        store: SkillStore,
+        *,
+        index: Callable[[], Mapping[str, Any]],
+        read_only: Callable[[], set[tuple[str, str]]],
+        run_example: ExampleRunner | None,
+        audit: Auditor,
+        auto_promote: bool = False,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.read_only = read_only
+        self.run_example = run_example
+        self.audit = audit
+        self.auto_promote = auto_promote
+
+    # -- checking ----------------------------------------------------------------------------------
+
+    def _context(self, exclude: str) -> tuple[dict[str, str], dict[str, bool]]:
+        """The other skills' sources (promoted version, else latest) and whether each may write."""
+        sources: dict[str, str] = {}
+        writes: dict[str, bool] = {}
+        for skill in self.store.skills():
+            if skill.name == exclude or skill.state is SkillState.RETIRED:
+                continue
+            try:
+                version = self.store.version(skill.name, skill.promoted)
+            except SkillError:
+                continue
+            sources[skill.name] = version.source
+            calls = version.meta.get("calls") or []
+            writes[skill.name] = any(
+                not (c.startswith("stubs.") and tuple(c.split(".")[1:3]) in self.read_only()) for c in calls
+            )
+        return sources, writes
+
+    def check(self, name: str, source: str, *, description: str | None = None, example: str | None = None) -> Report:
+        """The static checks of ``source`` as skill ``name`` against the current stubs (nothing written)."""
+        sources, writes = self._context(name)
+        return check(
+            name, source, index=self.index(), skills=sources, read_only=self.read_only(),
+            skill_writes=writes, description=description, example=example,
+        )  # fmt: skip
+
+    async def _example(self, name: str, source: str, example: str) -> tuple[bool, str]:
+        if self.run_example is None:
+            return False, "no sandbox to run the example in"
+        ok, text = await self.run_example(f"{source}\n\n{example.strip()}\n")
+        return ok, text[:RESULT_CHARS]
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    async def save(
+        self, session: str, name: str, source: str, *, description: str | None = None, example: str | None = None
+    ) -> dict[str, Any]:
+        """Check and store a new version of ``name`` as a draft of ``session``.
+
+        Returns ``{"saved": True, "name", "state", "version", "tested"}`` or ``{"saved": False, "reasons"}``.
+        """
+        report = self.check(name, source, description=description, example=example)
+        report.reasons += self._conflict(name, session)
+        result: dict[str, Any] | None = None
+        tested = "untested" if report.writes or not example else "passed"
+        if report.ok and example and not report.writes:
+            ok, text = await self._example(name, source, example)
+            result = {"ok": ok, "output": text, "when": _now()}
+            if not ok:
+                report.reasons.append(f"the example {example.strip()} failed: {text}")
+        if not report.ok:
+            self.audit("save", name, False, "; ".join(report.reasons))
+            return {"saved": False, "reasons": report.reasons}
+        meta = {
+            "created": _now(), "description": report.description, "calls": report.calls,
+            "example": example, "example_result": result,
+        }  # fmt: skip
+        with self.store.locked():
+            conflict = self._conflict(name, session)  # another save may have landed while the example ran
+            if conflict:
+                self.audit("save", name, False, "; ".join(conflict))
+                return {"saved": False, "reasons": conflict}
+            # No await while the lock is held: a second save in this event loop waits on the lock.
+            version = self.store.add_version(name, source, meta, session=session)
+            skill = self.store.skill(name)
+            if result is not None:
+                skill.tests[version.version] = result
+                self.store.write_state(skill)
+            if self.auto_promote:
+                self._promote(skill, version.version)
+        state = self.store.skill(name).state.value if self.auto_promote else SkillState.DRAFT.value
+        self.audit("save", name, True, f"v{version.version} from {session} ({tested})")
+        return {"saved": True, "name": name, "state": state, "version": version.version, "tested": tested}
+
+    def _conflict(self, name: str, session: str) -> list[str]:
+        try:
+            skill = self.store.skill(name)
+        except SkillError as exc:
+            if str(exc).startswith("no skill named"):
+                return []
+            return [f"the store's files for {name!r} are damaged: {exc}"]
+        others = {s for v, s in skill.drafts.items() if s != session}
+        if skill.state is SkillState.DRAFT and others:
+            return [f"{name!r} is a draft saved by another session, awaiting review: pick another name"]
+        return []
+
+    # -- review ------------------------------------------------------------------------------------
+
+    async def test(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Type-check a version (the promoted one, else the latest) against the current stubs and run its
+        example; the result is kept with the skill."""
+        skill = self.store.skill(name)
+        number = version or skill.promoted or skill.latest
+        saved = self.store.version(name, number)
+        report = self.check(name, saved.source, description=saved.description or None, example=saved.example)
+        ok, detail = report.ok, "; ".join(report.reasons)
+        if report.ok and saved.example:
+            ok, detail = await self._example(name, saved.source, saved.example)
+        elif report.ok:
+            detail = "static checks passed; no example to run"
+        with self.store.locked():
+            skill = self.store.skill(name)
+            skill.tests[number] = {"ok": ok, "output": detail, "when": _now()}
+            if number == skill.promoted:
+                skill.broken = None if report.ok else detail
+            self.store.write_state(skill)
+        self.audit("test", name, ok, f"v{number}: {detail}")
+        return {"name": name, "version": number, "ok": ok, "detail": detail}
+
+    def promote(self, name: str, version: int | None = None) -> Skill:
+        """Make a version (default: the latest) the one every session imports; refuses one that fails to check."""
+        with self.store.locked():
+            skill = self.store.skill(name)
+            number = version or skill.latest
+            saved = self.store.version(name, number)
+            report = self.check(name, saved.source, description=saved.description or None)
+            if not report.ok:
+                self.audit("promote", name, False, "; ".join(report.reasons))
+                raise SkillError(f"{name} v{number} does not check: " + "; ".join(report.reasons))
+            self._promote(skill, number)
+        self.audit("promote", name, True, f"v{number}")
+        return skill
+
+    def _promote(self, skill: Skill, number: int) -> None:
+        skill.state = SkillState.PROMOTED
+        skill.promoted = number
+        skill.broken = None
+        skill.drafts.pop(number, None)
+        self.store.write_state(skill)
+        self.store.publish(skill)
+        self.write_index()
+
+    def reject(self, name: str) -> Skill:
+        """Drop the pending draft; with none, retire the skill (no session imports it any more)."""
+        with self.store.locked():
+            skill = self.store.skill(name)
+            if skill.drafts:
+                dropped = max(skill.drafts)
+                skill.drafts.pop(dropped)
+                if skill.promoted is None:
+                    skill.state = SkillState.RETIRED
+                detail = f"draft v{dropped} rejected"
+            else:
+                skill.state, skill.promoted, detail = SkillState.RETIRED, None, "retired"
+            self.store.write_state(skill)
+            self.store.publish(skill)
+            self.write_index()
+        self.audit("reject", name, True, detail)
+        return skill
+
+    def rollback(self, name: str, to: int | None = None) -> Skill:
+        """Promote an earlier version again (default: the one before the promoted one)."""
+        skill = self.store.skill(name)
+        current = skill.promoted or skill.latest
+        earlier = [v for v in skill.versions if v < current]
+        target = to if to is not None else (earlier[-1] if earlier else None)
+        if target is None or target not in skill.versions:
+            self.audit("rollback", name, False, f"no version {target} to roll back to")
+            raise SkillError(f"{name}: no earlier version to roll back to (versions: {skill.versions})")
+        self.promote(name, target)
+        self.audit("rollback", name, True, f"v{current} -> v{target}")
+        return self.store.skill(name)
+
+    def recheck(self) -> list[str]:
+        """Check every promoted skill against the current stubs; mark the broken ones (with the reason)
+        and clear marks that no longer hold. Returns the names whose mark changed."""
+        changed: list[str] = []
+        with self.store.locked():
+            for skill in self.store.skills():
+                if skill.promoted is None:
+                    continue
+                saved = self.store.version(skill.name, skill.promoted)
+                report = self.check(skill.name, saved.source, description=saved.description or None)
+                broken = None if report.ok else "; ".join(report.reasons)
+                if broken != skill.broken:
+                    skill.broken = broken
+                    self.store.write_state(skill)
+                    changed.append(skill.name)
+            self.write_index()
+        return changed
+
+    def write_index(self) -> None:
+        """``live/_index.json``: the promoted skills as discovery shows them (name, signature, description,
+        broken). Written with every change of the promoted set; the guest reads it, never the store."""
+        entries = []
+        for skill in self.store.skills():
+            if skill.state is not SkillState.PROMOTED or skill.promoted is None:
+                continue
+            saved = self.store.version(skill.name, skill.promoted)
+            report = self.check(skill.name, saved.source, description=saved.description or None)
+            entries.append({
+                "name": skill.name, "version": skill.promoted, "signature": report.signature,
+                "description": saved.description or report.description, "calls": report.calls,
+                "broken": skill.broken,
+            })  # fmt: skip
+        atomic_write(self.store.live_dir / "_index.json", json.dumps({"skills": entries}, indent=1) + "\n")
+
+    def promoted_count(self) -> int:
+        """How many skills every session can import (the ``execute_python`` description says it)."""
+        return sum(1 for s in self.store.skills() if s.state is SkillState.PROMOTED)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``codemode skills list``: every skill with its state, version, description and last test."""
+        rows = []
+        for skill in self.store.skills():
+            shown = skill.promoted or skill.latest
+            try:
+                version: Version | None = self.store.version(skill.name, shown)
+            except SkillError:
+                version = None
+            test = skill.tests.get(shown)
+            rows.append({
+                "name": skill.name, "state": "broken" if skill.broken else skill.state.value,
+                "version": shown, "versions": skill.versions, "pending_drafts": sorted(skill.drafts),
+                "description": version.description if version else "", "broken": skill.broken,
+                "last_test": test,
+            })  # fmt: skip
+        return rows
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

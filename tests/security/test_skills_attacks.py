@@ -1,0 +1,105 @@
+"""Attacks on the skills loop from inside the sandbox: forged ``save_skill`` frames, escapes in a skill's
+source, reading another session's draft. Each defence was checked by removing it and watching its test fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from codemode.engine import Engine
+from tests.integration.test_skills import LOW, demo_here, snapshot
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    async with Engine(demo_here(tmp_path / "store" / "skills"), executor="wasm") as engine:
+        yield engine
+
+
+def forged(name: str, source: str) -> str:
+    """A program that sends its own ``save_skill`` frame, skipping the runtime's helper."""
+    frame = {"op": "save_skill", "name": name, "source": source, "description": "x", "example": None}
+    return f"from codemode_runtime import transport\ntransport.request({frame!r})"
+
+
+@pytest.mark.parametrize("name", ["../evil", "..", "a/b", "/tmp/evil", "evil.py", "ev il", "évil\u200b"])
+async def test_forged_names_write_nothing(engine: Engine, tmp_path: Path, name: str) -> None:
+    before = snapshot(tmp_path)
+    source = 'def evil() -> int:\n    """Doc."""\n    return 1\n'
+    outcome = await engine.execute(forged(name, source), session="attacker")
+    assert outcome.result is not None and outcome.result.value is not None, outcome.text
+    reply = outcome.result.value
+    assert reply["ok"] is True and reply["result"]["saved"] is False, reply
+    assert "not a Python identifier" in " ".join(reply["result"]["reasons"])
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if "audit" not in k and "state" not in k} == {
+        k: v for k, v in before.items() if "audit" not in k and "state" not in k
+    }
+    assert not [p for p in snapshot(tmp_path) if "evil" in p]
+
+
+ESCAPES = {
+    "import os": 'import os\ndef grab() -> str:\n    """Doc."""\n    return os.getcwd()\n',
+    "import subprocess inside": 'def grab() -> str:\n    """Doc."""\n    import subprocess\n    return "x"\n',
+    "__import__": 'def grab() -> str:\n    """Doc."""\n    return __import__("os").getcwd()\n',
+    "dunder walk": 'def grab() -> int:\n    """Doc."""\n    return len(().__class__.__base__.__subclasses__())\n',
+    "eval": 'def grab() -> int:\n    """Doc."""\n    return eval("1")\n',
+    "importlib": 'import importlib\ndef grab() -> str:\n    """Doc."""\n    return str(importlib)\n',
+    "relative import": 'from . import x\ndef grab() -> str:\n    """Doc."""\n    return "x"\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(ESCAPES))
+async def test_escape_in_source_is_refused(engine: Engine, case: str) -> None:
+    before = snapshot(engine.skills_dir) if engine.skills_dir.exists() else {}
+    outcome = await engine.execute(forged("grab", ESCAPES[case]), session="attacker")
+    assert outcome.result is not None, outcome.text
+    reply = outcome.result.value
+    assert reply["ok"] is True and reply["result"]["saved"] is False, reply
+    assert snapshot(engine.skills_dir) == before
+
+
+async def test_another_sessions_draft_is_out_of_reach(engine: Engine) -> None:
+    await engine.execute(LOW, session="alice")
+    saved = await engine.execute("save_skill(low_stock)", session="alice")
+    assert saved.result is not None and saved.result.value["state"] == "draft", saved.text
+    probe = """import os, importlib, sys
+found = []
+for root, dirs, files in os.walk("/"):
+    if root.startswith(("/proc", "/sys", "/dev")):
+        continue
+    found += [os.path.join(root, f) for f in files if "low_stock" in f]
+try:
+    from skills import low_stock
+    imported = True
+except ImportError:
+    imported = False
+try:
+    importlib.import_module("skills.low_stock")
+    by_importlib = True
+except ImportError:
+    by_importlib = False
+{"files": found, "imported": imported, "by_importlib": by_importlib}"""
+    outcome = await engine.execute(probe, session="mallory")
+    assert outcome.result is not None and outcome.result.value == {
+        "files": [], "imported": False, "by_importlib": False
+    }, outcome.text  # fmt: skip
+    # The draft exists, and its own session imports it.
+    mine = await engine.execute("from skills import low_stock\ncallable(low_stock)", session="alice")
+    assert mine.result is not None and mine.result.value is True, mine.text
+
+
+async def test_promoted_skill_runs_guarded_in_the_restricted_executor(tmp_path: Path) -> None:
+    # A hand-edited live file (no checks passed) still runs as restricted code: the guards are the defence.
+    async with Engine(demo_here(tmp_path / "skills"), executor="restricted") as engine:
+        engine.skill_store.live_dir.mkdir(parents=True, exist_ok=True)
+        (engine.skill_store.live_dir / "sneaky.py").write_text(
+            "def sneaky() -> int:\n    return len(().__class__.__base__.__subclasses__())\n"
+        )
+        outcome = await engine.execute("from skills import sneaky\nsneaky()", session="s")
+        assert outcome.is_error and "__class__" in outcome.text, outcome.text
