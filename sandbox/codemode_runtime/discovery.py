@@ -20,6 +20,10 @@ STUBS_ROOT = os.environ.get("CODEMODE_STUBS_DIR", "/stubs")
 STUBS_DIR = STUBS_ROOT
 """The tree in use: the root, or the generation the host named for the current execution."""
 
+SKILLS_ROOT = "/skills"
+"""The promoted skills (the restricted child and the host's own copy of this module point elsewhere; empty:
+no skills)."""
+
 _WORD = re.compile(r"[a-z0-9]+")
 _cache: dict[str, Any] = {}
 
@@ -41,8 +45,8 @@ def _stamp(path: str) -> int | None:
 def _index() -> dict[str, Any]:
     """The stubs index, with the promoted skills as one more "server" (``skills``) when there are any."""
     path = os.path.join(STUBS_DIR, "_index.json")
-    skills_path = os.path.join(_skills_root(), "_index.json")
-    stamp = (_stamp(path), _stamp(skills_path))
+    skills_path = os.path.join(SKILLS_ROOT, "_index.json") if SKILLS_ROOT else ""
+    stamp = (_stamp(path), _stamp(skills_path) if skills_path else None)
     if stamp[0] is None:
         return {"servers": []}
     if _cache.get("stamp") != stamp:
@@ -56,12 +60,6 @@ def _index() -> dict[str, Any]:
         _cache.pop("docs", None)
     found: dict[str, Any] = _cache["data"]
     return found
-
-
-def _skills_root() -> str:
-    from codemode_runtime import skills
-
-    return skills.ROOT
 
 
 def _skills_server(path: str) -> dict[str, Any] | None:
@@ -186,7 +184,7 @@ def describe(tool: str) -> str:
 def _describe_skill(tool: dict[str, Any]) -> str:
     name = tool["python_name"]
     try:
-        with open(os.path.join(_skills_root(), name + ".py"), encoding="utf-8") as fh:
+        with open(os.path.join(SKILLS_ROOT, name + ".py"), encoding="utf-8") as fh:
             lines = fh.read().splitlines(True)
     except OSError:
         lines = [f"def {tool['signature']}: ...\n"]

@@ -20,7 +20,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from codemode_runtime import transport
+from codemode_runtime import discovery, transport
 from codemode_runtime.protocol import OP_SAVE_SKILL
 
 
@@ -65,7 +65,7 @@ _package: types.ModuleType | None = None
 def install(root: str) -> types.ModuleType:
     """Create the ``skills`` package over the directory ``root`` (the promoted skills)."""
     global _package, ROOT
-    ROOT = root
+    ROOT = discovery.SKILLS_ROOT = root
     package = types.ModuleType("skills", "Saved skills: `from skills import NAME` gives the function NAME.")
     package.__path__ = [root]
     package.__dict__["__getattr__"] = _attribute  # a module-level __getattr__ (PEP 562)

@@ -38,14 +38,16 @@ class DirectTool:
     spec: ToolSpec
 
 
-def discovery_for(stubs_dir: Path) -> ModuleType:
-    """A private host-side copy of the guest's discovery module reading ``stubs_dir``.
+def discovery_for(stubs_dir: Path, skills_dir: Path | None = None) -> ModuleType:
+    """A private host-side copy of the guest's discovery module reading ``stubs_dir`` (and the promoted
+    skills in ``skills_dir``, when given).
 
     One copy per stubs tree, because the module caches the parsed index.
     """
     module = paths.load_guest_module("discovery", f"_codemode_discovery_{id(stubs_dir):x}")
     # setattr: a module global the type checker cannot see through spec loading.
     setattr(module, "STUBS_DIR", str(stubs_dir))  # noqa: B010
+    setattr(module, "SKILLS_ROOT", str(skills_dir) if skills_dir is not None else "")  # noqa: B010
     return module
 
 

@@ -340,7 +340,7 @@ def add_discovery_tools(server: MCPServer, engine: Engine) -> None:
     They only read the compiled stubs on the host (no upstream call, no program): the same text a program
     gets from ``search_tools()`` and ``describe()``.
     """
-    discovery = direct.discovery_for(engine.stubs_path)
+    discovery = direct.discovery_for(engine.stubs_path, engine.skill_store.live_dir)
 
     def current() -> Any:
         if discovery.STUBS_DIR != str(engine.stubs_path):  # a new generation was published
