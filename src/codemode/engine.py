@@ -41,6 +41,7 @@ from codemode.executors import Executor, ExecutorKind, RunResult, create_executo
 from codemode.hub import Hub
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
+from codemode.policy import Verdict, policy_step
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
 
@@ -88,6 +89,8 @@ class Engine:
             per_minute=config.settings.executions_per_minute,
             close=self._close_interpreter,
         )
+        self.policy = policy_step(config)
+        """The gate's policy step: rules, approvals (and their session grants), per-tool rate limits."""
         self._stack: AsyncExitStack | None = None
         self.hub: Hub | None = None
         self.gate: Gate | None = None
@@ -102,8 +105,12 @@ class Engine:
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
             self.hub = await stack.enter_async_context(hub)
-            self.gate = default_gate(self.hub, observers=self.tool_observers)
-            self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress)
+            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy)
+            rules = self.policy.rules
+            self.catalog = Catalog(
+                self.stubs_dir, self.hub, progress=self._progress,
+                visible=lambda spec: rules.decide(spec.ref, spec.annotations).verdict is not Verdict.DENY,
+            )  # fmt: skip
             self.catalog.listeners.append(self._catalog_changed)
             await self.recompile()
             self._progress(f"starting the {self.executor_kind} executor")
@@ -286,6 +293,7 @@ class Engine:
         await self.sessions.close_owner(owner if isinstance(owner, str) else owner.key)
 
     async def _close_interpreter(self, session: str) -> None:
+        self.policy.approvals.forget(session)
         if self.executor is not None:
             await self.executor.close_session(session)
 

@@ -5,7 +5,7 @@ The engine builds one :class:`Gate` and hands it to the executor; each execution
 frame from either executor becomes ``gate.call(ctx, ref, args)``. The gate is a chain of small steps,
 each of which may answer the call itself (a refusal) or pass it on::
 
-    Journal → KnownTool → Quota → [policy, approval: later steps] → ShapeResult → Observe → Upstream
+    Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → Upstream
 
 A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
 modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
@@ -343,9 +343,12 @@ async def _end(call: Call) -> Reply:  # pragma: no cover - the terminal step nev
     raise RuntimeError("the upstream step is the end of the chain")
 
 
-def default_gate(upstreams: Upstreams, *, observers: list[Observer] | None = None) -> Gate:
-    """The standard chain: journal, known tool, quota, result shaping, observers, upstream."""
-    steps: list[Step] = [JournalStep(), KnownToolStep(), QuotaStep(), ShapeResultStep()]
+def default_gate(
+    upstreams: Upstreams, *, observers: list[Observer] | None = None, policy: Step | None = None
+) -> Gate:
+    """The standard chain: journal, known tool, policy (:class:`codemode.policy.PolicyStep`), quota, result
+    shaping, observers, upstream."""
+    steps: list[Step] = [JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep()]
     if observers is not None:
         steps.append(ObserveStep(observers))
     return Gate(steps, upstreams)
