@@ -47,7 +47,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field, create_model
 
 from codemode._version import __version__
-from codemode.calls.gate import Asker
+from codemode.calls.gate import Asker, CannotAsk
 from codemode.config import Settings
 from codemode.engine import Engine
 from codemode.session_names import HANDLE_PREFIX, Handles
@@ -332,10 +332,9 @@ def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:
         )
         try:
             result = await ctx.elicit(question, answer_model)
-        except NoBackChannelError:
-            # Protocol 2026-07-28 without a back-channel: such clients answer through InputRequiredResult
-            # (the approvals work); here nobody can be asked.
-            return None
+        except NoBackChannelError as exc:
+            # Protocol 2026-07-28 without a back-channel: nobody can be asked on this connection.
+            raise CannotAsk("the client has no back-channel for elicitation on this connection") from exc
         if result.action != "accept":
             return None
         answer = getattr(result.data, "answer", None)

@@ -34,11 +34,19 @@ if TYPE_CHECKING:
     import mcp_types as types
 
 
+class CannotAsk(Exception):
+    """Raised by an :class:`Asker` when it turns out the client has no way to ask (no back-channel)."""
+
+
 class Asker(Protocol):
     """How a step asks the person at the client a question (MCP elicitation at the front)."""
 
     async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
-        """Return the chosen answer, or None when the client cannot ask or the person declined."""
+        """Return the chosen answer, or None when the person declined or cancelled.
+
+        Raises:
+            CannotAsk: the client cannot be asked after all (e.g. protocol 2026-07-28 without a back-channel).
+        """
         ...
 
 

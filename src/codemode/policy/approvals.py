@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from codemode.calls.gate import Call
+from codemode.calls.gate import Call, CannotAsk
 from codemode.calls.types import PolicyNote
 from codemode.policy.rules import Decision
 
@@ -56,25 +56,28 @@ class Approvals:
         base = PolicyNote(decision.verdict.value, decision.rule)
         if self.granted(ctx.session, ref.server, ref.tool):
             return Answer(True, _settled(base, "approved for the session", "session grant"))
+        why = (
+            f"needs approval ({decision.rule}) and this client cannot be asked (no MCP elicitation); "
+            f'to allow it without asking, set codemode.policy.rules["{ref}"] = "allow" in the config'
+        )
         if ctx.ask is None:
-            why = (
-                f"{ref} needs approval ({decision.rule}) and this client cannot be asked (no MCP elicitation); "
-                f'to allow it without asking, set codemode.policy.rules["{ref}"] = "allow" in the config'
-            )
             return Answer(False, _settled(base, "not asked: the client cannot be asked", None), why)
         ctx.journal.note(call.index, _settled(base, "pending", None, at=False))
         answer: str | None = None
         with ctx.clock.paused(), anyio.move_on_after(self.timeout_s) as scope:
-            answer = await ctx.ask(question(call, decision), list(CHOICES))
+            try:
+                answer = await ctx.ask(question(call, decision), list(CHOICES))
+            except CannotAsk:
+                return Answer(False, _settled(base, "not asked: the client cannot be asked", None), why)
         if scope.cancelled_caught:
-            message = f"{ref} was not approved: nobody answered within {self.timeout_s:g} s (approval_timeout_s)"
+            message = f"not approved: nobody answered within {self.timeout_s:g} s (approval_timeout_s)"
             return Answer(False, _settled(base, "timed out", None), message)
         if answer == APPROVE_SESSION:
             self._granted.setdefault(ctx.session, set()).add((ref.server, ref.tool))
             return Answer(True, _settled(base, "approved for the session", BY_PERSON))
         if answer == APPROVE:
             return Answer(True, _settled(base, "approved", BY_PERSON))
-        return Answer(False, _settled(base, "declined", BY_PERSON), f"{ref} was declined by the person asked")
+        return Answer(False, _settled(base, "declined", BY_PERSON), "declined by the person asked")
 
 
 def _settled(base: PolicyNote, approval: str, by: str | None, *, at: bool = True) -> PolicyNote:

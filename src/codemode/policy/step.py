@@ -34,7 +34,7 @@ class PolicyStep:
             journal.note(call.index, note)
         elif decision.verdict is Verdict.DENY:
             journal.note(call.index, PolicyNote("deny", decision.rule))
-            return Reply.refuse("denied", f"{call.ref} is denied by the policy ({decision.rule})")
+            return Reply.refuse("denied", f"denied by the policy ({decision.rule})")
         else:
             answer = await self.approvals.ask(call, decision)
             journal.note(call.index, answer.note)
