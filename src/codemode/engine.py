@@ -21,13 +21,14 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
@@ -96,6 +97,7 @@ class Engine:
         self.gate: Gate | None = None
         self.executor: Executor | None = None
         self.catalog: Catalog | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Engine:
         stack = AsyncExitStack()
@@ -128,6 +130,7 @@ class Engine:
             tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self.sessions.expire_idle)
             stack.callback(tg.cancel_scope.cancel)
+            self._tg = tg
         except BaseException:
             await stack.aclose()
             raise
@@ -187,6 +190,12 @@ class Engine:
             self.gate.invalidate()
 
     # -- executions ----------------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``fn`` in the engine's own task group: it may outlive the request that started it (a program
+        parked while its client answers an approval), and ends when the engine closes."""
+        assert self._tg is not None, "the engine is not entered"
+        self._tg.start_soon(fn)
 
     async def execute(
         self,

@@ -70,6 +70,9 @@ class Approvals:
             except CannotAsk:
                 return Answer(False, _settled(base, "not asked: the client cannot be asked", None), why)
         if scope.cancelled_caught:
+            abandon = getattr(ctx.ask, "abandon", None)
+            if callable(abandon):  # a parked program (protocol 2026-07-28) nobody came back to is ended
+                abandon()
             message = f"not approved: nobody answered within {self.timeout_s:g} s (approval_timeout_s)"
             return Answer(False, _settled(base, "timed out", None), message)
         if answer == APPROVE_SESSION:
