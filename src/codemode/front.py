@@ -294,7 +294,8 @@ def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
         run: ParkedRun | None = None
         resumed = _request_state(ctx)
         if resumed is not None:  # a 2026-07-28 client answering the approval its parked program waits on
-            run = parked.get(resumed, caller.owner.key)
+            principal = _principal(_http_request(ctx))
+            run = parked.get(resumed, caller.owner.key, principal=principal, fresh=caller.minted)
             if run is None or run.question is None:
                 return _result(
                     "codemode: that approval is no longer pending (the program ended, was answered, or waited past "
@@ -302,9 +303,13 @@ def build_server(engine: Engine, *, http_token: str | None = None) -> MCPServer:
                     is_error=True,
                 )
             run.answer(_approval_answer(ctx.input_responses, run.question[1]))
+            caller = run.caller
         elif _can_park(ctx):
             who, where = caller.owner, caller.session
-            run = parked.start(who.key, lambda run: engine.execute(code, session=where, owner=who, ask=run))
+            run = parked.start(
+                who.key, lambda run: engine.execute(code, session=where, owner=who, ask=run),
+                principal=_principal(_http_request(ctx)), caller=caller,
+            )  # fmt: skip
         try:
             if run is None:
                 outcome = await engine.execute(

@@ -27,6 +27,10 @@ class ParkedRun:
 
     id: str
     owner: str
+    principal: str = ""
+    """The credential that started it (``""``: none)."""
+    caller: Any = None
+    """The front's record of the client it runs for (its session handle goes back with the result)."""
     question: tuple[str, tuple[str, ...]] | None = None
     outcome: Outcome | None = None
     failure: BaseException | None = None
@@ -76,9 +80,11 @@ class ParkingLot:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def start(self, owner: str, execute: Callable[[ParkedRun], Awaitable[Outcome]]) -> ParkedRun:
+    def start(
+        self, owner: str, execute: Callable[[ParkedRun], Awaitable[Outcome]], *, principal: str = "", caller: Any = None
+    ) -> ParkedRun:
         """Start ``execute`` in the background; it asks its questions through the run it is given."""
-        run = ParkedRun(secrets.token_urlsafe(16), owner)
+        run = ParkedRun(secrets.token_urlsafe(16), owner, principal, caller)
         self._runs[run.id] = run
 
         async def go() -> None:
@@ -96,7 +102,13 @@ class ParkingLot:
         self._spawn(go)
         return run
 
-    def get(self, run_id: str, owner: str) -> ParkedRun | None:
-        """The parked run ``run_id`` if ``owner`` started it (another client's id is as good as unknown)."""
+    def get(self, run_id: str, owner: str, *, principal: str = "", fresh: bool = False) -> ParkedRun | None:
+        """The parked run ``run_id`` if ``owner`` started it (another client's id is as good as unknown).
+
+        ``fresh``: the caller is a sessionless client that presented no handle (the SDK's retry repeats the
+        first call's arguments, which had none); it may resume a run started with the same credential, since
+        the id reached it inside a ``request_state`` the SDK sealed (and bound to that credential)."""
         run = self._runs.get(run_id)
-        return run if run is not None and run.owner == owner else None
+        if run is None:
+            return None
+        return run if run.owner == owner or (fresh and run.principal == principal) else None

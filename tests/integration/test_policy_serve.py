@@ -18,6 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from tests.conftest import free_port, wait_for_port
 from tests.integration.test_serve import FS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -155,3 +156,31 @@ async def test_read_only_mode_against_the_filesystem_server(tmp_path: Path) -> N
     assert "{'content': 'kept'} | False |" in text
     assert "policy.read_only = true and the tool is not annotated readOnlyHint" in text
     assert not (docs / "new").exists()
+
+
+async def test_a_2026_07_28_client_over_http_approves_through_input_required(tmp_path: Path) -> None:
+    config, docs = _config(tmp_path, {"rules": {"fs.write_file": "ask"}})
+    port = free_port()
+    serve_http = [*CODEMODE, "serve", "--config", str(config), "--http", str(port)]
+    proc = await anyio.open_process(serve_http, env=_env(tmp_path), stderr=None)
+    person = Person("approve", "deny")
+    try:
+        await wait_for_port(port, proc, "codemode serve --http")
+        async with Client(f"http://127.0.0.1:{port}/mcp", elicitation_callback=person) as client:
+            assert client.protocol_version == "2026-07-28"  # sessionless: no elicitation/create back-channel
+            code = (
+                "from stubs import fs\nbefore = 41\n" + _write(docs, "a.txt", "parked") + "\n"
+                f"try:\n    {_write(docs, 'b.txt')}\nexcept ToolDenied as e:\n    print('fallback:', e)\n"
+                "before + 1"
+            )
+            result = await client.call_tool("execute_python", {"code": code})
+            text = _text(result)
+            assert not result.is_error, text
+            assert "fallback: fs.write_file: declined by the person asked" in text and "42" in text
+            assert result.meta is not None and "codemode/session" in result.meta  # the interpreter it ran in
+    finally:
+        proc.terminate()
+        with anyio.fail_after(30):
+            await proc.wait()
+    assert (docs / "a.txt").read_text() == "parked" and not (docs / "b.txt").exists()
+    assert len(person.questions) == 2 and "a.txt" in person.questions[0] and "b.txt" in person.questions[1]
