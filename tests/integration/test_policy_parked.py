@@ -12,6 +12,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from codemode.audit import AuditLog
 from codemode.calls import CallState
@@ -111,3 +112,22 @@ async def test_an_abandoned_parked_program_ends_with_its_journal(tmp_path: Path)
     assert entry.error_kind == "cancelled" and not entry.ok
     assert len(entry.calls) == 1 and entry.calls[0].policy is not None
     assert entry.calls[0].policy.approval == "timed out"
+
+
+async def test_a_forged_request_state_resumes_nothing(tmp_path: Path) -> None:
+    bank = FakeUpstream("bank", [TRANSFER], lambda tool, args: {"sent": args["amount"]})
+
+    async def unused(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        raise AssertionError("nobody is asked")
+
+    async with _engine(tmp_path, bank) as engine:
+        async with Client(build_server(engine), elicitation_callback=unused) as client:
+            first = await client.session.call_tool("execute_python", {"code": CODE}, allow_input_required=True)
+            assert isinstance(first, types.InputRequiredResult) and first.request_state
+            for forged in ("x" * 22, first.request_state[:-2] + "AA"):
+                with pytest.raises(MCPError, match="Invalid or expired requestState"):
+                    await client.session.call_tool(
+                        "execute_python", {"code": CODE}, input_responses=_approve("approve"),
+                        request_state=forged, allow_input_required=True,
+                    )  # fmt: skip
+    assert bank.calls == []

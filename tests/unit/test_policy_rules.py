@@ -109,3 +109,29 @@ def test_policy_config_errors_name_file_line_and_key(policy: str, where: str) ->
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="mcp.json")
     assert str(info.value).startswith("mcp.json" + where), str(info.value)
+
+
+@pytest.mark.anyio
+async def test_the_mount_hook_asks_with_the_clock_paused() -> None:
+    from codemode.calls import Limits
+    from codemode.calls.gate import Gate
+    from codemode.policy.approvals import approve_mount
+
+    class NoUpstreams:
+        def tools(self) -> dict[str, list[object]]:
+            return {}
+
+    gate = Gate([], NoUpstreams())  # type: ignore[arg-type]
+    asked: list[tuple[str, bool]] = []
+
+    async def person(question: str, choices: object) -> str:
+        asked.append((question, ctx.clock.remaining() == float("inf")))
+        return "approve" if "petstore" in question else "deny"
+
+    ctx = gate.context(session="s", limits=Limits(), ask=person)
+    assert await approve_mount(ctx, "the OpenAPI server petstore") is True
+    assert await approve_mount(ctx, "the OpenAPI server billing") is False
+    assert asked == [("A program wants to mount the OpenAPI server petstore. Allow it?", True),
+                     ("A program wants to mount the OpenAPI server billing. Allow it?", True)]  # fmt: skip
+    ctx.ask = None
+    assert await approve_mount(ctx, "anything") is False

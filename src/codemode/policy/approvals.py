@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from codemode.calls.gate import Call, CannotAsk
+from codemode.calls.gate import Call, CannotAsk, RunContext
 from codemode.calls.types import PolicyNote
 from codemode.policy.rules import Decision
 
@@ -81,6 +81,21 @@ class Approvals:
         if answer == APPROVE:
             return Answer(True, _settled(base, "approved", BY_PERSON))
         return Answer(False, _settled(base, "declined", BY_PERSON), "declined by the person asked")
+
+
+async def approve_mount(ctx: RunContext, what: str, *, timeout_s: float = 300.0) -> bool:
+    """The hook for the discovery issue's ``mount()``: when a mount is not pre-allowed, ask the person (the
+    clock paused, as for a tool call) instead of refusing outright. False when nobody can be asked, the
+    person declines, or nobody answers within ``timeout_s``."""
+    if ctx.ask is None:
+        return False
+    answer: str | None = None
+    with ctx.clock.paused(), anyio.move_on_after(timeout_s):
+        try:
+            answer = await ctx.ask(f"A program wants to mount {what}. Allow it?", [APPROVE, DENY])
+        except CannotAsk:
+            return False
+    return answer == APPROVE
 
 
 def _settled(base: PolicyNote, approval: str, by: str | None, *, at: bool = True) -> PolicyNote:
