@@ -27,8 +27,10 @@ def test_explain_names_the_decision_and_the_rule(env: dict[str, str], tmp_path: 
     found = codemode(env, "policy", "explain", "inventory.get_order", "--config", config, "--json")
     assert found.returncode == 0, found.stderr
     data = json.loads(found.stdout)
-    assert data == {"tool": "inventory.get_order", "decision": "allow", "rule": "rules['inventory.get_*'] = 'allow'",
-                    "annotations": None, "lookup": "found"}  # fmt: skip
+    assert {k: data[k] for k in ("tool", "decision", "rule", "lookup")} == {
+        "tool": "inventory.get_order", "decision": "allow", "rule": "rules['inventory.get_*'] = 'allow'",
+        "lookup": "found",
+    }  # fmt: skip
     approved = codemode(env, "policy", "explain", "inventory.check_stock", "--config", config, "--offline")
     assert approved.stdout.splitlines()[:2] == [
         "inventory.check_stock: allow", "  rule: mcpServers['inventory'].autoApprove contains 'check_stock'"
