@@ -325,12 +325,69 @@ def _history(args: argparse.Namespace) -> int:
             "ok" if e.ok else f"error: {e.error_kind}" if e.error_kind else "error",
             f"{e.duration_s * 1000:.0f} ms",
             str(len(e.calls)),
+            _printable(_summary(_decisions(e.calls), 60)),
             _printable(_summary(e.code.replace("\n", "; "), 50)),
         ]
         for e in entries
     ]
-    print(_table(rows, ["ID", "TIME", "SESSION", "RESULT", "DURATION", "CALLS", "CODE"]))
+    print(_table(rows, ["ID", "TIME", "SESSION", "RESULT", "DURATION", "CALLS", "APPROVALS/DENIALS", "CODE"]))
     return EXIT_OK
+
+
+@_command("policy")
+def _policy(args: argparse.Namespace) -> int:
+    from codemode.hub.models import ToolRef
+    from codemode.policy import rule_set
+
+    config = _config(args)
+    name: str = args.tool
+    # Server names may hold dots: the longest configured server the name starts with is the server.
+    server = max((s for s in config.servers if name.startswith(s + ".")), key=len, default=None)
+    if server is None:
+        server, dot, tool = name.partition(".")
+        if not dot or not server or not tool:
+            raise ConfigError(f"{name!r}: give the tool as server.tool (e.g. fs.write_file)")
+    else:
+        tool = name[len(server) + 1 :]
+    ref = ToolRef(server, tool)
+    annotations: dict[str, Any] | None = None
+    found = "not looked up (--offline)"
+    if not args.offline and server in config.enabled_servers:
+
+        async def look_up() -> tuple[dict[str, Any] | None, str]:
+            async with Hub(config) as hub:
+                for spec in hub.tools().get(server, []):
+                    if spec.name == tool:
+                        return spec.annotations, "found"
+                why = hub.unavailable().get(server)
+                return None, f"server unavailable: {why}" if why else "the server has no such tool"
+
+        annotations, found = anyio.run(look_up)
+    elif not args.offline:
+        found = "no such server in the config"
+    decision = rule_set(config).decide(ref, annotations)
+    if args.json:
+        _print_json({"tool": str(ref), **decision.to_json(), "annotations": annotations, "lookup": found})
+        return EXIT_OK
+    print(f"{ref}: {decision.verdict.value}")
+    print(f"  rule: {decision.rule}")
+    hints = ", ".join(f"{k}={v}" for k, v in (annotations or {}).items() if k.endswith("Hint")) or "none"
+    print(f"  annotations: {hints} ({found})")
+    return EXIT_OK
+
+
+def _decisions(calls: Sequence[Any]) -> str:
+    """The policy's approvals and denials in one execution, e.g. ``fs.write_file approved; fs.move_file denied``."""
+    said: list[str] = []
+    for call in calls:
+        note = call.policy
+        if note is None or note.decision == "allow":
+            continue
+        what = "denied" if note.decision == "deny" else note.approval or "asked"
+        text = f"{call.server}.{call.tool} {what}"
+        if text not in said:
+            said.append(text)
+    return "; ".join(said) or "-"
 
 
 @_command("replay")
@@ -489,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     skill_commands.add_parser(sub, add)
     p = add("history", "show recent executions from the audit log")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("policy", "policy tools: `policy explain server.tool` prints the decision and the rule that made it")
+    policy_sub = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    p = policy_sub.add_parser("explain", help="the decision for one tool and the rule that made it")
+    p.add_argument("tool", metavar="SERVER.TOOL", help="e.g. fs.write_file")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="mcpServers JSON file")
+    p.add_argument("--offline", action="store_true", help="do not start the server to read the tool's annotations")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("replay", "re-run an execution from the audit log against live servers and show the difference")
     p.add_argument("id", help="execution id (a unique prefix is enough)")

@@ -113,6 +113,46 @@ class SkillsSettings(BaseModel):
     """Promote every skill on save (unattended use): no person reviews it first."""
 
 
+class PolicySettings(BaseModel):
+    """``codemode.policy``: which tool calls run, which are refused, which wait for a person.
+
+    See :mod:`codemode.policy.rules` for how a call is decided.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: dict[str, Literal["allow", "deny", "ask"]] = Field(default_factory=dict)
+    """``server.tool`` glob → verdict; the most specific pattern wins."""
+    read_only: bool = False
+    """Deny every tool not annotated ``readOnlyHint``."""
+    destructive: Literal["allow", "deny", "ask"] = "ask"
+    """The verdict for a tool annotated ``destructiveHint`` that no rule names."""
+    rate_limits: dict[str, str] = Field(default_factory=dict)
+    """``server.tool`` glob → ``"10/min"`` (per s, min or hour; counted across sessions)."""
+    approval_timeout_s: float = Field(default=300.0, gt=0)
+    """How long a program waits for the person's answer before the call is refused."""
+
+    @field_validator("rules", "rate_limits")
+    @classmethod
+    def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern in value:
+            if "." not in pattern or pattern.startswith(".") or any(c.isspace() for c in pattern):
+                raise ValueError(f"{pattern!r} must be a 'server.tool' pattern (globs allowed: 'fs.*', '*.delete_*')")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        from codemode.policy.quotas import parse_rate
+
+        for pattern, rate in value.items():
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise ValueError(f"{pattern!r}: {exc}") from None
+        return value
+
+
 class Settings(BaseModel):
     """codemode's own settings (the optional ``"codemode"`` key of the config file)."""
 
@@ -143,6 +183,7 @@ class Settings(BaseModel):
     audit_log: str | None = None
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     expose_direct: list[str] = Field(default_factory=list)
     """Hybrid mode: ``server.tool`` globs (and/or ``"auto"``) of upstream tools ``serve`` also offers as
     ordinary MCP tools beside ``execute_python`` (see :mod:`codemode.direct`)."""

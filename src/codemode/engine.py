@@ -23,13 +23,14 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
@@ -45,6 +46,7 @@ from codemode.executors import Executor, ExecutorKind, RunResult, create_executo
 from codemode.hub import Hub, ToolRef
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
+from codemode.policy import Verdict, policy_step
 from codemode.protocol import OP_SAVE_SKILL
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
@@ -104,6 +106,8 @@ class Engine:
             per_minute=config.settings.executions_per_minute,
             close=self._close_interpreter,
         )
+        self.policy = policy_step(config)
+        """The gate's policy step: rules, approvals (and their session grants), per-tool rate limits."""
         self._stack: AsyncExitStack | None = None
         self.hub: Hub | None = None
         self.gate: Gate | None = None
@@ -119,6 +123,7 @@ class Engine:
             run_example=self._run_example, audit=self._audit_skill,
             auto_promote=config.settings.skills.auto_promote,
         )  # fmt: skip
+        self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Engine:
         stack = AsyncExitStack()
@@ -128,8 +133,12 @@ class Engine:
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
             self.hub = await stack.enter_async_context(hub)
-            self.gate = default_gate(self.hub, observers=self.tool_observers)
-            self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress)
+            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy)
+            rules = self.policy.rules
+            self.catalog = Catalog(
+                self.stubs_dir, self.hub, progress=self._progress,
+                visible=lambda spec: rules.decide(spec.ref, spec.annotations).verdict is not Verdict.DENY,
+            )  # fmt: skip
             self.catalog.listeners.append(self._catalog_changed)
             directory = directory_for(self.config)
             for rejected in directory.rejected:
@@ -153,6 +162,7 @@ class Engine:
             tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self.sessions.expire_idle)
             stack.callback(tg.cancel_scope.cancel)
+            self._tg = tg
         except BaseException:
             await stack.aclose()
             raise
@@ -257,6 +267,12 @@ class Engine:
         )  # fmt: skip
 
     # -- executions ----------------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``fn`` in the engine's own task group: it may outlive the request that started it (a program
+        parked while its client answers an approval), and ends when the engine closes."""
+        assert self._tg is not None, "the engine is not entered"
+        self._tg.start_soon(fn)
 
     async def execute(
         self,
@@ -396,6 +412,7 @@ class Engine:
         await self.sessions.close_owner(owner if isinstance(owner, str) else owner.key)
 
     async def _close_interpreter(self, session: str) -> None:
+        self.policy.approvals.forget(session)
         if self.executor is not None:
             await self.executor.close_session(session)
 

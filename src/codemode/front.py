@@ -35,6 +35,7 @@ from mcp.server.auth.provider import AccessToken, principal_components
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.elicitation import render_elicitation_schema
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import (
@@ -47,13 +48,14 @@ from mcp.server.subscriptions import (
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field, create_model
+from pydantic import BaseModel, Field, create_model
 
 from codemode import direct
 from codemode._version import __version__
-from codemode.calls.gate import Asker, Reply
+from codemode.calls.gate import Asker, CannotAsk, Reply
 from codemode.config import Settings
 from codemode.engine import Engine
+from codemode.parked import ParkedRun, ParkingLot
 from codemode.session_names import HANDLE_PREFIX, Handles
 from codemode.sessions import LOCAL, Owner
 
@@ -274,6 +276,7 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
     handles = Handles()
+    parked = ParkingLot(engine.spawn)
     bound: set[str] = set()  # owners whose sessions are closed when their MCP session ends
 
     async def session_ended(owner: str) -> None:
@@ -294,7 +297,7 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
         code: Annotated[str, Field(description=CODE_HELP)],
         ctx: Context[Any, Any],
         session: Annotated[str | None, Field(description=SESSION_HELP)] = None,
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """Run a Python program in the sandbox (see the tool description)."""
         try:
             caller = caller_of(ctx, session, handles)
@@ -303,8 +306,38 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
         if caller.connection is not None and caller.owner.key not in bound:
             bound.add(caller.owner.key)  # its session id never comes back: nobody could reach them again
             caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
+        run: ParkedRun | None = None
+        resumed = _request_state(ctx)
+        if resumed is not None:  # a 2026-07-28 client answering the approval its parked program waits on
+            principal = _principal(_http_request(ctx))
+            run = parked.get(resumed, caller.owner.key, principal=principal, fresh=caller.minted)
+            if run is None or run.question is None:
+                return _result(
+                    "codemode: that approval is no longer pending (the program ended, was answered, or waited past "
+                    "approval_timeout_s); see codemode history for what it did, and run it again if needed",
+                    is_error=True,
+                )
+            run.answer(_approval_answer(ctx.input_responses, run.question[1]))
+            caller = run.caller
+        elif _can_park(ctx):
+            who, where = caller.owner, caller.session
+            run = parked.start(
+                who.key, lambda run: engine.execute(code, session=where, owner=who, ask=run),
+                principal=_principal(_http_request(ctx)), caller=caller,
+            )  # fmt: skip
         try:
-            outcome = await engine.execute(code, session=caller.session, owner=caller.owner, ask=elicitation_asker(ctx))
+            if run is None:
+                outcome = await engine.execute(
+                    code, session=caller.session, owner=caller.owner, ask=elicitation_asker(ctx)
+                )
+            else:
+                await run.next_event()
+                if run.question is not None:
+                    return _input_required(run)
+                if run.failure is not None:
+                    raise run.failure
+                assert run.outcome is not None
+                outcome = run.outcome
         except Exception as exc:
             # The program's own failures come back as an Outcome; an exception is codemode's fault.
             logger.exception("execute_python: the engine failed")
@@ -384,21 +417,66 @@ def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:
 
     async def ask(question: str, choices: Sequence[str]) -> str | None:
         options = tuple(choices)
-        answer_model = create_model(
-            "Answer", answer=(Literal[options], Field(description="; ".join(options)))  # type: ignore[arg-type]
-        )
         try:
-            result = await ctx.elicit(question, answer_model)
-        except NoBackChannelError:
-            # Protocol 2026-07-28 without a back-channel: such clients answer through InputRequiredResult
-            # (the approvals work); here nobody can be asked.
-            return None
+            result = await ctx.elicit(question, _answer_model(options))
+        except NoBackChannelError as exc:
+            # Protocol 2026-07-28 without a back-channel: nobody can be asked on this connection.
+            raise CannotAsk("the client has no back-channel for elicitation on this connection") from exc
         if result.action != "accept":
             return None
         answer = getattr(result.data, "answer", None)
         return answer if answer in options else None
 
     return ask
+
+
+def _answer_model(options: tuple[str, ...]) -> type[BaseModel]:
+    """The one-field form the person fills in: ``answer``, one of ``options``."""
+    model: type[BaseModel] = create_model(
+        "Answer", answer=(Literal[options], Field(description="; ".join(options)))  # type: ignore[arg-type]
+    )
+    return model
+
+
+def _can_park(ctx: Context[Any, Any]) -> bool:
+    """A 2026-07-28 client that declared elicitation: it answers through ``InputRequiredResult`` retries."""
+    try:
+        capabilities = ctx.client_capabilities
+        version = ctx.protocol_version
+    except (AttributeError, LookupError, ValueError):
+        return False
+    return version in MODERN_PROTOCOL_VERSIONS and capabilities is not None and capabilities.elicitation is not None
+
+
+def _request_state(ctx: Context[Any, Any]) -> str | None:
+    try:
+        return ctx.request_state
+    except (AttributeError, LookupError, ValueError):
+        return None
+
+
+APPROVAL_KEY = "approval"
+"""The key of the approval question in ``InputRequiredResult.input_requests``."""
+
+
+def _input_required(run: ParkedRun) -> types.InputRequiredResult:
+    assert run.question is not None
+    message, options = run.question
+    params = types.ElicitRequestFormParams(
+        message=message, requested_schema=render_elicitation_schema(_answer_model(options))
+    )
+    return types.InputRequiredResult(
+        input_requests={APPROVAL_KEY: types.ElicitRequest(params=params)}, request_state=run.id
+    )
+
+
+def _approval_answer(responses: Mapping[str, Any] | None, options: tuple[str, ...]) -> str | None:
+    """The chosen option from a retry's ``input_responses``; anything else (missing, declined) is None."""
+    response = (responses or {}).get(APPROVAL_KEY)
+    if not isinstance(response, types.ElicitResult) or response.action != "accept":
+        return None
+    answer = (response.content or {}).get("answer")
+    return answer if isinstance(answer, str) and answer in options else None
 
 
 class _Front:

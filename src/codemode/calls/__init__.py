@@ -3,6 +3,7 @@
 from codemode.calls.gate import (
     Asker,
     Call,
+    CannotAsk,
     Gate,
     JournalStep,
     KnownToolStep,
@@ -25,6 +26,7 @@ __all__ = [
     "Call",
     "CallRecord",
     "CallState",
+    "CannotAsk",
     "Clock",
     "Gate",
     "Journal",

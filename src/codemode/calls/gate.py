@@ -5,7 +5,7 @@ The engine builds one :class:`Gate` and hands it to the executor; each execution
 frame from either executor becomes ``gate.call(ctx, ref, args)``. The gate is a chain of small steps,
 each of which may answer the call itself (a refusal) or pass it on::
 
-    Journal → KnownTool → Quota → [policy, approval: later steps] → ShapeResult → Observe → Upstream
+    Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → Upstream
 
 A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
 modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
@@ -34,11 +34,19 @@ if TYPE_CHECKING:
     import mcp_types as types
 
 
+class CannotAsk(Exception):
+    """Raised by an :class:`Asker` when it turns out the client has no way to ask (no back-channel)."""
+
+
 class Asker(Protocol):
     """How a step asks the person at the client a question (MCP elicitation at the front)."""
 
     async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
-        """Return the chosen answer, or None when the client cannot ask or the person declined."""
+        """Return the chosen answer, or None when the person declined or cancelled.
+
+        Raises:
+            CannotAsk: the client cannot be asked after all (e.g. protocol 2026-07-28 without a back-channel).
+        """
         ...
 
 
@@ -351,9 +359,12 @@ async def _end(call: Call) -> Reply:  # pragma: no cover - the terminal step nev
     raise RuntimeError("the upstream step is the end of the chain")
 
 
-def default_gate(upstreams: Upstreams, *, observers: list[Observer] | None = None) -> Gate:
-    """The standard chain: journal, known tool, quota, result shaping, observers, upstream."""
-    steps: list[Step] = [JournalStep(), KnownToolStep(), QuotaStep(), ShapeResultStep()]
+def default_gate(
+    upstreams: Upstreams, *, observers: list[Observer] | None = None, policy: Step | None = None
+) -> Gate:
+    """The standard chain: journal, known tool, policy (:class:`codemode.policy.PolicyStep`), quota, result
+    shaping, observers, upstream."""
+    steps: list[Step] = [JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep()]
     if observers is not None:
         steps.append(ObserveStep(observers))
     return Gate(steps, upstreams)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from codemode.calls.types import CallRecord, CallState
+from codemode.calls.types import CallRecord, CallState, PolicyNote
 
 
 class Journal:
@@ -64,6 +64,11 @@ class Journal:
             error=error,
             error_kind=error_kind,
         )
+
+    def note(self, index: int, policy: PolicyNote) -> None:
+        """Record the policy's decision on a call recorded by :meth:`begin` (kept when it is settled)."""
+        if index >= 0:
+            self._records[index] = dataclasses.replace(self._records[index], policy=policy)
 
     def summary(self) -> str:
         """One line for a model reading a failure, e.g. ``3 done (notes.create_note ×3), 1 in flight (...)``."""

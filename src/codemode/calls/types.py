@@ -102,6 +102,39 @@ class CallState(StrEnum):
 
 
 @dataclass(frozen=True)
+class PolicyNote:
+    """What the policy decided about one call, and, for an ``ask``, who answered and when."""
+
+    decision: str
+    """``allow``, ``deny`` or ``ask``: the rule set's verdict."""
+    rule: str
+    """The rule that made it (as ``codemode policy explain`` prints it)."""
+    approval: str | None = None
+    """For ``ask``: ``approved``, ``approved for the session``, ``declined``, ``not asked: ...``,
+    ``timed out``, ``pending`` (the execution ended while the person was being asked)."""
+    approved_by: str | None = None
+    """Who answered (``person via MCP elicitation``, ``session grant``)."""
+    decided_at: float | None = None
+    """Unix time of the answer."""
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: object) -> PolicyNote | None:
+        if not isinstance(data, dict) or "decision" not in data:
+            return None
+        at = data.get("decided_at")
+        return cls(
+            decision=str(data["decision"]),
+            rule=str(data.get("rule", "")),
+            approval=None if data.get("approval") is None else str(data["approval"]),
+            approved_by=None if data.get("approved_by") is None else str(data["approved_by"]),
+            decided_at=float(at) if isinstance(at, int | float) else None,
+        )
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One tool call made by a program, as the host saw it."""
 
@@ -120,6 +153,8 @@ class CallRecord:
     """The tool is annotated ``readOnlyHint``: running it again is harmless."""
     error_kind: str | None = None
     """The guest error kind (``tool``, ``timeout``, ``quota`` ...) when the call did not succeed."""
+    policy: PolicyNote | None = None
+    """The policy's decision (None: the call was stopped before the policy saw it)."""
 
     @property
     def ok(self) -> bool:
@@ -138,6 +173,7 @@ class CallRecord:
             "read_only": self.read_only,
             "error": self.error,
             "error_kind": self.error_kind,
+            **({"policy": self.policy.to_json()} if self.policy is not None else {}),
         }
 
     @classmethod
@@ -157,4 +193,5 @@ class CallRecord:
             result_bytes=int(data.get("result_bytes") or 0),  # type: ignore[call-overload]
             read_only=bool(data.get("read_only")),
             error_kind=None if data.get("error_kind") is None else str(data.get("error_kind")),
+            policy=PolicyNote.from_json(data.get("policy")),
         )

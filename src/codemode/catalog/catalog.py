@@ -35,9 +35,18 @@ class ToolSource(Protocol):
 class Catalog:
     """The compiled stubs of a hub, published as generations under ``root``."""
 
-    def __init__(self, root: Path, source: ToolSource, *, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        source: ToolSource,
+        *,
+        progress: Callable[[str], None] | None = None,
+        visible: Callable[[ToolSpec], bool] | None = None,
+    ) -> None:
         self.store = GenerationStore(root)
         self._source = source
+        self._visible = visible
+        """Which tools get a stub (the policy hides denied ones, so the model does not plan around them)."""
         self._progress = progress or (lambda _msg: None)
         self._lock = anyio.Lock()
         self.generation: Generation | None = None
@@ -66,6 +75,9 @@ class Catalog:
         async with self._lock:
             try:
                 tools = self._source.tools()
+                if self._visible is not None:
+                    keep = self._visible
+                    tools = {server: [s for s in specs if keep(s)] for server, specs in tools.items()}
                 summaries = self._source.summaries()
                 generation, report = await anyio.to_thread.run_sync(
                     lambda: self.store.publish(

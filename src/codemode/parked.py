@@ -1,0 +1,114 @@
+"""Programs parked on the host while a protocol 2026-07-28 client answers an approval.
+
+Such a client has no back-channel for ``elicitation/create`` during a call. Instead, ``execute_python``
+starts the program in the engine's task group and, when the gate needs the person's answer, returns an
+``InputRequiredResult`` carrying the question and a ``request_state`` naming the parked program (the SDK
+seals it: the client cannot forge or alter it). The client retries with its answer and the same
+``request_state``; the program, still blocked inside its tool call, goes on from there, so nothing runs
+twice and its variables are intact. A program nobody resumes within ``approval_timeout_s`` is ended
+(:meth:`ParkedRun.abandon`), and the audit log keeps its journal.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from codemode.outcome import Outcome
+
+
+@dataclass
+class ParkedRun:
+    """One program running for a sessionless client, and the question it waits on, if any."""
+
+    id: str
+    owner: str
+    principal: str = ""
+    """The credential that started it (``""``: none)."""
+    caller: Any = None
+    """The front's record of the client it runs for (its session handle goes back with the result)."""
+    question: tuple[str, tuple[str, ...]] | None = None
+    outcome: Outcome | None = None
+    failure: BaseException | None = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+    _answered: anyio.Event = field(default_factory=anyio.Event)
+    _answer: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None or self.failure is not None
+
+    async def next_event(self) -> None:
+        """Wait until the program asks a question or ends."""
+        if self.question is None and not self.finished:
+            await self._changed.wait()
+        self._changed = anyio.Event()
+
+    def answer(self, value: str | None) -> None:
+        """The client's answer to the pending question (None: declined)."""
+        self._answer, self.question = value, None
+        self._answered.set()
+
+    def abandon(self) -> None:
+        """Nobody answered in time: end the program (the engine audits it as cancelled, with its journal)."""
+        self.scope.cancel()
+
+    async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
+        """The gate's :class:`~codemode.calls.gate.Asker` for this program."""
+        self._answered = anyio.Event()
+        self.question = (question, tuple(choices))
+        self._changed.set()
+        await self._answered.wait()
+        return self._answer
+
+    def _ended(self) -> None:
+        self._changed.set()
+
+
+class ParkingLot:
+    """The parked programs of one server, by id."""
+
+    def __init__(self, spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None]) -> None:
+        self._spawn = spawn
+        self._runs: dict[str, ParkedRun] = {}
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def start(
+        self, owner: str, execute: Callable[[ParkedRun], Awaitable[Outcome]], *, principal: str = "", caller: Any = None
+    ) -> ParkedRun:
+        """Start ``execute`` in the background; it asks its questions through the run it is given."""
+        run = ParkedRun(secrets.token_urlsafe(16), owner, principal, caller)
+        self._runs[run.id] = run
+
+        async def go() -> None:
+            try:
+                with run.scope:
+                    run.outcome = await execute(run)
+                if run.outcome is None:
+                    run.failure = TimeoutError("the program was ended: nobody answered its approval in time")
+            except Exception as exc:  # reported to whoever waits on the run; the engine already logged it
+                run.failure = exc
+            finally:
+                self._runs.pop(run.id, None)  # whoever waits holds the run itself
+                run._ended()
+
+        self._spawn(go)
+        return run
+
+    def get(self, run_id: str, owner: str, *, principal: str = "", fresh: bool = False) -> ParkedRun | None:
+        """The parked run ``run_id`` if ``owner`` started it (another client's id is as good as unknown).
+
+        ``fresh``: the caller is a sessionless client that presented no handle (the SDK's retry repeats the
+        first call's arguments, which had none); it may resume a run started with the same credential, since
+        the id reached it inside a ``request_state`` the SDK sealed (and bound to that credential)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        return run if run.owner == owner or (fresh and run.principal == principal) else None
