@@ -103,6 +103,10 @@ class Settings(BaseModel):
     http_token_env: str = Field(default="CODEMODE_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """The environment variable holding the bearer token ``serve --http`` requires on every request. Set, it is
     enforced on any address; unset, ``serve --http`` only binds a loopback address."""
+    typecheck: Literal["off", "warn", "strict"] = "warn"
+    """Type check each program against the stubs before it runs (:mod:`codemode.preflight`): ``warn`` runs it
+    anyway with the errors at the top of the result, ``strict`` refuses to run a program with errors, ``off``
+    skips the check."""
     audit_log: str | None = None
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
