@@ -71,9 +71,10 @@ PROGRAM = "_codemode_program"
 PRELUDE = "_codemode_prelude"
 OWN_PACKAGES = ("stubs", "skills", "codemode_runtime")
 """Packages whose modules codemode provides: importing one that does not exist is an error here."""
-KEEP = 2
-"""Warm checkers kept (each holds a mypy build in memory, tens of MB): the current generation and the one
-before, for sessions still pinned to it."""
+KEEP = 1
+"""Warm checkers kept: one. mypy's type state is global to the process and every new build resets it
+(``mypy.build`` calls ``reset_global_state``), so a second warm build would corrupt the first (seen as an
+internal error in ``join_instances``). A session pinned to an older generation rebuilds it, rarely."""
 
 _LINE = re.compile(
     r"^(?P<path>.*?):(?P<line>\d+): (?P<severity>error|note): (?P<message>.*?)(?:  \[(?P<code>[a-z-]+)\])?$"
@@ -217,14 +218,17 @@ class Checker:
             self._manager: FineGrainedBuildManager | None = None
             self._fscache: Any = None
             self._prelude_now = ""
+            self.closed = False
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
 
     def close(self) -> None:
-        """Drop the build and its work directory."""
-        self._manager = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Drop the build and its work directory (after a check in progress)."""
+        with self._mypy_lock:
+            self._manager = None
+            self.closed = True
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def warm(self) -> None:
         """Build the stubs, the runtime and what a program usually imports (about a second, once)."""
@@ -250,6 +254,8 @@ class Checker:
     def _build(self) -> FineGrainedBuildManager:
         if self._manager is not None:
             return self._manager
+        if self.closed:
+            raise RuntimeError("this checker was closed (another stubs tree is checked now); use checker_for()")
         import mypy.build
         from mypy.fscache import FileSystemCache
         from mypy.modulefinder import BuildSource
@@ -456,9 +462,11 @@ class Preflight:
         try:
             checker = await anyio.to_thread.run_sync(lambda: checker_for(stubs, skills=self._skills))
             found = await anyio.to_thread.run_sync(lambda: checker.check(code, known))
-        except Exception:
-            # A fault of the checker is not the program's: it runs unchecked (and is never refused for it).
+        except (Exception, SystemExit):  # mypy ends an internal error with SystemExit
+            # A fault of the checker is not the program's: it runs unchecked (and is never refused for it), and
+            # the build, which may be inconsistent now, is dropped.
             logger.exception("preflight: the type check failed; running the program unchecked")
+            drop_checker(stubs, skills=self._skills)
             return Report(mode=self.mode)
         return Report(tuple(found), self.mode)
 
@@ -467,7 +475,7 @@ class Preflight:
         if self.mode != "off":
             try:
                 await anyio.to_thread.run_sync(lambda: checker_for(stubs, skills=self._skills).warm())
-            except Exception:
+            except (Exception, SystemExit):
                 logger.warning("preflight: warming the type checker failed", exc_info=True)
 
     def remember(self, session: str, code: str) -> None:
@@ -503,6 +511,14 @@ def checker_for(stubs: Path, *, skills: Path | None = None) -> Checker:
         while len(_checkers) > KEEP:
             _checkers.popitem(last=False)[1].close()
         return checker
+
+
+def drop_checker(stubs: Path, *, skills: Path | None = None) -> None:
+    """Close the warm checker of a stubs tree, if there is one (the next check builds it anew)."""
+    with _checkers_lock:
+        checker = _checkers.pop(_digest(stubs, skills), None)
+    if checker is not None:
+        checker.close()
 
 
 def _digest(stubs: Path, skills: Path | None) -> str:

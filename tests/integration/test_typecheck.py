@@ -30,8 +30,9 @@ total = 1 + "2"
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def checker(demo_sandbox: Sandbox) -> Checker:
+    # Not kept across tests: one warm checker per process, and an engine's tree replaces it.
     return checker_for(demo_sandbox.root / "stubs")
 
 
