@@ -60,8 +60,9 @@ async def test_a_correct_program_has_no_diagnostics(checker: Checker) -> None:
         "from stubs import notes, inventory\n"
         "import json, re\n"
         "best = None\n"  # None handling and redefinitions are not held against a program
-        "for n in notes.search_notes(query='restock'):\n"
+        "for n in notes.search_notes(query='restock')['hits']:\n"
         "    best = n\n"
+        "print(best['title'])\n"
         "note = notes.get_note(note_id=1)\n"
         "print(note['title'].upper(), note['meta'].get('author'))\n"
         "def helper(x):\n"
