@@ -231,6 +231,19 @@ def _stubs_to_check(args: argparse.Namespace, scratch: Path) -> Path:
     return scratch
 
 
+@_command("typing")
+def _typing(args: argparse.Namespace) -> int:
+    from codemode.preflight import write_typing_dir
+
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="codemode-check-") as scratch:
+        write_typing_dir(_stubs_to_check(args, Path(scratch)), out)
+    print(f"{out}: stubs/ and codemode_runtime/ for an editor's type checker, e.g.")
+    print(f'  mypy (pyproject.toml):      [tool.mypy] mypy_path = "{out}"')
+    print(f'  pyright (pyrightconfig.json): {{"extraPaths": ["{out}"]}}')
+    return EXIT_OK
+
+
 MIN_TOKEN_CHARS = 16
 
 
@@ -426,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", "type check a program against the stubs before running it (FILE:LINE: message)")
     p.add_argument("file", metavar="FILE|-", help="program file, or - for standard input")
     p.add_argument("--stubs", metavar="DIR", help="stubs package to check against (default: the config's stubs)")
+    p = add("typing", "write the stubs and the guest runtime into DIR for an editor's mypy/pyright (no MYPYPATH)")
+    p.add_argument("out", metavar="DIR", nargs="?", default=".codemode-typing", help="default: .codemode-typing")
+    p.add_argument("--stubs", metavar="DIR", help="stubs package to use (default: the config's stubs)")
     p = add("serve", "serve the execute_python MCP tool (stdio by default)")
     p.add_argument(
         "--http", metavar="[HOST:]PORT",

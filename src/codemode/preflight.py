@@ -528,6 +528,30 @@ def _digest(stubs: Path, skills: Path | None) -> str:
     return digest.hexdigest()
 
 
+def write_typing_dir(stubs: Path, out: Path) -> None:
+    """Write ``out/stubs`` (the checker's view of ``stubs``) and ``out/codemode_runtime`` (the guest runtime):
+    one directory an editor's mypy (``mypy_path``) or pyright (``extraPaths``) is pointed at in its config.
+    Built beside ``out`` and switched in by renames, so an editor never reads a half-written tree."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        _typing_view(stubs, fresh / "stubs")
+        runtime = paths.runtime_dir() / "codemode_runtime"
+        shutil.copytree(runtime, fresh / "codemode_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (fresh / "README.txt").write_text(
+            "Written by `codemode typing`; rewritten whole each time, do not edit.\n", encoding="utf-8"
+        )
+        old = out.with_name(f".{out.name}-old-{fresh.name}")
+        if out.exists():
+            out.rename(old)
+        fresh.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
 def _typing_view(stubs: Path, view: Path) -> None:
     """A copy of the stubs tree for the checker. Each package ``__init__.py`` gets an ``__init__.pyi`` without
     its module ``__getattr__`` (the lazy tool import), so an unknown tool is an error rather than ``Any``."""

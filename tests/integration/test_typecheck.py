@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -166,3 +167,20 @@ async def test_cli_check_prints_file_line_and_fails(demo_sandbox: Sandbox, tmp_p
     assert len(bad.stdout.decode().splitlines()) == 6
     good = await anyio.run_process([*command, "-"], input=b"print(1)\n", check=False)
     assert good.returncode == 0 and good.stdout == b""
+
+
+async def test_typing_dir_lets_a_plain_mypy_see_stubs_and_runtime(demo_sandbox: Sandbox, tmp_path: Path) -> None:
+    out = tmp_path / "typing"
+    stubs = str(demo_sandbox.root / "stubs")
+    await anyio.run_process([sys.executable, "-m", "codemode.cli", "typing", str(out), "--stubs", stubs])
+    assert (out / "stubs" / "notes" / "__init__.pyi").is_file() and (out / "codemode_runtime" / "py.typed").is_file()
+    (tmp_path / "mypy.ini").write_text(f"[mypy]\nmypy_path = {out}\n")
+    program = tmp_path / "prog.py"
+    program.write_text("from stubs import notes\nfrom codemode_runtime import ToolError\nnotes.get_note(note_id='1')\n")
+    env = {k: v for k, v in os.environ.items() if k != "MYPYPATH"}
+    checked = await anyio.run_process(
+        [sys.executable, "-m", "mypy", "--config-file", str(tmp_path / "mypy.ini"), "--cache-dir", str(tmp_path / "c"),
+         str(program)], check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert checked.returncode == 1
+    assert b'prog.py:3: error: Argument "note_id" to "get_note" has incompatible type "str"' in checked.stdout
