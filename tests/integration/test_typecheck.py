@@ -14,7 +14,7 @@ import pytest
 from codemode.audit import AuditLog
 from codemode.config import Config, Settings, demo_config
 from codemode.engine import Engine
-from codemode.preflight import Checker, SessionNames, checker_for
+from codemode.preflight import Checker, Preflight, SessionNames, checker_for
 from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -184,3 +184,12 @@ async def test_typing_dir_lets_a_plain_mypy_see_stubs_and_runtime(demo_sandbox: 
     )  # fmt: skip
     assert checked.returncode == 1
     assert b'prog.py:3: error: Argument "note_id" to "get_note" has incompatible type "str"' in checked.stdout
+
+
+async def test_a_checker_fault_runs_the_program_unchecked(tmp_path: Path) -> None:
+    broken = tmp_path / "stubs"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("def __getattr__(:\n")  # the checker's view cannot be built
+    preflight = Preflight("strict")
+    report = await preflight.check("print(nope)", stubs=broken, session="s")
+    assert report.diagnostics == () and not report.refused
