@@ -176,7 +176,8 @@ def describe(tool: str) -> str:
                     except OSError:
                         return f"def {t['signature']}:\n    {t.get('description', '')!r}"
                     body = source.split("from codemode_runtime import call as _call", 1)[-1].strip()
-                    return f"# from stubs import {s['module']}\n{body}"
+                    same_name = t["python_name"] == t["name"] and s["module"] == s["name"]
+                    return f"# from stubs import {s['module']}\n{compact(body, keep_origin=not same_name)}"
             raise LookupError(f"no tool {name!r} on server {module!r}; see list_tools({module!r})")
     raise LookupError(f"no server {module!r}; see list_servers()")
 
@@ -193,4 +194,43 @@ def _describe_skill(tool: dict[str, Any]) -> str:
     return f"# skill: from skills import {name}\n{mark}{body}"
 
 
-__all__ = ["describe", "list_servers", "list_tools", "search_tools"]
+def compact(source: str, *, keep_origin: bool = True) -> str:
+    """A stub's source as the model should read it, in as few tokens as stay exact: no call body, no
+    ``Args`` line that says nothing (``x: -``), a field's docstring as a comment on its line, one blank line
+    between definitions, and the ``Calls MCP tool`` line only when the names differ from the MCP ones."""
+    lines = source.splitlines()
+    defs = [i for i, line in enumerate(lines) if line.startswith("def ")]
+    head, function = (lines[: defs[-1]], lines[defs[-1] :]) if defs else (lines, [])
+    out: list[str] = []
+    i = 0
+    while i < len(head):
+        line = head[i]
+        if line.strip() == '"""' and out and out[-1].startswith("    "):
+            # A field's docstring ('    """' / text / '    """' under the field): a comment on its line.
+            end = i + 1
+            while end < len(head) and head[end].strip() != '"""':
+                end += 1
+            text = " ".join(part.strip() for part in head[i + 1 : end] if part.strip())
+            if text:
+                out[-1] += f"  # {text}"
+            i = end + 1
+            continue
+        if line.strip() or (out and out[-1].strip()):
+            out.append(line)
+        i += 1
+    quotes = 0
+    for line in function:
+        if re.match(r"^\s+\w+: -$", line) or (not keep_origin and line.strip().startswith("Calls MCP tool ")):
+            continue
+        if not line.strip() and out and not out[-1].strip():
+            continue
+        out.append(line)
+        quotes += line.count('"""')
+        if quotes >= 2:
+            break  # the end of the docstring: the call body follows
+    text = "\n".join(out)
+    text = re.sub(r"\n\s*Args:\n(?=\s*\n)", "\n", text)
+    return re.sub(r"\n\s*\n(\s*\"\"\")$", r"\n\1", text)
+
+
+__all__ = ["compact", "describe", "list_servers", "list_tools", "search_tools"]

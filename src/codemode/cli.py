@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -189,6 +190,58 @@ def _run(args: argparse.Namespace) -> int:
     elif outcome.text:
         print(outcome.text, file=sys.stderr if outcome.is_error else sys.stdout)
     return EXIT_FAILED if outcome.is_error else EXIT_OK
+
+
+@_command("check")
+def _check(args: argparse.Namespace) -> int:
+    from codemode.preflight import checker_for
+
+    code = _read_program(args.file)
+    with tempfile.TemporaryDirectory(prefix="codemode-check-") as scratch:
+        stubs = _stubs_to_check(args, Path(scratch))
+        diagnostics = checker_for(stubs).check(code)
+    name = "<stdin>" if args.file == "-" else args.file
+    for diagnostic in diagnostics:
+        print(diagnostic.render(name))
+    return EXIT_FAILED if diagnostics else EXIT_OK
+
+
+def _stubs_to_check(args: argparse.Namespace, scratch: Path) -> Path:
+    """The stubs tree ``check`` uses: ``--stubs``, else the config's newest generation, else a fresh compile
+    of the configured servers into ``scratch``."""
+    from codemode.catalog.store import GenerationStore
+    from codemode.compiler import compile_to_dir
+    from codemode.paths import stubs_dir_for
+
+    if args.stubs:
+        stubs = Path(args.stubs)
+        if not (stubs / "__init__.py").is_file():
+            raise ConfigError(f"{stubs}: not a stubs package (no __init__.py); see `codemode compile --out`")
+        return stubs
+    config = _config(args)
+    generation = GenerationStore(stubs_dir_for(config)).current()
+    if generation is not None:
+        return generation.path
+
+    async def go() -> None:
+        async with Hub(config) as hub:
+            await anyio.to_thread.run_sync(lambda: compile_to_dir(hub.tools(), scratch, summaries=hub.summaries()))
+
+    anyio.run(go)
+    return scratch
+
+
+@_command("typing")
+def _typing(args: argparse.Namespace) -> int:
+    from codemode.preflight import write_typing_dir
+
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="codemode-check-") as scratch:
+        write_typing_dir(_stubs_to_check(args, Path(scratch)), out)
+    print(f"{out}: stubs/ and codemode_runtime/ for an editor's type checker, e.g.")
+    print(f'  mypy (pyproject.toml):      [tool.mypy] mypy_path = "{out}"')
+    print(f'  pyright (pyrightconfig.json): {{"extraPaths": ["{out}"]}}')
+    return EXIT_OK
 
 
 MIN_TOKEN_CHARS = 16
@@ -510,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE|-", help="program file, or - for standard input")
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p = add("check", "type check a program against the stubs before running it (FILE:LINE: message)")
+    p.add_argument("file", metavar="FILE|-", help="program file, or - for standard input")
+    p.add_argument("--stubs", metavar="DIR", help="stubs package to check against (default: the config's stubs)")
+    p = add("typing", "write the stubs and the guest runtime into DIR for an editor's mypy/pyright (no MYPYPATH)")
+    p.add_argument("out", metavar="DIR", nargs="?", default=".codemode-typing", help="default: .codemode-typing")
+    p.add_argument("--stubs", metavar="DIR", help="stubs package to use (default: the config's stubs)")
     p = add("serve", "serve the execute_python MCP tool (stdio by default)")
     p.add_argument(
         "--http", metavar="[HOST:]PORT",

@@ -180,6 +180,10 @@ class Settings(BaseModel):
     ``"*memory*"`` (default: none)."""
     directory: list[str] | None = None
     """Folders of directory entries (``server.json`` files); default: the pinned entries codemode ships."""
+    typecheck: Literal["off", "warn", "strict"] = "warn"
+    """Type check each program against the stubs before it runs (:mod:`codemode.preflight`): ``warn`` runs it
+    anyway with the errors at the top of the result, ``strict`` refuses to run a program with errors, ``off``
+    skips the check."""
     audit_log: str | None = None
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""

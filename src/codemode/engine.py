@@ -47,6 +47,7 @@ from codemode.hub import Hub, ToolRef
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
 from codemode.policy import Verdict, policy_step
+from codemode.preflight import Preflight, Report
 from codemode.protocol import OP_SAVE_SKILL
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
@@ -108,6 +109,8 @@ class Engine:
         )
         self.policy = policy_step(config)
         """The gate's policy step: rules, approvals (and their session grants), per-tool rate limits."""
+        self.preflight = Preflight(config.settings.typecheck, skills=self.skills_dir)
+        """The type check before each run (``codemode.typecheck``)."""
         self._stack: AsyncExitStack | None = None
         self.hub: Hub | None = None
         self.gate: Gate | None = None
@@ -161,6 +164,7 @@ class Engine:
             )
             tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self.sessions.expire_idle)
+            tg.start_soon(self.preflight.warm, self.stubs_path)
             stack.callback(tg.cancel_scope.cancel)
             self._tg = tg
         except BaseException:
@@ -312,7 +316,12 @@ class Engine:
                 self.catalog.store.pin(ctx.generation)
             state.last_used = time.monotonic()
             try:
+                stubs = generation.path if generation is not None else self.stubs_path
+                report = await self.preflight.check(code, stubs=stubs, session=session)
+                if report.refused:
+                    return self._not_type_safe(ctx, code, report)
                 result = await self.executor.run(code, context=ctx)
+                self.preflight.remember(session, code)
             except BaseException:
                 # Cancelled (the client went away) or a host fault: the calls made so far still happened.
                 self._audit_cancelled(ctx, code)
@@ -321,7 +330,7 @@ class Engine:
                 state.last_used = time.monotonic()
                 if ctx.generation is not None:
                     self.catalog.store.unpin(ctx.generation)
-        return self._finish(ctx, code, result)
+        return self._finish(ctx, code, result, report)
 
     async def call_tool(
         self, ref: ToolRef, args: dict[str, Any], *, owner: Owner | str = LOCAL, ask: Asker | None = None
@@ -355,9 +364,11 @@ class Engine:
         )  # fmt: skip
         return reply
 
-    def _finish(self, ctx: RunContext, code: str, result: RunResult) -> Outcome:
+    def _finish(self, ctx: RunContext, code: str, result: RunResult, report: Report | None = None) -> Outcome:
         assert self.executor is not None
         text = full = render(result)
+        if report is not None and report.diagnostics:
+            text = full = report.block() + "\n" + text
         if self.catalog is not None and self.catalog.error is not None:
             notice = f"[codemode: {self.catalog.error}; the stubs from before are still in use]"
             text = full = notice + "\n" + text
@@ -394,6 +405,17 @@ class Engine:
             )
         )  # fmt: skip
 
+    def _not_type_safe(self, ctx: RunContext, code: str, report: Report) -> Outcome:
+        """Strict mode and a program with type errors: nothing ran, no tool was called."""
+        text = report.block()
+        entry = ExecutionEntry(
+            id=ctx.id, session=ctx.session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
+            output_chars=0, error=f"TypeCheck: {len(report.diagnostics)} error(s)", error_kind="refused",
+            output=text, config=self.config.source,
+        )  # fmt: skip
+        self.audit.append(entry)
+        return Outcome(ctx.id, ctx.session, text, True, None, denied=text)
+
     def _refused(self, session: str, code: str, message: str) -> Outcome:
         entry = ExecutionEntry(
             session=session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
@@ -413,6 +435,7 @@ class Engine:
 
     async def _close_interpreter(self, session: str) -> None:
         self.policy.approvals.forget(session)
+        self.preflight.forget(session)
         if self.executor is not None:
             await self.executor.close_session(session)
 

@@ -84,7 +84,8 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
         "Run a Python 3.12 program in a sandbox (no network, no host files) and return what it prints plus "
         "the value of its last expression. Variables, imports and functions persist between calls.",
         "Upstream tools are typed functions: `from stubs import <server>` then "
-        "`<server>.<tool>(arg=...)` (keyword-only arguments; results are dicts/lists).",
+        "`<server>.<tool>(arg=...)` (keyword-only arguments). A result is the tool's structured content, else its "
+        "text parsed as JSON when it is JSON, else a str; several content blocks come back as a list.",
         "Discover: `list_servers()`, `search_tools('query')`, `describe('server.tool')` (signature + docs); "
         "the stub sources are files under /stubs.",
         "A failing tool raises ToolError (.server, .tool, .message, .retryable) or a subclass: ToolTimeout, "
@@ -98,6 +99,8 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
         "(kind 'skill') or `list_tools('skills')`. Save a function that worked with `save_skill(fn, "
         "example='fn(arg=1)')`: a draft for this session until a person promotes it (SkillError says why not)."
     )
+    if settings is None or settings.typecheck != "off":
+        lines.append("Programs are type-checked against the stubs first: errors (line, did you mean) lead the result.")
     if settings is not None:
         lines.append(
             f"Each call: up to {settings.wall_s:g} s, {settings.memory_mb} MB, {settings.max_tool_calls} tool calls; "

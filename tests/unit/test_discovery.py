@@ -47,3 +47,16 @@ def test_describe_returns_signature_and_docs(discovery: ModuleType) -> None:
     assert discovery.describe("notes.search_notes").startswith("# from stubs import notes")
     with pytest.raises(LookupError, match="no tool 'nope'"):
         discovery.describe("notes.nope")
+
+
+def test_describe_is_compact_and_exact(discovery: ModuleType) -> None:
+    text = discovery.describe("notes.create_note")
+    source = (REPO / "stubs" / "notes" / "create_note.py").read_text()
+    # No call body, no empty Args lines, no Calls line when the names are the MCP names.
+    assert "_call(" not in text and ": -" not in text and "Args:" not in text and "Calls MCP tool" not in text
+    assert "    related_skus: NotRequired[list[str]]  # Inventory SKUs this note is about" in text
+    assert "def create_note(\n    *,\n    title: str," in text and "-> CreateNoteResult:" in text
+    assert text.rstrip().endswith('"""') and "Returns: structured content" in text
+    assert len(text) < len(source) * 0.6
+    # The Args lines that do say something stay.
+    assert "Args:\n        in_stock_only: (default: false)" in discovery.describe("inventory.list_products")

@@ -1,0 +1,197 @@
+"""The type check before a run: mypy against stubs compiled from the real demo servers, through the engine
+(WASM sandbox) and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from codemode.audit import AuditLog
+from codemode.config import Config, Settings, demo_config
+from codemode.engine import Engine
+from codemode.preflight import Checker, Preflight, SessionNames, checker_for
+from tests.conftest import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+WRONG = """\
+from stubs import notes, inventory
+
+note = notes.get_note(note=1)
+print(note["titel"])
+page = notes.search_notes(query="x", tags="urgent")
+inventory.restock_all()
+print(undefined_name)
+total = 1 + "2"
+"""
+
+
+@pytest.fixture
+async def checker(demo_sandbox: Sandbox) -> Checker:
+    # Not kept across tests: one warm checker per process, and an engine's tree replaces it.
+    return checker_for(demo_sandbox.root / "stubs", skills=Path(__file__).parents[2] / "skills" / "live")
+
+
+def _lines(checker: Checker, code: str, known: SessionNames | None = None) -> list[tuple[int, str, str | None]]:
+    return [(d.line, d.code, d.hint) for d in checker.check(code, known)]
+
+
+async def test_each_mistake_is_named_with_its_line_and_a_close_match(checker: Checker) -> None:
+    found = checker.check(WRONG)
+    assert [(d.line, d.code) for d in found] == [
+        (3, "call-arg"),  # unknown keyword
+        (4, "typeddict-item"),  # a result field that does not exist
+        (5, "arg-type"),  # a str where the stub wants list[str]
+        (6, "attr-defined"),  # a tool that does not exist
+        (7, "name-defined"),
+        (8, "operator"),
+    ]
+    hints = {d.line: d.hint for d in found}
+    assert hints[3] == '"note_id"' and hints[4] == '"title"' and hints[6] == '"restock"'
+    assert "get_note" in found[0].render() and found[0].render().startswith("line 3: ")
+
+
+async def test_a_correct_program_has_no_diagnostics(checker: Checker) -> None:
+    code = (
+        "from stubs import notes, inventory\n"
+        "import json, re\n"
+        "best = None\n"  # None handling and redefinitions are not held against a program
+        "for n in notes.search_notes(query='restock')['hits']:\n"
+        "    best = n\n"
+        "print(best['title'])\n"
+        "note = notes.get_note(note_id=1)\n"
+        "print(note['title'].upper(), note['meta'].get('author'))\n"
+        "def helper(x):\n"
+        "    return x.whatever + 1\n"  # unannotated: not --strict
+        "x = 1\n"
+        "x = 'now a str'\n"
+        "print(x.upper(), describe('notes.get_note'), search_tools('stock'))\n"
+        "try:\n"
+        "    inventory.restock(sku='A-1', quantity=3)\n"
+        "except ToolError as exc:\n"
+        "    print(exc.kind)\n"
+        "import yaml\n"  # may or may not be in the sandbox: not the checker's call
+        "from skills import low_stock_report\n"  # the guest binds the function, not the module skills/NAME.py
+        "print(low_stock_report(threshold=2)[0])\n"
+        "_\n"
+    )
+    assert checker.check(code) == []
+
+
+async def test_names_from_earlier_executions_are_known(checker: Checker) -> None:
+    later = "print(rows, helper(2))\nnotes.get_note(note_id='x')\n"
+    unknown = _lines(checker, later)
+    assert [line for line, code, _ in unknown if code == "name-defined"] == [1, 1, 2]
+    known = SessionNames()
+    known.add("from stubs import notes\nrows = [1]\ndef helper(v):\n    return v\n")
+    # The replayed import keeps the stub's types: the wrong argument type is still found.
+    assert _lines(checker, later, known) == [(2, "arg-type", None)]
+
+
+async def test_lines_stay_those_of_the_program_after_a_docstring_and_future_import(checker: Checker) -> None:
+    code = '"""doc"""\nfrom __future__ import annotations\n\nprint(zzqx)\n'
+    assert _lines(checker, code) == [(4, "name-defined", None)]
+    broken = checker.check("def f(:\n    pass\n")
+    assert broken and broken[0].line == 1 and {d.code for d in broken} == {"syntax"}
+
+
+async def test_the_checker_sees_no_tool_that_is_not_in_the_stubs(checker: Checker) -> None:
+    # The stubs' module __getattr__ (lazy imports) would make any attribute Any: the checker's view drops it.
+    assert _lines(checker, "from stubs import notes\nnotes.delete_everything()\n")[0][:2] == (2, "attr-defined")
+    assert _lines(checker, "from stubs import nope\n")[0][:2] == (1, "attr-defined")
+
+
+def _engine(tmp_path: Path, mode: str) -> Engine:
+    config = Config(servers=demo_config().servers, settings=Settings(typecheck=mode))  # type: ignore[arg-type]
+    return Engine(config, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                  audit=AuditLog(tmp_path / "audit.jsonl"))  # fmt: skip
+
+
+async def test_warn_runs_anyway_with_the_diagnostics_on_top(tmp_path: Path) -> None:
+    async with _engine(tmp_path, "warn") as engine:
+        outcome = await engine.execute("from stubs import notes\nnotes.get_note(note=1)\n", session="w")
+        first, second = outcome.text.splitlines()[:2]
+        assert first.startswith("[typecheck: 1 error found before running; ran anyway]")
+        assert second.startswith('line 2: Unexpected keyword argument "note"') and '(did you mean "note_id"?)' in second
+        # It did run: the stub itself refused the keyword.
+        assert outcome.is_error and outcome.text.endswith(
+            "TypeError: get_note() got an unexpected keyword argument 'note'"
+        )
+        clean = await engine.execute("from stubs import notes\nnote = notes.get_note(note_id=1)\n", session="w")
+        assert not clean.is_error and "typecheck" not in clean.text
+        # `note` and `notes` come from the execution before: not flagged; `notes` (an import) is still typed.
+        later = await engine.execute("print(note['title'])\nnotes.get_note(noteid=1)\n", session="w")
+        assert later.text.splitlines()[:3] == [
+            "[typecheck: 1 error found before running; ran anyway]",
+            'line 2: Unexpected keyword argument "noteid" for "get_note" (did you mean "note_id"?)',
+            "Restock before spring",
+        ]
+        other = await engine.execute("note", session="other")  # another session has no `note`
+        assert 'line 1: Name "note" is not defined' in other.text
+
+
+async def test_strict_refuses_without_calling_any_tool(tmp_path: Path) -> None:
+    async with _engine(tmp_path, "strict") as engine:
+        code = "from stubs import notes\nnotes.create_note(title='t', body='b')\nnotes.create_note(titel='t')\n"
+        refused = await engine.execute(code, session="s")
+        assert refused.is_error and refused.denied and refused.result is None and refused.calls == []
+        assert refused.text.startswith("[typecheck: 1 error found before running; not run (codemode.typecheck is")
+        assert "line 3:" in refused.text
+        tags = await engine.execute("from stubs import notes\nnotes.list_tags()", session="s")
+        assert not tags.is_error and not any("create_note" in c.tool for c in tags.calls)
+        ran = await engine.execute("len(notes.search_notes(query='t'))", session="s")
+        assert not ran.is_error, ran.text  # earlier names are known in strict mode too
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert entries[0]["error_kind"] == "refused" and entries[0]["calls"] == []
+
+
+async def test_off_does_not_check(tmp_path: Path) -> None:
+    async with _engine(tmp_path, "off") as engine:
+        outcome = await engine.execute("print(nope)", session="o")
+        assert "typecheck" not in outcome.text and "NameError" in outcome.text
+
+
+async def test_cli_check_prints_file_line_and_fails(demo_sandbox: Sandbox, tmp_path: Path) -> None:
+    program = tmp_path / "prog.py"
+    program.write_text(WRONG)
+    command = [sys.executable, "-m", "codemode.cli", "check", "--stubs", str(demo_sandbox.root / "stubs")]
+    bad = await anyio.run_process([*command, str(program)], check=False)
+    assert bad.returncode != 0
+    assert (
+        bad.stdout.decode().splitlines()[0]
+        == f'{program}:3: Unexpected keyword argument "note" for "get_note" (did you mean "note_id"?)'
+    )
+    assert len(bad.stdout.decode().splitlines()) == 6
+    good = await anyio.run_process([*command, "-"], input=b"print(1)\n", check=False)
+    assert good.returncode == 0 and good.stdout == b""
+
+
+async def test_typing_dir_lets_a_plain_mypy_see_stubs_and_runtime(demo_sandbox: Sandbox, tmp_path: Path) -> None:
+    out = tmp_path / "typing"
+    stubs = str(demo_sandbox.root / "stubs")
+    await anyio.run_process([sys.executable, "-m", "codemode.cli", "typing", str(out), "--stubs", stubs])
+    assert (out / "stubs" / "notes" / "__init__.pyi").is_file() and (out / "codemode_runtime" / "py.typed").is_file()
+    (tmp_path / "mypy.ini").write_text(f"[mypy]\nmypy_path = {out}\n")
+    program = tmp_path / "prog.py"
+    program.write_text("from stubs import notes\nfrom codemode_runtime import ToolError\nnotes.get_note(note_id='1')\n")
+    env = {k: v for k, v in os.environ.items() if k != "MYPYPATH"}
+    checked = await anyio.run_process(
+        [sys.executable, "-m", "mypy", "--config-file", str(tmp_path / "mypy.ini"), "--cache-dir", str(tmp_path / "c"),
+         str(program)], check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert checked.returncode == 1
+    assert b'prog.py:3: error: Argument "note_id" to "get_note" has incompatible type "str"' in checked.stdout
+
+
+async def test_a_checker_fault_runs_the_program_unchecked(tmp_path: Path) -> None:
+    broken = tmp_path / "stubs"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("def __getattr__(:\n")  # the checker's view cannot be built
+    preflight = Preflight("strict")
+    report = await preflight.check("print(nope)", stubs=broken, session="s")
+    assert report.diagnostics == () and not report.refused
