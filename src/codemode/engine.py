@@ -43,7 +43,7 @@ from codemode.directory.load import directory_for
 from codemode.directory.service import Services
 from codemode.errors import PolicyDenied
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
-from codemode.hub import Hub, ToolRef
+from codemode.hub import Hub, ToolRef, ToolSpec
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
 from codemode.policy import Verdict, policy_step
@@ -137,11 +137,7 @@ class Engine:
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
             self.hub = await stack.enter_async_context(hub)
             self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy)
-            rules = self.policy.rules
-            self.catalog = Catalog(
-                self.stubs_dir, self.hub, progress=self._progress,
-                visible=lambda spec: rules.decide(spec.ref, spec.annotations).verdict is not Verdict.DENY,
-            )  # fmt: skip
+            self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress, visible=self.offered)
             self.catalog.listeners.append(self._catalog_changed)
             directory = directory_for(self.config)
             for rejected in directory.rejected:
@@ -252,6 +248,11 @@ class Engine:
         finally:
             await self.close_session(session, owner=SKILL_CHECKS)
         return not outcome.is_error, outcome.text
+
+    def offered(self, spec: ToolSpec) -> bool:
+        """Whether the policy lets programs and clients see ``spec`` at all (a denied tool gets no stub and is
+        not offered directly; its calls are refused at the gate whatever the program does)."""
+        return self.policy.rules.decide(spec.ref, spec.annotations).verdict is not Verdict.DENY
 
     async def _save_skill(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""

@@ -545,7 +545,10 @@ class _Front:
         patterns = self.engine.settings.expose_direct
         if not patterns or self.engine.hub is None:
             return {}
-        tools = self.engine.hub.tools()
+        tools = {
+            server: [spec for spec in specs if self.engine.offered(spec)]
+            for server, specs in self.engine.hub.tools().items()
+        }
         auto: set[str] = set()
         if direct.AUTO in patterns:
             costs = direct.code_mode_costs(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -113,3 +115,23 @@ async def test_a_service_that_does_not_start_is_not_left_mounted(tmp_path: Path)
         assert outcome.is_error and "ToolUnavailable" in outcome.text and "'broken' did not start" in outcome.text
         assert engine.hub is not None and engine.hub.servers == []
         assert engine.services is not None and engine.services.mounted == {}
+
+
+async def test_a_mount_not_allowed_asks_the_person_when_it_can(tmp_path: Path) -> None:
+    questions: list[str] = []
+
+    def person(answer: str | None) -> Any:
+        async def ask(question: str, choices: Sequence[str]) -> str | None:
+            questions.append(question)
+            return answer
+
+        return ask
+
+    program = "try:\n    print(mount('memory'))\nexcept ToolDenied as e:\n    print('refused:', e.message)"
+    async with _engine(tmp_path, mount=[]) as engine:
+        declined = await engine.execute(program, session="s", ask=person("deny"))
+        assert "refused: mounting 'memory' is not allowed" in declined.text
+        assert engine.hub is not None and engine.hub.servers == []
+        approved = await engine.execute(program, session="s", ask=person("approve"))
+        assert approved.text.strip() == "memory" and "memory" in engine.hub.servers
+    assert len(questions) == 2 and "mount 'memory'" in questions[0]

@@ -95,3 +95,15 @@ async def test_discovery_tools_flag(tmp_path: Path) -> None:
         assert "no tool 'nope'" in _text(missing)
     async with serve_stdio(tmp_path) as client:  # off by default
         assert {t.name for t in (await client.list_tools()).tools} == {"execute_python"}
+
+
+@pytest.mark.slow
+async def test_a_denied_tool_is_not_offered_directly_nor_run(tmp_path: Path) -> None:
+    policy = {"rules": {"inventory.restock*": "deny"}}
+    config = _config(tmp_path, expose_direct=["inventory.*"], policy=policy)
+    async with serve_stdio(tmp_path, "--config", str(config)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "check_stock" in names and not any(name.startswith("restock") for name in names), names
+        refused = await client.call_tool("restock", {"sku": "ELE-00009", "quantity": 1})
+        assert refused.is_error
+    assert not [e for e in AuditLog(tmp_path / "audit.jsonl").entries() if "restock" in e.code and e.ok]

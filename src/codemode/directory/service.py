@@ -27,6 +27,7 @@ from codemode.directory.policy import mount_allowed, refusal
 from codemode.errors import CodemodeError
 from codemode.hub.hub import Hub, upstream_for
 from codemode.hub.upstream import UpstreamState
+from codemode.policy.approvals import approve_mount
 from codemode.protocol import OP_MOUNT, OP_SEARCH_DIRECTORY, OP_UNMOUNT
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ class Services:
         entry = located.entry
         short = entry.short_name
         if not mount_allowed(short, entry.name, self.settings.mount):
-            return Reply.refuse("denied", refusal(short))
+            # Not pre-allowed: the person decides when the client can be asked (clock paused meanwhile).
+            what = f"{short!r} ({entry.description[:200]})" if entry.description else repr(short)
+            timeout = self.settings.policy.approval_timeout_s
+            if ctx is None or not await approve_mount(ctx, what, timeout_s=timeout):
+                return Reply.refuse("denied", refusal(short))
         try:
             config = server_config(entry, params, root=located.root)
         except MountError as exc:
