@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
-from codemode.compiler import compile_to_dir
+from codemode.compiler import compile_to_dir, flat
 from codemode.hub import ToolSpec
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,6 +60,8 @@ def synthetic_catalog(n: int, servers: int = 10, nested_every: int = 5) -> dict[
 def run(tools: int = 1000, *, write: bool = True) -> dict[str, Any]:
     """Measure and return the figures (and write ``results/compile.json`` unless ``write`` is False)."""
     catalog = synthetic_catalog(tools)
+    with tempfile.TemporaryDirectory() as tmp:  # the generator's imports, paid once, outside both timings
+        compile_to_dir(synthetic_catalog(1, nested_every=1), Path(tmp) / "stubs")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "stubs"
         t0 = time.perf_counter()
@@ -69,11 +72,11 @@ def run(tools: int = 1000, *, write: bool = True) -> dict[str, Any]:
         noop = time.perf_counter() - t0
         assert not again.written, "a no-op recompile wrote files"
         files = sum(1 for _ in root.rglob("*.py"))
-    nested = synthetic_catalog(max(tools // 5, 1), nested_every=1)
-    with tempfile.TemporaryDirectory() as tmp:
+    # The baseline: the same catalog with the fast path switched off, so every schema goes through the generator.
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(flat, "flat_annotation", return_value=None):
         t0 = time.perf_counter()
-        compile_to_dir(nested, Path(tmp) / "stubs")
-        per_nested = (time.perf_counter() - t0) / max(tools // 5, 1)
+        compile_to_dir(catalog, Path(tmp) / "stubs")
+        generator = time.perf_counter() - t0
     result = {
         "benchmark": "compile",
         "tools": tools,
@@ -81,8 +84,7 @@ def run(tools: int = 1000, *, write: bool = True) -> dict[str, Any]:
         "cold_s": round(cold, 3),
         "noop_s": round(noop, 4),
         "per_tool_ms": round(cold / tools * 1000, 2),
-        "baseline_generator_per_tool_ms": round(per_nested * 1000, 2),
-        "all_through_generator_estimate_s": round(per_nested * tools, 2),
+        "baseline_generator_s": round(generator, 3),
         "targets": {"cold_s": 10.0, "noop_s": 0.1},
         "meets_targets": cold <= 10.0 and noop <= 0.1,
         "warnings": len(report.warnings),
@@ -108,8 +110,7 @@ def main() -> None:
     print(
         f"compile {r['tools']} tools: cold {r['cold_s']:.2f} s ({r['per_tool_ms']} ms/tool), "
         f"no-op recompile {r['noop_s'] * 1000:.1f} ms; "
-        f"generator-only baseline ≈ {r['all_through_generator_estimate_s']} s "
-        f"({r['baseline_generator_per_tool_ms']} ms/tool). targets ≤ 10 s / ≤ 100 ms: "
+        f"the same catalog all through the generator {r['baseline_generator_s']} s. targets ≤ 10 s / ≤ 100 ms: "
         f"{'met' if r['meets_targets'] else 'NOT met'}"
     )
 

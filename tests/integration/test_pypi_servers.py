@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,15 @@ async def test_time_and_git_servers_from_the_sandbox(tmp_path: Path, repo: Path)
             "from stubs import git, time as clock\n"
             "now = clock.get_current_time(timezone='UTC')\n"
             f"status = git.git_status(repo_path={str(repo)!r})\n"
-            "[sorted(now) if isinstance(now, dict) else now[:4], 'README.md' in str(status)]"
+            "[now, 'README.md' in str(status)]"
         )
         outcome = await engine.execute(program, session="pypi")
         assert not outcome.is_error, outcome.text
         result = outcome.result
         assert result is not None and result.value[1] is True
+        now = result.value[0]
+        assert isinstance(now, dict) and now["timezone"] == "UTC", now
+        assert datetime.fromisoformat(now["datetime"]).utcoffset() == timedelta(0), now
         assert [(c.server, c.tool, c.ok) for c in result.calls] == [
             ("time", "get_current_time", True),
             ("git", "git_status", True),

@@ -146,7 +146,7 @@ async def test_tool_call_quota(demo_sandbox: Sandbox) -> None:
 async def test_sleep_sleeps_and_is_interrupted_at_the_deadline(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         slept = await ex.run("import time\nt = time.monotonic()\ntime.sleep(0.2)\ntime.monotonic() - t")
-        assert slept.ok and 0.19 <= slept.value < 5
+        assert slept.ok and slept.value >= 0.19
         stuck = await ex.run("import time\ntime.sleep(1e9)", limits=Limits(wall_s=0.5))
         assert stuck.error is not None and stuck.error.type == "SandboxTimeout"
 
@@ -160,6 +160,28 @@ async def test_scratch_quota_stops_the_program_and_makes_room(demo_sandbox: Sand
         usage = "import os\nsum(os.path.getsize('/scratch/' + n) for n in os.listdir('/scratch'))"
         left = await ex.run(usage, session="q")
         assert left.ok and left.value <= 10_000_000
+
+
+async def test_the_scratch_quota_counts_files_in_subdirectories(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor() as ex:
+        code = (
+            "import os\nos.makedirs('/scratch/a/b')\n"
+            "for i in range(6):\n    open(f'/scratch/a/b/f{i}', 'wb').write(b'x' * 1_000_000)"
+        )
+        result = await ex.run(code, session="deep", limits=Limits(scratch_bytes=4_000_000))
+        assert result.error is not None and result.error.kind == "scratch_quota", result
+        assert "/scratch/a/b/f" in result.error.message  # it removed files down there
+    left = sum(p.stat().st_size for p in (demo_sandbox.root / "scratch-wasm" / "deep").rglob("*") if p.is_file())
+    assert 0 < left <= 2_000_000  # trimmed on the host to half the quota
+
+
+async def test_the_poller_stops_a_program_making_too_many_files(demo_sandbox: Sandbox) -> None:
+    # A program still running is stopped by the poller (not only measured when it ends).
+    async with demo_sandbox.executor() as ex:
+        code = "import time\nfor i in range(40):\n    open(f'/scratch/p{i}', 'w').write('x')\ntime.sleep(30)"
+        result = await ex.run(code, session="many", limits=Limits(scratch_files=10, wall_s=60))
+        assert result.error is not None and result.error.kind == "scratch_quota", result
+        assert "10 files" in result.error.message and "the program was stopped" in result.error.message
 
 
 async def test_bad_session_names_are_refused(demo_sandbox: Sandbox) -> None:

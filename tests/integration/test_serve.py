@@ -126,7 +126,7 @@ async def test_bad_programs_are_errors_not_crashes(tmp_path: Path) -> None:
         result = await client.call_tool(
             "execute_python", {"code": "print('\\udcff'.encode('utf-8', 'surrogateescape'))"}
         )
-        assert not result.is_error
+        assert not result.is_error and _text(result) == "b'\\xff'", _text(result)
         lone = await client.call_tool("execute_python", {"code": "print('a\\udcffb')"})  # not UTF-8 encodable
         assert not lone.is_error and _text(lone) == "a\\udcffb"
         ok = await client.call_tool("execute_python", {"code": "print('still alive')"})

@@ -1,14 +1,22 @@
 """An MCP server started with a secret in its environment, to prove the secret never reaches the sandbox.
 
 ``has_secret`` says whether the secret arrived (without revealing it); ``echo`` and ``fail`` give the guest
-ordinary results and errors to inspect; ``crash`` exits mid-call.
+ordinary results and errors to inspect; ``crash`` exits mid-call
+(and, given a marker file path, makes the next start fail with the secret in its stderr).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from mcp.server.mcpserver import MCPServer
+
+MARKER = os.environ.get("CODEMODE_CRASH_MARKER")
+"""Once ``crash`` has run, starting again fails, logging the secret to stderr as a careless server might."""
+if MARKER and os.path.exists(MARKER):
+    print(f"fatal: cannot connect with token {os.environ.get('CODEMODE_SECRET_TOKEN')}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 server = MCPServer("vault", version="0.0.1")
 
@@ -33,7 +41,9 @@ def fail(reason: str) -> str:
 
 @server.tool(structured_output=False)
 def crash() -> str:
-    """Exit the server in the middle of the call."""
+    """Exit the server in the middle of the call (with ``CODEMODE_CRASH_MARKER`` set, for good: see below)."""
+    if MARKER:
+        open(MARKER, "w").close()
     os._exit(3)
 
 

@@ -56,7 +56,7 @@ class _PeakGrowth:
 
 @pytest.mark.anyio
 async def test_pwritev_of_one_buffer_repeated_is_refused_before_joining(demo_sandbox: Sandbox) -> None:
-    # HOLE (fixed): the host joined the buffers first (up to 256 MB) and only then looked at the frame.
+    # Regression (a hole once): the host joined the buffers first (up to 256 MB) and only then looked at the frame.
     code = RAW + (
         "buf = b'x' * (1 << 20)\n"
         "size = os.pwritev(1, [buf] * 200, MAGIC)\n"
@@ -86,7 +86,7 @@ async def test_pwritev_with_a_huge_iovec_count_is_refused(demo_sandbox: Sandbox)
 
 @pytest.mark.anyio
 async def test_a_frame_of_empty_objects_is_refused_before_parsing(demo_sandbox: Sandbox) -> None:
-    # HOLE (fixed): 20 MB of "{}," (under the frame limit) parsed into ~7 M dicts on the host.
+    # Regression (a hole once): 20 MB of "{}," (under the frame limit) parsed into ~7 M dicts on the host.
     build = RAW + "frame = framed(jbody(b'[' + b'{},' * 7_000_000 + b'{}]'))\nlen(frame)"
     async with demo_sandbox.executor() as ex:
         assert await run_value(ex, build, limits=Limits(wall_s=30)) > 20_000_000  # guest memory grows first
@@ -108,7 +108,7 @@ def test_deep_nesting_is_refused_before_parsing() -> None:
             protocol.decode_frame(deep, 64 * MB)
         took = time.monotonic() - started
     print(f"100k-deep: {took * 1000:.1f} ms, host peak RSS grew {peak.grown / MB:.1f} MB")
-    assert took < 1.0 and peak.grown < 50 * MB
+    assert peak.grown < 50 * MB
 
 
 def test_fifty_megabytes_of_empty_objects_are_refused_before_parsing() -> None:
@@ -119,7 +119,7 @@ def test_fifty_megabytes_of_empty_objects_are_refused_before_parsing() -> None:
             protocol.decode_frame(flat, 64 * MB)
         took = time.monotonic() - started
     print(f"50 MB of {{}}: {took * 1000:.1f} ms, host peak RSS grew {peak.grown / MB:.1f} MB")
-    assert took < 1.0 and peak.grown < 20 * MB
+    assert peak.grown < 20 * MB
 
 
 def test_depth_checks_ignore_brackets_in_strings_and_accept_wide_data() -> None:
@@ -172,7 +172,7 @@ SEND_FORGED = "transport.exchange(big)\nimport os\nos._exit(0)"
 
 @pytest.mark.anyio
 async def test_a_forged_result_is_capped_on_the_host(demo_sandbox: Sandbox) -> None:
-    # HOLE (fixed): the host stored whatever stdout the forged frame carried, past the guest-side cap.
+    # Regression (a hole once): the host stored whatever stdout the forged frame carried, past the guest-side cap.
     async with demo_sandbox.executor() as ex:
         limits = Limits(wall_s=10, output_chars=100_000)
         result = await run(ex, FORGE_BIG % {"chars": 1_000_000}, limits=limits)

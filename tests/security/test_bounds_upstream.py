@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,24 +37,22 @@ async def hostile() -> AsyncIterator[tuple[Hub, Gate]]:
         yield hub, default_gate(hub)
 
 
-async def _call(gate: Gate, tool: str, args: dict[str, Any], limits: Limits | None = None) -> tuple[Reply, float]:
+async def _call(gate: Gate, tool: str, args: dict[str, Any], limits: Limits | None = None) -> Reply:
     ctx = gate.context(session="upstream-attack", limits=limits or Limits(wall_s=20))
-    started = time.monotonic()
-    reply = await gate.call(ctx, ToolRef("hostile", tool), args, len(json.dumps(args)))
-    return reply, time.monotonic() - started
+    return await gate.call(ctx, ToolRef("hostile", tool), args, len(json.dumps(args)))
 
 
 async def _assert_serving(hub: Hub, gate: Gate) -> None:
-    reply, _ = await _call(gate, "echo", {"text": "still here"})
+    reply = await _call(gate, "echo", {"text": "still here"})
     assert reply.ok and reply.value == "still here", reply
     assert {s.name: str(s.state) for s in hub.status()} == {"hostile": "ready"}
 
 
-def _refused(reply: Reply, took: float, kind: str, *phrases: str) -> None:
+def _refused(reply: Reply, kind: str, *phrases: str) -> None:
+    # A call that waited instead of failing at once would end at the 20 s limit as kind "timeout", not ``kind``.
     assert not reply.ok and reply.kind == kind, reply
     for phrase in phrases:
         assert phrase in str(reply.message), reply.message
-    assert took < 10, f"the refusal took {took:.1f} s: the call waited instead of failing at once"
 
 
 # -- 4. upstream results: checked at the transport before they are buffered or parsed -----------------------
@@ -69,8 +66,8 @@ async def test_a_200mb_line_is_refused_without_being_kept(
     # cost minutes and GBs. The bounded reader keeps 64 MB at most, then drops the rest as it reads it.
     hub, gate = hostile
     with PeakRss(f"upstream: one 200 MB line ({id_last=})", record_property) as rss:
-        reply, took = await _call(gate, "huge_line", {"megabytes": 200, "id_last": id_last})
-    _refused(reply, took, "too_large", "209,715,2", "bytes, over the 67,108,864-byte limit")
+        reply = await _call(gate, "huge_line", {"megabytes": 200, "id_last": id_last})
+    _refused(reply, "too_large", "209,715,2", "bytes, over the 67,108,864-byte limit")
     assert rss.growth_mb < 150, f"host RSS grew {rss.growth_mb:.0f} MB"
     await _assert_serving(hub, gate)
 
@@ -81,8 +78,8 @@ async def test_a_million_content_blocks_are_refused_before_they_are_parsed(
     # 26 MB on the wire; as the SDK's models, 1.3 GB.
     hub, gate = hostile
     with PeakRss("upstream: 1,000,000 content blocks", record_property) as rss:
-        reply, took = await _call(gate, "many_blocks", {"count": 1_000_000})
-    _refused(reply, took, "too_large", "1,000,004 JSON arrays and objects, over the limit of 250,000")
+        reply = await _call(gate, "many_blocks", {"count": 1_000_000})
+    _refused(reply, "too_large", "1,000,004 JSON arrays and objects, over the limit of 250,000")
     assert rss.growth_mb < 80, f"host RSS grew {rss.growth_mb:.0f} MB"
     await _assert_serving(hub, gate)
 
@@ -92,8 +89,8 @@ async def test_more_content_blocks_than_the_limit_are_refused_before_the_models_
 ) -> None:
     hub, gate = hostile
     with PeakRss("upstream: 20,000 content blocks", record_property) as rss:
-        reply, took = await _call(gate, "many_blocks", {"count": 20_000})
-    _refused(reply, took, "too_large", "a result of 20,001 content blocks, over the limit of 10,000")
+        reply = await _call(gate, "many_blocks", {"count": 20_000})
+    _refused(reply, "too_large", "a result of 20,001 content blocks, over the limit of 10,000")
     assert rss.growth_mb < 20, f"host RSS grew {rss.growth_mb:.0f} MB"
     await _assert_serving(hub, gate)
 
@@ -103,8 +100,8 @@ async def test_a_flood_of_empty_objects_is_refused_before_it_is_parsed(
 ) -> None:
     hub, gate = hostile
     with PeakRss("upstream: 30 MB of {},{},... as structured content", record_property) as rss:
-        reply, took = await _call(gate, "brace_flood", {"megabytes": 30})
-    _refused(reply, took, "too_large", "JSON arrays and objects, over the limit of 250,000")
+        reply = await _call(gate, "brace_flood", {"megabytes": 30})
+    _refused(reply, "too_large", "JSON arrays and objects, over the limit of 250,000")
     assert rss.growth_mb < 80, f"host RSS grew {rss.growth_mb:.0f} MB"
     await _assert_serving(hub, gate)
 
@@ -116,15 +113,15 @@ async def test_a_text_block_over_the_result_limit_is_refused_before_conversion(
     # parsed as JSON, turned into the guest's data and encoded.
     hub, gate = hostile
     with PeakRss("upstream: one 8 MB text block against a 1 MB result limit", record_property):
-        reply, took = await _call(gate, "big_text", {"megabytes": 8}, Limits(wall_s=20, max_result_bytes=MB))
-    _refused(reply, took, "too_large", "a text block of the result is 8,388,608 characters; the limit is 1,048,576")
+        reply = await _call(gate, "big_text", {"megabytes": 8}, Limits(wall_s=20, max_result_bytes=MB))
+    _refused(reply, "too_large", "a text block of the result is 8,388,608 characters; the limit is 1,048,576")
     await _assert_serving(hub, gate)
 
 
 async def test_a_huge_tool_error_is_cut(hostile: tuple[Hub, Gate]) -> None:
     # An isError result is not a result: it never met the result size check, and went to the guest whole.
     hub, gate = hostile
-    reply, _ = await _call(gate, "fail_loudly", {"megabytes": 8})
+    reply = await _call(gate, "fail_loudly", {"megabytes": 8})
     assert not reply.ok and reply.kind == "tool", reply.kind
     assert str(reply.message).endswith("[cut at 20,000 characters]") and len(str(reply.message)) < 20_100
     await _assert_serving(hub, gate)
@@ -139,16 +136,16 @@ async def test_a_result_nested_10000_deep_fails_at_once_naming_the_limit(
     # Before: the SDK's parser refused the line, the SDK logged it, and the call waited for its timeout.
     hub, gate = hostile
     with PeakRss("upstream: structured content nested 10,000 deep", record_property) as rss:
-        reply, took = await _call(gate, "deep_result", {"levels": 10_000})
-    _refused(reply, took, "too_large", "nested deeper than the 200-level limit")
+        reply = await _call(gate, "deep_result", {"levels": 10_000})
+    _refused(reply, "too_large", "nested deeper than the 200-level limit")
     assert rss.growth_mb < 16
     await _assert_serving(hub, gate)
 
 
 async def test_a_line_that_is_not_json_fails_at_once(hostile: tuple[Hub, Gate]) -> None:
     hub, gate = hostile
-    reply, took = await _call(gate, "garbage", {})
-    _refused(reply, took, "upstream", "hostile.garbage: the server sent a message that is not JSON")
+    reply = await _call(gate, "garbage", {})
+    _refused(reply, "upstream", "hostile.garbage: the server sent a message that is not JSON")
     await _assert_serving(hub, gate)
 
 
@@ -157,10 +154,10 @@ async def test_the_guest_sees_a_deep_result_as_too_large_at_once(hostile: tuple[
     (tmp_path / "stubs").mkdir()
     (tmp_path / "skills").mkdir()
     code = (
-        "import time, codemode_runtime\nstarted = time.monotonic()\n"
+        "import codemode_runtime\n"
         "try:\n    codemode_runtime.call('hostile', 'deep_result', {'levels': 10_000})\n    kind = 'returned'\n"
         "except codemode_runtime.ToolError as e:\n    kind = e.kind\n"
-        "[kind, time.monotonic() - started < 10]"
+        "kind"
     )
     async with create_executor(
         "wasm", stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills", scratch_root=tmp_path / "scratch",
@@ -168,7 +165,7 @@ async def test_the_guest_sees_a_deep_result_as_too_large_at_once(hostile: tuple[
     ) as ex:  # fmt: skip
         result = await ex.run(code, session="guest", limits=Limits(wall_s=30))
     assert result.ok, result.error
-    assert result.value == ["too_large", True]
+    assert result.value == "too_large"  # not "timeout": the call failed at once, within the 30 s limit
     assert [(c.tool, c.state.value, c.error_kind) for c in result.calls] == [("deep_result", "failed", "too_large")]
     await _assert_serving(hub, gate)
 

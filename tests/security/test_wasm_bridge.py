@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from codemode.executors import Limits
+from codemode.protocol import encode_frame
 from tests.conftest import Sandbox
-from tests.security.helpers import assert_error, assert_healthy, run, run_value
+from tests.security.helpers import ATTACK, assert_error, assert_healthy, run, run_value
 
 pytestmark = pytest.mark.anyio
 
@@ -188,10 +189,14 @@ async def test_pread_only_returns_the_guests_own_last_reply(demo_sandbox: Sandbo
 
 
 async def test_calls_outside_an_execution_are_refused(demo_sandbox: Sandbox) -> None:
-    # A program cannot keep calling tools after its result is sent: the guest only runs inside a job.
+    # Between executions the interpreter has no job, so no execution's gate, limits or journal: a call frame
+    # arriving then (a guest that outlived its job) must be refused by the host, not served. The guest cannot
+    # time such a frame, so the host's frame handler is driven directly, as the instance thread would.
     async with demo_sandbox.executor() as ex:
-        value = await run_value(
-            ex, "import codemode_runtime\ncodemode_runtime.call('notes', 'list_tags', {}) is not None"
-        )
-        assert value is True
+        assert await run_value(ex, "1") == 1
+        instance = ex._sessions[ATTACK]  # type: ignore[attr-defined]
+        assert instance.job is None
+        frame = encode_frame({"op": "call", "server": "notes", "tool": "list_tags", "args": {}})
+        reply = instance.on_frame(None, frame)
+        assert b'"kind":"bridge"' in reply and b"tool calls are only allowed while code runs" in reply, reply
         await assert_healthy(ex)

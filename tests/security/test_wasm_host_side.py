@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import pytest
 from codemode.audit import AuditLog
 from codemode.config import Config, Settings, demo_config
 from codemode.engine import Engine
-from codemode.executors import Limits
+from codemode.executors import Executor, Limits
 from tests.conftest import Sandbox
-from tests.security.helpers import ATTACK, assert_healthy, instance_threads, run
+from tests.security.helpers import ATTACK, assert_healthy, instance_threads, run, run_value
 
 pytestmark = pytest.mark.anyio
 
@@ -40,11 +41,10 @@ async def test_a_forged_result_cannot_fake_tool_calls(demo_sandbox: Sandbox) -> 
 
 
 async def test_forged_next_frame_does_not_let_the_guest_outlive_its_session(demo_sandbox: Sandbox) -> None:
-    # HOLE: a guest that sends {'op': 'next'} mid-execution makes the host complete the job (job = None).
-    # The guest keeps running; stop() only interrupts an instance whose job is set, so close_session()
-    # and aclose() just hand it an 'exit' frame it ignores, wait out their join timeouts (5 s / 10 s) and
-    # return, leaving the interpreter thread running on the host with no wall-time limit (fuel barely
-    # moves while it sleeps). Here the guest exits by itself after 9 s; a real attacker would not.
+    # A guest that sends {'op': 'next'} mid-execution makes the host complete the job (job = None) while
+    # it keeps running. close_session() must still stop that interpreter thread, not hand it an 'exit'
+    # frame it can ignore and leave it running on the host with no wall-time limit. Here the guest would
+    # exit by itself after 9 s (so a regression cannot hang the suite); the check is its thread, on the host.
     async with demo_sandbox.executor() as ex:
         result = await run(ex, FORGE_NEXT % {"seconds": 9}, limits=Limits(wall_s=2))
         assert result.ok and result.value == "forged"
@@ -64,21 +64,62 @@ async def test_forged_next_frame_does_not_let_the_guest_outlive_its_session(demo
     )
 
 
-async def test_engine_output_spill_does_not_follow_a_guest_symlink(tmp_path: Path) -> None:
-    # HOLE: the guest can create /scratch/outputs as a relative symlink that climbs out of its scratch dir
-    # (wasmtime allows relative targets). When an output is cut, Engine._spill() writes the full output to
-    # <scratch>/<session>/outputs/<id>.txt on the host, following the link: guest-controlled content lands
-    # in any existing host directory the host user can write.
+async def test_engine_output_spill_survives_a_guest_trying_to_link_outputs(tmp_path: Path) -> None:
+    # End to end: the guest tries to make /scratch/outputs a link out of its scratch dir, then prints past
+    # the output cap so the engine spills. (wasmtime refuses the link first; the host-side tests below
+    # attack the spill itself with links the guest is assumed to have made.)
     victim = tmp_path / "victim"
     victim.mkdir()
     config = Config(servers=demo_config().servers, settings=Settings(output_chars=200))
     target = "../" * 40 + str(victim).lstrip("/")
-    code = f"import os\nos.symlink({target!r}, '/scratch/outputs')\nprint('PWNED ' * 1000)"
+    code = (
+        f"import os\ntry:\n    os.symlink({target!r}, '/scratch/outputs')\nexcept OSError:\n    pass\n"
+        "print('PWNED ' * 1000)"
+    )
     async with Engine(config, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
                       audit=AuditLog(tmp_path / "audit.jsonl")) as engine:  # fmt: skip
         outcome = await engine.execute(code, session="spill-attack")
+        spilled = re.search(r"/scratch/outputs/[\w.-]+\.txt", outcome.text)
+        assert spilled is not None, outcome.text[-300:]
+        read = await engine.execute(f"open({spilled[0]!r}).read().count('PWNED')", session="spill-attack")
         await engine.close_session("spill-attack")
-    written = sorted(p.name for p in victim.iterdir())
-    assert written == [], (
-        f"the host wrote the guest's output outside the sandbox: {victim}/{written} ({outcome.text[-80:]!r})"
-    )
+    assert sorted(victim.iterdir()) == [], outcome.text[-200:]
+    assert read.text == "1000"  # the whole output went where the guest can read it, inside its scratch
+
+
+async def _session_dir(demo_sandbox: Sandbox, ex: Executor, session: str) -> Path:
+    assert await run_value(ex, "open('/scratch/mine.txt', 'w').write('x')", session=session) == 1
+    session_dir = demo_sandbox.root / "scratch-wasm" / session
+    assert (session_dir / "mine.txt").is_file()
+    return session_dir
+
+
+async def test_the_spill_replaces_a_link_at_outputs_instead_of_following_it(
+    demo_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with demo_sandbox.executor() as ex:
+        session_dir = await _session_dir(demo_sandbox, ex, "spill-dir")
+        (session_dir / "outputs").symlink_to(victim)  # what a guest able to make links would leave there
+        assert ex.save_output("spill-dir", "spilled", "FULL OUTPUT") == "/scratch/outputs/spilled.txt"
+        assert sorted(victim.iterdir()) == []
+        outputs = session_dir / "outputs"
+        assert outputs.is_dir() and not outputs.is_symlink()
+        assert (outputs / "spilled.txt").read_text() == "FULL OUTPUT"
+        assert await run_value(ex, "open('/scratch/outputs/spilled.txt').read()", session="spill-dir") == "FULL OUTPUT"
+
+
+async def test_the_spill_writes_through_no_link_inside_outputs(demo_sandbox: Sandbox, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    async with demo_sandbox.executor() as ex:
+        outputs = (await _session_dir(demo_sandbox, ex, "spill-file")) / "outputs"
+        outputs.mkdir()
+        (outputs / ".planted.tmp").symlink_to(victim)  # the temp file's name, planted ahead
+        with pytest.raises(FileExistsError):
+            ex.save_output("spill-file", "planted", "PWNED")
+        (outputs / "taken.txt").symlink_to(victim)  # the final name: replaced, not written through
+        assert ex.save_output("spill-file", "taken", "mine") == "/scratch/outputs/taken.txt"
+        assert not (outputs / "taken.txt").is_symlink() and (outputs / "taken.txt").read_text() == "mine"
+    assert victim.read_text() == "precious"

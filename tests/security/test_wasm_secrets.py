@@ -17,6 +17,7 @@ from codemode.compiler import compile_to_dir
 from codemode.config import parse_config
 from codemode.executors import Executor, Limits, create_executor
 from codemode.hub import Hub
+from tests.conftest import free_port
 from tests.security.helpers import assert_healthy, run, run_value
 
 pytestmark = pytest.mark.anyio
@@ -49,15 +50,18 @@ async def vault(_host_secret: None, tmp_path_factory: pytest.TempPathFactory) ->
                 "mcpServers": {
                     "vault": {"command": sys.executable, "args": [str(SERVER)],
                               "env": {"CODEMODE_SECRET_TOKEN": SERVER_SECRET}},
+                    "fragile": {"command": sys.executable, "args": [str(SERVER)],
+                                "env": {"CODEMODE_SECRET_TOKEN": SERVER_SECRET,
+                                        "CODEMODE_CRASH_MARKER": str(root / "crashed")}},
                     "notes": {"command": sys.executable, "args": ["-m", "codemode.demo.notes"],
                               "env": {"CODEMODE_SECRET_TOKEN": SERVER_SECRET, "API_KEY": "${CODEMODE_SECRET_TOKEN}"}},
-                    "remote": {"type": "http", "url": "http://127.0.0.1:9/mcp", "start_timeout_s": 2,
+                    "remote": {"type": "http", "url": f"http://127.0.0.1:{free_port()}/mcp", "start_timeout_s": 2,
                                "headers": {"Authorization": f"Bearer {HEADER_SECRET}"}},
                 }
             }
         )
     )  # fmt: skip
-    async with Hub(config) as hub:
+    async with Hub(config, log_dir=root / "logs") as hub:
         compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
         (root / "skills").mkdir()
         yield hub, root
@@ -150,6 +154,24 @@ async def test_tool_results_errors_and_discovery_hold_no_secret(vault: tuple[Hub
         text = json.dumps(result.value) + result.stdout + result.stderr
         _assert_no_secret(text)
         assert result.value[0] == "hello"
+        await assert_healthy(ex)
+
+
+async def test_an_upstreams_stderr_stays_on_the_host(vault: tuple[Hub, Path]) -> None:
+    # `fragile` dies mid-call and cannot start again, logging its secret to stderr; the host keeps the last
+    # lines of that log in the server's error, so the next call's error is where a leak would happen.
+    code = (
+        "from stubs import fragile\nout = []\n"
+        "for call in (fragile.crash, lambda: fragile.echo(text='again')):\n"
+        "    try:\n        out.append(call())\n    except ToolError as e:\n        out.append([e.kind, e.message])\n"
+        "out"
+    )
+    async with _executor(vault) as ex:
+        crashed, again = await run_value(ex, code, limits=Limits(wall_s=30))
+        assert SERVER_SECRET in (vault[1] / "logs" / "fragile.log").read_text()  # the host did hold it
+        assert crashed[0] == again[0] == "upstream", [crashed, again]
+        assert "details are in the codemode host's server log" in again[1], again
+        _assert_no_secret(json.dumps([crashed, again]))
         await assert_healthy(ex)
 
 

@@ -56,13 +56,14 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert compiled["benchmark"] == "compile" and compiled["tools"] == 50
     assert compiled["cold_s"] > 0
 
-    # The speed benchmarks are written separately: when present they must follow the shared row shape.
+    assert 0 < compiled["baseline_generator_s"]  # measured on the same catalog, not estimated
+
     for name in ("sandbox", "serve"):
-        path = tmp_path / f"{name}.json"
-        if path.exists():
-            result = _load(path)
-            assert result["benchmark"] == name
-            assert result["rows"] and all({"metric", "value", "unit"} <= set(r) for r in result["rows"])
+        result = _load(tmp_path / f"{name}.json")
+        assert result["benchmark"] == name
+        for r in result["rows"]:
+            assert {"metric", "value", "unit", "baseline", "baseline_value", "target"} <= set(r), r
+            assert isinstance(r["value"], float) and isinstance(r["baseline_value"], float), r
 
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert summary.startswith("# codemode benchmarks")

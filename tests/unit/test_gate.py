@@ -9,6 +9,7 @@ import anyio
 import mcp_types as types
 import pytest
 
+from codemode.bridge import serve_call
 from codemode.calls import CallState, Clock, Limits, Reply, default_gate
 from codemode.calls.gate import Call, Gate, Next, RunContext
 from codemode.errors import ToolCallError
@@ -28,6 +29,7 @@ class Upstream:
             ToolSpec("notes", "slow"),
             ToolSpec("notes", "broken"),
             ToolSpec("notes", "big"),
+            ToolSpec("notes", "structured"),
         ]
 
     def tools(self) -> dict[str, list[ToolSpec]]:
@@ -44,6 +46,8 @@ class Upstream:
             raise ToolCallError(ref.server, ref.tool, "the server died during the call (stderr: token=s3cret)")
         if ref.tool == "create_note" and args.get("title") == "":
             return types.CallToolResult(content=[types.TextContent(type="text", text="title is empty")], is_error=True)
+        if ref.tool == "structured":  # structured content is measured only as the guest's frame is made
+            return types.CallToolResult(content=[], structured_content={"rows": ["x" * 100] * 50})
         text = "x" * 5000 if ref.tool == "big" else json.dumps({"ok": ref.tool})
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
@@ -142,3 +146,32 @@ async def test_gate_caches_tool_specs_until_invalidated() -> None:
     assert (await _call(ctx, "later")).kind == "unknown"  # cached: read on every call
     gate.invalidate()
     assert (await _call(ctx, "later")).ok
+
+
+async def test_oversized_arguments_are_refused_before_the_upstream() -> None:
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream), max_request_bytes=1000)
+    reply = await _call(ctx, "create_note", title="x" * 2000)
+    assert (reply.kind, reply.state) == ("too_large", CallState.REFUSED) and "the limit is 1,000" in str(reply.message)
+    assert upstream.calls == []
+    assert (await _call(ctx, "create_note", title="x" * 900)).ok
+
+
+async def test_a_structured_result_over_the_limit_is_withheld() -> None:
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream), max_result_bytes=2000)
+    reply = await _call(ctx, "structured")
+    assert (reply.kind, reply.state) == ("too_large", CallState.FAILED) and "the limit is 2,000" in str(reply.message)
+    assert [ref.tool for ref, _ in upstream.calls] == ["structured"]  # it ran; only the answer is withheld
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=10_000), "structured")).ok
+
+
+async def test_a_cancelled_execution_sends_no_more_calls() -> None:
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream))
+    message = {"op": "call", "server": "notes", "tool": "list_tags", "args": {}}
+    assert b'"ok":true' in await serve_call(ctx, message)
+    ctx.cancelled = True  # the executor's teardown sets this while the guest may still be sending
+    reply = await serve_call(ctx, message)
+    assert b'"kind":"cancelled"' in reply, reply
+    assert [ref.tool for ref, _ in upstream.calls] == ["list_tags"]

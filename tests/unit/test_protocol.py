@@ -85,6 +85,29 @@ def test_decode_frame_checks_the_size_before_decoding() -> None:
         protocol.decode_frame(frame, 10)
 
 
+def _framed(json_part: bytes, *blobs: bytes) -> bytes:
+    body = protocol.HEADER.pack(len(json_part)) + json_part + b"".join(blobs)
+    return protocol.HEADER.pack(len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("json_part", "error"),
+    [
+        (b'{"op":"call","args":' + b"[" * (protocol.MAX_DEPTH + 1) + b"]" * (protocol.MAX_DEPTH + 1) + b"}",
+         f"nested deeper than the limit of {protocol.MAX_DEPTH} levels"),
+        (b'{"op":"call","args":[' + b",".join([b"[]"] * protocol.MAX_CONTAINERS) + b"]}",
+         f"over the limit of {protocol.MAX_CONTAINERS:,}"),
+        (b'{"op":"call","$blobs":[' + b",".join([b'[["x"],0]'] * (protocol.MAX_BLOBS + 1)) + b"]}",
+         f"over the limit of {protocol.MAX_BLOBS:,}"),
+    ],
+    ids=["depth", "containers", "blobs"],
+)  # fmt: skip
+def test_decode_frame_bounds_the_shape_before_parsing(json_part: bytes, error: str) -> None:
+    # Each is a guest's frame well within the byte limit: the shape checks, not the size, must refuse it.
+    with pytest.raises(protocol.FrameError, match=error):
+        protocol.decode_frame(_framed(json_part), 1 << 30)
+
+
 def test_one_header_struct_and_one_codec() -> None:
     sources = [*(REPO / "src" / "codemode").rglob("*.py"), *RUNTIME.glob("*.py")]
     definitions = [p.name for p in sources if 'Struct(">I")' in p.read_text(encoding="utf-8")]
