@@ -28,6 +28,7 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
+from . import waits
 from .guards import (
     SAFE_STDLIB,
     guarded_write,
@@ -41,6 +42,8 @@ from .guards import (
 )
 
 pin_builtins(globals())
+
+_TIME_DROPPED = ("tzset", "clock_settime", "clock_settime_ns", "pthread_getcpuclockid")
 
 _WRAPPER_ASSIGNMENTS = frozenset(functools.WRAPPER_ASSIGNMENTS)
 _WRAPPER_UPDATES = frozenset(functools.WRAPPER_UPDATES)
@@ -196,6 +199,7 @@ def _install_copy_guard() -> None:
 def _replacements() -> list[tuple[Any, Any]]:
     """``(original, replacement)``: what a program gets instead of each original (None: nothing)."""
     import string
+    import time
     import typing
 
     return [
@@ -220,6 +224,10 @@ def _replacements() -> list[tuple[Any, Any]]:
         (collections.namedtuple, _checked_namedtuple),
         (operator.setitem, _guarded_setitem),
         (operator.delitem, _guarded_delitem),
+        # time.sleep raises TimeoutError at the wall-time limit (and the session is kept); the rest change
+        # the process (its time zone, a clock) or hand out a clock id of another thread.
+        (time.sleep, waits.sleep),
+        *((getattr(time, name), None) for name in _TIME_DROPPED if hasattr(time, name)),
     ]
 
 

@@ -37,15 +37,49 @@ class WasmExecutor(PooledExecutor[Instance]):
         self.loop = LoopLink()
         """How instance threads reach the event loop (the running one once entered)."""
         self._empty_scratch: dict[Path, int] = {}
+        self._module_ready = anyio.Event()
+        self._compiling = False
+        self._compile_error: str | None = None
 
     async def __aenter__(self) -> WasmExecutor:
+        """Start the pool at once; with no compiled python.wasm cached, compile it in the background.
+
+        A first ``serve`` then answers its client's handshake without waiting the several seconds of a
+        compile; interpreters (the pool's and the first execution's) start once it is done.
+        """
         self.loop = LoopLink.current()
-        if not module_cache_path().exists():
-            await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(engine_config()), self.progress))
         await self._start_pool()
+        assert self._task_group is not None
+        if module_cache_path().exists():
+            self._module_ready.set()
+        else:
+            self._compiling = True
+            self._task_group.start_soon(self._compile)
         return self
 
+    async def _compile(self) -> None:
+        try:
+            # Shielded: a compile cut short by shutdown would be several seconds lost; it ends by writing
+            # the cache atomically (module.load_module), so the next start finds it whole or not at all.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(engine_config()), self.progress))
+        except Exception as exc:  # reported by every boot, so each execution says why it cannot run
+            self._compile_error = f"compiling python.wasm failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._compiling = False
+            self._module_ready.set()
+
+    @property
+    def warming(self) -> str | None:
+        return "compiling python.wasm for this machine (first run only)" if self._compiling else None
+
+    async def wait_ready(self) -> None:
+        await self._module_ready.wait()
+
     async def _boot(self) -> Instance:
+        await self._module_ready.wait()
+        if self._compile_error is not None:
+            raise SandboxError(self._compile_error)
         scratch = self._new_scratch()
         instance = Instance(self._instance_config(), self.loop, scratch)
         self._all.add(instance)
