@@ -23,8 +23,10 @@ import enum
 import functools
 import keyword
 import operator
+import random
 import sys
 import types
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,6 +46,21 @@ from .guards import (
 pin_builtins(globals())
 
 _TIME_DROPPED = ("tzset", "clock_settime", "clock_settime_ns", "pthread_getcpuclockid")
+
+_NODE = random.getrandbits(48) | (1 << 40)
+"""The "hardware address" this child's programs see: random, with the multicast bit set (RFC 4122 §4.5)."""
+
+
+def _random_getnode() -> int:
+    """``uuid.getnode()`` without its probes: the original runs ``ifconfig``/``ip``/``arp`` through
+    ``subprocess`` (fork + exec) to read the host's MAC address, which it then gives away."""
+    return _NODE
+
+
+def _checked_uuid1(node: int | None = None, clock_seq: int | None = None) -> uuid.UUID:
+    """``uuid.uuid1`` with :func:`_random_getnode` as the default node: neither the probes nor libuuid
+    (whose time-based UUIDs carry the host's MAC address) run."""
+    return uuid.uuid1(_NODE if node is None else node, clock_seq)
 
 _WRAPPER_ASSIGNMENTS = frozenset(functools.WRAPPER_ASSIGNMENTS)
 _WRAPPER_UPDATES = frozenset(functools.WRAPPER_UPDATES)
@@ -227,6 +244,9 @@ def _replacements() -> list[tuple[Any, Any]]:
         # time.sleep raises TimeoutError at the wall-time limit (and the session is kept); the rest change
         # the process (its time zone, a clock) or hand out a clock id of another thread.
         (time.sleep, waits.sleep),
+        # The host's MAC address, read by running programs (uuid._get_command_stdout): neither is for programs.
+        (uuid.getnode, _random_getnode),
+        (uuid.uuid1, _checked_uuid1),
         *((getattr(time, name), None) for name in _TIME_DROPPED if hasattr(time, name)),
     ]
 
