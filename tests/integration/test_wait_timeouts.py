@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from codemode.audit import AuditLog
 from codemode.calls import CallState
 from codemode.config import Config, Settings, demo_config, parse_config
 from codemode.engine import Engine
-from codemode.executors import ExecutorKind
+from codemode.executors import ExecutorKind, Limits
 from codemode.outcome import Outcome
+from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +78,24 @@ async def test_computing_at_the_limit_still_loses_the_interpreter(
             assert (kind, lost) == ("SandboxTimeout", True), (code, message)
             gone = await engine.execute("keep", session="c")
             assert gone.is_error and "NameError" in gone.text
+
+
+async def test_a_paused_clock_still_gives_the_wait_its_grace(demo_sandbox: Sandbox) -> None:
+    # Pausing and resuming the clock (a person asked mid-call) arms the deadline alarm again: the second
+    # alarm at the same deadline must not cut the grace short and lose the session.
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("import time\nkeep = 7", session="p")).ok
+        ctx = ex.gate.context(session="p", limits=Limits(wall_s=1.0))
+        results = []
+
+        async def run() -> None:
+            results.append(await ex.run("time.sleep(1000)", context=ctx))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await anyio.sleep(0.3)
+            with ctx.clock.paused():
+                await anyio.sleep(0.2)
+        (slept,) = results
+        assert slept.error is not None and (slept.error.type, slept.instance_lost) == ("TimeoutError", False), slept
+        assert (await ex.run("keep", session="p")).value == 7

@@ -368,8 +368,10 @@ class Instance:
         with self._lock:
             if self.job is not job:
                 return
+            if self.timed_out:
+                return  # already in its grace (another alarm for the same deadline): _grace_over ends it
             if clock.expired():
-                if self.waiting and not self.timed_out:
+                if self.waiting:
                     # Waiting (asleep, or in a call the gate answers ``timeout`` now): the wait raises in the
                     # program, which has WAIT_GRACE_S to end with its session kept; then it is stopped.
                     self.timed_out = True
