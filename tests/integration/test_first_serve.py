@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -52,3 +53,17 @@ async def test_a_first_serve_answers_the_handshake_while_python_wasm_compiles(tm
 
         again = await client.call_tool("execute_python", {"code": "1 + 1"}, progress_callback=on_second)
         assert again.content[0].text == "2" and second == []  # type: ignore[union-attr]  # warm: no wait
+
+
+async def test_a_client_that_gives_up_mid_compile_still_leaves_the_module_cached(tmp_path: Path) -> None:
+    # The SDK's stdio client kills the server's process group two seconds after it closes stdin: a compile
+    # running inside serve would die with it, half-written, and every first start would begin again.
+    cache = tmp_path / "cache"
+    env = {**os.environ, "CODEMODE_STATE_DIR": str(tmp_path / "state"), "CODEMODE_CACHE_DIR": str(cache)}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "codemode.cli", "serve"], env=env)
+    async with Client(params, read_timeout_seconds=300):
+        assert _compiled(cache) == []  # the client leaves right after the handshake, mid-compile
+    with anyio.fail_after(300):  # compiling takes seconds; this only bounds a hang
+        while not [name for name in _compiled(cache) if name.endswith(".cwasm")]:  # noqa: ASYNC110  # a file, not a task
+            await anyio.sleep(0.2)
+    assert _compiled(cache) == [n for n in _compiled(cache) if n.endswith(".cwasm")]  # no temp file left

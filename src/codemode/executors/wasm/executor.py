@@ -6,13 +6,15 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Unpack
 
 import anyio
 import anyio.to_thread
-import wasmtime
 
 from codemode import paths
 from codemode.calls.gate import RunContext
@@ -22,7 +24,7 @@ from codemode.executors.pool import PooledExecutor
 from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm.instance import Instance, InstanceConfig, Job
 from codemode.executors.wasm.loop import LoopLink
-from codemode.executors.wasm.module import engine_config, load_module, module_cache_path
+from codemode.executors.wasm.module import compile_command, module_cache_path
 
 
 class WasmExecutor(PooledExecutor[Instance]):
@@ -58,11 +60,28 @@ class WasmExecutor(PooledExecutor[Instance]):
         return self
 
     async def _compile(self) -> None:
+        """Compile python.wasm in a process of its own session: a client that gives up on a first ``serve``
+        (the SDK's stdio client kills the server's whole process group two seconds after it closes stdin)
+        leaves it running, and the next start finds the module cached (written atomically, whole or not at
+        all). A shutdown stops waiting for it, not it."""
+        cache = module_cache_path()
+        if self.progress:
+            self.progress(f"compiling python.wasm for this machine in the background (first run only) → {cache}")
+        started = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            # Shielded: a compile cut short by shutdown would be several seconds lost; it ends by writing
-            # the cache atomically (module.load_module), so the next start finds it whole or not at all.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(engine_config()), self.progress))
+            with tempfile.TemporaryFile() as errors:
+                process = await anyio.open_process(
+                    compile_command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                    env=env, start_new_session=True,
+                )  # fmt: skip
+                returncode = await process.wait()
+                if returncode != 0 or not cache.exists():
+                    errors.seek(0)
+                    tail = errors.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-1:]
+                    raise SandboxError(f"exit status {returncode}{': ' + tail[0] if tail else ''}")
+            if self.progress:
+                self.progress(f"compiled python.wasm in {time.perf_counter() - started:.1f} s (cached for next time)")
         except Exception as exc:  # reported by every boot, so each execution says why it cannot run
             self._compile_error = f"compiling python.wasm failed: {type(exc).__name__}: {exc}"
         finally:
