@@ -103,6 +103,11 @@ class RunResult:
         }  # fmt: skip
 
 
+NEAR_DEADLINE_S = 0.05
+"""A wait (a tool call) that ends this close to the deadline ended because of it: the gate's timeout and the
+executor's deadline are two timers on one clock, and the first may fire a moment early."""
+
+
 def timed_out_waiting(result: RunResult, limits: Limits) -> RunResult:
     """``result`` of a program whose wait raised at its wall-time limit and which then ended in time.
 

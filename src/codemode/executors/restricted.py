@@ -56,6 +56,7 @@ from codemode.errors import (
 )
 from codemode.executors.base import (
     LOST,
+    NEAR_DEADLINE_S,
     WAIT_GRACE_S,
     RunError,
     RunResult,
@@ -414,8 +415,9 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             if op == OP_CALL:
                 # A call over the request limit (read in part) is refused by the gate on its size, journaled.
                 reply = await serve_call(ctx, message, frame.size)
-                if grace_until is None and clock.expired():
-                    grace_until = time.monotonic() + WAIT_GRACE_S
+                if grace_until is None and clock.remaining() <= NEAR_DEADLINE_S:
+                    # Ended by the deadline (the gate's timer may fire a moment before it): a wait.
+                    grace_until = max(time.monotonic(), clock.deadline) + WAIT_GRACE_S
                 await child.send_raw(reply)
             elif op == OP_NEXT:
                 result = result_from_guest(message.get("result"), ctx, time.perf_counter() - started)

@@ -32,6 +32,7 @@ from codemode.calls.types import Limits
 from codemode.errors import BridgeError, ScratchQuotaExceeded
 from codemode.executors.base import (
     LOST,
+    NEAR_DEADLINE_S,
     WAIT_GRACE_S,
     RunError,
     RunResult,
@@ -285,7 +286,12 @@ class Instance:
         except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
             return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
         finally:
-            self.waiting = False
+            with self._lock:
+                # A call the gate ended at the deadline may return a moment before the alarm fires: it was
+                # still a wait, so the grace starts here, not a trap when the alarm finds it running.
+                if self.job is job and job.ctx.clock.remaining() <= NEAR_DEADLINE_S:
+                    self._wait_timed_out(job)
+                self.waiting = False
 
     def on_refused(self, size: int, limit: int) -> bytes:
         """The reply to a frame refused unread (on the instance thread): a ``too_large`` error."""
@@ -372,16 +378,20 @@ class Instance:
                 return  # already in its grace (another alarm for the same deadline): _grace_over ends it
             if clock.expired():
                 if self.waiting:
-                    # Waiting (asleep, or in a call the gate answers ``timeout`` now): the wait raises in the
-                    # program, which has WAIT_GRACE_S to end with its session kept; then it is stopped.
-                    self.timed_out = True
-                    self.wake.set()
-                    alarm.at(time.monotonic() + WAIT_GRACE_S, lambda: self._grace_over(job))
+                    self._wait_timed_out(job)
                 else:
                     self._interrupt()
                 return
         if clock.deadline != float("inf"):
             alarm.at(clock.deadline, lambda: self._deadline(job))
+
+    def _wait_timed_out(self, job: Job) -> None:
+        # Waiting at the deadline (asleep, or in a call the gate answers ``timeout``): the wait raises in the
+        # program, which has WAIT_GRACE_S to end with its session kept; then it is stopped. Under the lock.
+        if not self.timed_out:
+            self.timed_out = True
+            self.wake.set()
+            alarm.at(time.monotonic() + WAIT_GRACE_S, lambda: self._grace_over(job))
 
     def _grace_over(self, job: Job) -> None:
         with self._lock:
