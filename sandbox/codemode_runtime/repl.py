@@ -287,9 +287,37 @@ def serve(
         message = {"op": protocol.OP_NEXT, "result": result}
 
 
+def _timed_sleep() -> Callable[[float], None]:
+    """``time.sleep`` that raises ``TimeoutError`` when the execution's wall-time limit ends the sleep.
+
+    The host fails the sleep's ``poll_oneoff`` at the deadline (``ETIMEDOUT``), but wasi-libc's
+    ``clock_nanosleep`` reports every failure as ``ENOTSUP``: say what happened instead.
+    """
+    import errno
+    import time
+
+    sleep = time.sleep
+
+    def timed_sleep(seconds: float, /) -> None:
+        try:
+            sleep(seconds)
+        except OSError as exc:
+            if exc.errno != errno.ENOTSUP:
+                raise
+            raise TimeoutError(
+                f"time.sleep({seconds!r}) was cut short by the execution's wall-time limit"
+            ) from None
+
+    timed_sleep.__doc__ = sleep.__doc__
+    return timed_sleep
+
+
 def boot() -> None:
     """Entry point under WASM: mount the packages, pre-import what programs use, then serve."""
     sys.setrecursionlimit(int(os.environ.get("CODEMODE_RECURSION_LIMIT", "600")))
+    import time
+
+    time.sleep = _timed_sleep()  # type: ignore[assignment]
     try:
         os.chdir("/scratch")
     except OSError:

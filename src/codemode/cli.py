@@ -533,20 +533,46 @@ def _config_file(args: argparse.Namespace) -> Path:
 
 # -- parser ------------------------------------------------------------------------------------
 
+EXIT_CODES = f"""exit status (every command):
+  {EXIT_OK}    ok
+  {EXIT_FAILED}    the program failed (run), or a replay differs from its record (replay)
+  {EXIT_USAGE}    usage or configuration error (bad option, unreadable or invalid config, unknown id)
+  {EXIT_FAULT}    codemode or an upstream server failed (a server did not start, a compile failed)
+  130  interrupted (Ctrl-C)"""
+
+
+class _Raw(argparse.RawDescriptionHelpFormatter):
+    """Keeps the exit-status table's lines as written."""
+
+
+def _count(value: str) -> int:
+    """``-n``: a whole number, 0 or more (argparse makes a refusal a usage error, exit 2)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, not {number}")
+    return number
+
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand (``codemode COMMAND --help``)."""
     parser = argparse.ArgumentParser(
         prog="codemode",
         description="One MCP tool, execute_python, in place of hundreds: typed stubs, a WASM sandbox, skills.",
+        epilog=EXIT_CODES,
+        formatter_class=_Raw,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--version", action="version", version=f"codemode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--config", metavar="FILE", help="mcpServers JSON file (default: the bundled demo servers)")
+    def add(name: str, help: str, *, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES, formatter_class=_Raw)
+        if config:
+            p.add_argument("--config", metavar="FILE", help="mcpServers JSON file (default: the bundled demo servers)")
         # Also accepted after the command; SUPPRESS keeps the global flag's value when it is not given here.
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         return p
@@ -584,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--discovery-tools", action="store_true",
         help="also offer search_tools and describe as MCP tools (for clients that do better with them)",
     )  # fmt: skip
-    p = add("demo", "walk through the whole loop on the bundled demo servers")
+    # The walkthrough is written around the demo servers' tools: it takes no --config.
+    p = add("demo", "walk through the whole loop on the bundled demo servers", config=False)
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
     bench_help = "run the benchmarks (tokens, workflows, compile, sandbox, serve): JSON, markdown and charts"
     p = sub.add_parser("bench", help=bench_help, description=bench_help + " (same as python -m benchmarks)")
@@ -604,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     skill_commands.add_parser(sub, add)
     p = add("history", "show recent executions from the audit log")
-    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("-n", type=_count, default=20, help="how many, newest last (default 20; 0 for all of them)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("policy", "policy tools: `policy explain server.tool` prints the decision and the rule that made it")
     policy_sub = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)

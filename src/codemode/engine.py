@@ -305,6 +305,7 @@ class Engine:
         except PolicyDenied as exc:
             return self._refused(session, code, str(exc))
         assert self.catalog is not None
+        await self.executor.wait_ready()  # before the clock starts: a first compile is not the program's time
         ctx = self.gate.context(
             session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask
         )

@@ -55,6 +55,7 @@ from codemode._version import __version__
 from codemode.calls.gate import Asker, CannotAsk, Reply
 from codemode.config import Settings
 from codemode.engine import Engine
+from codemode.executors.base import WAIT_GRACE_S
 from codemode.parked import ParkedRun, ParkingLot
 from codemode.session_names import HANDLE_PREFIX, Handles
 from codemode.sessions import LOCAL, Owner
@@ -104,7 +105,10 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
     if settings is not None:
         lines.append(
             f"Each call: up to {settings.wall_s:g} s, {settings.memory_mb} MB, {settings.max_tool_calls} tool calls; "
-            "files you write under /scratch persist for the session."
+            "files you write under /scratch persist for the session. At the time limit a wait (time.sleep, a "
+            "tool call) raises TimeoutError / ToolTimeout where it waits and the session keeps its variables "
+            f"if the program ends within {WAIT_GRACE_S:g} s; code still computing is stopped and the session "
+            "starts fresh."
         )
     if settings is not None and settings.mount:
         lines.append(
@@ -309,6 +313,7 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
         if caller.connection is not None and caller.owner.key not in bound:
             bound.add(caller.owner.key)  # its session id never comes back: nobody could reach them again
             caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
+        await _wait_until_ready(engine, ctx)
         run: ParkedRun | None = None
         resumed = _request_state(ctx)
         if resumed is not None:  # a 2026-07-28 client answering the approval its parked program waits on
@@ -404,6 +409,25 @@ def add_discovery_tools(server: MCPServer, engine: Engine) -> None:
     read_only = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
     server.add_tool(search_tools, name="search_tools", annotations=read_only)
     server.add_tool(describe, name="describe", annotations=read_only)
+
+
+WARMING_PROGRESS_S = 2.0
+"""While the executor warms up (a first compile), a progress notification this often keeps clients that
+reset their timeout on progress waiting."""
+
+
+async def _wait_until_ready(engine: Engine, ctx: Context[Any, Any]) -> None:
+    """Hold the call while the executor warms up, telling a client that sent a ``progressToken``."""
+    executor = engine.executor
+    if executor is None or executor.warming is None:
+        return
+    ticks = 0
+    while (warming := executor.warming) is not None:
+        await ctx.report_progress(ticks, None, f"{warming}; the program runs when it is done")
+        ticks += 1
+        with anyio.move_on_after(WARMING_PROGRESS_S):
+            await executor.wait_ready()
+    await ctx.report_progress(ticks, None, "ready: running the program")
 
 
 def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:

@@ -99,3 +99,37 @@ def test_demo_walks_the_whole_loop(env: dict[str, str]) -> None:
     direct = int(out.split("direct tool calling:")[1].split("tokens")[0].replace(",", ""))
     code_mode = int(out.split("code mode:")[1].split("tokens")[0].replace(",", ""))
     assert 0 < code_mode < direct
+
+
+def test_one_exit_status_rule_is_documented_and_kept(env: dict[str, str]) -> None:
+    for args in (("--help",), ("history", "--help"), ("run", "--help")):
+        shown = codemode(env, *args).stdout
+        assert "exit status (every command):" in shown and "2    usage or configuration error" in shown, args
+    # Options a command cannot honour are refused, not ignored: a usage error.
+    demo = codemode(env, "demo", "--config", "mcp.json")
+    assert demo.returncode == 2 and "unrecognized arguments: --config" in demo.stderr
+    negative = codemode(env, "history", "-n", "-1")
+    assert negative.returncode == 2 and "must be 0 (all) or more" in negative.stderr
+
+
+def test_history_n_counts_and_zero_means_all(env: dict[str, str]) -> None:
+    for value in ("1", "2", "3"):
+        assert codemode(env, "run", "-", stdin=value).returncode == 0
+    assert [e["code"] for e in json.loads(codemode(env, "history", "-n", "2", "--json").stdout)] == ["2", "3"]
+    assert [e["code"] for e in json.loads(codemode(env, "history", "-n", "0", "--json").stdout)] == ["1", "2", "3"]
+
+
+def test_a_server_description_in_the_config_is_what_the_model_reads(env: dict[str, str], tmp_path: Path) -> None:
+    described = "The team's meeting notes, newest first"
+    servers = {
+        name: {"command": sys.executable, "args": ["-m", f"codemode.demo.{name}"], "start_timeout_s": 60}
+        for name in ("inventory", "notes")
+    }
+    servers["notes"]["description"] = described
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": servers}))
+    code = "{s['server']: s['summary'] for s in list_servers()}"
+    result = codemode(env, "run", "-", "--config", str(config), "--json", stdin=code)
+    summaries = json.loads(result.stdout)["result"]["value"]
+    assert summaries["notes"] == described, summaries
+    assert summaries["inventory"] and summaries["inventory"] != described  # the server's own instructions

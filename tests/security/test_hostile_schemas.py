@@ -7,9 +7,13 @@ the other servers and tools always compile; nothing outside the schema (``file:/
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -231,3 +235,95 @@ def test_absurd_tool_name_is_skipped_with_a_warning(tmp_path: Path) -> None:
     report = compile_to_dir({"evil": [ToolSpec("evil", "n" * 5_000_000), ToolSpec("evil", "ok")]}, root)
     assert any("skipped" in w and "limit 1024" in w and len(w) < 2000 for w in report.warnings), report.warnings
     assert [t["name"] for b in load_index(root)["servers"] for t in b["tools"]] == ["ok"]
+
+
+# -- item 7, the class: names and manifests no file system or Python literal handles as expected ------------
+
+
+def test_emoji_and_non_ascii_wire_names_reach_the_tool_by_their_own_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JSON spells 📝 as a surrogate pair; written as a Python literal that is two lone surrogates, not 📝.
+    server, tool = "émoji📦", "📝 save"
+    properties = {"ñame": {"type": "string"}, "📝": {"type": "integer"}}
+    schema = {"type": "object", "properties": properties, "required": ["ñame"]}
+    root = tmp_path / "stubs"
+    compile_to_dir({server: [ToolSpec(server, tool, "Save.", schema)], "other": [_good()]}, root)
+    _parse_all(root)
+    entry = _entry(root, server, tool)
+    module = next(b["module"] for b in load_index(root)["servers"] if b["name"] == server)
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setitem(sys.modules, "codemode_runtime", SimpleNamespace(call=lambda *a: calls.append(a)))
+    path = root / module / f"{entry['python_name']}.py"
+    namespace: dict[str, Any] = {}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    function = namespace[entry["python_name"]]
+    first, second = inspect.signature(function).parameters
+    function(**{first: "x", second: 3})
+    assert calls == [(server, tool, {"ñame": "x", "📝": 3})]
+
+
+def test_names_that_differ_only_by_case_get_files_apart_on_any_file_system(tmp_path: Path) -> None:
+    # On a case-insensitive file system (macOS, Windows) Notes/ and notes/, Get.py and get.py are one file.
+    servers = {
+        "Notes": [ToolSpec("Notes", name, f"{name} tool.") for name in ("Get", "get", "GET", "get_2")],
+        "notes": [ToolSpec("notes", "list", "List.")],
+    }
+    root = tmp_path / "stubs"
+    report = compile_to_dir(servers, root)
+    _parse_all(root)
+    files = [p.relative_to(root).as_posix() for p in root.rglob("*.py")]
+    assert len({f.casefold() for f in files}) == len(files), sorted(files)
+    blocks = {b["name"]: b for b in load_index(root)["servers"]}
+    assert blocks["Notes"]["module"].casefold() != blocks["notes"]["module"].casefold()
+    names = [t["python_name"] for t in blocks["Notes"]["tools"]]
+    assert len(names) == 4 and len({n.casefold() for n in names}) == 4, names
+    assert report.tools == 5
+
+
+def test_a_tampered_manifest_neither_deletes_nor_writes_outside_the_tree(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.py").write_text("keep me too")
+    compile_to_dir({"other": [_good()], "gone": [ToolSpec("gone", "t", "Goes away.")]}, root)
+    manifest_path = root / ".codemode-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] += ["../victim.txt", str(victim), "other/../../victim.txt", "linked/x.py", "other\x00.py", 7]
+    for record in manifest["tools"].values():  # index entries that would put other names into the package
+        record["index"]["python_name"] = "os; import os"
+    manifest_path.write_text(json.dumps(manifest))
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    # A server's package replaced by a link out of the tree: the next compile must not write through it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(root / "other")
+    (root / "other").symlink_to(elsewhere, target_is_directory=True)
+
+    report = compile_to_dir({"other": [_good()]}, root)
+    assert victim.read_text() == "keep me" and (outside / "x.py").read_text() == "keep me too"
+    assert list(elsewhere.iterdir()) == []
+    assert not (root / "other").is_symlink() and (root / "other" / "fine.py").is_file()
+    assert "gone/t.py" in report.deleted and not (root / "gone").exists()
+    ignored = [w for w in report.warnings if "not a file of the stubs tree" in w]
+    assert len(ignored) == 5, report.warnings  # the four paths out of the tree and the NUL; 7 is not a path
+    _parse_all(root)
+    assert "import os" not in _tree_text(root)
+
+
+def test_the_class_split_is_linear_in_the_number_of_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ast.get_source_segment splits the whole generated module again for every class: 1,600 nested
+    # properties took 46 s. The split must read the module's lines once.
+    def quadratic(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ast.get_source_segment re-splits the module for every class")
+
+    monkeypatch.setattr(ast, "get_source_segment", quadratic)
+    properties = {f"p{i}": {"type": "object", "properties": {"q": {"type": "string"}}} for i in range(2_000)}
+    root = tmp_path / "stubs"
+    wide = ToolSpec("wide", "t", "Wide.", {"type": "object", "properties": properties})
+    report = compile_to_dir({"wide": [wide]}, root)
+    _parse_all(root)
+    assert not [w for w in report.warnings if "generic" in w], report.warnings
+    assert (root / "wide" / "t.py").read_text().count("class P") >= 2_000

@@ -133,6 +133,14 @@ LEGITIMATE = [
     ("import collections\nP = collections.namedtuple('P', 'x y')\nP(1, 2).x + P(1, 5).y", 6),
     ("import typing\nN = typing.NamedTuple('N', [('a', int)])\nN(3).a", 3),
     (
+        # The node is random (multicast bit set), the same for getnode() and uuid1().
+        "import uuid\nnode = uuid.getnode()\nu = uuid.uuid1()\n"
+        "[u.version, u.node == node, node >> 40 & 1, uuid.uuid1(node=5).node, uuid.uuid4().version]",
+        [1, True, 1, 5, 4],
+    ),
+    ("import time\nt = time.monotonic()\ntime.sleep(0.05)\n[time.monotonic() - t >= 0.05, hasattr(time, 'tzset')]",
+     [True, False]),
+    (
         "import operator\nd = {}\noperator.setitem(d, 'k', 1)\nl = [1, 2]\noperator.delitem(l, 0)\n(d, l)",
         [{"k": 1}, [2]],
     ),
@@ -153,6 +161,8 @@ RISKY = frozenset(
         "setitem", "delitem",
         # unguarded getattr / eval / exec
         "attrgetter", "methodcaller", "Formatter", "get_type_hints", "singledispatch", "singledispatchmethod",
+        # subprocess (fork + exec of ifconfig, ip, arp) to read the host's MAC address, then handing it out
+        "getnode", "uuid1", "_get_command_stdout",
     }
 )  # fmt: skip
 """Qualified names of the stdlib originals that must not be reachable; their wrappers are ``_checked_*``."""
@@ -186,7 +196,9 @@ async def test_no_risky_callable_is_reachable(executor: RestrictedExecutor) -> N
     wrapped = (
         "functools.update_wrapper", "functools.wraps", "functools.total_ordering", "dataclasses.dataclass",
         "dataclasses.make_dataclass", "collections.namedtuple", "operator.setitem", "operator.delitem",
+        "uuid.uuid1",
     )  # fmt: skip
+    assert found["uuid.getnode"] == "_random_getnode"
     for path in wrapped:
         assert found[path].startswith(("_checked_", "_guarded_")), (path, found[path])
 

@@ -6,8 +6,9 @@ Most real tools take flat primitive arguments; writing those annotations directl
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from codemode.compiler.naming import literal
 
 _PRIMITIVES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
 _COMBINATORS = ("anyOf", "oneOf")
@@ -70,7 +71,7 @@ def _literal(values: list[Any]) -> str | None:
     concrete = [v for v in values if v is not None]
     parts = []
     if concrete:
-        parts.append("Literal[" + ", ".join(json.dumps(v) if isinstance(v, str) else repr(v) for v in concrete) + "]")
+        parts.append("Literal[" + ", ".join(literal(v) if isinstance(v, str) else repr(v) for v in concrete) + "]")
     if len(concrete) != len(values):
         parts.append("None")
     return _union(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import keyword
 import re
 import unicodedata
@@ -35,13 +36,29 @@ def identifier(name: str, *, fallback: str = "x") -> str:
     return text
 
 
-def unique(name: str, taken: set[str]) -> str:
-    """``name`` itself, or ``name_2``, ``name_3``… — whichever is not in ``taken``; adds it to ``taken``."""
+def literal(text: str) -> str:
+    """``text`` as a Python string literal, ASCII only.
+
+    ``json.dumps`` (double quotes, as the stubs have always had) for text within the Basic Multilingual
+    Plane; ``ascii()`` past it: JSON spells such a character as a surrogate pair (``"\\ud83d\\udcdd"``), which
+    Python reads as two lone surrogates, so a stub would call a tool named ``📝`` by another name.
+    """
+    if text.isascii() or max(text) <= "\uffff":
+        return json.dumps(text)
+    return ascii(text)
+
+
+def unique(name: str, taken: set[str], *, fold: bool = False) -> str:
+    """``name`` itself, or ``name_2``, ``name_3``… — whichever is not in ``taken``; adds it to ``taken``.
+
+    With ``fold``, names that differ only by case count as the same (file and package names: ``Notes`` and
+    ``notes`` would be one directory on a case-insensitive file system); ``taken`` then holds folded names.
+    """
     candidate, n = name, 2
-    while candidate in taken:
+    while (candidate.casefold() if fold else candidate) in taken:
         candidate = f"{name}_{n}"
         n += 1
-    taken.add(candidate)
+    taken.add(candidate.casefold() if fold else candidate)
     return candidate
 
 

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from codemode.compiler.limits import clean_text
-from codemode.compiler.naming import module_name, unique
+from codemode.compiler.naming import literal, module_name, unique
 from codemode.compiler.render import HEADER, ToolStub, build_stub, render_stub, summary_of, with_header
 from codemode.hub.models import ToolSpec
 
@@ -18,15 +18,17 @@ INDEX_VERSION = 1
 
 
 def server_modules(servers: Sequence[str]) -> dict[str, str]:
-    """Server name → Python package name, unique and stable (sorted by server name)."""
+    """Server name → Python package name, unique whatever the case (each is a directory) and stable (sorted
+    by server name)."""
     taken: set[str] = set()
-    return {s: unique(module_name(s, fallback="server"), taken) for s in sorted(servers)}
+    return {s: unique(module_name(s, fallback="server"), taken, fold=True) for s in sorted(servers)}
 
 
 def tool_names(tools: Sequence[ToolSpec]) -> dict[str, str]:
-    """Wire tool name → Python function/module name within one server, collisions resolved stably."""
+    """Wire tool name → Python function/module name within one server, collisions (case included: each is a
+    file) resolved stably."""
     taken: set[str] = set()
-    return {t: unique(module_name(t, fallback="tool"), taken) for t in sorted({t.name for t in tools})}
+    return {t: unique(module_name(t, fallback="tool"), taken, fold=True) for t in sorted({t.name for t in tools})}
 
 
 def render_server_init(server: str, module: str, summary: str, stubs: Sequence[ToolStub]) -> str:
@@ -47,8 +49,8 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
         "if TYPE_CHECKING:",
     ]
     lines += [_reexport(s.python_name) for s in ordered] or ["    pass"]
-    lines += ["", f"SERVER = {json.dumps(server)}", "", "TOOLS: dict[str, str] = {"]
-    lines += [f"    {json.dumps(s.python_name)}: {json.dumps(s.summary, ensure_ascii=False)}," for s in ordered]
+    lines += ["", f"SERVER = {literal(server)}", "", "TOOLS: dict[str, str] = {"]
+    lines += [f"    {literal(s.python_name)}: {json.dumps(s.summary, ensure_ascii=False)}," for s in ordered]
     lines += [
         "}",
         "",
@@ -96,7 +98,7 @@ def render_root_init(modules: Mapping[str, str]) -> str:
         "",
         "SERVERS: dict[str, str] = {",
     ]
-    lines += [f"    {json.dumps(module)}: {json.dumps(server)}," for server, module in ordered]
+    lines += [f"    {literal(module)}: {literal(server)}," for server, module in ordered]
     lines += ["}", '"""Python package name → MCP server name."""', "", "__all__ = list(SERVERS)"]
     return with_header("\n".join(lines) + "\n")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from codemode.compiler import flat
 from codemode.compiler.limits import REFUSED, check_refs, clean_text
-from codemode.compiler.naming import class_name, identifier, unique
+from codemode.compiler.naming import class_name, identifier, literal, unique
 from codemode.compiler.nested import Models, RootField, generate_models, rename_classes
 from codemode.errors import CompileError
 from codemode.hub.models import ToolSpec
@@ -274,11 +274,11 @@ def render_stub(stub: ToolStub) -> str:
         body += ["", source.strip(), ""]
     body += ["", _def_line(stub)]
     body.append(_docstring("\n".join(doc_lines), "    "))
-    server, tool = json.dumps(stub.server), json.dumps(stub.tool)
+    server, tool = literal(stub.server), literal(stub.tool)
     if stub.generic:
         body.append(f"    return _call({server}, {tool}, dict(arguments))")
     else:
-        pairs = [f"{json.dumps(a.wire)}: {a.python}" for a in stub.args]
+        pairs = [f"{literal(a.wire)}: {a.python}" for a in stub.args]
         call = f"_call({server}, {tool}, {{{', '.join(pairs)}}})"
         if len(call) > 90:
             inner = "".join(f"            {p},\n" for p in pairs)

@@ -134,6 +134,10 @@ def compile_to_dir(
     # Delete what an earlier compile produced and this one did not.
     produced = {t["file"] for t in new_tools.values()} | set(wanted)
     for rel in sorted(set(old.get("files", [])) - produced):
+        if not _in_tree(out_dir, rel):
+            # The manifest is a file on disk, not ours to trust: it names nothing outside the tree.
+            report.warnings.append(f"{MANIFEST}: ignored {_shown(rel)}: not a file of the stubs tree")
+            continue
         path = out_dir / rel
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -180,7 +184,8 @@ def _compile_tool(
     """
     digest = tool_hash(spec, module, python_name)
     rel = f"{module}/{python_name}.py"
-    if previous and previous.get("hash") == digest and (out_dir / rel).is_file():
+    if _reusable(previous, digest, spec, python_name) and _in_tree(out_dir, rel) and (out_dir / rel).is_file():
+        assert previous is not None
         entry = dict(previous["index"])
         report.unchanged.append(rel)
     else:
@@ -239,12 +244,61 @@ def _stub_from_entry(server: str, entry: dict[str, Any]) -> ToolStub:
 def _load_manifest(out_dir: Path) -> dict[str, Any]:
     try:
         data = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
-    if not isinstance(data, dict) or data.get("version") != COMPILER_VERSION:
+    if not isinstance(data, dict):
+        return {}
+    files = data.get("files")
+    files = [rel for rel in files if isinstance(rel, str)] if isinstance(files, list) else []
+    tools = data.get("tools")
+    if data.get("version") != COMPILER_VERSION or not isinstance(tools, dict):
         # Another compiler version: keep the file list (so stale files still get deleted), drop the hashes.
-        return {"files": data.get("files", [])} if isinstance(data, dict) else {}
-    return data
+        return {"files": files}
+    return {"files": files, "tools": {k: v for k, v in tools.items() if isinstance(v, dict)}}
+
+
+def _reusable(previous: dict[str, Any] | None, digest: str, spec: ToolSpec, python_name: str) -> bool:
+    """Whether the manifest's record of a tool can stand for its stub: same hash, and an index entry that
+    names this tool and this stub (a tampered manifest cannot pass other names into the package)."""
+    if not previous or previous.get("hash") != digest:
+        return False
+    entry = previous.get("index")
+    return (
+        isinstance(entry, dict)
+        and entry.get("name") == spec.name
+        and entry.get("python_name") == python_name
+        and isinstance(entry.get("summary"), str)
+    )
+
+
+def _in_tree(out_dir: Path, rel: Any) -> bool:
+    """Whether ``rel`` names a file inside the stubs tree: a relative path of plain names (no ``..``, no
+    absolute path, no NUL), no link among its directories."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
+        return False
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return False
+    path = out_dir
+    for part in parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return True
+
+
+def _shown(rel: Any) -> str:
+    return repr(clean_text(str(rel))[:200])
+
+
+def _unlink_links(out_dir: Path, rel: str) -> None:
+    """Remove links on the way to ``rel`` (the links themselves, never their targets): the tree is
+    codemode's own, and a write must not follow one out of it."""
+    path = out_dir
+    for part in rel.split("/"):
+        path = path / part
+        if path.is_symlink():
+            path.unlink()
 
 
 def _write(out_dir: Path, rel: str, text: str, report: CompileReport, *, track: bool = True) -> None:
@@ -252,6 +306,7 @@ def _write(out_dir: Path, rel: str, text: str, report: CompileReport, *, track: 
     # Upstream text that still holds a lone surrogate is written escaped (valid in JSON and in a docstring).
     data = text.encode("utf-8", "backslashreplace")
     try:
+        _unlink_links(out_dir, rel)
         if path.is_file() and path.read_bytes() == data:
             if track and rel not in report.unchanged:
                 report.unchanged.append(rel)

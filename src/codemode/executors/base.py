@@ -22,6 +22,12 @@ Progress = Callable[[str], None]
 
 LOST = "The session's interpreter was lost; its variables are gone and the next execution starts fresh."
 
+WAIT_GRACE_S = 1.0
+"""How long a program that reached its wall-time limit while *waiting* (``time.sleep``, a tool call) has to
+finish once the wait raised in it (``TimeoutError``, ``ToolTimeout``): its session and variables are kept if
+it ends within this time. A program that is computing at the limit, or still running after the grace, is
+stopped and its interpreter is lost."""
+
 
 @dataclass(frozen=True)
 class RunError:
@@ -95,6 +101,26 @@ class RunResult:
             "duration_s": self.duration_s,
             "instance_lost": self.instance_lost,
         }  # fmt: skip
+
+
+NEAR_DEADLINE_S = 0.05
+"""A wait (a tool call) that ends this close to the deadline ended because of it: the gate's timeout and the
+executor's deadline are two timers on one clock, and the first may fire a moment early."""
+
+
+def timed_out_waiting(result: RunResult, limits: Limits) -> RunResult:
+    """``result`` of a program whose wait raised at its wall-time limit and which then ended in time.
+
+    Its session is kept; an error it ended with says so (one it caught and got past is its own business).
+    """
+    if result.error is not None:
+        note = (
+            f" (the {limits.wall_s:g} s wall-time limit was reached while the program waited; "
+            "the session and its variables are kept)"
+        )
+        error = result.error
+        result.error = RunError(error.kind, error.type, error.message + note, error.traceback)
+    return result
 
 
 def failed(
@@ -220,6 +246,14 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     async def _run(self, code: str, ctx: RunContext) -> RunResult:
         """Run ``code`` for ``ctx``; every failure comes back as a failed :class:`RunResult`."""
+
+    @property
+    def warming(self) -> str | None:
+        """What the executor is still preparing before it can run anything (None when it is ready)."""
+        return None
+
+    async def wait_ready(self) -> None:  # noqa: B027  # most executors are ready once entered
+        """Return once :attr:`warming` is None (a failure shows in the next run's result)."""
 
     @abc.abstractmethod
     async def close_session(self, session: str) -> None:

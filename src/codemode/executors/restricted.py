@@ -12,7 +12,8 @@ filesystem as the host, minus what the guards block. What stands between a progr
 * OS resource limits set by the child on itself before any user code runs (``RLIMIT_AS``,
   ``RLIMIT_CPU``, ``RLIMIT_NOFILE``, ``RLIMIT_FSIZE``, ``RLIMIT_CORE``, ``RLIMIT_NPROC``);
 * a minimal environment (no host variables, so no tokens) and the session's scratch directory as cwd;
-* the host's wall clock: the child is killed (SIGKILL) at the deadline.
+* the host's wall clock: at the deadline the child is signalled (a sleep raises ``TimeoutError``, a
+  computation ``ExecutionStopped``), and killed (SIGKILL) unless it was waiting and ends within a grace.
 
 A bug in RestrictedPython or in the guards is a full escape with the host user's rights. Use it where
 that risk is acceptable (trusted models, throwaway containers), and prefer ``wasm`` everywhere else.
@@ -53,7 +54,16 @@ from codemode.errors import (
     SandboxTimeout,
     SandboxUnavailable,
 )
-from codemode.executors.base import LOST, RunError, RunResult, failed, guest_text, result_from_guest
+from codemode.executors.base import (
+    LOST,
+    NEAR_DEADLINE_S,
+    WAIT_GRACE_S,
+    RunError,
+    RunResult,
+    failed,
+    result_from_guest,
+    timed_out_waiting,
+)
 from codemode.executors.pool import PooledExecutor
 from codemode.protocol import (
     CALL_PREFIX,
@@ -78,13 +88,15 @@ CHILD_SCRIPT = Path(__file__).with_name("restricted_child") / "__main__.py"
 """Run by path: ``-m codemode.executors.restricted_child`` would import the whole ``codemode`` package."""
 _BOOT_TIMEOUT_S = 60.0
 _STDERR_TAIL = 16 * 1024
-_LAST_WORDS_S = 1.0
-"""How long a timed-out child gets to report its output before it is killed."""
 _SKIP_CHUNK = 1024 * 1024
 
 
 class _ChildDied(Exception):
     """The child's channel closed: it exited or was killed."""
+
+
+class _TimedOut(Exception):
+    """The execution's time ran out while the child was running code (or past its grace after a wait)."""
 
 
 @dataclass(frozen=True)
@@ -340,13 +352,10 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         return result
 
     async def _run_on(self, child: _Child, code: str, ctx: RunContext) -> RunResult:
-        session, limits, clock = ctx.session, ctx.limits, ctx.clock
+        session, limits = ctx.session, ctx.limits
         started = time.perf_counter()
         try:
-            with anyio.CancelScope(deadline=_loop_deadline(clock.deadline)) as scope:
-                # A paused clock (a person is being asked) moves the deadline: follow it.
-                clock.on_change(lambda: setattr(scope, "deadline", _loop_deadline(clock.deadline)))
-                result = await self._exchange(child, code, ctx, started)
+            result = await self._exchange(child, code, ctx, started)
         except _ChildDied:
             returncode = await self._bury(child, session)
             error = _crash_error(child, returncode, limits)
@@ -354,18 +363,13 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 # The child's loop ends when its result frame is refused: say why, not just that it exited.
                 error = RunError.of(BridgeError, f"the sandbox ended after {child.refused}. {LOST}")
             return failed(error, ctx, duration_s=time.perf_counter() - started)
+        except _TimedOut:
+            return await self._stop(child, ctx, started)
         except BaseException:
             # Cancelled (or a host bug): the child may be mid-execution, its state is unknowable.
             ctx.cancelled = True
             await self._kill(child, session)
             raise
-        if scope.cancelled_caught:
-            ctx.cancelled = True
-            stdout, stderr = await self._last_words(child, ctx)
-            await self._kill(child, session)
-            message = f"the program ran past the {limits.wall_s:g} s wall-time limit. {LOST}"
-            timeout = RunError.of(SandboxTimeout, message)
-            return failed(timeout, ctx, duration_s=time.perf_counter() - started, stdout=stdout, stderr=stderr)
         if result.error is not None and result.error.type == "MemoryError":
             # The memory the program holds stays in its namespace: recycle the interpreter rather than
             # leave a session that fails on every allocation.
@@ -381,7 +385,13 @@ class RestrictedExecutor(PooledExecutor[_Child]):
         return result
 
     async def _exchange(self, child: _Child, code: str, ctx: RunContext, started: float) -> RunResult:
-        limits = ctx.limits
+        """Serve the child's frames until its result; :class:`_TimedOut` when its time is up.
+
+        Its time is the clock's deadline while it computes (read afresh for each frame: a person's answer
+        pauses the clock inside a call). A call is not cut by it: the gate answers ``timeout`` at the
+        deadline, the program sees ``ToolTimeout`` and has :data:`WAIT_GRACE_S` more to end.
+        """
+        limits, clock = ctx.limits, ctx.clock
         await child.send(
             run_frame(
                 code, limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision,
@@ -389,13 +399,13 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             )
         )
         child.refused = None
+        grace_until: float | None = None  # set once a call ended at the deadline: when the program must end by
         while True:
-            try:
-                frame = await child.receive(limits)
-            except FrameError as exc:
-                # A child that speaks garbage cannot be trusted with the next execution either.
-                child.kill()
-                raise _ChildDied(f"malformed frame: {exc}") from None
+            until = clock.deadline if grace_until is None else grace_until
+            with anyio.CancelScope(deadline=_loop_deadline(until)) as scope:
+                frame = await self._receive(child, limits)
+            if scope.cancelled_caught:
+                raise _TimedOut
             message = frame.message
             if message is None:
                 # Refused unread, as under WASM: the child raises it (a call) or its loop ends (a result).
@@ -405,24 +415,56 @@ class RestrictedExecutor(PooledExecutor[_Child]):
             op = message.get("op")
             if op == OP_CALL:
                 # A call over the request limit (read in part) is refused by the gate on its size, journaled.
-                await child.send_raw(await serve_call(ctx, message, frame.size))
+                reply = await serve_call(ctx, message, frame.size)
+                if grace_until is None and clock.remaining() <= NEAR_DEADLINE_S:
+                    # Ended by the deadline (the gate's timer may fire a moment before it): a wait.
+                    grace_until = max(time.monotonic(), clock.deadline) + WAIT_GRACE_S
+                await child.send_raw(reply)
             elif isinstance(op, str) and is_service_op(op):
                 await child.send_raw(await serve_op(ctx, message))
             elif op == OP_NEXT:
-                return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
+                result = result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
+                return result if grace_until is None else timed_out_waiting(result, limits)
             else:
                 child.kill()
                 raise _ChildDied(f"unknown op {op!r}")
 
-    async def _last_words(self, child: _Child, ctx: RunContext) -> tuple[str, str]:
-        """Stop a timed-out program (SIGUSR1) and collect what it printed; ("", "") if it does not answer.
+    async def _receive(self, child: _Child, limits: Limits) -> _Frame:
+        try:
+            return await child.receive(limits)
+        except FrameError as exc:
+            # A child that speaks garbage cannot be trusted with the next execution either.
+            child.kill()
+            raise _ChildDied(f"malformed frame: {exc}") from None
 
-        The child raises in the program, and its session loop reports the output so far; calls it makes
-        meanwhile are refused (the context is cancelled). It is killed afterwards either way.
+    async def _stop(self, child: _Child, ctx: RunContext, started: float) -> RunResult:
+        """The program's time is up: SIGUSR1 raises in it where it is (:mod:`.restricted_child.waits`).
+
+        One asleep gets ``TimeoutError`` and keeps its session if it ends within :data:`WAIT_GRACE_S`;
+        one computing gets ``ExecutionStopped`` and is killed after reporting its output, as is one that
+        does not end in time.
+        """
+        session, limits = ctx.session, ctx.limits
+        outcome = await self._last_words(child, ctx)
+        if isinstance(outcome, RunResult) and not (outcome.error and outcome.error.type.endswith("ExecutionStopped")):
+            return timed_out_waiting(outcome, limits)
+        ctx.cancelled = True
+        stdout, stderr = (outcome.stdout, outcome.stderr) if isinstance(outcome, RunResult) else outcome
+        await self._kill(child, session)
+        message = f"the program ran past the {limits.wall_s:g} s wall-time limit. {LOST}"
+        timeout = RunError.of(SandboxTimeout, message)
+        return failed(timeout, ctx, duration_s=time.perf_counter() - started, stdout=stdout, stderr=stderr)
+
+    async def _last_words(self, child: _Child, ctx: RunContext) -> RunResult | tuple[str, str]:
+        """Signal a timed-out program (SIGUSR1) and read its result, or ("", "") if it does not answer.
+
+        The child raises in the program, and its session loop reports the result; calls it makes meanwhile
+        are refused (the clock has run out).
         """
         with contextlib.suppress(ProcessLookupError, OSError):
             os.kill(child.pid, signal.SIGUSR1)
-        with anyio.move_on_after(_LAST_WORDS_S), contextlib.suppress(_ChildDied, FrameError, anyio.BrokenResourceError):
+        started = time.perf_counter()
+        with anyio.move_on_after(WAIT_GRACE_S), contextlib.suppress(_ChildDied, FrameError, anyio.BrokenResourceError):
             while True:
                 frame = await child.receive(ctx.limits)
                 message = frame.message or {}
@@ -432,11 +474,7 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 elif isinstance(op, str) and is_service_op(op):
                     await child.send_raw(await serve_op(ctx, message))
                 elif message.get("op") == OP_NEXT:
-                    result = message.get("result")
-                    if isinstance(result, dict):
-                        cap = ctx.limits.output_chars
-                        return guest_text(result.get("stdout", ""), cap), guest_text(result.get("stderr", ""), cap)
-                    break
+                    return result_from_guest(message.get("result"), ctx, time.perf_counter() - started)
                 else:
                     break
         return "", ""

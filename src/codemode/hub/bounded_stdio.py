@@ -29,12 +29,8 @@ that id is in flight; failing that, the one request in flight if there is exactl
 a request or notification of the server's. A line tied to no request is logged and dropped (a call it
 answered then ends at its timeout).
 
-HTTP and SSE upstreams keep the SDK's transports (mcp 2.3.0, read there). An SSE event is capped by the SDK
-at 1 MB (``max_sse_event_size``, ``sse_within_origin``), tighter than here, and the streamable-HTTP
-transport answers a message it cannot parse with an error for its request, so nothing hangs; but a plain
-JSON response body is read whole (``response.aread()``) before its parser sees it, with no hook between the
-socket and that parser short of replacing the httpx transport. There the bounds are the parser's (200
-levels) and the checks of :func:`codemode.calls.results.result_for_guest`, before any conversion.
+HTTP and SSE upstreams keep the SDK's transports over an httpx transport that applies the same checks to
+response bodies before the SDK reads them: :mod:`codemode.hub.bounded_http`.
 """
 
 from __future__ import annotations
@@ -84,6 +80,29 @@ _TAIL_ID = re.compile(rb'"id"\s*:\s*' + _ID + rb'\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0
 _HEAD_METHOD = re.compile(
     rb'\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?(?:"id"\s*:\s*' + _ID + rb'\s*,\s*)?"method"\s*:'
 )
+
+
+def shape_refusal(message: bytes | bytearray) -> str | None:
+    """Why one JSON-RPC message's bytes are refused before parsing (too many arrays and objects, nested too
+    deep), or None. Counted on the raw bytes at C speed, with no recursion."""
+    containers = count_containers(message, MAX_RESULT_CONTAINERS)
+    if containers > MAX_RESULT_CONTAINERS:
+        return f"a message of {containers:,} JSON arrays and objects, over the limit of {MAX_RESULT_CONTAINERS:,}"
+    if openers_over(message, MAX_DEPTH):
+        try:
+            check_shape(message, 0, len(message), MAX_DEPTH, len(message))
+        except ValueError:
+            return f"a message nested deeper than the {MAX_DEPTH}-level limit (or not JSON)"
+    return None
+
+
+def blocks_refusal(data: Any) -> str | None:
+    """Why a parsed message is refused before the SDK builds its models (too many content blocks), or None."""
+    result = data.get("result") if isinstance(data, dict) else None
+    content = result.get("content") if isinstance(result, dict) else None
+    if isinstance(content, list) and len(content) > MAX_CONTENT_BLOCKS:
+        return f"a result of {len(content):,} content blocks, over the limit of {MAX_CONTENT_BLOCKS:,}"
+    return None
 
 
 class _Line:
@@ -160,30 +179,21 @@ class _Reader:
         """The session's item for one line: the message, a refusal answered on its request's behalf, the
         parse error (as the SDK passes it on) when no request can be blamed, or None for a blank line."""
         if isinstance(line, _Line):
-            reason = f"a message of {line.size:,} bytes, over the {line.limit:,}-byte limit"
-            return self._refuse(line, reason, LIMIT_EXCEEDED)
+            too_long = f"a message of {line.size:,} bytes, over the {line.limit:,}-byte limit"
+            return self._refuse(line, too_long, LIMIT_EXCEEDED)
         if not line or line.isspace():  # isspace stops at the first other byte: no copy of a long line
             return None
-        containers = count_containers(line, MAX_RESULT_CONTAINERS)
-        if containers > MAX_RESULT_CONTAINERS:
-            reason = f"a message of {containers:,} JSON arrays and objects, over the limit of {MAX_RESULT_CONTAINERS:,}"
+        reason = shape_refusal(line)
+        if reason is not None:
             return self._refuse(line, reason, LIMIT_EXCEEDED)
-        if openers_over(line, MAX_DEPTH):
-            try:
-                check_shape(line, 0, len(line), MAX_DEPTH, len(line))
-            except ValueError:
-                reason = f"a message nested deeper than the {MAX_DEPTH}-level limit (or not JSON)"
-                return self._refuse(line, reason, LIMIT_EXCEEDED)
         try:
             # The stdlib parser, then pydantic on Python data: a JSON object costs ~250 bytes here against
             # ~1.4 KB through the SDK's validate_json, and it is faster (1 MB of text: 1.0 ms, not 1.4 ms).
             data = json.loads(line)
         except (ValueError, RecursionError) as exc:
             return self._refuse(line, f"a message that is not JSON ({str(exc)[:200]})", types.PARSE_ERROR, exc=exc)
-        result = data.get("result") if isinstance(data, dict) else None
-        content = result.get("content") if isinstance(result, dict) else None
-        if isinstance(content, list) and len(content) > MAX_CONTENT_BLOCKS:
-            reason = f"a result of {len(content):,} content blocks, over the limit of {MAX_CONTENT_BLOCKS:,}"
+        reason = blocks_refusal(data)
+        if reason is not None:
             return self._refuse(line, reason, LIMIT_EXCEEDED, data=data)
         try:
             parsed = types.jsonrpc_message_adapter.validate_python(data, by_name=False)

@@ -283,9 +283,16 @@ class Hub:
         ]
 
     def summaries(self) -> dict[str, str]:
-        """Each server's own description of itself (its ``instructions``), for stub docs and the front; for a
-        server that is down, why (so ``list_servers()`` and the tool description say so)."""
-        out = {name: u.instructions or "" for name, u in self._upstreams.items() if u.instructions}
+        """Each server's description (the config's ``description``, else the server's own ``instructions``),
+        for stub docs and the front; for a server that is down, why (so ``list_servers()`` and the tool
+        description say so)."""
+        # A ``description`` in the config is the user's word for the server: it wins over the server's own.
+        described = {name: entry.description for name, entry in self.config.servers.items() if entry.description}
+        out = {
+            name: described.get(name) or u.instructions or ""
+            for name, u in self._upstreams.items()
+            if described.get(name) or u.instructions
+        }
         for name, reason in self.unavailable().items():
             out[name] = f"unavailable: {reason} (codemode retries it)"
         return out

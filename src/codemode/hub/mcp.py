@@ -26,13 +26,13 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ListenNotSupportedError
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from codemode._version import __version__
 from codemode.calls.results import ResultTooLarge
 from codemode.config import HttpServer, StdioServer
 from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
+from codemode.hub.bounded_http import bounded_http_client
 from codemode.hub.bounded_stdio import LIMIT_EXCEEDED, bounded_stdio_client
 from codemode.hub.models import ToolSpec
 from codemode.hub.upstream import UpstreamState
@@ -296,7 +296,7 @@ class McpUpstream:
             # The SDK's stdio_client, with a reader that bounds a message before it is buffered or parsed.
             return bounded_stdio_client(params, errlog=errlog or sys.stderr, name=self.name)
         if cfg.type == "sse":
-            return sse_client(cfg.url, headers=cfg.headers or None)
+            return sse_client(cfg.url, headers=cfg.headers or None, httpx_client_factory=bounded_http_client)
         return _http_transport(cfg.url, cfg.headers)
 
     async def _list_tools(self, client: Client) -> list[ToolSpec]:
@@ -366,7 +366,8 @@ class McpUpstream:
 
 @contextlib.asynccontextmanager
 async def _http_transport(url: str, headers: dict[str, str]) -> Any:
-    async with create_mcp_http_client(headers=headers or None) as http:
+    # The SDK reads a JSON body whole before parsing it: the client's transport bounds it first.
+    async with bounded_http_client(headers=headers or None) as http:
         async with streamable_http_client(url, http_client=http) as streams:
             yield streams
 

@@ -25,7 +25,7 @@ SAFE_STDLIB = frozenset(
     {
         "json", "math", "re", "statistics", "itertools", "functools", "collections", "datetime", "decimal",
         "fractions", "random", "string", "textwrap", "typing", "dataclasses", "enum", "operator", "heapq",
-        "bisect", "base64", "hashlib", "uuid", "csv", "copy", "pprint",
+        "bisect", "base64", "hashlib", "uuid", "csv", "copy", "pprint", "time",
     }
 )  # fmt: skip
 """Stdlib modules a program may import (and their submodules, e.g. ``collections.abc``)."""

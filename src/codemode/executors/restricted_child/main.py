@@ -33,6 +33,7 @@ from .namespace import make_builtins, make_globals
 from .seccomp import deny_exec
 from .skills import SkillFinder
 from .transformer import compile_user
+from .waits import new_execution, on_deadline
 
 
 def _take_channel() -> tuple[int, int]:
@@ -43,17 +44,6 @@ def _take_channel() -> tuple[int, int]:
     os.dup2(devnull, 1)
     os.close(devnull)
     return read_fd, write_fd
-
-
-class ExecutionStopped(BaseException):
-    """Raised in the program when the host stops it at its wall-time limit (SIGUSR1).
-
-    The session loop then reports what the program printed so far, before the host kills the child.
-    """
-
-
-def _stop_execution(signum: int, frame: object) -> None:
-    raise ExecutionStopped("the host stopped the execution at its wall-time limit")
 
 
 def main(argv: list[str]) -> None:
@@ -104,9 +94,10 @@ def main(argv: list[str]) -> None:
     apply_static_limits(memory_bytes)
 
     def arm(run: dict[str, Any]) -> None:
+        new_execution()
         arm_execution_limits(int(run.get("memory_bytes", memory_bytes)), float(run.get("cpu_s", 30.0)))
 
-    signal.signal(signal.SIGUSR1, _stop_execution)
+    signal.signal(signal.SIGUSR1, on_deadline)
     try:
         repl.serve(compile_user, namespace, before_run=arm)
     except transport.TransportError:

@@ -23,11 +23,14 @@ import enum
 import functools
 import keyword
 import operator
+import random
 import sys
 import types
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from . import waits
 from .guards import (
     SAFE_STDLIB,
     guarded_write,
@@ -41,6 +44,23 @@ from .guards import (
 )
 
 pin_builtins(globals())
+
+_TIME_DROPPED = ("tzset", "clock_settime", "clock_settime_ns", "pthread_getcpuclockid")
+
+_NODE = random.getrandbits(48) | (1 << 40)
+"""The "hardware address" this child's programs see: random, with the multicast bit set (RFC 4122 §4.5)."""
+
+
+def _random_getnode() -> int:
+    """``uuid.getnode()`` without its probes: the original runs ``ifconfig``/``ip``/``arp`` through
+    ``subprocess`` (fork + exec) to read the host's MAC address, which it then gives away."""
+    return _NODE
+
+
+def _checked_uuid1(node: int | None = None, clock_seq: int | None = None) -> uuid.UUID:
+    """``uuid.uuid1`` with :func:`_random_getnode` as the default node: neither the probes nor libuuid
+    (whose time-based UUIDs carry the host's MAC address) run."""
+    return uuid.uuid1(_NODE if node is None else node, clock_seq)
 
 _WRAPPER_ASSIGNMENTS = frozenset(functools.WRAPPER_ASSIGNMENTS)
 _WRAPPER_UPDATES = frozenset(functools.WRAPPER_UPDATES)
@@ -196,6 +216,7 @@ def _install_copy_guard() -> None:
 def _replacements() -> list[tuple[Any, Any]]:
     """``(original, replacement)``: what a program gets instead of each original (None: nothing)."""
     import string
+    import time
     import typing
 
     return [
@@ -220,6 +241,13 @@ def _replacements() -> list[tuple[Any, Any]]:
         (collections.namedtuple, _checked_namedtuple),
         (operator.setitem, _guarded_setitem),
         (operator.delitem, _guarded_delitem),
+        # time.sleep raises TimeoutError at the wall-time limit (and the session is kept); the rest change
+        # the process (its time zone, a clock) or hand out a clock id of another thread.
+        (time.sleep, waits.sleep),
+        # The host's MAC address, read by running programs (uuid._get_command_stdout): neither is for programs.
+        (uuid.getnode, _random_getnode),
+        (uuid.uuid1, _checked_uuid1),
+        *((getattr(time, name), None) for name in _TIME_DROPPED if hasattr(time, name)),
     ]
 
 

@@ -6,13 +6,15 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Unpack
 
 import anyio
 import anyio.to_thread
-import wasmtime
 
 from codemode import paths
 from codemode.calls.gate import RunContext
@@ -22,7 +24,7 @@ from codemode.executors.pool import PooledExecutor
 from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm.instance import Instance, InstanceConfig, Job
 from codemode.executors.wasm.loop import LoopLink
-from codemode.executors.wasm.module import engine_config, load_module, module_cache_path
+from codemode.executors.wasm.module import compile_command, module_cache_path
 
 
 class WasmExecutor(PooledExecutor[Instance]):
@@ -37,15 +39,66 @@ class WasmExecutor(PooledExecutor[Instance]):
         self.loop = LoopLink()
         """How instance threads reach the event loop (the running one once entered)."""
         self._empty_scratch: dict[Path, int] = {}
+        self._module_ready = anyio.Event()
+        self._compiling = False
+        self._compile_error: str | None = None
 
     async def __aenter__(self) -> WasmExecutor:
+        """Start the pool at once; with no compiled python.wasm cached, compile it in the background.
+
+        A first ``serve`` then answers its client's handshake without waiting the several seconds of a
+        compile; interpreters (the pool's and the first execution's) start once it is done.
+        """
         self.loop = LoopLink.current()
-        if not module_cache_path().exists():
-            await anyio.to_thread.run_sync(lambda: load_module(wasmtime.Engine(engine_config()), self.progress))
         await self._start_pool()
+        assert self._task_group is not None
+        if module_cache_path().exists():
+            self._module_ready.set()
+        else:
+            self._compiling = True
+            self._task_group.start_soon(self._compile)
         return self
 
+    async def _compile(self) -> None:
+        """Compile python.wasm in a process of its own session: a client that gives up on a first ``serve``
+        (the SDK's stdio client kills the server's whole process group two seconds after it closes stdin)
+        leaves it running, and the next start finds the module cached (written atomically, whole or not at
+        all). A shutdown stops waiting for it, not it."""
+        cache = module_cache_path()
+        if self.progress:
+            self.progress(f"compiling python.wasm for this machine in the background (first run only) → {cache}")
+        started = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            with tempfile.TemporaryFile() as errors:
+                process = await anyio.open_process(
+                    compile_command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                    env=env, start_new_session=True,
+                )  # fmt: skip
+                returncode = await process.wait()
+                if returncode != 0 or not cache.exists():
+                    errors.seek(0)
+                    tail = errors.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-1:]
+                    raise SandboxError(f"exit status {returncode}{': ' + tail[0] if tail else ''}")
+            if self.progress:
+                self.progress(f"compiled python.wasm in {time.perf_counter() - started:.1f} s (cached for next time)")
+        except Exception as exc:  # reported by every boot, so each execution says why it cannot run
+            self._compile_error = f"compiling python.wasm failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._compiling = False
+            self._module_ready.set()
+
+    @property
+    def warming(self) -> str | None:
+        return "compiling python.wasm for this machine (first run only)" if self._compiling else None
+
+    async def wait_ready(self) -> None:
+        await self._module_ready.wait()
+
     async def _boot(self) -> Instance:
+        await self._module_ready.wait()
+        if self._compile_error is not None:
+            raise SandboxError(self._compile_error)
         scratch = self._new_scratch()
         instance = Instance(self._instance_config(), self.loop, scratch)
         self._all.add(instance)

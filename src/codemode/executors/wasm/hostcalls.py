@@ -28,6 +28,8 @@ _ERRNO_INVAL = 28
 _ERRNO_IO = 29
 _ERRNO_NOTSUP = 58
 _ERRNO_PERM = 63
+_ERRNO_TIMEDOUT = 73
+"""What a wait returns once the execution's wall-time limit is reached: CPython raises ``TimeoutError``."""
 
 # -- layouts in guest memory (wasm32, little-endian) ------------------------------------------------
 
@@ -73,6 +75,11 @@ class Guest(Protocol):
 
     wake: threading.Event
     """Set when the interpreter is interrupted: a guest sleeping in ``poll_oneoff`` wakes up."""
+    waiting: bool
+    """True while the guest sleeps in ``poll_oneoff`` (set here) or waits for a tool call's answer."""
+    timed_out: bool
+    """The running job reached its wall-time limit while waiting: every wait now fails at once with
+    ``ETIMEDOUT`` (the program sees ``TimeoutError``)."""
 
     def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
         """Handle one frame from the guest and return the reply frame."""
@@ -280,7 +287,16 @@ def _host_poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count:
                 remaining = timeout - now.get(clock_id, now[1]) if absolute else timeout
                 waits.append((max(remaining, 0), userdata))
             wait_ns, userdata = min(waits)
-            guest.wake.wait(wait_ns / 1e9)
+            if wait_ns > 0:
+                if guest.timed_out:
+                    return _ERRNO_TIMEDOUT
+                guest.waiting = True
+                try:
+                    guest.wake.wait(wait_ns / 1e9)
+                finally:
+                    guest.waiting = False
+                if guest.timed_out:  # the limit came while it slept: raise in the program, keep the session
+                    return _ERRNO_TIMEDOUT
             events = [_EVENT.pack(userdata, 0, 0, 0, 0)]
         memory.write(caller, b"".join(events), out_ptr)
         memory.write(caller, _U32.pack(len(events)), nevents_ptr)

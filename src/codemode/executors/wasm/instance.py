@@ -30,7 +30,16 @@ from codemode.bridge import serve_call, serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
 from codemode.errors import BridgeError, ScratchQuotaExceeded
-from codemode.executors.base import LOST, RunError, RunResult, failed, result_from_guest
+from codemode.executors.base import (
+    LOST,
+    NEAR_DEADLINE_S,
+    WAIT_GRACE_S,
+    RunError,
+    RunResult,
+    failed,
+    result_from_guest,
+    timed_out_waiting,
+)
 from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm import hostcalls
 from codemode.executors.wasm.alarm import alarm
@@ -117,6 +126,10 @@ class Instance:
         it could not send ends its loop), the job fails with this."""
         self.wake = threading.Event()
         """Set when the instance is interrupted, so a guest sleeping in ``poll_oneoff`` wakes up."""
+        self.waiting = False
+        """The guest is sleeping in ``poll_oneoff`` or waiting for a tool call's answer."""
+        self.timed_out = False
+        """The running job reached its deadline while waiting: its waits raise, its session is kept."""
         self.ready = anyio.Event()
         self.boot_error: str | None = None
         self.capture: tuple[int, int] | None = None
@@ -267,12 +280,21 @@ class Instance:
         return self.on_frame(caller, frame.read(0, frame.size))
 
     def _serve_call(self, job: Job, message: dict[str, Any], size: int) -> bytes:
+        # A call answers by the deadline on its own (the gate replies ``timeout``): it is a wait.
+        self.waiting = True
         try:
             if message["op"] != OP_CALL:
                 return self.loop.run(serve_op(job.ctx, message))
             return self.loop.run(serve_call(job.ctx, message, size))
         except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
             return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
+        finally:
+            with self._lock:
+                # A call the gate ended at the deadline may return a moment before the alarm fires: it was
+                # still a wait, so the grace starts here, not a trap when the alarm finds it running.
+                if self.job is job and job.ctx.clock.remaining() <= NEAR_DEADLINE_S:
+                    self._wait_timed_out(job)
+                self.waiting = False
 
     def on_refused(self, size: int, limit: int) -> bytes:
         """The reply to a frame refused unread (on the instance thread): a ``too_large`` error."""
@@ -316,6 +338,7 @@ class Instance:
         with self._lock:
             self.job = job
             self.breach = None
+            self.timed_out = False
             self.wake.clear()
             # Store methods only need a context; the caller's is the one valid inside a host call.
             wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
@@ -356,16 +379,37 @@ class Instance:
         with self._lock:
             if self.job is not job:
                 return
+            if self.timed_out:
+                return  # already in its grace (another alarm for the same deadline): _grace_over ends it
             if clock.expired():
-                self._interrupt()
+                if self.waiting:
+                    self._wait_timed_out(job)
+                else:
+                    self._interrupt()
                 return
         if clock.deadline != float("inf"):
             alarm.at(clock.deadline, lambda: self._deadline(job))
 
+    def _wait_timed_out(self, job: Job) -> None:
+        # Waiting at the deadline (asleep, or in a call the gate answers ``timeout``): the wait raises in the
+        # program, which has WAIT_GRACE_S to end with its session kept; then it is stopped. Under the lock.
+        if not self.timed_out:
+            self.timed_out = True
+            self.wake.set()
+            alarm.at(time.monotonic() + WAIT_GRACE_S, lambda: self._grace_over(job))
+
+    def _grace_over(self, job: Job) -> None:
+        with self._lock:
+            if self.job is job:
+                self._interrupt()
+
     def _complete(self, job: Job, payload: Any) -> None:
         with self._lock:
             self.job = None
+            timed_out = self.timed_out
         job.result = result_from_guest(payload, job.ctx, time.perf_counter() - job.started)
+        if timed_out:
+            job.result = timed_out_waiting(job.result, job.limits)
         self.loop.notify(job.done.set)
 
     def _loss(self, trap: BaseException | None, job: Job, store: wasmtime.Store | None) -> RunError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import sys
 import threading
 import time
 import uuid
@@ -75,3 +76,12 @@ def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wa
         # A cache written by another build of the same version (or a torn file): rebuild it.
         cache.unlink(missing_ok=True)
         return load_module(engine, progress)
+
+
+def compile_command() -> list[str]:
+    """A command that compiles and caches the module (what a first ``serve`` runs in the background)."""
+    return [sys.executable, "-m", "codemode.executors.wasm.module"]
+
+
+if __name__ == "__main__":
+    load_module(wasmtime.Engine(engine_config()))

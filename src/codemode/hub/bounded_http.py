@@ -1,0 +1,210 @@
+"""The HTTP client for streamable-HTTP and SSE upstreams: the SDK's transports over an httpx transport that
+bounds what one response costs before the SDK reads it.
+
+Why: the SDK's streamable-HTTP client reads a JSON response body whole (``response.aread()``) and hands it
+to pydantic's ``validate_json``; a 200 MB body, a million content blocks or ``{},{},…`` cost GBs before any
+check of codemode's ran (mcp 2.3.0, read there). :class:`BoundedTransport` wraps each response's byte
+stream, below the SDK, with the checks of the stdio reader (:mod:`codemode.hub.bounded_stdio`):
+
+* a JSON body: its ``Content-Length`` (when sent) and then the bytes read are held to
+  :data:`~codemode.hub.bounded_stdio.MAX_MESSAGE_BYTES` (reading stops there); the arrays and objects are
+  counted and the nesting measured on the raw bytes; more than
+  :data:`~codemode.calls.results.MAX_CONTENT_BLOCKS` content blocks are refused before the SDK's models
+  are built;
+* an event stream: each line is kept to the same size (the rest of a longer one is dropped as it is read)
+  and each ``data:`` line checked as a JSON body is;
+* a compressed body is refused (a small gzip body can inflate to GBs inside ``aread``): requests say
+  ``Accept-Encoding: identity``.
+
+A refused body is replaced by a JSON-RPC error for the request it answers (its id is read from the request
+this transport sent), code :data:`~codemode.hub.bounded_stdio.LIMIT_EXCEEDED`, whose message names the
+limit: the call fails at once as ``too_large``, as over stdio. On a stream that answers no request of its
+own (the GET stream, the legacy SSE transport), a refused line becomes an SSE comment and is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import httpx2
+from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
+
+from codemode.calls.results import MAX_CONTENT_BLOCKS
+from codemode.hub.bounded_stdio import (
+    LIMIT_EXCEEDED,
+    MAX_MESSAGE_BYTES,
+    LineReader,
+    blocks_refusal,
+    shape_refusal,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def bounded_http_client(
+    headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+) -> httpx2.AsyncClient:
+    """``mcp.shared._httpx_utils.create_mcp_http_client`` (same timeouts and options) over a
+    :class:`BoundedTransport`; usable as the SDK's ``httpx_client_factory``."""
+    merged = {"Accept-Encoding": "identity", **(headers or {})}
+    return httpx2.AsyncClient(
+        headers=merged,
+        timeout=timeout or httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
+        auth=auth,
+        transport=BoundedTransport(),
+    )
+
+
+class BoundedTransport(httpx2.AsyncBaseTransport):
+    """An httpx transport whose JSON and event-stream response bodies are checked before they are read."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._inner = inner or httpx2.AsyncHTTPTransport()
+        self.max_bytes = max_bytes
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        kind = response.headers.get("content-type", "").lower()
+        if not kind.startswith(("application/json", "text/event-stream")):
+            return response
+        inner = response.stream
+        assert isinstance(inner, httpx2.AsyncByteStream)
+        request_id = _request_id(request)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        size = response.headers.get("content-length", "")
+        # The body that reaches the SDK is the one produced here: no length or encoding of another one.
+        for header in ("content-encoding", "content-length"):
+            if header in response.headers:
+                del response.headers[header]
+        body: httpx2.AsyncByteStream
+        if encoding not in ("", "identity"):
+            body = _Refused(inner, request_id, f"a body compressed as {encoding!r}, which is not accepted", kind)
+        elif size.isdigit() and int(size) > self.max_bytes:
+            body = _Refused(inner, request_id, _too_long(int(size), self.max_bytes), kind)
+        elif kind.startswith("application/json"):
+            body = _JsonBody(inner, request_id, self.max_bytes)
+        else:
+            body = _EventStream(inner, request_id, self.max_bytes)
+        response.stream = body
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _request_id(request: httpx2.Request) -> Any:
+    """The JSON-RPC id of the request this response answers (the SDK posts one message a request)."""
+    if request.method != "POST":
+        return None
+    try:
+        message = json.loads(request.content)
+    except (httpx2.RequestNotRead, ValueError, UnicodeDecodeError):
+        return None
+    found = message.get("id") if isinstance(message, dict) else None
+    return found if isinstance(found, int | str) and not isinstance(found, bool) else None
+
+
+def _too_long(size: int, limit: int) -> str:
+    return f"a message of {size:,} bytes, over the {limit:,}-byte limit"
+
+
+def _refusal(message: bytes | bytearray) -> str | None:
+    """Why one message's bytes are refused (its shape, then its content blocks), or None."""
+    reason = shape_refusal(message)
+    if reason is None and message.count(b"{") > MAX_CONTENT_BLOCKS:  # fewer objects: fewer blocks
+        try:
+            reason = blocks_refusal(json.loads(message))
+        except (ValueError, RecursionError):
+            return None  # the SDK's parser reports it, on the request's behalf
+    return reason
+
+
+def _error(request_id: Any, reason: str) -> bytes:
+    error = {"code": LIMIT_EXCEEDED, "message": f"the server sent {reason}"}
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
+
+
+class _Refused(httpx2.AsyncByteStream):
+    """A body refused unread: the error for its request, in the body's own format."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, reason: str, kind: str) -> None:
+        self._inner, self._request_id, self._reason, self._kind = inner, request_id, reason, kind
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        await self._inner.aclose()
+        logger.warning("an HTTP upstream sent %s: refused unread", self._reason)
+        error = _error(self._request_id, self._reason)
+        yield error if self._kind.startswith("application/json") else b"event: message\ndata: " + error + b"\n\n"
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _JsonBody(httpx2.AsyncByteStream):
+    """A JSON body read up to ``max_bytes`` and checked before the SDK parses it."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, max_bytes: int) -> None:
+        self._inner, self._request_id, self._max_bytes = inner, request_id, max_bytes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        body = bytearray()
+        size = 0
+        try:
+            async for chunk in self._inner:
+                size += len(chunk)
+                if size > self._max_bytes:
+                    break  # not read further: the connection is closed with the stream
+                body += chunk
+        finally:
+            await self._inner.aclose()
+        reason = _too_long(size, self._max_bytes) + " (at least)" if size > self._max_bytes else _refusal(body)
+        if reason is not None:
+            logger.warning("an HTTP upstream sent %s: its request %r fails with that", reason, self._request_id)
+            yield _error(self._request_id, reason)
+            return
+        yield bytes(body)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _EventStream(httpx2.AsyncByteStream):
+    """An event stream passed on line by line, each line kept to ``max_bytes`` and each ``data:`` checked."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, max_bytes: int) -> None:
+        self._inner, self._request_id, self._max_bytes = inner, request_id, max_bytes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        reader = LineReader(self._max_bytes)
+        try:
+            async for chunk in self._inner:
+                for line in reader.feed(chunk):
+                    # Line by line, without joining: a long line is copied once, into the SDK's buffer.
+                    for part in self._checked(line):
+                        yield cast(bytes, part)  # a bytearray joins as bytes do (httpx2 b"".join()s parts)
+        finally:
+            await self._inner.aclose()
+
+    def _checked(self, line: Any) -> tuple[bytes | bytearray, ...]:
+        if isinstance(line, bytearray):
+            if not line.startswith(b"data:"):
+                return line, b"\n"
+            del line[:5]  # in place (the line is the reader's fresh buffer): no copy of a long payload
+            if line.endswith(b"\r"):
+                del line[-1:]
+            reason = _refusal(line) if line else None
+            if reason is None:
+                return b"data:", line, b"\n"
+        else:  # a line over the limit: only its length, head and tail were kept
+            reason = _too_long(line.size, line.limit)
+        if self._request_id is None:
+            logger.warning("an HTTP upstream's event stream sent %s: dropped", reason)
+            return (b": refused\n",)
+        logger.warning("an HTTP upstream sent %s: its request %r fails with that", reason, self._request_id)
+        return b"data: ", _error(self._request_id, reason), b"\n"
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,101 @@
+"""A wall-time limit reached while the program *waits* raises in the program and keeps the session.
+
+``time.sleep`` raises ``TimeoutError``, a slow tool call ``ToolTimeout``, at the wait; a program that then
+ends (within a short grace) keeps its interpreter and variables. A program computing at the limit, or one
+that catches the timeout and computes on, is still stopped and its interpreter lost. Both executors, real
+demo servers and the real ``fragile`` test server (whose ``slow`` tool blocks).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from codemode.audit import AuditLog
+from codemode.calls import CallState
+from codemode.config import Config, Settings, demo_config, parse_config
+from codemode.engine import Engine
+from codemode.executors import ExecutorKind, Limits
+from codemode.outcome import Outcome
+from tests.conftest import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+WALL_S = 2.0
+
+
+def _engine(tmp_path: Path, executor: ExecutorKind, fragile: dict[str, object]) -> Engine:
+    extra = parse_config(json.dumps({"mcpServers": {"fragile": fragile}}))
+    config = Config(servers={**demo_config().servers, **extra.servers}, settings=Settings(wall_s=WALL_S))
+    return Engine(config, executor=executor, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                  audit=AuditLog(tmp_path / "audit.jsonl"))  # fmt: skip
+
+
+def _error(outcome: Outcome) -> tuple[str, str, bool]:
+    result = outcome.result
+    assert result is not None and result.error is not None, outcome.text
+    return result.error.type, result.error.message, result.instance_lost
+
+
+@pytest.mark.parametrize("executor", ["wasm", "restricted"])
+async def test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session(
+    tmp_path: Path, executor: ExecutorKind, fragile_server: dict[str, object]
+) -> None:
+    async with _engine(tmp_path, executor, fragile_server) as engine:
+        assert not (await engine.execute("import time\nkeep = 41", session="s")).is_error
+
+        slept = await engine.execute("time.sleep(1000)", session="s")
+        kind, message, lost = _error(slept)
+        assert (kind, lost) == ("TimeoutError", False), message
+        assert "cut short by the execution's wall-time limit" in message and "variables are kept" in message
+
+        caught = await engine.execute(
+            "try:\n    time.sleep(1000)\nexcept TimeoutError:\n    print('woke at the limit')\nkeep + 1", session="s"
+        )
+        assert not caught.is_error and caught.result is not None, caught.text
+        assert (caught.result.value, caught.result.stdout) == (42, "woke at the limit\n")
+
+        called = await engine.execute("from stubs import fragile\nkeep = 'x'\nfragile.slow(seconds=30)", session="s")
+        kind, message, lost = _error(called)
+        assert kind.endswith("ToolTimeout") and not lost, (kind, message)
+        assert [(c.tool, c.state) for c in called.calls] == [("slow", CallState.IN_FLIGHT)]
+
+        assert (await engine.execute("keep", session="s")).text == '"x"'  # the variables survived every wait
+
+
+@pytest.mark.parametrize("executor", ["wasm", "restricted"])
+async def test_computing_at_the_limit_still_loses_the_interpreter(
+    tmp_path: Path, executor: ExecutorKind, fragile_server: dict[str, object]
+) -> None:
+    spin_after_catch = "try:\n    time.sleep(1000)\nexcept TimeoutError:\n    while True:\n        pass"
+    async with _engine(tmp_path, executor, fragile_server) as engine:
+        for code in ("while True:\n    pass", spin_after_catch):
+            assert not (await engine.execute("import time\nkeep = 1", session="c")).is_error
+            kind, message, lost = _error(await engine.execute(code, session="c"))
+            assert (kind, lost) == ("SandboxTimeout", True), (code, message)
+            gone = await engine.execute("keep", session="c")
+            assert gone.is_error and "NameError" in gone.text
+
+
+async def test_a_paused_clock_still_gives_the_wait_its_grace(demo_sandbox: Sandbox) -> None:
+    # Pausing and resuming the clock (a person asked mid-call) arms the deadline alarm again: the second
+    # alarm at the same deadline must not cut the grace short and lose the session.
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("import time\nkeep = 7", session="p")).ok
+        ctx = ex.gate.context(session="p", limits=Limits(wall_s=1.0))
+        results = []
+
+        async def run() -> None:
+            results.append(await ex.run("time.sleep(1000)", context=ctx))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await anyio.sleep(0.3)
+            with ctx.clock.paused():
+                await anyio.sleep(0.2)
+        (slept,) = results
+        assert slept.error is not None and (slept.error.type, slept.instance_lost) == ("TimeoutError", False), slept
+        assert (await ex.run("keep", session="p")).value == 7
