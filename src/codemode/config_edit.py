@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from codemode.config import AnyServer, load_config, parse_config
 from codemode.directory.launch import MountError, server_config
 from codemode.directory.load import Directory, directory_for, load_directory, read_entry
 from codemode.errors import ConfigError
+from codemode.files import write_atomic
 
 _DECODER = json.JSONDecoder()
 _WS = re.compile(r"\s*")
@@ -198,14 +198,4 @@ def _members(text: str, pos: int) -> dict[str, tuple[int, int, int]]:
 
 def _write(path: Path, text: str) -> None:
     json.loads(text)  # never write a file that does not parse
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, keep_mode=True)

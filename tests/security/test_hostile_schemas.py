@@ -134,14 +134,14 @@ def test_long_init_quote_nul_and_colliding_names(tmp_path: Path) -> None:
 def test_one_unwritable_tool_does_not_stop_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import codemode.compiler.writer as writer
 
-    real = writer._write_file
+    real = writer.write_atomic
 
     def flaky(path: Path, data: bytes) -> None:
         if path.name == "doomed.py":
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(writer, "_write_file", flaky)
+    monkeypatch.setattr(writer, "write_atomic", flaky)
     root = tmp_path / "stubs"
     tools = [ToolSpec("s", "doomed", "x"), ToolSpec("s", "fine", "y")]
     report = compile_to_dir({"s": tools, "other": [_good()]}, root)

@@ -12,8 +12,6 @@ import ast
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from codemode.compiler.package import (
 )
 from codemode.compiler.render import ToolStub, build_stub, generic_stub, render_stub, summary_of
 from codemode.errors import CompileError
+from codemode.files import write_atomic
 from codemode.hub.models import ToolSpec
 
 
@@ -311,22 +310,10 @@ def _write(out_dir: Path, rel: str, text: str, report: CompileReport, *, track: 
             if track and rel not in report.unchanged:
                 report.unchanged.append(rel)
             return
-        _write_file(path, data)
+        write_atomic(path, data)
     except OSError as exc:
         raise CompileError(f"{path}: cannot write stub: {exc}") from exc
     if track:
         report.written.append(rel)
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` atomically: a temp file beside it, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from codemode.errors import SkillError
-from codemode.skills.store import Skill, SkillState, SkillStore, Version, atomic_write
+from codemode.files import write_atomic
+from codemode.skills.store import Skill, SkillState, SkillStore, Version
 from codemode.skills.validate import Report, check
 
 ExampleRunner = Callable[[str], Awaitable[tuple[bool, str]]]
@@ -242,7 +243,7 @@ class Skills:
                 "description": saved.description or report.description, "calls": report.calls,
                 "broken": skill.broken,
             })  # fmt: skip
-        atomic_write(self.store.live_dir / "_index.json", json.dumps({"skills": entries}, indent=1) + "\n")
+        write_atomic(self.store.live_dir / "_index.json", json.dumps({"skills": entries}, indent=1) + "\n")
 
     def promoted_count(self) -> int:
         """How many skills every session can import (the ``execute_python`` description says it)."""

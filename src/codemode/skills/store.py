@@ -21,7 +21,6 @@ import enum
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from codemode.errors import SkillError
+from codemode.files import write_atomic
 
 HEADER_KEYS = ("version", "created", "session", "description", "calls", "example", "example_result")
 """The metadata header of a version file, in order."""
@@ -90,18 +90,6 @@ class Skill:
         return self.versions[-1]
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def parse_version(name: str, path: Path) -> Version:
@@ -225,7 +213,7 @@ class SkillStore:
         skill = self.skill(name) if folder.is_dir() and any(folder.glob("v*.py")) else None
         number = (skill.latest + 1) if skill else 1
         version = Version(name, number, source, {**meta, "version": number, "session": session})
-        atomic_write(folder / f"v{number}.py", version.text())
+        write_atomic(folder / f"v{number}.py", version.text())
         if skill is None:
             skill = Skill(name, SkillState.DRAFT, [number])
         else:
@@ -244,14 +232,14 @@ class SkillStore:
             "tests": {str(k): v for k, v in sorted(skill.tests.items())},
             "broken": skill.broken,
         }
-        atomic_write(self._folder(skill.name) / "state.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_atomic(self._folder(skill.name) / "state.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
     def publish(self, skill: Skill) -> None:
         """Make ``live/NAME.py`` the promoted version (or remove it when there is none)."""
         live = self.live_dir / f"{skill.name}.py"
         if skill.state is SkillState.PROMOTED and skill.promoted is not None:
             version = parse_version(skill.name, self._folder(skill.name) / f"v{skill.promoted}.py")
-            atomic_write(live, version.text())
+            write_atomic(live, version.text())
         else:
             with contextlib.suppress(FileNotFoundError):
                 live.unlink()
