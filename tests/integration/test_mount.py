@@ -81,13 +81,26 @@ async def test_unmount_fails_a_running_call_clearly(tmp_path: Path) -> None:
         assert not mounted.is_error, mounted.text
         long = "from stubs import everything\neverything.trigger_long_running_operation(duration=30, steps=30)"
         results = {}
+        assert engine.hub is not None
+        hub, call_out = engine.hub, anyio.Event()
+        real_call = hub.call_tool
+
+        async def watched_call(*args: Any, **kwargs: Any) -> Any:
+            call_out.set()  # a spy, not a stand-in: the real call follows
+            return await real_call(*args, **kwargs)
+
+        hub.call_tool = watched_call  # type: ignore[method-assign]
 
         async def run_long() -> None:
             results["long"] = await engine.execute(long, session="a")
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_long)
-            await anyio.sleep(2)  # the call is out
+            # The first type check of a generation can take seconds on a loaded machine: wait for the
+            # call itself, not for a fixed time, then give the request a moment to reach the server.
+            with anyio.fail_after(120):
+                await call_out.wait()
+            await anyio.sleep(0.5)
             unmounted = await engine.execute("unmount('everything')", session="b")
             assert not unmounted.is_error, unmounted.text
         text = results["long"].text
