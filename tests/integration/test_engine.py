@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -105,13 +106,22 @@ async def test_a_running_execution_keeps_its_stubs_generation(
 ) -> None:
     config = parse_config(json.dumps({"mcpServers": {"fragile": fragile_server}}))
     watcher = (
-        "import time\nfrom stubs import fragile\ntime.sleep(5)\n"
+        "import time\nfrom stubs import fragile\nfragile.echo(text='started')\ntime.sleep(5)\n"
         "import stubs.fragile as again\n"
         "[hasattr(again, 'later'), [t['tool'] for t in search_tools('later')]]"
     )
     async with _engine(tmp_path, config) as engine:
         assert engine.catalog is not None and engine.catalog.generation is not None
         before = engine.catalog.generation.name
+        assert engine.hub is not None
+        hub, started = engine.hub, anyio.Event()
+        real_call = hub.call_tool
+
+        async def watched_call(*args: Any, **kwargs: Any) -> Any:
+            started.set()  # a spy: the real call follows
+            return await real_call(*args, **kwargs)
+
+        hub.call_tool = watched_call  # type: ignore[method-assign]
         async with anyio.create_task_group() as tg:
             results: list[str] = []
 
@@ -119,7 +129,9 @@ async def test_a_running_execution_keeps_its_stubs_generation(
                 results.append((await engine.execute(watcher, session="watcher")).text)
 
             tg.start_soon(watch)
-            await anyio.sleep(0.5)
+            # Wait for the watcher to be running (its type check may take seconds), not a fixed time.
+            with anyio.fail_after(120):
+                await started.wait()
             grown = await engine.execute("from stubs import fragile\nfragile.grow(name='later')", session="grower")
             assert not grown.is_error, grown.text
             with anyio.fail_after(4):
