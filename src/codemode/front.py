@@ -168,8 +168,9 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
         key = handles.owner(handle, principal=principal)
         if key is None:
             raise CallerError(
-                f"session {handle[:12]}…: not a session handle this server issued to this client (the server may "
-                "have restarted); omit `session` to start a new interpreter"
+                f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or "
+                "node, to another client, or before this server restarted) and its variables are lost; omit "
+                "`session` (and the handle in _meta) to start a new interpreter"
             )
         return Caller(Owner(key, peer), name or "default", handle=_handle_for(handle, name))
     connection = _mcp_session(ctx)
@@ -272,17 +273,21 @@ def _auth_settings() -> AuthSettings:
     return AuthSettings(issuer_url="http://codemode.invalid", resource_server_url=None)  # type: ignore[arg-type]
 
 
-def build_server(engine: Engine, *, http_token: str | None = None, discovery_tools: bool = False) -> MCPServer:
+def build_server(
+    engine: Engine, *, http_token: str | None = None, discovery_tools: bool = False, node: str | None = None
+) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
     The tool description and the ``stubs://`` resources follow the engine's stubs catalog: after each new
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
     With ``http_token``, its streamable HTTP app answers 401 to any request without
     ``Authorization: Bearer <http_token>``. With ``discovery_tools``, ``search_tools`` and ``describe`` are
-    also MCP tools (for clients that do better with them than with discovery inside a program).
+    also MCP tools (for clients that do better with them than with discovery inside a program). ``node``
+    names this server in the session handles it issues, for a load balancer's affinity (see
+    :class:`~codemode.session_names.Handles`).
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
-    handles = Handles()
+    handles = Handles(node=node)
     parked = ParkingLot(engine.spawn)
     bound: set[str] = set()  # owners whose sessions are closed when their MCP session ends
 
