@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -32,6 +33,24 @@ def anyio_backend() -> str:
 def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Audit logs, scratch and compiled stubs go to a temp dir; the compiled WASM module cache stays shared.
     os.environ["CODEMODE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+
+
+def call_started(hub: Hub, tool: str | None = None) -> anyio.Event:
+    """An event set when the hub starts an upstream call (of ``tool``, or any): a spy, the real call follows.
+
+    Tests that act while a call is out wait for this, not for a fixed time: the type check before a run
+    can take seconds on a loaded machine.
+    """
+    started = anyio.Event()
+    real_call = hub.call_tool
+
+    async def watched(ref: Any, args: Any, **kwargs: Any) -> Any:
+        if tool is None or ref.tool == tool:
+            started.set()
+        return await real_call(ref, args, **kwargs)
+
+    hub.call_tool = watched  # type: ignore[method-assign]
+    return started
 
 
 @pytest.fixture
