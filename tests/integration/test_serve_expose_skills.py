@@ -116,7 +116,8 @@ async def test_rollback_changes_the_schema_and_the_clients_hear_it(tmp_path: Pat
         assert "required" not in tools["urgent_notes"].input_schema
         assert tools["urgent_notes"].annotations is not None and tools["urgent_notes"].annotations.read_only_hint
         await client.call_tool("execute_python", {"code": v2})
-        saved = await client.call_tool("execute_python", {"code": 'save_skill(urgent_notes, example="urgent_notes(2)")'})
+        save = 'save_skill(urgent_notes, example="urgent_notes(2)")'
+        saved = await client.call_tool("execute_python", {"code": save})
         assert json.loads(_text(saved))["version"] == 2, _text(saved)
         await _cli(tmp_path, "skills", "promote", "urgent_notes", "--config", str(config))
         await _changes(watcher, 1)
