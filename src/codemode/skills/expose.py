@@ -84,9 +84,7 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def exposed(
-    skills: Skills, *, stubs: Path, reserved: Collection[str]
-) -> tuple[dict[str, SkillTool], dict[str, str]]:
+def exposed(skills: Skills, *, stubs: Path, reserved: Collection[str]) -> tuple[dict[str, SkillTool], dict[str, str]]:
     """The promoted skills to offer, by tool name, and the promoted skills left out with why.
 
     ``reserved`` are the names the front offers already. Reads the store and the stub files; never imports
