@@ -26,6 +26,7 @@ can require a bearer token on every request (:class:`StaticToken`, checked by th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -391,10 +392,11 @@ def build_server(
     front = _Front(server, engine, execute_python, notifier, handles, bind=bind, expose_skills=expose)
     if discovery_tools:
         add_discovery_tools(server, engine)
+    revision = engine.skill_store.revision()  # before the first sync: a change during it is not missed
     front.sync()
     if engine.catalog is not None:
         engine.catalog.listeners.append(front.catalog_changed)
-    engine.spawn(front.watch_skills)
+    engine.spawn(functools.partial(front.watch_skills, revision))
     return server
 
 
@@ -641,18 +643,22 @@ class _Front:
         self._left_out = left_out
         return tools
 
-    async def watch_skills(self, poll_s: float = SKILLS_POLL_S) -> None:
+    async def watch_skills(self, since: str | None = None, *, poll_s: float = SKILLS_POLL_S) -> None:
         """Follow the skill store until cancelled: when the promoted set changes (promote, reject, rollback,
-        a re-check marking one broken), rebuild the tools and tell the clients if their list changed."""
-        revision = self.engine.skill_store.revision()
+        a re-check marking one broken), rebuild the tools and tell the clients if their list changed.
+
+        ``since`` is the store's revision the tools were last built from (None: now)."""
+        revision = since
         while True:
+            try:
+                now = self.engine.skill_store.revision()
+                if revision is not None and now != revision:
+                    tools_changed, resources_changed = self.sync()
+                    await self.notifier.notify(tools=tools_changed, resources=resources_changed)
+                revision = now
+            except Exception:  # it runs in the engine's task group: a fault here must not end the server
+                logger.exception("following the skill store failed; trying again")
             await anyio.sleep(poll_s)
-            now = self.engine.skill_store.revision()
-            if now == revision:
-                continue
-            revision = now
-            tools_changed, resources_changed = self.sync()
-            await self.notifier.notify(tools=tools_changed, resources=resources_changed)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams

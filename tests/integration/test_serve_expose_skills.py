@@ -16,6 +16,7 @@ import anyio
 import pytest
 from mcp.client.stdio import StdioServerParameters
 
+from codemode.config import SkillsSettings
 from tests.integration.test_serve import CODEMODE, _env, _text, serve_stdio
 from tests.integration.test_serve_live import TOOLS_CHANGED, Watcher, watching
 from tests.integration.test_serve_skills import SHIPPED, _config
@@ -154,3 +155,24 @@ async def test_without_the_flag_no_skill_tools_and_the_setting_turns_them_on(tmp
 async def test_serve_help_mentions_the_flag(tmp_path: Path) -> None:
     text = await _cli(tmp_path, "serve", "--help")
     assert "--expose-skills" in text and "promoted skill" in text
+
+
+async def test_auto_promoted_save_in_process_reaches_the_client_as_a_tool(tmp_path: Path) -> None:
+    from codemode.audit import AuditLog
+    from codemode.engine import Engine
+    from codemode.front import build_server
+    from tests.integration.test_skills import demo_here
+
+    config = demo_here(tmp_path / "skills", skills=SkillsSettings(auto_promote=True), expose_skills=True)
+    async with Engine(config, executor="wasm", audit=AuditLog(tmp_path / "audit.jsonl")) as engine:
+        async with watching(build_server(engine), "legacy") as watcher:
+            client = watcher.client
+            assert client is not None
+            await client.call_tool("execute_python", {"code": LOW})
+            saved = await client.call_tool("execute_python", {"code": "save_skill(low_stock)"})
+            assert json.loads(_text(saved))["state"] == "promoted", _text(saved)
+            await _changes(watcher, 1)
+            called = await client.call_tool("low_stock", {"threshold": 1})
+            assert not called.is_error and isinstance(called.structured_content, dict), _text(called)
+            skus = called.structured_content["result"]
+            assert skus and skus == sorted(skus) and all(isinstance(sku, str) for sku in skus)
