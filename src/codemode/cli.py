@@ -321,7 +321,10 @@ def _serve(args: argparse.Namespace) -> int:
         async with engine_cm as engine, anyio.create_task_group() as tg:
             if args.config:  # edits of the file apply while serving
                 tg.start_soon(live.watch, engine, Path(args.config))
-            server = build_server(engine, http_token=token, discovery_tools=args.discovery_tools, node=node)
+            server = build_server(
+                engine, http_token=token, discovery_tools=args.discovery_tools,
+                expose_skills=args.expose_skills or config.settings.expose_skills, node=node,
+            )  # fmt: skip
             if http is None:
                 await serve_stdio(server)
             else:
@@ -613,6 +616,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--discovery-tools", action="store_true",
         help="also offer search_tools and describe as MCP tools (for clients that do better with them)",
+    )  # fmt: skip
+    p.add_argument(
+        "--expose-skills", action="store_true",
+        help="also offer each promoted skill as its own MCP tool (named after it, arguments from its signature; "
+        "it runs in the sandbox like execute_python); the list follows `codemode skills promote/reject/rollback` "
+        "(setting: codemode.expose_skills)",
     )  # fmt: skip
     # The walkthrough is written around the demo servers' tools: it takes no --config.
     p = add("demo", "walk through the whole loop on the bundled demo servers", config=False)

@@ -188,6 +188,8 @@ class Settings(BaseModel):
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    expose_skills: bool = False
+    """``serve`` also offers each promoted skill as an MCP tool (as ``serve --expose-skills`` does)."""
     expose_direct: list[str] = Field(default_factory=list)
     """Hybrid mode: ``server.tool`` globs (and/or ``"auto"``) of upstream tools ``serve`` also offers as
     ordinary MCP tools beside ``execute_python`` (see :mod:`codemode.direct`)."""

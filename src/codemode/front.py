@@ -7,6 +7,12 @@ protocol errors. The stubs are also offered as resources (``stubs://<server>/<to
 Hybrid mode (``codemode.expose_direct``, :mod:`codemode.direct`) also lists chosen upstream tools under their
 own names; their calls go through :meth:`Engine.call_tool`, the same gate, journal and audit as a program's.
 
+With ``--expose-skills`` (``codemode.expose_skills``) each promoted skill is an MCP tool too
+(:mod:`codemode.skills.expose`): a call is checked against the skill's schema, then runs
+``from skills import NAME; NAME(**args)`` through :meth:`Engine.execute` like any program, in the client's
+own ``skill-tools`` session. The skill store is polled, so a promotion, retirement or rollback made by
+``codemode skills`` in another process changes the list and the clients hear ``list_changed``.
+
 Both follow the engine's stubs catalog: when an upstream server changes its tools, the catalog publishes a
 new generation, the description and the resources are rebuilt from its index, and every connected client
 is sent ``notifications/tools/list_changed`` / ``notifications/resources/list_changed`` (see
@@ -20,6 +26,7 @@ can require a bearer token on every request (:class:`StaticToken`, checked by th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -59,6 +66,8 @@ from codemode.executors.base import WAIT_GRACE_S
 from codemode.parked import ParkedRun, ParkingLot
 from codemode.session_names import HANDLE_PREFIX, Handles
 from codemode.sessions import LOCAL, Owner
+from codemode.skills.expose import SkillTool, exposed
+from codemode.skills.schema import BadArguments
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +81,11 @@ SESSION_HELP = (
 HANDLE_META_KEY = "codemode/session"
 """Result ``_meta`` key carrying a sessionless client's handle; a request's ``_meta`` may carry it back."""
 STUB_MIME_TYPE = "text/x-python"
+SKILL_SESSION = "skill-tools"
+"""The session (one per client) skill tools run in: warm after the first call, apart from the client's own
+``execute_python`` sessions, so a call neither sees nor leaves variables in them."""
+SKILLS_POLL_S = 0.5
+"""How often the front looks at the skill store for a changed promoted set (one ``stat``)."""
 NOTIFY_TIMEOUT_S = 5.0
 """How long one client may take to accept a list-changed notification before it is skipped."""
 
@@ -274,7 +288,12 @@ def _auth_settings() -> AuthSettings:
 
 
 def build_server(
-    engine: Engine, *, http_token: str | None = None, discovery_tools: bool = False, node: str | None = None
+    engine: Engine,
+    *,
+    http_token: str | None = None,
+    discovery_tools: bool = False,
+    expose_skills: bool | None = None,
+    node: str | None = None,
 ) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
@@ -282,8 +301,9 @@ def build_server(
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
     With ``http_token``, its streamable HTTP app answers 401 to any request without
     ``Authorization: Bearer <http_token>``. With ``discovery_tools``, ``search_tools`` and ``describe`` are
-    also MCP tools (for clients that do better with them than with discovery inside a program). ``node``
-    names this server in the session handles it issues, for a load balancer's affinity (see
+    also MCP tools (for clients that do better with them than with discovery inside a program). With
+    ``expose_skills`` (default: the ``codemode.expose_skills`` setting) every promoted skill is a tool too.
+    ``node`` names this server in the session handles it issues, for a load balancer's affinity (see
     :class:`~codemode.session_names.Handles`).
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
@@ -294,6 +314,13 @@ def build_server(
     async def session_ended(owner: str) -> None:
         bound.discard(owner)
         await engine.close_owner(owner)
+
+    def bind(caller: Caller) -> None:
+        """Close a handshake-era HTTP client's sessions when its MCP session ends (its id never comes back:
+        nobody could reach them again)."""
+        if caller.connection is not None and caller.owner.key not in bound:
+            bound.add(caller.owner.key)
+            caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
 
     server: MCPServer = MCPServer(
         "codemode",
@@ -315,9 +342,7 @@ def build_server(
             caller = caller_of(ctx, session, handles)
         except CallerError as exc:
             return _result(str(exc), is_error=True)
-        if caller.connection is not None and caller.owner.key not in bound:
-            bound.add(caller.owner.key)  # its session id never comes back: nobody could reach them again
-            caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
+        bind(caller)
         await _wait_until_ready(engine, ctx)
         run: ParkedRun | None = None
         resumed = _request_state(ctx)
@@ -367,12 +392,15 @@ def build_server(
         result.meta = {HANDLE_META_KEY: caller.handle}
         return result
 
-    front = _Front(server, engine, execute_python, notifier, handles)
+    expose = engine.settings.expose_skills if expose_skills is None else expose_skills
+    front = _Front(server, engine, execute_python, notifier, handles, bind=bind, expose_skills=expose)
     if discovery_tools:
         add_discovery_tools(server, engine)
+    revision = engine.skill_store.revision()  # before the first sync: a change during it is not missed
     front.sync()
     if engine.catalog is not None:
         engine.catalog.listeners.append(front.catalog_changed)
+    engine.spawn(functools.partial(front.watch_skills, revision))
     return server
 
 
@@ -521,14 +549,23 @@ class _Front:
         execute_python: Callable[..., Any],
         notifier: ClientNotifier,
         handles: Handles,
+        *,
+        bind: Callable[[Caller], None] = lambda _caller: None,
+        expose_skills: bool = False,
     ) -> None:
         self.server = server
         self.engine = engine
         self.execute_python = execute_python
         self.notifier = notifier
         self.handles = handles
+        self.bind = bind
+        self.expose_skills = expose_skills
         self.direct: dict[str, direct.DirectTool] = {}
         """Hybrid mode: the upstream tools offered beside ``execute_python``, by the name the client sees."""
+        self.skill_tools: dict[str, SkillTool] = {}
+        """``--expose-skills``: the promoted skills offered as tools, by the name the client sees."""
+        self._left_out: dict[str, str] = {}
+        """Skills not offered and why, as last logged (each reason is logged once, not at every sync)."""
         self.description: str | None = None
         """The ``execute_python`` description listed now (None: not listed)."""
         self.resources: list[types.Resource] = []
@@ -551,8 +588,13 @@ class _Front:
         # Hybrid mode with every tool offered directly is plain proxying: execute_python would only cost tokens.
         upstream_tools = sum(len(specs) for specs in (self.engine.hub.tools() if self.engine.hub else {}).values())
         wanted: str | None = None if direct_tools and len(direct_tools) == upstream_tools else description
-        tools_changed = wanted != self.description or direct_tools != self.direct
+        skill_tools = self._skill_tools(index, direct_tools)
+        tools_changed = (
+            wanted != self.description or direct_tools != self.direct
+            or [t.key() for t in skill_tools.values()] != [t.key() for t in self.skill_tools.values()]
+        )  # fmt: skip
         self.direct = direct_tools
+        self.skill_tools = skill_tools
         if wanted != self.description:
             if self.description is not None:
                 self.server.remove_tool(TOOL_NAME)
@@ -589,16 +631,53 @@ class _Front:
         reserved = {TOOL_NAME, "search_tools", "describe"}
         return {d.name: d for d in direct.select(patterns, tools, auto=auto, reserved=reserved)}
 
+    def _skill_tools(self, index: dict[str, Any], direct_tools: Mapping[str, Any]) -> dict[str, SkillTool]:
+        """``--expose-skills``: the promoted skills to offer now; the ones left out are logged with why."""
+        if not self.expose_skills:
+            return {}
+        reserved = {TOOL_NAME, "search_tools", "describe", *direct_tools}
+        try:
+            tools, left_out = exposed(self.engine.skills, stubs=self.engine.stubs_path, reserved=reserved)
+        except Exception:  # a store that cannot be read at all keeps the skill tools offered before
+            logger.exception("reading the skill store failed; the skill tools are unchanged")
+            return self.skill_tools
+        for name, why in left_out.items():
+            if self._left_out.get(name) != why:
+                logger.warning("skill %s is not offered as a tool: %s", name, why)
+        self._left_out = left_out
+        return tools
+
+    async def watch_skills(self, since: str | None = None, *, poll_s: float = SKILLS_POLL_S) -> None:
+        """Follow the skill store until cancelled: when the promoted set changes (promote, reject, rollback,
+        a re-check marking one broken), rebuild the tools and tell the clients if their list changed.
+
+        ``since`` is the store's revision the tools were last built from (None: now)."""
+        revision = since
+        while True:
+            try:
+                now = self.engine.skill_store.revision()
+                if revision is not None and now != revision:
+                    tools_changed, resources_changed = self.sync()
+                    await self.notifier.notify(tools=tools_changed, resources=resources_changed)
+                revision = now
+            except Exception:  # it runs in the engine's task group: a fault here must not end the server
+                logger.exception("following the skill store failed; trying again")
+            await anyio.sleep(poll_s)
+
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
     ) -> types.ListToolsResult:
         own = await self.server.list_tools()
         offered = [types.Tool.model_validate({**d.spec.to_json(), "name": d.name}) for d in self.direct.values()]
-        return types.ListToolsResult(tools=[*own, *offered])
+        skills = [_skill_tool(t) for t in self.skill_tools.values()]
+        return types.ListToolsResult(tools=[*own, *offered, *skills])
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
+        skill = self.skill_tools.get(params.name)
+        if skill is not None:
+            return await self._call_skill(ctx, skill, params.arguments)
         tool = self.direct.get(params.name)
         if tool is None:
             return await self.server._handle_call_tool(ctx, params)  # execute_python, as MCPServer serves it
@@ -615,6 +694,34 @@ class _Front:
             logger.exception("%s: the engine failed", params.name)
             raise MCPError(INTERNAL_ERROR, f"codemode failed to call {params.name}: {_one_line(exc)}") from exc
         return direct_result(reply)
+
+    async def _call_skill(
+        self, ctx: ServerRequestContext[Any, Any], skill: SkillTool, arguments: Mapping[str, Any] | None
+    ) -> types.CallToolResult:
+        """A skill tool's call: its arguments checked, then the skill run like a program of this client's."""
+        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
+        try:
+            caller = caller_of(context, None, self.handles)
+        except CallerError as exc:
+            return _result(str(exc), is_error=True)
+        try:
+            code = skill.program(arguments or {})
+        except BadArguments as exc:  # nothing ran: the client reads which argument to fix
+            return _result(f"{skill.name}: bad arguments: {exc}", is_error=True)
+        self.bind(caller)
+        await _wait_until_ready(self.engine, context)
+        try:
+            outcome = await self.engine.execute(
+                code, session=SKILL_SESSION, owner=caller.owner, ask=elicitation_asker(context)
+            )
+        except Exception as exc:
+            logger.exception("%s: the engine failed", skill.name)
+            raise MCPError(INTERNAL_ERROR, f"codemode failed to run the skill {skill.name}: {_one_line(exc)}") from exc
+        result = _result(outcome.text or "(no output)", is_error=outcome.is_error)
+        run = outcome.result
+        if not outcome.is_error and run is not None and run.value_is_json:
+            result.structured_content = {"result": run.value}  # one shape whatever the skill returns
+        return result
 
     async def catalog_changed(self, _catalog: object) -> None:
         """Catalog listener: a new stubs generation was published."""
@@ -640,6 +747,18 @@ class _Front:
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=params.uri, text=text, mime_type=STUB_MIME_TYPE)]
         )
+
+
+def _skill_tool(tool: SkillTool) -> types.Tool:
+    """The ``tools/list`` entry of a skill tool."""
+    return types.Tool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.schema.input_schema,
+        annotations=types.ToolAnnotations(
+            title=f"skill {tool.skill} v{tool.version}", read_only_hint=tool.read_only, open_world_hint=True
+        ),
+    )
 
 
 def direct_result(reply: Reply) -> types.CallToolResult:
