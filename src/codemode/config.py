@@ -185,6 +185,9 @@ class Settings(BaseModel):
     anyway with the errors at the top of the result, ``strict`` refuses to run a program with errors, ``off``
     skips the check."""
     audit_log: str | None = None
+    audit_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    """A PostgreSQL URL (``postgresql://user:password@host/db``): the audit goes there instead of the local log
+    (:mod:`codemode.audit_pg`); the records are the same."""
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
     policy: PolicySettings = Field(default_factory=PolicySettings)

@@ -33,7 +33,7 @@ import anyio
 import anyio.abc
 
 from codemode import paths
-from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
+from codemode.audit import MAX_CODE_CHARS, AuditSink, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
@@ -79,7 +79,7 @@ class Engine:
         executor: ExecutorKind | None = None,
         stubs_dir: Path | None = None,
         skills_dir: Path | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditSink | None = None,
         progress: Callable[[str], None] | None = None,
         upstreams: Mapping[str, Upstream] | None = None,
     ) -> None:
@@ -132,6 +132,9 @@ class Engine:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # A shared audit that cannot be written is a reason not to start (its records would pile up).
+            await anyio.to_thread.run_sync(self.audit.open)
+            stack.push_async_callback(anyio.to_thread.run_sync, self.audit.close)
             count = len(self.config.enabled_servers) + len(self._extra_upstreams)
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)

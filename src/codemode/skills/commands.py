@@ -64,6 +64,7 @@ def offline(config: Config) -> Skills:
                 output=detail, config=config.source,
             )
         )  # fmt: skip
+        log.close()  # a command is one action: a shared audit gets its record before the process ends
 
     return Skills(
         SkillStore(paths.skills_dir_for(config)), index=lambda: index, read_only=set, run_example=None, audit=audit
