@@ -85,7 +85,7 @@ class PgCluster:
 
         name = f"t_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]  # a generated identifier
+            conn.execute(f"CREATE DATABASE {name}")  # a generated identifier
         return self.url(name)
 
     def destroy(self) -> None:

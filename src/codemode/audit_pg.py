@@ -44,7 +44,10 @@ CREATE INDEX IF NOT EXISTS {TABLE}_order ON {TABLE} (time, seq);
 """
 # ``record`` is the JSON line itself, ASCII-escaped: text (not jsonb) keeps NULs and lone surrogates a program
 # printed, and it reads back to exactly the local log's record.
-INSERT = f"INSERT INTO {TABLE} (id, time, session, config, ok, record) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+INSERT = (
+    f"INSERT INTO {TABLE} (id, time, session, config, ok, record) VALUES (%s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (id) DO NOTHING"
+)
 SCHEMA_LOCK = 0x636F6465  # nodes starting together create the table once (CREATE … IF NOT EXISTS can race)
 BATCH = 200
 """Spooled records inserted per transaction."""
@@ -155,7 +158,9 @@ class PostgresAudit:
             except Exception as exc:  # psycopg.Error, or OSError from a dead socket
                 self._close_connection()
                 if not self._down:
-                    logger.error("%s; records are kept in %s and retried every %g s", self._error(exc), self.spool, self.retry_s)
+                    logger.error(
+                        "%s; records are kept in %s and retried every %g s", self._error(exc), self.spool, self.retry_s
+                    )
                 self._down = True
                 return self.pending()
             if self._down:
@@ -242,7 +247,7 @@ class PostgresAudit:
             try:
                 conn = self._connection()
                 with conn.cursor() as cur:
-                    cur.execute(query, params)  # type: ignore[arg-type]  # built from the constants above
+                    cur.execute(query, params)
                     rows = cur.fetchall()
             except Exception as exc:
                 self._close_connection()

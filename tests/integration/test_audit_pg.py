@@ -60,7 +60,7 @@ class Both:
 
 def _count(url: str, entry_id: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE id = %s", (entry_id,)).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE id = %s", (entry_id,)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -97,7 +97,7 @@ def test_an_insert_that_fails_once_loses_and_doubles_nothing(tmp_path: Path, pg_
             CREATE FUNCTION fail_first() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN IF nextval('fail_seq') = 1 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
             CREATE TRIGGER fail_first BEFORE INSERT ON {TABLE} FOR EACH ROW EXECUTE FUNCTION fail_first();
-        """))  # type: ignore[arg-type]  # fmt: skip
+        """))  # fmt: skip
     first, second = _entry("1"), _entry("2")
     audit.append(first)
     audit.append(second)
