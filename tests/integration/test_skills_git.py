@@ -6,8 +6,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import anyio
 import pytest
 
+from codemode.audit import AuditLog
+from codemode.config import Config, Settings, SkillsGitSettings
+from codemode.engine import Engine
 from codemode.errors import SkillError
 from codemode.skills.service import Skills
 from tests.gitremote import DOUBLE, Node, bare_remote, git, node
@@ -95,3 +99,26 @@ async def test_promotions_of_different_skills_both_land(tmp_path: Path) -> None:
     a.store.pull()
     for skills in (a, b):
         assert (skills.store.live_dir / "double.py").is_file() and (skills.store.live_dir / "twice.py").is_file()
+
+
+async def test_two_engines_a_promotion_on_one_is_importable_on_the_other_within_the_interval(tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path)
+
+    def engine(name: str) -> Engine:
+        shared = SkillsGitSettings(remote=str(remote), pull_interval_s=0.2)
+        config = Config(settings=Settings(skills_git=shared))
+        return Engine(config, executor="restricted", stubs_dir=tmp_path / name / "stubs",
+                      skills_dir=tmp_path / name / "skills", audit=AuditLog(tmp_path / name / "audit.jsonl"))  # fmt: skip
+
+    async with engine("a") as a, engine("b") as b:
+        saved = await a.execute(f"{DOUBLE}\nsave_skill(double)", session="s")
+        assert not saved.is_error, saved.text
+        missing = await b.execute("from skills import double", session="t")
+        assert missing.is_error and "no skill named 'double'" in missing.text
+        await anyio.to_thread.run_sync(lambda: a.skills.promote("double", reviewer=ADA))
+        with anyio.fail_after(30):  # b's pull loop brings it: wait for the file it publishes
+            while not (b.skill_store.live_dir / "double.py").exists():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        used = await b.execute("from skills import double\ndouble(21)", session="t")
+        assert not used.is_error, used.text
+        assert used.text == "42"

@@ -158,6 +158,8 @@ class GitSkillStore(SkillStore):
         self._git("clean", "-q", "-fd", "--", "versions", check=False)
 
     def _commit(self, message: str, author: str) -> None:
+        if not self.versions_dir.is_dir():
+            return  # no skill yet (nothing this node does removes the folder)
         self._git("add", "-A", "--", "versions")
         if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
             return  # nothing changed (e.g. a re-check that found every mark as it was)
