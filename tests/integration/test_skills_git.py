@@ -107,8 +107,9 @@ async def test_two_engines_a_promotion_on_one_is_importable_on_the_other_within_
     def engine(name: str) -> Engine:
         shared = SkillsGitSettings(remote=str(remote), pull_interval_s=0.2)
         config = Config(settings=Settings(skills_git=shared))
-        return Engine(config, executor="restricted", stubs_dir=tmp_path / name / "stubs",
-                      skills_dir=tmp_path / name / "skills", audit=AuditLog(tmp_path / name / "audit.jsonl"))  # fmt: skip
+        home = tmp_path / name
+        return Engine(config, executor="restricted", stubs_dir=home / "stubs", skills_dir=home / "skills",
+                      audit=AuditLog(home / "audit.jsonl"))  # fmt: skip
 
     async with engine("a") as a, engine("b") as b:
         saved = await a.execute(f"{DOUBLE}\nsave_skill(double)", session="s")
