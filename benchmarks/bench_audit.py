@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from codemode import paths
 from codemode.audit import AuditLog, AuditSink, ExecutionEntry
 from codemode.audit_pg import PostgresAudit
 from tests.conftest import free_port
@@ -55,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cluster = PgCluster(free_port())
     cluster.start()
+    tmp: Path | None = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix="codemode-bench-audit-"))
+        # Under the state dir, where a node keeps its log and spool (creating files in a crowded /tmp can
+        # cost ten times more than in a home directory on the same disk).
+        paths.state_dir().mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=paths.state_dir()))
         local = AuditLog(tmp / "audit.jsonl")
         shared = PostgresAudit(cluster.new_database(), spool=tmp / "spool", retry_s=1.0)
         shared.open()
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         shared.close()
     finally:
         cluster.destroy()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     result: dict[str, Any] = {"records": args.records, "rounds": args.rounds}
     for name, rounds in runs.items():
         result[name] = {key: round(statistics.median(r[key] for r in rounds), 1) for key in rounds[0]}
