@@ -87,6 +87,8 @@ class GitSkillStore(SkillStore):
                 exclude = self.root / ".git" / "info" / "exclude"
                 exclude.parent.mkdir(parents=True, exist_ok=True)
                 exclude.write_text("/live/\n/.lock\n")
+            else:
+                self._git("remote", "set-url", "origin", self.remote)  # the config may name a new one
             try:
                 self._pull_locked()
             except SkillError as exc:

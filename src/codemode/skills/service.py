@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
+
 from codemode.errors import SkillError
 from codemode.files import write_atomic
 from codemode.skills.gitstore import GitSkillStore
@@ -114,19 +116,26 @@ class Skills:
             "created": _now(), "description": report.description, "calls": report.calls,
             "example": example, "example_result": result,
         }  # fmt: skip
-        with self.store.locked(change=f"save {name} (draft of session {session})", author=_node_author(session)):
-            conflict = self._conflict(name, session)  # another save may have landed while the example ran
-            if conflict:
-                self.audit("save", name, False, "; ".join(conflict))
-                return {"saved": False, "reasons": conflict}
-            # No await while the lock is held: a second save in this event loop waits on the lock.
-            version = self.store.add_version(name, source, meta, session=session)
-            skill = self.store.skill(name)
-            if result is not None:
-                skill.tests[version.version] = result
-                self.store.write_state(skill)
-            if self.auto_promote:
-                self._promote(skill, version.version)
+
+        def write() -> tuple[Version | None, list[str]]:
+            with self.store.locked(change=f"save {name} (draft of session {session})", author=_node_author(session)):
+                conflict = self._conflict(name, session)  # another save may have landed while the example ran
+                if conflict:
+                    return None, conflict
+                version = self.store.add_version(name, source, meta, session=session)
+                skill = self.store.skill(name)
+                if result is not None:
+                    skill.tests[version.version] = result
+                    self.store.write_state(skill)
+                if self.auto_promote:
+                    self._promote(skill, version.version)
+                return version, []
+
+        # In a worker thread: the lock may be held by another save, and a shared store commits and pushes.
+        version, conflict = await anyio.to_thread.run_sync(write)
+        if version is None:
+            self.audit("save", name, False, "; ".join(conflict))
+            return {"saved": False, "reasons": conflict}
         state = self.store.skill(name).state.value if self.auto_promote else SkillState.DRAFT.value
         self.audit("save", name, True, f"v{version.version} from {session} ({tested})")
         return {"saved": True, "name": name, "state": state, "version": version.version, "tested": tested}
