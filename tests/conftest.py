@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from codemode.compiler import compile_to_dir
 from codemode.config import demo_config
 from codemode.executors import Executor, ExecutorKind, Limits, create_executor
 from codemode.hub import Hub
+from tests.pg import PgCluster, pg_bin
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -111,3 +112,37 @@ async def demo_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
         (root / "skills").mkdir()
         yield Sandbox(hub, root)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster shared by the session's tests (each takes its own database: ``pg_url``)."""
+    cluster = _new_pg_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """The URL (with its password) of a fresh, empty database."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture
+def own_pg_cluster() -> Iterator[PgCluster]:
+    """A cluster of the test's own, which it may stop and start."""
+    cluster = _new_pg_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def _new_pg_cluster() -> PgCluster:
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL's server binaries (initdb) are not installed: run scripts/setup")
+    cluster = PgCluster(free_port())
+    cluster.start()
+    return cluster

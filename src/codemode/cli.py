@@ -461,7 +461,7 @@ def _replay(args: argparse.Namespace) -> int:
     log = audit_log(config)
     entry = log.find(args.id)
     if entry is None:
-        raise ConfigError(f"{log.path}: no single execution with id {args.id!r} (see codemode history)")
+        raise ConfigError(f"{log.where}: no single execution with id {args.id!r} (see codemode history)")
     if not args.config and entry.config and Path(entry.config).is_file():
         config = load_config(entry.config)  # the config the execution ran with
     if entry.to_json().get("code_truncated"):

@@ -113,6 +113,18 @@ class SkillsSettings(BaseModel):
     """Promote every skill on save (unattended use): no person reviews it first."""
 
 
+class SkillsGitSettings(BaseModel):
+    """``codemode.skills_git``: the skill store is a clone of a git remote shared by every node."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    remote: str = Field(min_length=1)
+    """A URL or path ``git`` can fetch from and push to."""
+    branch: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+    pull_interval_s: float = Field(default=10.0, gt=0)
+    """A promotion on another node is importable here within this long."""
+
+
 class PolicySettings(BaseModel):
     """``codemode.policy``: which tool calls run, which are refused, which wait for a person.
 
@@ -162,6 +174,7 @@ class Settings(BaseModel):
     """Where compiled stubs go; default: a per-config directory in the cache."""
     skills_dir: str | None = None
     skills: SkillsSettings = Field(default_factory=SkillsSettings)
+    skills_git: SkillsGitSettings | None = None
     executor: Literal["wasm", "restricted"] = "wasm"
     wall_s: float = Field(default=30.0, gt=0)
     memory_mb: int = Field(default=256, gt=16)
@@ -185,6 +198,9 @@ class Settings(BaseModel):
     anyway with the errors at the top of the result, ``strict`` refuses to run a program with errors, ``off``
     skips the check."""
     audit_log: str | None = None
+    audit_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    """A PostgreSQL URL (``postgresql://user:password@host/db``): the audit goes there instead of the local log
+    (:mod:`codemode.audit_pg`); the records are the same."""
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
     policy: PolicySettings = Field(default_factory=PolicySettings)

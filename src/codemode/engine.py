@@ -33,7 +33,7 @@ import anyio
 import anyio.abc
 
 from codemode import paths
-from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
+from codemode.audit import MAX_CODE_CHARS, AuditSink, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
@@ -41,7 +41,7 @@ from codemode.compiler import CompileReport
 from codemode.config import Config
 from codemode.directory.load import directory_for
 from codemode.directory.service import Services
-from codemode.errors import PolicyDenied
+from codemode.errors import PolicyDenied, SkillError
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
 from codemode.hub import Hub, ToolRef, ToolSpec
 from codemode.hub.upstream import Upstream
@@ -51,7 +51,8 @@ from codemode.preflight import Preflight, Report
 from codemode.protocol import OP_SAVE_SKILL
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
-from codemode.skills import Skills, SkillStore
+from codemode.skills import Skills
+from codemode.skills.gitstore import GitSkillStore, store_for
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Engine:
         executor: ExecutorKind | None = None,
         stubs_dir: Path | None = None,
         skills_dir: Path | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditSink | None = None,
         progress: Callable[[str], None] | None = None,
         upstreams: Mapping[str, Upstream] | None = None,
     ) -> None:
@@ -120,7 +121,7 @@ class Engine:
         """Services mounted at run time from the directory (``mount()`` in a program)."""
         self.log_dir = paths.log_dir()
         """Where upstream servers' stderr logs go."""
-        self.skill_store = SkillStore(self.skills_dir)
+        self.skill_store = store_for(config, self.skills_dir)
         self.skills = Skills(
             self.skill_store, index=lambda: self.index, read_only=self._read_only_tools,
             run_example=self._run_example, audit=self._audit_skill,
@@ -132,6 +133,9 @@ class Engine:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # A shared audit that cannot be written is a reason not to start (its records would pile up).
+            await anyio.to_thread.run_sync(self.audit.open)
+            stack.push_async_callback(anyio.to_thread.run_sync, self.audit.close)
             count = len(self.config.enabled_servers) + len(self._extra_upstreams)
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
@@ -145,6 +149,8 @@ class Engine:
             self.services = Services(self.hub, self.catalog, self.settings, directory, log_dir=self.log_dir)
             self.services.register(self.gate)
             self.gate.ops[OP_SAVE_SKILL] = self._save_skill
+            if isinstance(self.skill_store, GitSkillStore):
+                await anyio.to_thread.run_sync(self.skill_store.ensure)
             await self.recompile()
             self._progress(f"starting the {self.executor_kind} executor")
             self.executor = await stack.enter_async_context(
@@ -161,6 +167,9 @@ class Engine:
             tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self.sessions.expire_idle)
             tg.start_soon(self.preflight.warm, self.stubs_path)
+            if isinstance(self.skill_store, GitSkillStore) and self.settings.skills_git is not None:
+                await anyio.to_thread.run_sync(self._refresh_shared_skills)  # now checked against the stubs
+                tg.start_soon(self._pull_skills, self.skill_store, self.settings.skills_git.pull_interval_s)
             stack.callback(tg.cancel_scope.cancel)
             self._tg = tg
         except BaseException:
@@ -224,6 +233,20 @@ class Engine:
         await anyio.to_thread.run_sync(self.skills.recheck)
 
     # -- skills --------------------------------------------------------------------------------
+
+    def _refresh_shared_skills(self) -> None:
+        with self.skill_store.locked():
+            self.skills.refresh_live()
+
+    async def _pull_skills(self, store: GitSkillStore, interval_s: float) -> None:
+        """Take other nodes' changes of the shared skill store every ``interval_s`` (a failed pull is logged
+        and tried again: this node keeps the skills it has)."""
+        while True:
+            await anyio.sleep(interval_s)
+            try:
+                await anyio.to_thread.run_sync(store.pull)
+            except SkillError as exc:
+                logger.error("%s", exc)
 
     def _live_skills(self) -> Path:
         """The directory sandboxes import promoted skills from (``/skills``), with its discovery index."""
