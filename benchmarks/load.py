@@ -62,9 +62,9 @@ class Cluster:
     def pids(self) -> dict[str, int]:
         rows = (line.split() for line in (self.folder / "pids").read_text().splitlines())
         found = {what: int(pid) for pid, what in rows}
-        pg = self.folder / "pg" / "data" / "postmaster.pid"
-        if pg.exists():
-            found["postgresql"] = int(pg.read_text().split()[0])
+        pgdir = self.folder / "pgdir"
+        if pgdir.exists():
+            found["postgresql"] = int((Path(pgdir.read_text().strip()) / "data" / "postmaster.pid").read_text().split()[0])
         return found
 
     def down(self) -> None:

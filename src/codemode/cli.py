@@ -372,7 +372,9 @@ def _history(args: argparse.Namespace) -> int:
 
     config = _config(args)
     entries = audit_log(config).recent(args.n)
-    if args.config:  # only this config's executions (they share the log unless it is set per config)
+    # Only this config's executions from the per-user default log, which every config shares; a shared
+    # audit database is the whole team's: every node's executions, whatever its config file is called.
+    if args.config and not config.settings.audit_url:
         entries = [e for e in entries if e.config == config.source]
     if args.json:
         _print_json([e.to_json() for e in entries])

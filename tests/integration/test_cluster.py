@@ -6,6 +6,7 @@ session is gone and goes on with a new one, and the balancer lets no unauthentic
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -111,6 +112,70 @@ async def test_unauthenticated_requests_are_refused_through_the_balancer(cluster
                 sent = headers if auth is None else {**headers, "Authorization": auth}
                 response = await http.post(cluster.url, json=body, headers=sent)
                 assert response.status_code == 401, response.text[:300]
+
+
+DOUBLE = '''
+def double_it(n: int) -> int:
+    """Twice n."""
+    return 2 * n
+
+save_skill(double_it, example="double_it(n=21)")
+'''
+
+
+async def _on_node(cluster: Cluster, client: Client, unlike: str) -> str:
+    """A handle of ``client`` on a node other than ``unlike`` (round robin gets there within a few tries)."""
+    for _ in range(10):
+        result = await client.call_tool("execute_python", {"code": "0"})
+        handle = str((result.meta or {})[HANDLE_META_KEY])
+        if handle.rsplit(".", 1)[-1] != unlike:
+            return handle
+    raise AssertionError(f"every new session landed on {unlike}")
+
+
+async def test_a_skill_promoted_through_one_node_is_importable_through_the_other(cluster: Cluster) -> None:
+    async with connect(cluster, "auto") as client:
+        first = await client.call_tool("execute_python", {"code": DOUBLE})
+        assert not first.is_error, _text(first)
+        assert json.loads(first.content[0].text)["state"] == "draft"
+        node = str((first.meta or {})[HANDLE_META_KEY]).rsplit(".", 1)[-1]
+        promote = await anyio.run_process(
+            [str(ROOT / ".venv" / "bin" / "codemode"), "skills", "promote", "double_it", "--config",
+             str(cluster.folder / node / "config.json"), "--reviewer", "Rita Reviewer <rita@example.org>"],
+            check=False,
+        )  # fmt: skip
+        assert promote.returncode == 0, promote.stderr.decode()[-2000:]
+        other = await _on_node(cluster, client, node)
+        use = {"code": "from skills import double_it\ndouble_it(n=21)", "session": other}
+        with anyio.fail_after(120):  # the other node pulls every 2 s; a session sees it at its next execution
+            while (result := await client.call_tool("execute_python", use)).is_error:
+                assert "no skill named 'double_it'" in _text(result), _text(result)
+                await anyio.sleep(0.5)
+        assert _text(result) == "42"
+
+
+async def test_the_shared_audit_holds_every_execution_once(cluster: Cluster) -> None:
+    marker = "audit-once-7f3a"
+    async with connect(cluster, "legacy") as one, connect(cluster, "auto") as two:
+        for i in range(4):
+            for client in (one, two):
+                result = await client.call_tool("execute_python", {"code": f"# {marker} {i}\n{i}"})
+                assert not result.is_error, _text(result)
+    expected = sorted(f"# {marker} {i}\n{i}" for i in range(4) for _ in range(2))
+    for node in ("node1", "node2"):  # either node reads the one audit
+        with anyio.fail_after(60):  # each node's writer inserts its spooled records in the background
+            while (codes := await _audited(cluster, node, marker)) != expected:
+                assert len(codes) < len(expected), codes  # never a record twice
+                await anyio.sleep(0.5)
+
+
+async def _audited(cluster: Cluster, node: str, marker: str) -> list[str]:
+    history = await anyio.run_process(
+        [str(ROOT / ".venv" / "bin" / "codemode"), "history", "--json", "-n", "0", "--config",
+         str(cluster.folder / node / "config.json")],
+        check=True,
+    )  # fmt: skip
+    return sorted(e["code"] for e in json.loads(history.stdout) if marker in str(e.get("code", "")))
 
 
 async def test_a_dead_nodes_client_is_told_its_session_is_gone_and_goes_on(cluster: Cluster) -> None:
