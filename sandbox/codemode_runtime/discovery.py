@@ -93,7 +93,8 @@ def list_servers() -> list[dict[str, Any]]:
     return [
         {
             "server": s["name"], "module": s["module"], "tools": s["tool_count"], "summary": s.get("summary", ""),
-            **({"omitted": [{"tool": o["name"], "why": o["reason"]} for o in s["omitted"]]} if s.get("omitted") else {}),
+            **({"omitted": [{"tool": o["name"], "why": o["reason"]} for o in s["omitted"]]}
+               if s.get("omitted") else {}),
         }
         for s in _index().get("servers", [])
     ]  # fmt: skip

@@ -25,7 +25,7 @@ def list_products(
         page: (default: 1)
         page_size: (default: 100)
 
-    Returns: the tool's text result, parsed as JSON when it is JSON (no output schema).
+    Returns: no output schema: text parsed as JSON, else str; several blocks: a list; image/resource: dict.
 
     Calls MCP tool 'list_products' on server 'inventory'.
     """

@@ -14,7 +14,7 @@ def restock(*, sku: str, quantity: int, reason: str | None = None) -> Any:
         quantity: -
         reason: -
 
-    Returns: the tool's text result, parsed as JSON when it is JSON (no output schema).
+    Returns: no output schema: text parsed as JSON, else str; several blocks: a list; image/resource: dict.
 
     Calls MCP tool 'restock' on server 'inventory'.
     """

@@ -11,10 +11,10 @@ from codemode.calls import default_gate
 from codemode.calls.results import result_for_guest
 from codemode.calls.shapes import shape_of_result
 from codemode.compiler import compile_to_dir
+from codemode.compiler.inferred import Inferred
 from codemode.compiler.writer import TASK_REQUIRED
 from codemode.config import parse_config
 from codemode.executors import Executor, Limits, create_executor
-from codemode.compiler.inferred import Inferred
 from codemode.hub import Hub, ToolRef
 
 EVERYTHING = "@modelcontextprotocol/server-everything@2026.8.31"

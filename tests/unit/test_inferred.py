@@ -63,9 +63,11 @@ def test_widened_types_in_the_stub(tmp_path: Path) -> None:
 def test_plain_text_is_str_and_blocks_are_typed(tmp_path: Path) -> None:
     text = types.CallToolResult(content=[types.TextContent(type="text", text="hello there")])
     assert shape_of_result(text, result_for_guest(text)) == {"t": "str"}
-    image = types.CallToolResult(content=[
-        types.TextContent(type="text", text="caption"), types.ImageContent(type="image", data="AAAA", mimeType="image/png"),
-    ])  # fmt: skip
+    blocks: list[types.ContentBlock] = [
+        types.TextContent(type="text", text="caption"),
+        types.ImageContent(type="image", data="AAAA", mimeType="image/png"),
+    ]
+    image = types.CallToolResult(content=blocks)
     shape = shape_of_result(image, result_for_guest(image))
     specs = [ToolSpec("srv", "text"), ToolSpec("srv", "image")]
     observed = {ToolRef("srv", "text"): Inferred({"t": "str"}, 3), ToolRef("srv", "image"): Inferred(shape, 3)}

@@ -154,7 +154,8 @@ def _entry(raw: Any) -> tuple[ToolRef, Entry]:
     entry = Entry(shape=check(raw["shape"]), count=count, digests=_digests(raw.get("digests")))
     published = raw.get("published")
     if isinstance(published, dict) and isinstance(published.get("count"), int):
-        entry.published = Inferred(check(published["shape"]), published["count"], tuple(_digests(published.get("digests"))))
+        digests = tuple(_digests(published.get("digests")))
+        entry.published = Inferred(check(published["shape"]), published["count"], digests)
     return ToolRef(raw["server"], raw["tool"]), entry
 
 

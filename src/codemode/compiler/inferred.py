@@ -30,7 +30,8 @@ BLOCK_CLASSES: dict[str, tuple[str, str]] = {
         "EmbeddedResource",
         "class ResourceContents(TypedDict):\n    uri: str\n    mimeType: NotRequired[str]\n"
         "    text: NotRequired[str]\n    blob: NotRequired[str]\n\n\n"
-        'class EmbeddedResource(TypedDict):\n    """A resource block: ``resource`` holds ``text`` or base64 ``blob``."""\n\n'
+        "class EmbeddedResource(TypedDict):\n"
+        '    """A resource block: ``resource`` holds ``text`` or base64 ``blob``."""\n\n'
         '    type: Literal["resource"]\n    resource: ResourceContents',
     ),
     "resource_link": (
