@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 from codemode.audit import AuditLog
 from codemode.catalog.catalog import Catalog
 from codemode.catalog.observed import OBSERVED_FILE
-from codemode.config import Settings, demo_config
+from codemode.config import Config, Settings, demo_config
 from codemode.engine import Engine
+from codemode.hub import FakeUpstream, ToolSpec
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.anyio
@@ -45,22 +47,26 @@ def _entry(engine: Engine, server: str, tool: str) -> dict[str, Any]:
     raise AssertionError(f"{server}.{tool} not in the index")
 
 
-async def _until_typed(engine: Engine, server: str, tool: str) -> dict[str, Any]:
-    """Wait for the generation that types ``server.tool``'s result (published in the background)."""
+async def _until(engine: Engine, ready: Callable[[], bool]) -> None:
+    """Wait for a published generation that makes ``ready()`` true (inferred types publish in the background)."""
     assert engine.catalog is not None
-    published = anyio.Event()
+    done = anyio.Event()
 
     async def listener(catalog: Catalog) -> None:
-        published.set()
+        if ready():
+            done.set()
 
     engine.catalog.listeners.append(listener)
     try:
-        with anyio.fail_after(60):
-            while _entry(engine, server, tool)["result_type"] == "Any":
-                await published.wait()
-                published = anyio.Event()
+        if not ready():  # checked after the listener is in place: no generation can slip between
+            with anyio.fail_after(60):
+                await done.wait()
     finally:
         engine.catalog.listeners.remove(listener)
+
+
+async def _until_typed(engine: Engine, server: str, tool: str) -> dict[str, Any]:
+    await _until(engine, lambda: _entry(engine, server, tool)["result_type"] != "Any")
     return _entry(engine, server, tool)
 
 
@@ -132,3 +138,24 @@ async def test_inference_off_leaves_the_result_untyped(tmp_path: Path) -> None:
         assert engine.shapes.inferred() == {}
         assert _entry(engine, "inventory", "restock")["result_type"] == "Any"
         assert not (tmp_path / "stubs" / OBSERVED_FILE).exists()
+
+
+async def test_a_later_conflicting_result_widens_the_published_type(tmp_path: Path) -> None:
+    answers = iter([{"id": 1, "name": "a"}] * 2 + [{"id": "x-2", "extra": True}])
+    shop = FakeUpstream("shop", [ToolSpec("shop", "item")], lambda tool, args: next(answers))
+    engine = Engine(Config(settings=Settings(infer_results_after=2)), upstreams={"shop": shop},
+                    stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
+                    audit=AuditLog(tmp_path / "a.jsonl"))  # fmt: skip
+    async with engine:
+        await engine.execute("from stubs import shop\nshop.item()\nshop.item()", session="s")
+        await _until_typed(engine, "shop", "item")
+        first = (engine.stubs_path / "shop" / "item.py").read_text()
+        assert "    id: int\n    name: str\n" in first, first
+
+        assert engine.catalog is not None and engine.catalog.generation is not None
+        before = engine.catalog.generation.name
+        await engine.execute("shop.item()", session="s")
+        await _until(engine, lambda: engine.catalog is not None and engine.catalog.path.name != before)
+        widened = (engine.stubs_path / "shop" / "item.py").read_text()
+        assert "    extra: NotRequired[bool]\n    id: int | str\n    name: NotRequired[str]\n" in widened, widened
+        assert "inferred from 3 results (2 shapes, digest " in widened

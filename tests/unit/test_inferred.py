@@ -65,7 +65,7 @@ def test_plain_text_is_str_and_blocks_are_typed(tmp_path: Path) -> None:
     assert shape_of_result(text, result_for_guest(text)) == {"t": "str"}
     blocks: list[types.ContentBlock] = [
         types.TextContent(type="text", text="caption"),
-        types.ImageContent(type="image", data="AAAA", mimeType="image/png"),
+        types.ImageContent(type="image", data="AAAA", mime_type="image/png"),
     ]
     image = types.CallToolResult(content=blocks)
     shape = shape_of_result(image, result_for_guest(image))
