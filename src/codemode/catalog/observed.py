@@ -108,25 +108,24 @@ class ShapeBook:
         """Count one result of ``ref`` with ``shape``."""
         if self.threshold <= 0:
             return Change()
-        seen = digest(shape)
         with self._lock:
             entry = self._entries.get(ref)
+            if entry is not None and entry.count >= self.threshold and shape == entry.shape:
+                entry.count += 1  # the steady state: a published tool answering as before costs a comparison
+                return Change()
             if entry is None:
                 if len(self._entries) >= MAX_TOOLS:
                     return Change()
                 entry = self._entries[ref] = Entry(shape=shape, count=0)
-                merged = shape
-            else:
-                merged = merge(entry.shape, shape)
-            widened = digest(merged) != digest(entry.shape)
+            merged = merge(entry.shape, shape)
+            widened = merged != entry.shape
             entry.shape = merged
             entry.count += 1
+            seen = digest(shape)
             if seen not in entry.digests and len(entry.digests) < MAX_DIGESTS:
                 entry.digests.append(seen)
                 widened = True
-            publish = entry.count >= self.threshold and (
-                entry.published is None or digest(entry.published.shape) != digest(merged)
-            )
+            publish = entry.count >= self.threshold and (entry.published is None or entry.published.shape != merged)
             if publish:
                 entry.published = Inferred(merged, entry.count, tuple(sorted(entry.digests)))
             # Counts past the threshold are not worth a write each; a new shape or a publication is.
