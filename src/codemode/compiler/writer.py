@@ -120,6 +120,7 @@ def compile_to_dir(
         screened, screen_warnings = _screen_all(server, servers[server], report)
         omitted = [{"name": s.name, "reason": TASK_REQUIRED} for s in unique_specs(screened) if s.requires_task]
         specs = [s for s in unique_specs(screened) if not s.requires_task]
+        report.tools += len(omitted)  # seen and decided on, like a skipped tool
         names = tool_names(specs)
         entries: list[dict[str, Any]] = []
         stubs_for_init: list[ToolStub] = []
