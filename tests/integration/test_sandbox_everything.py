@@ -94,10 +94,15 @@ async def test_a_tool_that_requires_tasks_has_no_stub_and_says_why(everything: E
         "    codemode_runtime.call('everything', 'simulate-research-query', {'topic': 'x'})\n"
         "except UnknownTool as exc:\n"
         "    refused = exc.message\n"
-        "(omitted, found, refused, [t for t in e.TOOLS if 'research' in t])"
+        "try:\n"
+        "    describe('everything.simulate-research-query')\n"
+        "except LookupError as exc:\n"
+        "    described = str(exc)\n"
+        "(omitted, found, refused, [t for t in e.TOOLS if 'research' in t], described)"
     )
     assert result.ok, result.error
-    omitted, found, refused, stubs = result.value
+    omitted, found, refused, stubs, described = result.value
+    assert described == f"everything.simulate-research-query: {TASK_REQUIRED}", described
     assert omitted == [[{"tool": "simulate-research-query", "why": TASK_REQUIRED}]], omitted
     assert [h["tool"] for h in found] == ["everything.simulate-research-query"], found
     assert "can only be called as a task" in refused, refused
