@@ -25,7 +25,8 @@ def list_products(
         page: (default: 1)
         page_size: (default: 100)
 
-    Returns: no output schema: text parsed as JSON, else str; several blocks: a list; image/resource: dict.
+    Returns: no output schema, so: structured content if any, else text parsed as JSON, else str;
+        several blocks: a list; an image/audio/resource block: a dict with its 'type'.
 
     Calls MCP tool 'list_products' on server 'inventory'.
     """

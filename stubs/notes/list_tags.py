@@ -9,7 +9,8 @@ from codemode_runtime import call as _call
 def list_tags() -> Any:
     """All tags in use, with how many notes carry each.
 
-    Returns: no output schema: text parsed as JSON, else str; several blocks: a list; image/resource: dict.
+    Returns: no output schema, so: structured content if any, else text parsed as JSON, else str;
+        several blocks: a list; an image/audio/resource block: a dict with its 'type'.
 
     Calls MCP tool 'list_tags' on server 'notes'.
     """

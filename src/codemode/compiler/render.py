@@ -110,11 +110,14 @@ def summary_of(description: str) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-NO_SCHEMA_RESULT = "no output schema: text parsed as JSON, else str; several blocks: a list; image/resource: dict"
+NO_SCHEMA_RESULT = (
+    "no output schema, so: structured content if any, else text parsed as JSON, else str;\n"
+    "    several blocks: a list; an image/audio/resource block: a dict with its 'type'"
+)
 """What a stub of a tool without an output schema (and no inferred type yet) returns: exactly what
 ``codemode_runtime.call`` does (structured content if any, else the text parsed as JSON when it is JSON, else
 the text; several content blocks as a list; an image, audio or resource block as its JSON form, a dict with
-its ``type``). Kept to one short line: every such stub pays for it in tokens."""
+its ``type``). Kept short: every such stub pays for it in tokens."""
 
 
 def build_stub(spec: ToolSpec, python_name: str, inferred: Inferred | None = None) -> ToolStub:

@@ -55,8 +55,7 @@ class ToolSpec:
             out["outputSchema"] = self.output_schema
         if self.annotations:
             out["annotations"] = self.annotations
-        if self.task_support is not None:
-            out["execution"] = {"taskSupport": self.task_support}
+        # ``execution`` is not forwarded: a tool that requires tasks is never offered, the others need no flag.
         return out
 
     @classmethod
