@@ -35,11 +35,10 @@ class InferResultStep:
             return reply
         try:
             change = self.book.observe(call.ref, shape_of_result(reply.raw, reply.value))
+            if change.dirty or change.publish:
+                self.on_change(call.ref, change)
         except Exception:  # an observation is never worth failing the call it watched
             logger.exception("%s: observing the result's shape failed", call.ref)
-            return reply
-        if change.dirty or change.publish:
-            self.on_change(call.ref, change)
         return reply
 
 
