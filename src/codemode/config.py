@@ -197,6 +197,9 @@ class Settings(BaseModel):
     """Type check each program against the stubs before it runs (:mod:`codemode.preflight`): ``warn`` runs it
     anyway with the errors at the top of the result, ``strict`` refuses to run a program with errors, ``off``
     skips the check."""
+    infer_results_after: int = Field(default=3, ge=0)
+    """Type the result of a tool that declares no output schema after this many observed results (keys and types
+    only, never values; conflicting results widen the type): a new stubs generation carries it. 0 turns it off."""
     audit_log: str | None = None
     audit_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
     """A PostgreSQL URL (``postgresql://user:password@host/db``): the audit goes there instead of the local log

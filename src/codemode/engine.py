@@ -35,8 +35,10 @@ import anyio.abc
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditSink, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
+from codemode.calls.infer import InferResultStep
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
+from codemode.catalog.observed import OBSERVED_FILE, Change, ShapeBook
 from codemode.compiler import CompileReport
 from codemode.config import Config
 from codemode.directory.load import directory_for
@@ -112,6 +114,8 @@ class Engine:
         """The gate's policy step: rules, approvals (and their session grants), per-tool rate limits."""
         self.preflight = Preflight(config.settings.typecheck, skills=self.skills_dir)
         """The type check before each run (``codemode.typecheck``)."""
+        self.shapes = ShapeBook(self.stubs_dir / OBSERVED_FILE, threshold=config.settings.infer_results_after)
+        """Observed result shapes of tools without an output schema (their inferred result types)."""
         self._stack: AsyncExitStack | None = None
         self.hub: Hub | None = None
         self.gate: Gate | None = None
@@ -140,8 +144,12 @@ class Engine:
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
             self.hub = await stack.enter_async_context(hub)
-            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy)
-            self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress, visible=self.offered)
+            self.shapes.load()
+            infer = InferResultStep(self.shapes, self._shape_observed)
+            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy, infer=infer)
+            self.catalog = Catalog(
+                self.stubs_dir, self.hub, progress=self._progress, visible=self.offered, observed=self.shapes.inferred
+            )
             self.catalog.listeners.append(self._catalog_changed)
             directory = directory_for(self.config)
             for rejected in directory.rejected:
@@ -220,6 +228,22 @@ class Engine:
         """Compile the hub's current tools into a new stubs generation (a failure keeps the current one)."""
         assert self.catalog is not None
         await self.catalog.refresh(reason)
+
+    def _shape_observed(self, ref: ToolRef, change: Change) -> None:
+        """The gate's inference step saw a new shape: save the book, and compile a new generation when a
+        result type changed. Both in the background: the call that was observed is not held up."""
+        if self._tg is None:
+            return
+
+        async def save_and_publish() -> None:
+            try:
+                await anyio.to_thread.run_sync(self.shapes.save)
+            except OSError:
+                logger.exception("saving the observed result shapes failed")
+            if change.publish:
+                await self.recompile(f"inferred the result type of {ref}")
+
+        self.spawn(save_and_publish)
 
     async def _tools_changed(self, server: str) -> None:
         await self.recompile(f"{server} changed its tools")

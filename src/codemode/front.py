@@ -100,7 +100,9 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
         "the value of its last expression. Variables, imports and functions persist between calls.",
         "Upstream tools are typed functions: `from stubs import <server>` then "
         "`<server>.<tool>(arg=...)` (keyword-only arguments). A result is the tool's structured content, else its "
-        "text parsed as JSON when it is JSON, else a str; several content blocks come back as a list.",
+        "text parsed as JSON when it is JSON, else a str; an image, audio or resource block is a dict with its "
+        "'type'; several content blocks come back as a list. The stub's return type says which (one marked "
+        "'inferred' was learned from earlier results of a tool without an output schema).",
         "Discover: `list_servers()`, `search_tools('query')`, `describe('server.tool')` (signature + docs); "
         "the stub sources are files under /stubs.",
         "A failing tool raises ToolError (.server, .tool, .message, .retryable) or a subclass: ToolTimeout, "

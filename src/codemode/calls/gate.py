@@ -5,7 +5,8 @@ The engine builds one :class:`Gate` and hands it to the executor; each execution
 frame from either executor becomes ``gate.call(ctx, ref, args)``. The gate is a chain of small steps,
 each of which may answer the call itself (a refusal) or pass it on::
 
-    Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → Upstream
+    Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → InferResult
+    → Upstream
 
 A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
 modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
@@ -173,6 +174,10 @@ class KnownToolStep:
     """Refuses calls to servers or tools that are not connected."""
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
+        if call.spec is not None and call.spec.requires_task:
+            # Such a tool answers a plain call with an error or a task handle, never a result: it has no stub.
+            message = f"{call.ref} can only be called as a task (execution.taskSupport: required); codemode does not"
+            return Reply.refuse("unknown", message + " support that yet")
         if call.spec is not None:
             return await call_next(call)
         reason = call.ctx.gate.unavailable().get(call.ref.server)
@@ -360,11 +365,17 @@ async def _end(call: Call) -> Reply:  # pragma: no cover - the terminal step nev
 
 
 def default_gate(
-    upstreams: Upstreams, *, observers: list[Observer] | None = None, policy: Step | None = None
+    upstreams: Upstreams,
+    *,
+    observers: list[Observer] | None = None,
+    policy: Step | None = None,
+    infer: Step | None = None,
 ) -> Gate:
     """The standard chain: journal, known tool, policy (:class:`codemode.policy.PolicyStep`), quota, result
-    shaping, observers, upstream."""
+    shaping, observers, result type inference (:class:`codemode.calls.infer.InferResultStep`), upstream."""
     steps: list[Step] = [JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep()]
     if observers is not None:
         steps.append(ObserveStep(observers))
+    if infer is not None:
+        steps.append(infer)
     return Gate(steps, upstreams)
