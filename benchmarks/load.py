@@ -64,7 +64,8 @@ class Cluster:
         found = {what: int(pid) for pid, what in rows}
         pgdir = self.folder / "pgdir"
         if pgdir.exists():
-            found["postgresql"] = int((Path(pgdir.read_text().strip()) / "data" / "postmaster.pid").read_text().split()[0])
+            postmaster = Path(pgdir.read_text().strip()) / "data" / "postmaster.pid"
+            found["postgresql"] = int(postmaster.read_text().split()[0])
         return found
 
     def down(self) -> None:
