@@ -46,7 +46,7 @@ async def serving(
 ) -> AsyncIterator[str]:
     """``codemode serve --http`` for :func:`team_settings` (plus ``settings``); yields its MCP URL.
 
-    The audit goes to ``tmp/audit.jsonl``; the server's stderr to ``log`` when given.
+    The audit goes to ``tmp/audit.jsonl``; the server's stdout and stderr to ``log`` when given.
     """
     port = port or free_port()
     config = tmp / "team.json"
@@ -59,7 +59,7 @@ async def serving(
         stderr: Any = None
         if log is not None:
             stderr = stack.enter_context(open(log, "ab"))  # noqa: ASYNC230, SIM115  # a log file for the child
-        proc = await anyio.open_process(command, env=env, stderr=stderr)
+        proc = await anyio.open_process(command, env=env, stdout=stderr, stderr=stderr)  # uvicorn logs to both
         try:
             await wait_for_port(port, proc, "codemode serve --http")
             yield f"http://127.0.0.1:{port}/mcp"

@@ -216,18 +216,27 @@ def test_a_non_loopback_address_needs_a_token(tmp_path: Path) -> None:
 
 
 def test_which_addresses_need_a_token(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from codemode.cli import _http_token
+    from codemode.cli import _http_identities
 
     config = parse_config(json.dumps({"mcpServers": {}, "codemode": {"http_token_env": "MY_TOKEN"}}))
     monkeypatch.delenv("MY_TOKEN", raising=False)
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
-        assert _http_token(config, host, insecure=False) is None
+        assert _http_identities(config, host, insecure=False) is None
         assert "$MY_TOKEN is not set" in capsys.readouterr().err  # allowed, and said
     for host in ("0.0.0.0", "::", "192.168.1.20", "example.com"):
         with pytest.raises(ConfigError, match=r"non-loopback.*\$MY_TOKEN"):
-            _http_token(config, host, insecure=False)
-        assert _http_token(config, host, insecure=True) is None
+            _http_identities(config, host, insecure=False)
+        assert _http_identities(config, host, insecure=True) is None
         assert "WITHOUT AUTHENTICATION" in capsys.readouterr().err
     monkeypatch.setenv("MY_TOKEN", TOKEN)
-    assert _http_token(config, "0.0.0.0", insecure=False) == TOKEN
-    assert _http_token(config, "127.0.0.1", insecure=True) == TOKEN  # a token set is always enforced
+    for host, insecure in (("0.0.0.0", False), ("127.0.0.1", True)):  # a token set is always enforced
+        identities = _http_identities(config, host, insecure=insecure)
+        assert identities is not None and identities.identify(TOKEN) == "default"
+    tokens = parse_config(json.dumps({"mcpServers": {}, "codemode": {"tokens": {"env:ALICE_T": "alice"}}}))
+    monkeypatch.delenv("MY_TOKEN")
+    monkeypatch.setenv("ALICE_T", TOKEN)
+    identities = _http_identities(tokens, "0.0.0.0", insecure=False)  # codemode.tokens alone is enough
+    assert identities is not None and identities.identify(TOKEN) == "alice" and identities.identify("x" * 20) is None
+    monkeypatch.delenv("ALICE_T")
+    with pytest.raises(ConfigError, match=r"ALICE_T is not set"):
+        _http_identities(tokens, "127.0.0.1", insecure=False)

@@ -135,3 +135,19 @@ async def test_a_restarted_node_tells_its_clients_their_session_is_gone(tmp_path
                     fresh = await run(again, "kept")
                     assert fresh.is_error and "NameError" in text(fresh), text(fresh)
                     assert (await run(again, "7 * 6")).content[0].text == "42"
+
+
+async def test_policy_rules_can_be_scoped_to_an_identity(tmp_path: Path) -> None:
+    policy = {"rules": {"notes.*": "allow"}, "identities": {"bob": {"notes.list_tags": "deny"}}}
+    async with (
+        serving(tmp_path, servers={"notes": NOTES}, policy=policy) as url,
+        client(url, ALICE) as alice,
+        client(url, BOB) as bob,
+    ):
+        program = "from stubs import notes\ntry:\n    notes.list_tags()\nexcept ToolDenied as e:\n    print('denied', e)"
+        allowed = await run(alice, program)
+        assert not allowed.is_error and "denied" not in text(allowed), text(allowed)
+        refused = await run(bob, program)
+        assert "denied" in text(refused) and "rules['notes.list_tags'] = 'deny'" in text(refused), text(refused)
+    calls = {e["identity"]: e["calls"][0]["policy"] for e in audit(tmp_path) if e["calls"]}
+    assert calls["alice"]["decision"] == "allow" and calls["bob"]["decision"] == "deny", calls
