@@ -58,7 +58,7 @@ async def serving(
     async with AsyncExitStack() as stack:
         stderr: Any = None
         if log is not None:
-            stderr = stack.enter_context(open(log, "ab"))  # noqa: ASYNC230, SIM115  # a log file for the child
+            stderr = stack.enter_context(open(log, "ab"))  # noqa: ASYNC230  # a log file for the child
         proc = await anyio.open_process(command, env=env, stdout=stderr, stderr=stderr)  # uvicorn logs to both
         try:
             await wait_for_port(port, proc, "codemode serve --http")

@@ -137,8 +137,8 @@ class PolicySettings(BaseModel):
     approval_timeout_s: float = Field(default=300.0, gt=0)
     """How long a program waits for the person's answer before the call is refused."""
     identities: dict[str, dict[str, Literal["allow", "deny", "ask"]]] = Field(default_factory=dict)
-    """Identity (see ``codemode.tokens``) → rules of its own, laid over ``rules``: for that identity's calls an
-    identity rule replaces a global rule of the same pattern and joins the others (most specific wins)."""
+    """Identity (see ``codemode.tokens``) → rules of its own, like ``rules``. For that identity's calls the most
+    specific of its own rules decides when one matches; otherwise ``rules`` and the rest decide as usual."""
 
     @field_validator("rules", "rate_limits")
     @classmethod

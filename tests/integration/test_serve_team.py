@@ -144,7 +144,8 @@ async def test_policy_rules_can_be_scoped_to_an_identity(tmp_path: Path) -> None
         client(url, ALICE) as alice,
         client(url, BOB) as bob,
     ):
-        program = "from stubs import notes\ntry:\n    notes.list_tags()\nexcept ToolDenied as e:\n    print('denied', e)"
+        program = "from stubs import notes\ntry:\n    notes.list_tags()\n"
+        program += "except ToolDenied as e:\n    print('denied', e)"
         allowed = await run(alice, program)
         assert not allowed.is_error and "denied" not in text(allowed), text(allowed)
         refused = await run(bob, program)

@@ -64,7 +64,8 @@ async def test_another_identity_cannot_use_an_mcp_session_id(tmp_path: Path) -> 
         alices = await _open_session(http, url, ALICE)
         status, reply, _ = await _post(http, url, ALICE, _call("secret = 'alice'"), alices)
         assert status == 200 and not reply["result"]["isError"], reply  # type: ignore[index]
-        for attack in (_call("secret"), _call("secret = 'forged'"), {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}):
+        listing = {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}
+        for attack in (_call("secret"), _call("secret = 'forged'"), listing):
             status, stolen, _ = await _post(http, url, BOB, attack, alices)
             assert status == 404, (status, stolen)
             assert stolen is not None and "session gone" in stolen["error"]["message"], stolen
@@ -119,13 +120,17 @@ async def test_tokens_are_never_written_to_the_audit_or_the_logs(tmp_path: Path)
                 assert (await run(caller, "raise ValueError('boom')")).is_error
         refused = await http.post(url, json={}, headers={"Authorization": f"Bearer {wrong}"})
         assert refused.status_code == 401
+    _check_files(tmp_path, log, (ALICE, BOB, wrong))
+
+
+def _check_files(tmp_path: Path, log: Path, tokens: tuple[str, ...]) -> None:
     assert {e["identity"] for e in audit(tmp_path)} == {"alice", "bob"}  # who ran it is recorded...
     assert "identity: alice, bob" in log.read_text() and "POST /mcp" in log.read_text()  # the real log
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert log in files and tmp_path / "audit.jsonl" in files
     for path in files:  # ...and no token, right or wrong, anywhere on disk
         data = path.read_bytes()
-        for token in (ALICE, BOB, wrong):
+        for token in tokens:
             assert token.encode() not in data, f"{token[:8]}… found in {path}"
 
 

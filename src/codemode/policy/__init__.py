@@ -28,15 +28,18 @@ __all__ = [
 
 def rule_set(config: Config, identity: str | None = None) -> RuleSet:
     """The config's compiled rules: ``codemode.policy`` plus the servers' ``autoApprove`` / ``alwaysAllow``;
-    for ``identity``, its ``policy.identities`` rules laid over them (same pattern: the identity's wins)."""
+    for ``identity``, its ``policy.identities`` rules first, then those (see :mod:`codemode.policy.rules`)."""
     policy = config.settings.policy
     approved = {
         name: [*(server.auto_approve or []), *(server.always_allow or [])]
         for name, server in config.servers.items()
         if server.auto_approve or server.always_allow
     }
-    rules = {**policy.rules, **policy.identities.get(identity or "", {})}
-    return RuleSet(rules, auto_approve=approved, read_only=policy.read_only, destructive=policy.destructive)
+    common = RuleSet(policy.rules, auto_approve=approved, read_only=policy.read_only, destructive=policy.destructive)
+    own = policy.identities.get(identity or "")
+    if own is None:
+        return common
+    return RuleSet(own, read_only=policy.read_only, destructive=policy.destructive, fallback=common)
 
 
 def policy_step(config: Config) -> PolicyStep:

@@ -5,9 +5,10 @@ kind ``denied`` (``ToolDenied`` in the program), an ``ask`` goes to :class:`Appr
 approved call is counted against the ``rate_limits`` before it goes on. Each decision is noted in the
 journal, so the audit log and ``codemode history`` show it.
 
-An identity with rules of its own (``policy.identities``) is decided by its own compiled set. The stubs
-follow the global rules: a tool denied globally has no stub for anyone, so identity rules are for narrowing
-(deny or ask for some callers) and for letting some callers run without asking what asks globally.
+An identity with rules of its own (``policy.identities``) is decided by its own compiled set (its rules,
+then the global ones). The stubs follow the global rules: a tool denied globally has no stub for anyone, so
+identity rules are for narrowing (deny or ask for some callers) and for letting some callers run without
+asking what asks globally.
 """
 
 from __future__ import annotations
