@@ -82,5 +82,5 @@ def test_an_identitys_rules_come_before_the_global_rules() -> None:
     assert rule_set(config, "intern").decide(delete).verdict is Verdict.DENY  # its rules first, however broad
     assert rule_set(config, "ro").decide(delete).verdict is Verdict.ASK  # no rule of its own matches: global
     assert rule_set(config, "nobody").decide(delete).verdict is Verdict.ASK
-    with pytest.raises(ConfigError, match="server.tool"):
+    with pytest.raises(ConfigError, match=r"server\.tool"):
         parse_config(_config(policy={"identities": {"intern": {"no-dot": "deny"}}}))
