@@ -39,7 +39,7 @@ from codemode.engine import Engine
 from codemode.front import HANDLE_META_KEY, presented_handle, principal_of
 from codemode.hub.hub import HubState
 from codemode.metrics import Metrics
-from codemode.session_names import Handles
+from codemode.session_names import HANDLE_PREFIX, Handles
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
@@ -74,7 +74,10 @@ def http_app(
 
     server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(healthz)
     server.custom_route(METRICS_PATH, methods=["GET"], include_in_schema=False)(metrics_page)
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    # An MCP session lasts as long as its interpreters (session_idle_s): once they expire, its id answers 404
+    # "session gone" rather than reaching a fresh interpreter.
+    idle_s = engine.settings.session_idle_s
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host, session_idle_timeout=idle_s)
     public = {HEALTH_PATH, *([METRICS_PATH] if metrics_public else [])}
     # Appended, so it runs inside the SDK's authentication middleware: the request's user is known.
     app.user_middleware.append(
@@ -110,8 +113,10 @@ class _Gatekeeper:
             return
         if scope["method"] == "POST":
             chunks, complete = await _read_body(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
-            if complete:  # a larger body is the SDK's to refuse
-                gone = self._gone_handle(b"".join(bytes(m.get("body", b"")) for m in chunks), scope)
+            body = b"".join(bytes(m.get("body", b"")) for m in chunks)
+            # Only a body naming a handle is parsed here (an escaped one still meets caller_of's check).
+            if complete and HANDLE_PREFIX.encode() in body:  # a larger body is the SDK's to refuse
+                gone = self._gone_handle(body, scope)
                 if gone is not None:
                     await gone(scope, receive, send)
                     return
