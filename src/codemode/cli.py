@@ -397,6 +397,7 @@ def _history(args: argparse.Namespace) -> int:
         [
             e.id,
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)),
+            _printable(e.identity[:16]),
             _printable(e.session[:16]),
             "ok" if e.ok else f"error: {e.error_kind}" if e.error_kind else "error",
             f"{e.duration_s * 1000:.0f} ms",
@@ -406,7 +407,7 @@ def _history(args: argparse.Namespace) -> int:
         ]
         for e in entries
     ]
-    print(_table(rows, ["ID", "TIME", "SESSION", "RESULT", "DURATION", "CALLS", "APPROVALS/DENIALS", "CODE"]))
+    print(_table(rows, ["ID", "TIME", "WHO", "SESSION", "RESULT", "DURATION", "CALLS", "APPROVALS/DENIALS", "CODE"]))
     return EXIT_OK
 
 

@@ -5,6 +5,8 @@ needs a token, ``/metrics`` counts what ran, and a client whose node restarted i
 
 from __future__ import annotations
 
+import json
+import subprocess
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -13,13 +15,14 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
-from codemode.config import Config, Settings
+from codemode.config import Config, Settings, parse_config
 from codemode.engine import Engine
 from codemode.front import build_server
 from codemode.http_app import http_app
+from codemode.identity import token_key
 from codemode.session_names import Handles
 from tests.conftest import free_port
-from tests.serve_http import ALICE, BOB, HANDLE, NOTES, audit, client, run, serving, text
+from tests.serve_http import ALICE, BOB, CODEMODE, HANDLE, NOTES, audit, client, run, serving, text
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -152,3 +155,14 @@ async def test_policy_rules_can_be_scoped_to_an_identity(tmp_path: Path) -> None
         assert "denied" in text(refused) and "rules['notes.list_tags'] = 'deny'" in text(refused), text(refused)
     calls = {e["identity"]: e["calls"][0]["policy"] for e in audit(tmp_path) if e["calls"]}
     assert calls["alice"]["decision"] == "allow" and calls["bob"]["decision"] == "deny", calls
+
+
+def test_codemode_token_prints_a_token_and_only_its_digest_for_the_config() -> None:
+    made = subprocess.run([*CODEMODE, "token", "alice"], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.splitlines()[0].removeprefix("TOKEN=")
+    entry = json.loads("{" + made.stdout.splitlines()[1].removeprefix("config: ") + "}")
+    assert entry == {"codemode": {"tokens": {token_key(token): "alice"}}} and len(token) >= 32
+    assert parse_config(json.dumps({"mcpServers": {}, **entry})).settings.tokens == {token_key(token): "alice"}
+    refused = subprocess.run([*CODEMODE, "token", "local"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "reserved" in refused.stderr
