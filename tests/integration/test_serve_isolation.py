@@ -21,6 +21,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from codemode.config import parse_config
@@ -190,8 +191,8 @@ async def test_with_a_token_every_request_must_carry_it(tmp_path: Path) -> None:
             assert (await http.post(url, json=body, headers={**headers, "Authorization": f"Bearer {TOKEN}"})).is_success
         for mode in ("auto", "legacy"):
             async with AsyncExitStack() as stack:
-                http_client = await stack.enter_async_context(
-                    httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
+                http_client = await stack.enter_async_context(  # the SDK's timeouts: a first run may be slow
+                    create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
                 )
                 client = await stack.enter_async_context(
                     Client(streamable_http_client(url, http_client=http_client), mode=mode)
