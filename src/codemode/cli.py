@@ -23,6 +23,7 @@ from codemode._version import __version__
 from codemode.config import Config, load_config
 from codemode.errors import CodemodeError, ConfigError
 from codemode.hub import Hub
+from codemode.session_names import NODE_NAME
 
 if TYPE_CHECKING:
     from codemode.identity import Identities
@@ -312,13 +313,16 @@ def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
     http = _parse_http(args.http) if args.http else None
     identities = _http_identities(config, http[0], insecure=args.insecure_no_auth) if http is not None else None
+    node = os.environ.get("CODEMODE_NODE") or None
+    if node is not None and not NODE_NAME.fullmatch(node):
+        raise ConfigError(f"$CODEMODE_NODE={node!r}: a node name is 1-32 lowercase letters, digits and '-'")
 
     async def go() -> None:
         engine_cm = Engine(config, executor=args.executor, progress=_progress)
         async with engine_cm as engine, anyio.create_task_group() as tg:
             if args.config:  # edits of the file apply while serving
                 tg.start_soon(live.watch, engine, Path(args.config))
-            handles = Handles()
+            handles = Handles(node=node)
             server = build_server(engine, verifier=identities, handles=handles, discovery_tools=args.discovery_tools)
             if http is None:
                 await serve_stdio(server)

@@ -171,8 +171,9 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
         key = handles.owner(handle, principal=principal)
         if key is None:
             raise CallerError(
-                f"session {handle[:12]}…: not a session handle this server issued to this client (the server may "
-                "have restarted); omit `session` to start a new interpreter"
+                f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or "
+                "node, to another client, or before this server restarted) and its variables are lost; omit "
+                "`session` (and the handle in _meta) to start a new interpreter"
             )
         return Caller(Owner(key, peer, identity=identity), name or "default", handle=_handle_for(handle, name))
     connection = _mcp_session(ctx)
@@ -283,8 +284,9 @@ def build_server(
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
     With ``verifier`` (:class:`codemode.identity.Identities`), its streamable HTTP app answers 401 to any
     request without a bearer token it accepts. ``handles`` signs sessionless clients' handles (pass the one
-    :mod:`codemode.http_app` checks). With ``discovery_tools``, ``search_tools`` and ``describe`` are also MCP
-    tools (for clients that do better with them than with discovery inside a program).
+    :mod:`codemode.http_app` checks; ``Handles(node=...)`` names this node in them, for a load balancer's
+    affinity). With ``discovery_tools``, ``search_tools`` and ``describe`` are also MCP tools (for clients that
+    do better with them than with discovery inside a program).
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
     handles = handles if handles is not None else Handles()

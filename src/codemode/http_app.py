@@ -147,24 +147,24 @@ class _Gatekeeper:
             return None
         request_id = message.get("id")
         return session_gone(
-            f"this server holds no session for handle {handle[:12]}… (it restarted, or the request reached another "
-            "node behind the load balancer): its variables and /scratch files are lost. Call execute_python "
+            f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or node, "
+            "to another client, or before this server restarted) and its variables are lost; call execute_python "
             f"without `session` (and without {HANDLE_META_KEY!r} in _meta) to start a new interpreter",
             request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
         )
 
 
-def session_gone(detail: str, request_id: str | int | None = None) -> Response:
+def session_gone(message: str, request_id: str | int | None = None) -> Response:
     """HTTP 404 with the JSON-RPC error telling a client its session is gone."""
-    error = {"code": INVALID_REQUEST, "message": f"codemode: session gone: {detail}", "data": {"reason": SESSION_GONE}}
+    error = {"code": INVALID_REQUEST, "message": f"codemode: {message}", "data": {"reason": SESSION_GONE}}
     return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error}, status_code=404)
 
 
 def _mcp_session_gone(session_id: str) -> Response:
     return session_gone(
-        f"this server holds no MCP session {session_id[:12]}… (it restarted, the session ended or expired, or the "
-        "request reached another node behind the load balancer): its variables and /scratch files are lost. "
-        "Start a new MCP session (initialize again without the mcp-session-id header)"
+        f"MCP session {session_id[:12]}… is gone: this server does not hold it (it ended or expired, it was opened "
+        "by another client, on another node, or before this server restarted) and its variables are lost; start "
+        "a new MCP session (initialize again without the mcp-session-id header)"
     )
 
 

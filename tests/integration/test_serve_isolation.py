@@ -118,7 +118,7 @@ async def test_the_handle_keeps_a_sessionless_clients_interpreter(tmp_path: Path
         await run(client, "m = 1", f"{handle}/other")
         assert _text(await run(client, "m", f"{handle}/other")) == "1"
         for forged in (handle[:-1] + ("A" if handle[-1] != "A" else "B"), "cmh_mine"):  # HTTP 404: session gone
-            with pytest.raises(MCPError, match="session gone"):
+            with pytest.raises(MCPError, match="is gone: this server does not hold it"):
                 await run(client, "n", forged)
 
 

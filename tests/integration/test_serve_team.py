@@ -132,7 +132,7 @@ async def test_a_restarted_node_tells_its_clients_their_session_is_gone(tmp_path
             async with serving(tmp_path, port=port):
                 with pytest.raises(MCPError) as gone:
                     await run(alice, "kept", name)
-                assert "session gone" in gone.value.error.message, gone.value.error
+                assert "is gone: this server does not hold it" in gone.value.error.message, gone.value.error
                 assert gone.value.error.data == {"reason": "session_gone"}
                 async with client(url, ALICE, mode=mode) as again:  # a new session works, and starts empty
                     fresh = await run(again, "kept")

@@ -68,7 +68,7 @@ async def test_another_identity_cannot_use_an_mcp_session_id(tmp_path: Path) -> 
         for attack in (_call("secret"), _call("secret = 'forged'"), listing):
             status, stolen, _ = await _post(http, url, BOB, attack, alices)
             assert status == 404, (status, stolen)
-            assert stolen is not None and "session gone" in stolen["error"]["message"], stolen
+            assert stolen is not None and "is gone: this server does not hold it" in stolen["error"]["message"], stolen
             # Exactly what a made-up id gets: another identity's session is not even shown to exist.
             _, guessed, _ = await _post(http, url, BOB, attack, uuid.uuid4().hex)
             assert guessed is not None and stolen["error"]["data"] == guessed["error"]["data"]
@@ -85,7 +85,7 @@ async def test_another_identity_cannot_use_a_session_handle(tmp_path: Path) -> N
         for attempt in ({"name": handle}, {"name": f"{handle}/other"}, {"meta": {HANDLE: handle}}):
             with pytest.raises(MCPError) as refused:
                 await run(bob, "secret", attempt.get("name"), meta=attempt.get("meta"))
-            assert "session gone" in refused.value.error.message, refused.value.error
+            assert "is gone: this server does not hold it" in refused.value.error.message, refused.value.error
         assert text(await run(alice, "secret", handle)) == '"alice"'
 
 
