@@ -120,7 +120,7 @@ class _Gatekeeper:
                 if gone is not None:
                     await gone(scope, receive, send)
                     return
-            receive = _replay(chunks, complete, receive)
+            receive = _replay(chunks, receive)
         session_id = Headers(scope=scope).get("mcp-session-id")
         if session_id is not None:
             send = _explain_not_found(send, session_id)
@@ -184,7 +184,7 @@ async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]
             return messages, False
 
 
-def _replay(messages: list[Message], complete: bool, receive: Receive) -> Receive:
+def _replay(messages: list[Message], receive: Receive) -> Receive:
     """A ``receive`` giving ``messages`` again, then (if they were not all) the rest of the request."""
     pending = list(messages)
 
