@@ -141,10 +141,17 @@ async def _client(cluster: Cluster, cid: int, executions: int, run: Run, progres
                     if progress is not None and len(run.completed) >= goal:
                         progress.set()
         except Exception as exc:  # a dead node surfaces as any transport error: count it and go on
-            run.errors[type(exc).__name__] += 1
+            run.errors["gone" if _says_gone(exc) else type(exc).__name__] += 1
             if in_flight:  # it may or may not have run: an execution is never sent twice
                 done, in_flight = done + 1, False
         run.reconnects += done < executions
+
+
+def _says_gone(exc: BaseException) -> bool:
+    """The node answered that the session is gone (HTTP 404, a JSON-RPC error), maybe inside a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_says_gone(e) for e in exc.exceptions)
+    return "is gone" in str(getattr(getattr(exc, "error", None), "message", "")) or "is gone" in str(exc)
 
 
 def _audited(cluster: Cluster, nodes: int) -> Counter[tuple[int, int]]:

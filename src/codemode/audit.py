@@ -113,6 +113,8 @@ class ExecutionEntry:
     output: str = ""
     """What the model was shown (already capped at the output limit)."""
     config: str = ""
+    identity: str = "local"
+    """Who ran it: the authenticated identity over HTTP (:mod:`codemode.identity`), ``local`` over stdio."""
     id: str = field(default_factory=lambda: new_execution_id())
     time: float = field(default_factory=time.time)
 

@@ -125,6 +125,11 @@ class SkillsGitSettings(BaseModel):
     """A promotion on another node is importable here within this long."""
 
 
+def _check_pattern(pattern: str) -> None:
+    if "." not in pattern or pattern.startswith(".") or any(c.isspace() for c in pattern):
+        raise ValueError(f"{pattern!r} must be a 'server.tool' pattern (globs allowed: 'fs.*', '*.delete_*')")
+
+
 class PolicySettings(BaseModel):
     """``codemode.policy``: which tool calls run, which are refused, which wait for a person.
 
@@ -143,13 +148,27 @@ class PolicySettings(BaseModel):
     """``server.tool`` glob → ``"10/min"`` (per s, min or hour; counted across sessions)."""
     approval_timeout_s: float = Field(default=300.0, gt=0)
     """How long a program waits for the person's answer before the call is refused."""
+    identities: dict[str, dict[str, Literal["allow", "deny", "ask"]]] = Field(default_factory=dict)
+    """Identity (see ``codemode.tokens``) → rules of its own, like ``rules``. For that identity's calls the most
+    specific of its own rules decides when one matches; otherwise ``rules`` and the rest decide as usual."""
 
     @field_validator("rules", "rate_limits")
     @classmethod
     def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
         for pattern in value:
-            if "." not in pattern or pattern.startswith(".") or any(c.isspace() for c in pattern):
-                raise ValueError(f"{pattern!r} must be a 'server.tool' pattern (globs allowed: 'fs.*', '*.delete_*')")
+            _check_pattern(pattern)
+        return value
+
+    @field_validator("identities")
+    @classmethod
+    def _identity_rules(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        from codemode.identity import IDENTITY_NAME
+
+        for identity, rules in value.items():
+            if not IDENTITY_NAME.fullmatch(identity):
+                raise ValueError(f"identity {identity!r} must be 1-64 letters, digits, '_', '.', '@' or '-'")
+            for pattern in rules:
+                _check_pattern(pattern)
         return value
 
     @field_validator("rate_limits")
@@ -187,7 +206,13 @@ class Settings(BaseModel):
     another client's (see :mod:`codemode.sessions`)."""
     http_token_env: str = Field(default="CODEMODE_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """The environment variable holding the bearer token ``serve --http`` requires on every request. Set, it is
-    enforced on any address; unset, ``serve --http`` only binds a loopback address."""
+    enforced on any address; unset, ``serve --http`` only binds a loopback address (unless ``tokens`` has one).
+    Its token authenticates as the identity ``default``."""
+    tokens: dict[str, str] = Field(default_factory=dict)
+    """``serve --http`` bearer tokens → identity names: ``{"sha256:<hex digest>": "alice", "env:BOB_TOKEN":
+    "bob"}`` (see :mod:`codemode.identity`; the file never holds a token itself)."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without a token (for a scraper that cannot send one, on a network you trust)."""
     mount: list[str] = Field(default_factory=list)
     """Directory entries a program may mount without asking: short or full names, or glob patterns such as
     ``"*memory*"`` (default: none)."""
@@ -212,6 +237,16 @@ class Settings(BaseModel):
     expose_direct: list[str] = Field(default_factory=list)
     """Hybrid mode: ``server.tool`` globs (and/or ``"auto"``) of upstream tools ``serve`` also offers as
     ordinary MCP tools beside ``execute_python`` (see :mod:`codemode.direct`)."""
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        from codemode.identity import check_identity, check_token_key
+
+        for key, identity in value.items():
+            check_token_key(key)
+            check_identity(identity)
+        return value
 
     @field_validator("expose_direct", mode="before")
     @classmethod

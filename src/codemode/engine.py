@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -69,6 +70,8 @@ limit is the one a busy program meets and the tool description's "up to N s" hol
 backstop that needs no clock."""
 
 SKILL_CHECKS = Owner("skill-checks")
+_skill_identity: ContextVar[str] = ContextVar("skill_identity", default="local")
+"""Who saves a skill from a program: ``Skills`` audits through a callback that has no execution context."""
 """The owner of the throwaway sessions skill examples run in."""
 
 
@@ -101,6 +104,8 @@ class Engine:
             max_tool_calls=config.settings.max_tool_calls,
         )
         self._progress = progress or (lambda _msg: None)
+        self.execution_observers: list[Callable[[ExecutionEntry], None]] = []
+        """Called with every audited entry (executions, direct calls, skill actions): the metrics count them."""
         self.tool_observers: list[Observer] = []
         """Called with every answered tool call a program makes (the demo and benchmarks count what a model
         would see)."""
@@ -304,19 +309,32 @@ class Engine:
     async def _save_skill(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""
         description, example = message.get("description"), message.get("example")
-        saved = await self.skills.save(
-            ctx.session, message["name"], message["source"], description=description, example=example
-        )
+        token = _skill_identity.set(ctx.identity)  # for _audit_skill, called within save
+        try:
+            saved = await self.skills.save(
+                ctx.session, message["name"], message["source"], description=description, example=example
+            )
+        finally:
+            _skill_identity.reset(token)
         return Reply(True, value=saved)
 
     def _audit_skill(self, action: str, name: str, ok: bool, detail: str) -> None:
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 session="skills", code=f"skills {action} {name}", executor="skills", ok=ok, duration_s=0.0,
                 output_chars=0, error=None if ok else detail, error_kind=None if ok else "refused",
-                output=detail, config=self.config.source,
+                output=detail, config=self.config.source, identity=_skill_identity.get(),
             )
         )  # fmt: skip
+
+    def record(self, entry: ExecutionEntry) -> None:
+        """Audit ``entry`` and show it to the execution observers (metrics). Never raises."""
+        self.audit.append(entry)
+        for observe in self.execution_observers:
+            try:
+                observe(entry)
+            except Exception:
+                logger.exception("an execution observer failed")
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -350,12 +368,13 @@ class Engine:
         try:
             state = await self.sessions.admit(session, owner)
         except PolicyDenied as exc:
-            return self._refused(session, code, str(exc))
+            return self._refused(session, code, str(exc), identity=owner.identity)
         assert self.catalog is not None
         await self.executor.wait_ready()  # before the clock starts: a first compile is not the program's time
         ctx = self.gate.context(
-            session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask
-        )
+            session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask,
+            identity=owner.identity,
+        )  # fmt: skip
         async with state.lock:
             # One stubs generation for the whole execution, the newest at its start.
             generation = self.catalog.generation
@@ -393,8 +412,9 @@ class Engine:
         """
         assert self.gate is not None
         owner = Owner(owner) if isinstance(owner, str) else owner
+        session = session_dir(owner.key, DIRECT_SESSION)
         ctx = self.gate.context(
-            session=session_dir(owner.key, DIRECT_SESSION), limits=self.limits, execution_id=new_execution_id(), ask=ask
+            session=session, limits=self.limits, execution_id=new_execution_id(), ask=ask, identity=owner.identity
         )
         code = f"# direct call\n{ref.server}.{ref.tool}(**{_args_preview(args)})"
         args_bytes = len(json.dumps(args, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
@@ -405,11 +425,12 @@ class Engine:
             self._audit_cancelled(ctx, code, executor=DIRECT_EXECUTOR)
             raise
         error = None if reply.ok else f"{reply.kind}: {reply.message}"
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 id=ctx.id, session=ctx.session, code=code, executor=DIRECT_EXECUTOR, ok=reply.ok,
                 duration_s=time.perf_counter() - started, output_chars=0, calls=ctx.journal.records,
                 error=error, error_kind=None if reply.ok else reply.kind, output=error or "", config=self.config.source,
+                identity=ctx.identity,
             )
         )  # fmt: skip
         return reply
@@ -426,7 +447,7 @@ class Engine:
         if len(text) > self.settings.output_chars:
             cut_path = self.executor.save_output(ctx.session, ctx.id, full)
             text = cut(text, self.settings.output_chars, cut_path, len(full))
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 id=ctx.id,
                 session=ctx.session,
@@ -441,17 +462,18 @@ class Engine:
                 error_kind=None if result.error is None else result.error.kind,
                 output=text,
                 config=self.config.source,
+                identity=ctx.identity,
             )
         )  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(ctx.id, ctx.session, text, not result.ok, result, cut_path)
 
     def _audit_cancelled(self, ctx: RunContext, code: str, *, executor: str | None = None) -> None:
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 id=ctx.id, session=ctx.session, code=code, executor=executor or self.executor_kind, ok=False,
                 duration_s=ctx.limits.wall_s - ctx.clock.remaining(), output_chars=0, calls=ctx.journal.records,
                 error="ExecutionCancelled: the execution was cancelled (the client cancelled or went away)",
-                error_kind="cancelled", config=self.config.source,
+                error_kind="cancelled", config=self.config.source, identity=ctx.identity,
             )
         )  # fmt: skip
 
@@ -461,17 +483,18 @@ class Engine:
         entry = ExecutionEntry(
             id=ctx.id, session=ctx.session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
             output_chars=0, error=f"TypeCheck: {len(report.diagnostics)} error(s)", error_kind="refused",
-            output=text, config=self.config.source,
+            output=text, config=self.config.source, identity=ctx.identity,
         )  # fmt: skip
-        self.audit.append(entry)
+        self.record(entry)
         return Outcome(ctx.id, ctx.session, text, True, None, denied=text)
 
-    def _refused(self, session: str, code: str, message: str) -> Outcome:
+    def _refused(self, session: str, code: str, message: str, *, identity: str) -> Outcome:
         entry = ExecutionEntry(
             session=session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
             output_chars=0, error=f"PolicyDenied: {message}", error_kind="refused", config=self.config.source,
+            identity=identity,
         )  # fmt: skip
-        self.audit.append(entry)
+        self.record(entry)
         return Outcome(entry.id, session, f"PolicyDenied: {message}", True, None, denied=message)
 
     async def close_session(self, session: str, *, owner: Owner | str = LOCAL) -> None:

@@ -21,14 +21,15 @@ is sent ``notifications/tools/list_changed`` / ``notifications/resources/list_ch
 Every call runs for one client (:func:`caller_of`), and a ``session`` name is that client's own: over stdio
 the process has one client; a handshake-era HTTP client is its MCP session; a sessionless HTTP client
 (protocol 2026-07-28) is a server-issued handle, returned with its first result, that it passes back. HTTP
-can require a bearer token on every request (:class:`StaticToken`, checked by the SDK's auth middleware).
+can require a bearer token on every request (:class:`codemode.identity.Identities` maps each token to an
+identity, checked by the SDK's auth middleware); the identity owns the client's sessions, is audited and
+selects its policy rules. :mod:`codemode.http_app` adds ``/metrics``, ``/healthz`` and the session-gone answer.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import mcp_types as types
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken, principal_components
+from mcp.server.auth.provider import TokenVerifier, principal_components
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -63,6 +64,7 @@ from codemode.calls.gate import Asker, CannotAsk, Reply
 from codemode.config import Settings
 from codemode.engine import Engine
 from codemode.executors.base import WAIT_GRACE_S
+from codemode.identity import ANONYMOUS
 from codemode.parked import ParkedRun, ParkingLot
 from codemode.session_names import HANDLE_PREFIX, Handles
 from codemode.sessions import LOCAL, Owner
@@ -177,9 +179,10 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
     if request is None:
         return Caller(LOCAL, requested or "default")
     principal = _principal(request)
+    identity = identity_of(request)
     client = getattr(request, "client", None)
     peer = str(getattr(client, "host", None) or "unknown")
-    handle, name = _presented_handle(requested, _request_meta(ctx))
+    handle, name = presented_handle(requested, _request_meta(ctx))
     if handle is not None:
         key = handles.owner(handle, principal=principal)
         if key is None:
@@ -188,18 +191,19 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
                 "node, to another client, or before this server restarted) and its variables are lost; omit "
                 "`session` (and the handle in _meta) to start a new interpreter"
             )
-        return Caller(Owner(key, peer), name or "default", handle=_handle_for(handle, name))
+        return Caller(Owner(key, peer, identity=identity), name or "default", handle=_handle_for(handle, name))
     connection = _mcp_session(ctx)
     if connection is not None:
         key = "mcp-" + hashlib.sha256(f"{principal}\0{connection.session_id}".encode()).hexdigest()[:32]
-        return Caller(Owner(key, peer), requested or "default", connection=connection)
+        return Caller(Owner(key, peer, identity=identity), requested or "default", connection=connection)
     handle = handles.mint(principal=principal)
     key = handles.owner(handle, principal=principal)
     assert key is not None
-    return Caller(Owner(key, peer, provisional=True), requested or "default", _handle_for(handle, requested), True)
+    owner = Owner(key, peer, provisional=True, identity=identity)
+    return Caller(owner, requested or "default", _handle_for(handle, requested), True)
 
 
-def _presented_handle(requested: str | None, meta: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+def presented_handle(requested: str | None, meta: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     """(handle, session name) from ``session`` (``<handle>[/<name>]``) or else the request's ``_meta``."""
     if requested and requested.startswith(HANDLE_PREFIX):
         handle, _, name = requested.partition("/")
@@ -238,11 +242,24 @@ def _http_request(ctx: Context[Any, Any] | None) -> Any:
 
 def _principal(request: Any) -> str:
     """Who authenticated the request (client id, issuer, subject), or ``""`` when nobody did."""
-    scope = getattr(request, "scope", None)
+    return principal_of(getattr(request, "scope", None))
+
+
+def principal_of(scope: Any) -> str:
+    """The principal of an ASGI ``scope`` the SDK's auth middleware has seen (``""``: nobody authenticated)."""
     user = scope.get("user") if isinstance(scope, Mapping) else None
     if not isinstance(user, AuthenticatedUser):
         return ""
     return "\0".join(part or "" for part in principal_components(user.access_token))
+
+
+def identity_of(request: Any) -> str:
+    """The identity a request authenticated as (the token's ``subject``), or ``anonymous``."""
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, Mapping) else None
+    if not isinstance(user, AuthenticatedUser):
+        return ANONYMOUS
+    return user.access_token.subject or user.access_token.client_id
 
 
 def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
@@ -264,25 +281,6 @@ def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
     return connection
 
 
-class StaticToken:
-    """The SDK ``TokenVerifier`` for ``serve --http`` with one shared bearer token (compared in constant time).
-
-    The SDK's ``BearerAuthBackend`` and ``RequireAuthMiddleware`` call it on every HTTP request: a missing or
-    wrong ``Authorization: Bearer`` header gets 401 before any MCP handling. An OAuth resource server would
-    put a verifier of issued tokens in its place.
-    """
-
-    CLIENT_ID = "codemode-http-token"
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        if hmac.compare_digest(token.encode(), self._token):
-            return AccessToken(token="", client_id=self.CLIENT_ID, scopes=[])
-        return None
-
-
 def _auth_settings() -> AuthSettings:
     # The SDK requires an issuer URL with any auth settings, but uses it only for authorization-server routes
     # and protected-resource metadata, neither of which a static token serves (resource_server_url is None).
@@ -292,24 +290,24 @@ def _auth_settings() -> AuthSettings:
 def build_server(
     engine: Engine,
     *,
-    http_token: str | None = None,
+    verifier: TokenVerifier | None = None,
+    handles: Handles | None = None,
     discovery_tools: bool = False,
     expose_skills: bool | None = None,
-    node: str | None = None,
 ) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
     The tool description and the ``stubs://`` resources follow the engine's stubs catalog: after each new
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
-    With ``http_token``, its streamable HTTP app answers 401 to any request without
-    ``Authorization: Bearer <http_token>``. With ``discovery_tools``, ``search_tools`` and ``describe`` are
-    also MCP tools (for clients that do better with them than with discovery inside a program). With
-    ``expose_skills`` (default: the ``codemode.expose_skills`` setting) every promoted skill is a tool too.
-    ``node`` names this server in the session handles it issues, for a load balancer's affinity (see
-    :class:`~codemode.session_names.Handles`).
+    With ``verifier`` (:class:`codemode.identity.Identities`), its streamable HTTP app answers 401 to any
+    request without a bearer token it accepts. ``handles`` signs sessionless clients' handles (pass the one
+    :mod:`codemode.http_app` checks; ``Handles(node=...)`` names this node in them, for a load balancer's
+    affinity). With ``discovery_tools``, ``search_tools`` and ``describe`` are also MCP tools (for clients that
+    do better with them than with discovery inside a program). With ``expose_skills`` (default: the
+    ``codemode.expose_skills`` setting) every promoted skill is a tool too.
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
-    handles = Handles(node=node)
+    handles = handles if handles is not None else Handles()
     parked = ParkingLot(engine.spawn)
     bound: set[str] = set()  # owners whose sessions are closed when their MCP session ends
 
@@ -330,8 +328,8 @@ def build_server(
         version=__version__,
         subscriptions=notifier.bus,
         middleware=[notifier],
-        token_verifier=StaticToken(http_token) if http_token else None,
-        auth=_auth_settings() if http_token else None,
+        token_verifier=verifier,
+        auth=_auth_settings() if verifier is not None else None,
     )
 
     async def execute_python(

@@ -40,12 +40,14 @@ class Owner:
 
     ``key`` must be unguessable for remote clients: whoever presents it reaches the owner's sessions.
     ``peer`` is where the client's requests come from (an IP address over HTTP). ``provisional`` marks a
-    sessionless client's first call, whose handle may never come back.
+    sessionless client's first call, whose handle may never come back. ``identity`` is who authenticated
+    (:mod:`codemode.identity`): audited, and the key of its own policy rules.
     """
 
     key: str
     peer: str = "local"
     provisional: bool = False
+    identity: str = "local"
 
 
 LOCAL = Owner(LOCAL_OWNER)
@@ -96,6 +98,9 @@ class Sessions:
 
     def __contains__(self, key: str) -> bool:
         return key in self._live
+
+    def __len__(self) -> int:
+        return len(self._live)
 
     def owned_by(self, owner: str) -> list[str]:
         """The keys of ``owner``'s live sessions."""

@@ -22,6 +22,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from codemode.front import HANDLE_META_KEY
 
@@ -188,9 +189,10 @@ async def test_a_dead_nodes_client_is_told_its_session_is_gone_and_goes_on(clust
         with anyio.fail_after(60):
             while not _marked_down(cluster, node):  # noqa: ASYNC110 - another process's log, no event to await
                 await anyio.sleep(0.1)
-        gone = await client.call_tool("execute_python", {"code": "counter", "session": handle})
-        assert gone.is_error and "is gone: this server does not hold it" in _text(gone), _text(gone)
-        assert "variables are lost" in _text(gone)
+        with pytest.raises(MCPError) as gone:  # HTTP 404 with a JSON-RPC error (codemode.http_app)
+            await client.call_tool("execute_python", {"code": "counter", "session": handle})
+        assert "is gone: this server does not hold it" in gone.value.error.message, gone.value.error
+        assert "variables are lost" in gone.value.error.message
         fresh = await client.call_tool("execute_python", {"code": "6 * 7"})
         assert not fresh.is_error and fresh.content[0].text == "42"
         survivor = (fresh.meta or {})[HANDLE_META_KEY].rsplit(".", 1)[-1]

@@ -69,6 +69,8 @@ class RunContext:
     """The stubs generation the execution imports from (None: the executor's stubs dir is a plain tree)."""
     skills_revision: str | None = None
     """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
+    identity: str = "local"
+    """Who the execution runs for (:mod:`codemode.identity`): policy rules may be scoped to it."""
 
 
 @dataclass
@@ -339,12 +341,12 @@ class Gate:
         self._specs = None
 
     def context(
-        self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None
+        self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None, identity: str = "local"
     ) -> RunContext:
         """A fresh context for one execution (its clock starts now)."""
         # Every call within the quota is recorded, and the first refusal past it; later ones are counted.
         journal = Journal(max_records=limits.max_tool_calls + 1)
-        return RunContext(execution_id, session, limits, Clock(limits.wall_s), journal, self, ask)
+        return RunContext(execution_id, session, limits, Clock(limits.wall_s), journal, self, ask, identity=identity)
 
     async def call(self, ctx: RunContext, ref: ToolRef, args: dict[str, Any], args_bytes: int) -> Reply:
         """Pass one call through every step. Never raises for anything the program did."""
