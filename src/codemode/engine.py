@@ -35,6 +35,7 @@ import anyio.abc
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
+from codemode.calls.handles import ResultStore
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
 from codemode.compiler import CompileReport
@@ -96,8 +97,14 @@ class Engine:
             fuel=int(config.settings.wall_s * FUEL_PER_SECOND),
             memory_bytes=config.settings.memory_mb * 1024 * 1024,
             max_tool_calls=config.settings.max_tool_calls,
+            handle_bytes=config.settings.result_handle_kb * 1024,
         )
         self._progress = progress or (lambda _msg: None)
+        self.results = ResultStore(
+            session_bytes=config.settings.result_store_mb * 1024 * 1024,
+            total_bytes=config.settings.result_store_total_mb * 1024 * 1024,
+        )
+        """Big results kept on the host for their sessions (programs read them through handles)."""
         self.tool_observers: list[Observer] = []
         """Called with every answered tool call a program makes (the demo and benchmarks count what a model
         would see)."""
@@ -136,7 +143,9 @@ class Engine:
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
             self.hub = await stack.enter_async_context(hub)
-            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy)
+            self.gate = default_gate(
+                self.hub, observers=self.tool_observers, policy=self.policy, results=self.results
+            )
             self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress, visible=self.offered)
             self.catalog.listeners.append(self._catalog_changed)
             directory = directory_for(self.config)
@@ -348,6 +357,7 @@ class Engine:
         ctx = self.gate.context(
             session=session_dir(owner.key, DIRECT_SESSION), limits=self.limits, execution_id=new_execution_id(), ask=ask
         )
+        ctx.handles = False  # no program to read a handle: a big result is refused as before
         code = f"# direct call\n{ref.server}.{ref.tool}(**{_args_preview(args)})"
         args_bytes = len(json.dumps(args, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
         started = time.perf_counter()
@@ -438,6 +448,7 @@ class Engine:
     async def _close_interpreter(self, session: str) -> None:
         self.policy.approvals.forget(session)
         self.preflight.forget(session)
+        self.results.forget(session)
         if self.executor is not None:
             await self.executor.close_session(session)
 

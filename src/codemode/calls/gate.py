@@ -7,6 +7,9 @@ each of which may answer the call itself (a refusal) or pass it on::
 
     Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → Upstream
 
+``ShapeResult`` keeps a result over ``Limits.handle_bytes`` on the host (:mod:`codemode.calls.handles`) and
+answers with a handle the guest reads through the ``fetch`` op (:mod:`codemode.calls.fetch`).
+
 A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
 modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
 kind the guest turns into a ``ToolError`` subclass.
@@ -23,12 +26,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from codemode.calls.fetch import FetchOp, describe
+from codemode.calls.handles import ResultStore
 from codemode.calls.journal import Journal
 from codemode.calls.results import ResultTooLarge, error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.protocol import HEADER, MAX_DEPTH, ErrorKind, encode_frame, error_reply
+from codemode.protocol import HEADER, MAX_DEPTH, OP_FETCH, ErrorKind, encode_frame, error_reply
 
 if TYPE_CHECKING:
     import mcp_types as types
@@ -68,6 +73,9 @@ class RunContext:
     """The stubs generation the execution imports from (None: the executor's stubs dir is a plain tree)."""
     skills_revision: str | None = None
     """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
+    handles: bool = True
+    """A result over ``limits.handle_bytes`` may come back as a handle (False: a client's direct call,
+    which has no program to read one)."""
 
 
 @dataclass
@@ -95,6 +103,10 @@ class Reply:
     state: CallState = CallState.DONE
     raw: types.CallToolResult | None = None
     """The upstream's own result, for observers."""
+    handle: dict[str, Any] | None = None
+    """The descriptor of a result kept on the host (then ``value`` is None)."""
+    result_bytes: int | None = None
+    """The result's size when the frame does not carry it (a handle's)."""
     _frame: bytes | None = field(default=None, repr=False)
 
     @classmethod
@@ -109,7 +121,9 @@ class Reply:
 
     def frame(self) -> bytes:
         if self._frame is None:
-            if self.ok:
+            if self.ok and self.handle is not None:
+                payload = {"ok": True, "handle": self.handle}
+            elif self.ok:
                 payload = {"ok": True, "result": self.value}
             else:
                 payload = error_reply(self.kind or "bridge", str(self.message))
@@ -162,7 +176,7 @@ class JournalStep:
             call.index,
             reply.state,
             duration_s=time.perf_counter() - started,
-            result_bytes=len(reply.frame()) - HEADER.size if reply.ok else 0,
+            result_bytes=(reply.result_bytes or len(reply.frame()) - HEADER.size) if reply.ok else 0,
             error=reply.message,
             error_kind=reply.kind,
         )
@@ -201,7 +215,11 @@ class QuotaStep:
 
 
 class ShapeResultStep:
-    """Turns the result into the guest's frame once, and refuses one larger than the execution allows."""
+    """Turns the result into the guest's frame once, refuses one larger than the execution allows, and keeps
+    one over ``Limits.handle_bytes`` on the host (in ``store``), answering with its handle."""
+
+    def __init__(self, store: ResultStore | None = None) -> None:
+        self.store = store
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         reply = await call_next(call)
@@ -215,7 +233,21 @@ class ShapeResultStep:
         if size > limit:
             # The tool ran; only its answer is withheld, so the call is failed, not refused.
             return Reply.fail("too_large", f"the result is {size:,} bytes; the limit is {limit:,}")
-        return reply
+        limits = call.ctx.limits
+        if size <= limits.handle_bytes or self.store is None or not call.ctx.handles or _scalar(reply.value):
+            return reply
+        kept = self.store.keep(call.ctx.session, reply.value, size)
+        if kept is None:
+            return Reply.fail(
+                "too_large", f"the result is {size:,} bytes; a session keeps at most {self.store.session_bytes:,}"
+            )
+        handle = describe(kept, [], reply.value, size, limits.max_read_bytes)
+        return Reply(True, handle=handle, raw=reply.raw, result_bytes=size)
+
+
+def _scalar(value: Any) -> bool:
+    """Whether ``value`` cannot be a handle (a scalar: only a list, an object or a text can be kept)."""
+    return not isinstance(value, list | dict | str)
 
 
 Observer = Callable[[ToolRef, dict[str, Any], "types.CallToolResult"], None]
@@ -316,6 +348,8 @@ class Gate:
         self.ops: dict[str, OpHandler] = {}
         """Handlers of the guest's other requests by op name (the engine registers ``mount``...); an op
         without one is answered ``unknown``."""
+        self.results: ResultStore | None = None
+        """Where big results are kept for their sessions (None: none are; :func:`default_gate` sets it)."""
 
     def specs(self) -> Mapping[ToolRef, ToolSpec]:
         """Every tool a program may call right now (cached until :meth:`invalidate`: read on every call)."""
@@ -360,11 +394,27 @@ async def _end(call: Call) -> Reply:  # pragma: no cover - the terminal step nev
 
 
 def default_gate(
-    upstreams: Upstreams, *, observers: list[Observer] | None = None, policy: Step | None = None
+    upstreams: Upstreams,
+    *,
+    observers: list[Observer] | None = None,
+    policy: Step | None = None,
+    results: ResultStore | None = None,
+    handles: bool = True,
 ) -> Gate:
     """The standard chain: journal, known tool, policy (:class:`codemode.policy.PolicyStep`), quota, result
-    shaping, observers, upstream."""
-    steps: list[Step] = [JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep()]
+    shaping, observers, upstream.
+
+    Big results are kept in ``results`` (a fresh :class:`ResultStore` when None) and read with the ``fetch``
+    op; ``handles=False`` refuses results over ``Limits.max_result_bytes`` and hands the rest over whole.
+    """
+    store = (results or ResultStore()) if handles else None
+    steps: list[Step] = [
+        JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep(store)
+    ]  # fmt: skip
     if observers is not None:
         steps.append(ObserveStep(observers))
-    return Gate(steps, upstreams)
+    gate = Gate(steps, upstreams)
+    gate.results = store
+    if store is not None:
+        gate.ops[OP_FETCH] = FetchOp(store)
+    return gate
