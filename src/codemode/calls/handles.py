@@ -34,6 +34,19 @@ class Kept:
     keys: dict[int, list[str]] = field(default_factory=dict)
     """An object node's keys in order, by ``id()`` of the node, made on its first sliced read (an object
     read a chunk at a time would otherwise be walked from its start for every chunk)."""
+    sizes: dict[int, int] = field(default_factory=dict)
+    """Nodes' JSON sizes by ``id()``, measured once (the kept value never changes, so ids stay valid)."""
+
+    def size_of(self, node: Any) -> int:
+        """``node``'s JSON size (a part of :attr:`value`), measured once."""
+        if node is self.value:
+            return self.size
+        found = self.sizes.get(id(node))
+        if found is None:
+            from codemode.calls.fetch import json_size
+
+            found = self.sizes[id(node)] = json_size(node)
+        return found
 
     def keys_of(self, node: dict[str, Any]) -> list[str]:
         """``list(node)``, made once per node (the kept value never changes)."""
