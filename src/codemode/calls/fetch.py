@@ -179,7 +179,7 @@ def _items(
     if start >= stop:
         return {"items": [], "next": start, "handles": {}}
     keys = kept.keys_of(node) if isinstance(node, dict) else None
-    average = max(1, kept.size_of(node) // len(node))
+    average = 16 if keys_only else max(1, kept.size_of(node) // len(node))  # keys: a guess, halved if long
     count = max(1, min(stop - start, max_bytes // average))
     while True:
         piece = _piece(node, keys, start, start + count, keys_only)
