@@ -120,6 +120,15 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/integration/test_serve_isolation.py::test_the_handle_keeps_a_sessionless_clients_interpreter",)),
     Mutant("front-mcp-session-scoped", FR, 'f"{principal}\\0{connection.session_id}"', 'f"{principal}"',
            ("tests/integration/test_serve_isolation.py::test_a_session_name_is_private_to_its_client",)),
+    Mutant("handle-own-session", "src/codemode/calls/handles.py",
+           "kept = self._sessions.get(session, {}).get(handle_id)",
+           "kept = next((o[handle_id] for o in self._sessions.values() if handle_id in o), None)",
+           ("tests/security/test_handles_attacks.py::test_another_sessions_handle_is_refused",)),
+    Mutant("fetch-negative-start", "src/codemode/calls/fetch.py",
+           "if (start is not None and start < 0) or (stop is not None and stop < 0):", "if False:",
+           ("tests/security/test_handles_attacks.py::test_hostile_numbers_in_a_fetch_are_refused",)),
+    Mutant("fetch-max-bytes", "src/codemode/calls/fetch.py", "if not 1 <= max_bytes <= MAX_FETCH_BYTES:", "if False:",
+           ("tests/security/test_handles_attacks.py::test_hostile_numbers_in_a_fetch_are_refused",)),
 )  # fmt: skip
 
 
