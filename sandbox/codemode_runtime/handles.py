@@ -26,12 +26,15 @@ from codemode_runtime.protocol import KIND_TOO_LARGE, OP_FETCH
 
 CHUNK_BYTES = 1024 * 1024
 """The most bytes one fetch asks the host for."""
+READ_AHEAD_CHARS = 256 * 1024
+"""A short slice of a text reads this far ahead, and the next slices are served from what came back (like a
+buffered file: reading a text in small slices costs one fetch per 256 K characters, not one per slice)."""
 
 
 class ResultHandle:
     """A tool result kept on the host; reads like the list, object or text it stands for."""
 
-    __slots__ = ("_id", "_kind", "_length", "_path", "_room", "preview", "size")
+    __slots__ = ("_ahead", "_id", "_kind", "_length", "_path", "_room", "preview", "size")
 
     def __init__(self, descriptor: dict[str, Any]) -> None:
         self._id = str(descriptor["id"])
@@ -39,6 +42,8 @@ class ResultHandle:
         self._kind = str(descriptor["type"])
         self._length = int(descriptor["length"])
         self._room = int(descriptor.get("room") or 0)
+        self._ahead: tuple[int, str] | None = None
+        """The text read ahead: (where it starts, the characters)."""
         self.size: int = int(descriptor["size"])
         """The result's size in bytes, as JSON."""
         self.preview: str = str(descriptor.get("preview", ""))
@@ -123,13 +128,27 @@ class ResultHandle:
     def _range(self, start: int, stop: int) -> Any:
         if self._kind == "text":
             self._check_room(stop - start, f"a slice of {stop - start:,} characters")  # each is a byte at least
-            return "".join(chunk[0] for chunk in self._chunks(start, stop))
+            return self._text(start, stop)
         share = self.size * (stop - start) // max(self._length, 1)  # the items' average size: an estimate
         self._check_room(share, f"a slice of {stop - start:,} items (about {share:,} bytes)")
         out: list[Any] = []
         for chunk in self._chunks(start, stop):
             out.extend(chunk)
         return out
+
+    def _text(self, start: int, stop: int) -> str:
+        ahead = self._ahead
+        if ahead is not None and ahead[0] <= start and stop <= ahead[0] + len(ahead[1]):
+            return ahead[1][start - ahead[0] : stop - ahead[0]]
+        if stop - start >= READ_AHEAD_CHARS:
+            return "".join(chunk[0] for chunk in self._chunks(start, stop))
+        # One fetch (1 MB at most) from start: what came back is kept for the next slices.
+        answer = self._fetch(self._path, start=start, stop=min(self._length, start + READ_AHEAD_CHARS))
+        data = str(answer.get("text", ""))
+        if len(data) >= stop - start and data:
+            self._ahead = (start, data)
+            return data[: stop - start]
+        return "".join(chunk[0] for chunk in self._chunks(start, stop))
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, slice):

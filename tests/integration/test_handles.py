@@ -92,7 +92,8 @@ async def test_a_50mb_file_is_filtered_in_a_guest_with_less_memory_than_the_file
         whole = await ex.run("len(result.to_json()['content'])", session="s", limits=limits)
         assert not whole.ok and whole.error is not None
         assert whole.error.type == "codemode_runtime.QuotaExceeded", whole.error
-        assert "to_json() would bring" in whole.error.message and "iterate over it or read slices" in whole.error.message
+        assert "to_json() would bring" in whole.error.message
+        assert "iterate over it or read slices" in whole.error.message
 
         # ... and with the read limit lifted, the guest runs out of memory: it never could have held it all.
         lifted = Limits(wall_s=120, memory_bytes=GUEST_MEMORY, max_read_bytes=512 * MB)

@@ -32,7 +32,7 @@ def json_size(value: Any) -> int:
     raw blob)."""
     if isinstance(value, str):
         if len(value) >= BLOB_MIN:
-            return len(value.encode("utf-8", "surrogatepass"))
+            return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
         return len(_ENCODER.encode(value).encode("utf-8", "surrogatepass"))
     if value is None or isinstance(value, bool | int | float):
         return len(_ENCODER.encode(value))
@@ -95,12 +95,13 @@ def _small(value: Any, depth: int = 0) -> Any:
 
 
 class FetchOp:
-    """The gate's handler of ``fetch`` (registered by :func:`codemode.calls.gate.default_gate`)."""
+    """The gate's handler of ``fetch`` (registered by :func:`codemode.calls.gate.default_gate` as a local op:
+    it reads host memory only, so it is served on the thread the request arrives on)."""
 
     def __init__(self, store: ResultStore) -> None:
         self.store = store
 
-    async def __call__(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
+    def __call__(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         from codemode.calls.gate import Reply
 
         max_bytes = message["max_bytes"]

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from codemode.calls.fetch import FetchOp, describe
+from codemode.calls.fetch import FetchOp, describe, json_size
 from codemode.calls.handles import ResultStore
 from codemode.calls.journal import Journal
 from codemode.calls.results import ResultTooLarge, error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.protocol import HEADER, MAX_DEPTH, OP_FETCH, ErrorKind, encode_frame, error_reply
+from codemode.protocol import BLOB_MIN, HEADER, MAX_DEPTH, OP_FETCH, ErrorKind, encode_frame, error_reply
 
 if TYPE_CHECKING:
     import mcp_types as types
@@ -135,6 +135,9 @@ Next = Callable[[Call], Awaitable[Reply]]
 
 OpHandler = Callable[["RunContext", dict[str, Any]], Awaitable[Reply]]
 """Serves one guest request other than ``call`` (the message is already checked against its op's fields)."""
+LocalOpHandler = Callable[["RunContext", dict[str, Any]], Reply]
+"""Serves a guest request that needs no event loop (bounded work on host memory, thread-safe), on whichever
+thread the request arrives: the WASM executor then saves two thread hops per request."""
 
 
 class Step(Protocol):
@@ -226,7 +229,9 @@ class ShapeResultStep:
         if not reply.ok:
             return reply
         try:
-            size = len(reply.frame()) - HEADER.size
+            # A long text is measured without being encoded: it may be kept, and then no frame carries it.
+            text = isinstance(reply.value, str) and len(reply.value) >= BLOB_MIN
+            size = json_size(reply.value) + _TEXT_ENVELOPE if text else len(reply.frame()) - HEADER.size
         except RecursionError:  # only an in-process upstream can nest this deep: the SDK's parser stops at 200
             return Reply.fail("too_large", f"the result nests deeper than the {MAX_DEPTH}-level limit")
         limit = call.ctx.limits.max_result_bytes
@@ -243,6 +248,10 @@ class ShapeResultStep:
             )
         handle = describe(kept, [], reply.value, size, limits.max_read_bytes)
         return Reply(True, handle=handle, raw=reply.raw, result_bytes=size)
+
+
+_TEXT_ENVELOPE = len(encode_frame({"ok": True, "result": "x" * BLOB_MIN})) - HEADER.size - BLOB_MIN
+"""What a frame carrying one long text adds to the text's bytes."""
 
 
 def _scalar(value: Any) -> bool:
@@ -348,6 +357,8 @@ class Gate:
         self.ops: dict[str, OpHandler] = {}
         """Handlers of the guest's other requests by op name (the engine registers ``mount``...); an op
         without one is answered ``unknown``."""
+        self.local_ops: dict[str, LocalOpHandler] = {}
+        """Handlers of requests served on the calling thread (``fetch``): see :data:`LocalOpHandler`."""
         self.results: ResultStore | None = None
         """Where big results are kept for their sessions (None: none are; :func:`default_gate` sets it)."""
 
@@ -416,5 +427,5 @@ def default_gate(
     gate = Gate(steps, upstreams)
     gate.results = store
     if store is not None:
-        gate.ops[OP_FETCH] = FetchOp(store)
+        gate.local_ops[OP_FETCH] = FetchOp(store)
     return gate

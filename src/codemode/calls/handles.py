@@ -14,6 +14,7 @@ drops its results.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,7 @@ class Kept:
 class ResultStore:
     """Results kept on the host, per session, within a per-session and a host-wide byte budget.
 
-    Not thread-safe: the gate uses it on the event loop only.
+    Thread-safe: results are kept on the event loop and read on the WASM executor's instance threads.
     """
 
     def __init__(self, *, session_bytes: int = DEFAULT_SESSION_BYTES, total_bytes: int = DEFAULT_TOTAL_BYTES) -> None:
@@ -75,12 +76,17 @@ class ResultStore:
         """Bytes kept on the whole host."""
         self.evicted = 0
         """How many results were dropped to make room (for tests and status)."""
+        self._lock = threading.Lock()
 
     def keep(self, session: str, value: Any, size: int) -> Kept | None:
         """Keep ``value`` (``size`` bytes as JSON) for ``session`` and return its entry, or None when it is
         larger than a session may keep at all. Older results are evicted to make room."""
         if size > self.session_bytes:
             return None
+        with self._lock:
+            return self._keep(session, value, size)
+
+    def _keep(self, session: str, value: Any, size: int) -> Kept:
         own = self._sessions.setdefault(session, {})
         while own and self._used.get(session, 0) + size > self.session_bytes:
             self._drop(next(k for k in self._lru if k[0] == session))
@@ -96,10 +102,11 @@ class ResultStore:
     def get(self, session: str, handle_id: str) -> Kept | None:
         """The result ``handle_id`` of ``session`` (marked as just used), or None: unknown, evicted, or
         another session's."""
-        kept = self._sessions.get(session, {}).get(handle_id)
-        if kept is not None:
-            self._lru.move_to_end((session, handle_id))
-        return kept
+        with self._lock:
+            kept = self._sessions.get(session, {}).get(handle_id)
+            if kept is not None:
+                self._lru.move_to_end((session, handle_id))
+            return kept
 
     def session_used(self, session: str) -> int:
         """Bytes kept for ``session``."""
@@ -107,10 +114,11 @@ class ResultStore:
 
     def forget(self, session: str) -> None:
         """Drop every result of ``session`` (it closed)."""
-        for handle_id in list(self._sessions.get(session, {})):
-            self._drop((session, handle_id), evicted=False)
-        self._sessions.pop(session, None)
-        self._used.pop(session, None)
+        with self._lock:
+            for handle_id in list(self._sessions.get(session, {})):
+                self._drop((session, handle_id), evicted=False)
+            self._sessions.pop(session, None)
+            self._used.pop(session, None)
 
     def _drop(self, key: tuple[str, str], *, evicted: bool = True) -> None:
         kept = self._lru.pop(key)
