@@ -508,10 +508,13 @@ def _count_outside_strings(data: bytes | bytearray) -> int:
 
 
 def lenient_default(value: Any) -> Any:
-    """What the guest sends for values JSON cannot hold: sets as sorted lists, dates as ISO strings.
+    """What the guest sends for values JSON cannot hold: sets as sorted lists, dates as ISO strings, a big
+    result's handle as its data (``to_json()``, within its read limit).
 
     Tuples and sets are common in programs; everything else must be JSON already (``TypeError``).
     """
+    if type(value).__name__ == "ResultHandle" and hasattr(value, "to_json"):
+        return value.to_json()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
     if hasattr(value, "isoformat"):

@@ -168,5 +168,9 @@ async def test_the_model_is_told_what_a_handle_holds_and_how_to_read_it(tmp_path
         assert shown.text.startswith("<ResultHandle list: 20,000 items, ") and "bytes kept on the host" in shown.text
         assert "read it with len(h), h[i], h[a:b], for x in h, h.to_json(). preview: [{" in shown.text
         assert engine.results.session_used(shown.session) > 256 * 1024
+        code = "import codemode_runtime as rt\nrt.call('big', 'small', {'rows': _})"
+        passed = await engine.execute(code, session="s")
+        assert passed.text == "[1, 2, 3]", passed.text  # a handle passed to a tool is sent as its data
+        assert passed.calls[0].args_bytes > 256 * 1024
         await engine.close_session("s")
         assert engine.results.session_used(shown.session) == 0  # a closed session's results are dropped
