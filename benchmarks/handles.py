@@ -11,7 +11,9 @@ what the handle costs: the store on the host and one ``fetch`` round trip per sl
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -21,7 +23,6 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-import wasmtime
 
 from codemode.calls import Limits, default_gate
 from codemode.executors import create_executor
@@ -83,7 +84,8 @@ async def measure(runs: int, size: int, step: int) -> dict[str, Any]:
     return {
         "environment": {
             "python": platform.python_version(),
-            "wasmtime": wasmtime.__version__ if hasattr(wasmtime, "__version__") else "?",
+            "wasmtime": importlib.metadata.version("wasmtime"),
+            "cpus": os.cpu_count(),
             "machine": platform.machine(),
         },
         "bytes": size,

@@ -11,13 +11,15 @@ that reads like the data and fetches what is used, in chunks of at most :data:`C
     rows.to_json()                                   # the whole value, if it fits (``room`` bytes)
 
 Objects have ``keys()``, ``values()``, ``items()``, ``get()`` and ``in``; text has ``text()``, ``lines()`` and
-substring ``in``. A part that is itself too big comes back as a handle on that part. ``size`` is the
+substring ``in``; ``json.dumps`` encodes a handle as its data. A part that is itself too big comes back as a
+handle on that part. ``size`` is the
 result's size in bytes (as JSON), ``preview`` its start. A read that would bring more than ``room`` bytes
 into the sandbox at once (``to_json()``, ``text()``, a slice) raises ``QuotaExceeded`` before it starts.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -265,6 +267,18 @@ class ResultHandle:
 
 
 _MISSING = object()
+
+
+def _encode_default(encoder: json.JSONEncoder, value: Any) -> Any:
+    # ``json.dumps(result)`` is what programs do with a result: a handle is encoded as its data.
+    if isinstance(value, ResultHandle):
+        return value.to_json()
+    return _JSON_DEFAULT(encoder, value)
+
+
+_JSON_DEFAULT = json.JSONEncoder.default
+if getattr(json.JSONEncoder.default, "__name__", "") != "_encode_default":
+    json.JSONEncoder.default = _encode_default  # type: ignore[method-assign,assignment]
 
 
 def _plain(value: Any) -> Any:

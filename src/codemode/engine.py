@@ -328,7 +328,8 @@ class Engine:
             state.last_used = time.monotonic()
             try:
                 stubs = generation.path if generation is not None else self.stubs_path
-                report = await self.preflight.check(code, stubs=stubs, session=session)
+                with ctx.clock.paused():  # the type check (a cold first one takes seconds) is not the program's time
+                    report = await self.preflight.check(code, stubs=stubs, session=session)
                 if report.refused:
                     return self._not_type_safe(ctx, code, report)
                 result = await self.executor.run(code, context=ctx)
