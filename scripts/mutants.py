@@ -129,6 +129,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "if False:", (T_INFER,)),
     Mutant("task-only-refused", G, "if call.spec is not None and call.spec.requires_task:", "if False:",
            ("tests/integration/test_sandbox_everything.py::test_a_tool_that_requires_tasks_has_no_stub_and_says_why",)),
+    Mutant("handle-own-session", "src/codemode/calls/handles.py",
+           "kept = self._sessions.get(session, {}).get(handle_id)",
+           "kept = next((o[handle_id] for o in self._sessions.values() if handle_id in o), None)",
+           ("tests/security/test_handles_attacks.py::test_another_sessions_handle_is_refused",)),
+    Mutant("fetch-negative-start", "src/codemode/calls/fetch.py",
+           "if (start is not None and start < 0) or (stop is not None and stop < 0):", "if False:",
+           ("tests/security/test_handles_attacks.py::test_hostile_numbers_in_a_fetch_are_refused",)),
+    Mutant("fetch-max-bytes", "src/codemode/calls/fetch.py", "if not 1 <= max_bytes <= MAX_FETCH_BYTES:", "if False:",
+           ("tests/security/test_handles_attacks.py::test_hostile_numbers_in_a_fetch_are_refused",)),
 )  # fmt: skip
 
 

@@ -6,6 +6,8 @@ as a ``str``; an image, audio or resource block is its JSON form, a dict with it
 as ``ImageContent``, ``AudioContent``, ``EmbeddedResource`` or ``ResourceLink``); several content blocks come
 back as a list. Keys whose value is ``None`` are dropped before sending,
 so an omitted optional argument is not sent as ``null``.
+A result too big to send whole stays on the host
+and comes back as a :class:`~codemode_runtime.handles.ResultHandle` that reads like the data.
 
 A failed call raises :class:`ToolError` or, when the failure has a kind a program may want to handle on
 its own, one of its subclasses (the kinds and their retryable flags are in
@@ -133,7 +135,8 @@ def call(server: str, tool: str, args: dict[str, Any]) -> Any:
     request = {"op": OP_CALL, "server": server, "tool": tool, "args": {k: v for k, v in args.items() if v is not None}}
     reply = _transport.request(request)
     if reply.get("ok"):
-        return reply.get("result")
+        handle = reply.get("handle")
+        return reply.get("result") if handle is None else ResultHandle(handle)
     error = reply.get("error") or {}
     message = str(error.get("message", "the bridge refused the call"))
     kind = str(error.get("kind", KIND_BRIDGE))
@@ -156,6 +159,7 @@ def request(op: str, **fields: Any) -> Any:
 
 
 from codemode_runtime.discovery import describe, list_servers, list_tools, search_tools  # noqa: E402
+from codemode_runtime.handles import ResultHandle  # noqa: E402
 from codemode_runtime.services import mount, search_directory, unmount  # noqa: E402
 from codemode_runtime.skills import SkillError, save_skill  # noqa: E402
 
@@ -164,6 +168,7 @@ PROGRAM_NAMES = (
     "BridgeError",
     "CallCancelled",
     "QuotaExceeded",
+    "ResultHandle",
     "SkillError",
     "ToolDenied",
     "ToolError",
@@ -187,6 +192,7 @@ __all__ = [
     "BridgeError",
     "CallCancelled",
     "QuotaExceeded",
+    "ResultHandle",
     "SkillError",
     "ToolDenied",
     "ToolError",

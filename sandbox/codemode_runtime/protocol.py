@@ -26,6 +26,8 @@ is a parked guest call, so one channel in one direction serves code and tool cal
     next {ready: true, v: 1}              →                       the hello, sent once at boot
                                           ←       run {code, output_cap[, cpu_s, memory_bytes]} | exit {}
     call {server, tool, args}             →                       any number, while the code runs
+                                          ←       {ok: true, result} | {ok: true, handle} | {ok: false, error}
+    fetch {handle, path, max_bytes, ...}  →                       reads part of a result kept on the host
                                           ←       {ok: true, result} | {ok: false, error: {kind, message}}
     next {result}                         →                       the execution's outcome
                                           ←       run ... | exit {}
@@ -46,8 +48,8 @@ import re
 import struct
 from typing import Any, Final, Literal
 
-PROTOCOL_VERSION: Final = 1
-"""The version of this protocol; sent as ``v`` in the guest's hello."""
+PROTOCOL_VERSION: Final = 2
+"""The version of this protocol; sent as ``v`` in the guest's hello (2: result handles and ``fetch``)."""
 
 HEADER: Final = struct.Struct(">I")
 """The 4-byte big-endian length in front of every frame and of the JSON part of every body."""
@@ -86,6 +88,7 @@ OP_SEARCH_DIRECTORY: Final = "search_directory"
 OP_MOUNT: Final = "mount"
 OP_UNMOUNT: Final = "unmount"
 OP_SAVE_SKILL: Final = "save_skill"
+OP_FETCH: Final = "fetch"
 
 FieldTypes = dict[str, type | tuple[type, ...]]
 """Field name → the JSON type(s) its value must have (``int`` excludes ``bool``)."""
@@ -146,6 +149,21 @@ OPS: Final[dict[str, Op]] = {
             "tested} or {saved: false, reasons: [...]}.",
             required={"name": str, "source": str},
             optional={"description": (str, type(None)), "example": (str, type(None))},
+            reply=REPLY_RESULT,
+        ),
+        Op(
+            OP_FETCH,
+            GUEST,
+            "Read part of a result the host kept (a call's answer {ok: true, handle: {id, type, length, size, "
+            "preview, room}} in place of {ok: true, result}). path leads from the result to a node (list "
+            "indexes, object keys). Without start: the node itself, {value} when it fits in max_bytes, else "
+            "{handle} (a descriptor of the node), or {missing: true} when the path's last step is not there. "
+            "With start (and stop): the node's items from start, as many as fit in max_bytes but at least one: "
+            "{text, next} for text, {items, next, handles} for a list or an object (an object's items are "
+            "[key, value] pairs, or its keys alone with keys=true; handles maps the index of an item too large "
+            "to send to its descriptor, the item itself is null).",
+            required={"handle": str, "max_bytes": int},
+            optional={"path": list, "start": int, "stop": int, "keys": bool},
             reply=REPLY_RESULT,
         ),
         Op(
@@ -490,10 +508,13 @@ def _count_outside_strings(data: bytes | bytearray) -> int:
 
 
 def lenient_default(value: Any) -> Any:
-    """What the guest sends for values JSON cannot hold: sets as sorted lists, dates as ISO strings.
+    """What the guest sends for values JSON cannot hold: sets as sorted lists, dates as ISO strings, a big
+    result's handle as its data (``to_json()``, within its read limit).
 
     Tuples and sets are common in programs; everything else must be JSON already (``TypeError``).
     """
+    if type(value).__name__ == "ResultHandle" and hasattr(value, "to_json"):
+        return value.to_json()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
     if hasattr(value, "isoformat"):

@@ -201,13 +201,21 @@ class Session:
         return eval(self.compiler(ast.Expression(last), filename, "eval"), self.namespace)
 
 
+_REPR_CHARS = 100_000
+"""The most characters of a final value's ``repr`` sent back (a note says how much more there was)."""
+
+
 def _encode_value(value: Any) -> dict[str, Any]:
     # JSON data travels as itself (the frame encoder checks it); anything else as its repr.
     if _is_json(value, 0):
         return {"has_value": True, "value": value, "value_repr": None, "json": True}
     shown = repr(value)
-    if len(shown) > 100_000:
-        shown = shown[:100_000] + "…"
+    if len(shown) > _REPR_CHARS:
+        left = len(shown) - _REPR_CHARS
+        shown = (
+            f"{shown[:_REPR_CHARS]}… [repr cut: {left:,} of {len(shown):,} characters left out; print the parts "
+            "you need, e.g. repr(_)[100000:200000]]"
+        )
     return {"has_value": True, "value": None, "value_repr": shown, "json": False}
 
 

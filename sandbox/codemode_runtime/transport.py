@@ -14,7 +14,7 @@ from codemode_runtime.protocol import HEADER, MAGIC_OFFSET, lenient_default, pac
 
 __all__ = ["TransportError", "exchange", "request", "use_pipes"]
 
-_REPLY_BUFFER = bytearray(64 * 1024)
+_REPLY_BUFFER = bytearray(256 * 1024)
 """Where the host writes a reply that fits (``pwritev`` at ``MAGIC_OFFSET + 1``: the last buffer is for the
 reply)."""
 _pipe: tuple[int, int] | None = None

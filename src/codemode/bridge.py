@@ -36,9 +36,30 @@ async def serve_call(ctx: RunContext, message: dict[str, Any], size: int | None 
         return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
 
 
+def serve_local_op(ctx: RunContext, message: dict[str, Any]) -> bytes | None:
+    """Serve a request whose op has a local handler on the gate (``fetch``) on this thread, or return None
+    when it has none (then :func:`serve_op` serves it on the event loop). Never raises."""
+    name = message.get("op")
+    handler = ctx.gate.local_ops.get(name) if isinstance(name, str) else None
+    if handler is None:
+        return None
+    try:
+        check(message, GUEST)
+        if ctx.cancelled:
+            return encode_frame(error_reply("cancelled", "the execution was cancelled"))
+        return handler(ctx, message).frame()
+    except ProtocolError as exc:
+        return encode_frame(error_reply("bridge", str(exc)))
+    except Exception as exc:  # a host bug must not trap the guest
+        return encode_frame(error_reply("bridge", f"{type(exc).__name__}: {exc}"))
+
+
 async def serve_op(ctx: RunContext, message: dict[str, Any]) -> bytes:
-    """Serve one guest request other than ``call`` (``mount``, ``search_directory``...) by the handler the
-    engine registered for its op on the gate; return the reply frame. Never raises."""
+    """Serve one guest request other than ``call`` (``mount``, ``search_directory``, ``fetch``...) by the
+    handler the engine registered for its op on the gate; return the reply frame. Never raises."""
+    local = serve_local_op(ctx, message)
+    if local is not None:
+        return local
     try:
         op = check(message, GUEST)
         handler = ctx.gate.ops.get(op.name)

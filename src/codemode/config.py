@@ -198,6 +198,13 @@ class Settings(BaseModel):
     wall_s: float = Field(default=30.0, gt=0)
     memory_mb: int = Field(default=256, gt=16)
     output_chars: int = Field(default=20_000, gt=100)
+    result_handle_kb: int = Field(default=256, ge=1)
+    """A tool result larger than this many KB (as JSON) stays on the host and reaches the program as a
+    ``ResultHandle`` that fetches parts as they are read."""
+    result_store_mb: int = Field(default=256, ge=1)
+    """Results a session keeps on the host at most (MB, as JSON); older ones are dropped past it."""
+    result_store_total_mb: int = Field(default=1024, ge=1)
+    """Results all sessions keep on the host together at most (MB, as JSON)."""
     max_tool_calls: int = Field(default=200, ge=0)
     executions_per_minute: int = Field(default=1000, ge=1)
     session_idle_s: float = Field(default=1800.0, gt=0)

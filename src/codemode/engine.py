@@ -36,6 +36,7 @@ import anyio.abc
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditSink, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
+from codemode.calls.handles import ResultStore
 from codemode.calls.infer import InferResultStep
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
@@ -102,10 +103,16 @@ class Engine:
             fuel=int(config.settings.wall_s * FUEL_PER_SECOND),
             memory_bytes=config.settings.memory_mb * 1024 * 1024,
             max_tool_calls=config.settings.max_tool_calls,
+            handle_bytes=config.settings.result_handle_kb * 1024,
         )
         self._progress = progress or (lambda _msg: None)
         self.execution_observers: list[Callable[[ExecutionEntry], None]] = []
         """Called with every audited entry (executions, direct calls, skill actions): the metrics count them."""
+        self.results = ResultStore(
+            session_bytes=config.settings.result_store_mb * 1024 * 1024,
+            total_bytes=config.settings.result_store_total_mb * 1024 * 1024,
+        )
+        """Big results kept on the host for their sessions (programs read them through handles)."""
         self.tool_observers: list[Observer] = []
         """Called with every answered tool call a program makes (the demo and benchmarks count what a model
         would see)."""
@@ -151,7 +158,9 @@ class Engine:
             self.hub = await stack.enter_async_context(hub)
             self.shapes.load()
             infer = InferResultStep(self.shapes, self._shape_observed)
-            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy, infer=infer)
+            self.gate = default_gate(
+                self.hub, observers=self.tool_observers, policy=self.policy, infer=infer, results=self.results
+            )
             self.catalog = Catalog(
                 self.stubs_dir, self.hub, progress=self._progress, visible=self.offered, observed=self.shapes.inferred
             )
@@ -416,6 +425,7 @@ class Engine:
         ctx = self.gate.context(
             session=session, limits=self.limits, execution_id=new_execution_id(), ask=ask, identity=owner.identity
         )
+        ctx.handles = False  # no program to read a handle: a big result is refused as before
         code = f"# direct call\n{ref.server}.{ref.tool}(**{_args_preview(args)})"
         args_bytes = len(json.dumps(args, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
         started = time.perf_counter()
@@ -509,6 +519,7 @@ class Engine:
     async def _close_interpreter(self, session: str) -> None:
         self.policy.approvals.forget(session)
         self.preflight.forget(session)
+        self.results.forget(session)
         if self.executor is not None:
             await self.executor.close_session(session)
 

@@ -105,6 +105,9 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
         "text parsed as JSON when it is JSON, else a str; an image, audio or resource block is a dict with its "
         "'type'; several content blocks come back as a list. The stub's return type says which (one marked "
         "'inferred' was learned from earlier results of a tool without an output schema).",
+        f"A result over {settings.result_handle_kb if settings else 256} KB stays on the host as a ResultHandle "
+        "that reads like the data, fetching parts as used (len, [i], [a:b], for, .get/.keys/.items, .lines(), "
+        ".text(), .to_json(), .size, .preview).",
         "Discover: `list_servers()`, `search_tools('query')`, `describe('server.tool')` (signature + docs); "
         "the stub sources are files under /stubs.",
         "A failing tool raises ToolError (.server, .tool, .message, .retryable) or a subclass: ToolTimeout, "

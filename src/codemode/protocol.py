@@ -24,6 +24,7 @@ else:
     _guest = paths.load_guest_module("protocol", "codemode._guest_protocol")
 
 __all__ = [
+    "BLOB_MIN",
     "CALL_PREFIX",
     "FRAME_HEADROOM",
     "GUEST",
@@ -49,6 +50,7 @@ __all__ = [
     "OPS",
     "OP_CALL",
     "OP_EXIT",
+    "OP_FETCH",
     "OP_MOUNT",
     "OP_NEXT",
     "OP_RUN",
@@ -83,12 +85,13 @@ __all__ = [
     "unpack",
 ]
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 """The protocol version this host speaks (see the module docstring for why it is not the guest's)."""
 GUEST_PROTOCOL_VERSION: Final[int] = _guest.PROTOCOL_VERSION
 """The version of the guest runtime installed next to this host (``paths.runtime_dir()``)."""
 
 HEADER = _guest.HEADER
+BLOB_MIN = _guest.BLOB_MIN
 MAGIC_OFFSET = _guest.MAGIC_OFFSET
 MAX_DEPTH = _guest.MAX_DEPTH
 MAX_CONTAINERS = _guest.MAX_CONTAINERS
@@ -105,6 +108,7 @@ OP_SEARCH_DIRECTORY = _guest.OP_SEARCH_DIRECTORY
 OP_MOUNT = _guest.OP_MOUNT
 OP_UNMOUNT = _guest.OP_UNMOUNT
 OP_SAVE_SKILL = _guest.OP_SAVE_SKILL
+OP_FETCH = _guest.OP_FETCH
 OPS = _guest.OPS
 Op = _guest.Op
 ErrorKind = _guest.ErrorKind

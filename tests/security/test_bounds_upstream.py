@@ -21,6 +21,7 @@ from codemode.calls import Gate, Limits, Reply, default_gate
 from codemode.config import parse_config
 from codemode.executors import create_executor
 from codemode.hub import Hub, ToolRef
+from codemode.hub.bounded_stdio import MAX_MESSAGE_BYTES
 from tests.conftest import FIXTURES
 from tests.security.rss import PeakRss
 
@@ -63,11 +64,11 @@ async def test_a_200mb_line_is_refused_without_being_kept(
     hostile: tuple[Hub, Gate], id_last: bool, record_property: pytest.RecordProperty
 ) -> None:
     # The SDK's reader keeps a line whole and re-copies it for every 64 KB read (quadratic): 200 MB would
-    # cost minutes and GBs. The bounded reader keeps 64 MB at most, then drops the rest as it reads it.
+    # cost minutes and GBs. The bounded reader keeps 128 MB at most, then drops the rest as it reads it.
     hub, gate = hostile
     with PeakRss(f"upstream: one 200 MB line ({id_last=})", record_property) as rss:
         reply = await _call(gate, "huge_line", {"megabytes": 200, "id_last": id_last})
-    _refused(reply, "too_large", "209,715,2", "bytes, over the 67,108,864-byte limit")
+    _refused(reply, "too_large", "209,715,2", f"bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit")
     assert rss.growth_mb < 150, f"host RSS grew {rss.growth_mb:.0f} MB"
     await _assert_serving(hub, gate)
 

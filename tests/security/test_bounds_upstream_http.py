@@ -22,13 +22,14 @@ import pytest
 from codemode.calls import Gate, Limits, Reply, default_gate
 from codemode.config import parse_config
 from codemode.hub import Hub, ToolRef
+from codemode.hub.bounded_stdio import MAX_MESSAGE_BYTES
 from tests.conftest import FIXTURES, free_port, wait_for_port
 from tests.security.rss import PeakRss
 
 pytestmark = pytest.mark.anyio
 
 SERVER = FIXTURES / "servers" / "hostile_http.py"
-LIMIT = "over the 67,108,864-byte limit"
+LIMIT = f"over the {MAX_MESSAGE_BYTES:,}-byte limit"
 
 
 @pytest.fixture(scope="module", params=["json", "sse"])

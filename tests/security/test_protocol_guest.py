@@ -124,13 +124,13 @@ async def test_tracebacks_name_the_users_line_and_the_stub(demo_sandbox: Sandbox
 async def test_a_guest_of_another_protocol_version_does_not_start(
     demo_sandbox: Sandbox, kind: ExecutorKind, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The host is made to speak version 2: the guest's hello (version 1) is then the stale side.
-    monkeypatch.setattr(protocol, "PROTOCOL_VERSION", 2)
+    # The host is made to speak version 3: the guest's hello (version 2) is then the stale side.
+    monkeypatch.setattr(protocol, "PROTOCOL_VERSION", 3)
     async with demo_sandbox.executor(kind) as ex:
         result = await run(ex, "1 + 1")
     assert not result.ok and result.error is not None and result.error.kind == "unavailable"
     assert "failed to start" in result.error.message
     assert (
-        "the guest runtime speaks protocol 1, this host speaks protocol 2: they come from different codemode "
+        "the guest runtime speaks protocol 2, this host speaks protocol 3: they come from different codemode "
         "releases; reinstall codemode"
     ) in result.error.message

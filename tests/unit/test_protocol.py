@@ -202,7 +202,7 @@ def test_error_reply_rejects_an_unknown_kind() -> None:
 
 
 def test_host_and_bundled_guest_speak_the_same_version() -> None:
-    assert protocol.PROTOCOL_VERSION == protocol.GUEST_PROTOCOL_VERSION == 1
+    assert protocol.PROTOCOL_VERSION == protocol.GUEST_PROTOCOL_VERSION == 2
 
 
 def test_the_guests_hello_passes(runtime: ModuleType) -> None:
@@ -212,7 +212,7 @@ def test_the_guests_hello_passes(runtime: ModuleType) -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "spoken"), [(2, "protocol 2"), (0, "protocol 0"), (None, "an unversioned protocol (0)")]
+    ("version", "spoken"), [(1, "protocol 1"), (3, "protocol 3"), (None, "an unversioned protocol (0)")]
 )
 def test_a_guest_of_another_version_is_refused_clearly(version: int | None, spoken: str) -> None:
     hello: dict[str, Any] = {"op": "next", "ready": True}
@@ -221,7 +221,7 @@ def test_a_guest_of_another_version_is_refused_clearly(version: int | None, spok
     with pytest.raises(protocol.ProtocolMismatch) as caught:
         protocol.check_hello(hello)
     assert str(caught.value) == (
-        f"the guest runtime speaks {spoken}, this host speaks protocol 1: they come from different codemode "
+        f"the guest runtime speaks {spoken}, this host speaks protocol 2: they come from different codemode "
         "releases; reinstall codemode"
     )
 
@@ -317,7 +317,8 @@ def test_error_classes_keep_the_tool_error_signature(runtime: ModuleType) -> Non
     for name in runtime.PROGRAM_NAMES:
         assert name in runtime.__all__ and hasattr(runtime, name)
         value = getattr(runtime, name)
-        if isinstance(value, type) and value is not runtime.SkillError:  # a refused save, not a tool call
+        # A refused save and a big result's handle are not tool calls' errors.
+        if isinstance(value, type) and value not in (runtime.SkillError, runtime.ResultHandle):
             assert issubclass(value, runtime.ToolError)
 
 

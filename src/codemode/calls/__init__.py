@@ -17,6 +17,7 @@ from codemode.calls.gate import (
     Upstreams,
     default_gate,
 )
+from codemode.calls.handles import ResultStore
 from codemode.calls.journal import Journal, summarize
 from codemode.calls.results import result_for_guest
 from codemode.calls.types import CallRecord, CallState, Clock, Limits
@@ -37,6 +38,7 @@ __all__ = [
     "Observer",
     "QuotaStep",
     "Reply",
+    "ResultStore",
     "RunContext",
     "ShapeResultStep",
     "Step",

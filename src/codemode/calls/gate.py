@@ -8,6 +8,9 @@ each of which may answer the call itself (a refusal) or pass it on::
     Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → InferResult
     → Upstream
 
+``ShapeResult`` keeps a result over ``Limits.handle_bytes`` on the host (:mod:`codemode.calls.handles`) and
+answers with a handle the guest reads through the ``fetch`` op (:mod:`codemode.calls.fetch`).
+
 A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
 modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
 kind the guest turns into a ``ToolError`` subclass.
@@ -24,12 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from codemode.calls.fetch import FetchOp, describe, json_size
+from codemode.calls.handles import ResultStore
 from codemode.calls.journal import Journal
 from codemode.calls.results import ResultTooLarge, error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.protocol import HEADER, MAX_DEPTH, ErrorKind, encode_frame, error_reply
+from codemode.protocol import BLOB_MIN, HEADER, MAX_DEPTH, OP_FETCH, ErrorKind, encode_frame, error_reply
 
 if TYPE_CHECKING:
     import mcp_types as types
@@ -71,6 +76,9 @@ class RunContext:
     """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
     identity: str = "local"
     """Who the execution runs for (:mod:`codemode.identity`): policy rules may be scoped to it."""
+    handles: bool = True
+    """A result over ``limits.handle_bytes`` may come back as a handle (False: a client's direct call,
+    which has no program to read one)."""
 
 
 @dataclass
@@ -98,6 +106,10 @@ class Reply:
     state: CallState = CallState.DONE
     raw: types.CallToolResult | None = None
     """The upstream's own result, for observers."""
+    handle: dict[str, Any] | None = None
+    """The descriptor of a result kept on the host (then ``value`` is None)."""
+    result_bytes: int | None = None
+    """The result's size when the frame does not carry it (a handle's)."""
     _frame: bytes | None = field(default=None, repr=False)
 
     @classmethod
@@ -112,7 +124,9 @@ class Reply:
 
     def frame(self) -> bytes:
         if self._frame is None:
-            if self.ok:
+            if self.ok and self.handle is not None:
+                payload = {"ok": True, "handle": self.handle}
+            elif self.ok:
                 payload = {"ok": True, "result": self.value}
             else:
                 payload = error_reply(self.kind or "bridge", str(self.message))
@@ -124,6 +138,9 @@ Next = Callable[[Call], Awaitable[Reply]]
 
 OpHandler = Callable[["RunContext", dict[str, Any]], Awaitable[Reply]]
 """Serves one guest request other than ``call`` (the message is already checked against its op's fields)."""
+LocalOpHandler = Callable[["RunContext", dict[str, Any]], Reply]
+"""Serves a guest request that needs no event loop (bounded work on host memory, thread-safe), on whichever
+thread the request arrives: the WASM executor then saves two thread hops per request."""
 
 
 class Step(Protocol):
@@ -165,7 +182,7 @@ class JournalStep:
             call.index,
             reply.state,
             duration_s=time.perf_counter() - started,
-            result_bytes=len(reply.frame()) - HEADER.size if reply.ok else 0,
+            result_bytes=(reply.result_bytes or len(reply.frame()) - HEADER.size) if reply.ok else 0,
             error=reply.message,
             error_kind=reply.kind,
         )
@@ -208,21 +225,45 @@ class QuotaStep:
 
 
 class ShapeResultStep:
-    """Turns the result into the guest's frame once, and refuses one larger than the execution allows."""
+    """Turns the result into the guest's frame once, refuses one larger than the execution allows, and keeps
+    one over ``Limits.handle_bytes`` on the host (in ``store``), answering with its handle."""
+
+    def __init__(self, store: ResultStore | None = None) -> None:
+        self.store = store
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         reply = await call_next(call)
         if not reply.ok:
             return reply
         try:
-            size = len(reply.frame()) - HEADER.size
+            # A long text is measured without being encoded: it may be kept, and then no frame carries it.
+            text = isinstance(reply.value, str) and len(reply.value) >= BLOB_MIN
+            size = json_size(reply.value) + _TEXT_ENVELOPE if text else len(reply.frame()) - HEADER.size
         except RecursionError:  # only an in-process upstream can nest this deep: the SDK's parser stops at 200
             return Reply.fail("too_large", f"the result nests deeper than the {MAX_DEPTH}-level limit")
         limit = call.ctx.limits.max_result_bytes
         if size > limit:
             # The tool ran; only its answer is withheld, so the call is failed, not refused.
             return Reply.fail("too_large", f"the result is {size:,} bytes; the limit is {limit:,}")
-        return reply
+        limits = call.ctx.limits
+        if size <= limits.handle_bytes or self.store is None or not call.ctx.handles or _scalar(reply.value):
+            return reply
+        kept = self.store.keep(call.ctx.session, reply.value, size)
+        if kept is None:
+            return Reply.fail(
+                "too_large", f"the result is {size:,} bytes; a session keeps at most {self.store.session_bytes:,}"
+            )
+        handle = describe(kept, [], reply.value, size, limits.max_read_bytes)
+        return Reply(True, handle=handle, raw=reply.raw, result_bytes=size)
+
+
+_TEXT_ENVELOPE = len(encode_frame({"ok": True, "result": "x" * BLOB_MIN})) - HEADER.size - BLOB_MIN
+"""What a frame carrying one long text adds to the text's bytes."""
+
+
+def _scalar(value: Any) -> bool:
+    """Whether ``value`` cannot be a handle (a scalar: only a list, an object or a text can be kept)."""
+    return not isinstance(value, list | dict | str)
 
 
 Observer = Callable[[ToolRef, dict[str, Any], "types.CallToolResult"], None]
@@ -323,6 +364,10 @@ class Gate:
         self.ops: dict[str, OpHandler] = {}
         """Handlers of the guest's other requests by op name (the engine registers ``mount``...); an op
         without one is answered ``unknown``."""
+        self.local_ops: dict[str, LocalOpHandler] = {}
+        """Handlers of requests served on the calling thread (``fetch``): see :data:`LocalOpHandler`."""
+        self.results: ResultStore | None = None
+        """Where big results are kept for their sessions (None: none are; :func:`default_gate` sets it)."""
 
     def specs(self) -> Mapping[ToolRef, ToolSpec]:
         """Every tool a program may call right now (cached until :meth:`invalidate`: read on every call)."""
@@ -372,12 +417,25 @@ def default_gate(
     observers: list[Observer] | None = None,
     policy: Step | None = None,
     infer: Step | None = None,
+    results: ResultStore | None = None,
+    handles: bool = True,
 ) -> Gate:
     """The standard chain: journal, known tool, policy (:class:`codemode.policy.PolicyStep`), quota, result
-    shaping, observers, result type inference (:class:`codemode.calls.infer.InferResultStep`), upstream."""
-    steps: list[Step] = [JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep()]
+    shaping, observers, result type inference (:class:`codemode.calls.infer.InferResultStep`), upstream.
+
+    Big results are kept in ``results`` (a fresh :class:`ResultStore` when None) and read with the ``fetch``
+    op; ``handles=False`` refuses results over ``Limits.max_result_bytes`` and hands the rest over whole.
+    """
+    store = (results or ResultStore()) if handles else None
+    steps: list[Step] = [
+        JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep(store)
+    ]  # fmt: skip
     if observers is not None:
         steps.append(ObserveStep(observers))
     if infer is not None:
         steps.append(infer)
-    return Gate(steps, upstreams)
+    gate = Gate(steps, upstreams)
+    gate.results = store
+    if store is not None:
+        gate.local_ops[OP_FETCH] = FetchOp(store)
+    return gate

@@ -30,8 +30,15 @@ class Limits:
     max_tool_calls: int = 200
     max_request_bytes: int = 4 * 1024 * 1024
     """Size of one tool call's arguments as JSON."""
-    max_result_bytes: int = 32 * 1024 * 1024
-    """Size of one tool result handed to the guest."""
+    max_result_bytes: int = 64 * 1024 * 1024
+    """The largest tool result (as JSON) a program may receive; a larger one fails the call (``too_large``).
+    Results over :attr:`handle_bytes` stay on the host and reach the program as a handle."""
+    handle_bytes: int = 256 * 1024
+    """A result larger than this (as JSON) stays on the host: the program gets a ``ResultHandle`` that reads
+    parts of it as they are used (:mod:`codemode.calls.handles`)."""
+    max_read_bytes: int = 32 * 1024 * 1024
+    """The most of a handle one read brings into the guest at once (``.to_json()``, ``.text()``, one slice):
+    past it the program is told to iterate or slice instead."""
     scratch_bytes: int = 1024 * 1024 * 1024
     """Total size of a session's ``/scratch`` (checked twice a second while code runs)."""
     scratch_files: int = 10_000

@@ -64,9 +64,10 @@ from codemode.protocol import MAX_DEPTH, check_shape, count_containers, openers_
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 """The longest line (one JSON-RPC message) kept from a server: twice the default ``Limits.max_result_bytes``,
-since a result's text usually travels twice (``content`` and ``structuredContent``)."""
+since a result's text usually travels twice (``content`` and ``structuredContent``: the filesystem server's
+50 MB file is a 100 MB line). Results that large reach a program as a handle."""
 LIMIT_EXCEEDED = -32050
 """The JSON-RPC error code of a message refused here for its size (implementation-defined range)."""
 _WRITER_FLUSH_TIMEOUT = 0.5

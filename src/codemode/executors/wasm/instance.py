@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import wasmtime
 
-from codemode.bridge import serve_call, serve_op
+from codemode.bridge import serve_call, serve_local_op, serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
 from codemode.errors import BridgeError, ScratchQuotaExceeded
@@ -284,7 +284,8 @@ class Instance:
         self.waiting = True
         try:
             if message["op"] != OP_CALL:
-                return self.loop.run(serve_op(job.ctx, message))
+                local = serve_local_op(job.ctx, message)  # no hop to the event loop for a fetch
+                return local if local is not None else self.loop.run(serve_op(job.ctx, message))
             return self.loop.run(serve_call(job.ctx, message, size))
         except BaseException as exc:  # the event loop is gone (shutdown) or refused the call
             return encode_frame(error_reply("cancelled", f"the host stopped serving calls ({exc!r})"))
