@@ -97,6 +97,10 @@ class Sessions:
     def __contains__(self, key: str) -> bool:
         return key in self._live
 
+    def remembered(self) -> int:
+        """How many clients and addresses the rate windows hold (pruning keeps it to the last minute's)."""
+        return sum(len(w) for w in (self._executions, self._new_by_owner, self._new_by_peer))
+
     def owned_by(self, owner: str) -> list[str]:
         """The keys of ``owner``'s live sessions."""
         return [key for key, state in self._live.items() if state.owner == owner]
@@ -211,6 +215,9 @@ class _Windows:
         while window and now - window[0] >= WINDOW_S:
             window.popleft()
         return max(WINDOW_S - (now - window[0]), 1.0) if len(window) >= self.limit else 0.0
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def add(self, key: str) -> None:
         self._seen.setdefault(key, deque()).append(self._clock())

@@ -7,6 +7,9 @@ and :class:`Handles`. The same attacks against a real ``serve --http`` are in
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import anyio
 import pytest
 
 from codemode.errors import PolicyDenied
@@ -29,12 +32,16 @@ class Clock:
         return self.now
 
 
-def _sessions(closed: list[str], clock: Clock | None = None, **kwargs: int) -> Sessions:
+def _recorder(closed: list[str]) -> Callable[[str], Awaitable[None]]:
     async def close(key: str) -> None:
         closed.append(key)
 
+    return close
+
+
+def _sessions(closed: list[str], clock: Clock | None = None, **kwargs: int) -> Sessions:
     settings = {"max_sessions": 4, "idle_s": 1800, "per_minute": 1000, **kwargs}
-    return Sessions(close=close, clock=clock or Clock(), **settings)  # type: ignore[arg-type]
+    return Sessions(close=_recorder(closed), clock=clock or Clock(), **settings)  # type: ignore[arg-type]
 
 
 async def _open(sessions: Sessions, owner: Owner, name: str) -> str:
@@ -181,3 +188,85 @@ async def test_closing_an_owner_closes_only_its_idle_sessions() -> None:
     await (await sessions.admit(busy, MALLORY)).lock.acquire()
     await sessions.close_owner("mallory")
     assert closed == [idle] and busy in sessions and alices in sessions
+
+
+async def test_the_per_client_cap_closes_the_clients_least_recently_used_session() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=32, new_per_minute=100)
+    keys = [await _open(sessions, MALLORY, f"n{i}") for i in range(8)]
+    (await sessions.admit(keys[0], MALLORY)).last_used += 100  # used again (the engine stamps it): n1 is oldest
+    await _open(sessions, MALLORY, "n8")
+    await _open(sessions, MALLORY, "n9")
+    assert closed == [keys[1], keys[2]] and keys[0] in sessions
+
+
+async def test_new_sessions_default_to_eight_a_minute_on_a_small_server() -> None:
+    closed: list[str] = []
+    sessions = Sessions(max_sessions=4, idle_s=1800, per_minute=1000, close=_recorder(closed), clock=Clock())
+    for i in range(8):
+        await _open(sessions, MALLORY, f"n{i}")
+    with pytest.raises(PolicyDenied, match="at most 8 new sessions per minute per client"):
+        await _open(sessions, MALLORY, "n8")
+
+
+async def test_the_rate_window_is_a_sliding_minute() -> None:
+    # Events age out one by one: a burst a minute ago does not count, the one 30 s ago still does.
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8, per_minute=3)
+    for name in ("a", "a"):
+        await _open(sessions, MALLORY, name)
+    clock.now += 30
+    await _open(sessions, MALLORY, "a")
+    clock.now += 29.5  # 59.5 s after the first two: still inside their minute
+    with pytest.raises(PolicyDenied, match="at most 3 executions per minute per client; retry in 1 s"):
+        await _open(sessions, MALLORY, "a")
+    clock.now += 1  # the first two have aged out, the third has not
+    await _open(sessions, MALLORY, "a")
+    await _open(sessions, MALLORY, "a")
+    with pytest.raises(PolicyDenied, match="per client"):
+        await _open(sessions, MALLORY, "a")
+
+
+async def test_unclaimed_sessions_are_kept_five_minutes() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8)
+    unclaimed = await _open(sessions, Owner("h0", "10.0.2.1", provisional=True), "default")
+    clock.now += 299
+    await sessions.expire_once()
+    assert closed == []
+    clock.now += 1
+    await sessions.expire_once()
+    assert closed == [unclaimed]
+
+
+async def test_rate_windows_of_clients_gone_quiet_are_forgotten() -> None:
+    # Many one-off clients (new handles, new addresses) must not grow the host's memory without bound.
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=4, new_per_minute=100, new_per_minute_per_peer=100)
+    for i in range(20):
+        await _open(sessions, Owner(f"h{i}", f"10.0.4.{i}", provisional=True), "default")
+    assert sessions.remembered() == 60
+    clock.now += 60
+    await sessions.expire_once()
+    assert sessions.remembered() == 0
+
+
+async def test_idle_sessions_are_closed_by_the_background_expiry() -> None:
+    clock = Clock()
+    expired = anyio.Event()
+
+    async def close(key: str) -> None:
+        expired.set()
+
+    sessions = Sessions(max_sessions=4, idle_s=0.04, per_minute=1000, close=close, clock=clock)
+    await sessions.admit(session_dir("alice", "s"), ALICE)
+    clock.now += 1
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sessions.expire_idle)
+            await expired.wait()
+            tg.cancel_scope.cancel()
+    assert session_dir("alice", "s") not in sessions
