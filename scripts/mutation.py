@@ -93,10 +93,32 @@ class Accepted:
     operator: str
     line: str  # the unmutated source line, stripped
     why: str
+    mutated: str = ""  # the mutated line, stripped, when only one of the operator's mutants on the line is meant
 
 
 # Keep in step with "Equivalent mutants accepted (cosmic-ray)" in tests/MUTANTS.md.
-ACCEPTED: tuple[Accepted, ...] = ()
+_SES, _SN = f"{S}sessions.py", f"{S}session_names.py"
+_TICK = ("a boundary at exact equality of two float clock readings: the event ages out (or the session expires) "
+         "one clock tick sooner or later, which no client can time and which changes no limit")
+ACCEPTED: tuple[Accepted, ...] = (
+    Accepted(_SES, "core/ReplaceComparisonOperator_Gt_GtE",
+             "if now - state.last_used > limit and not state.lock.locked():", _TICK),
+    Accepted(_SES, "core/ReplaceComparisonOperator_GtE_Gt", "while window and now - window[0] >= WINDOW_S:", _TICK),
+    Accepted(_SES, "core/ReplaceComparisonOperator_GtE_Gt", "if not window or now - window[-1] >= WINDOW_S:", _TICK),
+    Accepted(_SES, "core/NumberReplacer", "await anyio.sleep(min(60.0, self.provisional_idle_s / 4))",
+             "the expiry sweep's period (60 s at most): an idle session is closed a second sooner or later, never "
+             "one that is running code, and the idle limits themselves are tested"),
+    Accepted(_SES, "core/NumberReplacer",
+             "return max(WINDOW_S - (now - window[0]), 1.0) if len(window) >= self.limit else 0.0",
+             "`window[0]` → `window[1]` in the retry hint: the refusal is the same, only the seconds in its message "
+             "move by the gap between the two oldest events",
+             "return max(WINDOW_S - (now - window[ 1]), 1.0) if len(window) >= self.limit else 0.0"),
+    Accepted(_SN, "core/ReplaceOrWithAnd",
+             "if not dot or not nonce or not hmac.compare_digest(mac.encode(), self._mac(principal, nonce).encode()):",
+             "without a dot the MAC part is empty and never matches a real MAC, so the handle is refused either way"),
+    Accepted(_SES, "core/ReplaceFalseWithTrue", "provisional: bool = False",
+             "the field's default is never used: Sessions creates every Session with the owner's own flag"),
+)
 
 
 _ANNOTATION = "inside a type annotation"
@@ -216,10 +238,12 @@ def _skip_annotations(tree: Path, session: Path) -> int:
     return skipped
 
 
-def _accepted(path: str, operator: str, line: str) -> Accepted | None:
+def _accepted(path: str, operator: str, line: str, diff: str) -> Accepted | None:
+    added = [row[1:].strip() for row in diff.splitlines() if row.startswith("+") and not row.startswith("+++")]
     for entry in ACCEPTED:
         if entry.path == path and entry.operator == operator and entry.line == line:
-            return entry
+            if not entry.mutated or entry.mutated in added:
+                return entry
     return None
 
 
@@ -245,7 +269,7 @@ def _results(tree: Path, session: Path) -> list[Mutant]:
             outcome = {"killed": "killed", "survived": "survived"}.get(result.get("test_outcome") or "", "incompetent")
             diff = result.get("diff") or ""
         mutant = Mutant(path, mutation["operator_name"], line_no, line, outcome, diff)
-        if outcome == "survived" and (entry := _accepted(path, mutant.operator, line)) is not None:
+        if outcome == "survived" and (entry := _accepted(path, mutant.operator, line, diff)) is not None:
             mutant.outcome, mutant.why = "accepted", entry.why
         mutants.append(mutant)
     return mutants

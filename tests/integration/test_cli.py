@@ -157,12 +157,8 @@ def test_memory_mb_and_audit_log_are_read_from_the_config_file(env: dict[str, st
     # 64 MB fits the default 256 MB limit; under the file's 48 MB the interpreter's own allocator refuses it.
     over = codemode(env, "run", "--config", str(config), "-", stdin="len(bytearray(64 * 2**20))")
     assert over.returncode == 1 and over.stderr.rstrip().endswith("MemoryError"), over.stderr
-    hoard = "hoard = []\nwhile True:\n    hoard.append([0] * 100)"  # small objects: the interpreter aborts
-    aborted = codemode(env, "run", "--config", str(config), "-", stdin=hoard)
-    assert aborted.returncode == 1 and "SandboxMemoryError: the interpreter aborted at the memory limit (" in \
-        aborted.stderr and "limit 48 MB): " in aborted.stderr, aborted.stderr
     entries = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [e["ok"] for e in entries] == [True, False, False]
+    assert [e["ok"] for e in entries] == [True, False]
     assert [e["id"] for e in entries] == [e["id"] for e in json.loads(
         codemode(env, "history", "--config", str(config), "--json").stdout)]
     assert not (tmp_path / "state" / "audit.jsonl").exists()  # not the default place

@@ -7,13 +7,14 @@ and :class:`Handles`. The same attacks against a real ``serve --http`` are in
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
 
 from codemode.errors import PolicyDenied
-from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, session_dir
+from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, safe_session_name, session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
 
 pytestmark = pytest.mark.anyio
@@ -273,3 +274,14 @@ async def test_idle_sessions_are_closed_by_the_background_expiry() -> None:
             await expired.wait()
             tg.cancel_scope.cancel()
     assert session_dir("alice", "s") not in sessions
+
+
+def test_a_handle_carries_a_144_bit_nonce_and_a_128_bit_mac() -> None:
+    nonce, mac = Handles().mint(principal="").removeprefix("cmh_").split(".")
+    assert len(base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))) == 18  # unguessable
+    assert len(base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))) == 16  # unforgeable
+
+
+def test_a_long_name_keeps_its_first_128_characters() -> None:
+    assert safe_session_name("x" * 500) == "x" * 128
+    check_session_name(safe_session_name("x" * 500))

@@ -41,7 +41,7 @@ async def test_infinite_loop_hits_the_wall_time_limit(demo_sandbox: Sandbox) -> 
     async with demo_sandbox.executor() as ex:
         result = await run(ex, "while True:\n    pass", limits=Limits(wall_s=1))
         assert_error(result, "SandboxTimeout", "1 s wall-time limit")
-        assert result.instance_lost and result.duration_s < 3
+        assert result.instance_lost
         await assert_healthy(ex)
 
 
@@ -58,8 +58,8 @@ async def test_huge_sleep_is_cut_at_the_wall_time_limit(demo_sandbox: Sandbox) -
 async def test_busy_loop_runs_out_of_fuel(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         result = await run(ex, "x = 0\nwhile True:\n    x += 1", limits=Limits(fuel=20_000_000, wall_s=10))
-        assert_error(result, "OutOfFuel", "20,000,000 fuel units")
-        assert result.instance_lost and result.duration_s < 3
+        assert_error(result, "OutOfFuel", "20,000,000 fuel units")  # the fuel, not the 10 s wall time
+        assert result.instance_lost
         await assert_healthy(ex)
 
 

@@ -53,7 +53,9 @@ _TRAP_ERRORS: dict[wasmtime.TrapCode, type[SandboxError]] = {
 
 
 
-_C_STACK = "most often recursion through C code (a __getattr__, a sort key, eval) too deep for the interpreter's C stack"
+_C_STACK = (
+    "most often recursion through C code (a __getattr__, a sort key, eval) too deep for the interpreter's C stack"
+)
 
 
 def describe_trap(trap: BaseException | None) -> str:
