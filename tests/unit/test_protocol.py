@@ -359,3 +359,11 @@ def test_only_guest_requests_answered_with_a_result_are_service_ops() -> None:
     assert service == {protocol.OP_SAVE_SKILL, protocol.OP_SEARCH_DIRECTORY, protocol.OP_MOUNT, protocol.OP_UNMOUNT}
     assert not any(protocol.is_service_op(op) for op in (protocol.OP_CALL, protocol.OP_NEXT, protocol.OP_RUN,
                                                          protocol.OP_EXIT, "no_such_op", ""))
+
+
+def test_a_frame_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None:
+    frame = protocol.encode_frame({"op": "call", "server": "s", "tool": "t", "args": {"x": "y" * 100}})
+    body = len(frame) - protocol.HEADER.size
+    assert protocol.decode_frame(frame, body)["args"] == {"x": "y" * 100}
+    with pytest.raises(protocol.FrameError, match=f"frame of {body:,} bytes is over the {body - 1:,}-byte limit"):
+        protocol.decode_frame(frame, body - 1)
