@@ -367,3 +367,14 @@ def test_a_frame_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None
     assert protocol.decode_frame(frame, body)["args"] == {"x": "y" * 100}
     with pytest.raises(protocol.FrameError, match=f"frame of {body:,} bytes is over the {body - 1:,}-byte limit"):
         protocol.decode_frame(frame, body - 1)
+
+
+def test_an_error_reply_is_never_ok() -> None:
+    assert protocol.error_reply("bridge", "no") == {"ok": False, "error": {"kind": "bridge", "message": "no"}}
+
+
+def test_a_header_alone_is_an_empty_frame_not_a_missing_header() -> None:
+    with pytest.raises(protocol.FrameError, match="no length header"):
+        protocol.decode_frame(protocol.HEADER.pack(0)[:-1], 10)
+    with pytest.raises(protocol.FrameError, match="^frame is not valid: "):
+        protocol.decode_frame(protocol.HEADER.pack(0), 10)
