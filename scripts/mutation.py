@@ -67,7 +67,9 @@ MODULES: dict[str, Target] = {
     "sessions": Target((f"{S}sessions.py", f"{S}session_names.py"), (
         "tests/security/test_session_ownership.py", "tests/unit/test_front.py")),
     "config": Target((f"{S}config.py",), (
-        "tests/unit/test_config.py", "tests/security/test_wasm_secrets.py")),
+        "tests/unit/test_config.py", "tests/unit/test_audit_policy.py",
+        "tests/security/test_wasm_secrets.py::test_guest_environment_holds_no_secret",
+        "tests/security/test_wasm_secrets.py::test_tool_results_errors_and_discovery_hold_no_secret")),
     "compiler": Target((f"{S}compiler/naming.py", f"{S}compiler/render.py", f"{S}compiler/writer.py"), (
         "tests/unit/test_compiler.py", "tests/security/test_hostile_schemas.py")),
 }  # fmt: skip
