@@ -99,7 +99,8 @@ class Accepted:
 
 
 # Keep in step with "Equivalent mutants accepted (cosmic-ray)" in tests/MUTANTS.md.
-_SES, _SN = f"{S}sessions.py", f"{S}session_names.py"
+_SES, _SN, _GATE = f"{S}sessions.py", f"{S}session_names.py", f"{S}calls/gate.py"
+_SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
 _TICK = ("a boundary at exact equality of two float clock readings: the event ages out (or the session expires) "
          "one clock tick sooner or later, which no client can time and which changes no limit")
 ACCEPTED: tuple[Accepted, ...] = (
@@ -120,6 +121,11 @@ ACCEPTED: tuple[Accepted, ...] = (
              "without a dot the MAC part is empty and never matches a real MAC, so the handle is refused either way"),
     Accepted(_SES, "core/ReplaceFalseWithTrue", "provisional: bool = False",
              "the field's default is never used: Sessions creates every Session with the owner's own flag"),
+    Accepted(_GATE, "core/NumberReplacer", _SAMPLE,
+             "which long strings the journal's argument digest samples (over 256 KB of arguments): the digest "
+             "is audit information, still deterministic; no decision reads it"),
+    Accepted(_GATE, "core/AddNot", "if isinstance(value, str):",
+             "the sampled digest then keeps long strings whole: slower on megabyte arguments, the same decisions"),
 )
 
 

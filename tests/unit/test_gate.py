@@ -76,17 +76,21 @@ async def test_every_call_is_journaled_with_its_state() -> None:
         ("big", CallState.FAILED), ("list_tags", CallState.REFUSED),
     ]  # fmt: skip
     assert records[0].read_only and not records[1].read_only and records[0].result_bytes > 0
+    assert [r.result_bytes for r in records[1:]] == [0, 0, 0, 0]  # nothing was handed to the guest
     assert records[0].args_digest != records[1].args_digest and len(records[0].args_digest) == 16
     # Refused calls never reached the upstream; the oversized result did (its effect happened).
     assert [ref.tool for ref, _ in upstream.calls] == ["list_tags", "create_note", "big"]
 
 
 async def test_a_call_is_in_flight_while_it_is_awaited_and_stays_so_at_the_deadline() -> None:
-    ctx = _ctx(default_gate(Upstream()), wall_s=0.5)
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream), wall_s=0.5)
     seen: list[CallState] = []
 
     async def peek() -> None:
-        await anyio.sleep(0.1)
+        with anyio.fail_after(5):
+            while not upstream.calls:  # the upstream has the call: it is being awaited  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         seen.append(ctx.journal.records[0].state)
 
     async with anyio.create_task_group() as tg:
@@ -155,6 +159,9 @@ async def test_oversized_arguments_are_refused_before_the_upstream() -> None:
     assert (reply.kind, reply.state) == ("too_large", CallState.REFUSED) and "the limit is 1,000" in str(reply.message)
     assert upstream.calls == []
     assert (await _call(ctx, "create_note", title="x" * 900)).ok
+    assert len(json.dumps({"title": "x" * 987})) == 1000
+    assert (await _call(ctx, "create_note", title="x" * 987)).ok  # the limit itself is allowed
+    assert (await _call(ctx, "create_note", title="x" * 988)).kind == "too_large"
 
 
 async def test_a_structured_result_over_the_limit_is_withheld() -> None:
