@@ -376,5 +376,5 @@ def test_an_error_reply_is_never_ok() -> None:
 def test_a_header_alone_is_an_empty_frame_not_a_missing_header() -> None:
     with pytest.raises(protocol.FrameError, match="no length header"):
         protocol.decode_frame(protocol.HEADER.pack(0)[:-1], 10)
-    with pytest.raises(protocol.FrameError, match="^frame is not valid: "):
+    with pytest.raises(protocol.FrameError, match=r"^frame is not valid: "):
         protocol.decode_frame(protocol.HEADER.pack(0), 10)
