@@ -124,6 +124,12 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_GATE, "core/NumberReplacer", _SAMPLE,
              "which long strings the journal's argument digest samples (over 256 KB of arguments): the digest "
              "is audit information, still deterministic; no decision reads it"),
+    Accepted(_GATE, "core/NumberReplacer",
+             "value: Any = args if size <= _EXACT_DIGEST_BYTES else _sampled(args, 0)",
+             "the sampled digest's depth cut one level sooner: audit information, no decision reads it"),
+    Accepted(_GATE, "core/ExceptionReplacer", "except (TypeError, ValueError):",
+             "the digest's fallback to repr(): arguments are decoded JSON (string keys, no cycles, default=repr), "
+             "so json.dumps never raises TypeError there"),
     Accepted(_GATE, "core/AddNot", "if isinstance(value, str):",
              "the sampled digest then keeps long strings whole: slower on megabyte arguments, the same decisions"),
 )

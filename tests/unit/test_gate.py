@@ -11,7 +11,7 @@ import pytest
 
 from codemode.bridge import serve_call
 from codemode.calls import CallState, Clock, Limits, Reply, default_gate
-from codemode.calls.gate import Call, Gate, Next, RunContext
+from codemode.calls.gate import Call, Gate, KnownToolStep, Next, QuotaStep, RunContext
 from codemode.errors import ToolCallError
 from codemode.hub.models import ToolRef, ToolSpec
 
@@ -182,3 +182,11 @@ async def test_a_cancelled_execution_sends_no_more_calls() -> None:
     reply = await serve_call(ctx, message)
     assert b'"kind":"cancelled"' in reply, reply
     assert [ref.tool for ref, _ in upstream.calls] == ["list_tags"]
+
+
+async def test_a_chain_that_skipped_the_journal_lets_no_call_through_the_quota() -> None:
+    # Defence in depth: a call the journal never saw has no index, and the quota step refuses it.
+    upstream = Upstream()
+    gate = Gate([KnownToolStep(), QuotaStep()], upstream)
+    reply = await _call(_ctx(gate), "list_tags")
+    assert (reply.kind, upstream.calls) == ("quota", [])
