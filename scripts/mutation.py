@@ -121,6 +121,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "without a dot the MAC part is empty and never matches a real MAC, so the handle is refused either way"),
     Accepted(_SES, "core/ReplaceFalseWithTrue", "provisional: bool = False",
              "the field's default is never used: Sessions creates every Session with the owner's own flag"),
+    Accepted(_SES, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
+             "Owner unfrozen: nothing assigns to an Owner's fields, so nothing changes"),
+    Accepted(_SN, "core/NumberReplacer", "self._key = key if key is not None else secrets.token_bytes(32)",
+             "a 31- or 33-byte HMAC key instead of 32: still far past guessing, and never leaves the process"),
     Accepted(_GATE, "core/NumberReplacer", _SAMPLE,
              "which long strings the journal's argument digest samples (over 256 KB of arguments): the digest "
              "is audit information, still deterministic; no decision reads it"),

@@ -8,6 +8,7 @@ and :class:`Handles`. The same attacks against a real ``serve --http`` are in
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -208,6 +209,14 @@ async def test_new_sessions_default_to_eight_a_minute_on_a_small_server() -> Non
         await _open(sessions, MALLORY, f"n{i}")
     with pytest.raises(PolicyDenied, match="at most 8 new sessions per minute per client"):
         await _open(sessions, MALLORY, "n8")
+    assert sessions.per_owner == 4
+    # From one address: four times the per-client rate (new owners: a sessionless client without its handle).
+    roomy = Sessions(max_sessions=8, idle_s=1800, per_minute=1000, close=_recorder(closed), clock=Clock())
+    assert roomy.per_owner == 4
+    for i in range(32):
+        await _open(roomy, Owner(f"h{i}", MALLORY.peer, provisional=True), "default")
+    with pytest.raises(PolicyDenied, match="at most 32 new sessions per minute from one address"):
+        await _open(roomy, Owner("h32", MALLORY.peer, provisional=True), "default")
 
 
 async def test_the_rate_window_is_a_sliding_minute() -> None:
@@ -277,11 +286,31 @@ async def test_idle_sessions_are_closed_by_the_background_expiry() -> None:
 
 
 def test_a_handle_carries_a_144_bit_nonce_and_a_128_bit_mac() -> None:
-    nonce, mac = Handles().mint(principal="").removeprefix("cmh_").split(".")
+    handles = Handles()
+    handle = handles.mint(principal="")
+    nonce, mac = handle.removeprefix("cmh_").split(".")
     assert len(base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))) == 18  # unguessable
     assert len(base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))) == 16  # unforgeable
+    assert re.fullmatch(r"h-[0-9a-f]{32}", handles.owner(handle, principal="") or "")  # 128 bits of owner key
 
 
 def test_a_long_name_keeps_its_first_128_characters() -> None:
     assert safe_session_name("x" * 500) == "x" * 128
+    assert re.fullmatch(r"x{80}\.[0-9a-f]{24}", session_dir("alice", "x" * 500))  # a remote owner's: 80 + digest
     check_session_name(safe_session_name("x" * 500))
+
+
+async def test_the_expiry_sweep_never_forgets_a_clients_recent_executions() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8, per_minute=2)
+    await _open(sessions, MALLORY, "a")
+    clock.now += 1
+    await _open(sessions, MALLORY, "a")
+    clock.now += 59.5  # the first has aged out, the second (59.5 s old) has not
+    await _open(sessions, MALLORY, "a")
+    clock.now += 0.7  # the sweep runs when the oldest remembered one is a minute old, the newest is not
+    await sessions.expire_once()
+    await _open(sessions, MALLORY, "a")
+    with pytest.raises(PolicyDenied, match="at most 2 executions per minute per client"):
+        await _open(sessions, MALLORY, "a")
