@@ -88,7 +88,8 @@ def _row(
     # The wire shape codemode itself would forward (no `_meta`/`execution`), to show how much those add.
     core = count_json([spec.to_json() for group in specs.values() for spec in group])
     description, costs = _code_mode_costs(specs)
-    if len(costs) != len(tools):
+    task_only = sum(1 for group in specs.values() for spec in group if spec.requires_task)  # no stub, by design
+    if len(costs) != len(tools) - task_only:
         raise AssertionError(f"{server}: compiled {len(costs)} tools from {len(tools)} definitions")
     # A one-tool catalog cannot serve a three-tool task; charge only the tools that exist.
     used = min(k, len(costs))

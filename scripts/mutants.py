@@ -49,12 +49,15 @@ INS = "src/codemode/executors/wasm/instance.py"
 SN = "src/codemode/session_names.py"
 SES = "src/codemode/sessions.py"
 FR = "src/codemode/front.py"
+INF = "src/codemode/compiler/inferred.py"
+SHP = "src/codemode/calls/shapes.py"
 
 T_GATE = "tests/unit/test_gate.py"
 T_SECRETS = "tests/security/test_wasm_secrets.py::test_an_upstreams_stderr_stays_on_the_host"
 T_SPILL = "tests/security/test_wasm_host_side.py"
 T_OWN = "tests/security/test_session_ownership.py"
 T_UP = "tests/security/test_bounds_upstream.py"
+T_INFER = "tests/security/test_inferred_attacks.py::test_hostile_keys_and_sizes_stay_data_and_small"
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("gate-stderr-stripped", G,
@@ -120,6 +123,12 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/integration/test_serve_isolation.py::test_the_handle_keeps_a_sessionless_clients_interpreter",)),
     Mutant("front-mcp-session-scoped", FR, 'f"{principal}\\0{connection.session_id}"', 'f"{principal}"',
            ("tests/integration/test_serve_isolation.py::test_a_session_name_is_private_to_its_client",)),
+    Mutant("infer-key-literal", INF, 'lines += [f"        {literal(key)}: {typed(key)}," for key in fields]',
+           'lines += [f"        \\"{key}\\": {typed(key)}," for key in fields]', (T_INFER,)),
+    Mutant("infer-key-cap", SHP, "if len(value) > MAX_KEYS or not all(usable_key(k) for k in value):",
+           "if False:", (T_INFER,)),
+    Mutant("task-only-refused", G, "if call.spec is not None and call.spec.requires_task:", "if False:",
+           ("tests/integration/test_sandbox_everything.py::test_a_tool_that_requires_tasks_has_no_stub_and_says_why",)),
 )  # fmt: skip
 
 

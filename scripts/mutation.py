@@ -116,11 +116,6 @@ ACCEPTED: tuple[Accepted, ...] = (
              "`window[0]` → `window[1]` in the retry hint: the refusal is the same, only the seconds in its message "
              "move by the gap between the two oldest events",
              "return max(WINDOW_S - (now - window[ 1]), 1.0) if len(window) >= self.limit else 0.0"),
-    Accepted(_SN, "core/ReplaceOrWithAnd",
-             "if not dot or not nonce or not hmac.compare_digest(mac.encode(), self._mac(principal, nonce).encode()):",
-             "without a dot the MAC part is empty and never matches a real MAC, so the handle is refused either way"),
-    Accepted(_SES, "core/ReplaceFalseWithTrue", "provisional: bool = False",
-             "the field's default is never used: Sessions creates every Session with the owner's own flag"),
     Accepted(_SES, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
              "Owner unfrozen: nothing assigns to an Owner's fields, so nothing changes"),
     Accepted(_SN, "core/NumberReplacer", "self._key = key if key is not None else secrets.token_bytes(32)",

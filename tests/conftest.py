@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -18,6 +19,7 @@ from codemode.compiler import compile_to_dir
 from codemode.config import demo_config
 from codemode.executors import Executor, ExecutorKind, Limits, create_executor
 from codemode.hub import Hub
+from tests.pg import PgCluster, pg_bin
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -32,6 +34,24 @@ def anyio_backend() -> str:
 def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Audit logs, scratch and compiled stubs go to a temp dir; the compiled WASM module cache stays shared.
     os.environ["CODEMODE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+
+
+def call_started(hub: Hub, tool: str | None = None) -> anyio.Event:
+    """An event set when the hub starts an upstream call (of ``tool``, or any): a spy, the real call follows.
+
+    Tests that act while a call is out wait for this, not for a fixed time: the type check before a run
+    can take seconds on a loaded machine.
+    """
+    started = anyio.Event()
+    real_call = hub.call_tool
+
+    async def watched(ref: Any, args: Any, **kwargs: Any) -> Any:
+        if tool is None or ref.tool == tool:
+            started.set()
+        return await real_call(ref, args, **kwargs)
+
+    hub.call_tool = watched  # type: ignore[method-assign]
+    return started
 
 
 @pytest.fixture
@@ -92,3 +112,37 @@ async def demo_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         compile_to_dir(hub.tools(), root / "stubs", summaries=hub.summaries())
         (root / "skills").mkdir()
         yield Sandbox(hub, root)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster shared by the session's tests (each takes its own database: ``pg_url``)."""
+    cluster = _new_pg_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """The URL (with its password) of a fresh, empty database."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture
+def own_pg_cluster() -> Iterator[PgCluster]:
+    """A cluster of the test's own, which it may stop and start."""
+    cluster = _new_pg_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def _new_pg_cluster() -> PgCluster:
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL's server binaries (initdb) are not installed: run scripts/setup")
+    cluster = PgCluster(free_port())
+    cluster.start()
+    return cluster

@@ -2,7 +2,9 @@
 
 ``call(server, tool, args)`` sends one request to the host over the installed transport and returns the
 tool's result: its structured content, or its text content parsed as JSON when it is JSON, else the text
-(several content blocks come back as a list). Keys whose value is ``None`` are dropped before sending,
+as a ``str``; an image, audio or resource block is its JSON form, a dict with its ``"type"`` (the stubs type it
+as ``ImageContent``, ``AudioContent``, ``EmbeddedResource`` or ``ResourceLink``); several content blocks come
+back as a list. Keys whose value is ``None`` are dropped before sending,
 so an omitted optional argument is not sent as ``null``.
 
 A failed call raises :class:`ToolError` or, when the failure has a kind a program may want to handle on

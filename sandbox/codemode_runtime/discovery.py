@@ -88,11 +88,16 @@ def _skills_server(path: str) -> dict[str, Any] | None:
 
 
 def list_servers() -> list[dict[str, Any]]:
-    """Connected servers: name, Python module to import, tool count and a one-line summary."""
+    """Connected servers: name, Python module to import, tool count and a one-line summary; ``omitted`` lists
+    the server's tools that have no stub and why (e.g. tools that can only be called as tasks)."""
     return [
-        {"server": s["name"], "module": s["module"], "tools": s["tool_count"], "summary": s.get("summary", "")}
+        {
+            "server": s["name"], "module": s["module"], "tools": s["tool_count"], "summary": s.get("summary", ""),
+            **({"omitted": [{"tool": o["name"], "why": o["reason"]} for o in s["omitted"]]}
+               if s.get("omitted") else {}),
+        }
         for s in _index().get("servers", [])
-    ]
+    ]  # fmt: skip
 
 
 def list_tools(server: str) -> list[dict[str, str]]:
@@ -125,6 +130,10 @@ def _docs() -> list[tuple[dict[str, Any], dict[str, Any], dict[str, float]]]:
                     for tok in _tokens(text):
                         weights[tok] = weights.get(tok, 0.0) + weight
                 docs.append((s, t, weights))
+            for o in s.get("omitted") or []:
+                # No stub, but a search for it says why instead of finding nothing.
+                weights = {tok: 3.0 for tok in _tokens(o["name"])}
+                docs.append((s, {"python_name": o["name"], "omitted": o["reason"]}, weights))
         _cache["docs"] = docs
     result: list[tuple[dict[str, Any], dict[str, Any], dict[str, float]]] = docs
     return result
@@ -152,12 +161,12 @@ def search_tools(query: str, limit: int = 10) -> list[dict[str, Any]]:
             scored.append((score, f"{s['module']}.{t['python_name']}", t))
     scored.sort(key=lambda x: (-x[0], x[1]))
     return [
-        {
+        {"tool": name, "omitted": t["omitted"], "score": round(score, 3)} if t.get("omitted") else {
             "tool": name, "signature": t["signature"], "summary": t["summary"], "score": round(score, 3),
             **({"kind": "skill", "broken": t.get("broken")} if t.get("skill") else {}),
         }
         for score, name, t in scored[: max(0, limit)]
-    ]
+    ]  # fmt: skip
 
 
 def describe(tool: str) -> str:
@@ -178,6 +187,9 @@ def describe(tool: str) -> str:
                     body = source.split("from codemode_runtime import call as _call", 1)[-1].strip()
                     same_name = t["python_name"] == t["name"] and s["module"] == s["name"]
                     return f"# from stubs import {s['module']}\n{compact(body, keep_origin=not same_name)}"
+            for o in s.get("omitted") or []:
+                if name == o["name"]:
+                    raise LookupError(f"{module}.{name}: {o['reason']}")
             raise LookupError(f"no tool {name!r} on server {module!r}; see list_tools({module!r})")
     raise LookupError(f"no server {module!r}; see list_servers()")
 

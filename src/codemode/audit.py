@@ -1,5 +1,8 @@
 """The audit log: one JSON line per execution, appended atomically, read back by ``codemode history``.
 
+The engine writes to an :class:`AuditSink`: this local log by default, or PostgreSQL shared by several
+nodes when ``codemode.audit_url`` is set (:mod:`codemode.audit_pg`); both store the same records.
+
 Each line is written with a single ``write`` on a file opened ``O_APPEND``, so concurrent executions (and
 concurrent ``codemode serve`` processes) never interleave half lines. A failing sink logs and never breaks
 an execution.
@@ -16,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from codemode import paths
 from codemode.calls.types import CallRecord
@@ -47,9 +50,46 @@ def audit_path(config: Config) -> Path:
     return paths.state_dir() / "audit.jsonl"
 
 
-def audit_log(config: Config) -> AuditLog:
-    """The audit log of a config, with its rotation size."""
+def audit_log(config: Config) -> AuditSink:
+    """The audit sink of a config: PostgreSQL when ``audit_url`` is set, else the local log."""
+    if config.settings.audit_url:
+        from codemode.audit_pg import PostgresAudit
+
+        return PostgresAudit(config.settings.audit_url, spool=paths.state_dir() / "audit-spool")
     return AuditLog(audit_path(config), max_bytes=config.settings.audit_max_mb * 1024 * 1024)
+
+
+class AuditSink(Protocol):
+    """Where execution records go and are read back from; the engine knows no more than this."""
+
+    @property
+    def where(self) -> str:
+        """The store, for messages (a path, or a URL without its password)."""
+        ...
+
+    def open(self) -> None:
+        """Check the store can be written (raises :class:`~codemode.errors.ConfigError` naming it if not)."""
+        ...
+
+    def append(self, entry: ExecutionEntry) -> None:
+        """Record one entry. Never raises: a record that cannot be written now is kept and retried."""
+        ...
+
+    def entries(self) -> Iterator[ExecutionEntry]:
+        """Every entry, oldest first."""
+        ...
+
+    def recent(self, n: int = 20) -> list[ExecutionEntry]:
+        """The last ``n`` entries, newest last."""
+        ...
+
+    def find(self, entry_id: str) -> ExecutionEntry | None:
+        """The entry whose id starts with ``entry_id`` (unique prefix), or None."""
+        ...
+
+    def close(self) -> None:
+        """Write what is pending, if the store allows, and release connections."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +113,8 @@ class ExecutionEntry:
     output: str = ""
     """What the model was shown (already capped at the output limit)."""
     config: str = ""
+    identity: str = "local"
+    """Who ran it: the authenticated identity over HTTP (:mod:`codemode.identity`), ``local`` over stdio."""
     id: str = field(default_factory=lambda: new_execution_id())
     time: float = field(default_factory=time.time)
 
@@ -103,6 +145,16 @@ class AuditLog:
     def __init__(self, path: Path, *, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.path = path
         self.max_bytes = max_bytes
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def open(self) -> None:
+        """Nothing to check: a local file is created on the first append."""
+
+    def close(self) -> None:
+        """Nothing held open between appends."""
 
     def append(self, entry: ExecutionEntry) -> None:
         """Append one entry as one line, rotating the file past ``max_bytes``. Never raises: a broken sink

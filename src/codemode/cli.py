@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -23,6 +23,10 @@ from codemode._version import __version__
 from codemode.config import Config, load_config
 from codemode.errors import CodemodeError, ConfigError
 from codemode.hub import Hub
+from codemode.session_names import NODE_NAME
+
+if TYPE_CHECKING:
+    from codemode.identity import Identities
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FAULT = 0, 1, 2, 3
 
@@ -244,9 +248,6 @@ def _typing(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-MIN_TOKEN_CHARS = 16
-
-
 def _parse_http(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     try:
@@ -267,23 +268,22 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def _http_token(config: Config, host: str, *, insecure: bool) -> str | None:
-    """The bearer token ``serve --http`` requires, or None where serving without one is allowed.
+def _http_identities(config: Config, host: str, *, insecure: bool) -> Identities | None:
+    """The bearer tokens ``serve --http`` requires (``codemode.tokens`` and ``$http_token_env``), or None where
+    serving without one is allowed.
 
     Raises:
-        ConfigError: a non-loopback address without a token (and without ``--insecure-no-auth``), or a
-            token too short to resist guessing.
+        ConfigError: a non-loopback address without a token (and without ``--insecure-no-auth``), a token too
+            short to resist guessing, or an ``env:`` token whose variable is unset.
     """
+    from codemode.identity import identities_from
+
     var = config.settings.http_token_env
-    token = os.environ.get(var, "")
-    if token:
-        if len(token) < MIN_TOKEN_CHARS or token != token.strip():
-            raise ConfigError(
-                f"${var}: the HTTP bearer token must be at least {MIN_TOKEN_CHARS} characters without surrounding "
-                "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
-        _progress(f"every HTTP request must carry 'Authorization: Bearer ${var}'")
-        return token
+    identities = identities_from(config.settings.tokens, env_token_var=var)
+    if identities is not None:
+        names = ", ".join(identities.names)
+        _progress(f"every HTTP request must carry 'Authorization: Bearer <token>' of an identity: {names}")
+        return identities
     if _is_loopback(host):
         _progress(f"${var} is not set: any local process that can reach {host} can run code through this server")
         return None
@@ -297,8 +297,9 @@ def _http_token(config: Config, host: str, *, insecure: bool) -> str | None:
     raise ConfigError(
         f"--http {host}: refusing to serve a non-loopback address without authentication. Set ${var} to a bearer "
         "token that clients send as 'Authorization: Bearer <token>' (e.g. "
-        f"export {var}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')), or bind 127.0.0.1; "
-        "--insecure-no-auth serves anyway (only behind an authenticating proxy)"
+        f"export {var}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')), or give identities their "
+        "tokens in codemode.tokens (`codemode token NAME`), or bind 127.0.0.1; --insecure-no-auth serves anyway "
+        "(only behind an authenticating proxy)"
     )
 
 
@@ -307,26 +308,55 @@ def _serve(args: argparse.Namespace) -> int:
     from codemode import live
     from codemode.engine import Engine
     from codemode.front import build_server, serve_stdio
+    from codemode.session_names import Handles
 
     config = _config(args)
     http = _parse_http(args.http) if args.http else None
-    token = _http_token(config, http[0], insecure=args.insecure_no_auth) if http is not None else None
+    identities = _http_identities(config, http[0], insecure=args.insecure_no_auth) if http is not None else None
+    node = os.environ.get("CODEMODE_NODE") or None
+    if node is not None and not NODE_NAME.fullmatch(node):
+        raise ConfigError(f"$CODEMODE_NODE={node!r}: a node name is 1-32 lowercase letters, digits and '-'")
 
     async def go() -> None:
         engine_cm = Engine(config, executor=args.executor, progress=_progress)
         async with engine_cm as engine, anyio.create_task_group() as tg:
             if args.config:  # edits of the file apply while serving
                 tg.start_soon(live.watch, engine, Path(args.config))
-            server = build_server(engine, http_token=token, discovery_tools=args.discovery_tools)
+            handles = Handles(node=node)
+            server = build_server(
+                engine, verifier=identities, handles=handles, discovery_tools=args.discovery_tools,
+                expose_skills=args.expose_skills or config.settings.expose_skills,
+            )  # fmt: skip
             if http is None:
                 await serve_stdio(server)
             else:
+                from codemode.http_app import http_app, serve_http
+
+                app = http_app(
+                    server, engine, handles=handles, auth=identities is not None,
+                    metrics_public=config.settings.metrics_public, host=http[0],
+                )  # fmt: skip
                 host = f"[{http[0]}]" if ":" in http[0] else http[0]
-                _progress(f"serving streamable HTTP on http://{host}:{http[1]}/mcp")
-                await server.run_streamable_http_async(host=http[0], port=http[1])
+                _progress(f"serving streamable HTTP on http://{host}:{http[1]}/mcp (also /healthz, /metrics)")
+                await serve_http(app, host=http[0], port=http[1])
             tg.cancel_scope.cancel()
 
     anyio.run(go)
+    return EXIT_OK
+
+
+@_command("token")
+def _token(args: argparse.Namespace) -> int:
+    from codemode.identity import check_identity, new_token, token_key
+
+    try:
+        check_identity(args.identity)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    token = new_token()
+    print(f"TOKEN={token}")
+    print(f'config: "codemode": {{"tokens": {{"{token_key(token)}": "{args.identity}"}}}}')
+    print("give the token to that client (Authorization: Bearer <token>); the config keeps only its digest")
     return EXIT_OK
 
 
@@ -365,7 +395,9 @@ def _history(args: argparse.Namespace) -> int:
 
     config = _config(args)
     entries = audit_log(config).recent(args.n)
-    if args.config:  # only this config's executions (they share the log unless it is set per config)
+    # Only this config's executions from the per-user default log, which every config shares; a shared
+    # audit database is the whole team's: every node's executions, whatever its config file is called.
+    if args.config and not config.settings.audit_url:
         entries = [e for e in entries if e.config == config.source]
     if args.json:
         _print_json([e.to_json() for e in entries])
@@ -374,6 +406,7 @@ def _history(args: argparse.Namespace) -> int:
         [
             e.id,
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)),
+            _printable(e.identity[:16]),
             _printable(e.session[:16]),
             "ok" if e.ok else f"error: {e.error_kind}" if e.error_kind else "error",
             f"{e.duration_s * 1000:.0f} ms",
@@ -383,7 +416,7 @@ def _history(args: argparse.Namespace) -> int:
         ]
         for e in entries
     ]
-    print(_table(rows, ["ID", "TIME", "SESSION", "RESULT", "DURATION", "CALLS", "APPROVALS/DENIALS", "CODE"]))
+    print(_table(rows, ["ID", "TIME", "WHO", "SESSION", "RESULT", "DURATION", "CALLS", "APPROVALS/DENIALS", "CODE"]))
     return EXIT_OK
 
 
@@ -454,7 +487,7 @@ def _replay(args: argparse.Namespace) -> int:
     log = audit_log(config)
     entry = log.find(args.id)
     if entry is None:
-        raise ConfigError(f"{log.path}: no single execution with id {args.id!r} (see codemode history)")
+        raise ConfigError(f"{log.where}: no single execution with id {args.id!r} (see codemode history)")
     if not args.config and entry.config and Path(entry.config).is_file():
         config = load_config(entry.config)  # the config the execution ran with
     if entry.to_json().get("code_truncated"):
@@ -610,6 +643,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--discovery-tools", action="store_true",
         help="also offer search_tools and describe as MCP tools (for clients that do better with them)",
     )  # fmt: skip
+    p.add_argument(
+        "--expose-skills", action="store_true",
+        help="also offer each promoted skill as its own MCP tool (named after it, arguments from its signature; "
+        "it runs in the sandbox like execute_python); the list follows `codemode skills promote/reject/rollback` "
+        "(setting: codemode.expose_skills)",
+    )  # fmt: skip
+    p = add("token", "make a bearer token for an identity of serve --http and print its codemode.tokens entry",
+            config=False)  # fmt: skip
+    p.add_argument("identity", metavar="NAME", help="the identity the token authenticates as (audited, in policy)")
     # The walkthrough is written around the demo servers' tools: it takes no --config.
     p = add("demo", "walk through the whole loop on the bundled demo servers", config=False)
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")

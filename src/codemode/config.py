@@ -113,6 +113,23 @@ class SkillsSettings(BaseModel):
     """Promote every skill on save (unattended use): no person reviews it first."""
 
 
+class SkillsGitSettings(BaseModel):
+    """``codemode.skills_git``: the skill store is a clone of a git remote shared by every node."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    remote: str = Field(min_length=1)
+    """A URL or path ``git`` can fetch from and push to."""
+    branch: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+    pull_interval_s: float = Field(default=10.0, gt=0)
+    """A promotion on another node is importable here within this long."""
+
+
+def _check_pattern(pattern: str) -> None:
+    if "." not in pattern or pattern.startswith(".") or any(c.isspace() for c in pattern):
+        raise ValueError(f"{pattern!r} must be a 'server.tool' pattern (globs allowed: 'fs.*', '*.delete_*')")
+
+
 class PolicySettings(BaseModel):
     """``codemode.policy``: which tool calls run, which are refused, which wait for a person.
 
@@ -131,13 +148,27 @@ class PolicySettings(BaseModel):
     """``server.tool`` glob → ``"10/min"`` (per s, min or hour; counted across sessions)."""
     approval_timeout_s: float = Field(default=300.0, gt=0)
     """How long a program waits for the person's answer before the call is refused."""
+    identities: dict[str, dict[str, Literal["allow", "deny", "ask"]]] = Field(default_factory=dict)
+    """Identity (see ``codemode.tokens``) → rules of its own, like ``rules``. For that identity's calls the most
+    specific of its own rules decides when one matches; otherwise ``rules`` and the rest decide as usual."""
 
     @field_validator("rules", "rate_limits")
     @classmethod
     def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
         for pattern in value:
-            if "." not in pattern or pattern.startswith(".") or any(c.isspace() for c in pattern):
-                raise ValueError(f"{pattern!r} must be a 'server.tool' pattern (globs allowed: 'fs.*', '*.delete_*')")
+            _check_pattern(pattern)
+        return value
+
+    @field_validator("identities")
+    @classmethod
+    def _identity_rules(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        from codemode.identity import IDENTITY_NAME
+
+        for identity, rules in value.items():
+            if not IDENTITY_NAME.fullmatch(identity):
+                raise ValueError(f"identity {identity!r} must be 1-64 letters, digits, '_', '.', '@' or '-'")
+            for pattern in rules:
+                _check_pattern(pattern)
         return value
 
     @field_validator("rate_limits")
@@ -162,6 +193,7 @@ class Settings(BaseModel):
     """Where compiled stubs go; default: a per-config directory in the cache."""
     skills_dir: str | None = None
     skills: SkillsSettings = Field(default_factory=SkillsSettings)
+    skills_git: SkillsGitSettings | None = None
     executor: Literal["wasm", "restricted"] = "wasm"
     wall_s: float = Field(default=30.0, gt=0)
     memory_mb: int = Field(default=256, gt=16)
@@ -174,7 +206,13 @@ class Settings(BaseModel):
     another client's (see :mod:`codemode.sessions`)."""
     http_token_env: str = Field(default="CODEMODE_HTTP_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """The environment variable holding the bearer token ``serve --http`` requires on every request. Set, it is
-    enforced on any address; unset, ``serve --http`` only binds a loopback address."""
+    enforced on any address; unset, ``serve --http`` only binds a loopback address (unless ``tokens`` has one).
+    Its token authenticates as the identity ``default``."""
+    tokens: dict[str, str] = Field(default_factory=dict)
+    """``serve --http`` bearer tokens → identity names: ``{"sha256:<hex digest>": "alice", "env:BOB_TOKEN":
+    "bob"}`` (see :mod:`codemode.identity`; the file never holds a token itself)."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without a token (for a scraper that cannot send one, on a network you trust)."""
     mount: list[str] = Field(default_factory=list)
     """Directory entries a program may mount without asking: short or full names, or glob patterns such as
     ``"*memory*"`` (default: none)."""
@@ -184,13 +222,31 @@ class Settings(BaseModel):
     """Type check each program against the stubs before it runs (:mod:`codemode.preflight`): ``warn`` runs it
     anyway with the errors at the top of the result, ``strict`` refuses to run a program with errors, ``off``
     skips the check."""
+    infer_results_after: int = Field(default=3, ge=0)
+    """Type the result of a tool that declares no output schema after this many observed results (keys and types
+    only, never values; conflicting results widen the type): a new stubs generation carries it. 0 turns it off."""
     audit_log: str | None = None
+    audit_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    """A PostgreSQL URL (``postgresql://user:password@host/db``): the audit goes there instead of the local log
+    (:mod:`codemode.audit_pg`); the records are the same."""
     audit_max_mb: int = Field(default=64, ge=1)
     """The audit log is rotated past this size (``audit.jsonl.1`` … ``.3`` are kept)."""
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    expose_skills: bool = False
+    """``serve`` also offers each promoted skill as an MCP tool (as ``serve --expose-skills`` does)."""
     expose_direct: list[str] = Field(default_factory=list)
     """Hybrid mode: ``server.tool`` globs (and/or ``"auto"``) of upstream tools ``serve`` also offers as
     ordinary MCP tools beside ``execute_python`` (see :mod:`codemode.direct`)."""
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        from codemode.identity import check_identity, check_token_key
+
+        for key, identity in value.items():
+            check_token_key(key)
+            check_identity(identity)
+        return value
 
     @field_validator("expose_direct", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,15 +34,17 @@ import anyio
 import anyio.abc
 
 from codemode import paths
-from codemode.audit import MAX_CODE_CHARS, AuditLog, ExecutionEntry, audit_log, new_execution_id
+from codemode.audit import MAX_CODE_CHARS, AuditSink, ExecutionEntry, audit_log, new_execution_id
 from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
+from codemode.calls.infer import InferResultStep
 from codemode.calls.types import Limits
 from codemode.catalog.catalog import Catalog
+from codemode.catalog.observed import OBSERVED_FILE, Change, ShapeBook
 from codemode.compiler import CompileReport
 from codemode.config import Config
 from codemode.directory.load import directory_for
 from codemode.directory.service import Services
-from codemode.errors import PolicyDenied
+from codemode.errors import PolicyDenied, SkillError
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
 from codemode.hub import Hub, ToolRef, ToolSpec
 from codemode.hub.upstream import Upstream
@@ -51,7 +54,8 @@ from codemode.preflight import Preflight, Report
 from codemode.protocol import OP_SAVE_SKILL
 from codemode.session_names import session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
-from codemode.skills import Skills, SkillStore
+from codemode.skills import Skills
+from codemode.skills.gitstore import GitSkillStore, store_for
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ limit is the one a busy program meets and the tool description's "up to N s" hol
 backstop that needs no clock."""
 
 SKILL_CHECKS = Owner("skill-checks")
+_skill_identity: ContextVar[str] = ContextVar("skill_identity", default="local")
+"""Who saves a skill from a program: ``Skills`` audits through a callback that has no execution context."""
 """The owner of the throwaway sessions skill examples run in."""
 
 
@@ -79,7 +85,7 @@ class Engine:
         executor: ExecutorKind | None = None,
         stubs_dir: Path | None = None,
         skills_dir: Path | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditSink | None = None,
         progress: Callable[[str], None] | None = None,
         upstreams: Mapping[str, Upstream] | None = None,
     ) -> None:
@@ -98,6 +104,8 @@ class Engine:
             max_tool_calls=config.settings.max_tool_calls,
         )
         self._progress = progress or (lambda _msg: None)
+        self.execution_observers: list[Callable[[ExecutionEntry], None]] = []
+        """Called with every audited entry (executions, direct calls, skill actions): the metrics count them."""
         self.tool_observers: list[Observer] = []
         """Called with every answered tool call a program makes (the demo and benchmarks count what a model
         would see)."""
@@ -111,6 +119,8 @@ class Engine:
         """The gate's policy step: rules, approvals (and their session grants), per-tool rate limits."""
         self.preflight = Preflight(config.settings.typecheck, skills=self.skills_dir)
         """The type check before each run (``codemode.typecheck``)."""
+        self.shapes = ShapeBook(self.stubs_dir / OBSERVED_FILE, threshold=config.settings.infer_results_after)
+        """Observed result shapes of tools without an output schema (their inferred result types)."""
         self._stack: AsyncExitStack | None = None
         self.hub: Hub | None = None
         self.gate: Gate | None = None
@@ -120,7 +130,7 @@ class Engine:
         """Services mounted at run time from the directory (``mount()`` in a program)."""
         self.log_dir = paths.log_dir()
         """Where upstream servers' stderr logs go."""
-        self.skill_store = SkillStore(self.skills_dir)
+        self.skill_store = store_for(config, self.skills_dir)
         self.skills = Skills(
             self.skill_store, index=lambda: self.index, read_only=self._read_only_tools,
             run_example=self._run_example, audit=self._audit_skill,
@@ -132,12 +142,19 @@ class Engine:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # A shared audit that cannot be written is a reason not to start (its records would pile up).
+            await anyio.to_thread.run_sync(self.audit.open)
+            stack.push_async_callback(anyio.to_thread.run_sync, self.audit.close)
             count = len(self.config.enabled_servers) + len(self._extra_upstreams)
             self._progress(f"starting {count} upstream server(s)")
             hub = Hub(self.config, on_tools_changed=self._tools_changed, upstreams=self._extra_upstreams)
             self.hub = await stack.enter_async_context(hub)
-            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy)
-            self.catalog = Catalog(self.stubs_dir, self.hub, progress=self._progress, visible=self.offered)
+            self.shapes.load()
+            infer = InferResultStep(self.shapes, self._shape_observed)
+            self.gate = default_gate(self.hub, observers=self.tool_observers, policy=self.policy, infer=infer)
+            self.catalog = Catalog(
+                self.stubs_dir, self.hub, progress=self._progress, visible=self.offered, observed=self.shapes.inferred
+            )
             self.catalog.listeners.append(self._catalog_changed)
             directory = directory_for(self.config)
             for rejected in directory.rejected:
@@ -145,6 +162,8 @@ class Engine:
             self.services = Services(self.hub, self.catalog, self.settings, directory, log_dir=self.log_dir)
             self.services.register(self.gate)
             self.gate.ops[OP_SAVE_SKILL] = self._save_skill
+            if isinstance(self.skill_store, GitSkillStore):
+                await anyio.to_thread.run_sync(self.skill_store.ensure)
             await self.recompile()
             self._progress(f"starting the {self.executor_kind} executor")
             self.executor = await stack.enter_async_context(
@@ -161,6 +180,9 @@ class Engine:
             tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self.sessions.expire_idle)
             tg.start_soon(self.preflight.warm, self.stubs_path)
+            if isinstance(self.skill_store, GitSkillStore) and self.settings.skills_git is not None:
+                await anyio.to_thread.run_sync(self._refresh_shared_skills)  # now checked against the stubs
+                tg.start_soon(self._pull_skills, self.skill_store, self.settings.skills_git.pull_interval_s)
             stack.callback(tg.cancel_scope.cancel)
             self._tg = tg
         except BaseException:
@@ -212,6 +234,22 @@ class Engine:
         assert self.catalog is not None
         await self.catalog.refresh(reason)
 
+    def _shape_observed(self, ref: ToolRef, change: Change) -> None:
+        """The gate's inference step saw a new shape: save the book, and compile a new generation when a
+        result type changed. Both in the background: the call that was observed is not held up."""
+        if self._tg is None:
+            return
+
+        async def save_and_publish() -> None:
+            try:
+                await anyio.to_thread.run_sync(self.shapes.save)
+            except OSError:
+                logger.exception("saving the observed result shapes failed")
+            if change.publish:
+                await self.recompile(f"inferred the result type of {ref}")
+
+        self.spawn(save_and_publish)
+
     async def _tools_changed(self, server: str) -> None:
         await self.recompile(f"{server} changed its tools")
 
@@ -224,6 +262,20 @@ class Engine:
         await anyio.to_thread.run_sync(self.skills.recheck)
 
     # -- skills --------------------------------------------------------------------------------
+
+    def _refresh_shared_skills(self) -> None:
+        with self.skill_store.locked():
+            self.skills.refresh_live()
+
+    async def _pull_skills(self, store: GitSkillStore, interval_s: float) -> None:
+        """Take other nodes' changes of the shared skill store every ``interval_s`` (a failed pull is logged
+        and tried again: this node keeps the skills it has)."""
+        while True:
+            await anyio.sleep(interval_s)
+            try:
+                await anyio.to_thread.run_sync(store.pull)
+            except SkillError as exc:
+                logger.error("%s", exc)
 
     def _live_skills(self) -> Path:
         """The directory sandboxes import promoted skills from (``/skills``), with its discovery index."""
@@ -257,19 +309,32 @@ class Engine:
     async def _save_skill(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""
         description, example = message.get("description"), message.get("example")
-        saved = await self.skills.save(
-            ctx.session, message["name"], message["source"], description=description, example=example
-        )
+        token = _skill_identity.set(ctx.identity)  # for _audit_skill, called within save
+        try:
+            saved = await self.skills.save(
+                ctx.session, message["name"], message["source"], description=description, example=example
+            )
+        finally:
+            _skill_identity.reset(token)
         return Reply(True, value=saved)
 
     def _audit_skill(self, action: str, name: str, ok: bool, detail: str) -> None:
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 session="skills", code=f"skills {action} {name}", executor="skills", ok=ok, duration_s=0.0,
                 output_chars=0, error=None if ok else detail, error_kind=None if ok else "refused",
-                output=detail, config=self.config.source,
+                output=detail, config=self.config.source, identity=_skill_identity.get(),
             )
         )  # fmt: skip
+
+    def record(self, entry: ExecutionEntry) -> None:
+        """Audit ``entry`` and show it to the execution observers (metrics). Never raises."""
+        self.audit.append(entry)
+        for observe in self.execution_observers:
+            try:
+                observe(entry)
+            except Exception:
+                logger.exception("an execution observer failed")
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -303,12 +368,13 @@ class Engine:
         try:
             state = await self.sessions.admit(session, owner)
         except PolicyDenied as exc:
-            return self._refused(session, code, str(exc))
+            return self._refused(session, code, str(exc), identity=owner.identity)
         assert self.catalog is not None
         await self.executor.wait_ready()  # before the clock starts: a first compile is not the program's time
         ctx = self.gate.context(
-            session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask
-        )
+            session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask,
+            identity=owner.identity,
+        )  # fmt: skip
         async with state.lock:
             # One stubs generation for the whole execution, the newest at its start.
             generation = self.catalog.generation
@@ -319,7 +385,8 @@ class Engine:
             state.last_used = time.monotonic()
             try:
                 stubs = generation.path if generation is not None else self.stubs_path
-                report = await self.preflight.check(code, stubs=stubs, session=session)
+                with ctx.clock.paused():  # the type check is not the program's time (a first check takes seconds)
+                    report = await self.preflight.check(code, stubs=stubs, session=session)
                 if report.refused:
                     return self._not_type_safe(ctx, code, report)
                 result = await self.executor.run(code, context=ctx)
@@ -345,8 +412,9 @@ class Engine:
         """
         assert self.gate is not None
         owner = Owner(owner) if isinstance(owner, str) else owner
+        session = session_dir(owner.key, DIRECT_SESSION)
         ctx = self.gate.context(
-            session=session_dir(owner.key, DIRECT_SESSION), limits=self.limits, execution_id=new_execution_id(), ask=ask
+            session=session, limits=self.limits, execution_id=new_execution_id(), ask=ask, identity=owner.identity
         )
         code = f"# direct call\n{ref.server}.{ref.tool}(**{_args_preview(args)})"
         args_bytes = len(json.dumps(args, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
@@ -357,11 +425,12 @@ class Engine:
             self._audit_cancelled(ctx, code, executor=DIRECT_EXECUTOR)
             raise
         error = None if reply.ok else f"{reply.kind}: {reply.message}"
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 id=ctx.id, session=ctx.session, code=code, executor=DIRECT_EXECUTOR, ok=reply.ok,
                 duration_s=time.perf_counter() - started, output_chars=0, calls=ctx.journal.records,
                 error=error, error_kind=None if reply.ok else reply.kind, output=error or "", config=self.config.source,
+                identity=ctx.identity,
             )
         )  # fmt: skip
         return reply
@@ -378,7 +447,7 @@ class Engine:
         if len(text) > self.settings.output_chars:
             cut_path = self.executor.save_output(ctx.session, ctx.id, full)
             text = cut(text, self.settings.output_chars, cut_path, len(full))
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 id=ctx.id,
                 session=ctx.session,
@@ -393,17 +462,18 @@ class Engine:
                 error_kind=None if result.error is None else result.error.kind,
                 output=text,
                 config=self.config.source,
+                identity=ctx.identity,
             )
         )  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(ctx.id, ctx.session, text, not result.ok, result, cut_path)
 
     def _audit_cancelled(self, ctx: RunContext, code: str, *, executor: str | None = None) -> None:
-        self.audit.append(
+        self.record(
             ExecutionEntry(
                 id=ctx.id, session=ctx.session, code=code, executor=executor or self.executor_kind, ok=False,
                 duration_s=ctx.limits.wall_s - ctx.clock.remaining(), output_chars=0, calls=ctx.journal.records,
                 error="ExecutionCancelled: the execution was cancelled (the client cancelled or went away)",
-                error_kind="cancelled", config=self.config.source,
+                error_kind="cancelled", config=self.config.source, identity=ctx.identity,
             )
         )  # fmt: skip
 
@@ -413,17 +483,18 @@ class Engine:
         entry = ExecutionEntry(
             id=ctx.id, session=ctx.session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
             output_chars=0, error=f"TypeCheck: {len(report.diagnostics)} error(s)", error_kind="refused",
-            output=text, config=self.config.source,
+            output=text, config=self.config.source, identity=ctx.identity,
         )  # fmt: skip
-        self.audit.append(entry)
+        self.record(entry)
         return Outcome(ctx.id, ctx.session, text, True, None, denied=text)
 
-    def _refused(self, session: str, code: str, message: str) -> Outcome:
+    def _refused(self, session: str, code: str, message: str, *, identity: str) -> Outcome:
         entry = ExecutionEntry(
             session=session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
             output_chars=0, error=f"PolicyDenied: {message}", error_kind="refused", config=self.config.source,
+            identity=identity,
         )  # fmt: skip
-        self.audit.append(entry)
+        self.record(entry)
         return Outcome(entry.id, session, f"PolicyDenied: {message}", True, None, denied=message)
 
     async def close_session(self, session: str, *, owner: Owner | str = LOCAL) -> None:

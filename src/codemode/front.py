@@ -7,6 +7,12 @@ protocol errors. The stubs are also offered as resources (``stubs://<server>/<to
 Hybrid mode (``codemode.expose_direct``, :mod:`codemode.direct`) also lists chosen upstream tools under their
 own names; their calls go through :meth:`Engine.call_tool`, the same gate, journal and audit as a program's.
 
+With ``--expose-skills`` (``codemode.expose_skills``) each promoted skill is an MCP tool too
+(:mod:`codemode.skills.expose`): a call is checked against the skill's schema, then runs
+``from skills import NAME; NAME(**args)`` through :meth:`Engine.execute` like any program, in the client's
+own ``skill-tools`` session. The skill store is polled, so a promotion, retirement or rollback made by
+``codemode skills`` in another process changes the list and the clients hear ``list_changed``.
+
 Both follow the engine's stubs catalog: when an upstream server changes its tools, the catalog publishes a
 new generation, the description and the resources are rebuilt from its index, and every connected client
 is sent ``notifications/tools/list_changed`` / ``notifications/resources/list_changed`` (see
@@ -15,13 +21,15 @@ is sent ``notifications/tools/list_changed`` / ``notifications/resources/list_ch
 Every call runs for one client (:func:`caller_of`), and a ``session`` name is that client's own: over stdio
 the process has one client; a handshake-era HTTP client is its MCP session; a sessionless HTTP client
 (protocol 2026-07-28) is a server-issued handle, returned with its first result, that it passes back. HTTP
-can require a bearer token on every request (:class:`StaticToken`, checked by the SDK's auth middleware).
+can require a bearer token on every request (:class:`codemode.identity.Identities` maps each token to an
+identity, checked by the SDK's auth middleware); the identity owns the client's sessions, is audited and
+selects its policy rules. :mod:`codemode.http_app` adds ``/metrics``, ``/healthz`` and the session-gone answer.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +39,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import mcp_types as types
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken, principal_components
+from mcp.server.auth.provider import TokenVerifier, principal_components
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -56,9 +64,12 @@ from codemode.calls.gate import Asker, CannotAsk, Reply
 from codemode.config import Settings
 from codemode.engine import Engine
 from codemode.executors.base import WAIT_GRACE_S
+from codemode.identity import ANONYMOUS
 from codemode.parked import ParkedRun, ParkingLot
 from codemode.session_names import HANDLE_PREFIX, Handles
 from codemode.sessions import LOCAL, Owner
+from codemode.skills.expose import SkillTool, exposed
+from codemode.skills.schema import BadArguments
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +83,11 @@ SESSION_HELP = (
 HANDLE_META_KEY = "codemode/session"
 """Result ``_meta`` key carrying a sessionless client's handle; a request's ``_meta`` may carry it back."""
 STUB_MIME_TYPE = "text/x-python"
+SKILL_SESSION = "skill-tools"
+"""The session (one per client) skill tools run in: warm after the first call, apart from the client's own
+``execute_python`` sessions, so a call neither sees nor leaves variables in them."""
+SKILLS_POLL_S = 0.5
+"""How often the front looks at the skill store for a changed promoted set (one ``stat``)."""
 NOTIFY_TIMEOUT_S = 5.0
 """How long one client may take to accept a list-changed notification before it is skipped."""
 
@@ -86,7 +102,9 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
         "the value of its last expression. Variables, imports and functions persist between calls.",
         "Upstream tools are typed functions: `from stubs import <server>` then "
         "`<server>.<tool>(arg=...)` (keyword-only arguments). A result is the tool's structured content, else its "
-        "text parsed as JSON when it is JSON, else a str; several content blocks come back as a list.",
+        "text parsed as JSON when it is JSON, else a str; an image, audio or resource block is a dict with its "
+        "'type'; several content blocks come back as a list. The stub's return type says which (one marked "
+        "'inferred' was learned from earlier results of a tool without an output schema).",
         "Discover: `list_servers()`, `search_tools('query')`, `describe('server.tool')` (signature + docs); "
         "the stub sources are files under /stubs.",
         "A failing tool raises ToolError (.server, .tool, .message, .retryable) or a subclass: ToolTimeout, "
@@ -161,28 +179,31 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
     if request is None:
         return Caller(LOCAL, requested or "default")
     principal = _principal(request)
+    identity = identity_of(request)
     client = getattr(request, "client", None)
     peer = str(getattr(client, "host", None) or "unknown")
-    handle, name = _presented_handle(requested, _request_meta(ctx))
+    handle, name = presented_handle(requested, _request_meta(ctx))
     if handle is not None:
         key = handles.owner(handle, principal=principal)
         if key is None:
             raise CallerError(
-                f"session {handle[:12]}…: not a session handle this server issued to this client (the server may "
-                "have restarted); omit `session` to start a new interpreter"
+                f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or "
+                "node, to another client, or before this server restarted) and its variables are lost; omit "
+                "`session` (and the handle in _meta) to start a new interpreter"
             )
-        return Caller(Owner(key, peer), name or "default", handle=_handle_for(handle, name))
+        return Caller(Owner(key, peer, identity=identity), name or "default", handle=_handle_for(handle, name))
     connection = _mcp_session(ctx)
     if connection is not None:
         key = "mcp-" + hashlib.sha256(f"{principal}\0{connection.session_id}".encode()).hexdigest()[:32]
-        return Caller(Owner(key, peer), requested or "default", connection=connection)
+        return Caller(Owner(key, peer, identity=identity), requested or "default", connection=connection)
     handle = handles.mint(principal=principal)
     key = handles.owner(handle, principal=principal)
     assert key is not None
-    return Caller(Owner(key, peer, provisional=True), requested or "default", _handle_for(handle, requested), True)
+    owner = Owner(key, peer, provisional=True, identity=identity)
+    return Caller(owner, requested or "default", _handle_for(handle, requested), True)
 
 
-def _presented_handle(requested: str | None, meta: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+def presented_handle(requested: str | None, meta: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     """(handle, session name) from ``session`` (``<handle>[/<name>]``) or else the request's ``_meta``."""
     if requested and requested.startswith(HANDLE_PREFIX):
         handle, _, name = requested.partition("/")
@@ -221,11 +242,24 @@ def _http_request(ctx: Context[Any, Any] | None) -> Any:
 
 def _principal(request: Any) -> str:
     """Who authenticated the request (client id, issuer, subject), or ``""`` when nobody did."""
-    scope = getattr(request, "scope", None)
+    return principal_of(getattr(request, "scope", None))
+
+
+def principal_of(scope: Any) -> str:
+    """The principal of an ASGI ``scope`` the SDK's auth middleware has seen (``""``: nobody authenticated)."""
     user = scope.get("user") if isinstance(scope, Mapping) else None
     if not isinstance(user, AuthenticatedUser):
         return ""
     return "\0".join(part or "" for part in principal_components(user.access_token))
+
+
+def identity_of(request: Any) -> str:
+    """The identity a request authenticated as (the token's ``subject``), or ``anonymous``."""
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, Mapping) else None
+    if not isinstance(user, AuthenticatedUser):
+        return ANONYMOUS
+    return user.access_token.subject or user.access_token.client_id
 
 
 def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
@@ -247,42 +281,33 @@ def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
     return connection
 
 
-class StaticToken:
-    """The SDK ``TokenVerifier`` for ``serve --http`` with one shared bearer token (compared in constant time).
-
-    The SDK's ``BearerAuthBackend`` and ``RequireAuthMiddleware`` call it on every HTTP request: a missing or
-    wrong ``Authorization: Bearer`` header gets 401 before any MCP handling. An OAuth resource server would
-    put a verifier of issued tokens in its place.
-    """
-
-    CLIENT_ID = "codemode-http-token"
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        if hmac.compare_digest(token.encode(), self._token):
-            return AccessToken(token="", client_id=self.CLIENT_ID, scopes=[])
-        return None
-
-
 def _auth_settings() -> AuthSettings:
     # The SDK requires an issuer URL with any auth settings, but uses it only for authorization-server routes
     # and protected-resource metadata, neither of which a static token serves (resource_server_url is None).
     return AuthSettings(issuer_url="http://codemode.invalid", resource_server_url=None)  # type: ignore[arg-type]
 
 
-def build_server(engine: Engine, *, http_token: str | None = None, discovery_tools: bool = False) -> MCPServer:
+def build_server(
+    engine: Engine,
+    *,
+    verifier: TokenVerifier | None = None,
+    handles: Handles | None = None,
+    discovery_tools: bool = False,
+    expose_skills: bool | None = None,
+) -> MCPServer:
     """An MCP server exposing ``execute_python`` backed by ``engine`` (which must be entered).
 
     The tool description and the ``stubs://`` resources follow the engine's stubs catalog: after each new
     generation they are rebuilt, and connected clients are told what changed (see :class:`ClientNotifier`).
-    With ``http_token``, its streamable HTTP app answers 401 to any request without
-    ``Authorization: Bearer <http_token>``. With ``discovery_tools``, ``search_tools`` and ``describe`` are
-    also MCP tools (for clients that do better with them than with discovery inside a program).
+    With ``verifier`` (:class:`codemode.identity.Identities`), its streamable HTTP app answers 401 to any
+    request without a bearer token it accepts. ``handles`` signs sessionless clients' handles (pass the one
+    :mod:`codemode.http_app` checks; ``Handles(node=...)`` names this node in them, for a load balancer's
+    affinity). With ``discovery_tools``, ``search_tools`` and ``describe`` are also MCP tools (for clients that
+    do better with them than with discovery inside a program). With ``expose_skills`` (default: the
+    ``codemode.expose_skills`` setting) every promoted skill is a tool too.
     """
     notifier = ClientNotifier(InMemorySubscriptionBus())
-    handles = Handles()
+    handles = handles if handles is not None else Handles()
     parked = ParkingLot(engine.spawn)
     bound: set[str] = set()  # owners whose sessions are closed when their MCP session ends
 
@@ -290,14 +315,21 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
         bound.discard(owner)
         await engine.close_owner(owner)
 
+    def bind(caller: Caller) -> None:
+        """Close a handshake-era HTTP client's sessions when its MCP session ends (its id never comes back:
+        nobody could reach them again)."""
+        if caller.connection is not None and caller.owner.key not in bound:
+            bound.add(caller.owner.key)
+            caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
+
     server: MCPServer = MCPServer(
         "codemode",
         instructions="Call execute_python with a Python program; `from stubs import <server>` to use tools.",
         version=__version__,
         subscriptions=notifier.bus,
         middleware=[notifier],
-        token_verifier=StaticToken(http_token) if http_token else None,
-        auth=_auth_settings() if http_token else None,
+        token_verifier=verifier,
+        auth=_auth_settings() if verifier is not None else None,
     )
 
     async def execute_python(
@@ -310,9 +342,7 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
             caller = caller_of(ctx, session, handles)
         except CallerError as exc:
             return _result(str(exc), is_error=True)
-        if caller.connection is not None and caller.owner.key not in bound:
-            bound.add(caller.owner.key)  # its session id never comes back: nobody could reach them again
-            caller.connection.exit_stack.push_async_callback(session_ended, caller.owner.key)
+        bind(caller)
         await _wait_until_ready(engine, ctx)
         run: ParkedRun | None = None
         resumed = _request_state(ctx)
@@ -362,12 +392,15 @@ def build_server(engine: Engine, *, http_token: str | None = None, discovery_too
         result.meta = {HANDLE_META_KEY: caller.handle}
         return result
 
-    front = _Front(server, engine, execute_python, notifier, handles)
+    expose = engine.settings.expose_skills if expose_skills is None else expose_skills
+    front = _Front(server, engine, execute_python, notifier, handles, bind=bind, expose_skills=expose)
     if discovery_tools:
         add_discovery_tools(server, engine)
+    revision = engine.skill_store.revision()  # before the first sync: a change during it is not missed
     front.sync()
     if engine.catalog is not None:
         engine.catalog.listeners.append(front.catalog_changed)
+    engine.spawn(functools.partial(front.watch_skills, revision))
     return server
 
 
@@ -516,14 +549,23 @@ class _Front:
         execute_python: Callable[..., Any],
         notifier: ClientNotifier,
         handles: Handles,
+        *,
+        bind: Callable[[Caller], None] = lambda _caller: None,
+        expose_skills: bool = False,
     ) -> None:
         self.server = server
         self.engine = engine
         self.execute_python = execute_python
         self.notifier = notifier
         self.handles = handles
+        self.bind = bind
+        self.expose_skills = expose_skills
         self.direct: dict[str, direct.DirectTool] = {}
         """Hybrid mode: the upstream tools offered beside ``execute_python``, by the name the client sees."""
+        self.skill_tools: dict[str, SkillTool] = {}
+        """``--expose-skills``: the promoted skills offered as tools, by the name the client sees."""
+        self._left_out: dict[str, str] = {}
+        """Skills not offered and why, as last logged (each reason is logged once, not at every sync)."""
         self.description: str | None = None
         """The ``execute_python`` description listed now (None: not listed)."""
         self.resources: list[types.Resource] = []
@@ -546,8 +588,13 @@ class _Front:
         # Hybrid mode with every tool offered directly is plain proxying: execute_python would only cost tokens.
         upstream_tools = sum(len(specs) for specs in (self.engine.hub.tools() if self.engine.hub else {}).values())
         wanted: str | None = None if direct_tools and len(direct_tools) == upstream_tools else description
-        tools_changed = wanted != self.description or direct_tools != self.direct
+        skill_tools = self._skill_tools(index, direct_tools)
+        tools_changed = (
+            wanted != self.description or direct_tools != self.direct
+            or [t.key() for t in skill_tools.values()] != [t.key() for t in self.skill_tools.values()]
+        )  # fmt: skip
         self.direct = direct_tools
+        self.skill_tools = skill_tools
         if wanted != self.description:
             if self.description is not None:
                 self.server.remove_tool(TOOL_NAME)
@@ -584,16 +631,53 @@ class _Front:
         reserved = {TOOL_NAME, "search_tools", "describe"}
         return {d.name: d for d in direct.select(patterns, tools, auto=auto, reserved=reserved)}
 
+    def _skill_tools(self, index: dict[str, Any], direct_tools: Mapping[str, Any]) -> dict[str, SkillTool]:
+        """``--expose-skills``: the promoted skills to offer now; the ones left out are logged with why."""
+        if not self.expose_skills:
+            return {}
+        reserved = {TOOL_NAME, "search_tools", "describe", *direct_tools}
+        try:
+            tools, left_out = exposed(self.engine.skills, stubs=self.engine.stubs_path, reserved=reserved)
+        except Exception:  # a store that cannot be read at all keeps the skill tools offered before
+            logger.exception("reading the skill store failed; the skill tools are unchanged")
+            return self.skill_tools
+        for name, why in left_out.items():
+            if self._left_out.get(name) != why:
+                logger.warning("skill %s is not offered as a tool: %s", name, why)
+        self._left_out = left_out
+        return tools
+
+    async def watch_skills(self, since: str | None = None, *, poll_s: float = SKILLS_POLL_S) -> None:
+        """Follow the skill store until cancelled: when the promoted set changes (promote, reject, rollback,
+        a re-check marking one broken), rebuild the tools and tell the clients if their list changed.
+
+        ``since`` is the store's revision the tools were last built from (None: now)."""
+        revision = since
+        while True:
+            try:
+                now = self.engine.skill_store.revision()
+                if revision is not None and now != revision:
+                    tools_changed, resources_changed = self.sync()
+                    await self.notifier.notify(tools=tools_changed, resources=resources_changed)
+                revision = now
+            except Exception:  # it runs in the engine's task group: a fault here must not end the server
+                logger.exception("following the skill store failed; trying again")
+            await anyio.sleep(poll_s)
+
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
     ) -> types.ListToolsResult:
         own = await self.server.list_tools()
         offered = [types.Tool.model_validate({**d.spec.to_json(), "name": d.name}) for d in self.direct.values()]
-        return types.ListToolsResult(tools=[*own, *offered])
+        skills = [_skill_tool(t) for t in self.skill_tools.values()]
+        return types.ListToolsResult(tools=[*own, *offered, *skills])
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
+        skill = self.skill_tools.get(params.name)
+        if skill is not None:
+            return await self._call_skill(ctx, skill, params.arguments)
         tool = self.direct.get(params.name)
         if tool is None:
             return await self.server._handle_call_tool(ctx, params)  # execute_python, as MCPServer serves it
@@ -610,6 +694,34 @@ class _Front:
             logger.exception("%s: the engine failed", params.name)
             raise MCPError(INTERNAL_ERROR, f"codemode failed to call {params.name}: {_one_line(exc)}") from exc
         return direct_result(reply)
+
+    async def _call_skill(
+        self, ctx: ServerRequestContext[Any, Any], skill: SkillTool, arguments: Mapping[str, Any] | None
+    ) -> types.CallToolResult:
+        """A skill tool's call: its arguments checked, then the skill run like a program of this client's."""
+        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
+        try:
+            caller = caller_of(context, None, self.handles)
+        except CallerError as exc:
+            return _result(str(exc), is_error=True)
+        try:
+            code = skill.program(arguments or {})
+        except BadArguments as exc:  # nothing ran: the client reads which argument to fix
+            return _result(f"{skill.name}: bad arguments: {exc}", is_error=True)
+        self.bind(caller)
+        await _wait_until_ready(self.engine, context)
+        try:
+            outcome = await self.engine.execute(
+                code, session=SKILL_SESSION, owner=caller.owner, ask=elicitation_asker(context)
+            )
+        except Exception as exc:
+            logger.exception("%s: the engine failed", skill.name)
+            raise MCPError(INTERNAL_ERROR, f"codemode failed to run the skill {skill.name}: {_one_line(exc)}") from exc
+        result = _result(outcome.text or "(no output)", is_error=outcome.is_error)
+        run = outcome.result
+        if not outcome.is_error and run is not None and run.value_is_json:
+            result.structured_content = {"result": run.value}  # one shape whatever the skill returns
+        return result
 
     async def catalog_changed(self, _catalog: object) -> None:
         """Catalog listener: a new stubs generation was published."""
@@ -635,6 +747,18 @@ class _Front:
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=params.uri, text=text, mime_type=STUB_MIME_TYPE)]
         )
+
+
+def _skill_tool(tool: SkillTool) -> types.Tool:
+    """The ``tools/list`` entry of a skill tool."""
+    return types.Tool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.schema.input_schema,
+        annotations=types.ToolAnnotations(
+            title=f"skill {tool.skill} v{tool.version}", read_only_hint=tool.read_only, open_world_hint=True
+        ),
+    )
 
 
 def direct_result(reply: Reply) -> types.CallToolResult:

@@ -29,6 +29,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _OWNED = re.compile(r".*\.[0-9a-f]{24}")
 _NONCE_BYTES = 18  # 144 bits: unguessable
 _MAC_BYTES = 16
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+"""A node's name in a cluster (``$CODEMODE_NODE``), as it appears in the handles it issues."""
 
 
 def safe_session_name(requested: str) -> str:
@@ -58,7 +60,12 @@ def check_session_name(session: str) -> None:
 
 
 class Handles:
-    """Mints and checks session handles: ``cmh_<nonce>.<mac>``, the mac binding the nonce to a principal.
+    """Mints and checks session handles: ``cmh_<nonce>.<mac>[.<node>]``, the mac binding the nonce (and the
+    node) to a principal.
+
+    A handle names the node that minted it when ``node`` is set (``$CODEMODE_NODE`` in ``serve``), so a load
+    balancer can send a sessionless client back to the node that holds its interpreter by looking at the
+    request alone; the tag is covered by the mac, and a node refuses a handle tagged for another.
 
     ::
 
@@ -68,20 +75,28 @@ class Handles:
         assert handles.owner(handle, principal="someone else") is None
     """
 
-    def __init__(self, key: bytes | None = None) -> None:
+    def __init__(self, key: bytes | None = None, *, node: str | None = None) -> None:
+        if node is not None and not NODE_NAME.fullmatch(node):
+            raise ValueError(f"node name {node!r}: use 1-32 lowercase letters, digits and '-'")
         self._key = key if key is not None else secrets.token_bytes(32)
+        self.node = node
 
     def mint(self, *, principal: str) -> str:
         """A new handle for a client authenticated as ``principal`` (``""`` when nobody is)."""
         nonce = secrets.token_urlsafe(_NONCE_BYTES)
-        return f"{HANDLE_PREFIX}{nonce}.{self._mac(principal, nonce)}"
+        tag = f".{self.node}" if self.node else ""
+        return f"{HANDLE_PREFIX}{nonce}.{self._mac(principal, nonce + tag)}{tag}"
 
     def owner(self, handle: str, *, principal: str) -> str | None:
         """The owner key ``handle`` stands for, or None if this process did not mint it for ``principal``."""
         if not handle.startswith(HANDLE_PREFIX):
             return None
-        nonce, dot, mac = handle[len(HANDLE_PREFIX) :].partition(".")
-        if not dot or not nonce or not hmac.compare_digest(mac.encode(), self._mac(principal, nonce).encode()):
+        nonce, dot, rest = handle[len(HANDLE_PREFIX) :].partition(".")
+        mac, _, node = rest.partition(".")
+        if not dot or not nonce or (node or None) != self.node:
+            return None
+        tag = f".{node}" if node else ""
+        if not hmac.compare_digest(mac.encode(), self._mac(principal, nonce + tag).encode()):
             return None
         return "h-" + hashlib.sha256(nonce.encode()).hexdigest()[:32]
 

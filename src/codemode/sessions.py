@@ -40,12 +40,14 @@ class Owner:
 
     ``key`` must be unguessable for remote clients: whoever presents it reaches the owner's sessions.
     ``peer`` is where the client's requests come from (an IP address over HTTP). ``provisional`` marks a
-    sessionless client's first call, whose handle may never come back.
+    sessionless client's first call, whose handle may never come back. ``identity`` is who authenticated
+    (:mod:`codemode.identity`): audited, and the key of its own policy rules.
     """
 
     key: str
     peer: str = "local"
     provisional: bool = False
+    identity: str = "local"
 
 
 LOCAL = Owner(LOCAL_OWNER)
@@ -56,7 +58,7 @@ class Session:
     """One live session as the engine tracks it."""
 
     owner: str
-    provisional: bool = False
+    provisional: bool
     """Created for a sessionless client's first call and not used since: may be reclaimed for others."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     last_used: float = field(default_factory=time.monotonic)
@@ -100,6 +102,9 @@ class Sessions:
     def remembered(self) -> int:
         """How many clients and addresses the rate windows hold (pruning keeps it to the last minute's)."""
         return sum(len(w) for w in (self._executions, self._new_by_owner, self._new_by_peer))
+
+    def __len__(self) -> int:
+        return len(self._live)
 
     def owned_by(self, owner: str) -> list[str]:
         """The keys of ``owner``'s live sessions."""

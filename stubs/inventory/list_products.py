@@ -25,7 +25,8 @@ def list_products(
         page: (default: 1)
         page_size: (default: 100)
 
-    Returns: the tool's text result, parsed as JSON when it is JSON (no output schema).
+    Returns: no output schema, so: structured content if any, else text parsed as JSON, else str;
+        several blocks: a list; an image/audio/resource block: a dict with its 'type'.
 
     Calls MCP tool 'list_products' on server 'inventory'.
     """

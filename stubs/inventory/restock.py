@@ -14,7 +14,8 @@ def restock(*, sku: str, quantity: int, reason: str | None = None) -> Any:
         quantity: -
         reason: -
 
-    Returns: the tool's text result, parsed as JSON when it is JSON (no output schema).
+    Returns: no output schema, so: structured content if any, else text parsed as JSON, else str;
+        several blocks: a list; an image/audio/resource block: a dict with its 'type'.
 
     Calls MCP tool 'restock' on server 'inventory'.
     """

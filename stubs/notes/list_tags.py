@@ -9,7 +9,8 @@ from codemode_runtime import call as _call
 def list_tags() -> Any:
     """All tags in use, with how many notes carry each.
 
-    Returns: the tool's text result, parsed as JSON when it is JSON (no output schema).
+    Returns: no output schema, so: structured content if any, else text parsed as JSON, else str;
+        several blocks: a list; an image/audio/resource block: a dict with its 'type'.
 
     Calls MCP tool 'list_tags' on server 'notes'.
     """

@@ -13,6 +13,7 @@ import pytest
 from codemode.audit import AuditLog
 from codemode.config import Config, Settings, demo_config, parse_config
 from codemode.engine import Engine
+from tests.conftest import call_started
 
 pytestmark = pytest.mark.anyio
 
@@ -115,14 +116,7 @@ async def test_a_running_execution_keeps_its_stubs_generation(
         assert engine.catalog is not None and engine.catalog.generation is not None
         before = engine.catalog.generation.name
         assert engine.hub is not None
-        hub, started = engine.hub, anyio.Event()
-        real_call = hub.call_tool
-
-        async def watched_call(*args: Any, **kwargs: Any) -> Any:
-            started.set()  # a spy: the real call follows
-            return await real_call(*args, **kwargs)
-
-        hub.call_tool = watched_call  # type: ignore[method-assign]
+        started = call_started(engine.hub)
         async with anyio.create_task_group() as tg:
             results: list[str] = []
 

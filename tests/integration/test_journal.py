@@ -5,6 +5,7 @@ the text the model reads."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,7 @@ from codemode.calls import CallState, Limits
 from codemode.config import Config, Settings, parse_config
 from codemode.engine import Engine
 from codemode.executors import ExecutorKind
+from tests.conftest import call_started
 from tests.integration.test_skills import demo_here
 
 pytestmark = pytest.mark.anyio
@@ -125,8 +127,14 @@ async def test_a_cancelled_execution_is_audited_with_its_calls_in_flight(
 ) -> None:
     code = "from stubs import notes, fragile\nnotes.list_tags()\nfragile.slow(seconds=30)\n"
     async with _engine(tmp_path, fragile=fragile_server, wall_s=60) as engine:
-        with anyio.move_on_after(3):
-            await engine.execute(code, session="c")
+        assert engine.hub is not None
+        slow_call = call_started(engine.hub, "slow")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(engine.execute, code, session="c"))
+            with anyio.fail_after(120):
+                await slow_call.wait()
+            await anyio.sleep(0.2)  # the request on its way to the server
+            tg.cancel_scope.cancel()  # the client went away
         assert engine.executor is not None
     entry = _audit(tmp_path)[-1]
     assert entry["error_kind"] == "cancelled"

@@ -15,6 +15,7 @@ from codemode.audit import AuditLog
 from codemode.config import Config, Settings
 from codemode.engine import Engine
 from codemode.executors import ExecutorKind
+from tests.conftest import call_started
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(shutil.which("npx") is None, reason="needs npx")]
 
@@ -82,14 +83,7 @@ async def test_unmount_fails_a_running_call_clearly(tmp_path: Path) -> None:
         long = "from stubs import everything\neverything.trigger_long_running_operation(duration=30, steps=30)"
         results = {}
         assert engine.hub is not None
-        hub, call_out = engine.hub, anyio.Event()
-        real_call = hub.call_tool
-
-        async def watched_call(*args: Any, **kwargs: Any) -> Any:
-            call_out.set()  # a spy, not a stand-in: the real call follows
-            return await real_call(*args, **kwargs)
-
-        hub.call_tool = watched_call  # type: ignore[method-assign]
+        call_out = call_started(engine.hub)
 
         async def run_long() -> None:
             results["long"] = await engine.execute(long, session="a")

@@ -77,3 +77,36 @@ async def test_an_approval_nobody_gives_ends_in_time(tmp_path: Path) -> None:
     assert bank.calls == []
     call = AuditLog(tmp_path / "audit.jsonl").recent(1)[0].calls[0]
     assert call.policy is not None and call.policy.approval == "timed out"
+
+
+async def test_a_pending_approval_is_a_metric(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from codemode.metrics import Metrics
+
+    bank = FakeUpstream("bank", TOOLS, lambda tool, args: "sent")
+    asked, answer = anyio.Event(), anyio.Event()
+
+    async def person(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        await answer.wait()
+        return types.ElicitResult(action="accept", content={"answer": "approve"})
+
+    def pending(metrics: Metrics) -> float:
+        page = metrics.exposition().decode()
+        return next(s.value for f in text_string_to_metric_families(page) for s in f.samples
+                    if s.name == "codemode_approvals_pending")  # fmt: skip
+
+    async with _engine(tmp_path, bank) as engine:
+        metrics = Metrics(engine)
+        assert pending(metrics) == 0
+        async with (
+            Client(build_server(engine), elicitation_callback=person, mode="legacy") as client,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(client.call_tool, "execute_python", {"code": "from stubs import bank\nbank.transfer()"})
+            with anyio.fail_after(60):
+                await asked.wait()
+            assert pending(metrics) == 1  # the program waits for the person
+            answer.set()
+        assert pending(metrics) == 0 and bank.calls == [("transfer", {})]

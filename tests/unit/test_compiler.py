@@ -13,6 +13,7 @@ import pytest
 from benchmarks.bench_compile import run as run_compile_benchmark
 from benchmarks.bench_compile import synthetic_catalog
 from codemode.compiler import compile_server, compile_to_dir, load_index
+from codemode.compiler.writer import TASK_REQUIRED
 from codemode.hub import ToolSpec
 from tests.conftest import FIXTURES, REPO
 
@@ -238,4 +239,9 @@ def test_every_captured_catalog_compiles_to_typed_stubs(tmp_path: Path) -> None:
         "        count += 1\n"
         "print(count)\n"
     )
-    assert int(_import_all(root, script)) == sum(len(tools) for tools in servers.values())
+    # A tool that can only be called as a task (everything's simulate-research-query) gets no stub, and says why.
+    task_only = [t for tools in servers.values() for t in tools if t.requires_task]
+    assert [t.name for t in task_only] == ["simulate-research-query"]
+    assert int(_import_all(root, script)) == sum(len(tools) for tools in servers.values()) - len(task_only)
+    omitted = {s["name"]: s.get("omitted") for s in load_index(root)["servers"] if s.get("omitted")}
+    assert omitted == {"everything": [{"name": "simulate-research-query", "reason": TASK_REQUIRED}]}

@@ -83,11 +83,28 @@ def test_callers() -> None:
     assert named.handle == f"{first.handle}/w"
     altered = first.handle[:-1] + ("A" if first.handle[-1] != "A" else "B")
     for forged, issuer in [(altered, handles), (first.handle, Handles())]:
-        with pytest.raises(CallerError, match="not a session handle"):
+        with pytest.raises(CallerError, match="is gone: this server does not hold it"):
             caller_of(_Ctx(_http()), forged, issuer)  # type: ignore[arg-type]
     # A 2026-07-28 request may carry any mcp-session-id header: it is not an identity.
     spoofed = caller_of(_Ctx(_http({"mcp-session-id": "abc"})), None, handles)  # type: ignore[arg-type]
     assert spoofed.owner.key != a.owner.key and spoofed.minted
+
+
+def test_handles_name_their_node_and_a_node_refuses_another_nodes_handle() -> None:
+    key = b"k" * 32  # the same key on both: only the node tag tells them apart
+    one, two = Handles(key, node="node1"), Handles(key, node="node2")
+    handle = one.mint(principal="")
+    assert handle.startswith("cmh_") and handle.endswith(".node1")  # a load balancer routes on this
+    assert one.owner(handle, principal="") is not None
+    assert two.owner(handle, principal="") is None  # held by node1 only: node2 says the session is gone
+    retagged = handle.removesuffix(".node1") + ".node2"
+    assert two.owner(retagged, principal="") is None  # the tag is under the mac
+    assert Handles(key).owner(handle, principal="") is None and Handles(key).owner(retagged, principal="") is None
+    untagged = Handles(key).mint(principal="")
+    assert one.owner(untagged, principal="") is None
+    for bad in ("Node1", "", "a" * 33, "n.1", "n/1"):
+        with pytest.raises(ValueError, match="node name"):
+            Handles(node=bad)
 
 
 def test_cut_keeps_whole_lines_and_names_the_full_copy() -> None:

@@ -5,7 +5,8 @@ The engine builds one :class:`Gate` and hands it to the executor; each execution
 frame from either executor becomes ``gate.call(ctx, ref, args)``. The gate is a chain of small steps,
 each of which may answer the call itself (a refusal) or pass it on::
 
-    Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → Upstream
+    Journal → KnownTool → Policy (rules, approvals, rate limits) → Quota → ShapeResult → Observe → InferResult
+    → Upstream
 
 A feature that needs to see, hold, refuse or reshape calls is one more step, not an edit in three
 modules. Steps never raise for anything a program can cause: a refusal is a :class:`Reply` with an error
@@ -68,6 +69,8 @@ class RunContext:
     """The stubs generation the execution imports from (None: the executor's stubs dir is a plain tree)."""
     skills_revision: str | None = None
     """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
+    identity: str = "local"
+    """Who the execution runs for (:mod:`codemode.identity`): policy rules may be scoped to it."""
 
 
 @dataclass
@@ -173,6 +176,10 @@ class KnownToolStep:
     """Refuses calls to servers or tools that are not connected."""
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
+        if call.spec is not None and call.spec.requires_task:
+            # Such a tool answers a plain call with an error or a task handle, never a result: it has no stub.
+            message = f"{call.ref} can only be called as a task (execution.taskSupport: required); codemode does not"
+            return Reply.refuse("unknown", message + " support that yet")
         if call.spec is not None:
             return await call_next(call)
         reason = call.ctx.gate.unavailable().get(call.ref.server)
@@ -334,12 +341,12 @@ class Gate:
         self._specs = None
 
     def context(
-        self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None
+        self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None, identity: str = "local"
     ) -> RunContext:
         """A fresh context for one execution (its clock starts now)."""
         # Every call within the quota is recorded, and the first refusal past it; later ones are counted.
         journal = Journal(max_records=limits.max_tool_calls + 1)
-        return RunContext(execution_id, session, limits, Clock(limits.wall_s), journal, self, ask)
+        return RunContext(execution_id, session, limits, Clock(limits.wall_s), journal, self, ask, identity=identity)
 
     async def call(self, ctx: RunContext, ref: ToolRef, args: dict[str, Any], args_bytes: int) -> Reply:
         """Pass one call through every step. Never raises for anything the program did."""
@@ -360,11 +367,17 @@ async def _end(call: Call) -> Reply:  # pragma: no cover - the terminal step nev
 
 
 def default_gate(
-    upstreams: Upstreams, *, observers: list[Observer] | None = None, policy: Step | None = None
+    upstreams: Upstreams,
+    *,
+    observers: list[Observer] | None = None,
+    policy: Step | None = None,
+    infer: Step | None = None,
 ) -> Gate:
     """The standard chain: journal, known tool, policy (:class:`codemode.policy.PolicyStep`), quota, result
-    shaping, observers, upstream."""
+    shaping, observers, result type inference (:class:`codemode.calls.infer.InferResultStep`), upstream."""
     steps: list[Step] = [JournalStep(), KnownToolStep(), *([policy] if policy else []), QuotaStep(), ShapeResultStep()]
     if observers is not None:
         steps.append(ObserveStep(observers))
+    if infer is not None:
+        steps.append(infer)
     return Gate(steps, upstreams)

@@ -9,7 +9,7 @@ same time. A compile that fails is logged, leaves the previous generation in use
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +17,8 @@ import anyio
 
 from codemode.catalog.store import Generation, GenerationStore
 from codemode.compiler import CompileReport, compile_to_dir, load_index
-from codemode.hub.models import ToolSpec
+from codemode.compiler.inferred import Inferred
+from codemode.hub.models import ToolRef, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,14 @@ class Catalog:
         *,
         progress: Callable[[str], None] | None = None,
         visible: Callable[[ToolSpec], bool] | None = None,
+        observed: Callable[[], Mapping[ToolRef, Inferred]] | None = None,
     ) -> None:
         self.store = GenerationStore(root)
         self._source = source
         self._visible = visible
         """Which tools get a stub (the policy hides denied ones, so the model does not plan around them)."""
+        self._observed = observed or (lambda: {})
+        """Result types inferred from observed results (:mod:`codemode.catalog.observed`)."""
         self._progress = progress or (lambda _msg: None)
         self._lock = anyio.Lock()
         self.generation: Generation | None = None
@@ -79,9 +83,10 @@ class Catalog:
                     keep = self._visible
                     tools = {server: [s for s in specs if keep(s)] for server, specs in tools.items()}
                 summaries = self._source.summaries()
+                observed = self._observed()
                 generation, report = await anyio.to_thread.run_sync(
                     lambda: self.store.publish(
-                        lambda tree: compile_to_dir(tools, tree, summaries=summaries),
+                        lambda tree: compile_to_dir(tools, tree, summaries=summaries, observed=observed),
                         unchanged=lambda report: not (report.written or report.deleted),
                     )
                 )

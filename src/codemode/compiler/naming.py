@@ -14,6 +14,9 @@ RESERVED_MODULE_NAMES = frozenset(
     {"annotations", "TYPE_CHECKING", "TOOLS", "SERVER", "importlib", "sys", "types", "Any", "_call", "_Package"}
 )
 """Names the generated modules use themselves; a tool or argument called one of these is renamed."""
+BUILTIN_TYPES = frozenset({"list", "dict", "str", "int", "float", "bool", "object"})
+"""Builtins the stubs' annotations (and the package's ``list(TOOLS)``) use: a tool called one is renamed, or its
+function would shadow the builtin in its own module."""
 
 
 def identifier(name: str, *, fallback: str = "x") -> str:
@@ -78,6 +81,8 @@ def module_name(name: str, *, fallback: str) -> str:
     """:func:`identifier`, fit to be a file name in a package: no leading underscore (``__init__`` would
     replace the package's own module) and at most :data:`MAX_MODULE_NAME` characters."""
     text = identifier(name, fallback=fallback)
+    if text in BUILTIN_TYPES:
+        text += "_"
     if text.startswith("_"):
         text = f"{fallback}{text}"
     if len(text) > MAX_MODULE_NAME:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codemode.compiler import flat
+from codemode.compiler.inferred import Inferred, render_inferred
 from codemode.compiler.limits import REFUSED, check_refs, clean_text
 from codemode.compiler.naming import class_name, identifier, literal, unique
 from codemode.compiler.nested import Models, RootField, generate_models, rename_classes
@@ -109,8 +110,20 @@ def summary_of(description: str) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def build_stub(spec: ToolSpec, python_name: str) -> ToolStub:
+NO_SCHEMA_RESULT = (
+    "no output schema, so: structured content if any, else text parsed as JSON, else str;\n"
+    "    several blocks: a list; an image/audio/resource block: a dict with its 'type'"
+)
+"""What a stub of a tool without an output schema (and no inferred type yet) returns: exactly what
+``codemode_runtime.call`` does (structured content if any, else the text parsed as JSON when it is JSON, else
+the text; several content blocks as a list; an image, audio or resource block as its JSON form, a dict with
+its ``type``). Kept short: every such stub pays for it in tokens."""
+
+
+def build_stub(spec: ToolSpec, python_name: str, inferred: Inferred | None = None) -> ToolStub:
     """The IR for one tool. A schema that cannot be compiled gives a generic, honest stub with a warning.
+
+    ``inferred`` types the result of a tool without an output schema (:mod:`codemode.compiler.inferred`).
 
     A schema :func:`~codemode.compiler.limits.screen` refused gives the generic stub without a warning of its
     own (the screen's warning says why).
@@ -118,7 +131,7 @@ def build_stub(spec: ToolSpec, python_name: str) -> ToolStub:
     if isinstance(spec.input_schema, dict) and REFUSED in spec.input_schema:
         return generic_stub(spec, python_name, None)
     try:
-        return _build(spec, python_name)
+        return _build(spec, python_name, inferred)
     except Exception as exc:
         text = str(exc) if isinstance(exc, CompileError) else f"{type(exc).__name__}: {exc}"
         reason = " ".join(clean_text(text).split())
@@ -146,7 +159,7 @@ def generic_stub(spec: ToolSpec, python_name: str, warning: str | None) -> ToolS
     )
 
 
-def _build(spec: ToolSpec, python_name: str) -> ToolStub:
+def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolStub:
     schema = spec.input_schema
     if not isinstance(schema, dict):
         raise CompileError("inputSchema is not an object")
@@ -194,9 +207,16 @@ def _build(spec: ToolSpec, python_name: str) -> ToolStub:
             )
         )
 
-    result_type, result_doc = "Any", "the tool's text result, parsed as JSON when it is JSON (no output schema)"
+    result_type, result_doc = "Any", NO_SCHEMA_RESULT
     output = spec.output_schema
-    if isinstance(output, dict) and output.get("type", "object") == "object" and output.get("properties"):
+    if not declares_result(spec) and inferred is not None:
+        rendered = render_inferred(inferred, f"{base}Result", set(classes) | {base})
+        classes.update(rendered.classes)
+        result_type, result_doc = rendered.annotation, inferred.note()
+        for source in rendered.classes.values():
+            typing_names |= {n for n in _TYPING_ORDER if n in source}
+    elif declares_result(spec):
+        assert isinstance(output, dict)
         result_name = f"{base}Result"
         models = generate_models(output, result_name)
         clashes = {n: f"{n}Out" for n in models.classes if n in classes and classes[n] != models.classes[n]}
@@ -220,6 +240,12 @@ def _build(spec: ToolSpec, python_name: str) -> ToolStub:
         classes=classes,
         typing_names=typing_names,
     )
+
+
+def declares_result(spec: ToolSpec) -> bool:
+    """Whether ``spec``'s output schema types its result (else the result may be inferred from observations)."""
+    output = spec.output_schema
+    return isinstance(output, dict) and output.get("type", "object") == "object" and bool(output.get("properties"))
 
 
 def _merge(classes: dict[str, str], typing_names: set[str], models: Models, suffix: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codemode.compiler.inferred import Inferred
 from codemode.compiler.limits import MAX_DESCRIPTION, MAX_NAME, clean_text, screen
 from codemode.compiler.package import (
     INDEX_FILE,
@@ -28,19 +29,26 @@ from codemode.compiler.package import (
     tool_names,
     unique_specs,
 )
-from codemode.compiler.render import ToolStub, build_stub, generic_stub, render_stub, summary_of
+from codemode.compiler.render import ToolStub, build_stub, declares_result, generic_stub, render_stub, summary_of
 from codemode.errors import CompileError
 from codemode.files import write_atomic
-from codemode.hub.models import ToolSpec
+from codemode.hub.models import ToolRef, ToolSpec
+
+TASK_REQUIRED = (
+    "not offered: it can only be called as a task (execution.taskSupport: required), which codemode does not "
+    "support yet"
+)
+"""Why a tool that requires task augmentation has no stub (shown by ``list_servers()`` and ``search_tools()``)."""
 
 
 def _compiler_version() -> str:
     # The generated text depends on the compiler's own code: hash it, so any change invalidates manifests.
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("flat.py", "limits.py", "naming.py", "nested.py", "package.py", "render.py", "writer.py"):
+    names = ("flat.py", "inferred.py", "limits.py", "naming.py", "nested.py", "package.py", "render.py", "writer.py")
+    for path in [*(here / name for name in names), here.parent / "calls" / "shapes.py"]:
         with contextlib.suppress(OSError):
-            digest.update((here / name).read_bytes())
+            digest.update(path.read_bytes())
     return "2-" + digest.hexdigest()[:12]
 
 
@@ -69,9 +77,11 @@ class CompileReport:
         }
 
 
-def tool_hash(spec: ToolSpec, module: str, python_name: str) -> str:
-    """What a stub depends on: the tool's wire definition, its names, and the compiler version."""
-    payload = json.dumps([COMPILER_VERSION, spec.server, module, python_name, spec.to_json()], sort_keys=True)
+def tool_hash(spec: ToolSpec, module: str, python_name: str, inferred: Inferred | None = None) -> str:
+    """What a stub depends on: the tool's wire definition, its names, its inferred result type, and the
+    compiler version."""
+    observed = None if inferred is None else [inferred.shape, inferred.count, sorted(inferred.digests)]
+    payload = json.dumps([COMPILER_VERSION, spec.server, module, python_name, spec.to_json(), observed], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -80,13 +90,19 @@ def compile_to_dir(
     out_dir: Path,
     *,
     summaries: Mapping[str, str] | None = None,
+    observed: Mapping[ToolRef, Inferred] | None = None,
 ) -> CompileReport:
     """Compile every server's tools into ``out_dir`` (a ``stubs`` package), incrementally.
+
+    ``observed`` holds result types inferred from observed results; they type the result of tools that declare
+    no output schema. Tools that can only be called as tasks get no stub: the index lists them under
+    ``omitted`` with the reason.
 
     Raises:
         CompileError: ``out_dir`` cannot be created or written.
     """
     summaries = summaries or {}
+    observed = observed or {}
     report = CompileReport()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +118,9 @@ def compile_to_dir(
     for server in sorted(servers):
         module = modules[server]
         screened, screen_warnings = _screen_all(server, servers[server], report)
-        specs = unique_specs(screened)
+        omitted = [{"name": s.name, "reason": TASK_REQUIRED} for s in unique_specs(screened) if s.requires_task]
+        specs = [s for s in unique_specs(screened) if not s.requires_task]
+        report.tools += len(omitted)  # seen and decided on, like a skipped tool
         names = tool_names(specs)
         entries: list[dict[str, Any]] = []
         stubs_for_init: list[ToolStub] = []
@@ -112,9 +130,11 @@ def compile_to_dir(
             key = f"{server}\x00{spec.name}"
             report.tools += 1
             try:
+                inferred = None if declares_result(spec) else observed.get(spec.ref)
                 entry = _compile_tool(
-                    out_dir, spec, module, python_name, old_tools.get(key), screen_warnings.get(id(spec), []), report
-                )
+                    out_dir, spec, module, python_name, old_tools.get(key), screen_warnings.get(id(spec), []), report,
+                    inferred,
+                )  # fmt: skip
             except Exception as exc:
                 report.warnings.append(f"{_label(spec)}: skipped, no stub written: {_reason(exc)}")
                 continue
@@ -124,6 +144,8 @@ def compile_to_dir(
         summary = summary_of(summaries.get(server, "")[:MAX_DESCRIPTION])
         wanted[f"{module}/__init__.py"] = render_server_init(server, module, summary, stubs_for_init)
         index_servers[server] = server_index_entry(server, module, summary, entries)
+        if omitted:
+            index_servers[server]["omitted"] = omitted
 
     wanted["__init__.py"] = render_root_init(modules)
     wanted[INDEX_FILE] = render_index(index_servers)
@@ -176,19 +198,20 @@ def _compile_tool(
     previous: dict[str, Any] | None,
     screen_warnings: list[str],
     report: CompileReport,
+    inferred: Inferred | None = None,
 ) -> dict[str, Any]:
     """Write one tool's stub (unless unchanged); its index entry, with its manifest hash under ``_hash``.
 
     A stub that fails to render or does not parse as Python is replaced by the generic one.
     """
-    digest = tool_hash(spec, module, python_name)
+    digest = tool_hash(spec, module, python_name, inferred)
     rel = f"{module}/{python_name}.py"
     if _reusable(previous, digest, spec, python_name) and _in_tree(out_dir, rel) and (out_dir / rel).is_file():
         assert previous is not None
         entry = dict(previous["index"])
         report.unchanged.append(rel)
     else:
-        stub = build_stub(spec, python_name)
+        stub = build_stub(spec, python_name, inferred)
         try:
             text = render_stub(stub)
             ast.parse(text, rel)

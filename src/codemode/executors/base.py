@@ -252,6 +252,11 @@ class Executor(abc.ABC):
         """What the executor is still preparing before it can run anything (None when it is ready)."""
         return None
 
+    @property
+    def pooled(self) -> int:
+        """Interpreters started ahead of need and not yet given to a session."""
+        return 0
+
     async def wait_ready(self) -> None:  # noqa: B027  # most executors are ready once entered
         """Return once :attr:`warming` is None (a failure shows in the next run's result)."""
 

@@ -141,6 +141,10 @@ class PooledExecutor(Executor, Generic[W]):
         if self._task_group is not None and not self._closed:
             self._task_group.start_soon(self._refill)
 
+    @property
+    def pooled(self) -> int:
+        return len(self._pool)
+
     def sessions(self) -> list[str]:
         return sorted(name for name, worker in self._sessions.items() if not worker.dead)
 

@@ -31,6 +31,13 @@ class ToolSpec:
     output_schema: dict[str, Any] | None = None
     title: str | None = None
     annotations: dict[str, Any] | None = None
+    task_support: str | None = None
+    """``execution.taskSupport`` (MCP 2025-11-25): ``"forbidden"`` (or None), ``"optional"`` or ``"required"``."""
+
+    @property
+    def requires_task(self) -> bool:
+        """Whether the tool can only be called task-augmented, which codemode does not do: it gets no stub."""
+        return self.task_support == "required"
 
     @property
     def ref(self) -> ToolRef:
@@ -48,6 +55,7 @@ class ToolSpec:
             out["outputSchema"] = self.output_schema
         if self.annotations:
             out["annotations"] = self.annotations
+        # ``execution`` is not forwarded: a tool that requires tasks is never offered, the others need no flag.
         return out
 
     @classmethod
@@ -61,4 +69,12 @@ class ToolSpec:
             output_schema=data.get("outputSchema", data.get("output_schema")),
             title=data.get("title"),
             annotations=data.get("annotations"),
+            task_support=_task_support(data.get("execution")),
         )
+
+
+def _task_support(execution: Any) -> str | None:
+    if not isinstance(execution, dict):
+        return None
+    value = execution.get("taskSupport", execution.get("task_support"))
+    return value if isinstance(value, str) and len(value) <= 32 else None

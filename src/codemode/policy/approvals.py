@@ -42,6 +42,8 @@ class Approvals:
     def __init__(self, *, timeout_s: float = 300.0) -> None:
         self.timeout_s = timeout_s
         self._granted: dict[str, set[tuple[str, str]]] = {}
+        self.pending = 0
+        """Questions put to a person and not answered yet (a metric)."""
 
     def granted(self, session: str, server: str, tool: str) -> bool:
         return (server, tool) in self._granted.get(session, ())
@@ -64,11 +66,15 @@ class Approvals:
             return Answer(False, _settled(base, "not asked: the client cannot be asked", None), why)
         ctx.journal.note(call.index, _settled(base, "pending", None, at=False))
         answer: str | None = None
-        with ctx.clock.paused(), anyio.move_on_after(self.timeout_s) as scope:
-            try:
-                answer = await ctx.ask(question(call, decision), list(CHOICES))
-            except CannotAsk:
-                return Answer(False, _settled(base, "not asked: the client cannot be asked", None), why)
+        self.pending += 1
+        try:
+            with ctx.clock.paused(), anyio.move_on_after(self.timeout_s) as scope:
+                try:
+                    answer = await ctx.ask(question(call, decision), list(CHOICES))
+                except CannotAsk:
+                    return Answer(False, _settled(base, "not asked: the client cannot be asked", None), why)
+        finally:
+            self.pending -= 1
         if scope.cancelled_caught:
             abandon = getattr(ctx.ask, "abandon", None)
             if callable(abandon):  # a parked program (protocol 2026-07-28) nobody came back to is ended

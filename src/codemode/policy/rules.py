@@ -9,6 +9,9 @@ A rule set is compiled once from the config's ``codemode.policy`` block and the 
 3. otherwise the tool's annotations: ``destructiveHint: true`` → ``policy.destructive`` (``ask`` by default);
 4. otherwise allow.
 
+An identity's own rules (``policy.identities``) are a rule set whose ``fallback`` is the global one: the
+most specific of the identity's rules decides when one matches, else the global rules as above.
+
 ``read_only: true`` then turns every verdict but deny into deny for a tool not annotated ``readOnlyHint``:
 a read-only session never writes, whatever a rule says.
 
@@ -78,8 +81,11 @@ class RuleSet:
         auto_approve: Mapping[str, Iterable[str]] | None = None,
         read_only: bool = False,
         destructive: str = "ask",
+        fallback: RuleSet | None = None,
     ) -> None:
         self.read_only = read_only
+        self.fallback = fallback
+        """Consulted when none of these rules matches (an identity's rules fall back to the global ones)."""
         self.destructive = Verdict(destructive)
         self._exact: dict[str, tuple[Verdict, str]] = {}
         globs: list[_Glob] = []
@@ -134,4 +140,4 @@ class RuleSet:
         for glob in self._globs:
             if glob.regex.match(name):
                 return Decision(glob.verdict, glob.source)
-        return None
+        return self.fallback._match(name) if self.fallback is not None else None

@@ -19,8 +19,8 @@ from codemode.catalog.store import GenerationStore
 from codemode.compiler import load_index
 from codemode.config import Config
 from codemode.errors import SkillError
+from codemode.skills.gitstore import GitSkillStore, default_author, store_for
 from codemode.skills.service import Skills
-from codemode.skills.store import SkillStore
 
 
 def add_parser(sub: Any, add: Any) -> None:
@@ -29,6 +29,11 @@ def add_parser(sub: Any, add: Any) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)  # --config also after the action
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="mcpServers JSON file")
+    review = argparse.ArgumentParser(add_help=False)
+    review.add_argument(
+        "--reviewer", metavar="'NAME <EMAIL>'",
+        help="who reviews (a shared git store's commit author); default: git's user.name/email",
+    )  # fmt: skip
     a = actions.add_parser("list", parents=[common], help="every skill: state, version, description, last test")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a = actions.add_parser("show", parents=[common], help="a version's file (header and module)")
@@ -40,12 +45,14 @@ def add_parser(sub: Any, add: Any) -> None:
     a = actions.add_parser("test", parents=[common], help="type-check against the current stubs and run the example")
     a.add_argument("name", nargs="?", help="default: every skill")
     a.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
-    a = actions.add_parser("promote", parents=[common], help="make a version importable in every session")
+    a = actions.add_parser("promote", parents=[common, review], help="make a version importable in every session")
     a.add_argument("name")
     a.add_argument("--version", type=int, metavar="V", help="default: the latest")
-    a = actions.add_parser("reject", parents=[common], help="drop the pending draft (with none: retire the skill)")
+    a = actions.add_parser(
+        "reject", parents=[common, review], help="drop the pending draft (with none: retire the skill)"
+    )
     a.add_argument("name")
-    a = actions.add_parser("rollback", parents=[common], help="promote an earlier version again")
+    a = actions.add_parser("rollback", parents=[common, review], help="promote an earlier version again")
     a.add_argument("name")
     a.add_argument("--to", type=int, metavar="V", help="default: the version before the promoted one")
 
@@ -64,10 +71,12 @@ def offline(config: Config) -> Skills:
                 output=detail, config=config.source,
             )
         )  # fmt: skip
+        log.close()  # a command is one action: a shared audit gets its record before the process ends
 
-    return Skills(
-        SkillStore(paths.skills_dir_for(config)), index=lambda: index, read_only=set, run_example=None, audit=audit
-    )
+    store = store_for(config, paths.skills_dir_for(config))
+    if isinstance(store, GitSkillStore):
+        store.ensure()  # the shared store as it is now
+    return Skills(store, index=lambda: index, read_only=set, run_example=None, audit=audit)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -90,13 +99,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     elif args.action == "diff":
         _diff(skills, name, args.versions)
     elif args.action == "promote":
-        skill = skills.promote(name, args.version)
+        skill = skills.promote(name, args.version, reviewer=args.reviewer or default_author())
         print(f"{name}: v{skill.promoted} promoted: every session imports it from its next execution")
     elif args.action == "reject":
-        skill = skills.reject(name)
+        skill = skills.reject(name, reviewer=args.reviewer or default_author())
         print(f"{name}: {skill.state.value}" + (f" (v{skill.promoted} stays promoted)" if skill.promoted else ""))
     elif args.action == "rollback":
-        skill = skills.rollback(name, args.to)
+        skill = skills.rollback(name, args.to, reviewer=args.reviewer or default_author())
         print(f"{name}: v{skill.promoted} promoted again")
     return 0
 

@@ -8,12 +8,17 @@ skill changes no file.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
+
 from codemode.errors import SkillError
 from codemode.files import write_atomic
+from codemode.skills.gitstore import GitSkillStore
 from codemode.skills.store import Skill, SkillState, SkillStore, Version
 from codemode.skills.validate import Report, check
 
@@ -21,6 +26,8 @@ ExampleRunner = Callable[[str], Awaitable[tuple[bool, str]]]
 """Runs a program in a fresh throwaway session: (ok, what it printed or the error)."""
 Auditor = Callable[[str, str, bool, str], None]
 """(action, skill name, ok, detail) → one audit entry."""
+
+logger = logging.getLogger(__name__)
 
 RESULT_CHARS = 400
 """How much of an example's output is kept in the header."""
@@ -45,6 +52,10 @@ class Skills:
         self.run_example = run_example
         self.audit = audit
         self.auto_promote = auto_promote
+        self.unimportable: dict[str, str] = {}
+        """Promoted skills of a shared store that fail this node's checks → why (not in ``live/``)."""
+        if isinstance(store, GitSkillStore):  # files other nodes wrote are checked before they are importable
+            store.listeners.append(self.refresh_live)
 
     # -- checking ----------------------------------------------------------------------------------
 
@@ -105,19 +116,26 @@ class Skills:
             "created": _now(), "description": report.description, "calls": report.calls,
             "example": example, "example_result": result,
         }  # fmt: skip
-        with self.store.locked():
-            conflict = self._conflict(name, session)  # another save may have landed while the example ran
-            if conflict:
-                self.audit("save", name, False, "; ".join(conflict))
-                return {"saved": False, "reasons": conflict}
-            # No await while the lock is held: a second save in this event loop waits on the lock.
-            version = self.store.add_version(name, source, meta, session=session)
-            skill = self.store.skill(name)
-            if result is not None:
-                skill.tests[version.version] = result
-                self.store.write_state(skill)
-            if self.auto_promote:
-                self._promote(skill, version.version)
+
+        def write() -> tuple[Version | None, list[str]]:
+            with self.store.locked(change=f"save {name} (draft of session {session})", author=_node_author(session)):
+                conflict = self._conflict(name, session)  # another save may have landed while the example ran
+                if conflict:
+                    return None, conflict
+                version = self.store.add_version(name, source, meta, session=session)
+                skill = self.store.skill(name)
+                if result is not None:
+                    skill.tests[version.version] = result
+                    self.store.write_state(skill)
+                if self.auto_promote:
+                    self._promote(skill, version.version)
+                return version, []
+
+        # In a worker thread: the lock may be held by another save, and a shared store commits and pushes.
+        version, conflict = await anyio.to_thread.run_sync(write)
+        if version is None:
+            self.audit("save", name, False, "; ".join(conflict))
+            return {"saved": False, "reasons": conflict}
         state = self.store.skill(name).state.value if self.auto_promote else SkillState.DRAFT.value
         self.audit("save", name, True, f"v{version.version} from {session} ({tested})")
         return {"saved": True, "name": name, "state": state, "version": version.version, "tested": tested}
@@ -148,7 +166,7 @@ class Skills:
             ok, detail = await self._example(name, saved.source, saved.example)
         elif report.ok:
             detail = "static checks passed; no example to run"
-        with self.store.locked():
+        with self.store.locked(change=f"test {name} v{number}", author=_node_author("test")):
             skill = self.store.skill(name)
             skill.tests[number] = {"ok": ok, "output": detail, "when": _now()}
             if number == skill.promoted:
@@ -157,9 +175,11 @@ class Skills:
         self.audit("test", name, ok, f"v{number}: {detail}")
         return {"name": name, "version": number, "ok": ok, "detail": detail}
 
-    def promote(self, name: str, version: int | None = None) -> Skill:
-        """Make a version (default: the latest) the one every session imports; refuses one that fails to check."""
-        with self.store.locked():
+    def promote(self, name: str, version: int | None = None, *, reviewer: str | None = None) -> Skill:
+        """Make a version (default: the latest) the one every session imports; refuses one that fails to check.
+        ``reviewer`` (``Name <email>``) is the author of the promotion's commit in a shared git store."""
+        label = version or self.store.skill(name).latest  # the commit's message (the lock decides the rest)
+        with self.store.locked(change=f"promote {name} v{label}", author=reviewer):
             skill = self.store.skill(name)
             number = version or skill.latest
             saved = self.store.version(name, number)
@@ -180,9 +200,9 @@ class Skills:
         self.store.publish(skill)
         self.write_index()
 
-    def reject(self, name: str) -> Skill:
+    def reject(self, name: str, *, reviewer: str | None = None) -> Skill:
         """Drop the pending draft; with none, retire the skill (no session imports it any more)."""
-        with self.store.locked():
+        with self.store.locked(change=f"reject {name}", author=reviewer):
             skill = self.store.skill(name)
             if skill.drafts:
                 dropped = max(skill.drafts)
@@ -198,7 +218,7 @@ class Skills:
         self.audit("reject", name, True, detail)
         return skill
 
-    def rollback(self, name: str, to: int | None = None) -> Skill:
+    def rollback(self, name: str, to: int | None = None, *, reviewer: str | None = None) -> Skill:
         """Promote an earlier version again (default: the one before the promoted one)."""
         skill = self.store.skill(name)
         current = skill.promoted or skill.latest
@@ -207,7 +227,7 @@ class Skills:
         if target is None or target not in skill.versions:
             self.audit("rollback", name, False, f"no version {target} to roll back to")
             raise SkillError(f"{name}: no earlier version to roll back to (versions: {skill.versions})")
-        self.promote(name, target)
+        self.promote(name, target, reviewer=reviewer)
         self.audit("rollback", name, True, f"v{current} -> v{target}")
         return self.store.skill(name)
 
@@ -215,7 +235,8 @@ class Skills:
         """Check every promoted skill against the current stubs; mark the broken ones (with the reason)
         and clear marks that no longer hold. Returns the names whose mark changed."""
         changed: list[str] = []
-        with self.store.locked():
+        change = "re-check promoted skills against this node's stubs"
+        with self.store.locked(change=change, author=_node_author("recheck")):
             for skill in self.store.skills():
                 if skill.promoted is None:
                     continue
@@ -226,15 +247,53 @@ class Skills:
                     skill.broken = broken
                     self.store.write_state(skill)
                     changed.append(skill.name)
-            self.write_index()
+            if isinstance(self.store, GitSkillStore):
+                self.refresh_live()
+            else:
+                self.write_index()
         return changed
 
-    def write_index(self) -> None:
+    def refresh_live(self) -> None:
+        """Rebuild ``live/`` from the store's files, for files this node did not write (a shared git store):
+        a promoted version becomes importable only if it passes the checks a promotion makes here; every
+        other file in ``live/`` goes. Callers hold the store's lock."""
+        wanted: dict[str, str] = {}
+        self.unimportable = {}
+        for skill in self.store.skills():
+            if skill.state is not SkillState.PROMOTED or skill.promoted is None:
+                continue
+            saved = self.store.version(skill.name, skill.promoted)
+            report = self.check(skill.name, saved.source, description=saved.description or None)
+            if not report.ok:
+                problem = f"{skill.name} v{skill.promoted} is not importable here: " + "; ".join(report.reasons)
+                logger.error("shared skill store: %s", problem)
+                self.unimportable[skill.name] = problem
+                continue
+            wanted[skill.name] = saved.text()
+        live = self.store.live_dir
+        live.mkdir(parents=True, exist_ok=True)
+        changed = False
+        for path in live.iterdir():
+            if path.suffix == ".py" and path.stem not in wanted:
+                path.unlink()
+                changed = True
+        for name, text in wanted.items():
+            path = live / f"{name}.py"
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                write_atomic(path, text)
+                changed = True
+        if changed:
+            os.utime(live)  # the revision: sessions forget the skills they imported
+        self.write_index(only=set(wanted))
+
+    def write_index(self, *, only: set[str] | None = None) -> None:
         """``live/_index.json``: the promoted skills as discovery shows them (name, signature, description,
         broken). Written with every change of the promoted set; the guest reads it, never the store."""
         entries = []
         for skill in self.store.skills():
             if skill.state is not SkillState.PROMOTED or skill.promoted is None:
+                continue
+            if only is not None and skill.name not in only:
                 continue
             saved = self.store.version(skill.name, skill.promoted)
             report = self.check(skill.name, saved.source, description=saved.description or None)
@@ -266,6 +325,14 @@ class Skills:
                 "last_test": test,
             })  # fmt: skip
         return rows
+
+
+def _node_author(what: str) -> str:
+    """The author of a commit no person made (a session's draft, a test, a re-check)."""
+    import socket
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in what)[:40]
+    return f"codemode {safe} <codemode@{socket.gethostname()}>"
 
 
 def _now() -> str:

@@ -129,8 +129,10 @@ class SkillStore:
         """Files that could not be read at the last :meth:`skills` call, each with the reason."""
 
     @contextlib.contextmanager
-    def locked(self, timeout_s: float = 10.0) -> Iterator[None]:
-        """Hold the store's lock (two saves of one name never interleave, in one process or several)."""
+    def locked(self, timeout_s: float = 10.0, *, change: str = "", author: str | None = None) -> Iterator[None]:
+        """Hold the store's lock (two saves of one name never interleave, in one process or several).
+        ``change`` and ``author`` describe what the block writes (a shared store commits it; see
+        :mod:`codemode.skills.gitstore`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -1,0 +1,296 @@
+"""Load test of the team setup (``scripts/cluster``): many MCP clients through HAProxy to 1..N nodes.
+
+Each client is a real SDK client over streamable HTTP holding one session (the handshake era: its
+``Mcp-Session-Id`` routes it) and runs a series of executions, each calling two bundled demo servers. Setups,
+one after the other in the same run:
+
+- ``1 node`` and ``3 nodes``: throughput, p50/p99 latency, CPU seconds per execution (every node's process
+  tree, HAProxy and PostgreSQL when the audit goes there);
+- ``pinned 1`` and ``pinned 2``: nodes pinned to one core each (``taskset``), for the scale-out ratio on a
+  2-core machine (target: 2 nodes ≥ 1.7× one);
+- ``kill``: 3 nodes, one killed with SIGKILL a third of the way in. Its clients get an error, reconnect
+  and go on through another node; every execution a client saw complete is in the audit exactly once.
+
+    python -m benchmarks.load [--clients 50] [--executions 20] [--smoke] [--only kill ...]
+
+Results: ``benchmarks/results/load.json`` and ``load.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+CLUSTER = ROOT / "scripts" / "cluster"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+PROGRAM = """\
+# load c{client} e{execution}
+from stubs import inventory, notes
+stock = inventory.check_stock(skus=["SKU-0001", "SKU-0002", "SKU-{client:04d}"])
+tags = notes.list_tags()
+[len(stock["levels"]), len(tags), {client}, {execution}]
+"""
+
+
+@dataclass
+class Cluster:
+    url: str
+    token: str
+    folder: Path
+    env: dict[str, str]
+
+    def pids(self) -> dict[str, int]:
+        rows = (line.split() for line in (self.folder / "pids").read_text().splitlines())
+        found = {what: int(pid) for pid, what in rows}
+        pgdir = self.folder / "pgdir"
+        if pgdir.exists():
+            postmaster = Path(pgdir.read_text().strip()) / "data" / "postmaster.pid"
+            found["postgresql"] = int(postmaster.read_text().split()[0])
+        return found
+
+    def down(self) -> None:
+        subprocess.run(["bash", str(CLUSTER), "down"], env=self.env, capture_output=True, timeout=120, check=False)
+
+
+def cluster_up(nodes: int, folder: Path, *, pin: bool = False) -> Cluster:
+    env = {**os.environ, "CODEMODE_CLUSTER_DIR": str(folder), "CODEMODE_CLUSTER_PIN": "1" if pin else ""}
+    up = subprocess.run(["bash", str(CLUSTER), "up", str(nodes)], env=env, capture_output=True, text=True,
+                        timeout=600)  # fmt: skip
+    if up.returncode != 0:
+        raise SystemExit(f"scripts/cluster up {nodes} failed:\n{up.stderr[-3000:]}")
+    printed = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
+    return Cluster(printed["URL"], printed["TOKEN"], folder, env)
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and every live descendant."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        stats[pid] = fields
+        children.setdefault(int(fields[1]), []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += int(stats[pid][11]) + int(stats[pid][12])  # utime, stime (fields 14, 15)
+        todo.extend(children.get(pid, []))
+    return total / CLOCK_TICKS
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    completed: set[tuple[int, int]] = field(default_factory=set)
+    errors: Counter[str] = field(default_factory=Counter)
+    reconnects: int = 0
+
+
+async def _client(cluster: Cluster, cid: int, executions: int, run: Run, progress: anyio.Event | None,
+                  goal: int) -> None:  # fmt: skip
+    """One client: a session of ``executions`` executions; on a lost node, a new session through another."""
+    done, in_flight = 0, False
+    while done < executions:
+        try:
+            async with AsyncExitStack() as stack:
+                http = await stack.enter_async_context(
+                    httpx2.AsyncClient(headers={"Authorization": f"Bearer {cluster.token}"}, timeout=300)
+                )
+                client = await stack.enter_async_context(
+                    Client(streamable_http_client(cluster.url, http_client=http), mode="legacy")
+                )
+                while done < executions:
+                    code = PROGRAM.format(client=cid, execution=done)
+                    started, in_flight = time.perf_counter(), True
+                    result = await client.call_tool("execute_python", {"code": code})
+                    elapsed, in_flight = time.perf_counter() - started, False
+                    done += 1
+                    if result.is_error:
+                        text = " ".join(getattr(c, "text", "") for c in result.content)
+                        run.errors["gone" if "is gone" in text else "execution error"] += 1
+                        break
+                    run.latencies.append(elapsed)
+                    run.completed.add((cid, done - 1))
+                    if progress is not None and len(run.completed) >= goal:
+                        progress.set()
+        except Exception as exc:  # a dead node surfaces as any transport error: count it and go on
+            run.errors["gone" if _says_gone(exc) else type(exc).__name__] += 1
+            if in_flight:  # it may or may not have run: an execution is never sent twice
+                done, in_flight = done + 1, False
+        run.reconnects += done < executions
+
+
+def _says_gone(exc: BaseException) -> bool:
+    """The node answered that the session is gone (HTTP 404, a JSON-RPC error), maybe inside a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_says_gone(e) for e in exc.exceptions)
+    return "is gone" in str(getattr(getattr(exc, "error", None), "message", "")) or "is gone" in str(exc)
+
+
+def _audited(cluster: Cluster, nodes: int) -> Counter[tuple[int, int]]:
+    """(client, execution) of every execution in the audit, from each node's ``codemode history``."""
+    seen: Counter[tuple[int, int]] = Counter()
+    configs = [cluster.folder / f"node{i}" / "config.json" for i in range(1, nodes + 1)]
+    shared = "audit_url" in json.loads(configs[0].read_text())["codemode"]
+    codemode = str(ROOT / ".venv" / "bin" / "codemode")
+    for config in configs[:1] if shared else configs:
+        out = subprocess.run([codemode, "history", "--json", "-n", "0", "--config", str(config)],
+                             capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+        for record in json.loads(out.stdout):
+            first = str(record.get("code", "")).split("\n", 1)[0]
+            if first.startswith("# load c"):
+                client, _, execution = first.removeprefix("# load c").partition(" e")
+                seen[(int(client), int(execution))] += 1
+    return seen
+
+
+async def measure(name: str, nodes: int, clients: int, executions: int, *, pin: bool = False,
+                  kill: bool = False) -> dict[str, Any]:  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="codemode-load-") as tmp:
+        cluster = cluster_up(nodes, Path(tmp) / "cluster", pin=pin)
+        try:
+            pids = cluster.pids()
+            warm = Run()  # one execution per node before timing: stubs compiled, pools filled
+            async with anyio.create_task_group() as tg:
+                for i in range(nodes * 2):
+                    tg.start_soon(_client, cluster, 10_000 + i, 1, warm, None, 0)
+            cpu_before = {what: _tree_cpu_s(pid) for what, pid in pids.items()}
+            run, third = Run(), anyio.Event()
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for cid in range(clients):
+                    tg.start_soon(_client, cluster, cid, executions, run, third if kill else None,
+                                  clients * executions // 3)  # fmt: skip
+                if kill:
+                    await third.wait()
+                    cpu_before.pop("node2")
+                    os.kill(pids["node2"], signal.SIGKILL)
+            wall = time.perf_counter() - started
+            cpu = {what: _tree_cpu_s(pid) - cpu_before[what] for what, pid in pids.items() if what in cpu_before}
+            row: dict[str, Any] = {
+                "setup": name, "nodes": nodes, "clients": clients, "executions_each": executions,
+                "completed": len(run.completed), "wall_s": round(wall, 2),
+                "throughput_per_s": round(len(run.completed) / wall, 2),
+                "p50_ms": round(statistics.median(run.latencies) * 1000, 1) if run.latencies else None,
+                "p99_ms": round(statistics.quantiles(run.latencies, n=100)[98] * 1000, 1)
+                if len(run.latencies) > 1 else None,
+                "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+                "cpu_ms_per_execution": round(sum(cpu.values()) * 1000 / max(len(run.completed), 1), 2),
+                "errors": dict(run.errors), "reconnects": run.reconnects,
+            }  # fmt: skip
+            if kill:
+                audited = _audited(cluster, nodes)
+                row["audit"] = {
+                    "completed_missing": sorted(str(k) for k in run.completed if audited[k] == 0)[:20],
+                    "recorded_twice": sorted(str(k) for k, n in audited.items() if n > 1)[:20],
+                    "completed_recorded_once": sum(1 for k in run.completed if audited[k] == 1),
+                }
+            return row
+        finally:
+            cluster.down()
+
+
+def _chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = [r["setup"] for r in rows]
+    left.bar(names, [r["throughput_per_s"] for r in rows], color="#4878a8")
+    left.set_ylabel("executions / s")
+    left.set_title("throughput")
+    x = range(len(rows))
+    right.bar([i - 0.2 for i in x], [r["p50_ms"] or 0 for r in rows], width=0.4, label="p50")
+    right.bar([i + 0.2 for i in x], [r["p99_ms"] or 0 for r in rows], width=0.4, label="p99")
+    right.set_xticks(list(x), names)
+    right.set_ylabel("ms")
+    right.set_title("latency per execution")
+    right.legend()
+    for axis in (left, right):
+        axis.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+SETUPS: dict[str, dict[str, Any]] = {
+    "1 node": {"nodes": 1},
+    "3 nodes": {"nodes": 3},
+    "pinned 1": {"nodes": 1, "pin": True},
+    "pinned 2": {"nodes": 2, "pin": True},
+    "kill": {"nodes": 3, "kill": True},
+}
+
+
+async def run(clients: int, executions: int, only: list[str] | None) -> dict[str, Any]:
+    rows = []
+    for name, setup in SETUPS.items():
+        if only and name not in only:
+            continue
+        row = await measure(name, clients=clients, executions=executions, **setup)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    by = {r["setup"]: r for r in rows}
+    summary: dict[str, Any] = {}
+    if "1 node" in by and "3 nodes" in by:
+        summary["cpu_per_execution_3_vs_1"] = round(
+            by["3 nodes"]["cpu_ms_per_execution"] / by["1 node"]["cpu_ms_per_execution"], 3
+        )
+    if "pinned 1" in by and "pinned 2" in by:
+        summary["throughput_pinned_2_vs_1"] = round(
+            by["pinned 2"]["throughput_per_s"] / by["pinned 1"]["throughput_per_s"], 3
+        )
+    return {"benchmark": "load", "cores": os.cpu_count(), "rows": rows, "summary": summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--executions", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="6 clients x 3 executions")
+    parser.add_argument("--only", nargs="+", choices=list(SETUPS), metavar="SETUP")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    clients, executions = (6, 3) if args.smoke else (args.clients, args.executions)
+    result = anyio.run(run, clients, executions, args.only)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.json").write_text(json.dumps(result, indent=2) + "\n")
+    _chart(result["rows"], args.out / "load.png")
+    for row in result["rows"]:
+        print(f"{row['setup']:>9}: {row['completed']} done, {row['throughput_per_s']}/s, p50 {row['p50_ms']} ms, "
+              f"p99 {row['p99_ms']} ms, CPU {row['cpu_ms_per_execution']} ms/execution, errors {row['errors']}")
+        if "audit" in row:
+            print(f"           audit: {row['audit']}")
+    print(json.dumps(result["summary"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The HTTP surface of ``codemode serve --http``: the SDK's streamable HTTP app plus what a team needs.
+
+* ``/mcp``: the MCP endpoint (the SDK's), behind the bearer-token check when tokens are configured.
+* ``/healthz``: 200 while the hub runs, 503 otherwise, for a load balancer. It needs no token: a balancer's
+  probe carries none, and the answer says nothing but up or down.
+* ``/metrics``: Prometheus text (:mod:`codemode.metrics`). It needs a token unless ``metrics_public``: it
+  names the upstream servers and shows the load and the errors, which is for the operators, not for
+  whoever can reach the port.
+* Any other path: 401 without a token, like ``/mcp``: an unauthenticated caller is answered nothing else.
+
+**Session gone.** Sessions live in one node's memory. A request naming a session this node does not hold
+(it restarted, or a load balancer sent the request to another node) is answered HTTP 404 with a JSON-RPC
+error saying the session is gone and how to start a new one, never a fresh interpreter that silently lost
+the client's variables. For an MCP session (``mcp-session-id``) the SDK already answers 404 "Session not
+found", also for a session another identity opened; its message is replaced with the clear one. A
+sessionless client's handle travels in the JSON body (``session`` or ``_meta``), so a POST to ``/mcp`` is
+read here first and a handle this node did not sign for the caller is answered 404 before the SDK runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import uvicorn
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+from mcp_types import INVALID_REQUEST
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from codemode.engine import Engine
+from codemode.front import HANDLE_META_KEY, presented_handle, principal_of
+from codemode.hub.hub import HubState
+from codemode.metrics import Metrics
+from codemode.session_names import HANDLE_PREFIX, Handles
+
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+SESSION_GONE = "session_gone"
+"""``error.data.reason`` of the session-gone answer, for clients that act on it."""
+_SDK_NOT_FOUND = b"Session not found"
+
+
+def http_app(
+    server: MCPServer,
+    engine: Engine,
+    *,
+    handles: Handles,
+    auth: bool,
+    metrics_public: bool = False,
+    host: str = "127.0.0.1",
+) -> Starlette:
+    """The ASGI app ``serve --http`` runs: the SDK's ``/mcp`` plus ``/healthz`` and ``/metrics``.
+
+    ``server`` must have been built with the same ``handles`` (:func:`codemode.front.build_server`) and,
+    when ``auth``, with a token verifier.
+    """
+    metrics = Metrics(engine)
+
+    async def healthz(request: Request) -> Response:
+        running = engine.hub is not None and engine.hub.state is HubState.RUNNING and engine.executor is not None
+        return JSONResponse({"status": "ok" if running else "unavailable"}, status_code=200 if running else 503)
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(healthz)
+    server.custom_route(METRICS_PATH, methods=["GET"], include_in_schema=False)(metrics_page)
+    # An MCP session lasts as long as its interpreters (session_idle_s): once they expire, its id answers 404
+    # "session gone" rather than reaching a fresh interpreter.
+    idle_s = engine.settings.session_idle_s
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host, session_idle_timeout=idle_s)
+    public = {HEALTH_PATH, *([METRICS_PATH] if metrics_public else [])}
+    # Appended, so it runs inside the SDK's authentication middleware: the request's user is known.
+    app.user_middleware.append(
+        Middleware(_Gatekeeper, handles=handles, auth=auth, public=frozenset(public))
+    )
+    return app
+
+
+async def serve_http(app: Starlette, *, host: str, port: int, log_level: str = "info") -> None:
+    """Serve ``app`` with uvicorn until cancelled."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level.lower()))
+    await server.serve()
+
+
+class _Gatekeeper:
+    """ASGI middleware: authentication on every path but the public ones, and the session-gone answer."""
+
+    def __init__(self, app: ASGIApp, *, handles: Handles, auth: bool, public: frozenset[str]) -> None:
+        self.app = app
+        self.handles = handles
+        self.public = public
+        self.guarded: ASGIApp = RequireAuthMiddleware(self._inner, [], None) if auth else self._inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.public:
+            await self.app(scope, receive, send)
+            return
+        await self.guarded(scope, receive, send)
+
+    async def _inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != MCP_PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            chunks, complete = await _read_body(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
+            body = b"".join(bytes(m.get("body", b"")) for m in chunks)
+            # Only a body naming a handle is parsed here (an escaped one still meets caller_of's check).
+            if complete and HANDLE_PREFIX.encode() in body:  # a larger body is the SDK's to refuse
+                gone = self._gone_handle(body, scope)
+                if gone is not None:
+                    await gone(scope, receive, send)
+                    return
+            receive = _replay(chunks, receive)
+        session_id = Headers(scope=scope).get("mcp-session-id")
+        if session_id is not None:
+            send = _explain_not_found(send, session_id)
+        await self.app(scope, receive, send)
+
+    def _gone_handle(self, body: bytes, scope: Scope) -> Response | None:
+        """The 404 for a ``tools/call`` naming a handle this node did not sign for the caller, or None."""
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return None
+        params = message.get("params")
+        if not isinstance(params, Mapping):
+            return None
+        arguments = params.get("arguments")
+        requested = arguments.get("session") if isinstance(arguments, Mapping) else None
+        meta = params.get("_meta")
+        handle, _ = presented_handle(
+            requested if isinstance(requested, str) else None, meta if isinstance(meta, Mapping) else None
+        )
+        if handle is None or self.handles.owner(handle, principal=principal_of(scope)) is not None:
+            return None
+        request_id = message.get("id")
+        return session_gone(
+            f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or node, "
+            "to another client, or before this server restarted) and its variables are lost; call execute_python "
+            f"without `session` (and without {HANDLE_META_KEY!r} in _meta) to start a new interpreter",
+            request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
+        )
+
+
+def session_gone(message: str, request_id: str | int | None = None) -> Response:
+    """HTTP 404 with the JSON-RPC error telling a client its session is gone."""
+    error = {"code": INVALID_REQUEST, "message": f"codemode: {message}", "data": {"reason": SESSION_GONE}}
+    return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error}, status_code=404)
+
+
+def _mcp_session_gone(session_id: str) -> Response:
+    return session_gone(
+        f"MCP session {session_id[:12]}… is gone: this server does not hold it (it ended or expired, it was opened "
+        "by another client, on another node, or before this server restarted) and its variables are lost; start "
+        "a new MCP session (initialize again without the mcp-session-id header)"
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]:
+    """The request's body messages, up to ``limit`` bytes; whether they are all of it."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, False  # a disconnect: replayed as it came
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return messages, True
+        if size > limit:
+            return messages, False
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` giving ``messages`` again, then (if they were not all) the rest of the request."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _explain_not_found(send: Send, session_id: str) -> Send:
+    """``send``, with the SDK's 404 "Session not found" replaced by the session-gone answer."""
+    held: list[Message] = []
+
+    async def explain(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 404:
+            held.append(message)
+            return
+        if held and message["type"] == "http.response.body":
+            held.append(message)
+            if message.get("more_body", False):
+                return
+            body = b"".join(m.get("body", b"") for m in held[1:])
+            if _SDK_NOT_FOUND in body:
+                await _mcp_session_gone(session_id)({"type": "http"}, _no_receive, send)
+            else:
+                for kept in held:
+                    await send(kept)
+            held.clear()
+            return
+        await send(message)
+
+    return explain
+
+
+async def _no_receive() -> Message:  # a Response never reads the request
+    return {"type": "http.disconnect"}
