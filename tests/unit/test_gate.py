@@ -14,6 +14,7 @@ from codemode.calls import CallState, Clock, Limits, Reply, default_gate
 from codemode.calls.gate import Call, Gate, KnownToolStep, Next, QuotaStep, RunContext
 from codemode.errors import ToolCallError
 from codemode.hub.models import ToolRef, ToolSpec
+from codemode.protocol import HEADER
 
 pytestmark = pytest.mark.anyio
 
@@ -190,3 +191,11 @@ async def test_a_chain_that_skipped_the_journal_lets_no_call_through_the_quota()
     gate = Gate([KnownToolStep(), QuotaStep()], upstream)
     reply = await _call(_ctx(gate), "list_tags")
     assert (reply.kind, upstream.calls) == ("quota", [])
+
+
+async def test_a_result_of_exactly_the_limit_is_handed_over() -> None:
+    upstream = Upstream()
+    whole = await _call(_ctx(default_gate(upstream), max_result_bytes=10_000), "structured")
+    size = len(whole.frame()) - HEADER.size  # what the guest reads, without the frame's length header
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size), "structured")).ok
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size - 1), "structured")).kind == "too_large"
