@@ -58,7 +58,7 @@ class Session:
     """One live session as the engine tracks it."""
 
     owner: str
-    provisional: bool = False
+    provisional: bool
     """Created for a sessionless client's first call and not used since: may be reclaimed for others."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     last_used: float = field(default_factory=time.monotonic)
@@ -98,6 +98,10 @@ class Sessions:
 
     def __contains__(self, key: str) -> bool:
         return key in self._live
+
+    def remembered(self) -> int:
+        """How many clients and addresses the rate windows hold (pruning keeps it to the last minute's)."""
+        return sum(len(w) for w in (self._executions, self._new_by_owner, self._new_by_peer))
 
     def __len__(self) -> int:
         return len(self._live)
@@ -216,6 +220,9 @@ class _Windows:
         while window and now - window[0] >= WINDOW_S:
             window.popleft()
         return max(WINDOW_S - (now - window[0]), 1.0) if len(window) >= self.limit else 0.0
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def add(self, key: str) -> None:
         self._seen.setdefault(key, deque()).append(self._clock())

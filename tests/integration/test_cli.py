@@ -133,3 +133,32 @@ def test_a_server_description_in_the_config_is_what_the_model_reads(env: dict[st
     summaries = json.loads(result.stdout)["result"]["value"]
     assert summaries["notes"] == described, summaries
     assert summaries["inventory"] and summaries["inventory"] != described  # the server's own instructions
+
+
+def test_replay_shows_the_difference_and_fails(env: dict[str, str]) -> None:
+    code = "import time\nprint(time.time_ns())"  # a different line every run
+    assert codemode(env, "run", "-", stdin=code).returncode == 0
+    recorded = json.loads(codemode(env, "history", "--json").stdout)[-1]
+    replay = codemode(env, "replay", recorded["id"])
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    lines = replay.stdout.splitlines()
+    assert f"--- recorded {recorded['id']}" in lines
+    assert f"-{recorded['output'].strip()}" in lines
+    added = [line for line in lines if line.startswith("+") and not line.startswith("+++")]
+    assert len(added) == 1 and added[0][1:].isdigit() and added[0][1:] != recorded["output"].strip()
+
+
+def test_memory_mb_and_audit_log_are_read_from_the_config_file(env: dict[str, str], tmp_path: Path) -> None:
+    audit = tmp_path / "elsewhere" / "audit.jsonl"
+    config = tmp_path / "codemode.json"
+    config.write_text(json.dumps({"mcpServers": {}, "codemode": {"memory_mb": 48, "audit_log": str(audit)}}))
+    fits = codemode(env, "run", "--config", str(config), "-", stdin="len(bytearray(16 * 2**20))")
+    assert fits.returncode == 0 and fits.stdout.strip() == str(16 * 2**20), fits.stderr
+    # 64 MB fits the default 256 MB limit; under the file's 48 MB the interpreter's own allocator refuses it.
+    over = codemode(env, "run", "--config", str(config), "-", stdin="len(bytearray(64 * 2**20))")
+    assert over.returncode == 1 and over.stderr.rstrip().endswith("MemoryError"), over.stderr
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [e["ok"] for e in entries] == [True, False]
+    assert [e["id"] for e in entries] == [e["id"] for e in json.loads(
+        codemode(env, "history", "--config", str(config), "--json").stdout)]
+    assert not (tmp_path / "state" / "audit.jsonl").exists()  # not the default place

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -154,3 +156,32 @@ async def test_an_error_after_long_output_is_never_cut_away(tmp_path: Path) -> N
     assert outcome.is_error and outcome.text.startswith("row 0\n") and "[output cut:" in outcome.text
     assert outcome.text.rstrip().endswith("ZeroDivisionError: division by zero")
     assert len(outcome.text) < 1_500
+
+
+async def test_max_sessions_refuses_a_new_session_when_every_one_is_running_code(tmp_path: Path) -> None:
+    config = parse_config(json.dumps({"mcpServers": {n: s.model_dump() for n, s in demo_config().servers.items()},
+                                      "codemode": {"max_sessions": 2}}))
+    assert config.settings.max_sessions == 2
+    busy = "from stubs import notes\nnotes.list_tags()\nimport time\ntime.sleep(60)"
+    async with _engine(tmp_path, config) as engine:
+        assert engine.hub is not None
+        hub, calls = engine.hub, [anyio.Event(), anyio.Event()]
+        real_call = hub.call_tool
+
+        async def watched_call(*args: Any, **kwargs: Any) -> Any:
+            next(e for e in calls if not e.is_set()).set()  # a spy: the real call follows
+            return await real_call(*args, **kwargs)
+
+        hub.call_tool = watched_call  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            for name in ("a", "b"):
+                tg.start_soon(functools.partial(engine.execute, busy, session=name))
+            with anyio.fail_after(120):  # both are running (their type checks may take seconds)
+                for event in calls:
+                    await event.wait()
+            refused = await engine.execute("1 + 1", session="c")
+            assert refused.is_error and refused.denied, refused.text
+            assert "too many sessions: all 2 of this client's are running code; retry later" in refused.text
+            assert sorted(engine.executor.sessions()) == ["a", "b"]  # type: ignore[union-attr]
+            tg.cancel_scope.cancel()
+        assert not (await engine.execute("1 + 1", session="c")).is_error  # an idle one makes room now

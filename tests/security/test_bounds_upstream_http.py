@@ -60,9 +60,9 @@ async def _refused(
     _, gate, mode = hostile
     with PeakRss(f"http upstream ({mode}): {tool}({size})", record) as rss:
         reply, took = await _call(gate, tool, size)
-    assert not reply.ok and reply.kind == "too_large", reply
+    # A call that waited for the whole body would end as the 20 s call timeout ("timeout"), not "too_large".
+    assert not reply.ok and reply.kind == "too_large", (reply, f"{took:.1f} s")
     assert phrase in str(reply.message), reply.message
-    assert took < 20, f"the refusal took {took:.1f} s: the call waited instead of failing at once"
     assert rss.growth_mb < rss_mb, f"host RSS grew {rss.growth_mb:.0f} MB"
     ctx = gate.context(session="http-attack", limits=Limits(wall_s=30))
     echo = await gate.call(ctx, ToolRef("hostile", "echo"), {"text": "still here"}, 30)

@@ -7,10 +7,15 @@ and :class:`Handles`. The same attacks against a real ``serve --http`` are in
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Awaitable, Callable
+
+import anyio
 import pytest
 
 from codemode.errors import PolicyDenied
-from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, session_dir
+from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, safe_session_name, session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
 
 pytestmark = pytest.mark.anyio
@@ -29,12 +34,16 @@ class Clock:
         return self.now
 
 
-def _sessions(closed: list[str], clock: Clock | None = None, **kwargs: int) -> Sessions:
+def _recorder(closed: list[str]) -> Callable[[str], Awaitable[None]]:
     async def close(key: str) -> None:
         closed.append(key)
 
+    return close
+
+
+def _sessions(closed: list[str], clock: Clock | None = None, **kwargs: int) -> Sessions:
     settings = {"max_sessions": 4, "idle_s": 1800, "per_minute": 1000, **kwargs}
-    return Sessions(close=close, clock=clock or Clock(), **settings)  # type: ignore[arg-type]
+    return Sessions(close=_recorder(closed), clock=clock or Clock(), **settings)  # type: ignore[arg-type]
 
 
 async def _open(sessions: Sessions, owner: Owner, name: str) -> str:
@@ -181,3 +190,127 @@ async def test_closing_an_owner_closes_only_its_idle_sessions() -> None:
     await (await sessions.admit(busy, MALLORY)).lock.acquire()
     await sessions.close_owner("mallory")
     assert closed == [idle] and busy in sessions and alices in sessions
+
+
+async def test_the_per_client_cap_closes_the_clients_least_recently_used_session() -> None:
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=32, new_per_minute=100)
+    keys = [await _open(sessions, MALLORY, f"n{i}") for i in range(8)]
+    (await sessions.admit(keys[0], MALLORY)).last_used += 100  # used again (the engine stamps it): n1 is oldest
+    await _open(sessions, MALLORY, "n8")
+    await _open(sessions, MALLORY, "n9")
+    assert closed == [keys[1], keys[2]] and keys[0] in sessions
+
+
+async def test_new_sessions_default_to_eight_a_minute_on_a_small_server() -> None:
+    closed: list[str] = []
+    sessions = Sessions(max_sessions=4, idle_s=1800, per_minute=1000, close=_recorder(closed), clock=Clock())
+    for i in range(8):
+        await _open(sessions, MALLORY, f"n{i}")
+    with pytest.raises(PolicyDenied, match="at most 8 new sessions per minute per client"):
+        await _open(sessions, MALLORY, "n8")
+    assert sessions.per_owner == 4
+    # From one address: four times the per-client rate (new owners: a sessionless client without its handle).
+    roomy = Sessions(max_sessions=8, idle_s=1800, per_minute=1000, close=_recorder(closed), clock=Clock())
+    assert roomy.per_owner == 4
+    for i in range(32):
+        await _open(roomy, Owner(f"h{i}", MALLORY.peer, provisional=True), "default")
+    with pytest.raises(PolicyDenied, match="at most 32 new sessions per minute from one address"):
+        await _open(roomy, Owner("h32", MALLORY.peer, provisional=True), "default")
+
+
+async def test_the_rate_window_is_a_sliding_minute() -> None:
+    # Events age out one by one: a burst a minute ago does not count, the one 30 s ago still does.
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8, per_minute=3)
+    for name in ("a", "a"):
+        await _open(sessions, MALLORY, name)
+    clock.now += 30
+    await _open(sessions, MALLORY, "a")
+    clock.now += 29.5  # 59.5 s after the first two: still inside their minute
+    with pytest.raises(PolicyDenied, match="at most 3 executions per minute per client; retry in 1 s"):
+        await _open(sessions, MALLORY, "a")
+    clock.now += 1  # the first two have aged out, the third has not
+    await _open(sessions, MALLORY, "a")
+    await _open(sessions, MALLORY, "a")
+    with pytest.raises(PolicyDenied, match="per client"):
+        await _open(sessions, MALLORY, "a")
+
+
+async def test_unclaimed_sessions_are_kept_five_minutes() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8)
+    unclaimed = await _open(sessions, Owner("h0", "10.0.2.1", provisional=True), "default")
+    clock.now += 299
+    await sessions.expire_once()
+    assert closed == []
+    clock.now += 1
+    await sessions.expire_once()
+    assert closed == [unclaimed]
+
+
+async def test_rate_windows_of_clients_gone_quiet_are_forgotten() -> None:
+    # Many one-off clients (new handles, new addresses) must not grow the host's memory without bound.
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=4, new_per_minute=100, new_per_minute_per_peer=100)
+    for i in range(20):
+        await _open(sessions, Owner(f"h{i}", f"10.0.4.{i}", provisional=True), "default")
+    assert sessions.remembered() == 60
+    clock.now += 59
+    await sessions.expire_once()  # still inside their minute: forgetting them would reset their limits
+    assert sessions.remembered() == 60
+    clock.now += 1
+    await sessions.expire_once()
+    assert sessions.remembered() == 0
+
+
+async def test_idle_sessions_are_closed_by_the_background_expiry() -> None:
+    clock = Clock()
+    expired = anyio.Event()
+
+    async def close(key: str) -> None:
+        expired.set()
+
+    sessions = Sessions(max_sessions=4, idle_s=0.04, per_minute=1000, close=close, clock=clock)
+    await sessions.admit(session_dir("alice", "s"), ALICE)
+    clock.now += 1
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sessions.expire_idle)
+            await expired.wait()
+            tg.cancel_scope.cancel()
+    assert session_dir("alice", "s") not in sessions
+
+
+def test_a_handle_carries_a_144_bit_nonce_and_a_128_bit_mac() -> None:
+    handles = Handles()
+    handle = handles.mint(principal="")
+    nonce, mac = handle.removeprefix("cmh_").split(".")
+    assert len(base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))) == 18  # unguessable
+    assert len(base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))) == 16  # unforgeable
+    assert re.fullmatch(r"h-[0-9a-f]{32}", handles.owner(handle, principal="") or "")  # 128 bits of owner key
+
+
+def test_a_long_name_keeps_its_first_128_characters() -> None:
+    assert safe_session_name("x" * 500) == "x" * 128
+    assert re.fullmatch(r"x{80}\.[0-9a-f]{24}", session_dir("alice", "x" * 500))  # a remote owner's: 80 + digest
+    check_session_name(safe_session_name("x" * 500))
+
+
+async def test_the_expiry_sweep_never_forgets_a_clients_recent_executions() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=8, per_minute=2)
+    await _open(sessions, MALLORY, "a")
+    clock.now += 1
+    await _open(sessions, MALLORY, "a")
+    clock.now += 59.5  # the first has aged out, the second (59.5 s old) has not
+    await _open(sessions, MALLORY, "a")
+    clock.now += 0.7  # the sweep runs when the oldest remembered one is a minute old, the newest is not
+    await sessions.expire_once()
+    await _open(sessions, MALLORY, "a")
+    with pytest.raises(PolicyDenied, match="at most 2 executions per minute per client"):
+        await _open(sessions, MALLORY, "a")

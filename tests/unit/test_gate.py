@@ -11,9 +11,10 @@ import pytest
 
 from codemode.bridge import serve_call
 from codemode.calls import CallState, Clock, Limits, Reply, default_gate
-from codemode.calls.gate import Call, Gate, Next, RunContext
+from codemode.calls.gate import Call, Gate, KnownToolStep, Next, QuotaStep, RunContext
 from codemode.errors import ToolCallError
 from codemode.hub.models import ToolRef, ToolSpec
+from codemode.protocol import HEADER
 
 pytestmark = pytest.mark.anyio
 
@@ -76,17 +77,21 @@ async def test_every_call_is_journaled_with_its_state() -> None:
         ("big", CallState.FAILED), ("list_tags", CallState.REFUSED),
     ]  # fmt: skip
     assert records[0].read_only and not records[1].read_only and records[0].result_bytes > 0
+    assert [r.result_bytes for r in records[1:]] == [0, 0, 0, 0]  # nothing was handed to the guest
     assert records[0].args_digest != records[1].args_digest and len(records[0].args_digest) == 16
     # Refused calls never reached the upstream; the oversized result did (its effect happened).
     assert [ref.tool for ref, _ in upstream.calls] == ["list_tags", "create_note", "big"]
 
 
 async def test_a_call_is_in_flight_while_it_is_awaited_and_stays_so_at_the_deadline() -> None:
-    ctx = _ctx(default_gate(Upstream()), wall_s=0.5)
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream), wall_s=0.5)
     seen: list[CallState] = []
 
     async def peek() -> None:
-        await anyio.sleep(0.1)
+        with anyio.fail_after(5):
+            while not upstream.calls:  # the upstream has the call: it is being awaited  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         seen.append(ctx.journal.records[0].state)
 
     async with anyio.create_task_group() as tg:
@@ -155,6 +160,9 @@ async def test_oversized_arguments_are_refused_before_the_upstream() -> None:
     assert (reply.kind, reply.state) == ("too_large", CallState.REFUSED) and "the limit is 1,000" in str(reply.message)
     assert upstream.calls == []
     assert (await _call(ctx, "create_note", title="x" * 900)).ok
+    assert len(json.dumps({"title": "x" * 987})) == 1000
+    assert (await _call(ctx, "create_note", title="x" * 987)).ok  # the limit itself is allowed
+    assert (await _call(ctx, "create_note", title="x" * 988)).kind == "too_large"
 
 
 async def test_a_structured_result_over_the_limit_is_withheld() -> None:
@@ -175,3 +183,19 @@ async def test_a_cancelled_execution_sends_no_more_calls() -> None:
     reply = await serve_call(ctx, message)
     assert b'"kind":"cancelled"' in reply, reply
     assert [ref.tool for ref, _ in upstream.calls] == ["list_tags"]
+
+
+async def test_a_chain_that_skipped_the_journal_lets_no_call_through_the_quota() -> None:
+    # Defence in depth: a call the journal never saw has no index, and the quota step refuses it.
+    upstream = Upstream()
+    gate = Gate([KnownToolStep(), QuotaStep()], upstream)
+    reply = await _call(_ctx(gate), "list_tags")
+    assert (reply.kind, upstream.calls) == ("quota", [])
+
+
+async def test_a_result_of_exactly_the_limit_is_handed_over() -> None:
+    upstream = Upstream()
+    whole = await _call(_ctx(default_gate(upstream), max_result_bytes=10_000), "structured")
+    size = len(whole.frame()) - HEADER.size  # what the guest reads, without the frame's length header
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size), "structured")).ok
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size - 1), "structured")).kind == "too_large"

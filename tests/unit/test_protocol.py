@@ -344,3 +344,38 @@ def test_serve_says_hello_and_calls_before_run(runtime: ModuleType, monkeypatch:
     assert sent[1]["result"]["value"] == 21
     assert sent[2]["result"]["error"]["type"] == "RuntimeError"  # a failing hook fails that execution only
     assert [frame.get("cpu_s") for frame in seen] == [5, None]
+
+
+def test_frame_limits_are_the_request_and_output_limits_plus_their_headroom() -> None:
+    # A larger limit lets a guest make the host buffer more; a smaller one refuses honest frames.
+    mib = 1024 * 1024
+    assert protocol.guest_frame_limit(10_000, 1_000) == 10_000 + 4 * 1_000 * 2 + 8 * mib  # stdout + stderr, 4 B/char
+    assert protocol.IDLE_FRAME_LIMIT == protocol.FRAME_HEADROOM == 8 * mib
+    assert protocol.request_frame_limit(10_000) == 10_000 + mib
+
+
+def test_only_guest_requests_answered_with_a_result_are_service_ops() -> None:
+    # Service ops reach the gate's handlers: a host op, a call (the gate's own path) or an unknown name must not.
+    service = {op for op in protocol.OPS if protocol.is_service_op(op)}
+    assert service == {protocol.OP_SAVE_SKILL, protocol.OP_SEARCH_DIRECTORY, protocol.OP_MOUNT, protocol.OP_UNMOUNT}
+    assert not any(protocol.is_service_op(op) for op in (protocol.OP_CALL, protocol.OP_NEXT, protocol.OP_RUN,
+                                                         protocol.OP_EXIT, "no_such_op", ""))
+
+
+def test_a_frame_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None:
+    frame = protocol.encode_frame({"op": "call", "server": "s", "tool": "t", "args": {"x": "y" * 100}})
+    body = len(frame) - protocol.HEADER.size
+    assert protocol.decode_frame(frame, body)["args"] == {"x": "y" * 100}
+    with pytest.raises(protocol.FrameError, match=f"frame of {body:,} bytes is over the {body - 1:,}-byte limit"):
+        protocol.decode_frame(frame, body - 1)
+
+
+def test_an_error_reply_is_never_ok() -> None:
+    assert protocol.error_reply("bridge", "no") == {"ok": False, "error": {"kind": "bridge", "message": "no"}}
+
+
+def test_a_header_alone_is_an_empty_frame_not_a_missing_header() -> None:
+    with pytest.raises(protocol.FrameError, match="no length header"):
+        protocol.decode_frame(protocol.HEADER.pack(0)[:-1], 10)
+    with pytest.raises(protocol.FrameError, match=r"^frame is not valid: "):
+        protocol.decode_frame(protocol.HEADER.pack(0), 10)

@@ -15,6 +15,7 @@ from codemode.calls import default_gate
 from codemode.calls.results import result_for_guest
 from codemode.compiler import compile_to_dir
 from codemode.config import demo_config
+from codemode.errors import SandboxError
 from codemode.executors import Limits, create_executor
 from codemode.executors.restricted import RestrictedExecutor
 from codemode.hub import Hub, ToolRef
@@ -222,5 +223,5 @@ async def test_close_session_and_aclose_leave_no_processes(hub: Hub, stubs_dir: 
         assert ex.sessions() == ["two"]
         pool_pids = [child.pid for child in ex._pool]
     assert not any(_alive(pid) for pid in [pids[1], *pool_pids])
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(SandboxError, match=r"^the executor is closed$"):
         await ex.run("1")

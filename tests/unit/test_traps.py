@@ -35,3 +35,23 @@ def test_trap_kinds() -> None:
     assert kind(_Trap(wasmtime.TrapCode.UNREACHABLE)) == "crashed"
     assert kind(_Trap(wasmtime.TrapCode.UNREACHABLE), memory_used=250 << 20) == "memory"
     assert kind(_Trap(wasmtime.TrapCode.ALLOCATION_TOO_LARGE)) == "memory"
+
+
+def test_a_real_wasm_stack_overflow_is_the_sandboxs_stack_error() -> None:
+    # A real trap from wasmtime under codemode's engine configuration (its max_wasm_stack), not a stand-in.
+    from codemode.executors.wasm.module import engine_config
+
+    engine = wasmtime.Engine(engine_config())
+    store = wasmtime.Store(engine)
+    store.set_fuel(10**9)
+    store.set_epoch_deadline(1)
+    recurse = wasmtime.Module(engine, '(module (func $f (export "f") (call $f)))')
+    try:
+        wasmtime.Instance(store, recurse, []).exports(store)["f"](store)  # type: ignore[operator]
+    except wasmtime.Trap as trap:
+        error = trap_error(trap, Limits(), cancelled=False, memory_used=1 << 20, memory_limit=256 << 20)
+    else:
+        raise AssertionError("unbounded recursion returned")
+    assert (error.type, error.message) == ("SandboxStackOverflow", (
+        "the WASM stack overflowed (recursion too deep). The session's interpreter was lost; its variables are "
+        "gone and the next execution starts fresh."))

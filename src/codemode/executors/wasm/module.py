@@ -72,8 +72,11 @@ def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wa
             return module
     try:
         return wasmtime.Module.deserialize_file(engine, str(cache))
-    except wasmtime.WasmtimeError:
-        # A cache written by another build of the same version (or a torn file): rebuild it.
+    except wasmtime.WasmtimeError as error:
+        # A cache written by another build of the same version, a torn or overwritten file: rebuild it.
+        if progress:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            progress(f"the cached python.wasm module {cache} could not be loaded ({reason}); recompiling it")
         cache.unlink(missing_ok=True)
         return load_module(engine, progress)
 

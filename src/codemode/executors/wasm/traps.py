@@ -53,6 +53,11 @@ _TRAP_ERRORS: dict[wasmtime.TrapCode, type[SandboxError]] = {
 
 
 
+_C_STACK = (
+    "most often recursion through C code (a __getattr__, a sort key, eval) too deep for the interpreter's C stack"
+)
+
+
 def describe_trap(trap: BaseException | None) -> str:
     """A short description of how the interpreter ended (``trap`` is None if it returned)."""
     if trap is None:
@@ -94,4 +99,8 @@ def trap_error(
             SandboxMemoryError,
             f"the interpreter aborted at the memory limit ({used}limit {memory_limit // (1 << 20)} MB): {text}. {LOST}",
         )
+    if code == wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS:
+        # python.wasm keeps its C stack in linear memory below address 0: deep recursion through C code
+        # (a __getattr__, a sort key, eval calling back into Python) runs off its end before any wasm stack check.
+        return RunError.of(SandboxCrashed, f"the interpreter aborted: {text}, {_C_STACK}. {LOST}")
     return RunError.of(SandboxCrashed, f"the interpreter aborted: {text}. {LOST}")

@@ -1,0 +1,377 @@
+"""Mutation testing of the security seams with cosmic-ray: every mutant a tool can make, not a hand-picked few.
+
+``scripts/mutants.py`` removes 27 named defences by hand; this script lets cosmic-ray mutate every comparison,
+condition, boolean, constant, flag and loop in the security-relevant modules (:data:`MODULES`) and runs, for
+each mutant, only the tests that cover that module, so one module takes minutes, not hours:
+
+    pip install -e ".[mutation]"
+    .venv/bin/python scripts/mutation.py --list                  # the modules and their tests
+    .venv/bin/python scripts/mutation.py --module protocol       # one module (repeat --module for more)
+    .venv/bin/python scripts/mutation.py                         # all of them (hours on 2 cores)
+    .venv/bin/python scripts/mutation.py --module gate --limit 40  # a bounded sample, evenly spread
+
+Each module runs in a throwaway copy of the repository (cosmic-ray edits files in place; the working tree is
+never touched). Its tests first run unmutated there: a test failing anyway would kill every mutant and prove
+nothing. The report (``--report``, default ``.mutation/report.md``) gives killed/survived per module and the
+diff of every survivor. A survivor listed in :data:`ACCEPTED` (an equivalent mutant, with the reason; the
+same list is in ``tests/MUTANTS.md``) is reported as accepted. Exit 1 when any other mutant survives.
+CI: ``.ci/mutation`` (started by hand, never by ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+_SKIP = shutil.ignore_patterns(
+    ".git", ".venv*", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".mutation", "node_modules"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Source files to mutate and the tests that must kill their mutants."""
+
+    sources: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+S = "src/codemode/"
+MODULES: dict[str, Target] = {
+    # The frame checks are pure functions; test_bounds_frames.py drives the same ones through the sandbox.
+    "protocol": Target((f"{S}protocol.py",), ("tests/unit/test_protocol.py",)),
+    "bridge": Target((f"{S}bridge.py",), ("tests/unit/test_gate.py", "tests/security/test_wasm_bridge.py")),
+    "gate": Target((f"{S}calls/gate.py",), (
+        "tests/unit/test_gate.py", "tests/unit/test_policy_rules.py",
+        "tests/security/test_wasm_secrets.py::test_an_upstreams_stderr_stays_on_the_host")),
+    "hostcalls": Target((f"{S}executors/wasm/hostcalls.py", f"{S}executors/wasm/instance.py"), (
+        "tests/security/test_wasm_bridge.py", "tests/security/test_wasm_host_side.py",
+        "tests/security/test_wasm_resources.py")),
+    "limits": Target((f"{S}executors/base.py", f"{S}executors/wasm/executor.py"), (
+        "tests/security/test_wasm_resources.py", "tests/integration/test_sandbox.py")),
+    "spill-scratch": Target((f"{S}executors/pool.py", f"{S}executors/scratch.py"), (
+        "tests/security/test_wasm_host_side.py", "tests/integration/test_sandbox.py")),
+    "sessions": Target((f"{S}sessions.py", f"{S}session_names.py"), (
+        "tests/security/test_session_ownership.py", "tests/unit/test_front.py")),
+    "config": Target((f"{S}config.py",), (
+        "tests/unit/test_config.py", "tests/unit/test_audit_policy.py",
+        "tests/security/test_wasm_secrets.py::test_guest_environment_holds_no_secret",
+        "tests/security/test_wasm_secrets.py::test_tool_results_errors_and_discovery_hold_no_secret")),
+    "compiler": Target((f"{S}compiler/naming.py", f"{S}compiler/render.py", f"{S}compiler/writer.py"), (
+        "tests/unit/test_compiler.py", "tests/security/test_hostile_schemas.py")),
+}  # fmt: skip
+
+# The operators kept: each flips a decision a defence makes (a condition negated, a bound moved by one, a
+# flag set widened or narrowed, a loop skipped, an exception type swapped). Cosmic-ray's full set also swaps
+# every arithmetic operator for every other and renames variables: hundreds of mutants per module that
+# mostly crash at once and say nothing about a defence.
+KEPT_OPERATORS = (
+    "core/ReplaceComparisonOperator_(Eq_NotEq|NotEq_Eq|Lt_LtE|LtE_Lt|Gt_GtE|GtE_Gt|Is_IsNot|IsNot_Is)",
+    "core/ReplaceBinaryOperator_(Add_Sub|Sub_Add|BitOr_BitAnd|BitAnd_BitOr)",
+    "core/ReplaceUnaryOperator_Delete_Not",
+    "core/(AddNot|ReplaceTrueWithFalse|ReplaceFalseWithTrue|ReplaceAndWithOr|ReplaceOrWithAnd)",
+    "core/(ReplaceBreakWithContinue|ReplaceContinueWithBreak|ExceptionReplacer|NumberReplacer|ZeroIterationForLoop)",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    """A surviving mutant that changes no security outcome: where it is, and why it is harmless."""
+
+    path: str
+    operator: str
+    line: str  # the unmutated source line, stripped
+    why: str
+    mutated: str = ""  # the mutated line, stripped, when only one of the operator's mutants on the line is meant
+
+
+# Keep in step with "Equivalent mutants accepted (cosmic-ray)" in tests/MUTANTS.md.
+_SES, _SN, _GATE = f"{S}sessions.py", f"{S}session_names.py", f"{S}calls/gate.py"
+_SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
+_TICK = ("a boundary at exact equality of two float clock readings: the event ages out (or the session expires) "
+         "one clock tick sooner or later, which no client can time and which changes no limit")
+ACCEPTED: tuple[Accepted, ...] = (
+    Accepted(_SES, "core/ReplaceComparisonOperator_Gt_GtE",
+             "if now - state.last_used > limit and not state.lock.locked():", _TICK),
+    Accepted(_SES, "core/ReplaceComparisonOperator_GtE_Gt", "while window and now - window[0] >= WINDOW_S:", _TICK),
+    Accepted(_SES, "core/ReplaceComparisonOperator_GtE_Gt", "if not window or now - window[-1] >= WINDOW_S:", _TICK),
+    Accepted(_SES, "core/NumberReplacer", "await anyio.sleep(min(60.0, self.provisional_idle_s / 4))",
+             "the expiry sweep's period (60 s at most): an idle session is closed a second sooner or later, never "
+             "one that is running code, and the idle limits themselves are tested"),
+    Accepted(_SES, "core/NumberReplacer",
+             "return max(WINDOW_S - (now - window[0]), 1.0) if len(window) >= self.limit else 0.0",
+             "`window[0]` → `window[1]` in the retry hint: the refusal is the same, only the seconds in its message "
+             "move by the gap between the two oldest events",
+             "return max(WINDOW_S - (now - window[ 1]), 1.0) if len(window) >= self.limit else 0.0"),
+    Accepted(_SES, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
+             "Owner unfrozen: nothing assigns to an Owner's fields, so nothing changes"),
+    Accepted(_SN, "core/NumberReplacer", "self._key = key if key is not None else secrets.token_bytes(32)",
+             "a 31- or 33-byte HMAC key instead of 32: still far past guessing, and never leaves the process"),
+    Accepted(_GATE, "core/NumberReplacer", _SAMPLE,
+             "which long strings the journal's argument digest samples (over 256 KB of arguments): the digest "
+             "is audit information, still deterministic; no decision reads it"),
+    Accepted(_GATE, "core/NumberReplacer",
+             "value: Any = args if size <= _EXACT_DIGEST_BYTES else _sampled(args, 0)",
+             "the sampled digest's depth cut one level sooner: audit information, no decision reads it"),
+    Accepted(_GATE, "core/ExceptionReplacer", "except (TypeError, ValueError):",
+             "the digest's fallback to repr(): arguments are decoded JSON (string keys, no cycles, default=repr), "
+             "so json.dumps never raises TypeError there"),
+    Accepted(_GATE, "core/AddNot", "if isinstance(value, str):",
+             "the sampled digest then keeps long strings whole: slower on megabyte arguments, the same decisions"),
+)
+
+
+_ANNOTATION = "inside a type annotation"
+_NOT_MUTANTS = ("Filtered operator", _ANNOTATION, None)
+
+
+@dataclasses.dataclass
+class Mutant:
+    """One cosmic-ray work item and its result."""
+
+    path: str
+    operator: str
+    line_no: int
+    line: str
+    outcome: str  # killed, survived, accepted, incompetent, skipped, pending
+    diff: str
+    why: str = ""
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _pytest_argv(tree: Path, tests: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
+
+
+def _config(tree: Path, target: Target, timeout: float) -> str:
+    command = shlex.join(["env", f"PYTHONPATH={tree / 'src'}", *_pytest_argv(tree, target.tests)])
+    keep = "|".join(f"(?:{pattern})" for pattern in KEPT_OPERATORS)
+    lines = [
+        "[cosmic-ray]",
+        f"module-path = {json.dumps(list(target.sources))}",
+        f"timeout = {timeout:.0f}",
+        "excluded-modules = []",
+        f"test-command = {json.dumps(command)}",
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+        "[cosmic-ray.filters.operators-filter]",
+        # The filter skips what matches: everything that is not one of the kept operators.
+        f"exclude-operators = {json.dumps([f'^(?!(?:{keep})$)'])}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _tool(name: str) -> str:
+    found = Path(sys.executable).parent / name
+    if not found.exists():
+        raise SystemExit(f"{name} not found beside {sys.executable}: pip install -e '.[mutation]'")
+    return str(found)
+
+
+def _run(argv: list[str], cwd: Path) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:2])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def _place(item: Any) -> tuple[str, str, int]:
+    mutation = item.mutations[0]
+    return str(mutation.module_path), str(mutation.operator_name), int(mutation.occurrence)
+
+
+def _limit(session: Path, limit: int, seed: int) -> int:
+    """Keep ``limit`` pending work items spread over the module (a seeded sample), skip the rest."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        # Sorted by place, not by job id (a fresh uuid per init), so one seed picks the same mutants every run.
+        pending = [item.job_id for item in sorted(db.pending_work_items, key=_place)]
+        if len(pending) <= limit:
+            return 0
+        keep = set(random.Random(seed).sample(pending, limit))
+        for job_id in pending:
+            if job_id not in keep:
+                db.set_result(job_id, WorkResult(output="over --limit", worker_outcome=WorkerOutcome.SKIPPED))
+        return len(pending) - limit
+
+
+def _annotation_lines(path: Path) -> set[tuple[int, int, int, int]]:
+    spans: set[tuple[int, int, int, int]] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        notes: list[ast.expr | None] = []
+        if isinstance(node, ast.arg):
+            notes.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        for note in notes:
+            if note is not None and note.end_lineno is not None and note.end_col_offset is not None:
+                spans.add((note.lineno, note.col_offset, note.end_lineno, note.end_col_offset))
+    return spans
+
+
+def _skip_annotations(tree: Path, session: Path) -> int:
+    """Skip mutants inside type annotations: with postponed evaluation they never run (``bytes | None``)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans: dict[str, set[tuple[int, int, int, int]]] = {}
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            mutation = item.mutations[0]
+            path = str(mutation.module_path)
+            found = spans.setdefault(path, _annotation_lines(tree / path))
+            row, col = mutation.start_pos  # 1-based row, 0-based column, like ast
+            if any((r0, c0) <= (row, col) < (r1, c1) for r0, c0, r1, c1 in found):
+                db.set_result(item.job_id, WorkResult(output=_ANNOTATION, worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
+
+
+def _accepted(path: str, operator: str, line: str, diff: str) -> Accepted | None:
+    added = [row[1:].strip() for row in diff.splitlines() if row.startswith("+") and not row.startswith("+++")]
+    for entry in ACCEPTED:
+        if entry.path == path and entry.operator == operator and entry.line == line:
+            if not entry.mutated or entry.mutated in added:
+                return entry
+    return None
+
+
+def _results(tree: Path, session: Path) -> list[Mutant]:
+    dump = subprocess.run([_tool("cosmic-ray"), "dump", str(session)], cwd=tree, capture_output=True, text=True,
+                          check=True)
+    sources: dict[str, list[str]] = {}
+    mutants: list[Mutant] = []
+    for raw in dump.stdout.splitlines():
+        item, result = json.loads(raw)
+        mutation = item["mutations"][0]
+        path = mutation["module_path"]
+        text = sources.setdefault(path, (tree / path).read_text(encoding="utf-8").splitlines())
+        line_no = mutation["start_pos"][0]
+        line = text[line_no - 1].strip()
+        if result is None:
+            outcome, diff = "pending", ""
+        elif result["worker_outcome"] == "skipped" and result.get("output") in _NOT_MUTANTS:
+            continue  # an operator not kept, a type annotation, a "pragma: no mutate" line: not counted at all
+        elif result["worker_outcome"] in ("skipped", "no-test"):
+            outcome, diff = "skipped", ""
+        else:
+            outcome = {"killed": "killed", "survived": "survived"}.get(result.get("test_outcome") or "", "incompetent")
+            diff = result.get("diff") or ""
+        mutant = Mutant(path, mutation["operator_name"], line_no, line, outcome, diff)
+        if outcome == "survived" and (entry := _accepted(path, mutant.operator, line, diff)) is not None:
+            mutant.outcome, mutant.why = "accepted", entry.why
+        mutants.append(mutant)
+    return mutants
+
+
+def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed: int) -> list[Mutant]:
+    """Mutate one module in a copy of the repository and return every mutant with its outcome."""
+    tree = workdir / name
+    shutil.copytree(ROOT, tree, ignore=_SKIP, symlinks=True)
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    started = time.monotonic()
+    clean = subprocess.run(_pytest_argv(tree, target.tests), cwd=tree, env=env, capture_output=True, text=True,
+                           check=False)
+    took = time.monotonic() - started
+    if clean.returncode != 0:
+        raise SystemExit(f"{name}: the tests fail unmutated, every mutant would be 'killed':\n{clean.stdout[-3000:]}")
+    # A mutant that makes the tests hang is killed by the timeout (a hang is noticed too); a generous multiple
+    # of the clean run keeps a slow but passing mutant from being counted as killed.
+    timeout = max(120.0, 5 * took)
+    config, session = tree / "cosmic-ray.toml", tree / "session.sqlite"
+    config.write_text(_config(tree, target, timeout), encoding="utf-8")
+    _run([_tool("cosmic-ray"), "init", str(config), str(session)], tree)
+    _run([_tool("cr-filter-operators"), str(session), str(config)], tree)
+    _run([_tool("cr-filter-pragma"), str(session)], tree)
+    _skip_annotations(tree, session)
+    dropped = _limit(session, limit, seed) if limit is not None else 0
+    pending = sum(1 for m in _results(tree, session) if m.outcome == "pending")
+    over = f" ({dropped} over --limit)" if dropped else ""
+    _say(f"{name}: clean run {took:.1f} s; {pending} mutants to run{over}")
+    subprocess.run([_tool("cosmic-ray"), "exec", str(config), str(session)], cwd=tree, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return _results(tree, session)
+
+
+def _count(mutants: list[Mutant], outcome: str) -> int:
+    return sum(1 for m in mutants if m.outcome == outcome)
+
+
+def report(by_module: dict[str, list[Mutant]], seconds: float) -> str:
+    """The markdown report: a table per module, then every survivor's diff."""
+    out = ["# Mutation report (cosmic-ray)", "",
+           f"Modules: {', '.join(by_module)}; {seconds / 60:.1f} min. Operators: {', '.join(KEPT_OPERATORS)}.", "",
+           "| module | files | killed | survived | accepted (equivalent) | incompetent | not run |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for name, mutants in by_module.items():
+        not_run = _count(mutants, "skipped") + _count(mutants, "pending")
+        out.append(f"| {name} | {' '.join(MODULES[name].sources)} | {_count(mutants, 'killed')} | "
+                   f"{_count(mutants, 'survived')} | {_count(mutants, 'accepted')} | "
+                   f"{_count(mutants, 'incompetent')} | {not_run} |")
+    for title, outcome in (("Surviving mutants", "survived"), ("Accepted equivalent mutants", "accepted")):
+        rows = [(name, m) for name, mutants in by_module.items() for m in mutants if m.outcome == outcome]
+        if not rows:
+            continue
+        out += ["", f"## {title}", ""]
+        for name, m in rows:
+            out += [f"### {name}: {m.path}:{m.line_no} {m.operator}", ""]
+            if m.why:
+                out += [m.why, ""]
+            out += ["```diff", m.diff.strip(), "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--module", action="append", choices=sorted(MODULES), help="a module to mutate (repeatable)")
+    parser.add_argument("--limit", type=int, help="run at most this many mutants per module (a seeded sample)")
+    parser.add_argument("--seed", type=int, default=17, help="the sample's seed (with --limit)")
+    parser.add_argument("--report", type=Path, default=ROOT / ".mutation" / "report.md")
+    parser.add_argument("--list", action="store_true", help="print the modules and their tests and exit")
+    args = parser.parse_args(argv)
+    chosen = args.module or list(MODULES)
+    if args.list:
+        for name in chosen:
+            _say(f"{name:14} {' '.join(MODULES[name].sources)}\n{'':14} tests: {' '.join(MODULES[name].tests)}")
+        return 0
+    started = time.monotonic()
+    by_module: dict[str, list[Mutant]] = {}
+    with tempfile.TemporaryDirectory(prefix="codemode-mutation-") as tmp:
+        for name in chosen:
+            by_module[name] = run_module(name, MODULES[name], Path(tmp), args.limit, args.seed)
+            mutants = by_module[name]
+            _say(f"{name}: {_count(mutants, 'killed')} killed, {_count(mutants, 'survived')} survived, "
+                 f"{_count(mutants, 'accepted')} accepted, {_count(mutants, 'incompetent')} incompetent")
+    text = report(by_module, time.monotonic() - started)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text, encoding="utf-8")
+    _say(f"report: {args.report}")
+    return 1 if any(m.outcome == "survived" for mutants in by_module.values() for m in mutants) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
