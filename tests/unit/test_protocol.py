@@ -357,7 +357,9 @@ def test_frame_limits_are_the_request_and_output_limits_plus_their_headroom() ->
 def test_only_guest_requests_answered_with_a_result_are_service_ops() -> None:
     # Service ops reach the gate's handlers: a host op, a call (the gate's own path) or an unknown name must not.
     service = {op for op in protocol.OPS if protocol.is_service_op(op)}
-    assert service == {protocol.OP_SAVE_SKILL, protocol.OP_SEARCH_DIRECTORY, protocol.OP_MOUNT, protocol.OP_UNMOUNT}
+    assert service == {
+        protocol.OP_SAVE_SKILL, protocol.OP_SEARCH_DIRECTORY, protocol.OP_MOUNT, protocol.OP_UNMOUNT, protocol.OP_FETCH
+    }
     assert not any(protocol.is_service_op(op) for op in (protocol.OP_CALL, protocol.OP_NEXT, protocol.OP_RUN,
                                                          protocol.OP_EXIT, "no_such_op", ""))
 
