@@ -4,8 +4,9 @@ Each client is a real SDK client over streamable HTTP holding one session (the h
 ``Mcp-Session-Id`` routes it) and runs a series of executions, each calling two bundled demo servers. Setups,
 one after the other in the same run:
 
-- ``1 node`` and ``3 nodes``: throughput, p50/p99 latency, CPU seconds per execution (every node's process
-  tree, HAProxy and PostgreSQL when the audit goes there);
+- ``1 node`` (its audit in the local log) and ``3 nodes`` (the audit in PostgreSQL): throughput, p50/p99
+  latency (of a session's executions after its first, which also starts an interpreter and is reported
+  apart), CPU seconds per execution (every node's process tree, HAProxy and PostgreSQL);
 - ``pinned 1`` and ``pinned 2``: nodes pinned to one core each (``taskset``), for the scale-out ratio on a
   2-core machine (target: 2 nodes ≥ 1.7× one);
 - ``kill``: 3 nodes, one killed with SIGKILL a third of the way in. Its clients get an error, reconnect
@@ -72,8 +73,9 @@ class Cluster:
         subprocess.run(["bash", str(CLUSTER), "down"], env=self.env, capture_output=True, timeout=120, check=False)
 
 
-def cluster_up(nodes: int, folder: Path, *, pin: bool = False) -> Cluster:
-    env = {**os.environ, "CODEMODE_CLUSTER_DIR": str(folder), "CODEMODE_CLUSTER_PIN": "1" if pin else ""}
+def cluster_up(nodes: int, folder: Path, *, pin: bool = False, local_audit: bool = False) -> Cluster:
+    env = {**os.environ, "CODEMODE_CLUSTER_DIR": str(folder), "CODEMODE_CLUSTER_PIN": "1" if pin else "",
+           "CODEMODE_CLUSTER_AUDIT": "local" if local_audit else "postgresql"}  # fmt: skip
     up = subprocess.run(["bash", str(CLUSTER), "up", str(nodes)], env=env, capture_output=True, text=True,
                         timeout=600)  # fmt: skip
     if up.returncode != 0:
@@ -108,6 +110,10 @@ def _tree_cpu_s(root: int) -> float:
 @dataclass
 class Run:
     latencies: list[float] = field(default_factory=list)
+    """Of each session's executions after its first (the first also starts an interpreter)."""
+    first: list[float] = field(default_factory=list)
+    samples: dict[str, str] = field(default_factory=dict)
+    """One message per error kind, to read what went wrong."""
     completed: set[tuple[int, int]] = field(default_factory=set)
     errors: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
@@ -126,6 +132,7 @@ async def _client(cluster: Cluster, cid: int, executions: int, run: Run, progres
                 client = await stack.enter_async_context(
                     Client(streamable_http_client(cluster.url, http_client=http), mode="legacy")
                 )
+                session_runs = 0
                 while done < executions:
                     code = PROGRAM.format(client=cid, execution=done)
                     started, in_flight = time.perf_counter(), True
@@ -134,14 +141,19 @@ async def _client(cluster: Cluster, cid: int, executions: int, run: Run, progres
                     done += 1
                     if result.is_error:
                         text = " ".join(getattr(c, "text", "") for c in result.content)
-                        run.errors["gone" if "is gone" in text else "execution error"] += 1
+                        kind = "gone" if "is gone" in text else "execution error"
+                        run.errors[kind] += 1
+                        run.samples.setdefault(kind, text[-300:])
                         break
-                    run.latencies.append(elapsed)
+                    (run.latencies if session_runs else run.first).append(elapsed)
+                    session_runs += 1
                     run.completed.add((cid, done - 1))
                     if progress is not None and len(run.completed) >= goal:
                         progress.set()
         except Exception as exc:  # a dead node surfaces as any transport error: count it and go on
-            run.errors["gone" if _says_gone(exc) else type(exc).__name__] += 1
+            kind = "gone" if _says_gone(exc) else type(exc).__name__
+            run.errors[kind] += 1
+            run.samples.setdefault(kind, _message(exc)[-300:])
             if in_flight:  # it may or may not have run: an execution is never sent twice
                 done, in_flight = done + 1, False
         run.reconnects += done < executions
@@ -152,6 +164,12 @@ def _says_gone(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(_says_gone(e) for e in exc.exceptions)
     return "is gone" in str(getattr(getattr(exc, "error", None), "message", "")) or "is gone" in str(exc)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_message(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {getattr(getattr(exc, 'error', None), 'message', None) or exc}"
 
 
 def _audited(cluster: Cluster, nodes: int) -> Counter[tuple[int, int]]:
@@ -172,9 +190,9 @@ def _audited(cluster: Cluster, nodes: int) -> Counter[tuple[int, int]]:
 
 
 async def measure(name: str, nodes: int, clients: int, executions: int, *, pin: bool = False,
-                  kill: bool = False) -> dict[str, Any]:  # fmt: skip
+                  kill: bool = False, local_audit: bool = False) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="codemode-load-") as tmp:
-        cluster = cluster_up(nodes, Path(tmp) / "cluster", pin=pin)
+        cluster = cluster_up(nodes, Path(tmp) / "cluster", pin=pin, local_audit=local_audit)
         try:
             pids = cluster.pids()
             warm = Run()  # one execution per node before timing: stubs compiled, pools filled
@@ -203,7 +221,8 @@ async def measure(name: str, nodes: int, clients: int, executions: int, *, pin: 
                 if len(run.latencies) > 1 else None,
                 "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
                 "cpu_ms_per_execution": round(sum(cpu.values()) * 1000 / max(len(run.completed), 1), 2),
-                "errors": dict(run.errors), "reconnects": run.reconnects,
+                "first_p50_ms": round(statistics.median(run.first) * 1000, 1) if run.first else None,
+                "errors": dict(run.errors), "error_samples": run.samples, "reconnects": run.reconnects,
             }  # fmt: skip
             if kill:
                 audited = _audited(cluster, nodes)
@@ -242,7 +261,7 @@ def _chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 SETUPS: dict[str, dict[str, Any]] = {
-    "1 node": {"nodes": 1},
+    "1 node": {"nodes": 1, "local_audit": True},
     "3 nodes": {"nodes": 3},
     "pinned 1": {"nodes": 1, "pin": True},
     "pinned 2": {"nodes": 2, "pin": True},
@@ -256,6 +275,7 @@ async def run(clients: int, executions: int, only: list[str] | None) -> dict[str
         if only and name not in only:
             continue
         row = await measure(name, clients=clients, executions=executions, **setup)
+        row["audit_store"] = "local" if setup.get("local_audit") else "postgresql"
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     by = {r["setup"]: r for r in rows}
@@ -286,7 +306,8 @@ def main() -> None:
     _chart(result["rows"], args.out / "load.png")
     for row in result["rows"]:
         print(f"{row['setup']:>9}: {row['completed']} done, {row['throughput_per_s']}/s, p50 {row['p50_ms']} ms, "
-              f"p99 {row['p99_ms']} ms, CPU {row['cpu_ms_per_execution']} ms/execution, errors {row['errors']}")
+              f"p99 {row['p99_ms']} ms (a session's first: p50 {row['first_p50_ms']} ms), "
+              f"CPU {row['cpu_ms_per_execution']} ms/execution, errors {row['errors']}")
         if "audit" in row:
             print(f"           audit: {row['audit']}")
     print(json.dumps(result["summary"]))
