@@ -71,9 +71,9 @@ limit is the one a busy program meets and the tool description's "up to N s" hol
 backstop that needs no clock."""
 
 SKILL_CHECKS = Owner("skill-checks")
+"""The owner of the throwaway sessions skill examples run in."""
 _skill_identity: ContextVar[str] = ContextVar("skill_identity", default="local")
 """Who saves a skill from a program: ``Skills`` audits through a callback that has no execution context."""
-"""The owner of the throwaway sessions skill examples run in."""
 
 
 class Engine:

@@ -248,21 +248,22 @@ def _principal(request: Any) -> str:
     return principal_of(getattr(request, "scope", None))
 
 
+def _authenticated(scope: Any) -> AuthenticatedUser | None:
+    """The user the SDK's auth middleware put in an ASGI ``scope`` (None: nobody authenticated)."""
+    user = scope.get("user") if isinstance(scope, Mapping) else None
+    return user if isinstance(user, AuthenticatedUser) else None
+
+
 def principal_of(scope: Any) -> str:
     """The principal of an ASGI ``scope`` the SDK's auth middleware has seen (``""``: nobody authenticated)."""
-    user = scope.get("user") if isinstance(scope, Mapping) else None
-    if not isinstance(user, AuthenticatedUser):
-        return ""
-    return "\0".join(part or "" for part in principal_components(user.access_token))
+    user = _authenticated(scope)
+    return "" if user is None else "\0".join(part or "" for part in principal_components(user.access_token))
 
 
 def identity_of(request: Any) -> str:
     """The identity a request authenticated as (the token's ``subject``), or ``anonymous``."""
-    scope = getattr(request, "scope", None)
-    user = scope.get("user") if isinstance(scope, Mapping) else None
-    if not isinstance(user, AuthenticatedUser):
-        return ANONYMOUS
-    return user.access_token.subject or user.access_token.client_id
+    user = _authenticated(getattr(request, "scope", None))
+    return ANONYMOUS if user is None else user.access_token.subject or user.access_token.client_id
 
 
 def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
@@ -679,16 +680,17 @@ class _Front:
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         skill = self.skill_tools.get(params.name)
-        if skill is not None:
-            return await self._call_skill(ctx, skill, params.arguments)
         tool = self.direct.get(params.name)
-        if tool is None:
+        if skill is None and tool is None:
             return await self.server._handle_call_tool(ctx, params)  # execute_python, as MCPServer serves it
         context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
         try:
             caller = caller_of(context, None, self.handles)
         except CallerError as exc:
             return _result(str(exc), is_error=True)
+        if skill is not None:
+            return await self._call_skill(context, caller, skill, params.arguments)
+        assert tool is not None
         try:
             reply = await self.engine.call_tool(
                 tool.spec.ref, dict(params.arguments or {}), owner=caller.owner, ask=elicitation_asker(context)
@@ -699,14 +701,9 @@ class _Front:
         return direct_result(reply)
 
     async def _call_skill(
-        self, ctx: ServerRequestContext[Any, Any], skill: SkillTool, arguments: Mapping[str, Any] | None
+        self, context: Context[Any, Any], caller: Caller, skill: SkillTool, arguments: Mapping[str, Any] | None
     ) -> types.CallToolResult:
         """A skill tool's call: its arguments checked, then the skill run like a program of this client's."""
-        context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
-        try:
-            caller = caller_of(context, None, self.handles)
-        except CallerError as exc:
-            return _result(str(exc), is_error=True)
         try:
             code = skill.program(arguments or {})
         except BadArguments as exc:  # nothing ran: the client reads which argument to fix
