@@ -189,11 +189,7 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
     if handle is not None:
         key = handles.owner(handle, principal=principal)
         if key is None:
-            raise CallerError(
-                f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or "
-                "node, to another client, or before this server restarted) and its variables are lost; omit "
-                "`session` (and the handle in _meta) to start a new interpreter"
-            )
+            raise CallerError(handle_gone(handle))
         return Caller(Owner(key, peer, identity=identity), name or "default", handle=_handle_for(handle, name))
     connection = _mcp_session(ctx)
     if connection is not None:
@@ -204,6 +200,15 @@ def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Han
     assert key is not None
     owner = Owner(key, peer, provisional=True, identity=identity)
     return Caller(owner, requested or "default", _handle_for(handle, requested), True)
+
+
+def handle_gone(handle: str) -> str:
+    """What a client presenting a session handle this server cannot verify is told (here and as an HTTP 404)."""
+    return (
+        f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or node, "
+        "to another client, or before this server restarted) and its variables are lost; call execute_python "
+        f"without `session` (and without {HANDLE_META_KEY!r} in _meta) to start a new interpreter"
+    )
 
 
 def presented_handle(requested: str | None, meta: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

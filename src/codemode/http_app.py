@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codemode.engine import Engine
-from codemode.front import HANDLE_META_KEY, presented_handle, principal_of
+from codemode.front import handle_gone, presented_handle, principal_of
 from codemode.hub.hub import HubState
 from codemode.metrics import Metrics
 from codemode.session_names import HANDLE_PREFIX, Handles
@@ -147,9 +147,7 @@ class _Gatekeeper:
             return None
         request_id = message.get("id")
         return session_gone(
-            f"session {handle[:12]}… is gone: this server does not hold it (it was issued by another server or node, "
-            "to another client, or before this server restarted) and its variables are lost; call execute_python "
-            f"without `session` (and without {HANDLE_META_KEY!r} in _meta) to start a new interpreter",
+            handle_gone(handle),
             request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
         )
 
