@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -123,7 +123,8 @@ class ExecutionEntry:
         return hashlib.sha256(self.code.encode("utf-8", "surrogatepass")).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Shallow: every field but ``calls`` is a plain value (asdict's deep copy was most of an append's cost).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["calls"] = [c.to_json() for c in self.calls]
         data["code_sha256"] = self.code_sha256
         if len(self.code) > STORED_CODE_CHARS:
@@ -164,8 +165,11 @@ class AuditLog:
         text = json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
         line = text.encode("utf-8", "backslashreplace")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # its directory is made on the first append, not checked on each
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 if os.fstat(fd).st_size + len(line) > self.max_bytes and os.fstat(fd).st_size > 0:
                     os.close(fd)

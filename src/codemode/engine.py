@@ -47,6 +47,7 @@ from codemode.directory.load import directory_for
 from codemode.directory.service import Services
 from codemode.errors import PolicyDenied, SkillError
 from codemode.executors import Executor, ExecutorKind, RunResult, create_executor
+from codemode.files import remove_orphans
 from codemode.hub import Hub, ToolRef, ToolSpec
 from codemode.hub.upstream import Upstream
 from codemode.outcome import Outcome, cut, render
@@ -213,10 +214,7 @@ class Engine:
         removed here."""
         base = paths.scratch_root()
         base.mkdir(parents=True, exist_ok=True)
-        for old in base.iterdir():
-            pid = old.name.partition("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(old, ignore_errors=True)
+        remove_orphans(base)
         root = base / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         root.mkdir()
         stack.callback(shutil.rmtree, root, ignore_errors=True)
@@ -395,7 +393,9 @@ class Engine:
             try:
                 stubs = generation.path if generation is not None else self.stubs_path
                 with ctx.clock.paused():  # the type check is not the program's time (a first check takes seconds)
-                    report = await self.preflight.check(code, stubs=stubs, session=session)
+                    report = await self.preflight.check(
+                        code, stubs=stubs, session=session, immutable=generation is not None
+                    )
                 if report.refused:
                     return self._not_type_safe(ctx, code, report)
                 result = await self.executor.run(code, context=ctx)
@@ -527,16 +527,6 @@ class Engine:
 def _args_preview(args: dict[str, Any]) -> str:
     text = json.dumps(args, ensure_ascii=False, default=repr)
     return text if len(text) <= 2_000 else text[:2_000] + "…"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_code(code: str) -> str | None:

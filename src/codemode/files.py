@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,3 +27,27 @@ def write_atomic(path: Path, data: bytes | str, *, keep_mode: bool = False) -> N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def remove_orphans(base: Path, prefix: str = "") -> None:
+    """Remove the directories ``base/{prefix}{pid}-…`` (owned by this user) of processes that are gone.
+
+    A process killed by a signal never runs its cleanup; per-process work directories are named by pid so
+    the next process can remove them."""
+    for old in base.glob(f"{prefix}*"):
+        pid = old.name.removeprefix(prefix).partition("-")[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if old.is_dir() and old.stat().st_uid == os.getuid():
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): alive
+        return True
+    return True

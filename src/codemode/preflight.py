@@ -28,6 +28,7 @@ import atexit
 import difflib
 import hashlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from codemode import paths
+from codemode.files import remove_orphans
 
 if TYPE_CHECKING:
     from mypy.server.update import FineGrainedBuildManager
@@ -75,6 +77,8 @@ KEEP = 1
 """Warm checkers kept: one. mypy's type state is global to the process and every new build resets it
 (``mypy.build`` calls ``reset_global_state``), so a second warm build would corrupt the first (seen as an
 internal error in ``join_instances``). A session pinned to an older generation rebuilds it, rarely."""
+MEMO = 512
+"""Checks remembered per checker (program and session names → diagnostics): a few hundred KB at most."""
 
 _LINE = re.compile(
     r"^(?P<path>.*?):(?P<line>\d+): (?P<severity>error|note): (?P<message>.*?)(?:  \[(?P<code>[a-z-]+)\])?$"
@@ -136,9 +140,15 @@ class SessionNames:
     it last (replayed to keep its type), or None (declared ``Any``)."""
 
     names: dict[str, str | None] = field(default_factory=dict)
+    last: str | None = None
+    """The program added last."""
+    prelude: str | None = None
+    """The checker's prelude for these names (made when first needed)."""
 
     def add(self, code: str) -> None:
         """Record the names ``code`` binds at module level (a program that does not parse binds none)."""
+        self.last = code
+        self.prelude = None
         try:
             tree = ast.parse(code)
         except (SyntaxError, ValueError):
@@ -207,7 +217,8 @@ class Checker:
     _mypy_lock = threading.Lock()
 
     def __init__(self, stubs: Path, *, runtime: Path | None = None, skills: Path | None = None) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="codemode-preflight-"))
+        _sweep_orphans()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
         try:
             _typing_view(stubs, self.workdir / "stubs")
             # `from skills import NAME` gives the function NAME (the guest's package __getattr__), which mypy
@@ -222,6 +233,8 @@ class Checker:
             self._manager: FineGrainedBuildManager | None = None
             self._fscache: Any = None
             self._prelude_now = ""
+            self._memo: OrderedDict[tuple[str, str], list[Diagnostic]] = OrderedDict()
+            self._memo_lock = threading.Lock()
             self.closed = False
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -239,9 +252,32 @@ class Checker:
         with self._mypy_lock:
             self._build()
 
+    def remembered(self, code: str, known: SessionNames | None = None) -> list[Diagnostic] | None:
+        """The result of an earlier :meth:`check` of the same program with the same session names, or None.
+
+        A check is a pure function of the stubs tree (this checker), the names and the program: an agent that
+        retries a program, or a loop that sends the same one, is answered without mypy."""
+        key = (_prelude_text(known), code)
+        with self._memo_lock:
+            found = self._memo.get(key)
+            if found is not None:
+                self._memo.move_to_end(key)
+            return found
+
     def check(self, code: str, known: SessionNames | None = None) -> list[Diagnostic]:
         """The :data:`COUNTED` errors in ``code``, given the names the session already has."""
+        remembered = self.remembered(code, known)
+        if remembered is not None:
+            return remembered
         prelude, program, inserted_at = _sources(code, known)
+        found = self._check(prelude, program, inserted_at)
+        with self._memo_lock:
+            self._memo[(prelude, code)] = found
+            while len(self._memo) > MEMO:
+                self._memo.popitem(last=False)
+        return found
+
+    def _check(self, prelude: str, program: str, inserted_at: int | None) -> list[Diagnostic]:
         with self._mypy_lock:
             manager = self._build()
             changed = [(PROGRAM, str(self._program))]
@@ -357,6 +393,19 @@ class Checker:
         return f'"{close[0]}"' if close else None
 
 
+_WORKDIR_PREFIX = "codemode-preflight-"
+_swept = False
+
+
+def _sweep_orphans() -> None:
+    """Once per process: remove the work directories of checkers whose process was killed (each holds a copy
+    of a stubs tree; a host that restarts ``serve`` often would fill its temp directory)."""
+    global _swept
+    if not _swept:
+        _swept = True
+        remove_orphans(Path(tempfile.gettempdir()), _WORKDIR_PREFIX)
+
+
 def _counts(code: str, message: str) -> bool:
     if code not in COUNTED:
         return False
@@ -389,13 +438,27 @@ def _options(mypy_path: list[str]) -> Any:
 
 def _prelude_text(known: SessionNames | None) -> str:
     """The prelude module: the guest helpers, ``_``, and the session's names (imports replayed, others Any)."""
+    if known is not None:
+        if known.prelude is None:  # made once per program that added names, read by every check
+            known.prelude = _make_prelude(known.names)
+        return known.prelude
+    global _EMPTY_PRELUDE
+    if _EMPTY_PRELUDE is None:
+        _EMPTY_PRELUDE = _make_prelude({})
+    return _EMPTY_PRELUDE
+
+
+_EMPTY_PRELUDE: str | None = None
+
+
+def _make_prelude(names: dict[str, str | None]) -> str:
     helpers = _program_names()
     lines = [
         "from typing import Any",
         f"from codemode_runtime import {', '.join(f'{n} as {n}' for n in helpers)}",
         "_: Any",
     ]
-    for name, statement in sorted((known.names if known is not None else {}).items()):
+    for name, statement in sorted(names.items()):
         if name in helpers or name == "_":
             continue
         lines.append(statement if statement is not None else f"{name}: Any")
@@ -457,15 +520,18 @@ class Preflight:
         self._skills = skills
         self._sessions: dict[str, SessionNames] = {}
 
-    async def check(self, code: str, *, stubs: Path, session: str | None = None) -> Report:
+    async def check(self, code: str, *, stubs: Path, session: str | None = None, immutable: bool = False) -> Report:
         """Check ``code`` against the stubs tree ``stubs`` with ``session``'s names (a Report without
-        diagnostics when the mode is ``off``)."""
+        diagnostics when the mode is ``off``). ``immutable``: the tree never changes once written (a published
+        generation), so its digest is computed once, not read from every stub file on every check."""
         if self.mode == "off" or _changes_its_stubs(code):
             return Report(mode=self.mode)
         known = self._sessions.get(session) if session is not None else None
         try:
-            checker = await anyio.to_thread.run_sync(lambda: checker_for(stubs, skills=self._skills))
-            found = await anyio.to_thread.run_sync(lambda: checker.check(code, known))
+            checker = _known_checker(stubs, self._skills) if immutable else None
+            found = checker.remembered(code, known) if checker is not None else None
+            if found is None:  # one hop to a worker thread: the digest (when new) and the check
+                found = await anyio.to_thread.run_sync(lambda: self._check(code, known, stubs, immutable))
         except (Exception, SystemExit):  # mypy ends an internal error with SystemExit
             # A fault of the checker is not the program's: it runs unchecked (and is never refused for it), and
             # the build, which may be inconsistent now, is dropped.
@@ -473,6 +539,9 @@ class Preflight:
             drop_checker(stubs, skills=self._skills)
             return Report(mode=self.mode)
         return Report(tuple(found), self.mode)
+
+    def _check(self, code: str, known: SessionNames | None, stubs: Path, immutable: bool) -> list[Diagnostic]:
+        return checker_for(stubs, skills=self._skills, immutable=immutable).check(code, known)
 
     async def warm(self, stubs: Path) -> None:
         """Build the checker for ``stubs`` ahead of the first program (a failure is left to the first check)."""
@@ -485,7 +554,9 @@ class Preflight:
     def remember(self, session: str, code: str) -> None:
         """Record the names ``code`` defined in ``session`` (after it ran, whatever its outcome)."""
         if self.mode != "off":
-            self._sessions.setdefault(session, SessionNames()).add(code)
+            names = self._sessions.setdefault(session, SessionNames())
+            if names.last != code:  # the same program again binds the same names, in the same order
+                names.add(code)
 
     def forget(self, session: str) -> None:
         """The session is closed: its names are gone with its interpreter."""
@@ -495,6 +566,8 @@ class Preflight:
 def _changes_its_stubs(code: str) -> bool:
     """Whether ``code`` mounts or unmounts a service: it then imports stubs that the generation it would be
     checked against does not have (or no longer uses), so a check could only report false errors."""
+    if "mount" not in code:  # most programs: no parse
+        return False
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -515,11 +588,11 @@ def _close_checkers() -> None:
         _checkers.popitem()[1].close()
 
 
-def checker_for(stubs: Path, *, skills: Path | None = None) -> Checker:
+def checker_for(stubs: Path, *, skills: Path | None = None, immutable: bool = False) -> Checker:
     """The warm checker of a stubs tree, shared by every engine of the process: keyed by the tree's
     content, so a new generation with the same stubs reuses it. The least recently used beyond :data:`KEEP`
-    are closed."""
-    key = _digest(stubs, skills)
+    are closed. ``immutable``: the tree is a published generation; its digest is remembered by path."""
+    key = _digest(stubs, skills, immutable)
     with _checkers_lock:
         checker = _checkers.get(key)
         if checker is None:
@@ -530,19 +603,40 @@ def checker_for(stubs: Path, *, skills: Path | None = None) -> Checker:
         return checker
 
 
+def _known_checker(stubs: Path, skills: Path | None) -> Checker | None:
+    """The warm checker of an immutable tree whose digest is already known, without touching the disk."""
+    key = _digests.get((stubs, skills))
+    if key is None:
+        return None
+    with _checkers_lock:
+        return _checkers.get(key)
+
+
 def drop_checker(stubs: Path, *, skills: Path | None = None) -> None:
     """Close the warm checker of a stubs tree, if there is one (the next check builds it anew)."""
+    key = _digest(stubs, skills)
     with _checkers_lock:
-        checker = _checkers.pop(_digest(stubs, skills), None)
+        checker = _checkers.pop(key, None)
     if checker is not None:
         checker.close()
 
 
-def _digest(stubs: Path, skills: Path | None) -> str:
+_digests: dict[tuple[Path, Path | None], str] = {}
+"""Digests of immutable trees (published generations) by path: computed once each."""
+
+
+def _digest(stubs: Path, skills: Path | None, immutable: bool = False) -> str:
+    if immutable and (known := _digests.get((stubs, skills))) is not None:
+        return known
     digest = hashlib.sha256(str(skills.resolve() if skills is not None else "").encode())
     for file in sorted(stubs.rglob("*.py")):
         digest.update(str(file.relative_to(stubs)).encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    key = digest.hexdigest()
+    if immutable:
+        if len(_digests) > 256:  # generations come and go over a long serve
+            _digests.clear()
+        _digests[(stubs, skills)] = key
+    return key
 
 
 def write_typing_dir(stubs: Path, out: Path) -> None:

@@ -106,6 +106,43 @@ async def test_the_checker_sees_no_tool_that_is_not_in_the_stubs(checker: Checke
     assert _lines(checker, "from stubs import nope\n")[0][:2] == (1, "attr-defined")
 
 
+async def test_a_remembered_check_answers_only_the_same_program_with_the_same_names(checker: Checker) -> None:
+    code = "print(total)\n"
+    assert checker.remembered(code) is None
+    assert _lines(checker, code) == [(1, "name-defined", None)]
+    assert [(d.line, d.code) for d in checker.remembered(code) or []] == [(1, "name-defined")]
+    # Once the session binds `total`, the same program is checked anew (and is clean), not answered from memory.
+    known = SessionNames()
+    known.add("total = 3\n")
+    assert checker.remembered(code, known) is None
+    assert _lines(checker, code, known) == []
+    assert checker.remembered(code, known) == []
+    # A program that differs only in a character is another program.
+    assert checker.remembered("print(totals)\n", known) is None
+
+
+def test_work_directories_of_killed_checkers_are_removed() -> None:
+    import subprocess
+    import tempfile
+
+    import codemode.preflight as preflight
+
+    # A process that is gone (it ran and exited): its directory is an orphan; this process's own is not.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    base = Path(tempfile.gettempdir())
+    orphan = base / f"codemode-preflight-{gone.stdout.strip()}-test"
+    mine = base / f"codemode-preflight-{os.getpid()}-test"
+    for d in (orphan, mine):
+        (d / "stubs").mkdir(parents=True, exist_ok=True)
+    try:
+        preflight._swept = False
+        preflight._sweep_orphans()
+        assert not orphan.exists() and mine.exists()
+    finally:
+        for d in (orphan, mine):
+            preflight.shutil.rmtree(d, ignore_errors=True)
+
+
 def _engine(tmp_path: Path, mode: str) -> Engine:
     config = Config(servers=demo_config().servers, settings=Settings(typecheck=mode))  # type: ignore[arg-type]
     return Engine(config, stubs_dir=tmp_path / "stubs", skills_dir=tmp_path / "skills",
