@@ -77,3 +77,23 @@ async def test_without_its_headers_the_server_refuses_the_hub(guarded: tuple[str
     async with Hub(parse_config(_config(transport, url, {"Authorization": "Bearer wrong"}))) as hub:
         (status,) = hub.status()
         assert status.state == "failed" and not hub.tools().get("notes"), status
+
+
+async def test_an_sse_server_that_refuses_its_messages_fails_the_start_at_once(tmp_path: Path) -> None:
+    # The stream opens (GET is not checked) but every POST gets a 401: the SDK drops a refused POST, so the
+    # handshake used to wait out the start timeout (two minutes here) and then say only that.
+    port = free_port()
+    env = {**os.environ, "GUARD_TOKEN": TOKEN, "GUARD_POSTS_ONLY": "1"}
+    process = await anyio.open_process([sys.executable, str(GUARDED), "sse", str(port)], env=env)
+    try:
+        await wait_for_port(port, process, "the guarded notes server", timeout_s=60)
+        server = {"type": "sse", "url": f"http://127.0.0.1:{port}/sse", "start_timeout_s": 120}
+        with anyio.fail_after(60):
+            async with Hub(parse_config(json.dumps({"mcpServers": {"notes": server}}))) as hub:
+                (status,) = hub.status()
+        assert status.state == "failed", status
+        assert "refused the message: HTTP 401" in (status.error or ""), status.error
+    finally:
+        process.terminate()
+        with anyio.fail_after(30):
+            await process.wait()

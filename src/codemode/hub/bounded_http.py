@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import httpx2
@@ -45,28 +45,50 @@ logger = logging.getLogger(__name__)
 
 
 def bounded_http_client(
-    headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | None = None,
+    auth: httpx2.Auth | None = None,
+    *,
+    on_refused: Callable[[Any, str], None] | None = None,
 ) -> httpx2.AsyncClient:
     """``mcp.shared._httpx_utils.create_mcp_http_client`` (same timeouts and options) over a
-    :class:`BoundedTransport`; usable as the SDK's ``httpx_client_factory``."""
+    :class:`BoundedTransport`; usable as the SDK's ``httpx_client_factory``.
+
+    ``on_refused(request_id, reason)`` is told of every POST the server answered with an HTTP error (the
+    legacy SSE transport drops those and its request would wait for its timeout)."""
     merged = {"Accept-Encoding": "identity", **(headers or {})}
     return httpx2.AsyncClient(
         headers=merged,
         timeout=timeout or httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
         auth=auth,
-        transport=BoundedTransport(),
+        transport=BoundedTransport(on_refused=on_refused),
     )
 
 
 class BoundedTransport(httpx2.AsyncBaseTransport):
     """An httpx transport whose JSON and event-stream response bodies are checked before they are read."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        *,
+        on_refused: Callable[[Any, str], None] | None = None,
+    ) -> None:
         self._inner = inner or httpx2.AsyncHTTPTransport()
         self.max_bytes = max_bytes
+        self._on_refused = on_refused
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
+        if self._on_refused is not None and request.method == "POST" and response.status_code >= 400:
+            # Told to the transport, which answers the request with it; the SDK sees the message accepted
+            # (raised, the refusal would end its writer and the whole connection, the reason unsaid).
+            await response.aclose()
+            phrase = "".join(c for c in response.reason_phrase[:80] if c.isprintable())
+            reason = f"HTTP {response.status_code} {phrase}".strip()
+            self._on_refused(_request_id(request), f"the server refused the message: {reason}")
+            return httpx2.Response(202, request=request)
         kind = response.headers.get("content-type", "").lower()
         if not kind.startswith(("application/json", "text/event-stream")):
             return response

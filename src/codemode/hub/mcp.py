@@ -26,7 +26,9 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ListenNotSupportedError
+from mcp.shared._context_streams import create_context_streams
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 
 from codemode._version import __version__
 from codemode.calls.results import ResultTooLarge
@@ -296,7 +298,7 @@ class McpUpstream:
             # The SDK's stdio_client, with a reader that bounds a message before it is buffered or parsed.
             return bounded_stdio_client(params, errlog=errlog or sys.stderr, name=self.name)
         if cfg.type == "sse":
-            return sse_client(cfg.url, headers=cfg.headers or None, httpx_client_factory=bounded_http_client)
+            return _sse_transport(cfg.url, cfg.headers)
         return _http_transport(cfg.url, cfg.headers)
 
     async def _list_tools(self, client: Client) -> list[ToolSpec]:
@@ -370,6 +372,53 @@ async def _http_transport(url: str, headers: dict[str, str]) -> Any:
     async with bounded_http_client(headers=headers or None) as http:
         async with streamable_http_client(url, http_client=http) as streams:
             yield streams
+
+
+@contextlib.asynccontextmanager
+async def _sse_transport(url: str, headers: dict[str, str]) -> Any:
+    """The SDK's legacy SSE transport, with a message the server refuses (an HTTP error on its POST) answered
+    at once: the SDK logs such a POST and drops it, and its request (``initialize`` too) waited out its
+    timeout. The refusal reaches the request as a JSON-RPC error naming the status."""
+    refusals, refused = anyio.create_memory_object_stream[tuple[Any, str]](64)
+
+    def on_refused(request_id: Any, reason: str) -> None:
+        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+            refusals.send_nowait((request_id, reason))
+
+    def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None) -> Any:
+        return bounded_http_client(headers, timeout, auth, on_refused=on_refused)
+
+    async with sse_client(url, headers=headers or None, httpx_client_factory=factory) as (read, write):
+        forward, merged = create_context_streams[SessionMessage | Exception](0)
+
+        async def relay() -> None:
+            async with forward:
+                async for item in read:
+                    await forward.send(item)
+
+        async def answer_refusals() -> None:
+            async for request_id, reason in refused:
+                if request_id is None:  # a notification or response of ours: nothing waits for it
+                    logger.warning("SSE upstream %s: %s", url, reason)
+                    continue
+                error = types.JSONRPCError(
+                    jsonrpc="2.0", id=request_id, error=types.ErrorData(code=REFUSED_BY_SERVER, message=reason)
+                )
+                with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    await forward.send(SessionMessage(error))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay)
+            tg.start_soon(answer_refusals)
+            try:
+                yield merged, write
+            finally:
+                refusals.close()
+                tg.cancel_scope.cancel()
+
+
+REFUSED_BY_SERVER = -32001
+"""The JSON-RPC error code of a request an SSE server refused with an HTTP error (server-defined range)."""
 
 
 def _describe(exc: BaseException) -> str:
