@@ -150,7 +150,7 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
                 await anyio.sleep(0.5)
                 per_instance = (_rss_mb() - before) / extra
                 rows.append(
-                    speed.row("idle pooled instance RSS", per_instance, "MB", "host process RSS", before, "≤ 20 MB")
+                    speed.row("idle pooled instance RSS", per_instance, "MB", "host process RSS", before, "≤ 12 MB")
                 )
     cold, bare = _cold_start(2 if smoke else 5)
     rows.append(speed.row("cold process start (cached module)", cold, "s", "python -c pass", bare, "≤ 0.5 s"))

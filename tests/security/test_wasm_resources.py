@@ -192,6 +192,44 @@ async def test_cancelling_a_run_kills_only_that_instance(demo_sandbox: Sandbox) 
         await assert_healthy(ex)
 
 
+async def test_stopping_one_interpreter_leaves_the_others_running(demo_sandbox: Sandbox) -> None:
+    # Every interpreter runs on one shared engine, whose epoch counter is shared: an interrupt (a timeout, a
+    # cancel) bumps it for all. Only the interpreter it was meant for may stop; the busy one beside it must
+    # finish its work with its session intact.
+    busy = "total = 0\nfor i in range(12_000_000):\n    total += i\ntotal + kept"
+    expected = sum(range(12_000_000)) + 41
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("kept = 41", session="busy")).ok
+        finished: list[str] = []
+        results: dict[str, object] = {}
+
+        async def worker() -> None:
+            results["busy"] = await ex.run(busy, session="busy", limits=Limits(wall_s=120, fuel=10**12))
+            finished.append("busy")
+
+        async def timed_out() -> None:
+            results["loop"] = await run(ex, "while True:\n    pass", limits=Limits(wall_s=1))
+            finished.append("loop")
+
+        async def cancelled() -> None:
+            with anyio.move_on_after(0.5):
+                await ex.run("while True:\n    pass", session="cancelled", limits=Limits(wall_s=30))
+            finished.append("cancelled")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker)
+            tg.start_soon(timed_out)
+            tg.start_soon(cancelled)
+        # The busy program was still running when the others were stopped...
+        assert finished.index("busy") == 2, finished
+        assert_error(results["loop"], "SandboxTimeout")  # type: ignore[arg-type]
+        # ...and was not stopped with them.
+        busy_result = results["busy"]
+        assert busy_result.ok and busy_result.value == expected, busy_result  # type: ignore[attr-defined]
+        assert (await ex.run("kept + 1", session="busy")).value == 42
+        await assert_healthy(ex)
+
+
 async def test_no_threads_or_processes_survive_a_barrage(demo_sandbox: Sandbox) -> None:
     children = child_processes()
     attacks = [

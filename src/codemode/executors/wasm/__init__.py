@@ -1,9 +1,9 @@
 """CPython compiled to WASI, run by wasmtime: the executor that is the security boundary.
 
-Each interpreter ("instance") owns a wasmtime engine and store and runs on its own thread. The guest runs
-``codemode_runtime.repl.boot()``, a loop that asks the host for code through the bridge, runs it, and asks
-again with the result, so a session's variables live as long as its instance. Two WASI imports are
-shadowed to carry bridge frames (see ``codemode_runtime.protocol``); everything else is stock WASI with
+Each interpreter ("instance") owns a wasmtime store, on the engine and module they all share, and runs on its
+own thread. The guest runs ``codemode_runtime.repl.boot()``, a loop that asks the host for code through the
+bridge, runs it, and asks again with the result, so a session's variables live as long as its instance. Two
+WASI imports are shadowed to carry bridge frames (see ``codemode_runtime.protocol``); everything else is stock WASI with
 nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one writable
 scratch directory. No host environment, no sockets, no processes.
 
@@ -15,6 +15,7 @@ Modules, each importing only those listed before it:
 
 * :mod:`.module`: the engine configuration and the compiled module, cached on disk;
 * :mod:`.alarm`: the one thread that runs callbacks at deadlines;
+* :mod:`.epoch`: interrupting one interpreter on the engine they all share;
 * :mod:`.traps`: how an instance ended, as a :class:`~codemode.executors.base.RunError`;
 * :mod:`.hostcalls`: the shadowed WASI calls and raw access to guest memory;
 * :mod:`.loop`: how an instance thread reaches the event loop;

@@ -1,6 +1,7 @@
 """One CPython-in-WASM interpreter ("instance") on its own thread, and the jobs it runs.
 
-The thread owns a wasmtime engine and store and runs ``codemode_runtime.repl.boot()``, a loop that asks
+The thread owns a wasmtime store (on the shared engine, :func:`.module.shared_module`) and runs
+``codemode_runtime.repl.boot()``, a loop that asks
 the host for code through the bridge, runs it, and asks again with the result (:meth:`Instance.on_frame`,
 called from the shims in :mod:`.hostcalls`), so a session's variables live as long as its instance.
 Each job gets fuel, an epoch deadline (armed on the alarm thread, which also watches the scratch quota)
@@ -43,8 +44,9 @@ from codemode.executors.base import (
 from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm import hostcalls
 from codemode.executors.wasm.alarm import alarm
+from codemode.executors.wasm.epoch import EpochGuard
 from codemode.executors.wasm.loop import LoopLink
-from codemode.executors.wasm.module import engine_config, load_module
+from codemode.executors.wasm.module import shared_module
 from codemode.executors.wasm.traps import describe_trap, trap_error
 from codemode.protocol import (
     CALL_PREFIX,
@@ -136,6 +138,9 @@ class Instance:
         """Guest addresses of the bytearrays that hold a running execution's stdout and stderr."""
         self.dead = False
         self.engine: wasmtime.Engine | None = None
+        self.interrupted = False
+        """This interpreter was asked to stop (the clock, a cancel, a breach): its store's epoch callback ends
+        the running wasm; cleared when the next job starts."""
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -182,7 +187,9 @@ class Instance:
             self._thread.join(timeout)
 
     def _interrupt(self) -> None:
-        # The epoch first: a sleeper woken before it would return into wasm with time still on the clock.
+        # The flag, then the epoch (every store on the shared engine checks its callback, only this one
+        # stops), then the wake: a sleeper woken before would return into wasm with time still on the clock.
+        self.interrupted = True
         if self.engine is not None:
             self.engine.increment_epoch()
         self.wake.set()
@@ -193,10 +200,10 @@ class Instance:
         store: wasmtime.Store | None = None
         trap: BaseException | None = None
         try:
-            self.engine = wasmtime.Engine(engine_config())
-            module = load_module(self.engine)
+            self.engine, module = shared_module()
             linker = hostcalls.new_linker(self.engine)
             store = wasmtime.Store(self.engine)
+            guard = EpochGuard(store, lambda: self.interrupted)  # noqa: F841 (lives as long as the store)
             store.set_limits(memory_size=self.config.memory_bytes)
             store.set_fuel(_BOOT_FUEL)
             store.set_epoch_deadline(1)
@@ -340,6 +347,7 @@ class Instance:
             self.job = job
             self.breach = None
             self.timed_out = False
+            self.interrupted = False
             self.wake.clear()
             # Store methods only need a context; the caller's is the one valid inside a host call.
             wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]

@@ -52,6 +52,23 @@ def module_cache_path() -> Path:
 
 
 _compile_lock = threading.Lock()
+_shared: tuple[wasmtime.Engine, wasmtime.Module] | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_module() -> tuple[wasmtime.Engine, wasmtime.Module]:
+    """The engine and compiled module every interpreter of this process runs on, loaded once.
+
+    One engine per interpreter would map the module's ~12 MB of machine code once per interpreter (each
+    mapping counts in the process's memory); sharing it leaves an idle interpreter its own heap alone. The
+    engine's epoch is then shared too: see :mod:`.instance` for how one interpreter is interrupted alone.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            engine = wasmtime.Engine(engine_config())
+            _shared = (engine, load_module(engine))
+        return _shared
 
 
 def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wasmtime.Module:
