@@ -115,6 +115,9 @@ class ExecutionEntry:
     config: str = ""
     identity: str = "local"
     """Who ran it: the authenticated identity over HTTP (:mod:`codemode.identity`), ``local`` over stdio."""
+    peer: str = "local"
+    """Where from: the client's address over HTTP (behind a proxy listed in ``trusted_proxies``, the address
+    the proxy forwarded), ``local`` over stdio."""
     id: str = field(default_factory=lambda: new_execution_id())
     time: float = field(default_factory=time.time)
 

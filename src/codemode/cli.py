@@ -338,7 +338,7 @@ def _serve(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 host = f"[{http[0]}]" if ":" in http[0] else http[0]
                 _progress(f"serving streamable HTTP on http://{host}:{http[1]}/mcp (also /healthz, /metrics)")
-                await serve_http(app, host=http[0], port=http[1])
+                await serve_http(app, host=http[0], port=http[1], trusted_proxies=engine.settings.trusted_proxies)
             tg.cancel_scope.cancel()
 
     anyio.run(go)

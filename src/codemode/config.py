@@ -218,6 +218,11 @@ class Settings(BaseModel):
     tokens: dict[str, str] = Field(default_factory=dict)
     """``serve --http`` bearer tokens → identity names: ``{"sha256:<hex digest>": "alice", "env:BOB_TOKEN":
     "bob"}`` (see :mod:`codemode.identity`; the file never holds a token itself)."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses or networks (``"127.0.0.1"``, ``"10.0.0.0/8"``) of the load balancers in front of ``serve
+    --http`` whose ``X-Forwarded-For`` is believed: the client address that per-address limits count and the
+    audit records is then the one the proxy saw. Empty (the default): the header is ignored, since any client
+    could write it."""
     metrics_public: bool = False
     """Serve ``/metrics`` without a token (for a scraper that cannot send one, on a network you trust)."""
     mount: list[str] = Field(default_factory=list)
@@ -253,6 +258,18 @@ class Settings(BaseModel):
         for key, identity in value.items():
             check_token_key(key)
             check_identity(identity)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for i, entry in enumerate(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"entry {i}: {entry!r} is not an IP address or network") from None
         return value
 
     @field_validator("expose_direct", mode="before")

@@ -375,12 +375,12 @@ class Engine:
         try:
             state = await self.sessions.admit(session, owner)
         except PolicyDenied as exc:
-            return self._refused(session, code, str(exc), identity=owner.identity)
+            return self._refused(session, code, str(exc), identity=owner.identity, peer=owner.peer)
         assert self.catalog is not None
         await self.executor.wait_ready()  # before the clock starts: a first compile is not the program's time
         ctx = self.gate.context(
             session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask,
-            identity=owner.identity,
+            identity=owner.identity, peer=owner.peer,
         )  # fmt: skip
         async with state.lock:
             # One stubs generation for the whole execution, the newest at its start.
@@ -423,8 +423,9 @@ class Engine:
         owner = Owner(owner) if isinstance(owner, str) else owner
         session = session_dir(owner.key, DIRECT_SESSION)
         ctx = self.gate.context(
-            session=session, limits=self.limits, execution_id=new_execution_id(), ask=ask, identity=owner.identity
-        )
+            session=session, limits=self.limits, execution_id=new_execution_id(), ask=ask, identity=owner.identity,
+            peer=owner.peer,
+        )  # fmt: skip
         ctx.handles = False  # no program to read a handle: a big result is refused as before
         code = f"# direct call\n{ref.server}.{ref.tool}(**{_args_preview(args)})"
         args_bytes = len(json.dumps(args, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
@@ -440,7 +441,7 @@ class Engine:
                 id=ctx.id, session=ctx.session, code=code, executor=DIRECT_EXECUTOR, ok=reply.ok,
                 duration_s=time.perf_counter() - started, output_chars=0, calls=ctx.journal.records,
                 error=error, error_kind=None if reply.ok else reply.kind, output=error or "", config=self.config.source,
-                identity=ctx.identity,
+                identity=ctx.identity, peer=ctx.peer,
             )
         )  # fmt: skip
         return reply
@@ -472,7 +473,7 @@ class Engine:
                 error_kind=None if result.error is None else result.error.kind,
                 output=text,
                 config=self.config.source,
-                identity=ctx.identity,
+                identity=ctx.identity, peer=ctx.peer,
             )
         )  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(ctx.id, ctx.session, text, not result.ok, result, cut_path)
@@ -483,7 +484,7 @@ class Engine:
                 id=ctx.id, session=ctx.session, code=code, executor=executor or self.executor_kind, ok=False,
                 duration_s=ctx.limits.wall_s - ctx.clock.remaining(), output_chars=0, calls=ctx.journal.records,
                 error="ExecutionCancelled: the execution was cancelled (the client cancelled or went away)",
-                error_kind="cancelled", config=self.config.source, identity=ctx.identity,
+                error_kind="cancelled", config=self.config.source, identity=ctx.identity, peer=ctx.peer,
             )
         )  # fmt: skip
 
@@ -493,16 +494,16 @@ class Engine:
         entry = ExecutionEntry(
             id=ctx.id, session=ctx.session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
             output_chars=0, error=f"TypeCheck: {len(report.diagnostics)} error(s)", error_kind="refused",
-            output=text, config=self.config.source, identity=ctx.identity,
+            output=text, config=self.config.source, identity=ctx.identity, peer=ctx.peer,
         )  # fmt: skip
         self.record(entry)
         return Outcome(ctx.id, ctx.session, text, True, None, denied=text)
 
-    def _refused(self, session: str, code: str, message: str, *, identity: str) -> Outcome:
+    def _refused(self, session: str, code: str, message: str, *, identity: str, peer: str) -> Outcome:
         entry = ExecutionEntry(
             session=session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
             output_chars=0, error=f"PolicyDenied: {message}", error_kind="refused", config=self.config.source,
-            identity=identity,
+            identity=identity, peer=peer,
         )  # fmt: skip
         self.record(entry)
         return Outcome(entry.id, session, f"PolicyDenied: {message}", True, None, denied=message)

@@ -86,10 +86,17 @@ def http_app(
     return app
 
 
-async def serve_http(app: Starlette, *, host: str, port: int, log_level: str = "info") -> None:
-    """Serve ``app`` with uvicorn until cancelled."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level.lower()))
-    await server.serve()
+async def serve_http(
+    app: Starlette, *, host: str, port: int, log_level: str = "info", trusted_proxies: list[str] | None = None
+) -> None:
+    """Serve ``app`` with uvicorn until cancelled. ``X-Forwarded-For`` is read only from ``trusted_proxies``
+    (uvicorn's own default trusts any local process to write it)."""
+    trusted = list(trusted_proxies or [])
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level.lower(), proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
+    )  # fmt: skip
+    await uvicorn.Server(config).serve()
 
 
 class _Gatekeeper:

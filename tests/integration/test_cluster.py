@@ -67,10 +67,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @asynccontextmanager
-async def connect(cluster: Cluster, mode: str) -> AsyncIterator[Client]:
+async def connect(cluster: Cluster, mode: str, **headers: str) -> AsyncIterator[Client]:
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {cluster.token}"}, timeout=120)
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {cluster.token}", **headers}, timeout=120)
         )
         yield await stack.enter_async_context(Client(streamable_http_client(cluster.url, http_client=http), mode=mode))
 
@@ -157,7 +157,9 @@ async def test_a_skill_promoted_through_one_node_is_importable_through_the_other
 
 async def test_the_shared_audit_holds_every_execution_once(cluster: Cluster) -> None:
     marker = "audit-once-7f3a"
-    async with connect(cluster, "legacy") as one, connect(cluster, "auto") as two:
+    # The second client claims another address: HAProxy replaces the header, so the nodes record where it is.
+    spoofed = {"X-Forwarded-For": "203.0.113.9"}
+    async with connect(cluster, "legacy") as one, connect(cluster, "auto", **spoofed) as two:
         for i in range(4):
             for client in (one, two):
                 result = await client.call_tool("execute_python", {"code": f"# {marker} {i}\n{i}"})
@@ -168,15 +170,16 @@ async def test_the_shared_audit_holds_every_execution_once(cluster: Cluster) -> 
             while (codes := await _audited(cluster, node, marker)) != expected:
                 assert len(codes) < len(expected), codes  # never a record twice
                 await anyio.sleep(0.5)
+    assert await _audited(cluster, "node1", marker, field="peer") == ["127.0.0.1"] * len(expected)
 
 
-async def _audited(cluster: Cluster, node: str, marker: str) -> list[str]:
+async def _audited(cluster: Cluster, node: str, marker: str, *, field: str = "code") -> list[str]:
     history = await anyio.run_process(
         [str(ROOT / ".venv" / "bin" / "codemode"), "history", "--json", "-n", "0", "--config",
          str(cluster.folder / node / "config.json")],
         check=True,
     )  # fmt: skip
-    return sorted(e["code"] for e in json.loads(history.stdout) if marker in str(e.get("code", "")))
+    return sorted(e[field] for e in json.loads(history.stdout) if marker in str(e.get("code", "")))
 
 
 async def test_a_dead_nodes_client_is_told_its_session_is_gone_and_goes_on(cluster: Cluster) -> None:

@@ -143,3 +143,26 @@ def test_a_token_put_in_the_config_by_mistake_is_not_echoed(tmp_path: Path) -> N
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "codemode.tokens" in refused.stderr and token_key("x")[:7] in refused.stderr
     assert ALICE not in refused.stderr and ALICE[:12] not in refused.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(tmp_path: Path, trusted: bool) -> None:
+    # Per-address limits and the audit use the client's address. X-Forwarded-For is anybody's to write: a client
+    # that sends one itself must not pass for another address (nor spread its new sessions over many) unless
+    # the address it connects from is a proxy the config trusts.
+    from contextlib import AsyncExitStack
+
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    settings = {"trusted_proxies": ["127.0.0.1"]} if trusted else {}
+    async with serving(tmp_path, **settings) as url, AsyncExitStack() as stack:
+        headers = {"Authorization": f"Bearer {ALICE}", "X-Forwarded-For": "203.0.113.7"}
+        http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+        session = await stack.enter_async_context(Client(streamable_http_client(url, http_client=http), mode="legacy"))
+        assert text(await run(session, "1 + 1")) == "2"
+    (entry,) = audit(tmp_path)
+    assert entry["identity"] == "alice"
+    assert entry["peer"] == ("203.0.113.7" if trusted else "127.0.0.1"), entry["peer"]

@@ -76,6 +76,8 @@ class RunContext:
     """The skill store's revision at the start (the guest forgets imported skills when it changes)."""
     identity: str = "local"
     """Who the execution runs for (:mod:`codemode.identity`): policy rules may be scoped to it."""
+    peer: str = "local"
+    """Where its request came from (the client's address over HTTP): audited."""
     handles: bool = True
     """A result over ``limits.handle_bytes`` may come back as a handle (False: a client's direct call,
     which has no program to read one)."""
@@ -386,12 +388,20 @@ class Gate:
         self._specs = None
 
     def context(
-        self, *, session: str, limits: Limits, execution_id: str = "", ask: Asker | None = None, identity: str = "local"
+        self,
+        *,
+        session: str,
+        limits: Limits,
+        execution_id: str = "",
+        ask: Asker | None = None,
+        identity: str = "local",
+        peer: str = "local",
     ) -> RunContext:
         """A fresh context for one execution (its clock starts now)."""
         # Every call within the quota is recorded, and the first refusal past it; later ones are counted.
         journal = Journal(max_records=limits.max_tool_calls + 1)
-        return RunContext(execution_id, session, limits, Clock(limits.wall_s), journal, self, ask, identity=identity)
+        clock = Clock(limits.wall_s)
+        return RunContext(execution_id, session, limits, clock, journal, self, ask, identity=identity, peer=peer)
 
     async def call(self, ctx: RunContext, ref: ToolRef, args: dict[str, Any], args_bytes: int) -> Reply:
         """Pass one call through every step. Never raises for anything the program did."""
