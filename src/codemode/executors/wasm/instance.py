@@ -138,6 +138,8 @@ class Instance:
         """Guest addresses of the bytearrays that hold a running execution's stdout and stderr."""
         self.dead = False
         self.engine: wasmtime.Engine | None = None
+        self.stopping = False
+        """:meth:`stop` was called: an interrupt while idle is then the exit grace, not worth a warning."""
         self.interrupted = False
         """This interpreter was asked to stop (the clock, a cancel, a breach): its store's epoch callback ends
         the running wasm; cleared when the next job starts."""
@@ -164,6 +166,7 @@ class Instance:
         (which ends its job early) and then ignored the ``exit`` frame it was handed.
         """
         self.jobs.put(None)
+        self.stopping = True
         with self._lock:
             if self.job is not None:
                 self.job.ctx.cancelled = True
@@ -455,7 +458,7 @@ class Instance:
         if not self.ready.is_set():
             self.boot_error = self.boot_error or describe_trap(trap)
             self.loop.notify(self.ready.set)
-        elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap):
+        elif job is None and trap is not None and not isinstance(trap, wasmtime.ExitTrap) and not self.stopping:
             log.warning("wasm instance %s ended while idle: %s", self.id, describe_trap(trap))
         if store is not None:
             with contextlib.suppress(BaseException):
