@@ -208,6 +208,9 @@ class Settings(BaseModel):
     max_tool_calls: int = Field(default=200, ge=0)
     executions_per_minute: int = Field(default=1000, ge=1)
     session_idle_s: float = Field(default=1800.0, gt=0)
+    pool_size: int = Field(default=2, ge=0, le=256)
+    """Interpreters started ahead of demand (about 8 MB each while idle): a new session takes one at once instead
+    of starting its own (a third of a second). A node many clients reach at once wants more."""
     max_sessions: int = Field(default=32, ge=1)
     """Live interpreters at most. Past it a client's own least recently used idle session is closed, never
     another client's (see :mod:`codemode.sessions`)."""

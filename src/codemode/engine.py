@@ -185,6 +185,7 @@ class Engine:
                     gate=self.gate,
                     limits=self.limits,
                     progress=self._progress,
+                    pool_size=self.settings.pool_size,
                 )
             )
             tg = await stack.enter_async_context(anyio.create_task_group())

@@ -185,3 +185,20 @@ async def test_max_sessions_refuses_a_new_session_when_every_one_is_running_code
             assert sorted(engine.executor.sessions()) == ["a", "b"]  # type: ignore[union-attr]
             tg.cancel_scope.cancel()
         assert not (await engine.execute("1 + 1", session="c")).is_error  # an idle one makes room now
+
+
+@pytest.mark.parametrize("size", [0, 3])
+async def test_pool_size_interpreters_wait_ahead_of_demand(tmp_path: Path, size: int) -> None:
+    config = Config(servers={}, settings=Settings(pool_size=size))
+    async with _engine(tmp_path, config) as engine:
+        executor = engine.executor
+        assert executor is not None
+        with anyio.fail_after(120):  # started in the background: wait for them (none to wait for at 0)
+            while executor.pooled < size:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        outcome = await engine.execute("1 + 1", session="first")
+        assert outcome.text == "2"
+        with anyio.fail_after(120):  # the one a session took is replaced
+            while executor.pooled < size:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        assert executor.pooled == size
