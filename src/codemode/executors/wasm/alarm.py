@@ -23,11 +23,13 @@ class Alarm:
 
     def at(self, when: float, callback: Callable[[], None]) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (when, next(self._seq), callback))
+            entry = (when, next(self._seq), callback)
+            heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="codemode-wasm-alarm", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0] is entry:  # the thread sleeps until an earlier deadline otherwise: let it sleep
+                self._cond.notify()
 
     def _loop(self) -> None:
         while True:
