@@ -78,7 +78,9 @@ KEEP = 1
 (``mypy.build`` calls ``reset_global_state``), so a second warm build would corrupt the first (seen as an
 internal error in ``join_instances``). A session pinned to an older generation rebuilds it, rarely."""
 MEMO = 512
-"""Checks remembered per checker (program and session names → diagnostics): a few hundred KB at most."""
+"""Checks remembered per checker, keyed by a digest of the program and the session's names."""
+MEMO_DIAGNOSTICS = 50
+"""A check with more diagnostics than this is not remembered: what is kept stays small whatever is sent."""
 
 _LINE = re.compile(
     r"^(?P<path>.*?):(?P<line>\d+): (?P<severity>error|note): (?P<message>.*?)(?:  \[(?P<code>[a-z-]+)\])?$"
@@ -233,7 +235,7 @@ class Checker:
             self._manager: FineGrainedBuildManager | None = None
             self._fscache: Any = None
             self._prelude_now = ""
-            self._memo: OrderedDict[tuple[str, str], list[Diagnostic]] = OrderedDict()
+            self._memo: OrderedDict[bytes, list[Diagnostic]] = OrderedDict()
             self._memo_lock = threading.Lock()
             self.closed = False
         except BaseException:
@@ -257,7 +259,7 @@ class Checker:
 
         A check is a pure function of the stubs tree (this checker), the names and the program: an agent that
         retries a program, or a loop that sends the same one, is answered without mypy."""
-        key = (_prelude_text(known), code)
+        key = _memo_key(_prelude_text(known), code)
         with self._memo_lock:
             found = self._memo.get(key)
             if found is not None:
@@ -271,10 +273,11 @@ class Checker:
             return remembered
         prelude, program, inserted_at = _sources(code, known)
         found = self._check(prelude, program, inserted_at)
-        with self._memo_lock:
-            self._memo[(prelude, code)] = found
-            while len(self._memo) > MEMO:
-                self._memo.popitem(last=False)
+        if len(found) <= MEMO_DIAGNOSTICS:
+            with self._memo_lock:
+                self._memo[_memo_key(prelude, code)] = found
+                while len(self._memo) > MEMO:
+                    self._memo.popitem(last=False)
         return found
 
     def _check(self, prelude: str, program: str, inserted_at: int | None) -> list[Diagnostic]:
@@ -391,6 +394,13 @@ class Checker:
         candidates = [n for module in modules_searched if module in modules for n in modules[module].names]
         close = difflib.get_close_matches(name, [c for c in candidates if not c.startswith("__")], n=1, cutoff=0.7)
         return f'"{close[0]}"' if close else None
+
+
+def _memo_key(prelude: str, code: str) -> bytes:
+    # A digest, not the texts: a program may be a megabyte, and hundreds are remembered.
+    digest = hashlib.sha256(prelude.encode("utf-8", "surrogatepass"))
+    digest.update(b"\0" + code.encode("utf-8", "surrogatepass"))
+    return digest.digest()
 
 
 _WORKDIR_PREFIX = "codemode-preflight-"

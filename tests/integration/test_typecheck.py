@@ -121,6 +121,23 @@ async def test_a_remembered_check_answers_only_the_same_program_with_the_same_na
     assert checker.remembered("print(totals)\n", known) is None
 
 
+async def test_what_is_remembered_stays_small_whatever_programs_are_sent(
+    checker: Checker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import codemode.preflight as preflight
+
+    # A client sending many large programs must not make the host keep them: a digest per program, a bounded
+    # number of them, and no check with a flood of diagnostics.
+    monkeypatch.setattr(preflight, "MEMO", 3)
+    big = "x = 1\n" + "# " + "p" * 300_000 + "\n"
+    for i in range(5):
+        checker.check(f"{big}y{i} = x\n")
+    assert len(checker._memo) == 3 and all(len(key) == 32 for key in checker._memo)
+    flood = "".join(f"print(undefined_{i})\n" for i in range(preflight.MEMO_DIAGNOSTICS + 1))
+    assert len(checker.check(flood)) == preflight.MEMO_DIAGNOSTICS + 1
+    assert checker.remembered(flood) is None
+
+
 def test_work_directories_of_killed_checkers_are_removed() -> None:
     import subprocess
     import tempfile
