@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -167,7 +168,8 @@ class LeanClient:
     async def __aexit__(self, *exc: object) -> None:
         try:
             if exc[0] is None and self.session_id is not None:
-                await self._http("DELETE", b"")
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError):  # best effort, as in the SDK
+                    await self._http("DELETE", b"")
         finally:
             if self.writer is not None:
                 self.writer.close()
