@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from codemode.executors import Limits
+from codemode.executors import ExecutorKind, Limits
 from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -200,3 +200,16 @@ async def test_a_program_faster_than_the_scratch_poller_still_meets_the_quota(de
         assert "10 files" in result.error.message
         left = await ex.run("import os\nlen(os.listdir('/scratch'))", session="fast")
         assert left.ok and left.value <= 5  # trimmed to half the quota; the session itself lives on
+
+
+@pytest.mark.parametrize("kind", ["wasm", "restricted"])
+async def test_waiting_for_an_interpreter_is_not_the_programs_time(demo_sandbox: Sandbox, kind: ExecutorKind) -> None:
+    # No interpreter started ahead: a new session's first execution waits for one to start, which under a
+    # burst of new sessions can outlast the wall-time limit. The clock counts the program alone.
+    async with demo_sandbox.executor(kind, pool_size=0) as ex:
+        await ex.wait_ready()
+        ctx = ex.gate.context(session="fresh", limits=Limits())
+        result = await ex.run("1 + 1", context=ctx)
+        counted = ctx.clock.wall_s - ctx.clock.remaining()
+        assert result.value == 2, result.error
+        assert counted < result.duration_s / 2, (counted, result.duration_s)  # the rest was the start

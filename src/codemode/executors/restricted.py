@@ -340,7 +340,8 @@ class RestrictedExecutor(PooledExecutor[_Child]):
                 # Died while idle (killed from outside): like a lost WASM instance, start afresh.
                 await self._kill(child, session)
             try:
-                child = await self._worker_for(session)
+                with ctx.clock.paused():  # a child's start is not the program's time (as for a WASM boot)
+                    child = await self._worker_for(session)
             except SandboxError as exc:
                 return failed(RunError.of(SandboxUnavailable, str(exc)), ctx, lost=False)
             async with child.lock:

@@ -127,7 +127,10 @@ class WasmExecutor(PooledExecutor[Instance]):
             raise SandboxError("the executor is closed")
         started = time.perf_counter()
         try:
-            instance = await self._worker_for(ctx.session)
+            # Waiting for an interpreter to boot is not the program's time: under a burst of new sessions
+            # it can outlast the wall-time limit, which would stop the program the moment it starts.
+            with ctx.clock.paused():
+                instance = await self._worker_for(ctx.session)
         except SandboxError as exc:
             return failed(RunError.of(SandboxUnavailable, str(exc)), ctx, lost=False)
         job = Job(code, ctx, anyio.Event())
