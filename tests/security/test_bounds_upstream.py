@@ -25,7 +25,8 @@ from codemode.hub.bounded_stdio import MAX_MESSAGE_BYTES
 from tests.conftest import FIXTURES
 from tests.security.rss import PeakRss
 
-pytestmark = pytest.mark.anyio
+# The peak RSS these attacks record is only meaningful in a process that has not run hundreds of other tests.
+pytestmark = [pytest.mark.anyio, pytest.mark.memory]
 
 HOSTILE = FIXTURES / "servers" / "hostile.py"
 MB = 1 << 20

@@ -26,7 +26,8 @@ from codemode.hub.bounded_stdio import MAX_MESSAGE_BYTES
 from tests.conftest import FIXTURES, free_port, wait_for_port
 from tests.security.rss import PeakRss
 
-pytestmark = pytest.mark.anyio
+# The peak RSS these attacks record is only meaningful in a process that has not run hundreds of other tests.
+pytestmark = [pytest.mark.anyio, pytest.mark.memory]
 
 SERVER = FIXTURES / "servers" / "hostile_http.py"
 LIMIT = f"over the {MAX_MESSAGE_BYTES:,}-byte limit"
