@@ -53,9 +53,10 @@ S = "src/codemode/"
 MODULES: dict[str, Target] = {
     # The frame checks are pure functions; test_bounds_frames.py drives the same ones through the sandbox.
     "protocol": Target((f"{S}protocol.py",), ("tests/unit/test_protocol.py",)),
-    "bridge": Target((f"{S}bridge.py",), ("tests/unit/test_gate.py", "tests/security/test_wasm_bridge.py")),
+    "bridge": Target((f"{S}bridge.py",), (
+        "tests/unit/test_bridge.py", "tests/unit/test_gate.py", "tests/security/test_wasm_bridge.py")),
     "gate": Target((f"{S}calls/gate.py",), (
-        "tests/unit/test_gate.py", "tests/unit/test_policy_rules.py",
+        "tests/unit/test_gate.py", "tests/unit/test_handles.py", "tests/unit/test_policy_rules.py",
         "tests/security/test_wasm_secrets.py::test_an_upstreams_stderr_stays_on_the_host")),
     "hostcalls": Target((f"{S}executors/wasm/hostcalls.py", f"{S}executors/wasm/instance.py"), (
         "tests/security/test_wasm_bridge.py", "tests/security/test_wasm_host_side.py",
@@ -129,6 +130,9 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_GATE, "core/ExceptionReplacer", "except (TypeError, ValueError):",
              "the digest's fallback to repr(): arguments are decoded JSON (string keys, no cycles, default=repr), "
              "so json.dumps never raises TypeError there"),
+    Accepted(_GATE, "core/NumberReplacer", "if depth > 20:",
+             "the sampled digest's depth cut one level deeper or shallower: which deep values the audit "
+             "digest hashes; it stays deterministic and bounded, and no decision reads it"),
     Accepted(_GATE, "core/AddNot", "if isinstance(value, str):",
              "the sampled digest then keeps long strings whole: slower on megabyte arguments, the same decisions"),
 )
