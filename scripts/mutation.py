@@ -163,6 +163,15 @@ ACCEPTED: tuple[Accepted, ...] = (
              'track=False)',
              "the stubs manifest's keys unsorted: they are built in a fixed order anyway (a compile of the same "
              "tools in reverse gives the same bytes, tested), and it is only read back with json.loads"),
+    Accepted(_WRITER, "core/ReplaceTrueWithFalse",
+             "payload = json.dumps([COMPILER_VERSION, spec.server, module, python_name, spec.to_json(), observed], "
+             "sort_keys=True)",
+             "the reuse hash over unsorted keys only changes more often (an equal definition in another key order "
+             "is recompiled to the same bytes): a stub is never reused when it should not be"),
+    Accepted(_WRITER, "core/ReplaceOrWithAnd",
+             'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):',
+             "_in_tree's first clauses joined by `and`: an empty name is still refused by the part check below, and "
+             "no caller passes a non-string (_load_manifest keeps only strings)"),
     Accepted(_WEX, "core/NumberReplacer", "await anyio.to_thread.run_sync(instance.join, 10.0)",
              "how long aclose waits for each instance thread to end (9 or 11 s): they were all stopped first"),
 )
