@@ -53,17 +53,22 @@ S = "src/codemode/"
 MODULES: dict[str, Target] = {
     # The frame checks are pure functions; test_bounds_frames.py drives the same ones through the sandbox.
     "protocol": Target((f"{S}protocol.py",), ("tests/unit/test_protocol.py",)),
-    "bridge": Target((f"{S}bridge.py",), ("tests/unit/test_gate.py", "tests/security/test_wasm_bridge.py")),
+    "bridge": Target((f"{S}bridge.py",), (
+        "tests/unit/test_bridge.py", "tests/unit/test_gate.py", "tests/security/test_wasm_bridge.py")),
     "gate": Target((f"{S}calls/gate.py",), (
-        "tests/unit/test_gate.py", "tests/unit/test_policy_rules.py",
+        "tests/unit/test_gate.py", "tests/unit/test_handles.py", "tests/unit/test_policy_rules.py",
         "tests/security/test_wasm_secrets.py::test_an_upstreams_stderr_stays_on_the_host")),
     "hostcalls": Target((f"{S}executors/wasm/hostcalls.py", f"{S}executors/wasm/instance.py"), (
         "tests/security/test_wasm_bridge.py", "tests/security/test_wasm_host_side.py",
-        "tests/security/test_wasm_resources.py")),
+        "tests/security/test_wasm_resources.py",
+        "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_making_too_many_files",
+        "tests/integration/test_wait_timeouts.py::"
+        "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]")),
     "limits": Target((f"{S}executors/base.py", f"{S}executors/wasm/executor.py"), (
-        "tests/security/test_wasm_resources.py", "tests/integration/test_sandbox.py")),
+        "tests/unit/test_guest_results.py", "tests/unit/test_scratch.py", "tests/security/test_wasm_resources.py",
+        "tests/integration/test_sandbox.py")),
     "spill-scratch": Target((f"{S}executors/pool.py", f"{S}executors/scratch.py"), (
-        "tests/security/test_wasm_host_side.py", "tests/integration/test_sandbox.py")),
+        "tests/unit/test_scratch.py", "tests/security/test_wasm_host_side.py", "tests/integration/test_sandbox.py")),
     "sessions": Target((f"{S}sessions.py", f"{S}session_names.py"), (
         "tests/security/test_session_ownership.py", "tests/unit/test_front.py")),
     "config": Target((f"{S}config.py",), (
@@ -100,6 +105,10 @@ class Accepted:
 
 # Keep in step with "Equivalent mutants accepted (cosmic-ray)" in tests/MUTANTS.md.
 _SES, _SN, _GATE = f"{S}sessions.py", f"{S}session_names.py", f"{S}calls/gate.py"
+_INST, _WEX = f"{S}executors/wasm/instance.py", f"{S}executors/wasm/executor.py"
+_CONFIG, _WRITER = f"{S}config.py", f"{S}compiler/writer.py"
+_TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
+
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
 _TICK = ("a boundary at exact equality of two float clock readings: the event ages out (or the session expires) "
          "one clock tick sooner or later, which no client can time and which changes no limit")
@@ -129,8 +138,42 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_GATE, "core/ExceptionReplacer", "except (TypeError, ValueError):",
              "the digest's fallback to repr(): arguments are decoded JSON (string keys, no cycles, default=repr), "
              "so json.dumps never raises TypeError there"),
+    Accepted(_GATE, "core/NumberReplacer", "if depth > 20:",
+             "the sampled digest's depth cut one level deeper or shallower: which deep values the audit "
+             "digest hashes; it stays deterministic and bounded, and no decision reads it"),
     Accepted(_GATE, "core/AddNot", "if isinstance(value, str):",
              "the sampled digest then keeps long strings whole: slower on megabyte arguments, the same decisions"),
+    Accepted(_INST, "core/NumberReplacer", "_BOOT_FUEL = 50_000_000_000",
+             "one fuel unit more or less of the 50-billion boot budget (the boot takes a fraction of it)"),
+    Accepted(_INST, "core/NumberReplacer", "self.id = uuid.uuid4().hex[:8]",
+             "an instance id of 7 or 9 hex digits: it names the thread and log lines, nothing looks it up"),
+    *(Accepted(_WEX, operator, "if len(empty) > 4096:  # sessions come and go: forget old directories now and then",
+               "when the cache of scratch dirs last seen empty is cleared (every insert, or one entry sooner or "
+               "later): at most one scandir more per run, the same quota decision, the cache still bounded")
+      for operator in ("core/AddNot", "core/NumberReplacer", "core/ReplaceComparisonOperator_Gt_GtE")),
+    *(Accepted(_CONFIG, operator, _TAG,
+               "where a server's validation error is placed: parse_config checks the transport before pydantic, so "
+               "every error under a server has its name, the union tag and a field (a path of 4 or more); the "
+               "mutant changes only paths of length 2 or 3, which cannot occur", mutated)
+      for operator, mutated in (("core/ReplaceAndWithOr", ""), ("core/ReplaceComparisonOperator_Gt_GtE", ""),
+                                ("core/NumberReplacer", _TAG.replace("> 2", "> 3")),
+                                ("core/NumberReplacer", _TAG.replace("> 2", "> 1")))),
+    Accepted(_WRITER, "core/ReplaceTrueWithFalse",
+             '_write(out_dir, MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\\n", report, '
+             'track=False)',
+             "the stubs manifest's keys unsorted: they are built in a fixed order anyway (a compile of the same "
+             "tools in reverse gives the same bytes, tested), and it is only read back with json.loads"),
+    Accepted(_WRITER, "core/ReplaceTrueWithFalse",
+             "payload = json.dumps([COMPILER_VERSION, spec.server, module, python_name, spec.to_json(), observed], "
+             "sort_keys=True)",
+             "the reuse hash over unsorted keys only changes more often (an equal definition in another key order "
+             "is recompiled to the same bytes): a stub is never reused when it should not be"),
+    Accepted(_WRITER, "core/ReplaceOrWithAnd",
+             'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):',
+             "_in_tree's first clauses joined by `and`: an empty name is still refused by the part check below, and "
+             "no caller passes a non-string (_load_manifest keeps only strings)"),
+    Accepted(_WEX, "core/NumberReplacer", "await anyio.to_thread.run_sync(instance.join, 10.0)",
+             "how long aclose waits for each instance thread to end (9 or 11 s): they were all stopped first"),
 )
 
 

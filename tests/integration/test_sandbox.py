@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
+
 import anyio
 import pytest
 
 from codemode.executors import ExecutorKind, Limits
+from codemode.executors.pool import PooledExecutor
 from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -92,6 +96,32 @@ async def test_session_state_persists_and_sessions_are_isolated(demo_sandbox: Sa
         await ex.close_session("a")
         fresh = await ex.run("counter", session="a")
         assert not fresh.ok and fresh.error is not None and fresh.error.type == "NameError"
+
+
+async def test_the_pool_keeps_exactly_its_spares_and_a_closed_session_stops_its_interpreter(
+    demo_sandbox: Sandbox,
+) -> None:
+    ex = demo_sandbox.executor(pool_size=2)
+    assert isinstance(ex, PooledExecutor)
+
+    async def refilled() -> None:
+        with anyio.fail_after(120):  # two boots; a pool that never stops refilling fails here
+            while ex._refilling or ex.pooled < 2:  # noqa: ASYNC110  # no event marks the end of a refill
+                await anyio.sleep(0.05)
+
+    async with ex:
+        await refilled()
+        assert ex.pooled == 2  # each spare is a whole interpreter: one more is memory nobody asked for
+        assert (await ex.run("1", session="p")).ok
+        await refilled()
+        assert ex.pooled == 2
+        (thread,) = (t for t in threading.enumerate() if t.name == f"codemode-wasm-{ex._sessions['p'].id}")
+        await ex.close_session("p")
+        await anyio.to_thread.run_sync(thread.join, 10.0)
+        assert not thread.is_alive()  # not left running (with its memory) until the executor closes
+        await ex.close_session("never-opened")
+        shutil.rmtree(demo_sandbox.root / "scratch-wasm" / ".pool")  # the cache cleared under a running host
+    assert ex.pooled == 0  # and it still closes
 
 
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:

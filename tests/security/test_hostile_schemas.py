@@ -20,6 +20,7 @@ import pytest
 
 from codemode.compiler import compile_to_dir, load_index
 from codemode.compiler.limits import MAX_DESCRIPTION, MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, check_refs
+from codemode.compiler.render import escape_docstring
 from codemode.errors import CompileError
 from codemode.hub import ToolSpec
 
@@ -145,7 +146,7 @@ def test_one_unwritable_tool_does_not_stop_the_rest(tmp_path: Path, monkeypatch:
     root = tmp_path / "stubs"
     tools = [ToolSpec("s", "doomed", "x"), ToolSpec("s", "fine", "y")]
     report = compile_to_dir({"s": tools, "other": [_good()]}, root)
-    assert any(w.startswith("s.doomed:") for w in report.warnings), report.warnings
+    assert any(w.startswith("s.doomed:") and "cannot write stub" in w for w in report.warnings), report.warnings
     assert (root / "s" / "fine.py").is_file() and (root / "other" / "fine.py").is_file()
     assert "doomed" not in (root / "s" / "__init__.py").read_text()
 
@@ -230,10 +231,19 @@ def test_hostile_server_names_and_summaries(tmp_path: Path) -> None:
     assert len(modules["s" * 300]) < 100 and not modules["__init__"].startswith("_")
 
 
+@pytest.mark.parametrize(
+    "text", ['Ends in a quote"', 'two""', 'three"""', '"', 'a """ b', "back\\", 'path\\"', 'q"\n  ', "s\\\\"]
+)
+def test_a_docstring_reads_back_as_the_text_it_was_given(text: str) -> None:
+    # Every tool's docstring ends with "Calls MCP tool ..." today; the escape must not rely on that.
+    assert ast.literal_eval(f'"""{escape_docstring(text)}"""') == text.rstrip()
+
+
 def test_absurd_tool_name_is_skipped_with_a_warning(tmp_path: Path) -> None:
     root = tmp_path / "stubs"
     report = compile_to_dir({"evil": [ToolSpec("evil", "n" * 5_000_000), ToolSpec("evil", "ok")]}, root)
     assert any("skipped" in w and "limit 1024" in w and len(w) < 2000 for w in report.warnings), report.warnings
+    assert report.tools == 2  # a skipped tool is still counted as one the server has
     assert [t["name"] for b in load_index(root)["servers"] for t in b["tools"]] == ["ok"]
 
 

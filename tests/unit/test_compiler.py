@@ -13,7 +13,8 @@ import pytest
 from benchmarks.bench_compile import run as run_compile_benchmark
 from benchmarks.bench_compile import synthetic_catalog
 from codemode.compiler import compile_server, compile_to_dir, load_index
-from codemode.compiler.writer import TASK_REQUIRED
+from codemode.compiler.naming import MAX_MODULE_NAME, module_name
+from codemode.compiler.writer import TASK_REQUIRED, _reason
 from codemode.hub import ToolSpec
 from tests.conftest import FIXTURES, REPO
 
@@ -245,3 +246,20 @@ def test_every_captured_catalog_compiles_to_typed_stubs(tmp_path: Path) -> None:
     assert int(_import_all(root, script)) == sum(len(tools) for tools in servers.values()) - len(task_only)
     omitted = {s["name"]: s.get("omitted") for s in load_index(root)["servers"] if s.get("omitted")}
     assert omitted == {"everything": [{"name": "simulate-research-query", "reason": TASK_REQUIRED}]}
+
+
+def test_a_module_name_is_cut_with_a_digest_only_past_64_characters() -> None:
+    assert module_name("a" * MAX_MODULE_NAME, fallback="t") == "a" * MAX_MODULE_NAME
+    cut, other = module_name("a" * 65, fallback="t"), module_name("a" * 64 + "b", fallback="t")
+    assert len(cut) == len(other) == MAX_MODULE_NAME and cut.startswith("a" * 55 + "_") and cut != other
+
+
+def test_an_uncompiled_tree_has_an_empty_index(tmp_path: Path) -> None:
+    assert load_index(tmp_path / "never-compiled") == {"version": 1, "servers": []}
+
+
+def test_a_skip_reason_is_cut_only_past_300_characters() -> None:
+    prefix = len("ValueError: ")
+    assert _reason(ValueError("x" * (300 - prefix))) == "ValueError: " + "x" * (300 - prefix)
+    long = _reason(ValueError("x" * (301 - prefix)))
+    assert len(long) == 300 and long.endswith("x…")

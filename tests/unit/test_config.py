@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from codemode.config import HttpServer, StdioServer, demo_config, load_config, parse_config
+from codemode.config import Config, HttpServer, OpenApiServer, StdioServer, demo_config, load_config, parse_config
 from codemode.errors import ConfigError
 
 
@@ -167,3 +168,81 @@ def test_expose_direct_errors_name_the_entry_and_line(value: object, message: st
         parse_config(text, source="mcp.json")
     assert str(info.value).startswith("mcp.json:3: codemode.expose_direct")
     assert message in str(info.value)
+
+
+def _parse(settings: dict[str, object], servers: dict[str, object] | None = None) -> Config:
+    return parse_config(json.dumps({"mcpServers": servers or {}, "codemode": settings}))
+
+
+def test_the_defaults_are_the_documented_ones_and_every_opt_in_is_off() -> None:
+    # A default limit or switch that moves is a change a reviewer must see here (the README lists them).
+    settings = _parse({}).settings
+    limits = (settings.wall_s, settings.memory_mb, settings.output_chars, settings.max_tool_calls,
+              settings.executions_per_minute, settings.max_sessions, settings.session_idle_s)
+    assert limits == (30.0, 256, 20_000, 200, 1000, 32, 1800.0)
+    assert (settings.result_handle_kb, settings.result_store_mb, settings.result_store_total_mb) == (256, 256, 1024)
+    assert (settings.skills.auto_promote, settings.expose_skills, settings.metrics_public) == (False, False, False)
+    assert (settings.expose_direct, settings.mount, settings.tokens) == ([], [], {})
+    policy = settings.policy
+    assert (policy.rules, policy.read_only, policy.destructive, policy.approval_timeout_s) == ({}, False, "ask", 300.0)
+    server = StdioServer(command="x")
+    assert (server.start_timeout_s, server.call_timeout_s) == (30.0, 60.0)
+    assert OpenApiServer(spec="api.json").max_response_bytes == 10 * 1024 * 1024
+    git = _parse({"skills_git": {"remote": "/srv/skills.git"}}).settings.skills_git
+    assert git is not None and (git.branch, git.pull_interval_s) == ("main", 10.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "lowest", "refused"),
+    [("wall_s", 0.001, 0), ("memory_mb", 17, 16), ("output_chars", 101, 100), ("result_handle_kb", 1, 0),
+     ("result_store_total_mb", 1, 0), ("max_tool_calls", 0, -1), ("executions_per_minute", 1, 0)],
+)  # fmt: skip
+def test_each_limit_refuses_the_first_value_past_its_bound(key: str, lowest: float, refused: float) -> None:
+    assert getattr(_parse({key: lowest}).settings, key) == lowest
+    with pytest.raises(ConfigError, match=rf"codemode\.{key}"):
+        _parse({key: refused})
+
+
+def test_timeouts_take_any_positive_value_and_refuse_zero() -> None:
+    server = _parse({}, {"a": {"command": "x", "start_timeout_s": 0.5, "call_timeout_s": 0.5}}).servers["a"]
+    assert (server.start_timeout_s, server.call_timeout_s) == (0.5, 0.5)
+    for key in ("start_timeout_s", "call_timeout_s"):
+        with pytest.raises(ConfigError, match=rf"mcpServers\.a\.{key}"):
+            _parse({}, {"a": {"command": "x", key: 0}})
+    assert _parse({"policy": {"approval_timeout_s": 0.5}}).settings.policy.approval_timeout_s == 0.5
+    with pytest.raises(ConfigError, match=r"codemode\.policy\.approval_timeout_s"):
+        _parse({"policy": {"approval_timeout_s": 0}})
+
+
+def test_an_openapi_base_url_must_be_http() -> None:
+    api = {"type": "openapi", "spec": "api.json"}
+    assert _parse({}, {"api": {**api, "baseUrl": "https://api.example.com"}}).servers["api"].base_url is not None
+    assert _parse({}, {"api": api}).servers["api"].base_url is None  # the document's own servers then
+    for url in ("file:///etc/passwd", "ftp://x", "api.example.com"):
+        with pytest.raises(ConfigError, match=r"mcpServers\.api\.baseUrl.*must start with http"):
+            _parse({}, {"api": {**api, "baseUrl": url}})
+
+
+@pytest.mark.parametrize("block", ["rules", "rate_limits"])
+def test_a_policy_pattern_that_names_no_tool_is_refused_not_ignored(block: str) -> None:
+    # A rule "fs" (no ".tool") would match no call: a deny written that way must fail loudly, not allow all.
+    verdict = "deny" if block == "rules" else "1/min"
+    assert _parse({"policy": {block: {"fs.*": verdict}}}).settings.policy
+    for pattern in ("fs", ".write", "fs. write"):
+        with pytest.raises(ConfigError, match=r"must be a 'server\.tool' pattern"):
+            _parse({"policy": {block: {"fs.*": verdict, pattern: verdict}}})
+
+
+def test_a_loaded_config_cannot_be_changed() -> None:
+    config = _parse({"policy": {"rules": {"fs.*": "deny"}}}, {"a": {"command": "x"}})
+    for model, field in ((config, "settings"), (config.settings.policy, "rules"), (config.servers["a"], "env"),
+                         (config.settings, "wall_s"), (config.settings.skills, "auto_promote")):  # fmt: skip
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(model, field, None)
+
+
+def test_a_missing_variable_is_placed_by_its_whole_key_path() -> None:
+    # "TOKEN" also appears earlier in the server (an argument): the line is the env key's, not the first match.
+    text = '{"mcpServers": {\n  "gh": {\n    "command": "x", "args": ["TOKEN"],\n    "env": {"TOKEN": "${GH}"}}}}'
+    with pytest.raises(ConfigError, match=r"f\.json:4: mcpServers\.gh\.env\.TOKEN: "):
+        parse_config(text, source="f.json", environ={})

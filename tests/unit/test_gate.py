@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -19,6 +20,10 @@ from codemode.protocol import HEADER
 pytestmark = pytest.mark.anyio
 
 
+LONG = 'a "quoted" é line\n' * 3000
+"""A text over ``BLOB_MIN``: the gate measures it without encoding it."""
+
+
 class Upstream:
     """Tools answered in process; ``slow`` sleeps, ``broken`` fails at the protocol level."""
 
@@ -31,6 +36,7 @@ class Upstream:
             ToolSpec("notes", "broken"),
             ToolSpec("notes", "big"),
             ToolSpec("notes", "structured"),
+            ToolSpec("notes", "long"),
         ]
 
     def tools(self) -> dict[str, list[ToolSpec]]:
@@ -49,6 +55,8 @@ class Upstream:
             return types.CallToolResult(content=[types.TextContent(type="text", text="title is empty")], is_error=True)
         if ref.tool == "structured":  # structured content is measured only as the guest's frame is made
             return types.CallToolResult(content=[], structured_content={"rows": ["x" * 100] * 50})
+        if ref.tool == "long":
+            return types.CallToolResult(content=[types.TextContent(type="text", text=LONG)])
         text = "x" * 5000 if ref.tool == "big" else json.dumps({"ok": ref.tool})
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
@@ -71,6 +79,7 @@ async def test_every_call_is_journaled_with_its_state() -> None:
     quota = await _call(ctx, "list_tags")
     assert ok.ok and ok.value == {"ok": "list_tags"}
     assert (tool_error.kind, unknown.kind, big.kind, quota.kind) == ("tool", "unknown", "too_large", "quota")
+    assert unknown.message == "no server named 'nope' (connected: notes)"
     records = ctx.journal.records
     assert [(r.tool, r.state) for r in records] == [
         ("list_tags", CallState.DONE), ("create_note", CallState.FAILED), ("x", CallState.REFUSED),
@@ -199,3 +208,55 @@ async def test_a_result_of_exactly_the_limit_is_handed_over() -> None:
     size = len(whole.frame()) - HEADER.size  # what the guest reads, without the frame's length header
     assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size), "structured")).ok
     assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size - 1), "structured")).kind == "too_large"
+
+
+async def test_a_long_text_result_is_measured_as_the_frame_that_carries_it() -> None:
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream))
+    whole = await _call(ctx, "long")
+    size = len(whole.frame()) - HEADER.size
+    assert whole.ok and whole.value == LONG and ctx.journal.records[0].result_bytes == size
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size), "long")).ok
+    assert (await _call(_ctx(default_gate(upstream), max_result_bytes=size - 1), "long")).kind == "too_large"
+
+
+async def test_the_journal_keeps_the_first_refusal_past_the_quota_and_counts_the_rest() -> None:
+    upstream = Upstream()
+    ctx = _ctx(default_gate(upstream), max_tool_calls=2)
+    replies = [await _call(ctx, "list_tags") for _ in range(5)]
+    assert [r.kind for r in replies] == [None, None, "quota", "quota", "quota"]
+    assert [r.state for r in ctx.journal.records] == [CallState.DONE, CallState.DONE, CallState.REFUSED]
+    assert ctx.journal.overflow == 2 and len(upstream.calls) == 2
+
+
+async def test_arguments_are_digested_whole_up_to_256_kib_then_sampled_and_marked() -> None:
+    ctx = _ctx(default_gate(Upstream()), max_request_bytes=10**7)
+    at_limit = {"title": "x" * (256 * 1024 - len(json.dumps({"title": ""})))}
+    over = {"title": at_limit["title"] + "x"}
+    assert (await _call(ctx, "create_note", **at_limit)).ok and (await _call(ctx, "create_note", **over)).ok
+    exact, sampled = (record.args_digest for record in ctx.journal.records)
+    canonical = json.dumps(at_limit, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert exact == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert sampled.startswith("~") and len(sampled) == 16  # "~": an auditor knows only a sample was hashed
+    # The sample handles every JSON value, and its depth cut holds in lists too (no recursion limit to hit).
+    deep: Any = "bottom"
+    for _ in range(5000):
+        deep = [deep]
+    big = {"n": 1, "flag": True, "rows": ["y" * 300_000, 2, None], "deep": deep}
+    assert (await ctx.gate.call(ctx, ToolRef("notes", "create_note"), big, 400_000)).ok
+    assert ctx.journal.records[-1].args_digest.startswith("~")
+
+
+async def test_observers_see_each_answered_call_once() -> None:
+    seen: list[str] = []
+    gate = default_gate(Upstream(), observers=[lambda ref, args, result: seen.append(ref.tool)])
+    ctx = _ctx(gate)
+    for tool in ("list_tags", "nope", "create_note"):
+        await _call(ctx, tool, title="")
+    assert seen == ["list_tags", "create_note"]  # the tool's own error is an answer; an unknown tool has none
+
+
+async def test_a_gate_without_handles_hands_a_big_result_over_whole() -> None:
+    ctx = _ctx(default_gate(Upstream(), handles=False), handle_bytes=1000)
+    reply = await _call(ctx, "big")
+    assert reply.ok and reply.handle is None and reply.value == "x" * 5000

@@ -280,8 +280,11 @@ def _docstring(text: str, indent: str) -> str:
 def escape_docstring(text: str) -> str:
     """``text`` safe inside a triple-quoted string: backslashes, quote runs, a trailing quote, NUL, surrogates."""
     body = clean_text(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    if body.rstrip().endswith('"'):
-        body = body.rstrip()[:-1] + '\\"'
+    stripped = body.rstrip()
+    # A last quote would run into the closing ones; one already escaped (after an odd run of backslashes, as
+    # in the escaped '\"\"\"' of a trailing triple quote) must stay as it is.
+    if stripped.endswith('"') and (len(stripped) - 1 - len(stripped[:-1].rstrip("\\"))) % 2 == 0:
+        body = stripped[:-1] + '\\"'
     return body
 
 

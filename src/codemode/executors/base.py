@@ -165,7 +165,9 @@ def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunRe
     calls = ctx.journal.records
     if not isinstance(payload, dict):
         malformed = RunError.of(BridgeError, "the sandbox sent a malformed result")
-        return RunResult(ok=False, error=malformed, calls=calls, duration_s=duration_s)
+        return RunResult(
+            ok=False, error=malformed, calls=calls, calls_over_quota=ctx.journal.overflow, duration_s=duration_s
+        )
     cap = ctx.limits.output_chars
     error_data = payload.get("error")
     error: RunError | None = None

@@ -1,0 +1,105 @@
+"""A finished execution's result as the guest sends it: untrusted, so checked and capped on the host.
+
+Both executors turn the guest's ``next`` payload into a :class:`RunResult` with ``result_from_guest``; these
+tests send it what a hostile program could (forged types, oversized texts) without a sandbox in between.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+
+from codemode.calls import Limits, default_gate
+from codemode.calls.gate import RunContext
+from codemode.executors.base import (
+    ERROR_MESSAGE_CHARS,
+    ERROR_TYPE_CHARS,
+    TRACEBACK_CHARS,
+    RunError,
+    RunResult,
+    result_from_guest,
+    timed_out_waiting,
+)
+from codemode.hub.models import ToolRef, ToolSpec
+
+
+class Upstream:
+    def tools(self) -> dict[str, list[ToolSpec]]:
+        return {"notes": [ToolSpec("notes", "list_tags")]}
+
+    def unavailable(self) -> dict[str, str]:
+        return {}
+
+    async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
+        return types.CallToolResult(content=[types.TextContent(type="text", text="[]")])
+
+
+def _ctx(**limits: Any) -> RunContext:
+    return default_gate(Upstream()).context(session="s", limits=Limits(**limits))
+
+
+def test_a_payload_that_is_not_an_object_is_a_bridge_error() -> None:
+    for payload in (None, [], "ok", 1):
+        result = result_from_guest(payload, _ctx(), 0.5)
+        assert not result.ok and result.error is not None
+        assert (result.error.kind, result.error.message) == ("bridge", "the sandbox sent a malformed result")
+
+
+def test_output_and_the_values_repr_are_capped_at_the_executions_output_limit() -> None:
+    payload = {"stdout": "o" * 101, "stderr": "e" * 100, "has_value": True, "value": [1], "value_repr": "r" * 500}
+    result = result_from_guest(payload, _ctx(output_chars=100), 0.0)
+    assert result.ok and (result.stdout, result.stderr, result.value_repr) == ("o" * 100, "e" * 100, "r" * 100)
+    assert (result.value, result.has_value, result.value_is_json) == ([1], True, False)
+
+
+def test_forged_types_become_empty_text_never_a_rendering_of_them() -> None:
+    payload = {"stdout": ["x"] * 1000, "stderr": True, "has_value": True, "value": 3, "value_repr": 12345, "json": 1}
+    result = result_from_guest(payload, _ctx(output_chars=3), 0.0)
+    assert (result.stdout, result.stderr, result.value_repr, result.value_is_json) == ("", "", "123", True)
+
+
+def test_a_value_counts_only_when_the_guest_says_it_has_one() -> None:
+    payload = {"has_value": False, "value": {"secret": 1}, "value_repr": "{'secret': 1}", "json": True}
+    result = result_from_guest(payload, _ctx(), 0.0)
+    assert (result.value, result.value_repr, result.value_is_json, result.has_value) == (None, None, False, False)
+
+
+def test_an_error_is_capped_field_by_field_keeping_the_tracebacks_end() -> None:
+    trace = "start\n" + "x" * (TRACEBACK_CHARS + 10) + "\nValueError: the end"
+    error = {"type": "T" * 1000, "message": "m" * (ERROR_MESSAGE_CHARS + 1), "traceback": trace}
+    result = result_from_guest({"error": error}, _ctx(), 0.0)
+    assert not result.ok and result.error is not None
+    assert (result.error.kind, result.error.type) == ("program", "T" * ERROR_TYPE_CHARS)
+    assert result.error.message == "m" * ERROR_MESSAGE_CHARS
+    assert result.error.traceback == trace[-TRACEBACK_CHARS:] and result.error.traceback.endswith("the end")
+    small = result_from_guest({"error": error}, _ctx(output_chars=50), 0.0).error  # a smaller output limit wins
+    assert small is not None and (len(small.message), small.traceback) == (50, trace[-50:])
+    exact = "y" * TRACEBACK_CHARS  # a traceback at the cap is kept whole
+    kept = result_from_guest({"error": {"traceback": exact}}, _ctx(), 0.0).error
+    assert kept is not None and kept.traceback == exact and (kept.type, kept.message) == ("Error", "")
+    forged = result_from_guest({"error": {"type": False, "message": ["m"], "traceback": 7}}, _ctx(), 0.0).error
+    assert forged is not None and (forged.type, forged.message, forged.traceback) == ("Error", "", "7")
+
+
+def test_the_journal_travels_with_the_result() -> None:
+    ctx = _ctx(max_tool_calls=1)
+    ctx.journal.begin("notes", "list_tags", args_bytes=2)
+    ctx.journal.begin("notes", "list_tags", args_bytes=2)
+    ctx.journal.begin("notes", "list_tags", args_bytes=2)
+    for payload in ({"stdout": ""}, None):
+        result = result_from_guest(payload, ctx, 0.0)
+        assert [c.tool for c in result.calls] == ["list_tags", "list_tags"]
+        assert result.calls_over_quota == 1
+
+
+def test_a_wait_that_reached_the_limit_says_so_in_the_programs_error() -> None:
+    limits = Limits(wall_s=2)
+    failed = RunResult(ok=False, error=RunError("program", "TimeoutError", "waited"))
+    noted = timed_out_waiting(failed, limits).error
+    assert noted is not None and noted.message == (
+        "waited (the 2 s wall-time limit was reached while the program waited; the session and its variables "
+        "are kept)"
+    )
+    caught = RunResult(ok=True, stdout="it caught TimeoutError and went on")
+    assert timed_out_waiting(caught, limits) == RunResult(ok=True, stdout="it caught TimeoutError and went on")

@@ -1,0 +1,99 @@
+"""The scratch quota on real directories, without a sandbox: measuring, trimming, and the check at the end.
+
+WASI has no disk quota: the host measures the session's scratch tree (``tree_usage``), and when a program
+went over, deletes the largest files (``shrink``) down to half the limits. The integration tests drive the
+same functions through the WASM sandbox; these pin their numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mcp_types as types
+
+from codemode.calls import Limits
+from codemode.calls.gate import Gate
+from codemode.executors.base import RunResult
+from codemode.executors.scratch import shrink, tree_usage
+from codemode.executors.wasm.executor import _check_scratch
+from codemode.hub.models import ToolRef, ToolSpec
+
+
+class NoUpstreams:
+    def tools(self) -> dict[str, list[ToolSpec]]:
+        return {}
+
+    def unavailable(self) -> dict[str, str]:
+        return {}
+
+    async def call_tool(self, ref: ToolRef, args: dict[str, object]) -> types.CallToolResult:
+        raise AssertionError("no tool is called here")
+
+
+def _files(root: Path, sizes: dict[str, int]) -> None:
+    for name, size in sizes.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+
+
+def _left(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_usage_counts_every_entry_in_subdirectories_and_does_not_follow_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    _files(outside, {"big": 10_000})
+    root = tmp_path / "scratch"
+    _files(root, {"a": 10, "d/b": 20, "d/e/c": 30})
+    (root / "link").symlink_to(outside / "big")
+    (root / "dirlink").symlink_to(outside)
+    link_bytes = os.lstat(root / "link").st_size + os.lstat(root / "dirlink").st_size
+    # a, d, d/b, d/e, d/e/c, link, dirlink: seven entries; the links count as themselves, not their targets.
+    assert tree_usage(root, 1 << 30, 1 << 30) == (60 + link_bytes, 7)
+    assert tree_usage(root, 1 << 30, 7) == (60 + link_bytes, 7)  # at the limit it still counts it all
+    assert tree_usage(root / "missing", 1, 1) == (0, 0)
+
+
+def test_shrink_deletes_the_largest_files_until_under_both_limits(tmp_path: Path) -> None:
+    _files(tmp_path, {"a": 60, "d/b": 30, "c": 20, "e": 5})
+    assert shrink(tmp_path, 55, 10) == ["/scratch/a"]
+    assert _left(tmp_path) == {"d/b", "c", "e"}
+    assert shrink(tmp_path, 55, 3) == []  # already under both: nothing goes
+    assert shrink(tmp_path, 1000, 1) == ["/scratch/d/b", "/scratch/c"]
+    assert _left(tmp_path) == {"e"}
+
+
+def _check(scratch: Path, empty: dict[Path, int], **limits: int) -> RunResult:
+    ctx = Gate([], NoUpstreams()).context(session="s", limits=Limits(**limits))
+    return _check_scratch(RunResult(ok=True, stdout="done"), scratch, ctx, empty)
+
+
+def test_a_program_over_the_file_quota_fails_and_the_tree_is_cut_to_half(tmp_path: Path) -> None:
+    _files(tmp_path, {f"f{size}": size for size in range(1, 7)})
+    result = _check(tmp_path, {}, scratch_files=4)
+    assert not result.ok and result.error is not None and result.error.kind == "scratch_quota"
+    assert result.stdout == "done" and "4 files" in result.error.message
+    assert "/scratch/f6, /scratch/f5, /scratch/f4, /scratch/f3" in result.error.message
+    assert _left(tmp_path) == {"f1", "f2"}
+
+
+def test_a_program_over_the_byte_quota_fails_and_the_tree_is_cut_to_half(tmp_path: Path) -> None:
+    _files(tmp_path, {"a": 60, "b": 30, "c": 20})
+    result = _check(tmp_path, {}, scratch_bytes=100)
+    assert not result.ok and result.error is not None and result.error.kind == "scratch_quota"
+    assert _left(tmp_path) == {"b", "c"}
+
+
+def test_a_tree_within_the_quota_or_gone_leaves_the_result_alone(tmp_path: Path) -> None:
+    _files(tmp_path, {"a": 50, "b": 50})
+    assert _check(tmp_path, {}, scratch_bytes=100, scratch_files=2).ok  # the limits themselves are allowed
+    assert _check(tmp_path / "gone", {}, scratch_bytes=1).ok  # a vanished dir is not an error of the program
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    os.utime(empty_dir, ns=(1, 1))  # so the file below changes its mtime even on a coarse clock
+    seen: dict[Path, int] = {}
+    assert _check(empty_dir, seen).ok and seen == {empty_dir: os.stat(empty_dir).st_mtime_ns}
+    _files(empty_dir, {"x": 10})
+    assert not _check(empty_dir, seen, scratch_bytes=5).ok and empty_dir not in seen
