@@ -144,10 +144,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("forwarded-for-trusted-only", "src/codemode/http_app.py", "proxy_headers=bool(trusted),",
            "proxy_headers=True,",
            ("tests/security/test_identity_attacks.py::test_a_forwarded_address_is_believed_only_from_a_trusted_proxy",)),
-    Mutant("sse-refused-message-answered", "src/codemode/hub/mcp.py", "            return _sse_transport(cfg.url, cfg.headers)",
-           "            return sse_client(cfg.url, headers=cfg.headers or None, httpx_client_factory=bounded_http_client)",
+    Mutant("sse-refused-message-answered", MCP, "            return _sse_transport(cfg.url, cfg.headers)",
+           "            return sse_client(cfg.url, headers=cfg.headers or None,"
+           " httpx_client_factory=bounded_http_client)",
            ("tests/integration/test_hub_http.py::test_an_sse_server_that_refuses_its_messages_fails_the_start_at_once",)),
-    Mutant("typecheck-memo-names", "src/codemode/preflight.py", "        key = _memo_key(_prelude_text(known), code)",
+    Mutant("typecheck-memo-names", "src/codemode/preflight.py",
+           "        key = _memo_key(_prelude_text(known), code)",
            "        key = _memo_key(_prelude_text(None), code)",
            ("tests/integration/test_typecheck.py::test_a_remembered_check_answers_only_the_same_program_with_the_same_names",)),
 )  # fmt: skip
