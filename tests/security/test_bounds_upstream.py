@@ -61,16 +61,17 @@ def _refused(reply: Reply, kind: str, *phrases: str) -> None:
 
 
 @pytest.mark.parametrize("id_last", [False, True], ids=["id-first", "id-last"])
-async def test_a_200mb_line_is_refused_without_being_kept(
+async def test_a_300mb_line_is_refused_without_being_kept(
     hostile: tuple[Hub, Gate], id_last: bool, record_property: pytest.RecordProperty
 ) -> None:
-    # The SDK's reader keeps a line whole and re-copies it for every 64 KB read (quadratic): 200 MB would
-    # cost minutes and GBs. The bounded reader keeps 128 MB at most, then drops the rest as it reads it.
+    # The SDK's reader keeps a line whole and re-copies it for every 64 KB read (quadratic): 300 MB would
+    # cost minutes and GBs. The bounded reader keeps 128 MB at most, then drops the rest as it reads it
+    # (measured growth 128-163 MB with the process's own churn; a reader keeping the line holds 300 MB and more).
     hub, gate = hostile
-    with PeakRss(f"upstream: one 200 MB line ({id_last=})", record_property) as rss:
-        reply = await _call(gate, "huge_line", {"megabytes": 200, "id_last": id_last})
-    _refused(reply, "too_large", "209,715,2", f"bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit")
-    assert rss.growth_mb < 150, f"host RSS grew {rss.growth_mb:.0f} MB"
+    with PeakRss(f"upstream: one 300 MB line ({id_last=})", record_property) as rss:
+        reply = await _call(gate, "huge_line", {"megabytes": 300, "id_last": id_last})
+    _refused(reply, "too_large", "314,572,", f"bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit")
+    assert rss.growth_mb < 200, f"host RSS grew {rss.growth_mb:.0f} MB"
     await _assert_serving(hub, gate)
 
 
