@@ -3,9 +3,9 @@
 Each interpreter ("instance") owns a wasmtime store, on the engine and module they all share, and runs on its
 own thread. The guest runs ``codemode_runtime.repl.boot()``, a loop that asks the host for code through the
 bridge, runs it, and asks again with the result, so a session's variables live as long as its instance. Two
-WASI imports are shadowed to carry bridge frames (see ``codemode_runtime.protocol``); everything else is stock WASI with
-nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one writable
-scratch directory. No host environment, no sockets, no processes.
+WASI imports are shadowed to carry bridge frames (see ``codemode_runtime.protocol``); everything else is
+stock WASI with nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one
+writable scratch directory. No host environment, no sockets, no processes.
 
 Limits: fuel (CPU), an epoch deadline (wall time, armed per execution by an alarm thread and also used to
 cancel), a store memory limit, and an output cap in the guest (with a second cap on the raw descriptors).

@@ -1,9 +1,9 @@
 """One CPython-in-WASM interpreter ("instance") on its own thread, and the jobs it runs.
 
 The thread owns a wasmtime store (on the shared engine, :func:`.module.shared_module`) and runs
-``codemode_runtime.repl.boot()``, a loop that asks
-the host for code through the bridge, runs it, and asks again with the result (:meth:`Instance.on_frame`,
-called from the shims in :mod:`.hostcalls`), so a session's variables live as long as its instance.
+``codemode_runtime.repl.boot()``, a loop that asks the host for code through the bridge, runs it, and asks
+again with the result (:meth:`Instance.on_frame`, called from the shims in :mod:`.hostcalls`), so a
+session's variables live as long as its instance.
 Each job gets fuel, an epoch deadline (armed on the alarm thread, which also watches the scratch quota)
 and the output cap; a trap ends the instance.
 
