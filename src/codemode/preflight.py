@@ -259,26 +259,29 @@ class Checker:
 
         A check is a pure function of the stubs tree (this checker), the names and the program: an agent that
         retries a program, or a loop that sends the same one, is answered without mypy."""
+        return self._recall(_memo_key(_prelude_text(known), code))
+
+    def check(self, code: str, known: SessionNames | None = None) -> list[Diagnostic]:
+        """The :data:`COUNTED` errors in ``code``, given the names the session already has."""
         key = _memo_key(_prelude_text(known), code)
+        found = self._recall(key)
+        if found is not None:
+            return found
+        prelude, program, inserted_at = _sources(code, known)
+        found = self._check(prelude, program, inserted_at)
+        if len(found) <= MEMO_DIAGNOSTICS:
+            with self._memo_lock:
+                self._memo[key] = found
+                while len(self._memo) > MEMO:
+                    self._memo.popitem(last=False)
+        return found
+
+    def _recall(self, key: bytes) -> list[Diagnostic] | None:
         with self._memo_lock:
             found = self._memo.get(key)
             if found is not None:
                 self._memo.move_to_end(key)
             return found
-
-    def check(self, code: str, known: SessionNames | None = None) -> list[Diagnostic]:
-        """The :data:`COUNTED` errors in ``code``, given the names the session already has."""
-        remembered = self.remembered(code, known)
-        if remembered is not None:
-            return remembered
-        prelude, program, inserted_at = _sources(code, known)
-        found = self._check(prelude, program, inserted_at)
-        if len(found) <= MEMO_DIAGNOSTICS:
-            with self._memo_lock:
-                self._memo[_memo_key(prelude, code)] = found
-                while len(self._memo) > MEMO:
-                    self._memo.popitem(last=False)
-        return found
 
     def _check(self, prelude: str, program: str, inserted_at: int | None) -> list[Diagnostic]:
         with self._mypy_lock:
