@@ -25,9 +25,10 @@ error with code :data:`LIMIT_EXCEEDED` (or ``PARSE_ERROR``) whose message names 
 fails at once with the cause (:class:`~codemode.calls.results.ResultTooLarge` in ``hub.mcp``). The request
 is known by the id at the head of the line (``{"jsonrpc":"2.0","id":7,"result":…``, the Python, Go and
 Rust SDKs) or at its tail (``…,"jsonrpc":"2.0","id":7}``, the TypeScript SDK), taken only if a request with
-that id is in flight; failing that, the one request in flight if there is exactly one and the line is not
-a request or notification of the server's. A line tied to no request is logged and dropped (a call it
-answered then ends at its timeout).
+that id is in flight (an id no longer in flight answers an abandoned request); when no id can be read, the
+one request in flight if there is exactly one and the line is not a request or notification of the
+server's. A line tied to no request is logged and dropped (a call it answered then ends at its timeout).
+Calls codemode writes itself (:mod:`.lane`) are answered and refused the same way.
 
 HTTP and SSE upstreams keep the SDK's transports over an httpx transport that applies the same checks to
 response bodies before the SDK reads them: :mod:`codemode.hub.bounded_http`.
@@ -60,6 +61,7 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import SessionMessage
 
 from codemode.calls.results import MAX_CONTENT_BLOCKS, MAX_RESULT_CONTAINERS
+from codemode.hub.lane import Lane
 from codemode.protocol import MAX_DEPTH, check_shape, count_containers, openers_over
 
 logger = logging.getLogger(__name__)
@@ -163,10 +165,12 @@ class LineReader:
 class _Reader:
     """Turns lines into the session's messages, refusing those over a limit on the requests' behalf."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, lane: Lane | None = None) -> None:
         self.name = name
+        self.lane = lane
+        """Calls codemode sends itself (:mod:`.lane`): their answers go to it, not to the session."""
         self.in_flight: set[types.RequestId] = set()
-        """Ids of the requests sent and not yet answered."""
+        """Ids of the session's requests sent and not yet answered."""
 
     def sent(self, message: types.JSONRPCMessage) -> None:
         if isinstance(message, types.JSONRPCRequest):
@@ -196,6 +200,8 @@ class _Reader:
         reason = blocks_refusal(data)
         if reason is not None:
             return self._refuse(line, reason, LIMIT_EXCEEDED, data=data)
+        if self.lane is not None and isinstance(data, dict) and "method" not in data and self.lane.settle(data):
+            return None
         try:
             parsed = types.jsonrpc_message_adapter.validate_python(data, by_name=False)
         except ValueError as exc:  # pydantic's ValidationError
@@ -214,6 +220,9 @@ class _Reader:
         if request is None:
             logger.warning("upstream %s sent %s, which answers no request in flight: dropped", self.name, reason)
             return exc
+        if self.lane is not None and self.lane.fail(request, code, f"the server sent {reason}"):
+            logger.warning("upstream %s sent %s: its request %r fails with that", self.name, reason, request)
+            return None
         self.in_flight.discard(request)
         return self._answer(request, reason, code)
 
@@ -224,7 +233,7 @@ class _Reader:
 
     def _request_of(self, line: bytearray | _Line, data: Any) -> types.RequestId | None:
         """The in-flight request a refused line answers: by its id (parsed, or read at the line's head or
-        tail), else the only request in flight if the line is not a request or notification itself."""
+        tail), else (no id) the only request in flight if the line is not a request or notification itself."""
         if isinstance(line, _Line):
             head, tail = line.head, line.tail
         else:
@@ -241,20 +250,25 @@ class _Reader:
             except ValueError:
                 found = None
             is_answer = not _HEAD_METHOD.match(head)
+        lane = self.lane.waiting() if self.lane is not None else []
         if isinstance(found, int | str) and not isinstance(found, bool):
+            if found in lane:
+                return found
             request = coerce_request_id(found)
-            if request in self.in_flight:
-                return request
-        if is_answer and len(self.in_flight) == 1:
-            return next(iter(self.in_flight))
+            # An id that is not in flight answers a request already abandoned (its timeout): not another one.
+            return request if request in self.in_flight else None
+        if is_answer and len(self.in_flight) + len(lane) == 1:
+            return next(iter(self.in_flight)) if self.in_flight else lane[0]
         return None
 
 
 @asynccontextmanager
 async def bounded_stdio_client(
-    server: StdioServerParameters, errlog: TextIO = sys.stderr, *, name: str = "server"
+    server: StdioServerParameters, errlog: TextIO = sys.stderr, *, name: str = "server", lane: Lane | None = None
 ) -> AsyncGenerator[TransportStreams, None]:
     """``mcp.client.stdio.stdio_client`` with the bounded reader described in the module docstring.
+
+    With ``lane``, codemode's own calls (:mod:`.lane`) share the pipe: bound to it here, answered by the reader.
 
     Raises:
         OSError: If the server process cannot be spawned.
@@ -271,7 +285,7 @@ async def bounded_stdio_client(
     # No awaits until the task group is entered (as in the SDK): a cancellation in the gap would leak the process.
     read_stream_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)
-    reader = _Reader(name)
+    reader = _Reader(name, lane)
     shutting_down = False
     writer_done = anyio.Event()
 
@@ -291,6 +305,8 @@ async def bounded_stdio_client(
                             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                                 return  # the session is gone; only the drain below remains
                 finally:
+                    if lane is not None:
+                        lane.close()
                     await _drain_stdout(process)
         except anyio.ClosedResourceError:
             pass  # our own shutdown closed the stdout stream under the read
@@ -311,6 +327,16 @@ async def bounded_stdio_client(
             await read_stream_writer.aclose()
         finally:
             writer_done.set()
+
+    async def send_line(data: bytes) -> None:
+        assert process.stdin, "Opened process is missing stdin"
+        try:
+            await process.stdin.send(data)
+        except OSError as exc:  # a broken pipe is a closed connection, as the session's writer treats it
+            raise anyio.BrokenResourceError from exc
+
+    if lane is not None:
+        lane.bind(send_line)
 
     async def shutdown() -> None:
         read_stream.close()
@@ -337,4 +363,3 @@ async def bounded_stdio_client(
 
 
 __all__ = ["LIMIT_EXCEEDED", "MAX_MESSAGE_BYTES", "LineReader", "bounded_stdio_client"]
-

@@ -21,7 +21,7 @@ import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
 from mcp import Client
-from mcp.client.session import IncomingMessage
+from mcp.client.session import IncomingMessage, _later_revision_fields
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -29,6 +29,8 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+from mcp_types.methods import validate_server_result
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from codemode._version import __version__
 from codemode.calls.results import ResultTooLarge
@@ -36,6 +38,7 @@ from codemode.config import HttpServer, StdioServer
 from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
 from codemode.hub.bounded_http import bounded_http_client
 from codemode.hub.bounded_stdio import LIMIT_EXCEEDED, bounded_stdio_client
+from codemode.hub.lane import Lane
 from codemode.hub.models import ToolSpec
 from codemode.hub.upstream import UpstreamState
 
@@ -67,6 +70,8 @@ class McpUpstream:
         self._listening = False
         """A ``subscriptions/listen`` stream delivers tool changes (so the teed notifications are ignored)."""
         self._client: Client | None = None
+        self._lane: Lane | None = None
+        """Where calls go instead of the SDK's session when the connection allows it (see :mod:`.lane`)."""
         self._stop: anyio.Event | None = None
         self._done: anyio.Event | None = None
         self._lock = anyio.Lock()
@@ -146,10 +151,11 @@ class McpUpstream:
         errlog = self._open_errlog()
         scope = anyio.CancelScope()
         self._scope = scope
+        lane = Lane() if isinstance(self.config, StdioServer) else None
         try:
             with scope:
                 async with Client(
-                    self._transport(errlog),
+                    self._transport(errlog, lane),
                     message_handler=self._on_message,
                     client_info=types.Implementation(name="codemode", version=__version__),
                 ) as client:
@@ -158,6 +164,7 @@ class McpUpstream:
                     self.instructions = client.instructions
                     self.tools = await self._list_tools(client)
                     self._client = client
+                    self._lane = _lane_for(client, lane)
                     ready.set()
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._listen_for_tool_changes, client)
@@ -172,6 +179,7 @@ class McpUpstream:
                 logger.warning("upstream %s: connection ended: %s", self.name, _describe(exc))
         finally:
             self._client = None
+            self._lane = None
             if self.state is UpstreamState.READY and not stop.is_set():
                 self.state = UpstreamState.DIED
                 self.error = "the server process exited or the connection closed"
@@ -211,9 +219,12 @@ class McpUpstream:
             ToolCallError: the call timed out or failed at the protocol level.
         """
         client = await self._ensure_ready()
+        lane = self._lane
         limit = timeout_s if timeout_s is not None else self.config.effective_call_timeout_s
         try:
             with anyio.fail_after(limit):
+                if lane is not None and lane.open:
+                    return await _call_on_lane(client, lane, tool, args)
                 return await client.call_tool(tool, args)
         except TimeoutError:
             raise ToolCallTimeout(self.name, tool, f"timed out after {limit:g} s") from None
@@ -291,12 +302,12 @@ class McpUpstream:
                 return f" (stderr: {' | '.join(lines[-3:])[:400]})"
         return ""
 
-    def _transport(self, errlog: TextIO | None) -> Any:
+    def _transport(self, errlog: TextIO | None, lane: Lane | None) -> Any:
         cfg = self.config
         if isinstance(cfg, StdioServer):
             params = StdioServerParameters(command=cfg.command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd)
             # The SDK's stdio_client, with a reader that bounds a message before it is buffered or parsed.
-            return bounded_stdio_client(params, errlog=errlog or sys.stderr, name=self.name)
+            return bounded_stdio_client(params, errlog=errlog or sys.stderr, name=self.name, lane=lane)
         if cfg.type == "sse":
             return _sse_transport(cfg.url, cfg.headers)
         return _http_transport(cfg.url, cfg.headers)
@@ -364,6 +375,28 @@ class McpUpstream:
             # The notifier only queues a name; if it breaks anyway, say so, but keep this connection's
             # message loop (or the listen stream) alive.
             logger.exception("upstream %s: tool-change notifier raised", self.name)
+
+
+def _lane_for(client: Client, lane: Lane | None) -> Lane | None:
+    """``lane`` if calls may go through it on ``client``'s connection: a handshake-era protocol, where a
+    request is its JSON-RPC object alone (from 2026-07-28 each carries the client's envelope and may be
+    answered with an input request, which the SDK's call handles)."""
+    return lane if client.session.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS else None
+
+
+async def _call_on_lane(client: Client, lane: Lane, tool: str, args: dict[str, Any]) -> types.CallToolResult:
+    """``client.call_tool`` through ``lane``: the result checked as the SDK checks it (the negotiated
+    version's result surface, then the model, then the tool's output schema)."""
+    raw = await lane.request("tools/call", {"name": tool, "arguments": args})
+    version = client.session.protocol_version
+    assert version is not None  # the lane is only used once the handshake is done
+    validate_server_result("tools/call", version, raw)
+    if not (later := _later_revision_fields("tools/call", version)).isdisjoint(raw):
+        raw = {key: value for key, value in raw.items() if key not in later}  # as the SDK drops them
+    result = types.CallToolResult.model_validate(raw, by_name=False)
+    if not result.is_error:
+        await client.session.validate_tool_result(tool, result)
+    return result
 
 
 @contextlib.asynccontextmanager

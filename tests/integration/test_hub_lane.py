@@ -1,0 +1,82 @@
+"""Tool calls codemode writes itself to a handshake-era stdio server (``codemode.hub.lane``), against a real one.
+
+``tests/fixtures/servers/legacy.py`` speaks only 2025-11-25 in raw JSON lines, as the TypeScript reference
+servers do; each test attacks what the lane must do that the SDK's session did before: cancel on the
+wire, drop a late answer, refuse an answer over a limit at once, check the output schema, notice a death.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from codemode.calls.results import MAX_CONTENT_BLOCKS, ResultTooLarge
+from codemode.config import parse_config
+from codemode.errors import ToolCallError, ToolCallTimeout
+from codemode.hub import Hub, ToolRef
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.anyio
+
+LEGACY = {"command": sys.executable, "args": [str(FIXTURES / "servers" / "legacy.py")]}
+
+
+def _hub(**entry: Any) -> Hub:
+    return Hub(parse_config(json.dumps({"mcpServers": {"old": {**LEGACY, **entry}}})))
+
+
+def _text(result: Any) -> str:
+    return str(result.content[0].text)
+
+
+async def test_a_request_of_the_server_with_a_lane_like_id_is_the_sessions() -> None:
+    async with _hub() as hub:
+        # The first call on the lane is codemode-1; the server's own ping carries the same id and a method.
+        assert _text(await hub.call_tool(ToolRef("old", "asks_first"), {})) == "asked"
+        # A lone surrogate (a program may pass one) travels as a JSON escape and comes back as it went.
+        assert _text(await hub.call_tool(ToolRef("old", "echo"), {"text": "still here \ud800"})) == "still here \ud800"
+
+
+async def test_an_abandoned_call_is_cancelled_on_the_wire_and_its_late_answer_dropped() -> None:
+    async with _hub(call_timeout_s=0.3) as hub:
+        with pytest.raises(ToolCallTimeout, match=r"^old\.slow: timed out after 0\.3 s"):
+            await hub.call_tool(ToolRef("old", "slow"), {"seconds": 0.6})
+        cancelled = json.loads(_text(await hub.call_tool(ToolRef("old", "cancelled"), {})))
+        assert cancelled == ["codemode-1"]
+        # Asked after the first, answered after its late answer: it must get its own.
+        second = await hub.call_tool(ToolRef("old", "slow"), {"seconds": 0.5}, timeout_s=5)
+        assert _text(second) == "slept 0.5 s"
+
+
+async def test_an_answer_over_a_limit_fails_its_call_at_once() -> None:
+    async with _hub(call_timeout_s=10) as hub:
+        with pytest.raises(ResultTooLarge, match=f"over the limit of {MAX_CONTENT_BLOCKS:,}"):
+            await hub.call_tool(ToolRef("old", "blocks"), {"count": MAX_CONTENT_BLOCKS + 1})
+        assert _text(await hub.call_tool(ToolRef("old", "echo"), {"text": "next"})) == "next"
+
+
+async def test_a_refused_late_answer_is_not_blamed_on_the_call_in_flight() -> None:
+    async with _hub(call_timeout_s=0.3) as hub:
+        with pytest.raises(ToolCallTimeout):
+            await hub.call_tool(ToolRef("old", "blocks"), {"count": MAX_CONTENT_BLOCKS + 1, "after": 0.5})
+        # In flight alone when the refused line (whose id is the abandoned call's) arrives.
+        second = await hub.call_tool(ToolRef("old", "slow"), {"seconds": 0.6}, timeout_s=5)
+        assert _text(second) == "slept 0.6 s"
+
+
+async def test_structured_content_is_checked_against_the_output_schema() -> None:
+    async with _hub() as hub:
+        counted = await hub.call_tool(ToolRef("old", "counted"), {})
+        assert counted.structured_content == {"count": 3}
+        with pytest.raises(ToolCallError, match="Invalid structured content returned by tool miscounted"):
+            await hub.call_tool(ToolRef("old", "miscounted"), {})
+
+
+async def test_a_server_that_dies_mid_call_fails_the_call_and_comes_back() -> None:
+    async with _hub(call_timeout_s=10) as hub:
+        with pytest.raises(ToolCallError, match=r"^old\.die: the server died during the call"):
+            await hub.call_tool(ToolRef("old", "die"), {})
+        assert _text(await hub.call_tool(ToolRef("old", "echo"), {"text": "again"})) == "again"
