@@ -42,6 +42,7 @@ BR = "src/codemode/bridge.py"
 PR = "src/codemode/protocol.py"
 BS = "src/codemode/hub/bounded_stdio.py"
 MCP = "src/codemode/hub/mcp.py"
+T_LANE = "tests/integration/test_hub_lane.py"
 POOL = "src/codemode/executors/pool.py"
 SCR = "src/codemode/executors/scratch.py"
 EXE = "src/codemode/executors/wasm/executor.py"
@@ -91,6 +92,20 @@ MUTANTS: tuple[Mutant, ...] = (
            (f"{T_UP}::test_a_result_nested_10000_deep_fails_at_once_naming_the_limit",)),
     Mutant("upstream-content-blocks", BS, "if isinstance(content, list) and len(content) > MAX_CONTENT_BLOCKS:",
            "if False:", (f"{T_UP}::test_more_content_blocks_than_the_limit_are_refused_before_the_models_are_built",)),
+    Mutant("lane-refusal-fails-call", BS, "if self.lane is not None and self.lane.fail(request, code",
+           "if False and self.lane.fail(request, code",
+           (f"{T_LANE}::test_an_answer_over_a_limit_fails_its_call_at_once",)),
+    Mutant("lane-closed-pipe", BS, "                        lane.close()", "                        pass",
+           (f"{T_LANE}::test_a_server_that_dies_mid_call_fails_the_call_and_comes_back",)),
+    Mutant("lane-cancel-on-wire", "src/codemode/hub/lane.py", "await self._cancel(write, request_id)", "pass",
+           (f"{T_LANE}::test_an_abandoned_call_is_cancelled_on_the_wire_and_its_late_answer_dropped",)),
+    Mutant("lane-server-requests-to-session", BS, 'and "method" not in data and self.lane.settle',
+           "and self.lane.settle", (f"{T_LANE}::test_a_request_of_the_server_with_a_lane_like_id_is_the_sessions",)),
+    Mutant("lane-output-schema", MCP, "await client.session.validate_tool_result(tool, result)", "pass",
+           (f"{T_LANE}::test_structured_content_is_checked_against_the_output_schema",)),
+    Mutant("upstream-late-refusal-not-blamed", BS, "return request if request in self.in_flight else None",
+           "if request in self.in_flight: return request",
+           (f"{T_LANE}::test_a_refused_late_answer_is_not_blamed_on_the_call_in_flight",)),
     Mutant("hub-http-headers", MCP, "return _http_transport(cfg.url, cfg.headers)",
            "return _http_transport(cfg.url, {})", ("tests/integration/test_hub_http.py",)),
     Mutant("hub-sse-headers", MCP, "return sse_client(cfg.url, headers=cfg.headers or None)",

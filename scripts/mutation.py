@@ -58,6 +58,9 @@ MODULES: dict[str, Target] = {
     "gate": Target((f"{S}calls/gate.py",), (
         "tests/unit/test_gate.py", "tests/unit/test_handles.py", "tests/unit/test_policy_rules.py",
         "tests/security/test_wasm_secrets.py::test_an_upstreams_stderr_stays_on_the_host")),
+    # The upstream reader's bounds and the lane's calls share the reader; both suites kill its mutants.
+    "upstream": Target((f"{S}hub/bounded_stdio.py", f"{S}hub/lane.py"), (
+        "tests/security/test_bounds_upstream.py", "tests/integration/test_hub_lane.py")),
     "hostcalls": Target((f"{S}executors/wasm/hostcalls.py", f"{S}executors/wasm/instance.py"), (
         "tests/security/test_wasm_bridge.py", "tests/security/test_wasm_host_side.py",
         "tests/security/test_wasm_resources.py",
