@@ -59,6 +59,12 @@ class _CappedWriter:
         self.buffer = buffer if buffer is not None else bytearray()
         self.size = 0
 
+    def reset(self, cap: int) -> None:
+        """Empty the buffer (in place: the host holds its address) for the next execution, capped at ``cap``."""
+        del self.buffer[:]
+        self.size = 0
+        self.cap = cap
+
     def write(self, text: str) -> int:
         if type(text) is not str:
             if not isinstance(text, str):
@@ -155,26 +161,32 @@ class Session:
         self.counter = 0
         self.capture = (bytearray(), bytearray())
         """stdout and stderr of the running execution (see :class:`_CappedWriter`)."""
+        # One pair for the session, reset per run: a writer a program kept from an earlier run then counts
+        # against the same cap as print does.
+        self.writers = (_CappedWriter("stdout", 0, self.capture[0]), _CappedWriter("stderr", 0, self.capture[1]))
 
     def run(self, code: str, output_cap: int) -> dict[str, Any]:
-        """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error."""
+        """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error.
+
+        Fields that would be null or false are left out (the host reads each with its default).
+        """
         self.counter += 1
         filename = f"<execution-{self.counter}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        for buffer in self.capture:
-            del buffer[:]  # emptied in place: the host holds their addresses
-        stdout = _CappedWriter("stdout", output_cap, self.capture[0])
-        stderr = _CappedWriter("stderr", output_cap, self.capture[1])
+        stdout, stderr = self.writers
+        stdout.reset(output_cap)
+        stderr.reset(output_cap)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
-        result: dict[str, Any] = {"value": None, "has_value": False, "value_repr": None, "error": None}
         try:
             value = self._execute(code, filename)
-            if value is not None:
+            if value is None:
+                result: dict[str, Any] = {}
+            else:
                 self.namespace["_"] = value
-                result.update(_encode_value(value))
+                result = _encode_value(value)
         except BaseException as exc:  # the program's failure is data, reported to the host
-            result["error"] = _describe_error(exc)
+            result = {"error": _describe_error(exc)}
         finally:
             sys.stdout, sys.stderr = saved
         result["stdout"] = stdout.getvalue()
@@ -208,7 +220,7 @@ _REPR_CHARS = 100_000
 def _encode_value(value: Any) -> dict[str, Any]:
     # JSON data travels as itself (the frame encoder checks it); anything else as its repr.
     if _is_json(value, 0):
-        return {"has_value": True, "value": value, "value_repr": None, "json": True}
+        return {"has_value": True, "value": value, "json": True}
     shown = repr(value)
     if len(shown) > _REPR_CHARS:
         left = len(shown) - _REPR_CHARS
@@ -216,7 +228,7 @@ def _encode_value(value: Any) -> dict[str, Any]:
             f"{shown[:_REPR_CHARS]}… [repr cut: {left:,} of {len(shown):,} characters left out; print the parts "
             "you need, e.g. repr(_)[100000:200000]]"
         )
-    return {"has_value": True, "value": None, "value_repr": shown, "json": False}
+    return {"has_value": True, "value_repr": shown}
 
 
 def _is_json(value: Any, depth: int) -> bool:
