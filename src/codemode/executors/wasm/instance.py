@@ -46,7 +46,7 @@ from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm import hostcalls
 from codemode.executors.wasm.alarm import alarm
 from codemode.executors.wasm.epoch import EpochGuard
-from codemode.executors.wasm.loop import LoopLink
+from codemode.executors.wasm.loop import LoopLink, Signal
 from codemode.executors.wasm.module import shared_module
 from codemode.executors.wasm.traps import describe_trap, trap_error
 from codemode.protocol import (
@@ -101,7 +101,7 @@ class Job:
 
     code: str
     ctx: RunContext
-    done: anyio.Event
+    done: Signal
     result: RunResult | None = None
     started: float = field(default_factory=time.perf_counter)
 
