@@ -168,7 +168,7 @@ class Session:
     def run(self, code: str, output_cap: int) -> dict[str, Any]:
         """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error.
 
-        Fields that would be null or false are left out (the host reads each with its default).
+        Fields that would be null, false or empty are left out (the host reads each with its default).
         """
         self.counter += 1
         filename = f"<execution-{self.counter}>"
@@ -189,8 +189,10 @@ class Session:
             result = {"error": _describe_error(exc)}
         finally:
             sys.stdout, sys.stderr = saved
-        result["stdout"] = stdout.getvalue()
-        result["stderr"] = stderr.getvalue()
+        if stdout.buffer:
+            result["stdout"] = stdout.getvalue()
+        if stderr.buffer:
+            result["stderr"] = stderr.getvalue()
         return result
 
     def _execute(self, code: str, filename: str) -> Any:
@@ -303,7 +305,7 @@ def serve(
                 before_run(reply)
             result = session.run(reply["code"], reply["output_cap"])
         except BaseException as exc:  # never let the loop die on a bad snippet
-            result = {"error": _describe_error(exc), "stdout": "", "stderr": ""}
+            result = {"error": _describe_error(exc)}
         message = {"op": protocol.OP_NEXT, "result": result}
 
 
