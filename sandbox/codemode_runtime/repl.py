@@ -196,13 +196,49 @@ class Session:
         return result
 
     def _execute(self, code: str, filename: str) -> Any:
-        try:
-            # Most snippets that end in a value are a single expression: one compile, no AST work.
-            single = self.compiler(code, filename, "eval")
-        except SyntaxError:
-            pass
+        # The source is split before the last line that starts at column 0 and compiled in two parts, so
+        # no AST is built: under WASM, ast.parse and compiling its tree cost twice compiling the source.
+        # The split is the program's own when the part before it compiles on its own (it ends outside any
+        # bracket, string or continuation, so the rest starts a top-level statement); otherwise, or when
+        # the rest is not one expression or one statement that is plainly not one, the AST path decides.
+        if "\n" in code:
+            start = _last_line(code)
+            head, tail = code[:start], code[start:]
+            if "\r" in head:
+                return self._execute_tree(code, filename)  # a lone \r ends a line too: the padding would be off
+            padded = "\n" * head.count("\n") + tail  # the line numbers of the whole program
         else:
-            return eval(single, self.namespace)
+            head, tail = "", code
+            padded = code
+        try:
+            last = self.compiler(padded, filename, "eval")
+        except SyntaxError:
+            # A starred expression (``*a, b``) is a statement only; ``;`` may end with an expression;
+            # a __future__ import in one part would not reach the other.
+            if ";" in tail or "*" in tail or "__future__" in head:
+                return self._execute_tree(code, filename)
+            try:
+                last = self.compiler(padded, filename, "exec")
+            except SyntaxError:
+                return self._execute_tree(code, filename)
+            if head and not self._execute_head(head, filename):
+                return self._execute_tree(code, filename)
+            exec(last, self.namespace)
+            return None
+        if head and not self._execute_head(head, filename):
+            return self._execute_tree(code, filename)
+        return eval(last, self.namespace)
+
+    def _execute_head(self, head: str, filename: str) -> bool:
+        """Run the program's lines before its last statement; False if they do not compile on their own."""
+        try:
+            code = self.compiler(head, filename, "exec")
+        except SyntaxError:
+            return False
+        exec(code, self.namespace)
+        return True
+
+    def _execute_tree(self, code: str, filename: str) -> Any:
         tree = ast.parse(code, filename, "exec")
         last: ast.expr | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
@@ -213,6 +249,20 @@ class Session:
         if last is None:
             return None
         return eval(self.compiler(ast.Expression(last), filename, "eval"), self.namespace)
+
+
+def _last_line(code: str) -> int:
+    """Where the last line that starts with code at column 0 begins (0 when there is none)."""
+    end = len(code)
+    while end > 0:
+        at = code.rfind("\n", 0, end)
+        if code[at + 1 : at + 2] not in _NOT_A_START:
+            return at + 1
+        end = at
+    return 0
+
+
+_NOT_A_START = {"", " ", "\t", "\n", "\r", "\f", "#"}
 
 
 _REPR_CHARS = 100_000
