@@ -56,6 +56,9 @@ SHP = "src/codemode/calls/shapes.py"
 T_GATE = "tests/unit/test_gate.py"
 T_SECRETS = "tests/security/test_wasm_secrets.py::test_an_upstreams_stderr_stays_on_the_host"
 T_SPILL = "tests/security/test_wasm_host_side.py"
+T_EARLIER_DEADLINE = (
+    "tests/integration/test_sandbox.py::test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job"
+)
 T_OWN = "tests/security/test_session_ownership.py"
 T_UP = "tests/security/test_bounds_upstream.py"
 T_INFER = "tests/security/test_inferred_attacks.py::test_hostile_keys_and_sizes_stay_data_and_small"
@@ -123,6 +126,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("scratch-file-count-poller", INS,
            "if size > limits.scratch_bytes or count > limits.scratch_files:", "if size > limits.scratch_bytes:",
            ("tests/integration/test_sandbox.py::test_the_poller_stops_a_program_making_too_many_files",)),
+    Mutant("deadline-rearmed-for-the-running-job", INS, "            self._arm_deadline(clock.deadline)",
+           "            pass", (T_EARLIER_DEADLINE,)),
+    Mutant("deadline-of-the-running-job", INS, "if clock.expired():", "if True:", (T_EARLIER_DEADLINE,)),
     Mutant("session-dir-scoped", SN, "if owner == LOCAL_OWNER and not _OWNED.fullmatch(safe):", "if True:",
            (T_OWN,)),
     Mutant("handle-mac-checked", SN,

@@ -307,6 +307,20 @@ _MAX_DEPTH = 6
 _MAX_LIST = 16
 
 
+def _has_big(value: dict[Any, Any] | list[Any], depth: int) -> bool:
+    # Whether _lift would lift anything: the same walk, without the paths and copies (most frames have no
+    # string long enough, and under WASM every call and list costs, so the lifting walk is left for the rest).
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is str:
+            if len(item) >= BLOB_MIN:
+                return True
+        elif (kind is dict or (kind is list and len(item) <= _MAX_LIST)) and depth + 1 < _MAX_DEPTH:
+            if _has_big(item, depth + 1):
+                return True
+    return False
+
+
 def _lift(value: Any, path: list[Any], blobs: list[list[Any]], chunks: list[bytes]) -> Any:
     # Returns ``value`` with large strings replaced by None, copying only the containers on a lifted path,
     # so the caller's own data is never changed. Short walk: dicts, and lists of a few items.
@@ -344,19 +358,17 @@ def pack(message: dict[str, Any], default: Any = None) -> bytes:
     ``default`` converts what JSON cannot hold (as for ``json.dumps``); the guest passes
     :func:`lenient_default`.
     """
+    if not _has_big(message, 0):
+        head = _dumps(message, default).encode("utf-8", "surrogatepass")
+        return HEADER.pack(len(head)) + head
     blobs: list[list[Any]] = []
     chunks: list[bytes] = []
-    lifted = _lift(message, [], blobs, chunks)
-    if blobs:
-        lifted = {**lifted, "$blobs": blobs}
-    # One encoder per setting, made once: json.dumps(..., default=f) builds a new encoder on every call.
-    encoder = _LENIENT_ENCODER if default is lenient_default else _ENCODER if default is None else _encoder(default)
-    text = encoder.encode(lifted)
-    head = text.encode("utf-8", "surrogatepass")
+    lifted = {**_lift(message, [], blobs, chunks), "$blobs": blobs}
+    head = _dumps(lifted, default).encode("utf-8", "surrogatepass")
     return b"".join([HEADER.pack(len(head)), head, *chunks])
 
 
-def unpack(body: bytes, *, bounded: bool = False, start: int = 0, blobs: bool = True) -> Any:
+def unpack(body: bytes | bytearray, *, bounded: bool = False, start: int = 0, blobs: bool = True) -> Any:
     """Parse a frame body made by :func:`pack` (from ``start`` in ``body``); raises ``ValueError`` on
     anything malformed.
 
@@ -373,7 +385,11 @@ def unpack(body: bytes, *, bounded: bool = False, start: int = 0, blobs: bool = 
         raise ValueError(f"JSON length {size} runs past the {len(body) - start}-byte body")
     if bounded:
         check_shape(body, start + HEADER.size, end, MAX_DEPTH, MAX_CONTAINERS)
-    message = json.loads(body[start + HEADER.size : end])
+    # Parsed from a str: json.loads would sniff the bytes' encoding first, in Python.
+    text = str(body[start + HEADER.size : end], "utf-8", "surrogatepass")
+    message, parsed = _DECODER.raw_decode(text)
+    if parsed != len(text):
+        raise ValueError(f"extra data after the JSON at character {parsed}")
     lifted = message.pop("$blobs", None) if isinstance(message, dict) else None
     if not blobs:
         return message
@@ -522,9 +538,23 @@ def lenient_default(value: Any) -> Any:
     raise TypeError(f"argument of type {type(value).__name__} cannot be sent to a tool (not JSON)")
 
 
-def _encoder(default: Any) -> json.JSONEncoder:
-    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_ENCODER = _encoder(None)
-_LENIENT_ENCODER = _encoder(lenient_default)
+def _dumps(value: Any, default: Any) -> str:
+    """``value`` as compact JSON (``ensure_ascii=False``, no NaN), ``default`` converting what JSON cannot hold.
+
+    The C encoder straight away: ``JSONEncoder.encode`` spends more than the encoding itself on building
+    one per call, in Python. A fresh one per call all the same: its circular-reference markers are left
+    behind by a failed encode, and the host encodes from several threads.
+    """
+    if _make_encoder is None:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default or _refuse)
+    encode = _make_encoder({}, default or _refuse, _encode_str, None, ":", ",", False, False, False)
+    return "".join(encode(value, 0))
+
+
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_encode_str: Any = json.encoder.encode_basestring
+_DECODER = json.JSONDecoder()

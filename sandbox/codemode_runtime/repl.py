@@ -59,6 +59,12 @@ class _CappedWriter:
         self.buffer = buffer if buffer is not None else bytearray()
         self.size = 0
 
+    def reset(self, cap: int) -> None:
+        """Empty the buffer (in place: the host holds its address) for the next execution, capped at ``cap``."""
+        del self.buffer[:]
+        self.size = 0
+        self.cap = cap
+
     def write(self, text: str) -> int:
         if type(text) is not str:
             if not isinstance(text, str):
@@ -155,40 +161,84 @@ class Session:
         self.counter = 0
         self.capture = (bytearray(), bytearray())
         """stdout and stderr of the running execution (see :class:`_CappedWriter`)."""
+        # One pair for the session, reset per run: a writer a program kept from an earlier run then counts
+        # against the same cap as print does.
+        self.writers = (_CappedWriter("stdout", 0, self.capture[0]), _CappedWriter("stderr", 0, self.capture[1]))
 
     def run(self, code: str, output_cap: int) -> dict[str, Any]:
-        """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error."""
+        """Run ``code``; return stdout, stderr, the final expression's value (JSON and repr) and any error.
+
+        Fields that would be null, false or empty are left out (the host reads each with its default).
+        """
         self.counter += 1
         filename = f"<execution-{self.counter}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        for buffer in self.capture:
-            del buffer[:]  # emptied in place: the host holds their addresses
-        stdout = _CappedWriter("stdout", output_cap, self.capture[0])
-        stderr = _CappedWriter("stderr", output_cap, self.capture[1])
+        stdout, stderr = self.writers
+        stdout.reset(output_cap)
+        stderr.reset(output_cap)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
-        result: dict[str, Any] = {"value": None, "has_value": False, "value_repr": None, "error": None}
         try:
             value = self._execute(code, filename)
-            if value is not None:
+            if value is None:
+                result: dict[str, Any] = {}
+            else:
                 self.namespace["_"] = value
-                result.update(_encode_value(value))
+                result = _encode_value(value)
         except BaseException as exc:  # the program's failure is data, reported to the host
-            result["error"] = _describe_error(exc)
+            result = {"error": _describe_error(exc)}
         finally:
             sys.stdout, sys.stderr = saved
-        result["stdout"] = stdout.getvalue()
-        result["stderr"] = stderr.getvalue()
+        if stdout.buffer:
+            result["stdout"] = stdout.getvalue()
+        if stderr.buffer:
+            result["stderr"] = stderr.getvalue()
         return result
 
     def _execute(self, code: str, filename: str) -> Any:
-        try:
-            # Most snippets that end in a value are a single expression: one compile, no AST work.
-            single = self.compiler(code, filename, "eval")
-        except SyntaxError:
-            pass
+        # The source is split before the last line that starts at column 0 and compiled in two parts, so
+        # no AST is built: under WASM, ast.parse and compiling its tree cost twice compiling the source.
+        # The split is the program's own when the part before it compiles on its own (it ends outside any
+        # bracket, string or continuation, so the rest starts a top-level statement); otherwise, or when
+        # the rest is not one expression or one statement that is plainly not one, the AST path decides.
+        if "\n" in code:
+            start = _last_line(code)
+            head, tail = code[:start], code[start:]
+            if "\r" in head:
+                return self._execute_tree(code, filename)  # a lone \r ends a line too: the padding would be off
+            padded = "\n" * head.count("\n") + tail  # the line numbers of the whole program
         else:
-            return eval(single, self.namespace)
+            head, tail = "", code
+            padded = code
+        try:
+            last = self.compiler(padded, filename, "eval")
+        except SyntaxError:
+            # A starred expression (``*a, b``) is a statement only; ``;`` may end with an expression;
+            # a __future__ import in one part would not reach the other.
+            if ";" in tail or "*" in tail or "__future__" in head:
+                return self._execute_tree(code, filename)
+            try:
+                last = self.compiler(padded, filename, "exec")
+            except SyntaxError:
+                return self._execute_tree(code, filename)
+            if head and not self._execute_head(head, filename):
+                return self._execute_tree(code, filename)
+            exec(last, self.namespace)
+            return None
+        if head and not self._execute_head(head, filename):
+            return self._execute_tree(code, filename)
+        return eval(last, self.namespace)
+
+    def _execute_head(self, head: str, filename: str) -> bool:
+        """Run the program's lines before its last statement; False if they do not compile on their own."""
+        try:
+            code = self.compiler(head, filename, "exec")
+        except SyntaxError:
+            return False
+        exec(code, self.namespace)
+        return True
+
+    def _execute_tree(self, code: str, filename: str) -> Any:
         tree = ast.parse(code, filename, "exec")
         last: ast.expr | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
@@ -201,6 +251,20 @@ class Session:
         return eval(self.compiler(ast.Expression(last), filename, "eval"), self.namespace)
 
 
+def _last_line(code: str) -> int:
+    """Where the last line that starts with code at column 0 begins (0 when there is none)."""
+    end = len(code)
+    while end > 0:
+        at = code.rfind("\n", 0, end)
+        if code[at + 1 : at + 2] not in _NOT_A_START:
+            return at + 1
+        end = at
+    return 0
+
+
+_NOT_A_START = {"", " ", "\t", "\n", "\r", "\f", "#"}
+
+
 _REPR_CHARS = 100_000
 """The most characters of a final value's ``repr`` sent back (a note says how much more there was)."""
 
@@ -208,7 +272,7 @@ _REPR_CHARS = 100_000
 def _encode_value(value: Any) -> dict[str, Any]:
     # JSON data travels as itself (the frame encoder checks it); anything else as its repr.
     if _is_json(value, 0):
-        return {"has_value": True, "value": value, "value_repr": None, "json": True}
+        return {"has_value": True, "value": value, "json": True}
     shown = repr(value)
     if len(shown) > _REPR_CHARS:
         left = len(shown) - _REPR_CHARS
@@ -216,7 +280,7 @@ def _encode_value(value: Any) -> dict[str, Any]:
             f"{shown[:_REPR_CHARS]}… [repr cut: {left:,} of {len(shown):,} characters left out; print the parts "
             "you need, e.g. repr(_)[100000:200000]]"
         )
-    return {"has_value": True, "value": None, "value_repr": shown, "json": False}
+    return {"has_value": True, "value_repr": shown}
 
 
 def _is_json(value: Any, depth: int) -> bool:
@@ -291,7 +355,7 @@ def serve(
                 before_run(reply)
             result = session.run(reply["code"], reply["output_cap"])
         except BaseException as exc:  # never let the loop die on a bad snippet
-            result = {"error": _describe_error(exc), "stdout": "", "stderr": ""}
+            result = {"error": _describe_error(exc)}
         message = {"op": protocol.OP_NEXT, "result": result}
 
 

@@ -41,30 +41,30 @@ def _read_exact(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def exchange(payload: bytes) -> bytes:
-    """Send one raw frame body, return the raw response body."""
+def exchange(payload: bytes) -> bytes | bytearray:
+    """Send one raw frame body, return the response frame: its header (checked), then its body.
+
+    The header stays on: the caller parses the body from ``HEADER.size``, so it is never copied again.
+    """
     if _pipe is not None:
         frame = HEADER.pack(len(payload)) + payload
         read_fd, write_fd = _pipe
         view = memoryview(frame)
         while view:
             view = view[os.write(write_fd, view) :]
-        (size,) = HEADER.unpack(_read_exact(read_fd, HEADER.size))
-        return _read_exact(read_fd, size)
+        head = _read_exact(read_fd, HEADER.size)
+        return head + _read_exact(read_fd, HEADER.unpack(head)[0])
     # One host call when the answer fits in the reply buffer (the host copies it there), two otherwise.
     size = os.pwritev(1, [HEADER.pack(len(payload)), payload, _REPLY_BUFFER], MAGIC_OFFSET + 1)
-    if size <= len(_REPLY_BUFFER):
-        response = bytes(memoryview(_REPLY_BUFFER)[:size])
-    else:
-        response = os.pread(1, size, MAGIC_OFFSET)
+    response = _REPLY_BUFFER[:size] if size <= len(_REPLY_BUFFER) else os.pread(1, size, MAGIC_OFFSET)
     if len(response) < HEADER.size or HEADER.unpack_from(response)[0] != len(response) - HEADER.size:
         raise TransportError(f"malformed response frame ({len(response)} bytes)")
-    return response[HEADER.size :]
+    return response
 
 
 def request(message: dict[str, Any]) -> dict[str, Any]:
     """Send ``message`` and return the host's answer."""
-    reply = unpack(exchange(pack(message, default=lenient_default)))
+    reply = unpack(exchange(pack(message, default=lenient_default)), start=HEADER.size)
     if not isinstance(reply, dict):
         raise TransportError("the host answered with a non-object frame")
     return reply

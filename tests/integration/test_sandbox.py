@@ -182,6 +182,19 @@ async def test_sleep_sleeps_and_is_interrupted_at_the_deadline(demo_sandbox: San
         assert stuck.error is not None and stuck.error.type == "TimeoutError" and not stuck.instance_lost
 
 
+async def test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job(demo_sandbox: Sandbox) -> None:
+    # An interpreter keeps one deadline alarm pending: the first job's, when the second job's is later. It
+    # must not stop the second job, and must leave an alarm for the second job's own deadline.
+    async with demo_sandbox.executor() as ex:
+        quick = await ex.run("1 + 1", session="d", limits=Limits(wall_s=0.3))
+        assert quick.ok
+        code = "import time\ntime.sleep(0.6)\nprint('past the first deadline')\nwhile True:\n    pass"
+        with anyio.fail_after(60):
+            spun = await ex.run(code, session="d", limits=Limits(wall_s=1.5))
+        assert spun.error is not None and spun.error.type == "SandboxTimeout" and "1.5 s" in spun.error.message
+        assert spun.stdout == "past the first deadline\n"
+
+
 async def test_scratch_quota_stops_the_program_and_makes_room(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         code = "chunk = b'x' * 1_000_000\nfor i in range(10_000):\n    open(f'/scratch/f{i}', 'wb').write(chunk)"

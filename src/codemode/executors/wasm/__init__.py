@@ -7,8 +7,8 @@ WASI imports are shadowed to carry bridge frames (see ``codemode_runtime.protoco
 stock WASI with nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one
 writable scratch directory. No host environment, no sockets, no processes.
 
-Limits: fuel (CPU), an epoch deadline (wall time, armed per execution by an alarm thread and also used to
-cancel), a store memory limit, and an output cap in the guest (with a second cap on the raw descriptors).
+Limits: fuel (CPU), an epoch deadline (wall time, watched by an alarm thread; the epoch also cancels), a
+store memory limit, and an output cap in the guest (with a second cap on the raw descriptors).
 A trap ends the instance; the session gets a fresh one from the pool on its next execution.
 
 Modules, each importing only those listed before it:

@@ -23,7 +23,7 @@ from codemode.executors.base import ExecutorOptions, RunError, RunResult, failed
 from codemode.executors.pool import PooledExecutor
 from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm.instance import Instance, InstanceConfig, Job
-from codemode.executors.wasm.loop import LoopLink
+from codemode.executors.wasm.loop import LoopLink, Signal
 from codemode.executors.wasm.module import compile_command, module_cache_path
 
 
@@ -133,7 +133,7 @@ class WasmExecutor(PooledExecutor[Instance]):
                 instance = await self._worker_for(ctx.session)
         except SandboxError as exc:
             return failed(RunError.of(SandboxUnavailable, str(exc)), ctx, lost=False)
-        job = Job(code, ctx, anyio.Event())
+        job = Job(code, ctx, Signal(self.loop))
         ctx.clock.on_change(lambda: instance.rearm(job))
         instance.submit(job)
         try:

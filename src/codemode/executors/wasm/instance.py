@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import threading
@@ -45,7 +46,7 @@ from codemode.executors.scratch import shrink, tree_usage
 from codemode.executors.wasm import hostcalls
 from codemode.executors.wasm.alarm import alarm
 from codemode.executors.wasm.epoch import EpochGuard
-from codemode.executors.wasm.loop import LoopLink
+from codemode.executors.wasm.loop import LoopLink, Signal
 from codemode.executors.wasm.module import shared_module
 from codemode.executors.wasm.traps import describe_trap, trap_error
 from codemode.protocol import (
@@ -100,7 +101,7 @@ class Job:
 
     code: str
     ctx: RunContext
-    done: anyio.Event
+    done: Signal
     result: RunResult | None = None
     started: float = field(default_factory=time.perf_counter)
 
@@ -143,6 +144,12 @@ class Instance:
         self.interrupted = False
         """This interpreter was asked to stop (the clock, a cancel, a breach): its store's epoch callback ends
         the running wasm; cleared when the next job starts."""
+        # One pending alarm of each kind per interpreter, not one per job: an execution takes a millisecond,
+        # and every stale alarm would wake the alarm thread (and take the GIL) when it came due.
+        self._deadline_alarm = math.inf
+        """The earliest deadline alarm pending for this interpreter (inf: none)."""
+        self._scratch_alarm = False
+        """A scratch watch is pending: it runs every ``_SCRATCH_POLL_S`` while jobs run."""
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -356,22 +363,33 @@ class Instance:
             wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
             job.started = time.perf_counter()
-        alarm.at(job.ctx.clock.deadline, lambda: self._deadline(job))
-        alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
+            self._arm_deadline(job.ctx.clock.deadline)
+            if not self._scratch_alarm:  # a pending one comes within _SCRATCH_POLL_S
+                self._scratch_alarm = True
+                alarm.at(time.monotonic() + _SCRATCH_POLL_S, self._watch_scratch)
         ctx = job.ctx
         frame = run_frame(job.code, job.limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision)
         return encode_frame(frame)
 
     def rearm(self, job: Job) -> None:
         """The job's clock changed (paused or resumed): arm the alarm for its new deadline."""
-        deadline = job.ctx.clock.deadline
-        if deadline != float("inf"):
-            alarm.at(deadline, lambda: self._deadline(job))
+        with self._lock:
+            if self.job is job:
+                self._arm_deadline(job.ctx.clock.deadline)
 
-    def _watch_scratch(self, job: Job) -> None:
-        # Runs on the alarm thread while the job runs: WASI has no disk quota of its own.
-        if self.job is not job:
-            return
+    def _arm_deadline(self, when: float) -> None:
+        # Under the lock. An alarm pending before ``when`` is enough: _deadline re-arms for the running job.
+        if when < self._deadline_alarm:
+            self._deadline_alarm = when
+            alarm.at(when, self._deadline)
+
+    def _watch_scratch(self) -> None:
+        # Runs on the alarm thread while jobs run: WASI has no disk quota of its own.
+        with self._lock:
+            job = self.job
+            if job is None:
+                self._scratch_alarm = False  # the next job arms it again
+                return
         limits = job.limits
         size, count = tree_usage(self.scratch, limits.scratch_bytes, limits.scratch_files)
         if size > limits.scratch_bytes or count > limits.scratch_files:
@@ -382,25 +400,24 @@ class Instance:
                         f"{limits.scratch_files:,} files)"
                     )
                     self._interrupt()
-            return
-        alarm.at(time.monotonic() + _SCRATCH_POLL_S, lambda: self._watch_scratch(job))
+        alarm.at(time.monotonic() + _SCRATCH_POLL_S, self._watch_scratch)
 
-    def _deadline(self, job: Job) -> None:
-        # The clock may have been paused (a person was asked something) and moved on: check, re-arm.
-        clock = job.ctx.clock
+    def _deadline(self) -> None:
+        # The running job's deadline, or an earlier one's, or its clock was paused (a person was asked
+        # something) and moved on: check, re-arm for the running job.
         with self._lock:
-            if self.job is not job:
-                return
-            if self.timed_out:
-                return  # already in its grace (another alarm for the same deadline): _grace_over ends it
+            self._deadline_alarm = math.inf
+            job = self.job
+            if job is None or self.timed_out:
+                return  # no job (the next arms its own), or in its grace: _grace_over ends it
+            clock = job.ctx.clock
             if clock.expired():
                 if self.waiting:
                     self._wait_timed_out(job)
                 else:
                     self._interrupt()
                 return
-        if clock.deadline != float("inf"):
-            alarm.at(clock.deadline, lambda: self._deadline(job))
+            self._arm_deadline(clock.deadline)
 
     def _wait_timed_out(self, job: Job) -> None:
         # Waiting at the deadline (asleep, or in a call the gate answers ``timeout``): the wait raises in the
