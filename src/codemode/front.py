@@ -337,13 +337,17 @@ def build_server(
         session: Annotated[str | None, Field(description=SESSION_HELP)] = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Run a Python program in the sandbox (see the tool description)."""
-        return await run_program(code, session, ctx, ctx.request_context, ctx.request_state)
+        try:
+            request: ServerRequestContext[Any, Any] | None = ctx.request_context
+        except ValueError:  # MCPServer.call_tool in process, outside any request: the local client
+            request = None
+        return await run_program(code, session, ctx, request, ctx.request_state)
 
     async def run_program(
         code: str,
         session: str | None,
         ctx: Context[Any, Any],
-        request: ServerRequestContext[Any, Any],
+        request: ServerRequestContext[Any, Any] | None,
         resumed: str | None,
     ) -> types.CallToolResult | types.InputRequiredResult:
         """``execute_python``'s body. It reads the request from ``request`` and ``resumed`` (its
@@ -355,7 +359,7 @@ def build_server(
         bind(caller)
         await _wait_until_ready(engine, ctx)
         run: ParkedRun | None = None
-        capabilities = request.session.client_capabilities
+        capabilities = request.session.client_capabilities if request is not None else None
         if resumed is not None:  # a 2026-07-28 client answering the approval its parked program waits on
             principal = _principal(_http_request(request))
             run = parked.get(resumed, caller.owner.key, principal=principal, fresh=caller.minted)
@@ -367,7 +371,7 @@ def build_server(
                 )
             run.answer(_approval_answer(ctx.input_responses, run.question[1]))
             caller = run.caller
-        elif request.protocol_version in MODERN_PROTOCOL_VERSIONS and _can_elicit(capabilities):
+        elif request is not None and request.protocol_version in MODERN_PROTOCOL_VERSIONS and _can_elicit(capabilities):
             # A 2026-07-28 client that declared elicitation: it answers through InputRequiredResult retries.
             who, where = caller.owner, caller.session
             run = parked.start(

@@ -57,6 +57,9 @@ async def test_the_program_gets_what_mcpserver_would_pass(tmp_path: Path) -> Non
                 assert validated == {"code": plain[0], "session": plain[1]}, arguments
             else:  # MCPServer answers: it refuses them or changes them
                 assert validated is None or validated != {**{"session": None}, **arguments}, arguments
+        # MCPServer's own call in process, outside any request: the tool still runs, for the local client.
+        direct = await server.call_tool(TOOL_NAME, {"code": "1 + 1"})
+        assert isinstance(direct, types.CallToolResult) and _text(direct) == "2"
     assert _plain_arguments({"code": "x", "session": "notes"}) == ("x", "notes")  # the usual calls take the short path
     assert _plain_arguments({"code": "x"}) == ("x", None)
 
