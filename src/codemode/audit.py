@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,7 +39,7 @@ ROTATIONS = 3
 
 def new_execution_id() -> str:
     """A short random id for an execution (12 hex digits)."""
-    return uuid.uuid4().hex[:12]
+    return os.urandom(6).hex()  # the 48 random bits uuid4().hex[:12] kept, without building a UUID
 
 
 def audit_path(config: Config) -> Path:
@@ -127,7 +126,7 @@ class ExecutionEntry:
 
     def to_json(self) -> dict[str, Any]:
         # Shallow: every field but ``calls`` is a plain value (asdict's deep copy was most of an append's cost).
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _ENTRY_FIELDS}
         data["calls"] = [c.to_json() for c in self.calls]
         data["code_sha256"] = self.code_sha256
         if len(self.code) > STORED_CODE_CHARS:
@@ -141,6 +140,11 @@ class ExecutionEntry:
         calls = [CallRecord.from_json(c) for c in data.get("calls", data.get("tool_calls", []))]
         keep = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "calls"}
         return cls(calls=calls, **keep)
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(ExecutionEntry))
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every line: ``json.dumps`` with these options builds a new one per call."""
 
 
 class AuditLog:
@@ -165,7 +169,7 @@ class AuditLog:
         is logged."""
         # A program may print lone surrogates: as JSON escapes (\udcff) the line stays valid UTF-8 and
         # reads back to the same string.
-        text = json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        text = _LINE.encode(entry.to_json()) + "\n"
         line = text.encode("utf-8", "backslashreplace")
         try:
             try:

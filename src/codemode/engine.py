@@ -378,7 +378,8 @@ class Engine:
         except PolicyDenied as exc:
             return self._refused(session, code, str(exc), identity=owner.identity, peer=owner.peer)
         assert self.catalog is not None
-        await self.executor.wait_ready()  # before the clock starts: a first compile is not the program's time
+        if self.executor.warming is not None:  # ready: no trip through the event loop to learn it
+            await self.executor.wait_ready()  # before the clock starts: a first compile is not the program's time
         ctx = self.gate.context(
             session=session, limits=limits or self.limits, execution_id=new_execution_id(), ask=ask,
             identity=owner.identity, peer=owner.peer,

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -165,8 +166,8 @@ class CallerError(Exception):
     """The call names a session it cannot have (a handle this server did not issue to this client)."""
 
 
-def caller_of(ctx: Context[Any, Any] | None, requested: str | None, handles: Handles) -> Caller:
-    """The client a call comes from and the session it asked for.
+def caller_of(ctx: ServerRequestContext[Any, Any] | None, requested: str | None, handles: Handles) -> Caller:
+    """The client a call (whose request context is ``ctx``) comes from and the session it asked for.
 
     Over stdio (or in process) the server has one client, the local owner. Over HTTP the identity is one the
     client cannot choose: a handshake-era client is its ``mcp-session-id`` (issued by the SDK, bound to the
@@ -227,24 +228,18 @@ def _handle_for(handle: str, name: str | None) -> str:
     return f"{handle}/{name}" if name else handle
 
 
-def _request_meta(ctx: Context[Any, Any] | None) -> Mapping[str, Any] | None:
-    if ctx is None:
-        return None
-    try:
-        meta = ctx.request_context.meta
-    except (AttributeError, LookupError, ValueError):
-        return None
+# These read the SDK's request context, a plain dataclass, not the ``Context`` a tool function gets: each
+# property of that one costs microseconds (pydantic private attributes), and a call read a dozen of them.
+
+
+def _request_meta(ctx: ServerRequestContext[Any, Any] | None) -> Mapping[str, Any] | None:
+    meta = ctx.meta if ctx is not None else None
     return meta if isinstance(meta, Mapping) else None
 
 
-def _http_request(ctx: Context[Any, Any] | None) -> Any:
+def _http_request(ctx: ServerRequestContext[Any, Any] | None) -> Any:
     """The HTTP request this call came in (a Starlette ``Request``), or None over stdio and in process."""
-    if ctx is None:
-        return None
-    try:
-        request = ctx.request_context.request
-    except (AttributeError, LookupError, ValueError):
-        return None
+    request = ctx.request if ctx is not None else None
     return request if getattr(request, "headers", None) is not None else None
 
 
@@ -271,7 +266,7 @@ def identity_of(request: Any) -> str:
     return ANONYMOUS if user is None else user.access_token.subject or user.access_token.client_id
 
 
-def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
+def _mcp_session(ctx: ServerRequestContext[Any, Any] | None) -> Connection | None:
     """The connection of the MCP session this request was routed to, or None (sessionless HTTP, stdio).
 
     Its ``session_id``, not the ``mcp-session-id`` header: a 2026-07-28 request may carry any value there
@@ -279,12 +274,7 @@ def _mcp_session(ctx: Context[Any, Any] | None) -> Connection | None:
     to that stateful session. SDK 2.3 gives a tool's context no public route to its connection; the
     session's private reference is the only one (``ClientNotifier._track`` uses it too).
     """
-    if ctx is None:
-        return None
-    try:
-        connection = getattr(ctx.request_context.session, "_connection", None)
-    except (AttributeError, LookupError, ValueError):
-        return None
+    connection = getattr(ctx.session, "_connection", None) if ctx is not None else None
     if not isinstance(connection, Connection) or not connection.session_id:
         return None
     return connection
@@ -348,15 +338,30 @@ def build_server(
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Run a Python program in the sandbox (see the tool description)."""
         try:
-            caller = caller_of(ctx, session, handles)
+            request: ServerRequestContext[Any, Any] | None = ctx.request_context
+        except ValueError:  # MCPServer.call_tool in process, outside any request: the local client
+            request = None
+        return await run_program(code, session, ctx, request, ctx.request_state)
+
+    async def run_program(
+        code: str,
+        session: str | None,
+        ctx: Context[Any, Any],
+        request: ServerRequestContext[Any, Any] | None,
+        resumed: str | None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """``execute_python``'s body. It reads the request from ``request`` and ``resumed`` (its
+        ``request_state``), not from ``ctx``: each property of a ``Context`` costs microseconds."""
+        try:
+            caller = caller_of(request, session, handles)
         except CallerError as exc:
             return _result(str(exc), is_error=True)
         bind(caller)
         await _wait_until_ready(engine, ctx)
         run: ParkedRun | None = None
-        resumed = _request_state(ctx)
+        capabilities = request.session.client_capabilities if request is not None else None
         if resumed is not None:  # a 2026-07-28 client answering the approval its parked program waits on
-            principal = _principal(_http_request(ctx))
+            principal = _principal(_http_request(request))
             run = parked.get(resumed, caller.owner.key, principal=principal, fresh=caller.minted)
             if run is None or run.question is None:
                 return _result(
@@ -366,17 +371,17 @@ def build_server(
                 )
             run.answer(_approval_answer(ctx.input_responses, run.question[1]))
             caller = run.caller
-        elif _can_park(ctx):
+        elif request is not None and request.protocol_version in MODERN_PROTOCOL_VERSIONS and _can_elicit(capabilities):
+            # A 2026-07-28 client that declared elicitation: it answers through InputRequiredResult retries.
             who, where = caller.owner, caller.session
             run = parked.start(
                 who.key, lambda run: engine.execute(code, session=where, owner=who, ask=run),
-                principal=_principal(_http_request(ctx)), caller=caller,
+                principal=_principal(_http_request(request)), caller=caller,
             )  # fmt: skip
         try:
             if run is None:
-                outcome = await engine.execute(
-                    code, session=caller.session, owner=caller.owner, ask=elicitation_asker(ctx)
-                )
+                ask = _asker(ctx) if _can_elicit(capabilities) else None
+                outcome = await engine.execute(code, session=caller.session, owner=caller.owner, ask=ask)
             else:
                 await run.next_event()
                 if run.question is not None:
@@ -402,7 +407,7 @@ def build_server(
         return result
 
     expose = engine.settings.expose_skills if expose_skills is None else expose_skills
-    front = _Front(server, engine, execute_python, notifier, handles, bind=bind, expose_skills=expose)
+    front = _Front(server, engine, execute_python, run_program, notifier, handles, bind=bind, expose_skills=expose)
     if discovery_tools:
         add_discovery_tools(server, engine)
     revision = engine.skill_store.revision()  # before the first sync: a change during it is not missed
@@ -481,8 +486,15 @@ def elicitation_asker(ctx: Context[Any, Any]) -> Asker | None:
         capabilities = ctx.client_capabilities
     except (AttributeError, LookupError, ValueError):
         return None
-    if capabilities is None or capabilities.elicitation is None:
-        return None
+    return _asker(ctx) if _can_elicit(capabilities) else None
+
+
+def _can_elicit(capabilities: types.ClientCapabilities | None) -> bool:
+    return capabilities is not None and capabilities.elicitation is not None
+
+
+def _asker(ctx: Context[Any, Any]) -> Asker:
+    """The :func:`elicitation_asker` of a client that declared elicitation."""
 
     async def ask(question: str, choices: Sequence[str]) -> str | None:
         options = tuple(choices)
@@ -505,23 +517,6 @@ def _answer_model(options: tuple[str, ...]) -> type[BaseModel]:
         "Answer", answer=(Literal[options], Field(description="; ".join(options)))  # type: ignore[arg-type]
     )
     return model
-
-
-def _can_park(ctx: Context[Any, Any]) -> bool:
-    """A 2026-07-28 client that declared elicitation: it answers through ``InputRequiredResult`` retries."""
-    try:
-        capabilities = ctx.client_capabilities
-        version = ctx.protocol_version
-    except (AttributeError, LookupError, ValueError):
-        return False
-    return version in MODERN_PROTOCOL_VERSIONS and capabilities is not None and capabilities.elicitation is not None
-
-
-def _request_state(ctx: Context[Any, Any]) -> str | None:
-    try:
-        return ctx.request_state
-    except (AttributeError, LookupError, ValueError):
-        return None
 
 
 APPROVAL_KEY = "approval"
@@ -556,6 +551,7 @@ class _Front:
         server: MCPServer,
         engine: Engine,
         execute_python: Callable[..., Any],
+        run_program: Callable[..., Awaitable[types.CallToolResult | types.InputRequiredResult]],
         notifier: ClientNotifier,
         handles: Handles,
         *,
@@ -565,6 +561,9 @@ class _Front:
         self.server = server
         self.engine = engine
         self.execute_python = execute_python
+        """The tool function MCPServer lists (and calls with arguments :func:`_plain_arguments` does not pass)."""
+        self.run_program = run_program
+        """Its body, which :meth:`_call_execute_python` calls directly."""
         self.notifier = notifier
         self.handles = handles
         self.bind = bind
@@ -684,13 +683,15 @@ class _Front:
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
+        if params.name == TOOL_NAME and self.description is not None:
+            return await self._call_execute_python(ctx, params)
         skill = self.skill_tools.get(params.name)
         tool = self.direct.get(params.name)
         if skill is None and tool is None:
-            return await self.server._handle_call_tool(ctx, params)  # execute_python, as MCPServer serves it
+            return await self.server._handle_call_tool(ctx, params)  # unknown, or a discovery tool
         context: Context[Any, Any] = Context(request_context=ctx, mcp_server=self.server)
         try:
-            caller = caller_of(context, None, self.handles)
+            caller = caller_of(ctx, None, self.handles)
         except CallerError as exc:
             return _result(str(exc), is_error=True)
         if skill is not None:
@@ -704,6 +705,28 @@ class _Front:
             logger.exception("%s: the engine failed", params.name)
             raise MCPError(INTERNAL_ERROR, f"codemode failed to call {params.name}: {_one_line(exc)}") from exc
         return direct_result(reply)
+
+    async def _call_execute_python(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """``execute_python`` without MCPServer's tool machinery (its argument model, its wrapping), which cost
+        more of the host's time per call than the rest of the front; arguments it would not pass through as
+        they are (ill-typed, missing, JSON in ``session``) still go to MCPServer, which answers as before."""
+        arguments = _plain_arguments(params.arguments)
+        if arguments is None:
+            return await self.server._handle_call_tool(ctx, params)
+        code, session = arguments
+        context: Context[Any, Any] = Context(
+            request_context=ctx, mcp_server=self.server, input_params=params, subscriptions=self.server._subscriptions
+        )
+        try:
+            result = await self.run_program(code, session, context, ctx, params.request_state)
+        except MCPError:
+            raise
+        except Exception:  # what MCPServer answers for a tool that raised
+            logger.exception("Tool %r raised an unexpected exception", TOOL_NAME)
+            return _result(f"Error executing tool {TOOL_NAME}", is_error=True)
+        return result
 
     async def _call_skill(
         self, context: Context[Any, Any], caller: Caller, skill: SkillTool, arguments: Mapping[str, Any] | None
@@ -752,6 +775,31 @@ class _Front:
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=params.uri, text=text, mime_type=STUB_MIME_TYPE)]
         )
+
+
+def _plain_arguments(arguments: Mapping[str, Any] | None) -> tuple[str, str | None] | None:
+    """``(code, session)`` when MCPServer's validation would hand them to ``execute_python`` unchanged, else None.
+
+    It ignores other keys, and reads a ``str`` given for a field not typed plain ``str`` as JSON when that parses
+    to a list, an object, a bool or null (``session="null"`` is no session; ``session="[1]"`` is refused).
+    """
+    arguments = arguments or {}
+    code, session = arguments.get("code"), arguments.get("session")
+    if not isinstance(code, str):
+        return None
+    if session is not None and (not isinstance(session, str) or _json_shaped(session)):
+        return None
+    return code, session
+
+
+def _json_shaped(text: str) -> bool:
+    if text.lstrip(" \t\n\r")[:1] not in ("[", "{", "t", "f", "n"):  # saves a failing json.loads per call
+        return False
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return not isinstance(value, str | int | float)
 
 
 def _skill_tool(tool: SkillTool) -> types.Tool:

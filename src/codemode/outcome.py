@@ -29,6 +29,10 @@ class Outcome:
         return self.result.calls if self.result is not None else []
 
 
+_VALUE = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(value, ensure_ascii=False)`` without a new encoder per call."""
+
+
 def render(result: RunResult) -> str:
     """The text a model sees for a run: stdout, stderr, the final value (JSON when it is data), the error,
     and for a failed run with tool calls, one line saying what they did."""
@@ -38,7 +42,7 @@ def render(result: RunResult) -> str:
     if result.stderr:
         parts.append("[stderr]\n" + result.stderr.rstrip("\n"))
     if result.ok and result.has_value:
-        parts.append(json.dumps(result.value, ensure_ascii=False) if result.value_is_json else str(result.value_repr))
+        parts.append(_VALUE.encode(result.value) if result.value_is_json else str(result.value_repr))
     if result.error is not None:
         parts.append(result.error.traceback.rstrip("\n") or f"{result.error.type}: {result.error.message}")
     journal = result.journal_line()

@@ -60,7 +60,9 @@ class Session:
     owner: str
     provisional: bool
     """Created for a sessionless client's first call and not used since: may be reclaimed for others."""
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
+    """Held by the execution running in the session. A free lock is taken without a trip through the event
+    loop (an execution awaits its program right after anyway), which was one loop iteration per execution."""
     last_used: float = field(default_factory=time.monotonic)
 
 

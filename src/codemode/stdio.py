@@ -1,10 +1,12 @@
-"""stdio for ``codemode serve`` without a thread hop per line.
+"""stdio for ``codemode serve`` without a thread hop per line, nor a task between the pipe and the server.
 
 The SDK's ``stdio_server`` reads stdin through ``anyio.wrap_file``: every line is a trip to a worker
 thread and back (about a dozen per ``execute_python`` call), which costs more than the rest of the tool
-call. Here stdin and stdout are non-blocking pipes on the asyncio loop; the SDK's message handling is
-reused unchanged by passing these as its streams. Anything that is not a pipe (a file, a terminal) falls
-back to the SDK's own transport.
+call. Here stdin and stdout are non-blocking pipes on the asyncio loop, and the server's read and write
+streams are the pipes themselves: a message is parsed where the server reads it and written where the
+server sends it, as the SDK's reader and writer tasks do, without the hop through a memory stream to each
+of those tasks (two event-loop iterations per call). Anything that is not a pipe (a file, a terminal)
+falls back to the SDK's own transport.
 """
 
 from __future__ import annotations
@@ -16,36 +18,80 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import mcp_types as types
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
 _LINE_LIMIT = 64 * 1024 * 1024
 """Longest JSON-RPC line accepted (the front refuses programs over 1 M characters anyway)."""
 
 
-class _Lines:
+class _Inbound:
+    """The server's read stream: a message per line of the pipe, or the exception parsing it raised (as
+    the SDK's reader sends it on)."""
+
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
+        self._closed = False
 
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> str:
+    async def receive(self) -> SessionMessage | Exception:
+        if self._closed:
+            raise anyio.ClosedResourceError
         line = await self._reader.readline()
         if not line:
-            raise StopAsyncIteration
-        return line.decode("utf-8", "replace")
+            raise anyio.EndOfStream
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(line.decode("utf-8", "replace"), by_name=False)
+        except Exception as exc:
+            return exc
+        return SessionMessage(message)
+
+    def __aiter__(self) -> _Inbound:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> _Inbound:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
-class _Out:
+class _Outbound:
+    """The server's write stream: each message one line on the pipe, in the order sent."""
+
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._closed = False
 
-    async def write(self, text: str) -> None:
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        text = item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
         # A lone surrogate must not kill the transport: as a \\uXXXX escape it is still valid JSON.
         self._writer.write(text.encode("utf-8", "backslashreplace"))
+        try:
+            await self._writer.drain()
+        except ConnectionError as exc:  # the client is gone: what the server takes for a closed stream
+            raise anyio.BrokenResourceError from exc
 
-    async def flush(self) -> None:
-        await self._writer.drain()
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> _Outbound:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def _is_pipe(fd: int) -> bool:
@@ -83,8 +129,7 @@ async def pipe_stdio() -> AsyncIterator[tuple[Any, Any]]:
     )
     writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
     try:
-        async with stdio_server(_Lines(reader), _Out(writer)) as streams:  # type: ignore[arg-type]
-            yield streams
+        yield _Inbound(reader), _Outbound(writer)
     finally:
         read_transport.close()
         write_transport.close()

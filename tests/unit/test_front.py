@@ -48,13 +48,10 @@ def test_description_with_no_servers_says_so() -> None:
     assert "(none connected)" in tool_description({"servers": []})
 
 
-class _Ctx:
-    """What ``caller_of`` reads of a tool's context: the HTTP request (None over stdio) and the connection."""
-
-    def __init__(self, request: Any = None, session_id: str | None = None, meta: Any = None) -> None:
-        connection = Connection.for_loop(None, session_id=session_id)  # type: ignore[arg-type]  # never sends
-        session = SimpleNamespace(_connection=connection)
-        self.request_context = SimpleNamespace(request=request, session=session, meta=meta)
+def _request(request: Any = None, session_id: str | None = None, meta: Any = None) -> Any:
+    """What ``caller_of`` reads of a request context: the HTTP request (None over stdio) and the connection."""
+    connection = Connection.for_loop(None, session_id=session_id)  # type: ignore[arg-type]  # never sends
+    return SimpleNamespace(request=request, session=SimpleNamespace(_connection=connection), meta=meta)
 
 
 def _http(headers: dict[str, str] | None = None) -> Any:
@@ -63,30 +60,30 @@ def _http(headers: dict[str, str] | None = None) -> Any:
 
 def test_callers() -> None:
     handles = Handles()
-    assert caller_of(None, None, handles) == caller_of(_Ctx(), None, handles)  # stdio: one client per process
-    local = caller_of(_Ctx(), "mine", handles)
+    assert caller_of(None, None, handles) == caller_of(_request(), None, handles)  # stdio: one client per process
+    local = caller_of(_request(), "mine", handles)
     assert (local.owner, local.session, local.handle) == (LOCAL, "mine", None)
-    a = caller_of(_Ctx(_http(), "abc"), None, handles)  # type: ignore[arg-type]
-    b = caller_of(_Ctx(_http(), "abd"), "mine", handles)  # type: ignore[arg-type]
+    a = caller_of(_request(_http(), "abc"), None, handles)
+    b = caller_of(_request(_http(), "abd"), "mine", handles)
     assert a.owner.key.startswith("mcp-") and a.owner.key != b.owner.key and "abc" not in a.owner.key
     assert (a.session, b.session, a.handle, a.owner.peer) == ("default", "mine", None, "10.0.0.7")
     assert a.connection is not None and a.connection.session_id == "abc"  # its end closes a's sessions
     # Sessionless: a new owner and handle for each call without one; never a shared session.
-    first, second = (caller_of(_Ctx(_http()), None, handles) for _ in range(2))  # type: ignore[arg-type]
+    first, second = (caller_of(_request(_http()), None, handles) for _ in range(2))
     assert first.owner.key != second.owner.key and first.minted and first.owner.provisional
     assert first.handle is not None and first.handle.startswith("cmh_")
-    back = caller_of(_Ctx(_http()), first.handle, handles)  # type: ignore[arg-type]
+    back = caller_of(_request(_http()), first.handle, handles)
     assert back.owner.key == first.owner.key and not back.owner.provisional and not back.minted
-    named = caller_of(_Ctx(_http()), f"{first.handle}/w", handles)  # type: ignore[arg-type]
-    meta = caller_of(_Ctx(_http(), meta={HANDLE_META_KEY: first.handle}), "w", handles)  # type: ignore[arg-type]
+    named = caller_of(_request(_http()), f"{first.handle}/w", handles)
+    meta = caller_of(_request(_http(), meta={HANDLE_META_KEY: first.handle}), "w", handles)
     assert named == meta and named.owner.key == first.owner.key and named.session == "w"
     assert named.handle == f"{first.handle}/w"
     altered = first.handle[:-1] + ("A" if first.handle[-1] != "A" else "B")
     for forged, issuer in [(altered, handles), (first.handle, Handles())]:
         with pytest.raises(CallerError, match="is gone: this server does not hold it"):
-            caller_of(_Ctx(_http()), forged, issuer)  # type: ignore[arg-type]
+            caller_of(_request(_http()), forged, issuer)
     # A 2026-07-28 request may carry any mcp-session-id header: it is not an identity.
-    spoofed = caller_of(_Ctx(_http({"mcp-session-id": "abc"})), None, handles)  # type: ignore[arg-type]
+    spoofed = caller_of(_request(_http({"mcp-session-id": "abc"})), None, handles)
     assert spoofed.owner.key != a.owner.key and spoofed.minted
 
 
