@@ -177,6 +177,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              "no caller passes a non-string (_load_manifest keeps only strings)"),
     Accepted(_WEX, "core/NumberReplacer", "await anyio.to_thread.run_sync(instance.join, 10.0)",
              "how long aclose waits for each instance thread to end (9 or 11 s): they were all stopped first"),
+    Accepted(f"{S}hub/lane.py", "core/ReplaceFalseWithTrue",
+             'line = (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\\n").encode(',
+             "ensure_ascii=True writes the same JSON with non-ASCII characters as \\u escapes: the server reads "
+             "the same arguments"),
+    Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
+             "return next(iter(self.in_flight)) if self.in_flight else lane[0]",
+             "`lane[0]` → `lane[-1]`: the branch is taken only when exactly one call is waiting"),
 )
 
 

@@ -67,6 +67,13 @@ async def test_a_refused_late_answer_is_not_blamed_on_the_call_in_flight() -> No
         assert _text(second) == "slept 0.6 s"
 
 
+@pytest.mark.parametrize("part", ["error", "result"])
+async def test_a_malformed_answer_fails_its_call_at_once(part: str) -> None:
+    async with _hub(call_timeout_s=10) as hub:
+        with pytest.raises(ToolCallError, match=r"^old\.malformed: the server sent a malformed answer"):
+            await hub.call_tool(ToolRef("old", "malformed"), {"part": part})
+
+
 async def test_structured_content_is_checked_against_the_output_schema() -> None:
     async with _hub() as hub:
         counted = await hub.call_tool(ToolRef("old", "counted"), {})

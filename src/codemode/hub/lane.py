@@ -58,17 +58,9 @@ class Lane:
         """Send through ``write`` (one whole line per call) from now on."""
         self._write = write
 
-    @property
-    def open(self) -> bool:
-        return self._write is not None and not self._closed
-
     def waiting(self) -> list[str]:
         """The ids of the calls waiting for their answer."""
         return list(self._waiting)
-
-    def owns(self, request_id: object) -> bool:
-        """Whether ``request_id`` is one of this lane's calls still waiting for its answer."""
-        return isinstance(request_id, str) and request_id in self._waiting
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send one request and return its ``result`` object.

@@ -223,7 +223,7 @@ class McpUpstream:
         limit = timeout_s if timeout_s is not None else self.config.effective_call_timeout_s
         try:
             with anyio.fail_after(limit):
-                if lane is not None and lane.open:
+                if lane is not None:
                     return await _call_on_lane(client, lane, tool, args)
                 return await client.call_tool(tool, args)
         except TimeoutError:
