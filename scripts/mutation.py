@@ -181,6 +181,15 @@ ACCEPTED: tuple[Accepted, ...] = (
              'line = (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\\n").encode(',
              "ensure_ascii=True writes the same JSON with non-ASCII characters as \\u escapes: the server reads "
              "the same arguments"),
+    Accepted(f"{S}hub/bounded_stdio.py", "core/ReplaceAndWithOr",
+             "if match is None and _HEAD_RESULT.match(head):",
+             "`and` → `or`: the two patterns are anchored at the line's start and want different second keys "
+             "(`id` or `result`), so when the head's id matched the result pattern cannot: the tail is searched "
+             "in the same cases"),
+    Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
+             "head = bytes(self._buffer[:_EDGE]) + chunk[start : start + max(0, _EDGE - len(self._buffer))]",
+             "`max(0, …)` → `max(1, …)`: one more byte on a head that already holds _EDGE bytes; only its start "
+             "is searched for the id"),
     Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
              "return next(iter(self.in_flight)) if self.in_flight else lane[0]",
              "`lane[0]` → `lane[-1]`: the branch is taken only when exactly one call is waiting"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -146,3 +148,18 @@ def _new_pg_cluster() -> PgCluster:
     cluster = PgCluster(free_port())
     cluster.start()
     return cluster
+
+
+def import_guest(monkeypatch: pytest.MonkeyPatch, module: str) -> Iterator[ModuleType]:
+    """Import the guest package's ``module`` on the host, fresh (its earlier copies dropped before and after):
+    the body of a fixture that tests guest code outside the sandbox."""
+    monkeypatch.setenv("CODEMODE_STUBS_DIR", str(REPO / "stubs"))
+    monkeypatch.syspath_prepend(str(REPO / "sandbox"))
+    _drop_guest_modules()
+    yield importlib.import_module(module)
+    _drop_guest_modules()
+
+
+def _drop_guest_modules() -> None:
+    for name in [m for m in sys.modules if m == "codemode_runtime" or m.startswith("codemode_runtime.")]:
+        del sys.modules[name]

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
@@ -27,7 +28,7 @@ _LINE_LIMIT = 64 * 1024 * 1024
 """Longest JSON-RPC line accepted (the front refuses programs over 1 M characters anyway)."""
 
 
-class _Inbound:
+class _Inbound(ObjectReceiveStream[SessionMessage | Exception]):
     """The server's read stream: a message per line of the pipe, or the exception parsing it raised (as
     the SDK's reader sends it on)."""
 
@@ -47,26 +48,11 @@ class _Inbound:
             return exc
         return SessionMessage(message)
 
-    def __aiter__(self) -> _Inbound:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
     async def aclose(self) -> None:
         self._closed = True
 
-    async def __aenter__(self) -> _Inbound:
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-class _Outbound:
+class _Outbound(ObjectSendStream[SessionMessage]):
     """The server's write stream: each message one line on the pipe, in the order sent."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
@@ -86,12 +72,6 @@ class _Outbound:
 
     async def aclose(self) -> None:
         self._closed = True
-
-    async def __aenter__(self) -> _Outbound:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 def _is_pipe(fd: int) -> bool:

@@ -198,6 +198,7 @@ def test_the_line_reader_keeps_at_most_its_limit() -> None:
         (b'{"jsonrpc":"2.0","id":"7","result":{', b"}}", {7}, 7),  # a string id correlates with an int one
         (b'{"jsonrpc":"2.0","id":9,"result":{', b"}}", {3, 7}, None),  # not in flight, and no lone candidate
         (b'{"jsonrpc":"2.0","result":{"id":7,', b"}}", {3, 7}, None),  # an "id" inside the result is not its id
+        (b'{"jsonrpc":"2.0","id":3,"result":{"a":"', b'","id":7}', {3, 7}, 3),  # the head's id, not one at the tail
         (b'{"jsonrpc":"2.0","result":{"a":', b"}}", {5}, 5),  # no id found: the only request in flight
         (b'{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage"', b"}}", {5}, None),  # the server's request
         (b'{"jsonrpc":"2.0","method":"notifications/message","params":{', b"}}", {5}, None),  # a notification

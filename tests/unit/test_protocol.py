@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from codemode import protocol
-from tests.conftest import REPO
+from tests.conftest import REPO, import_guest
 
 RUNTIME = REPO / "sandbox" / "codemode_runtime"
 
@@ -22,13 +22,7 @@ RUNTIME = REPO / "sandbox" / "codemode_runtime"
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The guest package imported on the host (its transport is replaced per test)."""
-    monkeypatch.setenv("CODEMODE_STUBS_DIR", str(REPO / "stubs"))
-    monkeypatch.syspath_prepend(str(REPO / "sandbox"))
-    for name in [m for m in sys.modules if m == "codemode_runtime" or m.startswith("codemode_runtime.")]:
-        del sys.modules[name]
-    yield importlib.import_module("codemode_runtime")
-    for name in [m for m in sys.modules if m == "codemode_runtime" or m.startswith("codemode_runtime.")]:
-        del sys.modules[name]
+    yield from import_guest(monkeypatch, "codemode_runtime")
 
 
 # -- the codec --------------------------------------------------------------------------------------------

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import import_guest
 
 
 @pytest.fixture
 def repl(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("CODEMODE_STUBS_DIR", str(REPO / "stubs"))
-    monkeypatch.syspath_prepend(str(REPO / "sandbox"))
-    for name in [m for m in sys.modules if m == "codemode_runtime" or m.startswith("codemode_runtime.")]:
-        del sys.modules[name]
-    yield importlib.import_module("codemode_runtime.repl")
-    for name in [m for m in sys.modules if m == "codemode_runtime" or m.startswith("codemode_runtime.")]:
-        del sys.modules[name]
+    yield from import_guest(monkeypatch, "codemode_runtime.repl")
 
 
 PROGRAMS = [
