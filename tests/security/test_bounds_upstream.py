@@ -36,7 +36,11 @@ MB = 1 << 20
 async def hostile() -> AsyncIterator[tuple[Hub, Gate]]:
     entry = {"command": sys.executable, "args": [str(HOSTILE)], "call_timeout_s": 60}
     async with Hub(parse_config(json.dumps({"mcpServers": {"hostile": entry}}))) as hub:
-        yield hub, default_gate(hub)
+        gate = default_gate(hub)
+        # One round trip first: what the server's SDK writes unasked at the start (the tool-change subscription's
+        # answer) then is on the wire before a tool writes its crafted line, not in the middle of it.
+        await _assert_serving(hub, gate)
+        yield hub, gate
 
 
 async def _call(gate: Gate, tool: str, args: dict[str, Any], limits: Limits | None = None) -> Reply:
