@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -256,3 +257,17 @@ async def test_waiting_for_an_interpreter_is_not_the_programs_time(demo_sandbox:
         counted = ctx.clock.wall_s - ctx.clock.remaining()
         assert result.value == 2, result.error
         assert counted < result.duration_s / 2, (counted, result.duration_s)  # the rest was the start
+
+
+async def test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from codemode import paths
+
+    # A runtime directory without the guest package: python.wasm starts, its boot import fails, it exits.
+    monkeypatch.setattr(paths, "runtime_dir", lambda: tmp_path)
+    async with demo_sandbox.executor() as ex:
+        with anyio.fail_after(60):  # an interpreter whose failed boot is never reported would wait forever
+            result = await ex.run("1 + 1")
+    assert not result.ok and result.error is not None
+    assert "the WASM interpreter failed to start" in result.error.message, result.error

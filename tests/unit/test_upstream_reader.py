@@ -18,6 +18,8 @@ def test_a_request_is_in_flight_until_answered_or_cancelled() -> None:
     for request_id in (1, 2, 3):
         reader.sent(_request(request_id))
     assert reader.in_flight == {1, 2, 3}
+    # The session's answer to a request of the server's (a ping) is neither: it changes nothing.
+    reader.sent(types.JSONRPCResponse(jsonrpc="2.0", id=9, result={}))
     cancel = types.JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params={"requestId": 2})
     reader.sent(cancel)
     assert reader.in_flight == {1, 3}

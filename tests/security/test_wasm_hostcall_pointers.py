@@ -1,0 +1,163 @@
+"""The bridge's host calls against raw pointers, as a guest that had corrupted its own interpreter could pass.
+
+Python inside the sandbox only hands the shims pointers to its own buffers. A program that broke the
+interpreter's memory safety (a forged code object, say) could call ``fd_pwrite``/``fd_pread`` with any
+numbers: the shims are then the last check before the host copies bytes to or from an address. Here a
+small wasm module, linked exactly as python.wasm is (:func:`hostcalls.new_linker`), calls them with such
+numbers; an unchecked pointer would make the host read or write outside the guest's memory (a crash, or
+worse), so the answer must be an errno or an error frame, and the guest's memory stays as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import wasmtime
+
+from codemode.executors.wasm import hostcalls
+from codemode.executors.wasm.module import engine_config
+from codemode.protocol import HEADER, MAGIC_OFFSET, encode_frame
+
+PAGE = 65536
+_MODULE = """
+(module
+  (import "wasi_snapshot_preview1" "fd_pwrite" (func $pwrite (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_pread" (func $pread (param i32 i32 i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "pwrite") (param i32 i32 i32 i64 i32) (result i32)
+    local.get 0 local.get 1 local.get 2 local.get 3 local.get 4 call $pwrite)
+  (func (export "pread") (param i32 i32 i32 i64 i32) (result i32)
+    local.get 0 local.get 1 local.get 2 local.get 3 local.get 4 call $pread))
+"""
+
+
+class Channel:
+    """What the shims serve: the guest side of the bridge with no interpreter behind it (frames recorded)."""
+
+    def __init__(self) -> None:
+        self.memory: wasmtime.Memory | None = None
+        self.pending = b""
+        self.frame_limit = 1 << 20
+        self.read_limit = 1 << 20
+        self.wake = threading.Event()
+        self.waiting = False
+        self.timed_out = False
+        self.frames: list[bytes] = []
+
+    def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
+        self.frames.append(raw)
+        return encode_frame({"ok": True})
+
+    def on_refused(self, size: int, limit: int) -> bytes:
+        return encode_frame({"ok": False, "refused": size})
+
+    def on_large_frame(self, caller: wasmtime.Caller, frame: hostcalls.GuestFrame) -> bytes:
+        self.frames.append(frame.read(0, frame.size))
+        return encode_frame({"ok": True})
+
+
+class Guest:
+    def __init__(self) -> None:
+        engine = wasmtime.Engine(engine_config())
+        self.store = wasmtime.Store(engine)
+        self.store.set_fuel(10**9)
+        self.store.set_epoch_deadline(10**6)
+        self.store.set_wasi(wasmtime.WasiConfig())
+        instance = hostcalls.new_linker(engine).instantiate(self.store, wasmtime.Module(engine, _MODULE))
+        self.exports = instance.exports(self.store)
+        self.channel = Channel()
+        memory = self.exports["memory"]
+        assert isinstance(memory, wasmtime.Memory)
+        self.channel.memory = self.memory = memory
+
+    def call(self, name: str, *args: int) -> int:
+        func = self.exports[name]
+        assert isinstance(func, wasmtime.Func)
+        result = func(self.store, *args)
+        assert isinstance(result, int)
+        return result
+
+    def poke(self, address: int, data: bytes) -> None:
+        self.memory.write(self.store, data, address)
+
+    def snapshot(self) -> bytes:
+        return bytes(self.memory.read(self.store, 0, self.memory.data_len(self.store)))
+
+
+@pytest.fixture
+def guest() -> Iterator[Guest]:
+    made = Guest()
+    hostcalls.bind(made.channel)  # type: ignore[arg-type]  # the shims' Guest protocol, served by Channel
+    yield made
+    hostcalls.bind(None)
+
+
+def _iovecs(*entries: tuple[int, int]) -> bytes:
+    return b"".join(hostcalls._IOVEC.pack(ptr, length) for ptr, length in entries)
+
+
+def _pending_reply(guest: Guest, size: int) -> None:
+    guest.channel.pending = encode_frame({"ok": True, "result": "r" * size})
+
+
+def test_a_read_into_a_buffer_past_the_end_of_memory_is_refused(guest: Guest) -> None:
+    _pending_reply(guest, 4096)
+    guest.poke(0, _iovecs((PAGE - 10, 4096)))  # starts inside, ends 4 KB past the end
+    before = guest.snapshot()
+    assert guest.call("pread", 1, 0, 1, MAGIC_OFFSET, 64) == 28  # EINVAL
+    assert guest.snapshot() == before
+
+
+def test_a_read_served_whole_when_the_buffer_fits(guest: Guest) -> None:
+    _pending_reply(guest, 100)
+    reply = guest.channel.pending
+    guest.poke(0, _iovecs((1024, len(reply))))
+    assert guest.call("pread", 1, 0, 1, MAGIC_OFFSET, 64) == 0
+    assert bytes(guest.memory.read(guest.store, 1024, 1024 + len(reply))) == reply
+    assert int.from_bytes(guest.memory.read(guest.store, 64, 68), "little") == len(reply)
+
+
+@pytest.mark.parametrize("table", [-1, PAGE - 4, PAGE])
+def test_an_iovec_table_outside_memory_is_not_read(guest: Guest, table: int) -> None:
+    _pending_reply(guest, 10)
+    before = guest.snapshot()
+    assert guest.call("pread", 1, table, 1, MAGIC_OFFSET, 64) == 29  # EIO: nothing was copied
+    assert guest.snapshot() == before
+
+
+@pytest.mark.parametrize("count, errno", [(1024, 0), (1025, 28)])
+def test_at_most_1024_buffers_in_one_read(guest: Guest, count: int, errno: int) -> None:
+    _pending_reply(guest, 10)
+    guest.poke(0, _iovecs(*[(16384, 0)] * count))
+    assert guest.call("pread", 1, 0, count, MAGIC_OFFSET, 12000) == errno
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [[(PAGE - 2, 8)], [(-1 & 0xFFFFFFFF, 8)], [(1024, 8), (PAGE, 1)]],
+    ids=["past-the-end", "wrapped-negative", "second-buffer-outside"],
+)
+def test_a_frame_from_buffers_outside_memory_is_never_read(guest: Guest, entries: list[tuple[int, int]]) -> None:
+    guest.poke(0, _iovecs(*entries))
+    assert guest.call("pwrite", 1, 0, len(entries), MAGIC_OFFSET, 64) == 0
+    assert guest.channel.frames == []  # refused before anything reached the bridge
+    assert b"a pointer outside guest memory" in guest.channel.pending
+
+
+@pytest.mark.parametrize("table", [-1, PAGE - 4])
+def test_a_frame_whose_iovec_table_is_outside_memory_is_never_read(guest: Guest, table: int) -> None:
+    assert guest.call("pwrite", 1, table, 1, MAGIC_OFFSET, 64) == 0
+    assert guest.channel.frames == []
+    assert b"a pointer outside guest memory" in guest.channel.pending
+
+
+def test_a_reply_length_written_outside_memory_is_refused(guest: Guest) -> None:
+    frame = HEADER.pack(2) + b"{}"
+    guest.poke(1024, frame)
+    guest.poke(0, _iovecs((1024, len(frame))))
+    before = guest.snapshot()
+    assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, PAGE - 2) == 29  # EIO
+    assert guest.snapshot() == before
+
