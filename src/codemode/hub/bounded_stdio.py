@@ -220,15 +220,12 @@ class _Reader:
         if request is None:
             logger.warning("upstream %s sent %s, which answers no request in flight: dropped", self.name, reason)
             return exc
-        if self.lane is not None and self.lane.fail(request, code, f"the server sent {reason}"):
-            logger.warning("upstream %s sent %s: its request %r fails with that", self.name, reason, request)
+        logger.warning("upstream %s sent %s: its request %r fails with that", self.name, reason, request)
+        message = f"the server sent {reason}"
+        if self.lane is not None and self.lane.fail(request, code, message):
             return None
         self.in_flight.discard(request)
-        return self._answer(request, reason, code)
-
-    def _answer(self, request: types.RequestId, reason: str, code: int) -> SessionMessage:
-        logger.warning("upstream %s sent %s: its request %r fails with that", self.name, reason, request)
-        error = types.ErrorData(code=code, message=f"the server sent {reason}")
+        error = types.ErrorData(code=code, message=message)
         return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request, error=error))
 
     def _request_of(self, line: bytearray | _Line, data: Any) -> types.RequestId | None:
