@@ -65,12 +65,6 @@ DIRECT_SESSION = "direct"
 """The session name direct calls (hybrid mode) are journaled and audited under."""
 DIRECT_EXECUTOR = "direct"
 
-FUEL_PER_SECOND = 20_000_000_000
-"""WASM fuel per second of the wall limit. Measured: a tight CPU-bound loop burns ~10e9 units/s on a
-2-core machine of the CI class (``while True: pass`` used 20e9 units in 1.9 s), so with twice that the wall
-limit is the one a busy program meets and the tool description's "up to N s" holds; fuel stays the
-backstop that needs no clock."""
-
 SKILL_CHECKS = Owner("skill-checks")
 """The owner of the throwaway sessions skill examples run in."""
 _skill_identity: ContextVar[str] = ContextVar("skill_identity", default="local")
@@ -101,7 +95,6 @@ class Engine:
         self.audit = audit if audit is not None else audit_log(config)
         self.limits = Limits(
             wall_s=config.settings.wall_s,
-            fuel=int(config.settings.wall_s * FUEL_PER_SECOND),
             memory_bytes=config.settings.memory_mb * 1024 * 1024,
             max_tool_calls=config.settings.max_tool_calls,
             handle_bytes=config.settings.result_handle_kb * 1024,

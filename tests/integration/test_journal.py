@@ -1,5 +1,5 @@
 """The side-effect journal: every tool call is recorded before it is awaited and comes back with every
-outcome (success, exception, wall timeout, fuel, memory, crash, cancel), in the result, the audit log and
+outcome (success, exception, wall timeout, memory, crash, cancel), in the result, the audit log and
 the text the model reads."""
 
 from __future__ import annotations
@@ -143,17 +143,18 @@ async def test_a_cancelled_execution_is_audited_with_its_calls_in_flight(
     ]  # fmt: skip
 
 
-async def test_output_before_fuel_exhaustion_and_a_trap_is_kept(tmp_path: Path) -> None:
+async def test_output_before_an_interrupt_and_a_trap_is_kept(tmp_path: Path) -> None:
     async with _engine(tmp_path) as engine:
-        fuel = await engine.execute(
+        stopped = await engine.execute(
             "import sys\nprint('partial ' * 3)\nprint('on stderr', file=sys.stderr)\nwhile True:\n    pass\n",
-            session="f", limits=Limits(fuel=200_000_000),
+            session="f", limits=Limits(wall_s=1),
         )
         crash = await engine.execute(
             "print('about to crash')\nimport _testcapi\n_testcapi.fatal_error(b'x')", session="t"
         )
-    assert fuel.result is not None and fuel.result.error is not None and fuel.result.error.kind == "fuel"
-    assert fuel.result.stdout == "partial partial partial \n" and fuel.result.stderr == "on stderr\n"
+    assert stopped.result is not None and stopped.result.error is not None
+    assert stopped.result.error.kind == "timeout" and stopped.result.instance_lost
+    assert stopped.result.stdout == "partial partial partial \n" and stopped.result.stderr == "on stderr\n"
     assert crash.result is not None and crash.result.error is not None and crash.result.instance_lost
     assert crash.result.stdout == "about to crash\n", crash.result
 

@@ -62,7 +62,6 @@ class Guest:
     def __init__(self) -> None:
         engine = wasmtime.Engine(engine_config())
         self.store = wasmtime.Store(engine)
-        self.store.set_fuel(10**9)
         self.store.set_epoch_deadline(10**6)
         self.store.set_wasi(wasmtime.WasiConfig())
         instance = hostcalls.new_linker(engine).instantiate(self.store, wasmtime.Module(engine, _MODULE))

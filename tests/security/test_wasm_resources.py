@@ -55,18 +55,37 @@ async def test_huge_sleep_is_cut_at_the_wall_time_limit(demo_sandbox: Sandbox) -
         await assert_healthy(ex)
 
 
+METERED = Limits(fuel=40_000_000_000)
+"""An executor that counts fuel (opt-in: the default one is bounded by its wall time alone)."""
+
+
 async def test_busy_loop_runs_out_of_fuel(demo_sandbox: Sandbox) -> None:
-    async with demo_sandbox.executor() as ex:
+    async with demo_sandbox.executor(limits=METERED) as ex:
         result = await run(ex, "x = 0\nwhile True:\n    x += 1", limits=Limits(fuel=20_000_000, wall_s=10))
         assert_error(result, "OutOfFuel", "20,000,000 fuel units")  # the fuel, not the 10 s wall time
         assert result.instance_lost
         await assert_healthy(ex)
 
 
+async def test_a_metered_executors_own_budget_applies_when_a_run_sets_none(demo_sandbox: Sandbox) -> None:
+    async with demo_sandbox.executor(limits=Limits(fuel=30_000_000)) as ex:
+        assert await run_value(ex, "1 + 1") == 2
+        assert_error(await run(ex, "while True:\n    pass"), "OutOfFuel", "30,000,000 fuel units")
+        await assert_healthy(ex)
+
+
+async def test_a_run_cannot_ask_an_executor_without_fuel_for_a_budget(demo_sandbox: Sandbox) -> None:
+    # Silently running without the budget asked for would drop a limit: the caller is told instead.
+    async with demo_sandbox.executor() as ex:
+        with pytest.raises(ValueError, match="needs an executor that counts fuel"):
+            await ex.run("1", limits=Limits(fuel=10_000_000))
+        assert await run_value(ex, "1 + 1") == 2
+
+
 async def test_fuel_is_per_execution_not_cumulative_bypassable(demo_sandbox: Sandbox) -> None:
     # Catching the trap is impossible from Python: `except BaseException` does not see it.
     code = "try:\n    while True:\n        pass\nexcept BaseException:\n    pass\n'survived'"
-    async with demo_sandbox.executor() as ex:
+    async with demo_sandbox.executor(limits=METERED) as ex:
         assert_error(await run(ex, code, limits=Limits(fuel=20_000_000)), "OutOfFuel")
         assert_error(await run(ex, code, limits=Limits(wall_s=1)), "SandboxTimeout")
         await assert_healthy(ex)
@@ -204,7 +223,7 @@ async def test_stopping_one_interpreter_leaves_the_others_running(demo_sandbox: 
         results: dict[str, object] = {}
 
         async def worker() -> None:
-            results["busy"] = await ex.run(busy, session="busy", limits=Limits(wall_s=120, fuel=10**12))
+            results["busy"] = await ex.run(busy, session="busy", limits=Limits(wall_s=120))
             finished.append("busy")
 
         async def timed_out() -> None:
@@ -234,7 +253,6 @@ async def test_no_threads_or_processes_survive_a_barrage(demo_sandbox: Sandbox) 
     children = child_processes()
     attacks = [
         ("while True:\n    pass", Limits(wall_s=1)),
-        ("while True:\n    pass", Limits(fuel=10_000_000)),
         ("import os\nos._exit(1)", Limits(wall_s=5)),
         ("import os\nos.abort()", Limits(wall_s=5)),
         ("x = bytearray(2**31 - 1)", Limits(wall_s=5)),

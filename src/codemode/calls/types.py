@@ -22,8 +22,12 @@ class Limits:
     memory_bytes: int = 256 * 1024 * 1024
     """Guest memory (the WASM linear memory; address space of the RestrictedPython child). Fixed per
     interpreter: an interpreter is booted with the executor's default."""
-    fuel: int = 40_000_000_000
-    """WASM CPU budget in fuel units (≈ instructions; ``print(1)`` costs ~1 M on a warm session)."""
+    fuel: int | None = None
+    """A WASM CPU budget in fuel units (≈ instructions; ``1 + 1`` costs ~0.5 M on a warm session), or None:
+    CPU is then bounded by :attr:`wall_s` alone, which a busy program meets first anyway. Counting fuel
+    slows the guest by a fifth to a third, so it is chosen per executor: an executor whose default limits
+    set a budget runs on a metered engine, and a run's own limits then change the budget. A run cannot ask
+    an executor without fuel for a budget."""
     output_chars: int = 2_000_000
     """Characters of stdout and of stderr the guest captures. Past it the program is stopped; the engine
     then shows the model far less (``Settings.output_chars``)."""

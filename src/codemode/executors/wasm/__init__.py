@@ -7,8 +7,9 @@ WASI imports are shadowed to carry bridge frames (see ``codemode_runtime.protoco
 stock WASI with nothing granted but three read-only mounts (``/runtime``, ``/stubs``, ``/skills``) and one
 writable scratch directory. No host environment, no sockets, no processes.
 
-Limits: fuel (CPU), an epoch deadline (wall time, watched by an alarm thread; the epoch also cancels), a
-store memory limit, and an output cap in the guest (with a second cap on the raw descriptors).
+Limits: an epoch deadline (wall time, so CPU too, watched by an alarm thread; the epoch also cancels), a
+store memory limit, an output cap in the guest (with a second cap on the raw descriptors) and, when the
+executor's limits set a budget, fuel (CPU counted in instructions, on an engine of its own).
 A trap ends the instance; the session gets a fresh one from the pool on its next execution.
 
 Modules, each importing only those listed before it:

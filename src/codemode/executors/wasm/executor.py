@@ -42,6 +42,8 @@ class WasmExecutor(PooledExecutor[Instance]):
         self._module_ready = anyio.Event()
         self._compiling = False
         self._compile_error: str | None = None
+        self._metered = self.limits.fuel is not None
+        """Interpreters count fuel (the executor's limits set a budget): see :attr:`Limits.fuel`."""
 
     async def __aenter__(self) -> WasmExecutor:
         """Start the pool at once; with no compiled python.wasm cached, compile it in the background.
@@ -52,7 +54,7 @@ class WasmExecutor(PooledExecutor[Instance]):
         self.loop = LoopLink.current()
         await self._start_pool()
         assert self._task_group is not None
-        if module_cache_path().exists():
+        if module_cache_path(fuel=self._metered).exists():
             self._module_ready.set()
         else:
             self._compiling = True
@@ -64,7 +66,7 @@ class WasmExecutor(PooledExecutor[Instance]):
         (the SDK's stdio client kills the server's whole process group two seconds after it closes stdin)
         leaves it running, and the next start finds the module cached (written atomically, whole or not at
         all). A shutdown stops waiting for it, not it."""
-        cache = module_cache_path()
+        cache = module_cache_path(fuel=self._metered)
         if self.progress:
             self.progress(f"compiling python.wasm for this machine in the background (first run only) → {cache}")
         started = time.perf_counter()
@@ -72,8 +74,8 @@ class WasmExecutor(PooledExecutor[Instance]):
         try:
             with tempfile.TemporaryFile() as errors:
                 process = await anyio.open_process(
-                    compile_command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                    env=env, start_new_session=True,
+                    compile_command(fuel=self._metered), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=errors, env=env, start_new_session=True,
                 )  # fmt: skip
                 returncode = await process.wait()
                 if returncode != 0 or not cache.exists():
@@ -113,7 +115,7 @@ class WasmExecutor(PooledExecutor[Instance]):
     def _instance_config(self) -> InstanceConfig:
         return InstanceConfig(
             runtime_dir=paths.runtime_dir(), stubs_dir=self.stubs_dir, skills_dir=self.skills_dir,
-            memory_bytes=self.limits.memory_bytes, recursion_limit=self.recursion_limit,
+            memory_bytes=self.limits.memory_bytes, recursion_limit=self.recursion_limit, fuel=self.limits.fuel,
         )  # fmt: skip
 
     async def _dispose(self, instance: Instance) -> None:
@@ -125,6 +127,10 @@ class WasmExecutor(PooledExecutor[Instance]):
         """Run ``code`` for ``ctx``; errors, timeouts and traps come back as a failed :class:`RunResult`."""
         if self._closed:
             raise SandboxError("the executor is closed")
+        if ctx.limits.fuel is not None and not self._metered:
+            raise ValueError(
+                "a fuel budget for one run needs an executor that counts fuel: set Limits.fuel on the executor"
+            )
         started = time.perf_counter()
         try:
             # Waiting for an interpreter to boot is not the program's time: under a burst of new sessions

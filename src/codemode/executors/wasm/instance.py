@@ -4,8 +4,8 @@ The thread owns a wasmtime store (on the shared engine, :func:`.module.shared_mo
 ``codemode_runtime.repl.boot()``, a loop that asks the host for code through the bridge, runs it, and asks
 again with the result (:meth:`Instance.on_frame`, called from the shims in :mod:`.hostcalls`), so a
 session's variables live as long as its instance.
-Each job gets fuel, an epoch deadline (armed on the alarm thread, which also watches the scratch quota)
-and the output cap; a trap ends the instance.
+Each job gets an epoch deadline (armed on the alarm thread, which also watches the scratch quota), the
+output cap and, on a metered interpreter, fuel; a trap ends the instance.
 
 An instance knows nothing of its executor: it is started with an :class:`InstanceConfig` and a
 :class:`~.loop.LoopLink` to the event loop that waits for it.
@@ -14,6 +14,7 @@ An instance knows nothing of its executor: it is started with an :class:`Instanc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -93,6 +94,8 @@ class InstanceConfig:
     memory_bytes: int
     """The store's memory limit, fixed for the interpreter's life."""
     recursion_limit: int
+    fuel: int | None = None
+    """The default fuel budget of a job, or None: the interpreter runs on the engine without fuel."""
 
 
 @dataclass
@@ -210,12 +213,14 @@ class Instance:
         store: wasmtime.Store | None = None
         trap: BaseException | None = None
         try:
-            self.engine, module = shared_module()
+            metered = self.config.fuel is not None
+            self.engine, module = shared_module(fuel=metered)
             linker = hostcalls.new_linker(self.engine)
             store = wasmtime.Store(self.engine)
             guard = EpochGuard(store, lambda: self.interrupted)  # noqa: F841 (lives as long as the store)
             store.set_limits(memory_size=self.config.memory_bytes)
-            store.set_fuel(_BOOT_FUEL)
+            if metered:
+                store.set_fuel(_BOOT_FUEL)
             store.set_epoch_deadline(1)
             boot_deadline = time.monotonic() + _BOOT_TIMEOUT_S
             alarm.at(boot_deadline, lambda: self._boot_timeout())
@@ -360,7 +365,9 @@ class Instance:
             self.interrupted = False
             self.wake.clear()
             # Store methods only need a context; the caller's is the one valid inside a host call.
-            wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
+            if self.config.fuel is not None:
+                budget = self.config.fuel if job.limits.fuel is None else job.limits.fuel
+                wasmtime.Store.set_fuel(caller, budget)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
             job.started = time.perf_counter()
             self._arm_deadline(job.ctx.clock.deadline)
@@ -453,7 +460,10 @@ class Instance:
             with contextlib.suppress(Exception):
                 used = self.memory.data_len(store)
         memory_limit = self.config.memory_bytes
-        return trap_error(trap, job.limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
+        limits = job.limits
+        if limits.fuel is None and self.config.fuel is not None:
+            limits = dataclasses.replace(limits, fuel=self.config.fuel)  # the budget the job ran with
+        return trap_error(trap, limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
 
     def _captured(self, store: wasmtime.Store | None, cap_chars: int) -> tuple[str, str]:
         """What the stopped execution had printed, read from the guest's capture buffers ("" if unreadable)."""

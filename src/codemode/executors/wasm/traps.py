@@ -86,7 +86,8 @@ def trap_error(
     if error is SandboxTimeout:
         return RunError.of(SandboxTimeout, f"the program ran past the {limits.wall_s:g} s wall-time limit. {LOST}")
     if error is OutOfFuel:
-        return RunError.of(OutOfFuel, f"the program used its CPU budget of {limits.fuel:,} fuel units. {LOST}")
+        budget = f" of {limits.fuel:,} fuel units" if limits.fuel is not None else ""
+        return RunError.of(OutOfFuel, f"the program used its CPU budget{budget}. {LOST}")
     if error is SandboxStackOverflow:
         return RunError.of(SandboxStackOverflow, f"the WASM stack overflowed (recursion too deep). {LOST}")
     text = describe_trap(trap)
