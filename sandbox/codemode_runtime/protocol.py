@@ -315,7 +315,7 @@ def _has_big(value: dict[Any, Any] | list[Any], depth: int) -> bool:
         if kind is str:
             if len(item) >= BLOB_MIN:
                 return True
-        elif (kind is dict or (kind is list and len(item) <= _MAX_LIST)) and depth + 1 < _MAX_DEPTH:
+        elif (kind is dict or (kind is list and len(item) <= _MAX_LIST)) and item and depth + 1 < _MAX_DEPTH:
             if _has_big(item, depth + 1):
                 return True
     return False
@@ -546,15 +546,28 @@ def _dumps(value: Any, default: Any) -> str:
     """``value`` as compact JSON (``ensure_ascii=False``, no NaN), ``default`` converting what JSON cannot hold.
 
     The C encoder straight away: ``JSONEncoder.encode`` spends more than the encoding itself on building
-    one per call, in Python. A fresh one per call all the same: its circular-reference markers are left
-    behind by a failed encode, and the host encodes from several threads.
+    one per call, in Python. The host makes a fresh one per call (it encodes from several threads); the guest,
+    one thread that always passes :func:`lenient_default`, keeps one, whose circular-reference markers a
+    failed encode would leave behind: they are cleared then.
     """
     if _make_encoder is None:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default or _refuse)
+    if default is lenient_default:
+        try:
+            return "".join(_lenient_encode(value, 0))
+        except BaseException:
+            _LENIENT_MARKERS.clear()
+            raise
     encode = _make_encoder({}, default or _refuse, _encode_str, None, ":", ",", False, False, False)
     return "".join(encode(value, 0))
 
 
 _make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
 _encode_str: Any = json.encoder.encode_basestring
+_LENIENT_MARKERS: dict[int, Any] = {}
+_lenient_encode: Any = (
+    _make_encoder(_LENIENT_MARKERS, lenient_default, _encode_str, None, ":", ",", False, False, False)
+    if _make_encoder is not None
+    else None
+)
 _DECODER = json.JSONDecoder()

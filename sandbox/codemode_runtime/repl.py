@@ -12,6 +12,7 @@ import ast
 import io
 import linecache
 import os
+import re
 import sys
 import traceback
 import types
@@ -210,24 +211,33 @@ class Session:
         else:
             head, tail = "", code
             padded = code
+        if _STATEMENT.match(tail) and ";" not in tail:
+            # Plainly a statement: compiled as one straight away (a failed compile raises a SyntaxError,
+            # which costs as much again under WASM).
+            return self._execute_statement(head, padded, filename, code)
         try:
             last = self.compiler(padded, filename, "eval")
         except SyntaxError:
-            # A starred expression (``*a, b``) is a statement only; ``;`` may end with an expression;
-            # a __future__ import in one part would not reach the other.
-            if ";" in tail or "*" in tail or "__future__" in head:
+            # A starred expression (``*a, b``) is a statement only; ``;`` may end with an expression.
+            if ";" in tail or "*" in tail:
                 return self._execute_tree(code, filename)
-            try:
-                last = self.compiler(padded, filename, "exec")
-            except SyntaxError:
-                return self._execute_tree(code, filename)
-            if head and not self._execute_head(head, filename):
-                return self._execute_tree(code, filename)
-            exec(last, self.namespace)
-            return None
+            return self._execute_statement(head, padded, filename, code)
         if head and not self._execute_head(head, filename):
             return self._execute_tree(code, filename)
         return eval(last, self.namespace)
+
+    def _execute_statement(self, head: str, padded: str, filename: str, code: str) -> Any:
+        """Run a program whose last part (line-padded as ``padded``, after ``head``) is a statement."""
+        if "__future__" in head:  # a __future__ import in one part would not reach the other
+            return self._execute_tree(code, filename)
+        try:
+            last = self.compiler(padded, filename, "exec")
+        except SyntaxError:
+            return self._execute_tree(code, filename)
+        if head and not self._execute_head(head, filename):
+            return self._execute_tree(code, filename)
+        exec(last, self.namespace)
+        return None
 
     def _execute_head(self, head: str, filename: str) -> bool:
         """Run the program's lines before its last statement; False if they do not compile on their own."""
@@ -264,6 +274,15 @@ def _last_line(code: str) -> int:
 
 _NOT_A_START = {"", " ", "\t", "\n", "\r", "\f", "#"}
 
+_STATEMENT = re.compile(
+    r"(?:for|while|if|with|try|def|class|import|from|return|del|pass|raise|global|nonlocal|assert|break"
+    r"|continue|async)\b|@"
+    r"|(?!lambda\b)[^\W\d]\w*+(?:\s*+,\s*+[^\W\d]\w*+)*+\s*+(?:=(?!=)|[-+*/%&|^@]=|//=|\*\*=|>>=|<<=|:)"
+)
+"""The start of a line that cannot be an expression: a keyword that begins only statements, a decorator, or
+names followed by an assignment or an annotation (``lambda`` excepted: ``lambda: 0`` is an expression).
+Anything else is tried as an expression first."""
+
 
 _REPR_CHARS = 100_000
 """The most characters of a final value's ``repr`` sent back (a note says how much more there was)."""
@@ -286,18 +305,29 @@ def _encode_value(value: Any) -> dict[str, Any]:
 def _is_json(value: Any, depth: int) -> bool:
     # Exact types only (a str subclass or a namedtuple would lose what makes it special); plain tuples
     # are so common as a final expression that they travel as JSON arrays.
+    # Loops, not all() over generators: under WASM a generator costs more than the checks it runs.
     kind = type(value)
-    if kind in (str, int, bool) or value is None:
+    if kind is str or kind is int or kind is bool or value is None:
         return True
     if kind is float:
-        return value == value and value not in (float("inf"), float("-inf"))
+        return value == value and value not in (_INF, _MINUS_INF)
     if depth > 100:
         return False
     if kind is list or kind is tuple:
-        return all(_is_json(item, depth + 1) for item in value)
+        for item in value:
+            if not _is_json(item, depth + 1):
+                return False
+        return True
     if kind is dict:
-        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
+        for key, item in value.items():
+            if type(key) is not str or not _is_json(item, depth + 1):
+                return False
+        return True
     return False
+
+
+_INF = float("inf")
+_MINUS_INF = float("-inf")
 
 
 def _describe_error(exc: BaseException) -> dict[str, Any]:

@@ -375,3 +375,19 @@ def test_a_header_alone_is_an_empty_frame_not_a_missing_header() -> None:
         protocol.decode_frame(protocol.HEADER.pack(0)[:-1], 10)
     with pytest.raises(protocol.FrameError, match=r"^frame is not valid: "):
         protocol.decode_frame(protocol.HEADER.pack(0), 10)
+
+
+def test_the_guests_encoder_forgets_a_failed_encode(runtime: ModuleType) -> None:
+    # The guest keeps one encoder: a failed encode leaves its containers marked as "being encoded", and the
+    # next encode of the same list would be refused as circular if the marks were not cleared.
+    protocol = runtime.protocol
+    items: list[Any] = [object()]
+    with pytest.raises(TypeError, match="cannot be sent to a tool"):
+        protocol.pack({"a": items}, default=protocol.lenient_default)
+    items[0] = 1
+    body = protocol.pack({"a": items, "b": items}, default=protocol.lenient_default)
+    assert protocol.unpack(body) == {"a": [1], "b": [1]}
+    items.append(items)
+    with pytest.raises(ValueError, match="Circular reference"):
+        protocol.pack({"a": items}, default=protocol.lenient_default)
+

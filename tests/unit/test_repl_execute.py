@@ -38,6 +38,26 @@ PROGRAMS = [
     ("", None),
     ("from __future__ import annotations\ndef f(x: Nope) -> None: ...\nf.__annotations__['x']", "Nope"),
     ("print('a')\nprint('b')", None),
+    # Lines that start like a statement are compiled as one straight away; the rest are tried as expressions.
+    ("x: int = 3", None),
+    ("x: int = 3\nx", 3),
+    ("a, b = 1, 2", None),
+    ("a, b = 1, 2\na, b", (1, 2)),
+    ("x = 1\nx += 1", None),
+    ("x = 1\nx >>= 1\nx", 0),
+    ("x = 1\nx == 1", True),
+    ("x = 1\nx <= 1", True),
+    ("x = 1\nx,", (1,)),
+    ("lambda_ = 3\nlambda_", 3),
+    ("if_ = 2\nif_", 2),
+    ("fromage = 4\nfromage", 4),
+    ("match = 5\nmatch", 5),
+    ("é = 6\né", 6),
+    ("import math", None),
+    ("def g():\n    return 1", None),
+    ("for i in range(2):\n    i", None),
+    ("d = {}\nd['k'] = 1", None),
+    ("x = 1 if True else 2", None),
 ]
 
 
@@ -77,6 +97,12 @@ def test_tracebacks_name_the_programs_own_lines(repl: ModuleType, code: str, lin
 def test_a_syntax_error_is_reported_as_before(repl: ModuleType, code: str, kind: str) -> None:
     error = repl.Session().run(code, 1000)["error"]
     assert error["type"] == kind
+
+
+def test_a_lambda_alone_is_an_expression_not_an_annotation(repl: ModuleType) -> None:
+    # "lambda:" reads like a name and an annotation: it must still be the program's value.
+    result = repl.Session().run("lambda: 0", 1000)
+    assert result.get("has_value") and result["value_repr"].startswith("<function <lambda>"), result
 
 
 def test_a_future_import_reaches_the_whole_program(repl: ModuleType) -> None:
