@@ -111,7 +111,8 @@ class Accepted:
 # Keep in step with "Equivalent mutants accepted (cosmic-ray)" in tests/MUTANTS.md.
 _SES, _SN, _GATE = f"{S}sessions.py", f"{S}session_names.py", f"{S}calls/gate.py"
 _INST, _WEX = f"{S}executors/wasm/instance.py", f"{S}executors/wasm/executor.py"
-_CONFIG, _WRITER = f"{S}config.py", f"{S}compiler/writer.py"
+_CONFIG, _WRITER, _RENDER = f"{S}config.py", f"{S}compiler/writer.py", f"{S}compiler/render.py"
+_IN_TREE = 'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):'
 _TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
 
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
@@ -173,10 +174,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "sort_keys=True)",
              "the reuse hash over unsorted keys only changes more often (an equal definition in another key order "
              "is recompiled to the same bytes): a stub is never reused when it should not be"),
-    Accepted(_WRITER, "core/ReplaceOrWithAnd",
-             'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):',
+    Accepted(_WRITER, "core/ReplaceOrWithAnd", _IN_TREE,
              "_in_tree's first clauses joined by `and`: an empty name is still refused by the part check below, and "
-             "no caller passes a non-string (_load_manifest keeps only strings)"),
+             "no caller passes a non-string (_load_manifest keeps only strings)",
+             _IN_TREE.replace("str) or not rel", "str) and not rel", 1)),
     Accepted(_WEX, "core/NumberReplacer", "await anyio.to_thread.run_sync(instance.join, 10.0)",
              "how long aclose waits for each instance thread to end (9 or 11 s): they were all stopped first"),
     Accepted(f"{S}hub/lane.py", "core/ReplaceFalseWithTrue",
@@ -201,6 +202,19 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
              "return next(iter(self.in_flight)) if self.in_flight else lane[0]",
              "`lane[0]` → `lane[-1]`: the branch is taken only when exactly one call is waiting"),
+    Accepted(_RENDER, "core/ReplaceBinaryOperator_Sub_Add",
+             "if stripped.endswith('\"') and (len(stripped) - 1 - len(stripped[:-1].rstrip(\"\\\\\"))) % 2 == 0:",
+             "either `-` → `+` in the count of backslashes before a last quote: a - b and a + b have the same "
+             "parity, and only the parity is read"),
+    Accepted(_RENDER, "core/NumberReplacer", "return out[0] + '\"\"\"'",
+             "`out[0]` → `out[-1]` when `out` holds exactly one line: the same line",
+             "return out[ -1] + '\"\"\"'"),
+    *(Accepted(_WRITER, "core/NumberReplacer", line,
+               f"the {what} cut one hex digit shorter or longer: any change to the compiler (this mutant included) "
+               "changes the version, and a tool's hash is compared only with its own record; 44 to 84 bits of "
+               "SHA-256 stay far past an accidental match")
+      for line, what in (('return "2-" + digest.hexdigest()[:12]', "compiler version's digest"),
+                         ("return hashlib.sha256(payload.encode()).hexdigest()[:20]", "tool hash"))),
 )
 
 
