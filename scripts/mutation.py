@@ -80,8 +80,9 @@ MODULES: dict[str, Target] = {
         "tests/unit/test_config.py", "tests/unit/test_audit_policy.py",
         "tests/security/test_wasm_secrets.py::test_guest_environment_holds_no_secret",
         "tests/security/test_wasm_secrets.py::test_tool_results_errors_and_discovery_hold_no_secret")),
+    # Fast files first: pytest -x stops at the first failure, and test_compiler.py type-checks two 1,000-tool trees.
     "compiler": Target((f"{S}compiler/naming.py", f"{S}compiler/render.py", f"{S}compiler/writer.py"), (
-        "tests/unit/test_compiler.py", "tests/security/test_hostile_schemas.py")),
+        "tests/unit/test_compiler_parts.py", "tests/security/test_hostile_schemas.py", "tests/unit/test_compiler.py")),
 }  # fmt: skip
 
 # The operators kept: each flips a decision a defence makes (a condition negated, a bound moved by one, a

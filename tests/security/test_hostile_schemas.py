@@ -326,22 +326,6 @@ def test_a_tampered_manifest_neither_deletes_nor_writes_outside_the_tree(tmp_pat
     assert "import os" not in _tree_text(root)
 
 
-def test_the_class_split_is_linear_in_the_number_of_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # ast.get_source_segment splits the whole generated module again for every class: 1,600 nested
-    # properties took 46 s. The split must read the module's lines once.
-    def quadratic(*args: object, **kwargs: object) -> None:
-        raise AssertionError("ast.get_source_segment re-splits the module for every class")
-
-    monkeypatch.setattr(ast, "get_source_segment", quadratic)
-    properties = {f"p{i}": {"type": "object", "properties": {"q": {"type": "string"}}} for i in range(2_000)}
-    root = tmp_path / "stubs"
-    wide = ToolSpec("wide", "t", "Wide.", {"type": "object", "properties": properties})
-    report = compile_to_dir({"wide": [wide]}, root)
-    _parse_all(root)
-    assert not [w for w in report.warnings if "generic" in w], report.warnings
-    assert (root / "wide" / "t.py").read_text().count("class P") >= 2_000
-
-
 def test_an_empty_argument_name_gets_a_typed_stub_that_sends_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -407,3 +391,19 @@ def test_a_directory_in_the_manifests_place_is_a_clear_error(tmp_path: Path) -> 
     (root / ".codemode-manifest.json").mkdir(parents=True)
     with pytest.raises(CompileError, match="cannot write stub"):
         compile_to_dir({"s": [ToolSpec("s", "t", "First.")]}, root)
+
+
+def test_the_class_split_is_linear_in_the_number_of_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ast.get_source_segment splits the whole generated module again for every class: 1,600 nested
+    # properties took 46 s. The split must read the module's lines once.
+    def quadratic(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ast.get_source_segment re-splits the module for every class")
+
+    monkeypatch.setattr(ast, "get_source_segment", quadratic)
+    properties = {f"p{i}": {"type": "object", "properties": {"q": {"type": "string"}}} for i in range(2_000)}
+    root = tmp_path / "stubs"
+    wide = ToolSpec("wide", "t", "Wide.", {"type": "object", "properties": properties})
+    report = compile_to_dir({"wide": [wide]}, root)
+    _parse_all(root)
+    assert not [w for w in report.warnings if "generic" in w], report.warnings
+    assert (root / "wide" / "t.py").read_text().count("class P") >= 2_000

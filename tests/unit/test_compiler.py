@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -13,19 +12,8 @@ import pytest
 
 from benchmarks.bench_compile import run as run_compile_benchmark
 from benchmarks.bench_compile import synthetic_catalog
-from codemode.calls.shapes import merge, shape_of
 from codemode.compiler import compile_server, compile_to_dir, load_index
-from codemode.compiler.inferred import Inferred
-from codemode.compiler.naming import MAX_MODULE_NAME, class_name, module_name
-from codemode.compiler.render import (
-    HEADER,
-    LONG_LINES,
-    _docstring,
-    build_stub,
-    render_stub,
-    summary_of,
-    with_header,
-)
+from codemode.compiler.naming import MAX_MODULE_NAME, module_name
 from codemode.compiler.writer import TASK_REQUIRED, _reason
 from codemode.hub import ToolSpec
 from tests.conftest import FIXTURES, REPO
@@ -275,109 +263,3 @@ def test_a_skip_reason_is_cut_only_past_300_characters() -> None:
     assert _reason(ValueError("x" * (300 - prefix))) == "ValueError: " + "x" * (300 - prefix)
     long = _reason(ValueError("x" * (301 - prefix)))
     assert len(long) == 300 and long.endswith("x…")
-
-
-# -- exact limits of the rendered text (each pinned at the boundary, from the mutation round of issue 17) -----
-
-
-def _one_arg_stub(server: str, key: str) -> str:
-    schema = {"type": "object", "properties": {key: {"type": "string"}}, "required": [key]}
-    text = render_stub(build_stub(ToolSpec(server, "t", "d", schema), "t"))
-    ast.parse(text)
-    return text
-
-
-def test_a_call_is_wrapped_only_past_90_characters() -> None:
-    # _call("ss", "t", {"k…": k…}) is 24 + 2 × 33 = 90 characters; one more in the server's name makes 91.
-    key = "k" * 33
-    assert f'    return _call("ss", "t", {{"{key}": {key}}})\n' in _one_arg_stub("ss", key)
-    wrapped = _one_arg_stub("sss", key)
-    assert '    return _call(\n        "sss",\n        "t",\n        {\n' in wrapped
-    assert f'            "{key}": {key},\n        }},\n    )\n' in wrapped
-
-
-def test_a_signature_is_wrapped_only_past_110_characters() -> None:
-    # def t(*, k…: str) -> Any: is 23 + 87 = 110 characters.
-    assert f"\ndef t(*, {'k' * 87}: str) -> Any:\n" in _one_arg_stub("s", "k" * 87)
-    assert f"\ndef t(\n    *,\n    {'k' * 88}: str,\n) -> Any:\n" in _one_arg_stub("s", "k" * 88)
-
-
-def test_the_line_length_exemption_is_added_only_past_120_columns() -> None:
-    assert with_header(f"{HEADER}\n{'x' * 120}\n") == f"{HEADER}\n{'x' * 120}\n"
-    assert with_header(f"{HEADER}\n{'x' * 121}\n") == f"{HEADER}\n{LONG_LINES}\n{'x' * 121}\n"
-
-
-def test_a_summary_is_cut_only_past_160_characters() -> None:
-    assert summary_of("x" * 160) == "x" * 160
-    assert summary_of("x" * 161) == "x" * 159 + "…"
-    assert summary_of("First part.\n\nSecond part.") == "First part."
-    assert summary_of("Lists notes.  Each   note\nhas a title. More") == "Lists notes."
-    assert summary_of("Is it safe? Yes. Always.") == "Is it safe?" and summary_of("Go! Now? Yes.") == "Go!"
-    assert summary_of("Version 1.2 is out. More") == "Version 1.2 is out." and summary_of("No stop") == "No stop"
-
-
-def test_an_uncompiled_schemas_reason_is_cut_only_past_300_characters() -> None:
-    # The reason is "inputSchema type is '…', not 'object'": 36 characters around the type's text.
-    def reason(length: int) -> str:
-        stub = build_stub(ToolSpec("s", "t", "d", {"type": "y" * length}), "t")
-        assert stub.generic and stub.warning is not None
-        return stub.warning.split("using a generic signature: ", 1)[1]
-
-    assert reason(264) == f"inputSchema type is '{'y' * 264}', not 'object'"
-    assert reason(265) == f"inputSchema type is '{'y' * 265}', not 'objec…"  # 299 characters and the mark
-
-
-def test_class_names_get_a_letter_first_only_when_they_would_start_with_a_digit() -> None:
-    # A class name is made from upstream text (a tool's or an observed key's name).
-    assert class_name("v2") == "V2" and class_name("search-notes") == "SearchNotes"
-    assert class_name("_2fa") == "T2fa" and class_name("_1") == "T1" and class_name("9") == "X9"
-    assert all(class_name(n).isidentifier() for n in ("_2fa", "9", "", "日本", "a-1"))
-
-
-def test_observed_results_type_only_a_tool_without_an_output_schema() -> None:
-    observed = Inferred(merge(shape_of({"a": 1, "b": "x"}), shape_of({"a": 2})), 2)
-    stub = build_stub(ToolSpec("s", "t", "d"), "t", observed)
-    assert stub.result_type == "TResult" and stub.result_doc.startswith("inferred from 2 results")
-    assert stub.classes["TResult"] == "class TResult(TypedDict):\n    a: int\n    b: NotRequired[str]"
-    assert {"NotRequired", "TypedDict"} <= stub.typing_names  # the IR names what its classes use
-    declared = {"type": "object", "properties": {"z": {"type": "integer"}}, "required": ["z"]}
-    stub = build_stub(ToolSpec("s", "t", "d", output_schema=declared), "t", observed)
-    assert stub.result_type == "TResult" and stub.result_doc == "structured content matching the tool's output schema"
-    assert "z: int" in stub.classes["TResult"] and "a: int" not in stub.classes["TResult"]
-    assert build_stub(ToolSpec("s", "t", "d"), "t").result_type == "Any"
-
-
-def test_a_docstring_of_one_line_closes_on_that_line() -> None:
-    assert _docstring("One line.", "    ") == '    """One line."""'
-    assert _docstring("a\n\n  b\nc", "    ") == '    """a\n\n      b\n    c\n    """'
-
-
-def test_only_a_current_manifest_spares_a_tool_its_rendering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import codemode.compiler.writer as writer
-
-    rendered: list[str] = []
-    real = writer.build_stub
-    monkeypatch.setattr(writer, "build_stub", lambda spec, *a: rendered.append(spec.name) or real(spec, *a))
-    root, tools = tmp_path / "stubs", {"s": [ToolSpec("s", "t", "First.")]}
-    compile_to_dir(tools, root)
-    compile_to_dir(tools, root)
-    assert rendered == ["t"]  # the second compile reused the manifest's record
-    manifest_path = root / ".codemode-manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps({**manifest, "version": "1-older"}))
-    report = compile_to_dir(tools, root)
-    assert rendered == ["t", "t"] and report.unchanged == ["s/t.py", "s/__init__.py", "__init__.py", "_index.json"]
-
-
-def test_argument_names_that_differ_only_by_case_stay_as_they_are() -> None:
-    # Files fold case (see test_hostile_schemas); Python names do not: Q and q are two parameters.
-    schema = {"type": "object", "properties": {"q": {"type": "string"}, "Q": {"type": "integer"}}}
-    stub = build_stub(ToolSpec("s", "t", "d", schema), "t")
-    assert [(a.python, a.wire) for a in stub.args] == [("q", "q"), ("Q", "Q")]
-    assert 'return _call("s", "t", {"q": q, "Q": Q})' in render_stub(stub)
-
-
-def test_the_stubs_directory_is_made_with_its_parents(tmp_path: Path) -> None:
-    root = tmp_path / "new" / "deeper" / "stubs"
-    report = compile_to_dir({"s": [ToolSpec("s", "t")]}, root)
-    assert (root / "s" / "t.py").is_file() and report.warnings == []
