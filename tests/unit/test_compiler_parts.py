@@ -6,24 +6,28 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from codemode.calls.shapes import merge, shape_of
-from codemode.compiler import compile_to_dir
+from codemode.compiler import compile_to_dir, load_index
 from codemode.compiler.inferred import Inferred
-from codemode.compiler.naming import class_name
+from codemode.compiler.naming import class_name, identifier
 from codemode.compiler.render import (
     HEADER,
     LONG_LINES,
     _docstring,
     build_stub,
+    declares_result,
     render_stub,
     summary_of,
     with_header,
 )
 from codemode.hub import ToolSpec
+from tests.conftest import REPO
 
 
 def _one_arg_stub(server: str, key: str) -> str:
@@ -127,3 +131,62 @@ def test_the_stubs_directory_is_made_with_its_parents(tmp_path: Path) -> None:
     root = tmp_path / "new" / "deeper" / "stubs"
     report = compile_to_dir({"s": [ToolSpec("s", "t")]}, root)
     assert (root / "s" / "t.py").is_file() and report.warnings == []
+
+
+def test_names_from_upstream_text_split_camel_case_only_when_not_all_capitals() -> None:
+    assert identifier("getUser-Info") == "get_user_info" and identifier("HTTP-Server") == "http_server"
+    assert identifier("ALL-CAPS") == "all_caps" and identifier("getUser") == "getUser"  # a valid name stays
+
+
+def test_an_optional_argument_is_none_able_exactly_once() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {}, "b": {"type": ["integer", "null"]}, "c": {"type": "integer"}, "d": {"type": "string"}},
+        "required": ["c"],
+    }
+    stub = build_stub(ToolSpec("s", "t", "d", schema), "t")
+    assert stub.signature == "t(*, c: int, a: Any = None, b: int | None = None, d: str | None = None) -> Any"
+
+
+@pytest.mark.parametrize(
+    "output", [None, {"type": "object"}, {"type": "object", "properties": {}}, {"type": "array", "items": {}}]
+)
+def test_an_output_schema_without_properties_leaves_the_result_to_observation(output: Any) -> None:
+    spec = ToolSpec("s", "t", "d", output_schema=output)
+    assert not declares_result(spec) and build_stub(spec, "t").result_type == "Any"
+    observed = Inferred(shape_of({"a": 1}), 1)
+    assert build_stub(spec, "t", observed).result_type == "TResult"
+
+
+def test_a_stub_deleted_by_hand_is_written_again(tmp_path: Path) -> None:
+    root, tools = tmp_path / "stubs", {"s": [ToolSpec("s", "t", "First.")]}
+    compile_to_dir(tools, root)
+    text = (root / "s" / "t.py").read_bytes()
+    (root / "s" / "t.py").unlink()
+    report = compile_to_dir(tools, root)  # the manifest's record is current, but the file is gone
+    assert report.written == ["s/t.py"] and (root / "s" / "t.py").read_bytes() == text
+
+
+def test_an_index_that_is_not_an_object_reads_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "_index.json").write_text("[1, 2]")
+    assert load_index(tmp_path) == {"version": 1, "servers": []}
+
+
+def test_the_compiler_version_changes_with_any_of_its_source_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stale manifests must never keep stale stubs: the version hashes the compiler's own code.
+    import codemode.compiler.writer as writer
+
+    source = REPO / "src" / "codemode"
+    shutil.copytree(source / "compiler", tmp_path / "compiler", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "calls").mkdir()
+    shutil.copy(source / "calls" / "shapes.py", tmp_path / "calls" / "shapes.py")
+    monkeypatch.setattr(writer, "__file__", str(tmp_path / "compiler" / "writer.py"))
+    seen = [writer._compiler_version()]
+    assert seen[0] == writer.COMPILER_VERSION
+    for changed in ("compiler/naming.py", "compiler/writer.py", "calls/shapes.py"):
+        with (tmp_path / changed).open("a") as fh:
+            fh.write("# changed\n")
+        seen.append(writer._compiler_version())
+    assert len(set(seen)) == 4 and all(v.startswith("2-") for v in seen), seen
