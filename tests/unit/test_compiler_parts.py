@@ -190,3 +190,15 @@ def test_the_compiler_version_changes_with_any_of_its_source_files(
             fh.write("# changed\n")
         seen.append(writer._compiler_version())
     assert len(set(seen)) == 4 and all(v.startswith("2-") for v in seen), seen
+
+
+def test_files_of_removed_tools_already_gone_are_no_error(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    compile_to_dir({"a": [ToolSpec("a", "keep"), ToolSpec("a", "drop")], "b": [ToolSpec("b", "t")]}, root)
+    (root / "a" / "drop.py").unlink()  # a person tidied up by hand before the next compile
+    shutil.rmtree(root / "b")
+    report = compile_to_dir({"a": [ToolSpec("a", "keep")]}, root)
+    assert report.deleted == [] and report.warnings == []
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")) == [
+        "__init__.py", "a/__init__.py", "a/keep.py",
+    ]  # fmt: skip
