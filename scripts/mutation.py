@@ -207,6 +207,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "if stripped.endswith('\"') and (len(stripped) - 1 - len(stripped[:-1].rstrip(\"\\\\\"))) % 2 == 0:",
              "either `-` → `+` in the count of backslashes before a last quote: a - b and a + b have the same "
              "parity, and only the parity is read"),
+    Accepted(f"{S}compiler/naming.py", "core/ReplaceComparisonOperator_LtE_Lt",
+             'if text.isascii() or max(text) <= "\\uffff":',
+             "`<=` → `<`: a text whose highest character is exactly U+FFFF is then written by ascii() instead of "
+             "json.dumps, the same value in other quotes (both read back as the same string)"),
     Accepted(_RENDER, "core/NumberReplacer", "return out[0] + '\"\"\"'",
              "`out[0]` → `out[-1]` when `out` holds exactly one line: the same line",
              "return out[ -1] + '\"\"\"'"),
