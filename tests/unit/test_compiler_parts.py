@@ -15,7 +15,7 @@ import pytest
 from codemode.calls.shapes import merge, shape_of
 from codemode.compiler import compile_to_dir, load_index
 from codemode.compiler.inferred import Inferred
-from codemode.compiler.naming import class_name, identifier
+from codemode.compiler.naming import class_name, identifier, unique
 from codemode.compiler.render import (
     HEADER,
     LONG_LINES,
@@ -61,6 +61,7 @@ def test_a_summary_is_cut_only_past_160_characters() -> None:
     assert summary_of("x" * 160) == "x" * 160
     assert summary_of("x" * 161) == "x" * 159 + "…"
     assert summary_of("First part.\n\nSecond part.") == "First part."
+    assert summary_of("First part\n\nSecond part\n\nThird") == "First part"
     assert summary_of("Lists notes.  Each   note\nhas a title. More") == "Lists notes."
     assert summary_of("Is it safe? Yes. Always.") == "Is it safe?" and summary_of("Go! Now? Yes.") == "Go!"
     assert summary_of("Version 1.2 is out. More") == "Version 1.2 is out." and summary_of("No stop") == "No stop"
@@ -90,6 +91,8 @@ def test_observed_results_type_only_a_tool_without_an_output_schema() -> None:
     assert stub.result_type == "TResult" and stub.result_doc.startswith("inferred from 2 results")
     assert stub.classes["TResult"] == "class TResult(TypedDict):\n    a: int\n    b: NotRequired[str]"
     assert {"NotRequired", "TypedDict"} <= stub.typing_names  # the IR names what its classes use
+    enum = {"type": "object", "properties": {"mode": {"enum": ["a", "b"]}}}
+    assert "Literal" in build_stub(ToolSpec("s", "t", "d", enum), "t").typing_names
     declared = {"type": "object", "properties": {"z": {"type": "integer"}}, "required": ["z"]}
     stub = build_stub(ToolSpec("s", "t", "d", output_schema=declared), "t", observed)
     assert stub.result_type == "TResult" and stub.result_doc == "structured content matching the tool's output schema"
@@ -110,8 +113,9 @@ def test_only_a_current_manifest_spares_a_tool_its_rendering(tmp_path: Path, mon
     monkeypatch.setattr(writer, "build_stub", lambda spec, *a: rendered.append(spec.name) or real(spec, *a))
     root, tools = tmp_path / "stubs", {"s": [ToolSpec("s", "t", "First.")]}
     compile_to_dir(tools, root)
-    compile_to_dir(tools, root)
+    again = compile_to_dir(tools, root)
     assert rendered == ["t"]  # the second compile reused the manifest's record
+    assert again.written == [] and again.unchanged == ["s/t.py", "s/__init__.py", "__init__.py", "_index.json"]
     manifest_path = root / ".codemode-manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**manifest, "version": "1-older"}))
@@ -121,10 +125,12 @@ def test_only_a_current_manifest_spares_a_tool_its_rendering(tmp_path: Path, mon
 
 def test_argument_names_that_differ_only_by_case_stay_as_they_are() -> None:
     # Files fold case (see test_hostile_schemas); Python names do not: Q and q are two parameters.
-    schema = {"type": "object", "properties": {"q": {"type": "string"}, "Q": {"type": "integer"}}}
+    schema = {"type": "object", "properties": {"Q": {"type": "integer"}, "q": {"type": "string"}}}
     stub = build_stub(ToolSpec("s", "t", "d", schema), "t")
-    assert [(a.python, a.wire) for a in stub.args] == [("q", "q"), ("Q", "Q")]
-    assert 'return _call("s", "t", {"q": q, "Q": Q})' in render_stub(stub)
+    assert [(a.python, a.wire) for a in stub.args] == [("Q", "Q"), ("q", "q")]
+    assert 'return _call("s", "t", {"Q": Q, "q": q})' in render_stub(stub)
+    taken = {"x", "x_2"}
+    assert unique("x", taken) == "x_3" and unique("x", taken) == "x_4" and unique("X", taken) == "X"
 
 
 def test_the_stubs_directory_is_made_with_its_parents(tmp_path: Path) -> None:
@@ -202,3 +208,16 @@ def test_files_of_removed_tools_already_gone_are_no_error(tmp_path: Path) -> Non
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")) == [
         "__init__.py", "a/__init__.py", "a/keep.py",
     ]  # fmt: skip
+
+
+def test_a_refused_manifest_path_is_shown_cut_to_200_characters(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", "t")]}, root)
+    manifest_path = root / ".codemode-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    long = "../" + "v" * 300
+    manifest["files"] += [long, "../" + "w" * 197]
+    manifest_path.write_text(json.dumps(manifest))
+    report = compile_to_dir({"s": [ToolSpec("s", "t")]}, root)
+    shown = [w.split("ignored ", 1)[1].split(":", 1)[0] for w in report.warnings]
+    assert shown == [repr(long[:200]), repr("../" + "w" * 197)], report.warnings
