@@ -221,3 +221,35 @@ def test_a_refused_manifest_path_is_shown_cut_to_200_characters(tmp_path: Path) 
     report = compile_to_dir({"s": [ToolSpec("s", "t")]}, root)
     shown = [w.split("ignored ", 1)[1].split(":", 1)[0] for w in report.warnings]
     assert shown == [repr(long[:200]), repr("../" + "w" * 197)], report.warnings
+
+
+def test_an_output_class_named_like_a_different_input_class_is_renamed() -> None:
+    item_in = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    item_out = {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}
+    schema = {"type": "object", "properties": {"item": item_in}}
+    stub = build_stub(
+        ToolSpec("s", "t", "d", schema, output_schema={"type": "object", "properties": {"item": item_out}}), "t"
+    )
+    assert stub.classes["Item"] == "class Item(TypedDict):\n    a: str"
+    assert stub.classes["ItemOut"] == "class ItemOut(TypedDict):\n    b: int"
+    assert "item: NotRequired[ItemOut]" in stub.classes["TResult"]
+    ast.parse(render_stub(stub))
+    # The same class on both sides is one class.
+    stub = build_stub(
+        ToolSpec("s", "t", "d", schema, output_schema={"type": "object", "properties": {"item": item_in}}), "t"
+    )
+    assert list(stub.classes) == ["Item", "TResult"] and "item: NotRequired[Item]" in stub.classes["TResult"]
+
+
+def test_argument_docs_name_default_format_and_wire_name() -> None:
+    props = {
+        "max-results": {"type": "integer", "description": "How  many\n results.", "default": 5, "format": "int32"},
+        "q": {"type": "string", "default": None},
+        "long_" + "k" * 100: {"type": "string"},
+    }
+    schema = {"type": "object", "properties": props, "required": ["long_" + "k" * 100]}
+    text = render_stub(build_stub(ToolSpec("s", "t", "Doc.", schema), "t"))
+    assert "        max_results: How many results. (default: 5) (format: int32) (wire name: 'max-results')\n" in text
+    assert "        q: -\n" in text and "wire name: 'q'" not in text
+    # A wrapped signature keeps the required arguments first, as the one-line form does.
+    assert f"def t(\n    *,\n    long_{'k' * 100}: str,\n    max_results: int | None = None,\n" in text
