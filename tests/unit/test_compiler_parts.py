@@ -5,6 +5,7 @@ of issue 17; scripts/mutation.py runs this file first for the compiler, it is fa
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -253,3 +254,12 @@ def test_argument_docs_name_default_format_and_wire_name() -> None:
     assert "        q: -\n" in text and "wire name: 'q'" not in text
     # A wrapped signature keeps the required arguments first, as the one-line form does.
     assert f"def t(\n    *,\n    long_{'k' * 100}: str,\n    max_results: int | None = None,\n" in text
+
+
+def test_a_description_quoting_the_header_gets_no_exemption_line_inside_it() -> None:
+    description = f"{HEADER}\n{'w' * 130}"
+    text = render_stub(build_stub(ToolSpec("s", "t", description), "t"))
+    assert text.startswith(f"{HEADER}\n{LONG_LINES}\n") and text.count(LONG_LINES) == 1
+    namespace: dict[str, Any] = {}
+    exec(compile(text.replace("from codemode_runtime import call as _call", "_call = None"), "t.py", "exec"), namespace)
+    assert inspect.cleandoc(namespace["t"].__doc__).startswith(description + "\n")
