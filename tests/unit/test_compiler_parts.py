@@ -263,3 +263,11 @@ def test_a_description_quoting_the_header_gets_no_exemption_line_inside_it() -> 
     namespace: dict[str, Any] = {}
     exec(compile(text.replace("from codemode_runtime import call as _call", "_call = None"), "t.py", "exec"), namespace)
     assert inspect.cleandoc(namespace["t"].__doc__).startswith(description + "\n")
+
+
+def test_an_inferred_class_never_takes_the_name_of_an_argument_class() -> None:
+    nested = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    schema = {"type": "object", "properties": {"t_result_item": nested}}
+    stub = build_stub(ToolSpec("s", "t", "d", schema), "t", Inferred(shape_of({"item": {"b": 1}}), 1))
+    assert stub.classes["TResultItem"] == "class TResultItem(TypedDict):\n    a: str"  # the argument's, kept
+    assert stub.classes["TResult"] == "class TResult(TypedDict):\n    item: TResultItem_2"
