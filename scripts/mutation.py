@@ -114,6 +114,7 @@ _SES, _SN, _GATE = f"{S}sessions.py", f"{S}session_names.py", f"{S}calls/gate.py
 _INST, _WEX = f"{S}executors/wasm/instance.py", f"{S}executors/wasm/executor.py"
 _CONFIG, _WRITER, _RENDER = f"{S}config.py", f"{S}compiler/writer.py", f"{S}compiler/render.py"
 _IN_TREE = 'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):'
+_PARAGRAPH = 'text = " ".join((description or "").strip().split("\\n\\n", 1)[0].split())'
 _TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
 
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
@@ -211,6 +212,9 @@ ACCEPTED: tuple[Accepted, ...] = (
              'if text.isascii() or max(text) <= "\\uffff":',
              "`<=` → `<`: a text whose highest character is exactly U+FFFF is then written by ascii() instead of "
              "json.dumps, the same value in other quotes (both read back as the same string)"),
+    Accepted(_RENDER, "core/NumberReplacer", _PARAGRAPH,
+             "`split(\"\\n\\n\", 1)[0]` → `split(…, 2)[0]`: the first part is the same whatever the split's limit",
+             _PARAGRAPH.replace('", 1)', '", 2)')),
     Accepted(_RENDER, "core/NumberReplacer", "return out[0] + '\"\"\"'",
              "`out[0]` → `out[-1]` when `out` holds exactly one line: the same line",
              "return out[ -1] + '\"\"\"'"),

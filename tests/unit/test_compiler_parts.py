@@ -143,6 +143,8 @@ def test_the_stubs_directory_is_made_with_its_parents(tmp_path: Path) -> None:
 def test_names_from_upstream_text_split_camel_case_only_when_not_all_capitals() -> None:
     assert identifier("getUser-Info") == "get_user_info" and identifier("HTTP-Server") == "http_server"
     assert identifier("ALL-CAPS") == "all_caps" and identifier("getUser") == "getUser"  # a valid name stays
+    # A name that becomes a keyword or a name the stubs use only after its cleaning is renamed all the same.
+    assert identifier("class-") == "class_" and identifier("for ") == "for_" and identifier("sys.") == "sys_"
 
 
 def test_an_optional_argument_is_none_able_exactly_once() -> None:
