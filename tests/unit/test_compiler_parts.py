@@ -273,3 +273,16 @@ def test_an_inferred_class_never_takes_the_name_of_an_argument_class() -> None:
     stub = build_stub(ToolSpec("s", "t", "d", schema), "t", Inferred(shape_of({"item": {"b": 1}}), 1))
     assert stub.classes["TResultItem"] == "class TResultItem(TypedDict):\n    a: str"  # the argument's, kept
     assert stub.classes["TResult"] == "class TResult(TypedDict):\n    item: TResultItem_2"
+
+
+def test_a_compile_types_from_observations_only_the_tools_without_an_output_schema(tmp_path: Path) -> None:
+    declared = {"type": "object", "properties": {"z": {"type": "integer"}}, "required": ["z"]}
+    tools = [ToolSpec("s", "plain"), ToolSpec("s", "typed", output_schema=declared)]
+    observed = {spec.ref: Inferred(shape_of({"a": 1}), 3) for spec in tools}
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": tools}, root, observed=observed)
+    entries = {e["name"]: e for block in load_index(root)["servers"] for e in block["tools"]}
+    assert entries["plain"]["result_type"] == "PlainResult" and entries["typed"]["result_type"] == "TypedResult"
+    assert "    a: int\n" in (root / "s" / "plain.py").read_text()
+    typed = (root / "s" / "typed.py").read_text()
+    assert "    z: int\n" in typed and "    a: int\n" not in typed
