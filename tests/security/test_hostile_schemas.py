@@ -407,3 +407,23 @@ def test_the_class_split_is_linear_in_the_number_of_models(tmp_path: Path, monke
     _parse_all(root)
     assert not [w for w in report.warnings if "generic" in w], report.warnings
     assert (root / "wide" / "t.py").read_text().count("class P") >= 2_000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("python_name", "os; import os"), ("name", "other"), ("summary", 7), ("summary", None)]
+)
+def test_a_tampered_index_record_with_a_current_hash_is_not_reused(tmp_path: Path, field: str, value: Any) -> None:
+    # The hash and the stub file are as the compiler left them; only the record's names or summary are not.
+    root = tmp_path / "stubs"
+    compile_to_dir({"other": [_good()]}, root)
+    manifest_path = root / ".codemode-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["tools"].values():
+        record["index"][field] = value
+    manifest_path.write_text(json.dumps(manifest))
+    report = compile_to_dir({"other": [_good()]}, root)
+    assert report.unchanged[0] == "other/fine.py"  # rendered again, to the same bytes
+    entry = _entry(root, "other", "fine")
+    assert entry["python_name"] == "fine" and entry["summary"] == "A fine tool."
+    assert "import os" not in _tree_text(root)
+    _parse_all(root)
