@@ -212,6 +212,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              'if text.isascii() or max(text) <= "\\uffff":',
              "`<=` → `<`: a text whose highest character is exactly U+FFFF is then written by ascii() instead of "
              "json.dumps, the same value in other quotes (both read back as the same string)"),
+    Accepted(_RENDER, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
+             "Arg unfrozen: nothing assigns to an Arg's fields or hashes one, so nothing changes"),
+    Accepted(_RENDER, "core/ReplaceFalseWithTrue", "has_default: bool = False",
+             "the default of Arg.has_default: _build always passes it, and nothing reads the field"),
+    Accepted(_WRITER, "core/ReplaceAndWithOr", "if path.parent != out_dir and not any(path.parent.iterdir()):",
+             "`and` → `or`: rmdir then also tries a directory that is not empty and fails (suppressed); the root "
+             "is never empty (its __init__ and index were just written): the same directories are removed"),
     Accepted(_RENDER, "core/NumberReplacer", _PARAGRAPH,
              "`split(\"\\n\\n\", 1)[0]` → `split(…, 2)[0]`: the first part is the same whatever the split's limit",
              _PARAGRAPH.replace('", 1)', '", 2)')),
