@@ -80,8 +80,9 @@ MODULES: dict[str, Target] = {
         "tests/unit/test_config.py", "tests/unit/test_audit_policy.py",
         "tests/security/test_wasm_secrets.py::test_guest_environment_holds_no_secret",
         "tests/security/test_wasm_secrets.py::test_tool_results_errors_and_discovery_hold_no_secret")),
+    # Fast files first: pytest -x stops at the first failure, and test_compiler.py type-checks two 1,000-tool trees.
     "compiler": Target((f"{S}compiler/naming.py", f"{S}compiler/render.py", f"{S}compiler/writer.py"), (
-        "tests/unit/test_compiler.py", "tests/security/test_hostile_schemas.py")),
+        "tests/unit/test_compiler_parts.py", "tests/security/test_hostile_schemas.py", "tests/unit/test_compiler.py")),
 }  # fmt: skip
 
 # The operators kept: each flips a decision a defence makes (a condition negated, a bound moved by one, a
@@ -111,7 +112,9 @@ class Accepted:
 # Keep in step with "Equivalent mutants accepted (cosmic-ray)" in tests/MUTANTS.md.
 _SES, _SN, _GATE = f"{S}sessions.py", f"{S}session_names.py", f"{S}calls/gate.py"
 _INST, _WEX = f"{S}executors/wasm/instance.py", f"{S}executors/wasm/executor.py"
-_CONFIG, _WRITER = f"{S}config.py", f"{S}compiler/writer.py"
+_CONFIG, _WRITER, _RENDER = f"{S}config.py", f"{S}compiler/writer.py", f"{S}compiler/render.py"
+_IN_TREE = 'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):'
+_PARAGRAPH = 'text = " ".join((description or "").strip().split("\\n\\n", 1)[0].split())'
 _TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
 
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
@@ -173,10 +176,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "sort_keys=True)",
              "the reuse hash over unsorted keys only changes more often (an equal definition in another key order "
              "is recompiled to the same bytes): a stub is never reused when it should not be"),
-    Accepted(_WRITER, "core/ReplaceOrWithAnd",
-             'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" in rel or rel.startswith("/"):',
+    Accepted(_WRITER, "core/ReplaceOrWithAnd", _IN_TREE,
              "_in_tree's first clauses joined by `and`: an empty name is still refused by the part check below, and "
-             "no caller passes a non-string (_load_manifest keeps only strings)"),
+             "no caller passes a non-string (_load_manifest keeps only strings)",
+             _IN_TREE.replace("str) or not rel", "str) and not rel", 1)),
     Accepted(_WEX, "core/NumberReplacer", "await anyio.to_thread.run_sync(instance.join, 10.0)",
              "how long aclose waits for each instance thread to end (9 or 11 s): they were all stopped first"),
     Accepted(f"{S}hub/lane.py", "core/ReplaceFalseWithTrue",
@@ -201,6 +204,33 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
              "return next(iter(self.in_flight)) if self.in_flight else lane[0]",
              "`lane[0]` → `lane[-1]`: the branch is taken only when exactly one call is waiting"),
+    Accepted(_RENDER, "core/ReplaceBinaryOperator_Sub_Add",
+             "if stripped.endswith('\"') and (len(stripped) - 1 - len(stripped[:-1].rstrip(\"\\\\\"))) % 2 == 0:",
+             "either `-` → `+` in the count of backslashes before a last quote: a - b and a + b have the same "
+             "parity, and only the parity is read"),
+    Accepted(f"{S}compiler/naming.py", "core/ReplaceComparisonOperator_LtE_Lt",
+             'if text.isascii() or max(text) <= "\\uffff":',
+             "`<=` → `<`: a text whose highest character is exactly U+FFFF is then written by ascii() instead of "
+             "json.dumps, the same value in other quotes (both read back as the same string)"),
+    Accepted(_RENDER, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
+             "Arg unfrozen: nothing assigns to an Arg's fields or hashes one, so nothing changes"),
+    Accepted(_RENDER, "core/ReplaceFalseWithTrue", "has_default: bool = False",
+             "the default of Arg.has_default: _build always passes it, and nothing reads the field"),
+    Accepted(_WRITER, "core/ReplaceAndWithOr", "if path.parent != out_dir and not any(path.parent.iterdir()):",
+             "`and` → `or`: rmdir then also tries a directory that is not empty and fails (suppressed); the root "
+             "is never empty (its __init__ and index were just written): the same directories are removed"),
+    Accepted(_RENDER, "core/NumberReplacer", _PARAGRAPH,
+             "`split(\"\\n\\n\", 1)[0]` → `split(…, 2)[0]`: the first part is the same whatever the split's limit",
+             _PARAGRAPH.replace('", 1)', '", 2)')),
+    Accepted(_RENDER, "core/NumberReplacer", "return out[0] + '\"\"\"'",
+             "`out[0]` → `out[-1]` when `out` holds exactly one line: the same line",
+             "return out[ -1] + '\"\"\"'"),
+    *(Accepted(_WRITER, "core/NumberReplacer", line,
+               f"the {what} cut one hex digit shorter or longer: any change to the compiler (this mutant included) "
+               "changes the version, and a tool's hash is compared only with its own record; 44 to 84 bits of "
+               "SHA-256 stay far past an accidental match")
+      for line, what in (('return "2-" + digest.hexdigest()[:12]', "compiler version's digest"),
+                         ("return hashlib.sha256(payload.encode()).hexdigest()[:20]", "tool hash"))),
 )
 
 

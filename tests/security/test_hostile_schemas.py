@@ -301,7 +301,10 @@ def test_a_tampered_manifest_neither_deletes_nor_writes_outside_the_tree(tmp_pat
     compile_to_dir({"other": [_good()], "gone": [ToolSpec("gone", "t", "Goes away.")]}, root)
     manifest_path = root / ".codemode-manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["files"] += ["../victim.txt", str(victim), "other/../../victim.txt", "linked/x.py", "other\x00.py", 7]
+    # A backslash is a separator on Windows: "..\\victim.txt" is refused on every system.
+    manifest["files"] += [
+        "../victim.txt", str(victim), "other/../../victim.txt", "linked/x.py", "other\x00.py", "..\\victim.txt", 7,
+    ]  # fmt: skip
     for record in manifest["tools"].values():  # index entries that would put other names into the package
         record["index"]["python_name"] = "os; import os"
     manifest_path.write_text(json.dumps(manifest))
@@ -318,9 +321,76 @@ def test_a_tampered_manifest_neither_deletes_nor_writes_outside_the_tree(tmp_pat
     assert not (root / "other").is_symlink() and (root / "other" / "fine.py").is_file()
     assert "gone/t.py" in report.deleted and not (root / "gone").exists()
     ignored = [w for w in report.warnings if "not a file of the stubs tree" in w]
-    assert len(ignored) == 5, report.warnings  # the four paths out of the tree and the NUL; 7 is not a path
+    assert len(ignored) == 6, report.warnings  # the four paths out of the tree, the NUL, the backslash; 7 is none
     _parse_all(root)
     assert "import os" not in _tree_text(root)
+
+
+def test_an_empty_argument_name_gets_a_typed_stub_that_sends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "" is a valid JSON object key: its literal must not fail the stub (the generic one would lose the types).
+    schema = {"type": "object", "properties": {"": {"type": "string"}}, "required": [""]}
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [ToolSpec("s", "t", "Empty key.", schema)]}, root)
+    assert report.warnings == [] and _entry(root, "s", "t")["generic"] is False
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setitem(sys.modules, "codemode_runtime", SimpleNamespace(call=lambda *a: calls.append(a)))
+    namespace: dict[str, Any] = {}
+    exec(compile((root / "s" / "t.py").read_text(encoding="utf-8"), "t.py", "exec"), namespace)
+    namespace["t"](arg="x")
+    assert calls == [("s", "t", {"": "x"})]
+
+
+@pytest.mark.parametrize("tools", [None, [], "x", 7])
+def test_a_manifest_of_this_version_with_broken_tool_records_is_ignored(tmp_path: Path, tools: Any) -> None:
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", "t", "First.")]}, root)
+    manifest_path = root / ".codemode-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tools"] = tools
+    manifest_path.write_text(json.dumps(manifest))
+    before = (root / "s" / "t.py").read_bytes()
+    report = compile_to_dir({"s": [ToolSpec("s", "t", "First.")]}, root)  # no record to reuse: rendered again
+    assert report.warnings == [] and report.written == [] and (root / "s" / "t.py").read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["not json", "not utf-8", "a directory"])
+def test_an_unreadable_index_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", "t", "First.")]}, root)
+    index = root / "_index.json"
+    index.unlink()
+    if damage == "a directory":
+        index.mkdir()
+    else:
+        index.write_bytes({"not json": b"{", "not utf-8": b'"\xff'}[damage])
+    with pytest.raises(CompileError, match="unreadable index"):
+        load_index(root)
+
+
+@pytest.mark.parametrize("damage", [b"{", b'"\xff', b"[" * 100_000, b"[]", b'{"version": 1, "files": "x"}'])
+def test_a_damaged_manifest_is_ignored(tmp_path: Path, damage: bytes) -> None:
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", "t", "First.")]}, root)
+    (root / ".codemode-manifest.json").write_bytes(damage)
+    report = compile_to_dir({"s": [ToolSpec("s", "t", "First.")], "other": [_good()]}, root)
+    assert report.warnings == [] and report.written == [
+        "other/fine.py",
+        "other/__init__.py",
+        "__init__.py",
+        "_index.json",
+    ]
+    assert json.loads((root / ".codemode-manifest.json").read_text())["files"] == [
+        "__init__.py", "_index.json", "other/__init__.py", "other/fine.py", "s/__init__.py", "s/t.py",
+    ]  # fmt: skip
+
+
+def test_a_directory_in_the_manifests_place_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    (root / ".codemode-manifest.json").mkdir(parents=True)
+    with pytest.raises(CompileError, match="cannot write stub"):
+        compile_to_dir({"s": [ToolSpec("s", "t", "First.")]}, root)
 
 
 def test_the_class_split_is_linear_in_the_number_of_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,3 +407,23 @@ def test_the_class_split_is_linear_in_the_number_of_models(tmp_path: Path, monke
     _parse_all(root)
     assert not [w for w in report.warnings if "generic" in w], report.warnings
     assert (root / "wide" / "t.py").read_text().count("class P") >= 2_000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("python_name", "os; import os"), ("name", "other"), ("summary", 7), ("summary", None)]
+)
+def test_a_tampered_index_record_with_a_current_hash_is_not_reused(tmp_path: Path, field: str, value: Any) -> None:
+    # The hash and the stub file are as the compiler left them; only the record's names or summary are not.
+    root = tmp_path / "stubs"
+    compile_to_dir({"other": [_good()]}, root)
+    manifest_path = root / ".codemode-manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["tools"].values():
+        record["index"][field] = value
+    manifest_path.write_text(json.dumps(manifest))
+    report = compile_to_dir({"other": [_good()]}, root)
+    assert report.unchanged[0] == "other/fine.py"  # rendered again, to the same bytes
+    entry = _entry(root, "other", "fine")
+    assert entry["python_name"] == "fine" and entry["summary"] == "A fine tool."
+    assert "import os" not in _tree_text(root)
+    _parse_all(root)

@@ -167,13 +167,6 @@ def test_broken_tool_module_does_not_break_the_package(tmp_path: Path) -> None:
     assert "{'ok': True}" in out
 
 
-def test_thousand_tool_catalog_typechecks(tmp_path: Path) -> None:
-    root = tmp_path / "stubs"
-    report = compile_to_dir(synthetic_catalog(1000), root)
-    assert report.tools == 1000 and not report.warnings
-    _check_tree(root)
-
-
 @pytest.mark.slow
 def test_unwritable_out_dir_is_a_clear_error(tmp_path: Path) -> None:
     from codemode.errors import CompileError
@@ -219,6 +212,33 @@ def test_compile_benchmark_smoke() -> None:
     assert result["tools"] == 30 and result["files"] >= 30 and result["cold_s"] > 0
 
 
+def test_a_module_name_is_cut_with_a_digest_only_past_64_characters() -> None:
+    assert module_name("a" * MAX_MODULE_NAME, fallback="t") == "a" * MAX_MODULE_NAME
+    cut, other = module_name("a" * 65, fallback="t"), module_name("a" * 64 + "b", fallback="t")
+    assert len(cut) == len(other) == MAX_MODULE_NAME and cut.startswith("a" * 55 + "_") and cut != other
+
+
+def test_an_uncompiled_tree_has_an_empty_index(tmp_path: Path) -> None:
+    assert load_index(tmp_path / "never-compiled") == {"version": 1, "servers": []}
+
+
+def test_a_skip_reason_is_cut_only_past_300_characters() -> None:
+    prefix = len("ValueError: ")
+    assert _reason(ValueError("x" * (300 - prefix))) == "ValueError: " + "x" * (300 - prefix)
+    long = _reason(ValueError("x" * (301 - prefix)))
+    assert len(long) == 300 and long.endswith("x…")
+
+
+# The two slowest last (each type-checks a 1,000-tool tree): pytest -x stops sooner for a failure above.
+
+
+def test_thousand_tool_catalog_typechecks(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    report = compile_to_dir(synthetic_catalog(1000), root)
+    assert report.tools == 1000 and not report.warnings
+    _check_tree(root)
+
+
 def test_every_captured_catalog_compiles_to_typed_stubs(tmp_path: Path) -> None:
     # 37 real servers, 1,093 tools (benchmarks/catalogs): every tool gets a real signature, not the fallback.
     servers: dict[str, list[ToolSpec]] = {}
@@ -246,20 +266,3 @@ def test_every_captured_catalog_compiles_to_typed_stubs(tmp_path: Path) -> None:
     assert int(_import_all(root, script)) == sum(len(tools) for tools in servers.values()) - len(task_only)
     omitted = {s["name"]: s.get("omitted") for s in load_index(root)["servers"] if s.get("omitted")}
     assert omitted == {"everything": [{"name": "simulate-research-query", "reason": TASK_REQUIRED}]}
-
-
-def test_a_module_name_is_cut_with_a_digest_only_past_64_characters() -> None:
-    assert module_name("a" * MAX_MODULE_NAME, fallback="t") == "a" * MAX_MODULE_NAME
-    cut, other = module_name("a" * 65, fallback="t"), module_name("a" * 64 + "b", fallback="t")
-    assert len(cut) == len(other) == MAX_MODULE_NAME and cut.startswith("a" * 55 + "_") and cut != other
-
-
-def test_an_uncompiled_tree_has_an_empty_index(tmp_path: Path) -> None:
-    assert load_index(tmp_path / "never-compiled") == {"version": 1, "servers": []}
-
-
-def test_a_skip_reason_is_cut_only_past_300_characters() -> None:
-    prefix = len("ValueError: ")
-    assert _reason(ValueError("x" * (300 - prefix))) == "ValueError: " + "x" * (300 - prefix)
-    long = _reason(ValueError("x" * (301 - prefix)))
-    assert len(long) == 300 and long.endswith("x…")

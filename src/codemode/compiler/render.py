@@ -103,10 +103,10 @@ class ToolStub:
 def summary_of(description: str) -> str:
     """First sentence or line of a description, at most 160 characters."""
     text = " ".join((description or "").strip().split("\n\n", 1)[0].split())
-    for stop in (". ", "! ", "? "):
-        if stop in text:
-            text = text.split(stop, 1)[0] + stop.strip()
-            break
+    # The earliest of the stops: "Is it safe? Yes. Always." is "Is it safe?", not "Is it safe? Yes.".
+    ends = [text.index(stop) for stop in (". ", "! ", "? ") if stop in text]
+    if ends:
+        text = text[: min(ends) + 1]
     return text if len(text) <= 160 else text[:159] + "…"
 
 
