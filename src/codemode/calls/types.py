@@ -25,7 +25,7 @@ class Limits:
     fuel: int | None = None
     """A WASM CPU budget in fuel units (≈ instructions; ``1 + 1`` costs ~0.5 M on a warm session), or None:
     CPU is then bounded by :attr:`wall_s` alone, which a busy program meets first anyway. Counting fuel
-    slows the guest by a fifth to a third, so it is chosen per executor: an executor whose default limits
+    slows the guest by 10-25% (benchmarks/bench_fuel.py), so it is chosen per executor: an executor whose default limits
     set a budget runs on a metered engine, and a run's own limits then change the budget. A run cannot ask
     an executor without fuel for a budget."""
     output_chars: int = 2_000_000

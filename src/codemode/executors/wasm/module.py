@@ -2,7 +2,7 @@
 
 Two configurations: the default one bounds a program by an epoch deadline (wall time, and cancel); the
 metered one also counts fuel, for an executor whose limits set a fuel budget (``Limits.fuel``). Fuel is
-checked in every basic block of the interpreter: it costs a fifth to a third of guest speed, which is why
+checked in every basic block of the interpreter: it costs 10-25% of guest speed (bench_fuel), which is why
 it is opt-in. Compiling python.wasm takes several seconds; the serialized module is kept under
 ``paths.cache_dir()/wasm``, keyed on the wasmtime version, the hash of python.wasm and the engine
 configuration (a module compiled under one configuration cannot run under another).
