@@ -115,7 +115,8 @@ class WasmExecutor(PooledExecutor[Instance]):
     def _instance_config(self) -> InstanceConfig:
         return InstanceConfig(
             runtime_dir=paths.runtime_dir(), stubs_dir=self.stubs_dir, skills_dir=self.skills_dir,
-            memory_bytes=self.limits.memory_bytes, recursion_limit=self.recursion_limit, fuel=self.limits.fuel,
+            memory_bytes=self.limits.memory_bytes, recursion_limit=self.recursion_limit,
+            metered=self._metered,
         )  # fmt: skip
 
     async def _dispose(self, instance: Instance) -> None:
@@ -131,6 +132,8 @@ class WasmExecutor(PooledExecutor[Instance]):
             raise ValueError(
                 "a fuel budget for one run needs an executor that counts fuel: set Limits.fuel on the executor"
             )
+        if ctx.limits.fuel is None and self._metered:  # the executor's budget, resolved once for the job
+            ctx.limits = dataclasses.replace(ctx.limits, fuel=self.limits.fuel)
         started = time.perf_counter()
         try:
             # Waiting for an interpreter to boot is not the program's time: under a burst of new sessions

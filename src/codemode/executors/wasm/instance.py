@@ -14,7 +14,6 @@ An instance knows nothing of its executor: it is started with an :class:`Instanc
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -94,8 +93,8 @@ class InstanceConfig:
     memory_bytes: int
     """The store's memory limit, fixed for the interpreter's life."""
     recursion_limit: int
-    fuel: int | None = None
-    """The default fuel budget of a job, or None: the interpreter runs on the engine without fuel."""
+    metered: bool = False
+    """The interpreter runs on the engine that counts fuel (each job then carries its budget in its limits)."""
 
 
 @dataclass
@@ -213,7 +212,7 @@ class Instance:
         store: wasmtime.Store | None = None
         trap: BaseException | None = None
         try:
-            metered = self.config.fuel is not None
+            metered = self.config.metered
             self.engine, module = shared_module(fuel=metered)
             linker = hostcalls.new_linker(self.engine)
             store = wasmtime.Store(self.engine)
@@ -365,9 +364,8 @@ class Instance:
             self.interrupted = False
             self.wake.clear()
             # Store methods only need a context; the caller's is the one valid inside a host call.
-            if self.config.fuel is not None:
-                budget = self.config.fuel if job.limits.fuel is None else job.limits.fuel
-                wasmtime.Store.set_fuel(caller, budget)  # type: ignore[arg-type]
+            if self.config.metered:
+                wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
             job.started = time.perf_counter()
             self._arm_deadline(job.ctx.clock.deadline)
@@ -460,10 +458,7 @@ class Instance:
             with contextlib.suppress(Exception):
                 used = self.memory.data_len(store)
         memory_limit = self.config.memory_bytes
-        limits = job.limits
-        if limits.fuel is None and self.config.fuel is not None:
-            limits = dataclasses.replace(limits, fuel=self.config.fuel)  # the budget the job ran with
-        return trap_error(trap, limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
+        return trap_error(trap, job.limits, cancelled=job.ctx.cancelled, memory_used=used, memory_limit=memory_limit)
 
     def _captured(self, store: wasmtime.Store | None, cap_chars: int) -> tuple[str, str]:
         """What the stopped execution had printed, read from the guest's capture buffers ("" if unreadable)."""
