@@ -2,15 +2,18 @@
 
 ``tests/fixtures/servers/legacy.py`` speaks only 2025-11-25 in raw JSON lines, as the TypeScript reference
 servers do; each test attacks what the lane must do that the SDK's session did before: cancel on the
-wire, drop a late answer, refuse an answer over a limit at once, check the output schema, notice a death.
+wire, drop a late answer, refuse an answer over a limit at once, check the output schema, notice a death;
+and what the reader under it must do: read every answer of a chunk, end quietly at the hub's exit.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
+import anyio
 import pytest
 
 from codemode.calls.results import MAX_CONTENT_BLOCKS, ResultTooLarge
@@ -51,6 +54,27 @@ async def test_an_abandoned_call_is_cancelled_on_the_wire_and_its_late_answer_dr
         assert _text(second) == "slept 0.5 s"
 
 
+async def test_an_answer_after_a_blank_line_in_the_same_read_is_not_dropped() -> None:
+    # A line that yields nothing (here a blank one) must not end the reading of its chunk: the call would
+    # wait for its timeout (5 s: it fails fast when it does).
+    async with _hub(call_timeout_s=5) as hub:
+        assert _text(await hub.call_tool(ToolRef("old", "blank_first"), {"text": "after a blank"})) == "after a blank"
+
+
+async def test_two_answers_in_one_read_both_reach_their_calls() -> None:
+    # The first answer is settled by the lane (the reader passes nothing on): the second, in the same chunk,
+    # must still be read.
+    answers: dict[str, str] = {}
+
+    async def call(hub: Hub, text: str) -> None:
+        answers[text] = _text(await hub.call_tool(ToolRef("old", "paired"), {"text": text}))
+
+    async with _hub(call_timeout_s=5) as hub, anyio.create_task_group() as tg:
+        tg.start_soon(call, hub, "first")
+        tg.start_soon(call, hub, "second")
+    assert answers == {"first": "first", "second": "second"}
+
+
 async def test_an_answer_over_a_limit_fails_its_call_at_once() -> None:
     async with _hub(call_timeout_s=10) as hub:
         with pytest.raises(ResultTooLarge, match=f"over the limit of {MAX_CONTENT_BLOCKS:,}"):
@@ -87,3 +111,12 @@ async def test_a_server_that_dies_mid_call_fails_the_call_and_comes_back() -> No
         with pytest.raises(ToolCallError, match=r"^old\.die: the server died during the call"):
             await hub.call_tool(ToolRef("old", "die"), {})
         assert _text(await hub.call_tool(ToolRef("old", "echo"), {"text": "again"})) == "again"
+
+
+async def test_a_hub_leaving_while_the_server_floods_stdout_ends_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    # The server exits at once, but a child of its keeps writing on its stdout: our own shutdown closes that
+    # stream under the read, which is not a failure to report.
+    caplog.set_level(logging.WARNING)
+    async with _hub() as hub:
+        assert _text(await hub.call_tool(ToolRef("old", "leave_flooding"), {})) == "flooding"
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("codemode")] == []

@@ -9,13 +9,16 @@ server must keep serving.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import pytest
+from mcp.shared.message import SessionMessage
 
 from codemode.calls import Gate, Limits, Reply, default_gate
 from codemode.config import parse_config
@@ -192,6 +195,28 @@ def test_the_line_reader_keeps_at_most_its_limit() -> None:
     assert not isinstance(line, bytearray) and line.size == len(body)
     assert line.head.startswith(b'{"jsonrpc":"2.0","id":7,') and line.tail.endswith(b'x"}')
     assert short == bytearray(b'{"a":1}')
+
+
+def test_an_over_limit_lines_size_is_exact_whatever_its_chunks() -> None:
+    # Lines that start and end inside chunks (non-zero offsets): the size counted is the one the refusal
+    # names ("a message of N bytes"), so it must be each line's own length, not skewed by where it lay.
+    from codemode.hub.bounded_stdio import LineReader, _Reader
+
+    first = b'{"jsonrpc":"2.0","id":1,"result":"' + b"x" * 3000 + b'"}'
+    second = b'{"jsonrpc":"2.0","id":2,"result":"' + b"z" * 2500 + b'"}'
+    stream = b'{"a":1}\n' + first + b"\n" + second + b"\n"
+    reader = LineReader(max_bytes=1000)
+    cuts = [0, 1500, 2100, len(stream) - 1200, len(stream)]  # each line begins over the limit mid-chunk
+    items = [item for a, b in itertools.pairwise(cuts) for item in reader.feed(stream[a:b])]
+    assert items[0] == bytearray(b'{"a":1}')
+    sizes = [item.size for item in items[1:] if not isinstance(item, bytearray)]
+    assert sizes == [len(first), len(second)]
+    session = _Reader("hostile")
+    session.in_flight = {1, 2}
+    refusal = session.message(items[1])
+    assert isinstance(refusal, SessionMessage) and isinstance(refusal.message, types.JSONRPCError)
+    expected = f"the server sent a message of {len(first):,} bytes, over the 1,000-byte limit"
+    assert refusal.message.error.message == expected
 
 
 @pytest.mark.parametrize(
