@@ -211,6 +211,23 @@ async def test_cancelling_a_run_kills_only_that_instance(demo_sandbox: Sandbox) 
         await assert_healthy(ex)
 
 
+async def test_a_run_cancelled_before_its_interpreter_takes_it_never_starts(demo_sandbox: Sandbox) -> None:
+    # Cancelled before the interpreter's thread picked the job up (a client gone at once, a loaded host): the
+    # job must not start when it is picked up, else it runs to its wall limit and the lost interpreter then
+    # idles for good, a thread and its memory that nothing will stop.
+    async with demo_sandbox.executor(pool_size=1) as ex:
+        with anyio.fail_after(60):
+            while ex.pooled < 1:  # noqa: ASYNC110 (the pool offers no event to wait on)
+                await anyio.sleep(0.02)
+        (thread,) = instance_threads()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await ex.run("while True:\n    pass", session=ATTACK, limits=Limits(wall_s=30))
+        await anyio.to_thread.run_sync(thread.join, 20.0)
+        assert not thread.is_alive(), "the cancelled job ran, and its interpreter lives on"
+        await assert_healthy(ex)
+
+
 async def test_stopping_one_interpreter_leaves_the_others_running(demo_sandbox: Sandbox) -> None:
     # Every interpreter runs on one shared engine, whose epoch counter is shared: an interrupt (a timeout, a
     # cancel) bumps it for all. Only the interpreter it was meant for may stop; the busy one beside it must

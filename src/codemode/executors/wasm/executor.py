@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Unpack
 
@@ -43,6 +44,9 @@ class WasmExecutor(PooledExecutor[Instance]):
         self._compiling = False
         self._compile_error: str | None = None
         self._metered = self.limits.fuel is not None
+        self._lost: weakref.WeakSet[Instance] = weakref.WeakSet()
+        """Interpreters lost to a cancel or a trap, until their thread ends (its target holds them): aclose
+        waits for these too."""
         """Interpreters count fuel (the executor's limits set a budget): see :attr:`Limits.fuel`."""
 
     async def __aenter__(self) -> WasmExecutor:
@@ -160,11 +164,15 @@ class WasmExecutor(PooledExecutor[Instance]):
         result.duration_s = time.perf_counter() - started
         return result
 
+    def _lose(self, session: str, worker: Instance) -> None:
+        super()._lose(session, worker)
+        self._lost.add(worker)
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        instances = list(self._all)
+        instances = [*self._all, *self._lost]
         for instance in instances:
             instance.stop()
         for instance in instances:

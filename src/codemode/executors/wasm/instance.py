@@ -368,6 +368,8 @@ class Instance:
                 wasmtime.Store.set_fuel(caller, job.limits.fuel)  # type: ignore[arg-type]
             wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]
             job.started = time.perf_counter()
+            if job.ctx.cancelled:  # cancelled before this thread took it: cancel() found no job to interrupt
+                self._interrupt()
             self._arm_deadline(job.ctx.clock.deadline)
             if not self._scratch_alarm:  # a pending one comes within _SCRATCH_POLL_S
                 self._scratch_alarm = True
