@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -86,6 +87,23 @@ async def test_no_orphan_processes_after_close(fragile_server: dict[str, Any]) -
         pid = int(result.content[0].text)  # type: ignore[union-attr]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_no_orphan_process_when_the_hub_is_cancelled(fragile_server: dict[str, Any]) -> None:
+    # A cancelled caller (a client gone, a timeout around the hub) still stops the server: the transport's
+    # shutdown runs shielded, else the cancellation cut it before the process was stopped and reaped.
+    with anyio.CancelScope() as scope:
+        async with Hub(_cfg({"f": fragile_server})) as hub:
+            result = await hub.call_tool(ToolRef("f", "pid"), {})
+            pid = int(result.content[0].text)  # type: ignore[union-attr]
+            scope.cancel()
+            await anyio.sleep_forever()
+    try:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
 
 
 async def test_a_changed_tool_list_reaches_the_callback(fragile_server: dict[str, Any]) -> None:

@@ -231,6 +231,10 @@ def test_an_over_limit_lines_size_is_exact_whatever_its_chunks() -> None:
         (b'{"jsonrpc":"2.0","result":{"a":', b"}}", {5}, 5),  # no id found: the only request in flight
         (b'{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage"', b"}}", {5}, None),  # the server's request
         (b'{"jsonrpc":"2.0","method":"notifications/message","params":{', b"}}", {5}, None),  # a notification
+        # The server's own request with its id at the tail: still not an answer to ours.
+        (b'{"jsonrpc":"2.0","method":"sampling/createMessage","params":{"a":"', b'"},"id":5}', {5}, None),
+        # An id that is not valid JSON (a bad escape): no id, so the lone request in flight, and no crash.
+        (b'{"jsonrpc":"2.0","id":"\\q","result":{', b"}}", {5}, 5),
     ],
 )
 def test_a_refused_line_is_answered_for_the_request_it_belongs_to(

@@ -4,13 +4,16 @@ missing entry fails the wrong call, or none."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
-from codemode.hub.bounded_stdio import LIMIT_EXCEEDED, LineReader, _Reader
+from codemode.calls.results import MAX_CONTENT_BLOCKS
+from codemode.hub.bounded_stdio import LIMIT_EXCEEDED, LineReader, _Reader, blocks_refusal
 from codemode.hub.lane import Lane
 
 
@@ -105,3 +108,83 @@ async def test_a_closed_lane_refuses_a_request_without_writing_it() -> None:
     with pytest.raises(anyio.BrokenResourceError, match="the connection is closed"):
         await lane.request("tools/call", {"name": "t"})
     assert lines == [] and lane.waiting() == []
+
+
+@pytest.mark.parametrize("before", [b"", b"ab\n"])
+def test_a_line_of_exactly_the_limit_is_kept_wherever_it_starts_in_its_chunk(before: bytes) -> None:
+    lines = list(LineReader(max_bytes=10).feed(before + b"y" * 10 + b"\n"))
+    assert lines[-1] == bytearray(b"y" * 10)
+    assert all(isinstance(line, bytearray) for line in lines)
+
+
+@pytest.mark.parametrize("buffered", [5, 4500])
+def test_an_over_limit_lines_head_is_its_first_bytes_and_no_more(buffered: int) -> None:
+    # The head (kept to find the line's id) is the line's first 4,096 bytes, whether the part already
+    # buffered is shorter or longer than that: never more of the chunk than it lacks.
+    reader = LineReader(max_bytes=5000)
+    assert list(reader.feed(b"a" * buffered)) == []
+    (line,) = list(reader.feed(b"b" * 10_000 + b"\n"))
+    assert not isinstance(line, bytearray)
+    assert line.head == (b"a" * buffered + b"b" * 10_000)[:4096]
+    assert line.tail == b"b" * 4096 and line.size == buffered + 10_000
+
+
+def test_content_blocks_up_to_the_limit_pass_and_one_more_is_refused() -> None:
+    blocks = [{"type": "text", "text": ""}] * MAX_CONTENT_BLOCKS
+    assert blocks_refusal({"jsonrpc": "2.0", "id": 1, "result": {"content": blocks}}) is None
+    refusal = blocks_refusal({"jsonrpc": "2.0", "id": 1, "result": {"content": [*blocks, blocks[0]]}})
+    assert refusal == f"a result of {MAX_CONTENT_BLOCKS + 1:,} content blocks, over the limit of {MAX_CONTENT_BLOCKS:,}"
+
+
+def test_an_invalid_envelope_is_named_by_its_first_error_alone() -> None:
+    # The detail is pydantic's first complaint, one line: not its whole multi-line report of every union arm.
+    reader = _Reader("s")
+    reader.sent(_request(4))
+    item = reader.message(bytearray(b'{"jsonrpc":"1.0","id":4,"result":{}}'))
+    assert isinstance(item, SessionMessage) and isinstance(item.message, types.JSONRPCError)
+    assert item.message.error.message == "the server sent a message that is not valid JSON-RPC (Input should be '2.0')"
+
+
+@pytest.mark.anyio
+async def test_an_answer_to_a_lane_call_is_taken_by_the_lane_not_passed_to_the_session() -> None:
+    lane = Lane()
+    reader = _Reader("s", lane)
+    written = anyio.Event()
+    results: list[dict[str, object]] = []
+
+    async def write(line: bytes) -> None:
+        written.set()
+
+    async def call() -> None:
+        results.append(await lane.request("tools/call", {"name": "t"}))
+
+    lane.bind(write)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await written.wait()
+        item = reader.message(bytearray(b'{"jsonrpc":"2.0","id":"codemode-1","result":{"content":[]}}'))
+    assert item is None and results == [{"content": []}]
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_call_whose_cancel_notice_cannot_be_written_still_ends_as_cancelled() -> None:
+    # The server is gone by the time the call is abandoned: the notice's write fails, and that failure must
+    # not replace the cancellation (the caller's timeout would become a broken-connection error).
+    written = anyio.Event()
+    notices: list[bytes] = []
+
+    async def write(line: bytes) -> None:
+        if written.is_set():
+            notices.append(line)
+            raise anyio.BrokenResourceError
+        written.set()
+
+    lane = Lane()
+    lane.bind(write)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lane.request, "tools/call", {"name": "t"})
+            await written.wait()
+            scope.cancel()
+    assert scope.cancelled_caught and lane.waiting() == []
+    assert [json.loads(n)["method"] for n in notices] == ["notifications/cancelled"]
