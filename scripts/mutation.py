@@ -61,7 +61,8 @@ MODULES: dict[str, Target] = {
     # The upstream reader's bounds and the lane's calls share the reader; both suites kill its mutants.
     "upstream": Target((f"{S}hub/bounded_stdio.py", f"{S}hub/lane.py"), (
         "tests/security/test_bounds_upstream.py", "tests/integration/test_hub_lane.py",
-        "tests/unit/test_upstream_reader.py")),
+        "tests/unit/test_upstream_reader.py",
+        "tests/integration/test_hub.py::test_no_orphan_process_when_the_hub_is_cancelled")),
     "hostcalls": Target((f"{S}executors/wasm/hostcalls.py", f"{S}executors/wasm/instance.py"), (
         "tests/security/test_wasm_hostcall_pointers.py", "tests/security/test_wasm_bridge.py",
         "tests/security/test_wasm_host_side.py", "tests/security/test_wasm_resources.py",
@@ -117,6 +118,8 @@ _IN_TREE = 'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" i
 _PARAGRAPH = 'text = " ".join((description or "").strip().split("\\n\\n", 1)[0].split())'
 _TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
 
+_BS = f"{S}hub/bounded_stdio.py"
+_DETAIL = ('detail = str(errors()[0].get("msg", "")) if callable(errors) and errors() else str(exc)[:200]')
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
 _TICK = ("a boundary at exact equality of two float clock readings: the event ages out (or the session expires) "
          "one clock tick sooner or later, which no client can time and which changes no limit")
@@ -192,18 +195,76 @@ ACCEPTED: tuple[Accepted, ...] = (
              "events = [_EVENT.pack(userdata, 0, 0, 0, 0)]",
              "the flags of a clock event: WASI defines them for fd events only (hang-up), and libc's sleep reads "
              "none of a clock event's fields but its error"),
-    Accepted(f"{S}hub/bounded_stdio.py", "core/ReplaceAndWithOr",
-             "if match is None and _HEAD_RESULT.match(head):",
-             "`and` → `or`: the two patterns are anchored at the line's start and want different second keys "
-             "(`id` or `result`), so when the head's id matched the result pattern cannot: the tail is searched "
-             "in the same cases"),
-    Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
-             "head = bytes(self._buffer[:_EDGE]) + chunk[start : start + max(0, _EDGE - len(self._buffer))]",
-             "`max(0, …)` → `max(1, …)`: one more byte on a head that already holds _EDGE bytes; only its start "
-             "is searched for the id"),
-    Accepted(f"{S}hub/bounded_stdio.py", "core/NumberReplacer",
-             "return next(iter(self.in_flight)) if self.in_flight else lane[0]",
-             "`lane[0]` → `lane[-1]`: the branch is taken only when exactly one call is waiting"),
+    Accepted(_BS, "core/NumberReplacer", "return next(iter(self.in_flight)) if self.in_flight else lane[0]",
+             "`lane[0]` → `lane[-1]`: the branch is taken only when exactly one call is waiting",
+             "return next(iter(self.in_flight)) if self.in_flight else lane[ -1]"),
+    Accepted(_BS, "core/NumberReplacer", "MAX_MESSAGE_BYTES = 128 * 1024 * 1024",
+             "the line limit moved by under 1% (127, 129, 1023 or 1025 in its product): the reader's boundary is "
+             "tested exactly on a small limit (a line of exactly the limit kept, one byte more refused), and lines "
+             "far over this one are refused"),
+    Accepted(_BS, "core/NumberReplacer", "LIMIT_EXCEEDED = -32050",
+             "an implementation-defined error code that is only compared with this same constant (hub.mcp, "
+             "bounded_http): a refusal is still recognised and named"),
+    Accepted(_BS, "core/NumberReplacer", "_WRITER_FLUSH_TIMEOUT = 0.5",
+             "how long shutdown lets the last writes flush before it stops the server (1.5 s, or none): what a "
+             "server being stopped still receives, no limit and no process left running"),
+    Accepted(_BS, "core/NumberReplacer", "_EDGE = 4096",
+             "the window of a refused line's head and tail kept to find its id, one byte wider or narrower: the "
+             "id is within a line's first or last few hundred bytes, and the window is bounded either way"),
+    Accepted(_BS, "core/NumberReplacer",
+             'return self._refuse(line, f"a message that is not JSON ({str(exc)[:200]})", types.PARSE_ERROR, exc=exc)',
+             "the cut of the parser's message at 199 or 201 characters: json's and the recursion error's messages "
+             "name a position, never the content, and are far shorter"),
+    Accepted(_BS, "core/ReplaceFalseWithTrue",
+             "parsed = types.jsonrpc_message_adapter.validate_python(data, by_name=False)",
+             "by_name=True also accepts field names where they differ from aliases: the JSON-RPC envelope models "
+             "have no aliases (params, result and error data are plain dicts), so the same messages validate"),
+    *(Accepted(_BS, operator, _DETAIL, why, mutated) for operator, why, mutated in (
+        ("core/ReplaceAndWithOr", "`and` → `or`: validate_python raises pydantic's ValidationError, whose errors "
+         "is callable, so both read errors()", ""),
+        ("core/NumberReplacer", "the else branch's cut: only a ValueError without errors() reaches it, which "
+         "validate_python does not raise", _DETAIL.replace("[:200]", "[: 201]")),
+        ("core/NumberReplacer", "the else branch's cut: only a ValueError without errors() reaches it, which "
+         "validate_python does not raise", _DETAIL.replace("[:200]", "[: 199]")))),
+    Accepted(_BS, "core/NumberReplacer",
+             "write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)",
+             "a one-message buffer between the session and the writer: the writer still records a request as in "
+             "flight before it writes it, so its answer (or refusal) still finds it",
+             "write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage]( 1)"),
+    *(Accepted(_BS, operator, line, "whether a failed read of the server's stdout is logged as an error: "
+               "logging only, the session ends the same way")
+      for operator, line in (("core/ReplaceFalseWithTrue", "shutting_down = False"),
+                             ("core/AddNot", "if not shutting_down:"),
+                             ("core/ReplaceUnaryOperator_Delete_Not", "if not shutting_down:"),
+                             ("core/ReplaceTrueWithFalse", "shutting_down = True"))),
+    Accepted(_BS, "core/ExceptionReplacer", "except (anyio.BrokenResourceError, ConnectionError):",
+             "a read error on the server's stdout pipe: a pipe ends with EOF when the server exits, so the "
+             "handler is for a fault no server can cause; the session would end the same way"),
+    *(Accepted(_BS, "core/ReplaceTrueWithFalse",
+               "text = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)", why, mutated)
+      for why, mutated in (
+        ("by_alias=False: the JSON-RPC envelope models have no aliases, the same bytes are written",
+         "text = session_message.message.model_dump_json(by_alias=False, exclude_unset=True)"),
+        ("exclude_unset=False writes unset fields with their defaults (`\"params\": null`): the same message "
+         "to every server tested (TypeScript, Python, raw JSON lines); no bound reads it",
+         "text = session_message.message.model_dump_json(by_alias=True, exclude_unset=False)"))),
+    Accepted(_BS, "core/ExceptionReplacer", "except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):",
+             "the writer's error on a dead server's pipe then ends its task instead of closing the read side: the "
+             "reader's EOF has already ended the session, and the hub takes either as the server's death"),
+    Accepted(_BS, "core/ExceptionReplacer", "except OSError as exc:  # a broken pipe is a closed connection, as the "
+             "session's writer treats it",
+             "a lane call written to a dead server's pipe fails as OSError, not BrokenResourceError: the call fails "
+             "either way with a ToolCallError naming the server, and the reader's EOF marks it died"),
+    Accepted(_BS, "core/AddNot", "if flush_scope.cancelled_caught:",
+             "a cancel-shielded checkpoint taken or skipped: a scheduling point, no state changes"),
+    Accepted(f"{S}hub/lane.py", "core/NumberReplacer", "_CANCEL_WRITE_S = 1.0",
+             "how long a cancel notice may take to write (2 s instead of 1): it is a courtesy, written at once "
+             "when the server reads; 0 is killed (the notice is never written)",
+             "_CANCEL_WRITE_S = 2.0"),
+    Accepted(f"{S}hub/lane.py", "core/ReplaceAndWithOr",
+             "if self._waiting.pop(request_id, None) is not None and not self._closed:",
+             "`and` → `or`: a cancel notice then also goes to a closed pipe (its write error is swallowed) or for "
+             "a call just answered (a server ignores a cancel for a request it has answered, as the protocol says)"),
     Accepted(_RENDER, "core/ReplaceBinaryOperator_Sub_Add",
              "if stripped.endswith('\"') and (len(stripped) - 1 - len(stripped[:-1].rstrip(\"\\\\\"))) % 2 == 0:",
              "either `-` → `+` in the count of backslashes before a last quote: a - b and a + b have the same "
