@@ -7,7 +7,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,20 @@ async def p50(fn: Callable[[], Awaitable[Any]], n: int) -> float:
         await fn()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples) * 1000
+
+
+async def p50s(fns: Sequence[Callable[[], Awaitable[Any]]], n: int) -> list[float]:
+    """Median wall time of each of ``fns``, in milliseconds, sampled interleaved: round ``i`` times each once,
+    in an order rotated every round, so a change in the machine's load during the run (another process
+    waking, the CPU's clock) falls on all of them alike and their difference still means something."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for i in range(n):
+        for k in range(len(fns)):
+            j = (i + k) % len(fns)
+            started = time.perf_counter()
+            await fns[j]()
+            samples[j].append(time.perf_counter() - started)
+    return [statistics.median(s) * 1000 for s in samples]
 
 
 def row(metric: str, value: float, unit: str, baseline: str, baseline_value: float, target: str) -> dict[str, Any]:
