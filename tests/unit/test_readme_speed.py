@@ -4,6 +4,7 @@ medians over runs with their spread and same-run baselines (``benchmarks/readme.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -43,3 +44,23 @@ def test_rewrite_replaces_only_the_table() -> None:
     assert readme.rewrite(before, table) == f"intro\n{table}\noutro\n"
     with pytest.raises(ValueError, match="no generated speed table"):
         readme.rewrite("no markers", "x")
+
+
+def test_figures_compared_with_each_other_are_sampled_interleaved_in_a_rotating_order() -> None:
+    # The overhead is a difference of two medians: each round times every function once, the first of the
+    # round rotating, so neither is always measured first (warm caches) nor in another stretch of the run.
+    import anyio
+
+    from benchmarks import speed
+
+    order: list[str] = []
+
+    def timed(name: str) -> Callable[[], Awaitable[None]]:
+        async def fn() -> None:
+            order.append(name)
+
+        return fn
+
+    medians = anyio.run(lambda: speed.p50s([timed("a"), timed("b"), timed("c")], 3))
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert len(medians) == 3 and all(isinstance(m, float) and m >= 0 for m in medians)
