@@ -227,6 +227,12 @@ ACCEPTED: tuple[Accepted, ...] = (
         ("core/NumberReplacer", "the else branch's cut: only a ValueError without errors() reaches it, which "
          "validate_python does not raise", _DETAIL.replace("[:200]", "[: 199]")))),
     Accepted(_BS, "core/NumberReplacer",
+             "read_stream_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)",
+             "a one-message buffer between the reader and the session: the reader may hold one parsed message more "
+             "before it waits on the session, so a flooding server's cost is two messages at most instead of one, "
+             "each still under every limit (a bound kept, not lifted); killed in one run, not in the next",
+             "read_stream_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception]( 1)"),
+    Accepted(_BS, "core/NumberReplacer",
              "write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)",
              "a one-message buffer between the session and the writer: the writer still records a request as in "
              "flight before it writes it, so its answer (or refusal) still finds it",
