@@ -26,17 +26,20 @@ async def p50(fn: Callable[[], Awaitable[Any]], n: int) -> float:
     return statistics.median(samples) * 1000
 
 
-async def p50s(fns: Sequence[Callable[[], Awaitable[Any]]], n: int) -> list[float]:
-    """Median wall time of each of ``fns``, in milliseconds, sampled interleaved: round ``i`` times each once,
-    in an order rotated every round, so a change in the machine's load during the run (another process
-    waking, the CPU's clock) falls on all of them alike and their difference still means something."""
+async def p50s(fns: Sequence[Callable[[], Awaitable[Any]]], n: int, block: int = 25) -> list[float]:
+    """Median wall time of each of ``fns`` over ``n`` calls, in milliseconds, sampled interleaved: in turns of
+    ``block`` calls each, the first of the turns rotating, so a change in the machine's load during the run
+    (another process waking, the CPU's clock) falls on all of them alike and their difference still means
+    something. Calls stay in short runs, as in a loop of them: one call switching processes every time would
+    measure cold caches and sleeping peers instead."""
     samples: list[list[float]] = [[] for _ in fns]
-    for i in range(n):
+    for i in range(-(-n // block)):
         for k in range(len(fns)):
             j = (i + k) % len(fns)
-            started = time.perf_counter()
-            await fns[j]()
-            samples[j].append(time.perf_counter() - started)
+            for _ in range(min(block, n - i * block)):
+                started = time.perf_counter()
+                await fns[j]()
+                samples[j].append(time.perf_counter() - started)
     return [statistics.median(s) * 1000 for s in samples]
 
 
