@@ -131,11 +131,12 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_SES, "core/NumberReplacer", "await anyio.sleep(min(60.0, self.provisional_idle_s / 4))",
              "the expiry sweep's period (60 s at most): an idle session is closed a second sooner or later, never "
              "one that is running code, and the idle limits themselves are tested"),
-    Accepted(_SES, "core/NumberReplacer",
-             "return max(WINDOW_S - (now - window[0]), 1.0) if len(window) >= self.limit else 0.0",
-             "`window[0]` → `window[1]` in the retry hint: the refusal is the same, only the seconds in its message "
-             "move by the gap between the two oldest events",
-             "return max(WINDOW_S - (now - window[ 1]), 1.0) if len(window) >= self.limit else 0.0"),
+    Accepted(_SES, "core/ReplaceTrueWithFalse", "lock: anyio.Lock = field(default_factory=lambda: "
+             "anyio.Lock(fast_acquire=True))",
+             "fast_acquire only skips a trip through the event loop when the lock is free: the same exclusion"),
+    Accepted(_SN, "core/ReplaceOrWithAnd", "if not dot or not nonce or (node or None) != self.node:",
+             "`not dot or not nonce` → `and`: a handle without a dot has an empty MAC and one with an empty nonce "
+             "has none ever issued (the key never leaves the process): the HMAC check just below refuses both"),
     Accepted(_SES, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
              "Owner unfrozen: nothing assigns to an Owner's fields, so nothing changes"),
     Accepted(_SN, "core/NumberReplacer", "self._key = key if key is not None else secrets.token_bytes(32)",

@@ -314,3 +314,21 @@ async def test_the_expiry_sweep_never_forgets_a_clients_recent_executions() -> N
     await _open(sessions, MALLORY, "a")
     with pytest.raises(PolicyDenied, match="at most 2 executions per minute per client"):
         await _open(sessions, MALLORY, "a")
+
+
+def test_a_client_over_its_rate_is_told_when_the_oldest_event_ages_out() -> None:
+    # The retry hint counts from the oldest event in the window (not the newest, not the clock's origin): a
+    # client told "1 s" retries into another refusal, one told too long waits for nothing.
+    from codemode.sessions import WINDOW_S, _Windows
+
+    now = [1000.0]
+    windows = _Windows(2, lambda: now[0])
+    windows.add("client")
+    now[0] += 10
+    assert windows.wait_s("client") == 0.0  # one event of two: still allowed
+    windows.add("client")
+    now[0] += 5
+    assert windows.wait_s("client") == WINDOW_S - 15
+    assert windows.wait_s("another") == 0.0
+    now[0] += WINDOW_S - 15  # the oldest has aged out: allowed again
+    assert windows.wait_s("client") == 0.0
