@@ -5,11 +5,12 @@ Side by side in one run, against the pinned memory reference server:
 - direct: the client calls ``read_graph`` on the memory server itself;
 - code mode: the client calls ``execute_python`` on ``codemode serve`` with ``mem.read_graph()``;
 - a trivial program (``1 + 1``) through ``execute_python`` on a warm session;
-
-sampled interleaved, call by call (``speed.p50s``), so the direct call's figure and the others' come from the
-same moments of the run and the overhead (their difference) does not move with the machine's load;
 - the same two with a program never sent before on each call: the type check before a run (on by default,
   ``typecheck: warn``) remembers a program it has checked, so a repeated program skips it and a new one pays it.
+
+Each set is sampled interleaved with the direct call, in turns of 25 calls (``speed.p50s``), so the direct
+call's figure and the others' come from the same stretches of the run and the overhead (their difference)
+does not move with the machine's load.
 
 The client speaks the same protocol era to both servers: the memory server knows only the handshake era
 (through 2025-11-25), so the headline rows talk to ``codemode serve`` in that era too. A 2026-07-28 client

@@ -44,10 +44,10 @@ class WasmExecutor(PooledExecutor[Instance]):
         self._compiling = False
         self._compile_error: str | None = None
         self._metered = self.limits.fuel is not None
+        """Interpreters count fuel (the executor's limits set a budget): see :attr:`Limits.fuel`."""
         self._lost: weakref.WeakSet[Instance] = weakref.WeakSet()
         """Interpreters lost to a cancel or a trap, until their thread ends (its target holds them): aclose
         waits for these too."""
-        """Interpreters count fuel (the executor's limits set a budget): see :attr:`Limits.fuel`."""
 
     async def __aenter__(self) -> WasmExecutor:
         """Start the pool at once; with no compiled python.wasm cached, compile it in the background.
