@@ -11,10 +11,14 @@ each mutant, only the tests that cover that module, so one module takes minutes,
     .venv/bin/python scripts/mutation.py --module gate --limit 40  # a bounded sample, evenly spread
 
 Each module runs in a throwaway copy of the repository (cosmic-ray edits files in place; the working tree is
-never touched). Its tests first run unmutated there: a test failing anyway would kill every mutant and prove
-nothing. The report (``--report``, default ``.mutation/report.md``) gives killed/survived per module and the
-diff of every survivor. A survivor listed in :data:`ACCEPTED` (an equivalent mutant, with the reason; the
-same list is in ``tests/MUTANTS.md``) is reported as accepted. Exit 1 when any other mutant survives.
+never touched). Its tests first run unmutated there, under coverage with one context per test: a test failing
+anyway would kill every mutant and prove nothing, and the coverage says which tests run each line. A mutant
+then runs first the tests that execute its line, quickest first; only when they all pass does it run the whole
+selection. A kill is always a test that failed and a survivor has passed every test of its module, as before,
+but most mutants die in seconds instead of after the module's slow files. The report (``--report``, default
+``.mutation/report.md``) gives killed/survived per module and the diff of every survivor. A survivor listed in
+:data:`ACCEPTED` (an equivalent mutant, with the reason; the same list is in ``tests/MUTANTS.md``) is reported
+as accepted. Exit 1 when any other mutant survives.
 CI: ``.ci/mutation`` (started by hand, never by ``.ci/run``).
 """
 
@@ -23,9 +27,11 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import difflib
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import subprocess
@@ -324,12 +330,94 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _pytest_argv(tree: Path, tests: tuple[str, ...]) -> list[str]:
+def _pytest_argv(tests: tuple[str, ...] | list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
 
 
+_PLAN, _PRISTINE = ".mutation-plan.json", ".mutation-pristine"
+_DURATION = re.compile(r"^(\d+\.\d+)s (?:setup|call|teardown)\s+(\S.*)$")
+
+
+def _clean_run(tree: Path, target: Target, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The module's tests unmutated, under coverage with the test's node id as each line's context."""
+    argv = [*_pytest_argv(target.tests), f"--cov={tree / 'src' / 'codemode'}", "--cov-context=test",
+            "--cov-report=", "--durations=0", "--durations-min=0"]
+    return subprocess.run(argv, cwd=tree, env={**env, "COVERAGE_FILE": str(tree / ".coverage")},
+                          capture_output=True, text=True, check=False)
+
+
+def _own_lines(path: Path) -> dict[int, range]:
+    """For each source line, the lines of the statement that owns it (a compound statement owns its header)."""
+    owner: dict[int, range] = {}
+    nodes = sorted((n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.stmt)),
+                   key=lambda n: n.lineno)
+    for node in nodes:  # outer statements first: an inner one then claims its own lines
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        body = getattr(node, "body", None)
+        end = body[0].lineno - 1 if isinstance(body, list) and body else (node.end_lineno or node.lineno)
+        span = range(start, max(start, end) + 1)
+        for line in span:
+            owner[line] = span
+    return owner
+
+
+def _write_plan(tree: Path, target: Target, clean_stdout: str) -> tuple[int, int]:
+    """Map each line of the sources to the tests that run it; keep the sources as they were."""
+    from coverage import CoverageData
+
+    seconds: dict[str, float] = {}
+    for row in clean_stdout.splitlines():
+        if found := _DURATION.match(row.strip()):
+            seconds[found[2]] = seconds.get(found[2], 0.0) + float(found[1])
+    data = CoverageData(basename=str(tree / ".coverage"))
+    data.read()
+    lines: dict[str, dict[str, list[str]]] = {}
+    for source in target.sources:
+        by_line = data.contexts_by_lineno(str((tree / source).resolve()))
+        # The empty context is the import, before any test: a module-level line (a constant, a default) is
+        # read by every test, so "*" sends its mutants to the whole selection.
+        lines[source] = {str(n): sorted({c.split("|")[0] or "*" for c in ctx}) for n, ctx in by_line.items()}
+        (tree / _PRISTINE / source).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree / source, tree / _PRISTINE / source)
+    plan = {"sources": list(target.sources), "tests": list(target.tests), "lines": lines, "seconds": seconds}
+    (tree / _PLAN).write_text(json.dumps(plan), encoding="utf-8")
+    return len(seconds), sum(len(v) for v in lines.values())
+
+
+def _changed_lines(tree: Path, source: str) -> set[int]:
+    before = (tree / _PRISTINE / source).read_text(encoding="utf-8").splitlines()
+    after = (tree / source).read_text(encoding="utf-8").splitlines()
+    changed: set[int] = set()
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
+        if tag != "equal":
+            changed.update(range(i1 + 1, max(i1, i2) + 1) or (i1,))
+    return changed
+
+
+def covering(tree: Path) -> int:
+    """The test command of one mutant: the tests that run its line, quickest first, then the whole selection."""
+    plan = json.loads((tree / _PLAN).read_text(encoding="utf-8"))
+    chosen: set[str] = set()
+    for source in plan["sources"]:
+        changed = _changed_lines(tree, source)
+        if not changed:
+            continue
+        owner = _own_lines(tree / _PRISTINE / source)
+        for line in changed:
+            for n in owner.get(line, range(line, line + 1)):
+                chosen.update(plan["lines"][source].get(str(n), ()))
+    if chosen and "*" not in chosen:
+        first = sorted(chosen, key=lambda test: (plan["seconds"].get(test, 0.0), test))
+        _say(f"tests that run the mutated line: {len(first)}")
+        if subprocess.run(_pytest_argv(first), cwd=tree, check=False).returncode != 0:
+            return 1
+    _say("the whole selection")
+    return subprocess.run(_pytest_argv(plan["tests"]), cwd=tree, check=False).returncode
+
+
 def _config(tree: Path, target: Target, timeout: float) -> str:
-    command = shlex.join(["env", f"PYTHONPATH={tree / 'src'}", *_pytest_argv(tree, target.tests)])
+    command = shlex.join(["env", f"PYTHONPATH={tree / 'src'}", sys.executable, str(tree / "scripts" / "mutation.py"),
+                          "--covering", str(tree)])
     keep = "|".join(f"(?:{pattern})" for pattern in KEPT_OPERATORS)
     lines = [
         "[cosmic-ray]",
@@ -462,11 +550,11 @@ def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed
     shutil.copytree(ROOT, tree, ignore=_SKIP, symlinks=True)
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     started = time.monotonic()
-    clean = subprocess.run(_pytest_argv(tree, target.tests), cwd=tree, env=env, capture_output=True, text=True,
-                           check=False)
+    clean = _clean_run(tree, target, env)
     took = time.monotonic() - started
     if clean.returncode != 0:
         raise SystemExit(f"{name}: the tests fail unmutated, every mutant would be 'killed':\n{clean.stdout[-3000:]}")
+    tests, lines = _write_plan(tree, target, clean.stdout)
     # A mutant that makes the tests hang is killed by the timeout (a hang is noticed too); a generous multiple
     # of the clean run keeps a slow but passing mutant from being counted as killed.
     timeout = max(120.0, 5 * took)
@@ -479,7 +567,7 @@ def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed
     dropped = _limit(session, limit, seed) if limit is not None else 0
     pending = sum(1 for m in _results(tree, session) if m.outcome == "pending")
     over = f" ({dropped} over --limit)" if dropped else ""
-    _say(f"{name}: clean run {took:.1f} s; {pending} mutants to run{over}")
+    _say(f"{name}: clean run {took:.1f} s ({tests} tests, {lines} lines covered); {pending} mutants to run{over}")
     subprocess.run([_tool("cosmic-ray"), "exec", str(config), str(session)], cwd=tree, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return _results(tree, session)
@@ -520,7 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=17, help="the sample's seed (with --limit)")
     parser.add_argument("--report", type=Path, default=ROOT / ".mutation" / "report.md")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests and exit")
+    parser.add_argument("--covering", type=Path, help=argparse.SUPPRESS)  # one mutant's test command
     args = parser.parse_args(argv)
+    if args.covering is not None:
+        return covering(args.covering)
     chosen = args.module or list(MODULES)
     if args.list:
         for name in chosen:
