@@ -150,17 +150,25 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_GATE, "core/NumberReplacer", _SAMPLE,
              "which long strings the journal's argument digest samples (over 256 KB of arguments): the digest "
              "is audit information, still deterministic; no decision reads it"),
-    Accepted(_GATE, "core/NumberReplacer",
-             "value: Any = args if size <= _EXACT_DIGEST_BYTES else _sampled(args, 0)",
-             "the sampled digest's depth cut one level sooner: audit information, no decision reads it"),
     Accepted(_GATE, "core/ExceptionReplacer", "except (TypeError, ValueError):",
              "the digest's fallback to repr(): arguments are decoded JSON (string keys, no cycles, default=repr), "
              "so json.dumps never raises TypeError there"),
-    Accepted(_GATE, "core/NumberReplacer", "if depth > 20:",
-             "the sampled digest's depth cut one level deeper or shallower: which deep values the audit "
-             "digest hashes; it stays deterministic and bounded, and no decision reads it"),
-    Accepted(_GATE, "core/AddNot", "if isinstance(value, str):",
-             "the sampled digest then keeps long strings whole: slower on megabyte arguments, the same decisions"),
+    Accepted(_GATE, "core/ReplaceComparisonOperator_LtE_Lt", _SAMPLE,
+             "a string of exactly 4,096 characters then sampled: its head and tail (2,048 each) are the whole "
+             "string, so the digest still depends on every character", _SAMPLE.replace("<= 4096", "< 4096")),
+    Accepted(_GATE, "core/ReplaceFalseWithTrue", "_frame: bytes | None = field(default=None, repr=False)",
+             "a Reply's repr then shows its encoded frame: the same data as its value, which the repr shows "
+             "anyway; nothing logs a Reply"),
+    Accepted(_GATE, "core/AddNot", "if TYPE_CHECKING:",
+             "the annotation-only import (mcp_types) then runs at import: a dependency already loaded"),
+    Accepted(_GATE, "core/NumberReplacer", "index: int = -1",
+             "the index of a call the journal never saw, -2 instead of -1: the quota step refuses any "
+             "negative index"),
+    Accepted(_GATE, "core/ReplaceComparisonOperator_GtE_Gt",
+             "text = isinstance(reply.value, str) and len(reply.value) >= BLOB_MIN",
+             "a text of exactly BLOB_MIN characters then measured from its frame instead of estimated: the "
+             "estimate counts JSON escapes the frame's raw blob does not, so it is never below the frame's size "
+             "and both are checked against the same limits"),
     Accepted(_INST, "core/NumberReplacer", "_BOOT_FUEL = 50_000_000_000",
              "one fuel unit more or less of the 50-billion boot budget (the boot takes a fraction of it)"),
     Accepted(_INST, "core/NumberReplacer", "self.id = uuid.uuid4().hex[:8]",

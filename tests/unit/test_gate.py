@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import anyio
@@ -15,7 +16,7 @@ from codemode.calls import CallState, Clock, Limits, Reply, default_gate
 from codemode.calls.gate import Call, Gate, KnownToolStep, Next, QuotaStep, RunContext
 from codemode.errors import ToolCallError
 from codemode.hub.models import ToolRef, ToolSpec
-from codemode.protocol import HEADER
+from codemode.protocol import HEADER, MAX_DEPTH
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +38,7 @@ class Upstream:
             ToolSpec("notes", "big"),
             ToolSpec("notes", "structured"),
             ToolSpec("notes", "long"),
+            ToolSpec("notes", "deep"),
         ]
 
     def tools(self) -> dict[str, list[ToolSpec]]:
@@ -55,6 +57,11 @@ class Upstream:
             return types.CallToolResult(content=[types.TextContent(type="text", text="title is empty")], is_error=True)
         if ref.tool == "structured":  # structured content is measured only as the guest's frame is made
             return types.CallToolResult(content=[], structured_content={"rows": ["x" * 100] * 50})
+        if ref.tool == "deep":  # only an in-process upstream can answer this: a real one's parser stops sooner
+            deep: Any = []
+            for _ in range(5000):
+                deep = [deep]
+            return types.CallToolResult(content=[], structured_content={"deep": deep})
         if ref.tool == "long":
             return types.CallToolResult(content=[types.TextContent(type="text", text=LONG)])
         text = "x" * 5000 if ref.tool == "big" else json.dumps({"ok": ref.tool})
@@ -72,6 +79,7 @@ async def _call(ctx: RunContext, tool: str, **args: Any) -> Reply:
 async def test_every_call_is_journaled_with_its_state() -> None:
     upstream = Upstream()
     ctx = _ctx(default_gate(upstream), max_tool_calls=4, max_result_bytes=1000)
+    started = time.perf_counter()
     ok = await _call(ctx, "list_tags")
     tool_error = await _call(ctx, "create_note", title="")
     unknown = await ctx.gate.call(ctx, ToolRef("nope", "x"), {}, 2)
@@ -88,6 +96,7 @@ async def test_every_call_is_journaled_with_its_state() -> None:
     assert records[0].read_only and not records[1].read_only and records[0].result_bytes > 0
     assert [r.result_bytes for r in records[1:]] == [0, 0, 0, 0]  # nothing was handed to the guest
     assert records[0].args_digest != records[1].args_digest and len(records[0].args_digest) == 16
+    assert 0 <= records[0].duration_s <= time.perf_counter() - started  # the call's own time, from its start
     # Refused calls never reached the upstream; the oversized result did (its effect happened).
     assert [ref.tool for ref, _ in upstream.calls] == ["list_tags", "create_note", "big"]
 
@@ -151,6 +160,19 @@ async def test_a_step_added_to_the_chain_sees_and_can_refuse_calls() -> None:
     assert [ref.tool for ref, _ in upstream.calls] == ["list_tags"]
 
 
+async def test_a_tool_that_only_runs_as_a_task_is_refused_with_why() -> None:
+    upstream = Upstream()
+    upstream.specs.append(ToolSpec("notes", "research", task_support="required"))
+    ctx = _ctx(default_gate(upstream))
+    reply = await _call(ctx, "research")
+    assert (reply.kind, reply.state) == ("unknown", CallState.REFUSED)
+    assert reply.message == (
+        "notes.research can only be called as a task (execution.taskSupport: required); codemode does not support "
+        "that yet"
+    )
+    assert upstream.calls == []
+
+
 async def test_gate_caches_tool_specs_until_invalidated() -> None:
     upstream = Upstream()
     gate = default_gate(upstream)
@@ -181,6 +203,13 @@ async def test_a_structured_result_over_the_limit_is_withheld() -> None:
     assert (reply.kind, reply.state) == ("too_large", CallState.FAILED) and "the limit is 2,000" in str(reply.message)
     assert [ref.tool for ref, _ in upstream.calls] == ["structured"]  # it ran; only the answer is withheld
     assert (await _call(_ctx(default_gate(upstream), max_result_bytes=10_000), "structured")).ok
+
+
+async def test_a_result_nested_past_the_recursion_limit_is_failed_as_too_large() -> None:
+    ctx = _ctx(default_gate(Upstream()))
+    reply = await _call(ctx, "deep")
+    assert (reply.kind, reply.state) == ("too_large", CallState.FAILED)
+    assert reply.message == f"the result nests deeper than the {MAX_DEPTH}-level limit"
 
 
 async def test_a_cancelled_execution_sends_no_more_calls() -> None:
@@ -238,6 +267,13 @@ async def test_arguments_are_digested_whole_up_to_256_kib_then_sampled_and_marke
     canonical = json.dumps(at_limit, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert exact == hashlib.sha256(canonical.encode()).hexdigest()[:16]
     assert sampled.startswith("~") and len(sampled) == 16  # "~": an auditor knows only a sample was hashed
+    # The exact digest is the canonical JSON's (sorted keys, UTF-8): an auditor recomputes it from the arguments.
+    unsorted = {"zeta": "é ✓", "alpha": [1, {"y": None, "b": True}]}
+    await _call(ctx, "create_note", **unsorted)
+    await _call(ctx, "create_note", **dict(reversed(unsorted.items())))
+    first, again = (record.args_digest for record in ctx.journal.records[-2:])
+    canonical = json.dumps(unsorted, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert first == again == hashlib.sha256(canonical.encode()).hexdigest()[:16]
     # The sample handles every JSON value, and its depth cut holds in lists too (no recursion limit to hit).
     deep: Any = "bottom"
     for _ in range(5000):
@@ -245,6 +281,25 @@ async def test_arguments_are_digested_whole_up_to_256_kib_then_sampled_and_marke
     big = {"n": 1, "flag": True, "rows": ["y" * 300_000, 2, None], "deep": deep}
     assert (await ctx.gate.call(ctx, ToolRef("notes", "create_note"), big, 400_000)).ok
     assert ctx.journal.records[-1].args_digest.startswith("~")
+
+
+async def test_a_sampled_digest_keeps_long_strings_ends_and_values_down_to_depth_20() -> None:
+    ctx = _ctx(default_gate(Upstream()), max_request_bytes=10**7)
+
+    async def digest(middle: str = "m", short: str = "s", leaf: int = 0, depth: int = 20) -> str:
+        deep: Any = leaf  # at `depth`: the arguments are depth 0, their "deep" value depth 1
+        for level in range(depth - 1):
+            deep = [deep] if level % 2 else {"k": deep}  # lists and objects both count a level
+        args = {"long": "y" * 150_000 + middle + "y" * 150_000, "short": "s" * 4095 + short, "deep": deep}
+        assert (await ctx.gate.call(ctx, ToolRef("notes", "create_note"), args, 400_000)).ok
+        return ctx.journal.records[-1].args_digest
+
+    base = await digest()
+    assert await digest(middle="M") == base  # a long string's middle is not sampled (its ends and length are)
+    assert await digest(short="S") != base  # a string up to 4 KB is kept whole
+    assert await digest(leaf=1) != base  # values down to depth 20 count
+    deepest = await digest(depth=21)
+    assert await digest(depth=21, leaf=1) == deepest != base  # below it, only the depth's type is kept
 
 
 async def test_observers_see_each_answered_call_once() -> None:

@@ -26,7 +26,7 @@ class Upstream:
     """``rows`` answers a big list (as JSON text), ``deep`` a big object (structured), ``text`` a big text."""
 
     def tools(self) -> dict[str, list[ToolSpec]]:
-        return {"big": [ToolSpec("big", name) for name in ("rows", "deep", "text", "small")]}
+        return {"big": [ToolSpec("big", name) for name in ("rows", "deep", "text", "small", "number")]}
 
     def unavailable(self) -> dict[str, str]:
         return {}
@@ -34,7 +34,7 @@ class Upstream:
     async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
         if ref.tool == "deep":
             return types.CallToolResult(content=[], structured_content=DEEP)
-        text = {"rows": json.dumps(ROWS), "text": "line\n" * 200_000, "small": '"ok"'}[ref.tool]
+        text = {"rows": json.dumps(ROWS), "text": "line\n" * 200_000, "small": '"ok"', "number": "42"}[ref.tool]
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
 
@@ -108,9 +108,21 @@ async def test_a_result_over_the_threshold_comes_back_as_a_handle() -> None:
     assert abs(handle["size"] - size) < 100 and handle["room"] == Limits().max_read_bytes
     assert handle["preview"].startswith('[{"id":0,"name":"row 0"') and handle["preview"].endswith("…")
     assert len(handle["preview"]) <= 300
-    assert b'"handle":' in rows.frame() and len(rows.frame()) < 2000
+    assert unpack(rows.frame(), start=HEADER.size) == {"ok": True, "handle": handle} and len(rows.frame()) < 2000
     assert ctx.journal.records[-1].result_bytes == handle["size"]  # the journal counts the real size
     assert gate.results is not None and gate.results.session_used("s") == handle["size"]
+
+
+async def test_a_result_of_exactly_the_threshold_is_sent_whole_and_a_number_never_kept() -> None:
+    gate = default_gate(Upstream())
+    ctx = _ctx(gate)
+    ctx.handles = False
+    size = len((await _call(ctx, "rows")).frame()) - HEADER.size
+    at = await _call(_ctx(gate, handle_bytes=size), "rows")
+    over = await _call(_ctx(gate, handle_bytes=size - 1), "rows")
+    assert (at.value, at.handle) == (ROWS, None) and over.handle is not None and over.handle["size"] == size
+    number = await _call(_ctx(gate, handle_bytes=0), "number")  # only a list, an object or a text is kept
+    assert (number.value, number.handle) == (42, None)
 
 
 async def test_without_handles_a_big_result_is_sent_whole_or_refused() -> None:
