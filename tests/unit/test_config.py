@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -59,6 +60,86 @@ def test_missing_env_var_names_it_and_the_key() -> None:
     text = '{"mcpServers": {\n  "gh": {\n    "command": "x",\n    "env": {"TOKEN": "${GH_TOKEN}"}}}}'
     with pytest.raises(ConfigError, match=r"f\.json:4: mcpServers\.gh\.env\.TOKEN: .*\$\{GH_TOKEN\} is not set"):
         parse_config(text, source="f.json", environ={})
+
+
+def test_a_missing_variable_in_a_list_points_at_the_lists_line() -> None:
+    listed = '{"mcpServers": {\n  "gh": {\n    "command": "x",\n    "args": [\n      "--token", "${GH_TOKEN}"]}}}'
+    with pytest.raises(ConfigError, match=r"f\.json:4: mcpServers\.gh\.args\.1: .*\$\{GH_TOKEN\} is not set"):
+        parse_config(listed, source="f.json", environ={})  # a list index is not in the text: the list's line
+
+
+def test_only_servers_not_disabled_are_enabled() -> None:
+    cfg = parse_config(json.dumps({"mcpServers": {"a": {"command": "x", "disabled": True}, "b": {"command": "y"}}}))
+    assert list(cfg.servers) == ["a", "b"] and list(cfg.enabled_servers) == ["b"]
+
+
+def test_an_unreadable_config_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_bytes(b'{"mcpServers": {"\xff": {}}}')  # not UTF-8
+    with pytest.raises(ConfigError, match=r"mcp\.json: cannot read config: 'utf-8' codec can't decode"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r": cannot read config: \[Errno 21\] Is a directory"):
+        load_config(tmp_path)
+
+
+def test_every_token_entry_is_checked() -> None:
+    good = {"sha256:" + "a" * 64: "alice", "env:BOB_TOKEN": "bob"}
+    assert parse_config(json.dumps({"mcpServers": {}, "codemode": {"tokens": good}})).settings.tokens == good
+    for bad in ({"s3cret-token": "alice"}, {"env:BOB_TOKEN": "bob smith"}):
+        with pytest.raises(ConfigError, match=r"codemode\.tokens"):
+            parse_config(json.dumps({"mcpServers": {}, "codemode": {"tokens": {**good, **bad}}}))
+
+
+# Each bounded number: the edge values accepted, and the first ones refused (a float's lower edge: 0 refused,
+# a thousandth accepted).
+_EDGES = [
+    (("codemode", "wall_s"), (0.001, 1e9), (0, -1)),
+    (("codemode", "memory_mb"), (17, 4096), (16, 0)),
+    (("codemode", "output_chars"), (101, 10**9), (100, 0)),
+    *((("codemode", name), (1, 10**6), (0, -1)) for name in (
+        "result_handle_kb", "result_store_mb", "result_store_total_mb", "executions_per_minute", "max_sessions",
+        "audit_max_mb")),
+    *((("codemode", name), (0, 10**6), (-1,)) for name in ("max_tool_calls", "infer_results_after")),
+    (("codemode", "session_idle_s"), (0.001, 1e9), (0, -1)),
+    (("codemode", "pool_size"), (0, 256), (-1, 257)),
+    (("codemode", "policy", "approval_timeout_s"), (0.001, 1e9), (0,)),
+    (("codemode", "skills_git", "pull_interval_s"), (0.001, 1e9), (0,)),
+    (("mcpServers", "s", "start_timeout_s"), (0.001, 1e9), (0,)),
+    (("mcpServers", "s", "call_timeout_s"), (0.001, 1e9), (0,)),
+]  # fmt: skip
+
+
+def _with(path: tuple[str, ...], value: float) -> str:
+    raw: dict[str, Any] = {"mcpServers": {"s": {"command": "x"}}, "codemode": {"skills_git": {"remote": "r"}}}
+    node = raw
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return json.dumps(raw)
+
+
+@pytest.mark.parametrize(("path", "accepted", "refused"), _EDGES, ids=[".".join(e[0][1:]) for e in _EDGES])
+def test_every_bounded_number_has_the_edges_it_documents(
+    path: tuple[str, ...], accepted: tuple[float, ...], refused: tuple[float, ...]
+) -> None:
+    for value in accepted:
+        cfg = parse_config(_with(path, value))
+        node: Any = cfg.servers["s"] if path[0] == "mcpServers" else cfg.settings
+        for key in path[2:] if path[0] == "mcpServers" else path[1:]:
+            node = getattr(node, key)
+        assert node == value
+    for value in refused:
+        with pytest.raises(ConfigError, match=path[-1]):
+            parse_config(_with(path, value))
+
+
+def test_the_smallest_openapi_spec_and_response_cap_are_accepted() -> None:
+    smallest = {"type": "openapi", "spec": "a", "max_response_bytes": 1}
+    api = parse_config(json.dumps({"mcpServers": {"api": smallest}})).servers["api"]
+    assert isinstance(api, OpenApiServer) and (api.spec, api.max_response_bytes) == ("a", 1)
+    for bad in ({"spec": ""}, {"max_response_bytes": 0}):
+        with pytest.raises(ConfigError, match=r"mcpServers\.api\."):
+            parse_config(json.dumps({"mcpServers": {"api": {**smallest, **bad}}}))
 
 
 def test_malformed_json_names_file_line_and_column(tmp_path: Path) -> None:
