@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from codemode.config import Config, HttpServer, OpenApiServer, StdioServer, demo_config, load_config, parse_config
+from codemode.config import (
+    Config,
+    HttpServer,
+    OpenApiServer,
+    Settings,
+    SkillsGitSettings,
+    StdioServer,
+    demo_config,
+    load_config,
+    parse_config,
+)
 from codemode.errors import ConfigError
 
 
@@ -131,6 +141,72 @@ def test_every_bounded_number_has_the_edges_it_documents(
     for value in refused:
         with pytest.raises(ConfigError, match=path[-1]):
             parse_config(_with(path, value))
+
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    # As the README and the tool description state them.
+    settings = Settings()
+    assert (settings.wall_s, settings.memory_mb, settings.output_chars, settings.max_tool_calls) == (
+        30,
+        256,
+        20_000,
+        200,
+    )
+    assert (settings.result_handle_kb, settings.result_store_mb, settings.result_store_total_mb) == (256, 256, 1024)
+    assert (settings.executions_per_minute, settings.session_idle_s, settings.pool_size) == (1000, 1800, 2)
+    assert (settings.max_sessions, settings.infer_results_after, settings.audit_max_mb) == (32, 3, 64)
+    assert settings.policy.approval_timeout_s == 300
+    assert SkillsGitSettings(remote="r").pull_interval_s == 10
+    server = StdioServer(command="x")
+    assert (server.start_timeout_s, server.call_timeout_s, server.effective_call_timeout_s) == (30, 60, 60)
+    assert OpenApiServer(spec="a.json").max_response_bytes == 10 * 1024 * 1024
+    # The bundled demo servers import the SDK on a cold machine: they get twice the time to start.
+    assert {s.start_timeout_s for s in demo_config().servers.values()} == {60}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [{"command": ""}, {"url": ""}, {"type": "openapi", "spec": ""}],
+    ids=["command", "url", "spec"],
+)
+def test_an_empty_command_url_or_spec_is_refused(server: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=r"mcpServers\.s\."):
+        parse_config(json.dumps({"mcpServers": {"s": server}}))
+
+
+def test_a_shared_skill_store_needs_a_remote() -> None:
+    with pytest.raises(ConfigError, match=r"skills_git\.remote"):
+        parse_config(json.dumps({"mcpServers": {}, "codemode": {"skills_git": {"remote": ""}}}))
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    proxies = ["10.0.0.1/8", "::1", "192.168.1.7"]  # a network written with its host bits is still the network
+    cfg = parse_config(json.dumps({"mcpServers": {}, "codemode": {"trusted_proxies": proxies}}))
+    assert cfg.settings.trusted_proxies == proxies
+    with pytest.raises(ConfigError, match=r"entry 1: 'proxy\.local' is not an IP address or network"):
+        parse_config(json.dumps({"mcpServers": {}, "codemode": {"trusted_proxies": ["::1", "proxy.local"]}}))
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"rate_limits": {"fs.*": "10/fortnight"}}, r"'fs\.\*': rate '10/fortnight' must look like '10/min'"),
+        ({"identities": {"bob smith": {}}}, r"identity 'bob smith' must be 1-64 letters"),
+        ({"identities": {"bob": {"write_file": "deny"}}}, r"'write_file' must be a 'server\.tool' pattern"),
+    ],
+    ids=["rate", "identity", "identity-pattern"],
+)
+def test_policy_rates_identities_and_their_patterns_are_checked(policy: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(json.dumps({"mcpServers": {}, "codemode": {"policy": policy}}))
+    fine = {"rate_limits": {"fs.*": "10/min"}, "identities": {"bob": {"fs.write_*": "deny"}}}
+    assert parse_config(json.dumps({"mcpServers": {}, "codemode": {"policy": fine}})).settings.policy.identities
+
+
+def test_server_keys_are_read_by_alias_or_by_name() -> None:
+    for key in ("autoApprove", "auto_approve"):
+        server = parse_config(json.dumps({"mcpServers": {"s": {"command": "x", key: ["t"]}}})).servers["s"]
+        assert server.auto_approve == ["t"]
 
 
 def test_the_smallest_openapi_spec_and_response_cap_are_accepted() -> None:
@@ -258,8 +334,15 @@ def _parse(settings: dict[str, object], servers: dict[str, object] | None = None
 def test_the_defaults_are_the_documented_ones_and_every_opt_in_is_off() -> None:
     # A default limit or switch that moves is a change a reviewer must see here (the README lists them).
     settings = _parse({}).settings
-    limits = (settings.wall_s, settings.memory_mb, settings.output_chars, settings.max_tool_calls,
-              settings.executions_per_minute, settings.max_sessions, settings.session_idle_s)
+    limits = (
+        settings.wall_s,
+        settings.memory_mb,
+        settings.output_chars,
+        settings.max_tool_calls,
+        settings.executions_per_minute,
+        settings.max_sessions,
+        settings.session_idle_s,
+    )
     assert limits == (30.0, 256, 20_000, 200, 1000, 32, 1800.0)
     assert (settings.result_handle_kb, settings.result_store_mb, settings.result_store_total_mb) == (256, 256, 1024)
     assert (settings.skills.auto_promote, settings.expose_skills, settings.metrics_public) == (False, False, False)
