@@ -184,6 +184,24 @@ ACCEPTED: tuple[Accepted, ...] = (
       for operator, mutated in (("core/ReplaceAndWithOr", ""), ("core/ReplaceComparisonOperator_Gt_GtE", ""),
                                 ("core/NumberReplacer", _TAG.replace("> 2", "> 3")),
                                 ("core/NumberReplacer", _TAG.replace("> 2", "> 1")))),
+    *(Accepted(_CONFIG, operator, line, "where _line_of starts looking, or whether a key at the text's first "
+               "character counts: a config is a JSON object, so its first character is a brace or whitespace, "
+               "never a key's quote", mutated)
+      for operator, line, mutated in (("core/NumberReplacer", "pos = 0", "pos = 1"),
+                                      ("core/NumberReplacer", "if found < 0:", "if found < 1:"),
+                                      ("core/ReplaceComparisonOperator_Lt_LtE", "if found < 0:", ""))),
+    Accepted(_CONFIG, "core/ReplaceBreakWithContinue", "break",
+             "_line_of skipping a key it cannot find instead of stopping: only a list index is never found, and "
+             "a missing variable's path ends at its string, so no key follows one (the line is the same)"),
+    Accepted(_CONFIG, "core/NumberReplacer", "line = _line_of(text, [key, name, *exc.path[2:]])",
+             "`path[2:]` → `path[1:]` repeats the server's name: found again at the same place, the same line",
+             "line = _line_of(text, [key, name, *exc.path[ 1:]])"),
+    Accepted(_CONFIG, "core/ReplaceAndWithOr", 'elif loc and loc[0] == "settings":',
+             "`and` → `or`: a validation error's location starts with servers (handled above) or settings; "
+             "source is a string codemode passes, so no other location reaches this branch"),
+    Accepted(_CONFIG, "core/NumberReplacer", "url: str = Field(min_length=1)",
+             "the url's minimum length 0 or 2: the validator just below refuses any url not starting with "
+             "http:// or https://, so the length bound never decides"),
     Accepted(_WRITER, "core/ReplaceTrueWithFalse",
              '_write(out_dir, MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\\n", report, '
              'track=False)',

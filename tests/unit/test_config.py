@@ -78,6 +78,29 @@ def test_a_missing_variable_in_a_list_points_at_the_lists_line() -> None:
         parse_config(listed, source="f.json", environ={})  # a list index is not in the text: the list's line
 
 
+def test_lines_count_from_the_files_first_character_and_the_first_error_is_named() -> None:
+    text = '\n{"mcpServers": {\n  "gh": {"command": "", "env": {"T": "${T}"}}},\n "codemode": {"wall_s": 0}}'
+    with pytest.raises(ConfigError, match=r"^f\.json:3: mcpServers\.gh\.env\.T: "):
+        parse_config(text, source="f.json", environ={})
+    with pytest.raises(ConfigError, match=r"^f\.json:3: mcpServers\.gh\.command: "):  # not codemode.wall_s
+        parse_config(text, source="f.json", environ={"T": "t"})
+
+
+def test_a_loaded_config_cannot_be_changed_in_place() -> None:
+    cfg = parse_config(json.dumps({"mcpServers": {"s": {"command": "x"}}, "codemode": {"skills_git": {"remote": "r"}}}))
+    settings = cfg.settings
+    for model, field in (
+        (cfg, "source"),
+        (cfg.servers["s"], "command"),
+        (settings, "wall_s"),
+        (settings.skills, "auto_promote"),
+        (settings.skills_git, "remote"),
+        (settings.policy, "read_only"),
+    ):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(model, field, getattr(model, field))
+
+
 def test_only_servers_not_disabled_are_enabled() -> None:
     cfg = parse_config(json.dumps({"mcpServers": {"a": {"command": "x", "disabled": True}, "b": {"command": "y"}}}))
     assert list(cfg.servers) == ["a", "b"] and list(cfg.enabled_servers) == ["b"]
