@@ -7,7 +7,8 @@ machine:
 - first execution in a new session (pool warm) vs a warm snippet;
 - cold process start (import codemode, load the cached module, boot, run ``1 + 1``) vs ``python -c pass``;
 - bridge overhead: a tool call made from inside the sandbox (timed in the guest) minus the same call made
-  directly through the hub (an in-process MCP client), for a 1 KB and a 1 MB payload;
+  directly through the hub (an in-process MCP client), for a 1 KB and a 1 MB payload, sampled in turns of 25
+  calls each so both medians come from the same stretches of the run;
 - idle pooled instance: RSS growth per extra pre-booted instance vs the host process's own RSS.
 
     python -m benchmarks.bench_sandbox [--smoke]
@@ -15,7 +16,6 @@ machine:
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import statistics
@@ -46,8 +46,10 @@ for _ in range({n}):
     _t = time.perf_counter()
     _c.call('echo', 'echo', {{'text': _payload}})
     _xs.append(time.perf_counter() - _t)
-sorted(_xs)[len(_xs) // 2] * 1000
+_xs
 """
+TURN = 25
+"""Calls per turn of the bridge overhead's interleaved sampling (as ``speed.p50s``)."""
 
 
 def _rss_mb() -> float:
@@ -133,10 +135,19 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
                 for label, size, target in (("1 KB", 1000, "≤ 0.5 ms"), ("1 MB", 1_000_000, "≤ 5 ms")):
                     ref, args = ToolRef("echo", "echo"), {"text": "x" * size}
                     await hub.call_tool(ref, args)
-                    direct = await speed.p50(functools.partial(hub.call_tool, ref, args), calls)
-                    result = await ex.run(GUEST_LOOP.format(size=size, n=calls), session="bridge", limits=limits)
-                    assert result.ok, result.error
-                    bridged = float(result.value)
+                    direct_s: list[float] = []
+                    bridged_s: list[float] = []
+                    for _ in range(-(-calls // TURN)):  # in turns: a change in the machine's load falls on both
+                        for _ in range(TURN):
+                            started = time.perf_counter()
+                            await hub.call_tool(ref, args)
+                            direct_s.append(time.perf_counter() - started)
+                        loop = GUEST_LOOP.format(size=size, n=TURN)
+                        result = await ex.run(loop, session="bridge", limits=limits)
+                        assert result.ok and isinstance(result.value, list), result.error
+                        bridged_s += [float(x) for x in result.value]
+                    direct = statistics.median(direct_s) * 1000
+                    bridged = statistics.median(bridged_s) * 1000
                     rows.append(
                         speed.row(f"bridge overhead per call ({label})", bridged - direct, "ms",
                              "direct in-process MCP call", direct, target)
