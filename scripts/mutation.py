@@ -202,6 +202,13 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_CONFIG, "core/NumberReplacer", "url: str = Field(min_length=1)",
              "the url's minimum length 0 or 2: the validator just below refuses any url not starting with "
              "http:// or https://, so the length bound never decides"),
+    *(Accepted(f"{S}executors/pool.py", operator, "if not self._closed:  # a start cut short by aclose() is not "
+               "worth a traceback", "whether a failed pre-start is logged with its traceback: logging only, the "
+               "pool is refilled (or not) the same way") for operator in ("core/AddNot",
+                                                                           "core/ReplaceUnaryOperator_Delete_Not")),
+    Accepted(f"{S}executors/pool.py", "core/ReplaceAndWithOr", "if self._task_group is not None and not self._closed:",
+             "`and` → `or`: the task group is None only before the executor is entered, where the boot just above "
+             "has already failed (no engine), or after aclose, which sets closed: no refill starts either way"),
     Accepted(_WRITER, "core/ReplaceTrueWithFalse",
              '_write(out_dir, MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\\n", report, '
              'track=False)',

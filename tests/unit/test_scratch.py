@@ -56,6 +56,15 @@ def test_usage_counts_every_entry_in_subdirectories_and_does_not_follow_links(tm
     assert tree_usage(root / "missing", 1, 1) == (0, 0)
 
 
+def test_usage_goes_on_counting_at_exactly_the_limit(tmp_path: Path) -> None:
+    # A tree of exactly the limit is within it; one byte more in a subdirectory scanned later is not.
+    (tmp_path / "full").write_bytes(b"x" * 1000)
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "one").write_bytes(b"x")
+    assert tree_usage(tmp_path, 1000, 100) == (1001, 3)
+    assert tree_usage(tmp_path, 2000, 2) == (1001, 3)  # the same at exactly the file limit
+
+
 def test_shrink_deletes_the_largest_files_until_under_both_limits(tmp_path: Path) -> None:
     _files(tmp_path, {"a": 60, "d/b": 30, "c": 20, "e": 5})
     assert shrink(tmp_path, 55, 10) == ["/scratch/a"]
