@@ -9,7 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from codemode.executors import ExecutorKind, Limits
+from codemode.calls import default_gate
+from codemode.executors import ExecutorKind, Limits, create_executor
 from codemode.executors.pool import PooledExecutor
 from tests.conftest import Sandbox
 
@@ -123,6 +124,30 @@ async def test_the_pool_keeps_exactly_its_spares_and_a_closed_session_stops_its_
         await ex.close_session("never-opened")
         shutil.rmtree(demo_sandbox.root / "scratch-wasm" / ".pool")  # the cache cleared under a running host
     assert ex.pooled == 0  # and it still closes
+
+
+async def test_a_pool_makes_its_directories_refills_once_at_a_time_and_leaves_no_spare_behind(
+    demo_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    root = tmp_path / "fresh"  # none of the executor's directories exist yet
+    ex = create_executor(
+        "wasm", stubs_dir=root / "stubs", skills_dir=root / "skills", scratch_root=root / "scratch",
+        gate=default_gate(demo_sandbox.hub), pool_size=1,
+    )  # fmt: skip
+    assert isinstance(ex, PooledExecutor)
+    async with ex:
+        assert (await ex.run("1 + 1", session="s")).value == 2
+        with anyio.fail_after(120):
+            while ex._refilling or ex.pooled < 1:  # noqa: ASYNC110  # no event marks the end of a refill
+                await anyio.sleep(0.05)
+        spare = ex._pool.pop()  # taken, as a new session takes it
+        async with anyio.create_task_group() as tg:  # two sessions at once each start a refill
+            tg.start_soon(ex._refill)
+            tg.start_soon(ex._refill)
+        assert ex.pooled == 1  # one refill at a time: a second one would boot a spare nobody asked for
+        ex._pool.append(spare)
+        assert len(list((root / "scratch" / ".pool").iterdir())) == 2
+    assert list((root / "scratch" / ".pool").iterdir()) == []  # the spares' scratch went with them
 
 
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:

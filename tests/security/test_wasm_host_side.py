@@ -123,4 +123,5 @@ async def test_the_spill_writes_through_no_link_inside_outputs(demo_sandbox: San
         (outputs / "taken.txt").symlink_to(victim)  # the final name: replaced, not written through
         assert ex.save_output("spill-file", "taken", "mine") == "/scratch/outputs/taken.txt"
         assert not (outputs / "taken.txt").is_symlink() and (outputs / "taken.txt").read_text() == "mine"
+        assert (outputs / "taken.txt").stat().st_mode & 0o777 == 0o600  # a program's output: nobody else's to read
     assert victim.read_text() == "precious"
