@@ -213,7 +213,7 @@ ACCEPTED: tuple[Accepted, ...] = (
              "has already failed (no engine), or after aclose, which sets closed: no refill starts either way"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_TYPE_CHARS = 200",
              "a program error's type name cut at 199 or 201 characters instead of 200: bounded either way (the "
-             "cut itself is tested with a forged type name of megabytes)"),
+             "cut itself is tested with a forged type name of 1,000 characters)"),
     Accepted(_WRITER, "core/ReplaceTrueWithFalse",
              '_write(out_dir, MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\\n", report, '
              'track=False)',
