@@ -433,7 +433,8 @@ def _changed_lines(tree: Path, source: str) -> set[int]:
 
 
 def covering(tree: Path) -> int:
-    """The test command of one mutant: the tests that run its line, quickest first, then the whole selection."""
+    """The test command of one mutant: the tests that run its line, quickest first, then the others (or the whole
+    selection when the plan cannot say)."""
     plan = json.loads((tree / _PLAN).read_text(encoding="utf-8"))
     chosen: set[str] = set()
     for source in plan["sources"]:
@@ -445,12 +446,20 @@ def covering(tree: Path) -> int:
             for n in owner.get(line, range(line, line + 1)):
                 chosen.update(plan["lines"][source].get(str(n), ()))
     if chosen and "*" not in chosen:
-        first = sorted(chosen, key=lambda test: (plan["seconds"].get(test, 0.0), test))
+        quickest = sorted(plan["seconds"], key=lambda test: (plan["seconds"][test], test))
+        first = [test for test in quickest if test in chosen]
         _say(f"tests that run the mutated line: {len(first)}")
         # Only a failed test (exit 1) is a kill here: a node id pytest could not take (4, 5) proves nothing,
         # and the whole selection below still sees an import the mutant broke.
-        if subprocess.run(_pytest_argv(first), cwd=tree, check=False).returncode == 1:
+        done = subprocess.run(_pytest_argv(first), cwd=tree, check=False).returncode if first else 0
+        if done == 1:
             return 1
+        rest = [test for test in quickest if test not in chosen]
+        if done == 0:  # they pass: the others must too, for a survivor (each test once, not twice)
+            _say(f"the other tests: {len(rest)}")
+            done = subprocess.run(_pytest_argv(rest), cwd=tree, check=False).returncode if rest else 0
+            if done in (0, 1):
+                return done
     _say("the whole selection")
     return subprocess.run(_pytest_argv(plan["tests"]), cwd=tree, check=False).returncode
 
