@@ -209,8 +209,15 @@ ACCEPTED: tuple[Accepted, ...] = (
                "pool is refilled (or not) the same way") for operator in ("core/AddNot",
                                                                            "core/ReplaceUnaryOperator_Delete_Not")),
     Accepted(f"{S}executors/pool.py", "core/ReplaceAndWithOr", "if self._task_group is not None and not self._closed:",
-             "`and` → `or`: the task group is None only before the executor is entered, where the boot just above "
-             "has already failed (no engine), or after aclose, which sets closed: no refill starts either way"),
+             "`and` → `or` in _worker_for: the task group is None only before the executor is entered, where the "
+             "boot just above has already failed (no engine), or after aclose, which sets closed: no refill starts"),
+    Accepted(f"{S}executors/pool.py", "core/NumberReplacer",
+             'scratch = self.scratch_root / ".pool" / uuid.uuid4().hex[:12]',
+             "a spare's scratch directory named by 11 or 13 hex digits instead of 12: 44 bits and more, no clash "
+             "among a pool's few spares, and each is renamed to its session's name when taken"),
+    Accepted(f"{S}executors/pool.py", "core/ReplaceTrueWithFalse", "scratch.mkdir(parents=True)",
+             "parents=False: _start_pool has made .pool already; only a .pool deleted under a running host "
+             "differs, and then the spares' own directories are gone with it"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_TYPE_CHARS = 200",
              "a program error's type name cut at 199 or 201 characters instead of 200: bounded either way (the "
              "cut itself is tested with a forged type name of 1,000 characters)"),

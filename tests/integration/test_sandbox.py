@@ -167,6 +167,7 @@ async def test_timeout_kills_the_instance_and_the_session_recovers(demo_sandbox:
         result = await ex.run("while True:\n    pass", session="s", limits=Limits(wall_s=1.0))
         assert not result.ok and result.error is not None and result.error.type == "SandboxTimeout"
         assert result.instance_lost and "1 s wall-time limit" in result.error.message
+        assert isinstance(ex, PooledExecutor) and ex.sessions() == [] and "s" not in ex._sessions  # forgotten
         after = await ex.run("keep", session="s")
         assert after.error is not None and after.error.type == "NameError"  # fresh interpreter
         assert (await ex.run("1 + 1", session="s")).value == 2

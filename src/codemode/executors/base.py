@@ -267,10 +267,6 @@ class Executor(abc.ABC):
         """Drop a session's interpreter and its scratch directory."""
 
     @abc.abstractmethod
-    async def refresh(self) -> None:
-        """The stubs changed: interpreters not yet given to a session should not keep the old ones."""
-
-    @abc.abstractmethod
     def sessions(self) -> list[str]:
         """Sessions with a live interpreter."""
 

@@ -132,15 +132,6 @@ class PooledExecutor(Executor, Generic[W]):
             del self._sessions[session]
         self._all.discard(worker)
 
-    async def refresh(self) -> None:
-        # Pre-started interpreters imported the old ``stubs`` package; replace them in the background.
-        stale, self._pool = self._pool, []
-        for worker in stale:
-            await self._dispose(worker)
-            shutil.rmtree(worker.scratch, ignore_errors=True)
-        if self._task_group is not None and not self._closed:
-            self._task_group.start_soon(self._refill)
-
     @property
     def pooled(self) -> int:
         return len(self._pool)
