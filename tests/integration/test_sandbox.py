@@ -150,10 +150,29 @@ async def test_a_pool_makes_its_directories_refills_once_at_a_time_and_leaves_no
     assert list((root / "scratch" / ".pool").iterdir()) == []  # the spares' scratch went with them
 
 
+async def test_a_failed_first_compile_is_the_cause_every_run_reports(
+    demo_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("CODEMODE_CACHE_DIR", str(blocker / "cache"))  # the module cannot be written there
+    async with demo_sandbox.executor() as ex:
+        assert ex.warming == "compiling python.wasm for this machine (first run only)"
+        await ex.wait_ready()
+        assert ex.warming is None
+        for _ in range(2):  # each run says why it cannot run
+            result = await ex.run("1 + 1")
+            assert not result.ok and result.error is not None and not result.instance_lost
+            assert result.error.type == "SandboxUnavailable"
+            assert result.error.message.startswith("compiling python.wasm failed: SandboxError: exit status 1: ")
+            assert "Not a directory" in result.error.message  # the compile's own last line of stderr
+
+
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         result = await ex.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n{'a': [1, 2]}")
         assert (result.stdout, result.stderr) == ("out\n", "err\n")
+        assert (result.calls, result.calls_over_quota, result.instance_lost) == ([], 0, False)
         assert (result.value, result.value_is_json) == ({"a": [1, 2]}, True)
         opaque = await ex.run("object()")
         assert opaque.ok and not opaque.value_is_json and opaque.value_repr is not None
@@ -228,6 +247,7 @@ async def test_scratch_quota_stops_the_program_and_makes_room(demo_sandbox: Sand
         result = await ex.run(code, session="q", limits=Limits(scratch_bytes=20_000_000))
         assert result.error is not None and result.error.type == "ScratchQuotaExceeded", result.error
         assert "/scratch/f" in result.error.message  # names what it removed
+        assert result.error.message.startswith("/scratch went over its quota (19 MB, 10,000 files)")
         usage = "import os\nsum(os.path.getsize('/scratch/' + n) for n in os.listdir('/scratch'))"
         left = await ex.run(usage, session="q")
         assert left.ok and left.value <= 10_000_000

@@ -92,6 +92,10 @@ def test_a_program_over_the_byte_quota_fails_and_the_tree_is_cut_to_half(tmp_pat
     _files(tmp_path, {"a": 60, "b": 30, "c": 20})
     result = _check(tmp_path, {}, scratch_bytes=100)
     assert not result.ok and result.error is not None and result.error.kind == "scratch_quota"
+    assert _check(tmp_path / "x", {}, scratch_bytes=5 << 20).ok  # a missing tree is within any quota
+    _files(tmp_path / "big", {"a": 6 << 20})
+    big = _check(tmp_path / "big", {}, scratch_bytes=5 << 20)
+    assert big.error is not None and big.error.message.startswith("/scratch went over its quota (5 MB, 10,000 files).")
     assert _left(tmp_path) == {"b", "c"}
 
 
