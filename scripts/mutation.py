@@ -225,6 +225,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              "stack-overflow attacks recurse far past it"),
     Accepted(_WEX, "core/NumberReplacer", "await anyio.to_thread.run_sync(instance.join, 5.0)",
              "how long disposing of a stopped interpreter waits for its thread (4 or 6 s): it was stopped first"),
+    Accepted(f"{S}executors/scratch.py", "core/ReplaceBreakWithContinue", "break",
+             "shrink's loop going on once the tree is within both limits: every later file meets the same test "
+             "and is skipped, so the same files are removed"),
+    Accepted(_WEX, "core/NumberReplacer",
+             'tail = errors.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-1:]',
+             "the window of a failed compile's stderr searched for its last line, a byte wider or narrower: the "
+             "last line of a traceback is far shorter"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_TYPE_CHARS = 200",
              "a program error's type name cut at 199 or 201 characters instead of 200: bounded either way (the "
              "cut itself is tested with a forged type name of 1,000 characters)"),

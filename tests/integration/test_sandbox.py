@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from codemode.calls import default_gate
 from codemode.executors import ExecutorKind, Limits, create_executor
 from codemode.executors.pool import PooledExecutor
+from codemode.executors.wasm import executor as wasm_executor
+from codemode.executors.wasm import module
 from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -166,6 +169,22 @@ async def test_a_failed_first_compile_is_the_cause_every_run_reports(
             assert result.error.type == "SandboxUnavailable"
             assert result.error.message.startswith("compiling python.wasm failed: SandboxError: exit status 1: ")
             assert "Not a directory" in result.error.message  # the compile's own last line of stderr
+
+
+async def test_a_first_compile_without_a_progress_callback_leaves_the_executor_working(
+    demo_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = module.module_cache_path()  # compiled once for the suite
+    monkeypatch.setenv("CODEMODE_CACHE_DIR", str(tmp_path / "cache"))
+    target = module.module_cache_path()
+    # The compile itself is module.py's (tested there and by a first serve): here it is a copy, so the test
+    # is about what the executor does around it.
+    copy = f"import os, shutil; os.makedirs({str(target.parent)!r}); shutil.copy({str(good)!r}, {str(target)!r})"
+    monkeypatch.setattr(wasm_executor, "compile_command", lambda fuel=False: [sys.executable, "-c", copy])
+    async with demo_sandbox.executor() as ex:  # a library's executor: nobody to tell about progress
+        assert ex.warming is not None
+        assert (await ex.run("1 + 1")).value == 2
+        assert ex.warming is None and target.exists()
 
 
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:

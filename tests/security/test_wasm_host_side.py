@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +111,31 @@ async def test_the_spill_replaces_a_link_at_outputs_instead_of_following_it(
         assert outputs.is_dir() and not outputs.is_symlink()
         assert (outputs / "spilled.txt").read_text() == "FULL OUTPUT"
         assert await run_value(ex, "open('/scratch/outputs/spilled.txt').read()", session="spill-dir") == "FULL OUTPUT"
+
+
+async def test_the_spill_opens_outputs_without_following_a_link_swapped_in_after_the_check(
+    demo_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with demo_sandbox.executor() as ex:
+        session_dir = await _session_dir(demo_sandbox, ex, "spill-race")
+        outputs = session_dir / "outputs"
+        outputs.mkdir()
+        real_stat = os.stat
+
+        def racing_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            found = real_stat(path, *args, **kwargs)
+            if path == "outputs":  # the check saw a directory; a link takes its place before the open
+                outputs.rename(session_dir / "was-outputs")
+                outputs.symlink_to(victim)
+            return found
+
+        monkeypatch.setattr(os, "stat", racing_stat)
+        with pytest.raises(OSError):  # refused, not written through the link
+            ex.save_output("spill-race", "raced", "PWNED")
+        monkeypatch.undo()
+    assert list(victim.iterdir()) == []
 
 
 async def test_the_spill_writes_through_no_link_inside_outputs(demo_sandbox: Sandbox, tmp_path: Path) -> None:

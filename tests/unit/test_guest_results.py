@@ -103,3 +103,16 @@ def test_a_wait_that_reached_the_limit_says_so_in_the_programs_error() -> None:
     )
     caught = RunResult(ok=True, stdout="it caught TimeoutError and went on")
     assert timed_out_waiting(caught, limits) == RunResult(ok=True, stdout="it caught TimeoutError and went on")
+
+
+def test_a_result_as_json_carries_its_error_or_none() -> None:
+    ok = result_from_guest({"stdout": "hi", "has_value": True, "value": 2, "json": True}, _ctx(), 0.25).to_json()
+    assert ok == {
+        "ok": True, "stdout": "hi", "stderr": "", "value": 2, "value_repr": None, "value_is_json": True,
+        "has_value": True, "error": None, "calls": [], "calls_over_quota": 0, "duration_s": 0.25,
+        "instance_lost": False,
+    }  # fmt: skip
+    error = {"type": "ValueError", "message": "bad", "traceback": "Traceback …"}
+    failed = result_from_guest({"error": error}, _ctx(), 0.0).to_json()
+    assert failed["ok"] is False
+    assert failed["error"] == {"kind": "program", "type": "ValueError", "message": "bad", "traceback": "Traceback …"}
