@@ -232,6 +232,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              'tail = errors.read()[-2000:].decode("utf-8", "replace").strip().splitlines()[-1:]',
              "the window of a failed compile's stderr searched for its last line, a byte wider or narrower: the "
              "last line of a traceback is far shorter"),
+    Accepted(f"{S}executors/pool.py", "core/NumberReplacer",
+             "worker = self._pool.pop(0) if self._pool else await self._boot()",
+             "a session takes the newest spare instead of the oldest: every spare is booted the same way, idle "
+             "and unused", "worker = self._pool.pop( -1) if self._pool else await self._boot()"),
+    Accepted(_WEX, "core/ReplaceTrueWithFalse", "shutil.rmtree(scratch, ignore_errors=True)",
+             "a failed boot removing the scratch directory it has just made: it exists, so rmtree removes it "
+             "either way"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_TYPE_CHARS = 200",
              "a program error's type name cut at 199 or 201 characters instead of 200: bounded either way (the "
              "cut itself is tested with a forged type name of 1,000 characters)"),
