@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -189,7 +190,10 @@ async def test_a_first_compile_without_a_progress_callback_leaves_the_executor_w
 
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
+        assert ex.warming is None  # the module is cached: nothing to wait for
+        started = time.perf_counter()
         result = await ex.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n{'a': [1, 2]}")
+        assert 0 < result.duration_s <= time.perf_counter() - started  # the run's own time
         assert (result.stdout, result.stderr) == ("out\n", "err\n")
         assert (result.calls, result.calls_over_quota, result.instance_lost) == ([], 0, False)
         assert (result.value, result.value_is_json) == ({"a": [1, 2]}, True)

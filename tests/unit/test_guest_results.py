@@ -18,6 +18,7 @@ from codemode.executors.base import (
     TRACEBACK_CHARS,
     RunError,
     RunResult,
+    failed,
     result_from_guest,
     timed_out_waiting,
 )
@@ -114,5 +115,10 @@ def test_a_result_as_json_carries_its_error_or_none() -> None:
     }  # fmt: skip
     error = {"type": "ValueError", "message": "bad", "traceback": "Traceback …"}
     failed = result_from_guest({"error": error}, _ctx(), 0.0).to_json()
-    assert failed["ok"] is False
+    assert (failed["ok"], failed["has_value"], failed["value_is_json"], failed["value"]) == (False, False, False, None)
     assert failed["error"] == {"kind": "program", "type": "ValueError", "message": "bad", "traceback": "Traceback …"}
+
+
+def test_a_failure_made_on_the_host_has_no_value() -> None:
+    result = failed(RunError("unavailable", "SandboxUnavailable", "no interpreter", ""), _ctx())
+    assert not result.ok and (result.has_value, result.value_is_json, result.value) == (False, False, None)
