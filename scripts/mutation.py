@@ -79,7 +79,8 @@ MODULES: dict[str, Target] = {
     # The first compile (test_first_serve.py) runs in a session of its own: a client killing serve's group spares it.
     "limits": Target((f"{S}executors/base.py", f"{S}executors/wasm/executor.py"), (
         "tests/unit/test_guest_results.py", "tests/unit/test_scratch.py", "tests/security/test_wasm_resources.py",
-        "tests/integration/test_sandbox.py", "tests/integration/test_first_serve.py")),
+        "tests/integration/test_sandbox.py", "tests/integration/test_first_serve.py",
+        "tests/integration/test_wait_timeouts.py")),
     "spill-scratch": Target((f"{S}executors/pool.py", f"{S}executors/scratch.py"), (
         "tests/unit/test_scratch.py", "tests/security/test_wasm_host_side.py", "tests/integration/test_sandbox.py")),
     "sessions": Target((f"{S}sessions.py", f"{S}session_names.py"), (
