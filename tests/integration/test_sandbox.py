@@ -298,6 +298,18 @@ async def test_the_poller_stops_a_program_making_too_many_files(demo_sandbox: Sa
         assert "10 files" in result.error.message and "the program was stopped" in result.error.message
 
 
+async def test_the_poller_stops_a_program_growing_one_file(demo_sandbox: Sandbox) -> None:
+    # No file is created after the first: only the poller sees the tree grow while the program runs.
+    async with demo_sandbox.executor() as ex:
+        code = (
+            "import time\nf = open('/scratch/grows', 'wb')\n"
+            "for _ in range(100):\n    f.write(b'x' * 1_000_000)\n    f.flush()\ntime.sleep(30)"
+        )
+        result = await ex.run(code, session="grows", limits=Limits(scratch_bytes=5_000_000, wall_s=60))
+        assert result.error is not None and result.error.kind == "scratch_quota", result
+        assert "the program was stopped" in result.error.message
+
+
 async def test_bad_session_names_are_refused(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         for name in ("../x", ".hidden", "a/b", ""):
