@@ -25,7 +25,13 @@ _MODULE = """
 (module
   (import "wasi_snapshot_preview1" "fd_pwrite" (func $pwrite (param i32 i32 i32 i64 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_pread" (func $pread (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
   (memory (export "memory") 1)
+  (func (export "poll") (param i32 i32 i32 i32) (result i32)
+    local.get 0 local.get 1 local.get 2 local.get 3 call $poll)
+  (func (export "clock") (param i32 i64 i32) (result i32)
+    local.get 0 local.get 1 local.get 2 call $clock)
   (func (export "pwrite") (param i32 i32 i32 i64 i32) (result i32)
     local.get 0 local.get 1 local.get 2 local.get 3 local.get 4 call $pwrite)
   (func (export "pread") (param i32 i32 i32 i64 i32) (result i32)
@@ -160,3 +166,22 @@ def test_a_reply_length_written_outside_memory_is_refused(guest: Guest) -> None:
     assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, PAGE - 2) == 29  # EIO
     assert guest.snapshot() == before
 
+
+
+def test_poll_answers_each_fd_subscription_under_its_own_userdata(guest: Guest) -> None:
+    # An fd subscription's fd sits where a clock's id does; files are always ready.
+    subs = hostcalls._SUBSCRIPTION.pack(0xABCDEF, 1, 0, 0, 0, 0) + hostcalls._SUBSCRIPTION.pack(0x1234, 2, 1, 0, 0, 0)
+    guest.poke(0, subs)
+    assert guest.call("poll", 0, 1024, 2, 2048) == 0
+    out = bytes(guest.memory.read(guest.store, 1024, 1024 + 2 * hostcalls._EVENT.size))
+    events = [hostcalls._EVENT.unpack_from(out, i * hostcalls._EVENT.size)[:3] for i in range(2)]
+    assert events == [(0xABCDEF, 0, 1), (0x1234, 0, 2)]  # userdata, no error, the subscription's type
+    assert int.from_bytes(guest.memory.read(guest.store, 2048, 2052), "little") == 2
+
+
+def test_a_clock_read_into_memory_the_guest_does_not_have_is_refused(guest: Guest) -> None:
+    before = guest.snapshot()
+    assert guest.call("clock", 1, 0, PAGE - 4) == 29  # EIO: the 8 bytes would end past the memory
+    assert guest.snapshot() == before
+    assert guest.call("clock", 1, 0, 64) == 0
+    assert int.from_bytes(guest.memory.read(guest.store, 64, 72), "little") > 0
