@@ -74,6 +74,8 @@ MODULES: dict[str, Target] = {
         "tests/security/test_wasm_host_side.py", "tests/security/test_wasm_resources.py",
         "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_making_too_many_files",
         "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_growing_one_file",
+        "tests/integration/test_sandbox.py::"
+        "test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_after_a_waits_grace",
         "tests/integration/test_sandbox.py::test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause",
         "tests/integration/test_wait_timeouts.py::"
         "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]")),

@@ -251,6 +251,22 @@ async def test_sleep_sleeps_and_is_interrupted_at_the_deadline(demo_sandbox: San
         assert stuck.error is not None and stuck.error.type == "TimeoutError" and not stuck.instance_lost
 
 
+async def test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_after_a_waits_grace(
+    demo_sandbox: Sandbox,
+) -> None:
+    # A wait at the deadline raises in the program and has WAIT_GRACE_S (1 s) to end; a CPU loop has none.
+    # The loop runs 0.6 s past the deadline, then waits: only a program given the grace gets that far.
+    code = (
+        "import time\nt = time.monotonic()\ntime.sleep(0.05)\n"
+        "while time.monotonic() - t < 1.6:\n    pass\n"
+        "try:\n    time.sleep(0.01)\nexcept TimeoutError:\n    print('given the grace')"
+    )
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(code, session="spins", limits=Limits(wall_s=1.0))
+    assert result.error is not None and result.error.type == "SandboxTimeout" and result.instance_lost, result
+    assert "given the grace" not in result.stdout
+
+
 async def test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job(demo_sandbox: Sandbox) -> None:
     # An interpreter keeps one deadline alarm pending: the first job's, when the second job's is later. It
     # must not stop the second job, and must leave an alarm for the second job's own deadline.
