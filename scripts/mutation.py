@@ -255,6 +255,8 @@ ACCEPTED: tuple[Accepted, ...] = (
              "the prefix's length check (a frame over the read limit is always longer than its prefix) then never "
              "holds: a large call frame is read whole, within frame_limit, like any other large frame, and the "
              "gate still refuses the call on its size", _PREFIX.replace("2 * HEADER", "1 * HEADER")),
+    Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_MESSAGE_CHARS = 10_000",
+             "a program error's message cut at 9,999 or 10,001 characters instead of 10,000: bounded either way"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_TYPE_CHARS = 200",
              "a program error's type name cut at 199 or 201 characters instead of 200: bounded either way (the "
              "cut itself is tested with a forged type name of 1,000 characters)"),

@@ -188,6 +188,17 @@ async def test_a_first_compile_without_a_progress_callback_leaves_the_executor_w
         assert ex.warming is None and target.exists()
 
 
+async def test_a_compile_that_exits_0_without_the_module_is_a_failed_compile(
+    demo_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEMODE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(wasm_executor, "compile_command", lambda fuel=False: [sys.executable, "-c", "pass"])
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run("1 + 1")
+    assert result.error is not None
+    assert result.error.message == "compiling python.wasm failed: SandboxError: exit status 0"
+
+
 async def test_output_value_and_stderr_are_captured(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
         assert ex.warming is None  # the module is cached: nothing to wait for
