@@ -278,6 +278,17 @@ async def test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_af
     assert "given the grace" not in result.stdout
 
 
+async def test_a_call_that_returns_with_time_left_leaves_the_programs_waits_alone(demo_sandbox: Sandbox) -> None:
+    # Only a call ending at the deadline (within NEAR_DEADLINE_S of it) counts as a wait that timed out.
+    code = (
+        "import time, codemode_runtime\ntime.sleep(1.2)\n"
+        "codemode_runtime.call('inventory', 'list_products', {})\ntime.sleep(0.01)\n'finished'"
+    )
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(code, session="near", limits=Limits(wall_s=2.0))
+    assert result.ok and result.value == "finished", result
+
+
 async def test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job(demo_sandbox: Sandbox) -> None:
     # An interpreter keeps one deadline alarm pending: the first job's, when the second job's is later. It
     # must not stop the second job, and must leave an alarm for the second job's own deadline.
@@ -335,6 +346,14 @@ async def test_the_poller_stops_a_program_growing_one_file(demo_sandbox: Sandbox
         result = await ex.run(code, session="grows", limits=Limits(scratch_bytes=5_000_000, wall_s=60))
         assert result.error is not None and result.error.kind == "scratch_quota", result
         assert "the program was stopped" in result.error.message
+
+
+async def test_a_tree_of_exactly_the_quota_is_left_running(demo_sandbox: Sandbox) -> None:
+    # The poller (every 0.5 s) sees a tree of exactly the byte and file limits: within them, as at the end.
+    code = "import time\nopen('/scratch/exact', 'wb').write(b'x' * 1_000_000)\ntime.sleep(1.2)\n'kept'"
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(code, session="exact", limits=Limits(scratch_bytes=1_000_000, scratch_files=1))
+    assert result.ok and result.value == "kept", result
 
 
 async def test_bad_session_names_are_refused(demo_sandbox: Sandbox) -> None:
