@@ -260,6 +260,13 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer", "if ptr < 0 or ptr + len(data) > size:",
              "a host write at guest address 0 refused too: stricter, not looser, and no guest buffer lives at 0 "
              "(C's NULL)", "if ptr < 1 or ptr + len(data) > size:"),
+    Accepted(f"{S}executors/base.py", "core/ReplaceComparisonOperator_Gt_GtE",
+             "if isinstance(trace, str) and len(trace) > trace_cap:",
+             "a traceback of exactly the cap is then cut to its last trace_cap characters: itself"),
+    Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer",
+             "if not 0 <= length <= min(allocated, cap_chars * 4):",
+             "an empty capture buffer then skipped instead of read: \"\" either way",
+             "if not 1 <= length <= min(allocated, cap_chars * 4):"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_MESSAGE_CHARS = 10_000",
              "a program error's message cut at 9,999 or 10,001 characters instead of 10,000: bounded either way"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "ERROR_TYPE_CHARS = 200",

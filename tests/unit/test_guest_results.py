@@ -6,9 +6,11 @@ tests send it what a hostile program could (forged types, oversized texts) witho
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import mcp_types as types
+import pytest
 
 from codemode.calls import Limits, default_gate
 from codemode.calls.gate import RunContext
@@ -117,6 +119,9 @@ def test_a_result_as_json_carries_its_error_or_none() -> None:
     failed = result_from_guest({"error": error}, _ctx(), 0.0).to_json()
     assert (failed["ok"], failed["has_value"], failed["value_is_json"], failed["value"]) == (False, False, False, None)
     assert failed["error"] == {"kind": "program", "type": "ValueError", "message": "bad", "traceback": "Traceback …"}
+    error_made = result_from_guest({"error": error}, _ctx(), 0.0).error
+    with pytest.raises(dataclasses.FrozenInstanceError):  # what the guest said stays what it said
+        error_made.message = "rewritten"  # type: ignore[misc,union-attr]
 
 
 def test_a_failure_made_on_the_host_has_no_value() -> None:
