@@ -12,7 +12,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from codemode.calls import Limits, default_gate
+from codemode.calls import CallRecord, CallState, Limits, default_gate
 from codemode.calls.gate import RunContext
 from codemode.executors.base import (
     ERROR_MESSAGE_CHARS,
@@ -127,3 +127,11 @@ def test_a_result_as_json_carries_its_error_or_none() -> None:
 def test_a_failure_made_on_the_host_has_no_value() -> None:
     result = failed(RunError("unavailable", "SandboxUnavailable", "no interpreter", ""), _ctx())
     assert not result.ok and (result.has_value, result.value_is_json, result.value) == (False, False, None)
+
+
+def test_only_a_failed_run_with_calls_has_a_journal_line() -> None:
+    calls = [CallRecord("notes", "list_tags", 2, 0.01, CallState.DONE)]
+    failed_with_calls = RunResult(ok=False, error=RunError("program", "ValueError", "bad", ""), calls=calls)
+    assert failed_with_calls.journal_line().startswith("tool calls before the failure: 1 ")
+    assert RunResult(ok=False, error=RunError("program", "ValueError", "bad", "")).journal_line() == ""
+    assert RunResult(ok=True, calls=calls).journal_line() == ""
