@@ -343,6 +343,8 @@ async def test_the_poller_stops_a_program_growing_one_file(demo_sandbox: Sandbox
             "import time\nf = open('/scratch/grows', 'wb')\n"
             "for _ in range(100):\n    f.write(b'x' * 1_000_000)\n    f.flush()\ntime.sleep(30)"
         )
+        assert (await ex.run("1", session="grows")).ok
+        await anyio.sleep(1.5)  # its poll (every 0.5 s) finds no job running: the next job must arm it again
         result = await ex.run(code, session="grows", limits=Limits(scratch_bytes=5_000_000, wall_s=60))
         assert result.error is not None and result.error.kind == "scratch_quota", result
         assert "the program was stopped" in result.error.message

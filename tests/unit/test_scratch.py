@@ -88,6 +88,14 @@ def test_a_program_over_the_file_quota_fails_and_the_tree_is_cut_to_half(tmp_pat
     assert _left(tmp_path) == {"f1", "f2"}
 
 
+def test_the_quota_message_names_at_most_ten_removed_files(tmp_path: Path) -> None:
+    _files(tmp_path, {f"f{i:02}": 100 + i for i in range(12)})
+    result = _check(tmp_path, {}, scratch_files=1)
+    assert result.error is not None and "/scratch/f11, " in result.error.message
+    named = result.error.message.split("make room: ", 1)[1].rstrip(".").split(", ")
+    assert named == [f"/scratch/f{i:02}" for i in range(11, 1, -1)]  # the ten largest of the eleven removed
+
+
 def test_a_program_over_the_byte_quota_fails_and_the_tree_is_cut_to_half(tmp_path: Path) -> None:
     _files(tmp_path, {"a": 60, "b": 30, "c": 20})
     result = _check(tmp_path, {}, scratch_bytes=100)
