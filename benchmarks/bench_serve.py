@@ -4,7 +4,9 @@ Side by side in one run, against the pinned memory reference server:
 
 - direct: the client calls ``read_graph`` on the memory server itself;
 - code mode: the client calls ``execute_python`` on ``codemode serve`` with ``mem.read_graph()``;
-- a trivial program (``1 + 1``) through ``execute_python`` on a warm session;
+- a trivial program (``1 + 1``) through ``execute_python`` on a warm session, beside the same client calling a
+  Python MCP server's tool that does nothing (``benchmarks.servers.echo``, the SDK's ``MCPServer``): what
+  any server built on the Python SDK costs that client here;
 - the same two with a program never sent before on each call: the type check before a run (on by default,
   ``typecheck: warn``) remembers a program it has checked, so a repeated program skips it and a new one pays it.
 
@@ -68,6 +70,9 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
         )
         env = {**os.environ, "CODEMODE_STATE_DIR": str(Path(tmp) / "state")}
         direct_params = StdioServerParameters(command="npx", args=["-y", MEMORY], env={**env, **mem_env})
+        echo_params = StdioServerParameters(
+            command=sys.executable, args=["-m", "benchmarks.servers.echo"], env=env, cwd=str(Path(__file__).parents[1])
+        )
         served = StdioServerParameters(
             command=sys.executable, args=["-m", "codemode.cli", "serve", "--config", str(config)], env=env
         )
@@ -79,11 +84,21 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
 
             # The direct call is sampled interleaved with the ones compared with it (speed.p50s): their
             # difference is the overhead, whatever the machine's load did during the run.
-            async with Client(served, read_timeout_seconds=120, mode="legacy") as client:
+            async with (
+                Client(served, read_timeout_seconds=120, mode="legacy") as client,
+                Client(echo_params, read_timeout_seconds=120, mode="legacy") as echo,
+            ):
                 execute = _executor(client)
                 await execute("from stubs import mem\nmem.read_graph()")
-                direct_ms, inside, trivial = await speed.p50s(
-                    [direct, lambda: execute("mem.read_graph()"), lambda: execute("1 + 1")], n
+                await echo.call_tool("echo", {"text": "2"})
+                direct_ms, inside, trivial, python_noop = await speed.p50s(
+                    [
+                        direct,
+                        lambda: execute("mem.read_graph()"),
+                        lambda: execute("1 + 1"),
+                        lambda: echo.call_tool("echo", {"text": "2"}),
+                    ],
+                    n,
                 )
                 fresh = iter(range(1_000_000))
                 new_direct, new_inside, new_trivial = await speed.p50s(
@@ -104,6 +119,14 @@ async def run(*, smoke: bool = False) -> dict[str, Any]:
     base = "direct read_graph p50"
     rows = [
         speed.row("trivial execute_python p50", trivial, "ms", base, direct_ms, "≤ 1.2 ms"),
+        speed.row(
+            "trivial execute_python, beside a Python server's no-op tool p50",
+            trivial,
+            "ms",
+            "the same client calling benchmarks.servers.echo",
+            python_noop,
+            "—",
+        ),
         speed.row("tool call inside execute_python p50", inside, "ms", base, direct_ms, "—"),
         speed.row("overhead vs direct call p50", inside - direct_ms, "ms", base, direct_ms, "≤ 1.5 ms"),
         speed.row("trivial, a new program each call p50", new_trivial, "ms", base, new_direct, "—"),
