@@ -78,6 +78,7 @@ MODULES: dict[str, Target] = {
         "test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_after_a_waits_grace",
         "tests/integration/test_sandbox.py::test_a_tree_of_exactly_the_quota_is_left_running",
         "tests/integration/test_sandbox.py::test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job",
+        "tests/integration/test_sandbox.py::test_a_call_the_host_can_no_longer_serve_is_answered_not_trapped",
         "tests/integration/test_sandbox.py::test_a_call_that_returns_with_time_left_leaves_the_programs_waits_alone",
         "tests/integration/test_sandbox.py::test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause",
         "tests/integration/test_wait_timeouts.py::"

@@ -6,7 +6,9 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -16,6 +18,7 @@ from codemode.executors import ExecutorKind, Limits, create_executor
 from codemode.executors.pool import PooledExecutor
 from codemode.executors.wasm import executor as wasm_executor
 from codemode.executors.wasm import module
+from codemode.executors.wasm.loop import LoopLink
 from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -356,6 +359,26 @@ async def test_a_tree_of_exactly_the_quota_is_left_running(demo_sandbox: Sandbox
     async with demo_sandbox.executor() as ex:
         result = await ex.run(code, session="exact", limits=Limits(scratch_bytes=1_000_000, scratch_files=1))
     assert result.ok and result.value == "kept", result
+
+
+async def test_a_call_the_host_can_no_longer_serve_is_answered_not_trapped(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = (
+        "import codemode_runtime\ntry:\n    codemode_runtime.call('inventory', 'list_products', {})\n"
+        "except CallCancelled as exc:\n    print(type(exc).__name__, exc.kind)"
+    )
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("1", session="gone")).ok  # its interpreter is up
+
+        def gone(self: LoopLink, coro: Coroutine[Any, Any, Any]) -> Any:  # the event loop has shut down
+            coro.close()
+            raise RuntimeError("the event loop is closed")
+
+        monkeypatch.setattr(LoopLink, "run", gone)
+        result = await ex.run(code, session="gone")
+        monkeypatch.undo()
+    assert result.ok and result.stdout == "CallCancelled cancelled\n" and not result.instance_lost, result
 
 
 async def test_bad_session_names_are_refused(demo_sandbox: Sandbox) -> None:
