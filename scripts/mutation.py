@@ -13,9 +13,10 @@ each mutant, only the tests that cover that module, so one module takes minutes,
 Each module runs in a throwaway copy of the repository (cosmic-ray edits files in place; the working tree is
 never touched). Its tests first run unmutated there, under coverage with one context per test: a test failing
 anyway would kill every mutant and prove nothing, and the coverage says which tests run each line. A mutant
-then runs first the tests that execute its line, quickest first; only when they all pass does it run the whole
-selection. A kill is always a test that failed and a survivor has passed every test of its module, as before,
-but most mutants die in seconds instead of after the module's slow files. The report (``--report``, default
+then runs first the tests that execute its line, quickest first; only when they all pass does it run the
+module's other tests (the whole selection when coverage cannot say, e.g. for a module-level line). A kill is
+always a test that failed and a survivor has passed every test of its module, as before, but most mutants die
+in seconds instead of after the module's slow files. The report (``--report``, default
 ``.mutation/report.md``) gives killed/survived per module and the diff of every survivor. A survivor listed in
 :data:`ACCEPTED` (an equivalent mutant, with the reason; the same list is in ``tests/MUTANTS.md``) is reported
 as accepted. Exit 1 when any other mutant survives.
