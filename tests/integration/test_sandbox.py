@@ -107,22 +107,23 @@ async def test_session_state_persists_and_sessions_are_isolated(demo_sandbox: Sa
         assert not fresh.ok and fresh.error is not None and fresh.error.type == "NameError"
 
 
+async def _refilled(ex: PooledExecutor) -> None:
+    """Wait until ``ex``'s pool holds its spares and no refill runs."""
+    with anyio.fail_after(120):  # a few boots; a pool that never stops refilling fails here
+        while ex._refilling or ex.pooled < ex.pool_size:  # noqa: ASYNC110  # no event marks the end of a refill
+            await anyio.sleep(0.05)
+
+
 async def test_the_pool_keeps_exactly_its_spares_and_a_closed_session_stops_its_interpreter(
     demo_sandbox: Sandbox,
 ) -> None:
     ex = demo_sandbox.executor(pool_size=2)
     assert isinstance(ex, PooledExecutor)
-
-    async def refilled() -> None:
-        with anyio.fail_after(120):  # two boots; a pool that never stops refilling fails here
-            while ex._refilling or ex.pooled < 2:  # noqa: ASYNC110  # no event marks the end of a refill
-                await anyio.sleep(0.05)
-
     async with ex:
-        await refilled()
+        await _refilled(ex)
         assert ex.pooled == 2  # each spare is a whole interpreter: one more is memory nobody asked for
         assert (await ex.run("1", session="p")).ok
-        await refilled()
+        await _refilled(ex)
         assert ex.pooled == 2
         (thread,) = (t for t in threading.enumerate() if t.name == f"codemode-wasm-{ex._sessions['p'].id}")
         await ex.close_session("p")
@@ -144,9 +145,7 @@ async def test_a_pool_makes_its_directories_refills_once_at_a_time_and_leaves_no
     assert isinstance(ex, PooledExecutor)
     async with ex:
         assert (await ex.run("1 + 1", session="s")).value == 2
-        with anyio.fail_after(120):
-            while ex._refilling or ex.pooled < 1:  # noqa: ASYNC110  # no event marks the end of a refill
-                await anyio.sleep(0.05)
+        await _refilled(ex)
         spare = ex._pool.pop()  # taken, as a new session takes it
         async with anyio.create_task_group() as tg:  # two sessions at once each start a refill
             tg.start_soon(ex._refill)
