@@ -9,6 +9,7 @@ each mutant, only the tests that cover that module, so one module takes minutes,
     .venv/bin/python scripts/mutation.py --module protocol       # one module (repeat --module for more)
     .venv/bin/python scripts/mutation.py                         # all of them (hours on 2 cores)
     .venv/bin/python scripts/mutation.py --module gate --limit 40  # a bounded sample, evenly spread
+    .venv/bin/python scripts/mutation.py --module instance --keep .mutation/trees  # stop it, run it again later
 
 Each module runs in a throwaway copy of the repository (cosmic-ray edits files in place; the working tree is
 never touched). Its tests first run unmutated there, under coverage with one context per test: a test failing
@@ -20,6 +21,12 @@ in seconds instead of after the module's slow files. The report (``--report``, d
 ``.mutation/report.md``) gives killed/survived per module and the diff of every survivor. A survivor listed in
 :data:`ACCEPTED` (an equivalent mutant, with the reason; the same list is in ``tests/MUTANTS.md``) is reported
 as accepted. Exit 1 when any other mutant survives.
+
+A test that hangs under a mutant is stopped after a bound (pytest-timeout; five times the slowest test, at
+least a minute) and the mutant counted killed, as cosmic-ray counts a whole command that times out. With
+``--keep DIR`` the copy and its session stay in ``DIR/<module>``: the same command later goes on with the
+mutants not yet run, after bringing the copy's tests up to the checkout and running its survivors again
+(refused if a mutated source has changed since, as its mutants would no longer be that source's).
 CI: ``.ci/mutation`` (started by hand, never by ``.ci/run``).
 """
 
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -35,6 +43,7 @@ import random
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -57,6 +66,22 @@ class Target:
 
 
 S = "src/codemode/"
+# The host calls and the instance that runs them share their tests; two modules so two runs can share the cores.
+_WASM_HOST_TESTS = (
+    "tests/security/test_wasm_hostcall_pointers.py", "tests/security/test_wasm_bridge.py",
+    "tests/security/test_wasm_host_side.py", "tests/security/test_wasm_resources.py",
+    "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_making_too_many_files",
+    "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_growing_one_file",
+    "tests/integration/test_sandbox.py::"
+    "test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_after_a_waits_grace",
+    "tests/integration/test_sandbox.py::test_a_tree_of_exactly_the_quota_is_left_running",
+    "tests/integration/test_sandbox.py::test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job",
+    "tests/integration/test_sandbox.py::test_a_call_the_host_can_no_longer_serve_is_answered_not_trapped",
+    "tests/integration/test_sandbox.py::test_a_call_that_returns_with_time_left_leaves_the_programs_waits_alone",
+    "tests/integration/test_sandbox.py::test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause",
+    "tests/integration/test_wait_timeouts.py::"
+    "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]")
+
 MODULES: dict[str, Target] = {
     # The frame checks are pure functions; test_bounds_frames.py drives the same ones through the sandbox.
     "protocol": Target((f"{S}protocol.py",), ("tests/unit/test_protocol.py",)),
@@ -70,20 +95,8 @@ MODULES: dict[str, Target] = {
         "tests/security/test_bounds_upstream.py", "tests/integration/test_hub_lane.py",
         "tests/unit/test_upstream_reader.py",
         "tests/integration/test_hub.py::test_no_orphan_process_when_the_hub_is_cancelled")),
-    "hostcalls": Target((f"{S}executors/wasm/hostcalls.py", f"{S}executors/wasm/instance.py"), (
-        "tests/security/test_wasm_hostcall_pointers.py", "tests/security/test_wasm_bridge.py",
-        "tests/security/test_wasm_host_side.py", "tests/security/test_wasm_resources.py",
-        "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_making_too_many_files",
-        "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_growing_one_file",
-        "tests/integration/test_sandbox.py::"
-        "test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_after_a_waits_grace",
-        "tests/integration/test_sandbox.py::test_a_tree_of_exactly_the_quota_is_left_running",
-        "tests/integration/test_sandbox.py::test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job",
-        "tests/integration/test_sandbox.py::test_a_call_the_host_can_no_longer_serve_is_answered_not_trapped",
-        "tests/integration/test_sandbox.py::test_a_call_that_returns_with_time_left_leaves_the_programs_waits_alone",
-        "tests/integration/test_sandbox.py::test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause",
-        "tests/integration/test_wait_timeouts.py::"
-        "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]")),
+    "hostcalls": Target((f"{S}executors/wasm/hostcalls.py",), _WASM_HOST_TESTS),
+    "instance": Target((f"{S}executors/wasm/instance.py",), _WASM_HOST_TESTS),
     # The first compile (test_first_serve.py) runs in a session of its own: a client killing serve's group spares it.
     "limits": Target((f"{S}executors/base.py", f"{S}executors/wasm/executor.py"), (
         "tests/unit/test_guest_results.py", "tests/unit/test_scratch.py", "tests/security/test_wasm_resources.py",
@@ -428,6 +441,7 @@ class Mutant:
     outcome: str  # killed, survived, accepted, incompetent, skipped, pending
     diff: str
     why: str = ""
+    job_id: str = ""
 
 
 def _say(line: str) -> None:
@@ -435,8 +449,11 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _pytest_argv(tests: tuple[str, ...] | list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
+def _pytest_argv(tests: tuple[str, ...] | list[str], timeout: float | None = None) -> list[str]:
+    # A mutant that hangs one test is a kill once that test passes its timeout (pytest-timeout's thread method
+    # ends the process with exit 1, whatever the hang), not after the whole command's timeout of several minutes.
+    bound = [f"--timeout={timeout:.0f}", "--timeout-method=thread"] if timeout else []
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *bound, *tests]
 
 
 _PLAN, _PRISTINE = ".mutation-plan.json", ".mutation-pristine"
@@ -484,7 +501,10 @@ def _write_plan(tree: Path, target: Target, clean_stdout: str) -> tuple[int, int
         lines[source] = {str(n): sorted({c.split("|")[0] or "*" for c in ctx}) for n, ctx in by_line.items()}
         (tree / _PRISTINE / source).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tree / source, tree / _PRISTINE / source)
-    plan = {"sources": list(target.sources), "tests": list(target.tests), "lines": lines, "seconds": seconds}
+    # Each test's bound in a mutant's run: several times the slowest test, so a slow machine is not a kill.
+    per_test = max(60.0, 5 * max(seconds.values(), default=0.0))
+    plan = {"sources": list(target.sources), "tests": list(target.tests), "lines": lines, "seconds": seconds,
+            "per_test_timeout": per_test}
     (tree / _PLAN).write_text(json.dumps(plan), encoding="utf-8")
     return len(seconds), sum(len(v) for v in lines.values())
 
@@ -503,6 +523,7 @@ def covering(tree: Path) -> int:
     """The test command of one mutant: the tests that run its line, quickest first, then the others (or the whole
     selection when the plan cannot say)."""
     plan = json.loads((tree / _PLAN).read_text(encoding="utf-8"))
+    bound = float(plan["per_test_timeout"])
     chosen: set[str] = set()
     for source in plan["sources"]:
         changed = _changed_lines(tree, source)
@@ -518,17 +539,17 @@ def covering(tree: Path) -> int:
         _say(f"tests that run the mutated line: {len(first)}")
         # Only a failed test (exit 1) is a kill here: a node id pytest could not take (4, 5) proves nothing,
         # and the whole selection below still sees an import the mutant broke.
-        done = subprocess.run(_pytest_argv(first), cwd=tree, check=False).returncode if first else 0
+        done = subprocess.run(_pytest_argv(first, bound), cwd=tree, check=False).returncode if first else 0
         if done == 1:
             return 1
         rest = [test for test in quickest if test not in chosen]
         if done == 0:  # they pass: the others must too, for a survivor (each test once, not twice)
             _say(f"the other tests: {len(rest)}")
-            done = subprocess.run(_pytest_argv(rest), cwd=tree, check=False).returncode if rest else 0
+            done = subprocess.run(_pytest_argv(rest, bound), cwd=tree, check=False).returncode if rest else 0
             if done in (0, 1):
                 return done
     _say("the whole selection")
-    return subprocess.run(_pytest_argv(plan["tests"]), cwd=tree, check=False).returncode
+    return subprocess.run(_pytest_argv(plan["tests"], bound), cwd=tree, check=False).returncode
 
 
 def _config(tree: Path, target: Target, timeout: float) -> str:
@@ -653,17 +674,43 @@ def _results(tree: Path, session: Path) -> list[Mutant]:
         else:
             outcome = {"killed": "killed", "survived": "survived"}.get(result.get("test_outcome") or "", "incompetent")
             diff = result.get("diff") or ""
-        mutant = Mutant(path, mutation["operator_name"], line_no, line, outcome, diff)
+        mutant = Mutant(path, mutation["operator_name"], line_no, line, outcome, diff, job_id=item["job_id"])
         if outcome == "survived" and (entry := _accepted(path, mutant.operator, line, diff)) is not None:
             mutant.outcome, mutant.why = "accepted", entry.why
         mutants.append(mutant)
     return mutants
 
 
+def _resume(tree: Path, target: Target, session: Path) -> int:
+    """Bring a kept run's copy up to the checkout's tests; its survivors run again. Refused if a source changed."""
+    for source in target.sources:
+        kept = tree / _PRISTINE / source
+        if not kept.exists() or kept.read_bytes() != (ROOT / source).read_bytes():
+            raise SystemExit(f"{source} changed since the run kept in {tree} began: its mutants are not this "
+                             "source's. Remove that directory to start again.")
+    # The checkout's files over the copy: the tests added since, and a source left mutated by a run that was
+    # stopped mid-mutant put back (its mutant has no result, so it runs again).
+    shutil.copytree(ROOT, tree, ignore=_SKIP, symlinks=True, dirs_exist_ok=True)
+    again = [m.job_id for m in _results(tree, session) if m.outcome == "survived"]
+    with sqlite3.connect(session) as db:  # cosmic-ray's WorkDB can set a result but not remove one
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in again])
+    return len(again)
+
+
 def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed: int) -> list[Mutant]:
-    """Mutate one module in a copy of the repository and return every mutant with its outcome."""
+    """Mutate one module in a copy of the repository and return every mutant with its outcome.
+
+    A copy already in ``workdir`` (``--keep``) is a run stopped before its end: it goes on from its session, and
+    its survivors run again against the tests written since."""
     tree = workdir / name
-    shutil.copytree(ROOT, tree, ignore=_SKIP, symlinks=True)
+    config, session = tree / "cosmic-ray.toml", tree / "session.sqlite"
+    resumed = session.exists()
+    if resumed:
+        again = _resume(tree, target, session)
+        _say(f"{name}: going on with the run kept in {tree}; its {again} survivors run again")
+    else:
+        shutil.rmtree(tree, ignore_errors=True)  # a copy whose session was never made: nothing to keep
+        shutil.copytree(ROOT, tree, ignore=_SKIP, symlinks=True)
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     started = time.monotonic()
     clean = _clean_run(tree, target, env)
@@ -674,13 +721,17 @@ def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed
     # A mutant that makes the tests hang is killed by the timeout (a hang is noticed too); a generous multiple
     # of the clean run keeps a slow but passing mutant from being counted as killed.
     timeout = max(120.0, 5 * took)
-    config, session = tree / "cosmic-ray.toml", tree / "session.sqlite"
     config.write_text(_config(tree, target, timeout), encoding="utf-8")
-    _run([_tool("cosmic-ray"), "init", str(config), str(session)], tree)
-    _run([_tool("cr-filter-operators"), str(session), str(config)], tree)
-    _run([_tool("cr-filter-pragma"), str(session)], tree)
-    _skip_annotations(tree, session)
-    dropped = _limit(session, limit, seed) if limit is not None else 0
+    dropped = 0
+    if not resumed:
+        made = session.with_suffix(".partial")
+        made.unlink(missing_ok=True)
+        _run([_tool("cosmic-ray"), "init", str(config), str(made)], tree)
+        _run([_tool("cr-filter-operators"), str(made), str(config)], tree)
+        _run([_tool("cr-filter-pragma"), str(made)], tree)
+        _skip_annotations(tree, made)
+        dropped = _limit(made, limit, seed) if limit is not None else 0
+        made.rename(session)  # only a session whose filters all ran is one to go on from
     pending = sum(1 for m in _results(tree, session) if m.outcome == "pending")
     over = f" ({dropped} over --limit)" if dropped else ""
     _say(f"{name}: clean run {took:.1f} s ({tests} tests, {lines} lines covered); {pending} mutants to run{over}")
@@ -724,6 +775,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=17, help="the sample's seed (with --limit)")
     parser.add_argument("--report", type=Path, default=ROOT / ".mutation" / "report.md")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests and exit")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each module's copy and session in DIR/<module>; run again, it goes on from there "
+                             "(a long module over several sittings)")
     parser.add_argument("--covering", type=Path, help=argparse.SUPPRESS)  # one mutant's test command
     args = parser.parse_args(argv)
     if args.covering is not None:
@@ -735,9 +789,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     by_module: dict[str, list[Mutant]] = {}
-    with tempfile.TemporaryDirectory(prefix="codemode-mutation-") as tmp:
+    with contextlib.ExitStack() as stack:
+        workdir = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="codemode-mutation-")))
         for name in chosen:
-            by_module[name] = run_module(name, MODULES[name], Path(tmp), args.limit, args.seed)
+            by_module[name] = run_module(name, MODULES[name], workdir.resolve(), args.limit, args.seed)
             mutants = by_module[name]
             _say(f"{name}: {_count(mutants, 'killed')} killed, {_count(mutants, 'survived')} survived, "
                  f"{_count(mutants, 'accepted')} accepted, {_count(mutants, 'incompetent')} incompetent")
