@@ -6,6 +6,7 @@ serving (``assert_healthy``), no interpreter thread or child process outlives it
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -43,6 +44,18 @@ async def test_infinite_loop_hits_the_wall_time_limit(demo_sandbox: Sandbox) -> 
         assert_error(result, "SandboxTimeout", "1 s wall-time limit")
         assert result.instance_lost
         await assert_healthy(ex)
+
+
+async def test_a_runs_own_trap_is_its_result_not_an_idle_interpreters_warning(
+    demo_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Only an interpreter that dies with no run to blame is logged; a run's trap is already in its result.
+    caplog.set_level(logging.WARNING, logger="codemode.executors.wasm.instance")
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, "while True:\n    pass", limits=Limits(wall_s=1))
+        assert_error(result, "SandboxTimeout")
+    assert not wait_for_no_instance_threads(10)  # the lost interpreter's thread has logged what it would
+    assert [r.getMessage() for r in caplog.records if "ended while idle" in r.getMessage()] == []
 
 
 async def test_huge_sleep_is_cut_at_the_wall_time_limit(demo_sandbox: Sandbox) -> None:
