@@ -469,7 +469,9 @@ def _clean_run(tree: Path, target: Target, env: dict[str, str]) -> subprocess.Co
 
 
 def _own_lines(path: Path) -> dict[int, range]:
-    """For each source line, the lines of the statement that owns it (a compound statement owns its header)."""
+    """For each source line, the lines whose tests it needs: those of the statement that owns it (a compound
+    statement owns its header), or the whole function for a line of a function's header, whose defaults and
+    decorators run at import but act in the function's calls."""
     owner: dict[int, range] = {}
     nodes = sorted((n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.stmt)),
                    key=lambda n: n.lineno)
@@ -478,7 +480,9 @@ def _own_lines(path: Path) -> dict[int, range]:
         body = getattr(node, "body", None)
         end = body[0].lineno - 1 if isinstance(body, list) and body else (node.end_lineno or node.lineno)
         span = range(start, max(start, end) + 1)
-        for line in span:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            span = range(start, (node.end_lineno or end) + 1)
+        for line in range(start, max(start, end) + 1):
             owner[line] = span
     return owner
 
@@ -520,8 +524,9 @@ def _changed_lines(tree: Path, source: str) -> set[int]:
 
 
 def covering(tree: Path) -> int:
-    """The test command of one mutant: the tests that run its line, quickest first, then the others (or the whole
-    selection when the plan cannot say)."""
+    """The test command of one mutant: the tests that run its line, quickest first, then the others (every test
+    quickest first when the plan cannot say; the whole selection as the modules lists it when pytest could not
+    take the node ids)."""
     plan = json.loads((tree / _PLAN).read_text(encoding="utf-8"))
     bound = float(plan["per_test_timeout"])
     chosen: set[str] = set()
@@ -533,8 +538,8 @@ def covering(tree: Path) -> int:
         for line in changed:
             for n in owner.get(line, range(line, line + 1)):
                 chosen.update(plan["lines"][source].get(str(n), ()))
-    if chosen and "*" not in chosen:
-        quickest = sorted(plan["seconds"], key=lambda test: (plan["seconds"][test], test))
+    quickest = sorted(plan["seconds"], key=lambda test: (plan["seconds"][test], test))
+    if chosen - {"*"}:  # a function header's "*" (its import) goes with the tests of the function's calls
         first = [test for test in quickest if test in chosen]
         _say(f"tests that run the mutated line: {len(first)}")
         # Only a failed test (exit 1) is a kill here: a node id pytest could not take (4, 5) proves nothing,
@@ -548,6 +553,11 @@ def covering(tree: Path) -> int:
             done = subprocess.run(_pytest_argv(rest, bound), cwd=tree, check=False).returncode if rest else 0
             if done in (0, 1):
                 return done
+    elif quickest:  # a module-level line, read by every test, or a line no test runs: every test, quickest first
+        _say(f"every test, quickest first: {len(quickest)}")
+        done = subprocess.run(_pytest_argv(quickest, bound), cwd=tree, check=False).returncode
+        if done in (0, 1):
+            return done
     _say("the whole selection")
     return subprocess.run(_pytest_argv(plan["tests"], bound), cwd=tree, check=False).returncode
 
