@@ -745,8 +745,11 @@ def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed
     pending = sum(1 for m in _results(tree, session) if m.outcome == "pending")
     over = f" ({dropped} over --limit)" if dropped else ""
     _say(f"{name}: clean run {took:.1f} s ({tests} tests, {lines} lines covered); {pending} mutants to run{over}")
-    subprocess.run([_tool("cosmic-ray"), "exec", str(config), str(session)], cwd=tree, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([_tool("cosmic-ray"), "exec", str(config), str(session)], cwd=tree, check=False,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done.returncode != 0:  # stopped (an interrupt) or broken: report what ran; a kept copy goes on next time
+        _say(f"{name}: cosmic-ray exec stopped with exit {done.returncode}; the mutants not yet run are reported "
+             "as not run")
     return _results(tree, session)
 
 
