@@ -422,3 +422,18 @@ async def test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause(
             result = await ex.run("1 + 1")
     assert not result.ok and result.error is not None
     assert "the WASM interpreter failed to start" in result.error.message, result.error
+
+
+async def test_an_interpreter_still_booting_at_its_boot_deadline_is_stopped(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codemode.executors.wasm import instance
+
+    # A boot deadline already past: the alarm stops the booting interpreter, and the run says so.
+    monkeypatch.setattr(instance, "_BOOT_TIMEOUT_S", 0.0)
+    async with demo_sandbox.executor() as ex:
+        with anyio.fail_after(60):
+            result = await ex.run("1 + 1")
+    assert not result.ok and result.error is not None
+    assert "the WASM interpreter failed to start" in result.error.message, result.error
+    assert "interrupt" in result.error.message, result.error

@@ -91,6 +91,23 @@ async def test_a_call_over_the_request_limit_is_refused_without_being_joined(
         await assert_healthy(ex)
 
 
+async def test_a_large_call_whose_json_part_is_broken_is_a_bridge_error(demo_sandbox: Sandbox) -> None:
+    # Over the read limit, a call has only its JSON part read; a part that does not parse is refused as
+    # malformed, with no call made or journaled, and the program goes on.
+    code = PRELUDE + (
+        "chunk = b'x' * MB\n"
+        "reply = send(json_part(b'{\"op\":\"call\",\"server\":\"notes\",\"tool\":') + [chunk] * 6)\n"
+        "reply\n"
+    )
+    async with demo_sandbox.executor(pool_size=0) as ex:
+        result = await run(ex, code, limits=Limits(wall_s=30))
+        assert result.ok, result.error
+        assert result.value["ok"] is False and result.value["error"]["kind"] == "bridge", result.value
+        assert result.value["error"]["message"].startswith("malformed frame: "), result.value
+        assert result.calls == []
+        await assert_healthy(ex)
+
+
 async def test_a_300mb_call_is_refused_unread(demo_sandbox: Sandbox, record_property: pytest.RecordProperty) -> None:
     async with demo_sandbox.executor(pool_size=0) as ex:
         await warm(ex)

@@ -179,6 +179,19 @@ def test_poll_answers_each_fd_subscription_under_its_own_userdata(guest: Guest) 
     assert int.from_bytes(guest.memory.read(guest.store, 2048, 2052), "little") == 2
 
 
+@pytest.mark.parametrize("count, errno", [(0, 28), (1024, 0), (1025, 28)])
+def test_poll_takes_one_to_1024_subscriptions(guest: Guest, count: int, errno: int) -> None:
+    # Clock subscriptions due now: however many there are, one event is written (the earliest).
+    guest.poke(0, hostcalls._SUBSCRIPTION.pack(7, 0, 1, 0, 0, 0) * min(count, 1024))
+    before = guest.snapshot()
+    assert guest.call("poll", 0, 60_000, count, 60_100) == errno
+    if errno:
+        assert guest.snapshot() == before
+    else:
+        assert hostcalls._EVENT.unpack_from(bytes(guest.memory.read(guest.store, 60_000, 60_032)))[:3] == (7, 0, 0)
+        assert int.from_bytes(guest.memory.read(guest.store, 60_100, 60_104), "little") == 1
+
+
 def test_a_clock_read_into_memory_the_guest_does_not_have_is_refused(guest: Guest) -> None:
     before = guest.snapshot()
     assert guest.call("clock", 1, 0, PAGE - 4) == 29  # EIO: the 8 bytes would end past the memory
