@@ -154,6 +154,7 @@ _PARAGRAPH = 'text = " ".join((description or "").strip().split("\\n\\n", 1)[0].
 _TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
 
 _BS = f"{S}hub/bounded_stdio.py"
+_PREFIX = "if job is not None and prefix.endswith(CALL_PREFIX) and len(prefix) == 2 * HEADER.size + len(CALL_PREFIX):"
 _DETAIL = ('detail = str(errors()[0].get("msg", "")) if callable(errors) and errors() else str(exc)[:200]')
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
 _TICK = ("a boundary at exact equality of two float clock readings: the event ages out (or the session expires) "
@@ -274,6 +275,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              "a guest that has finished cannot race", "dir_flags = os.O_RDONLY & os.O_DIRECTORY | os.O_NOFOLLOW"),
     Accepted(f"{S}executors/pool.py", "core/ReplaceTrueWithFalse", "session_dir.mkdir(parents=True, exist_ok=True)",
              "parents=False: the scratch root exists while the executor is open (_start_pool made it)"),
+    Accepted(_INST, "core/ReplaceAndWithOr",
+             _PREFIX,
+             "`job is not None and` → `or`: a job always runs here (with none, read_limit is frame_limit and a larger "
+             "frame is refused before), so the prefix test is skipped: any large frame has its JSON part read first; "
+             "one that is not a call is then read whole as before, one whose JSON part does not parse is "
+             "'malformed' either way, and a call is refused on its size either way",
+             _PREFIX.replace("not None and", "not None or")),
     Accepted(_INST, "core/ReplaceComparisonOperator_LtE_Lt", "if json_size <= limit:",
              "`<=` → `<`: a call whose JSON part is exactly the read limit is read whole, as any large frame is, "
              "within frame_limit (28.5 MB at the defaults), and the gate refuses it on its size the same"),
