@@ -437,3 +437,14 @@ async def test_an_interpreter_still_booting_at_its_boot_deadline_is_stopped(
     assert not result.ok and result.error is not None
     assert "the WASM interpreter failed to start" in result.error.message, result.error
     assert "interrupt" in result.error.message, result.error
+
+
+async def test_a_closed_executor_refuses_runs_and_a_second_close_does_nothing(demo_sandbox: Sandbox) -> None:
+    from codemode.errors import SandboxError
+
+    ex = demo_sandbox.executor()
+    async with ex:
+        assert (await ex.run("1 + 1")).value == 2
+    await ex.aclose()
+    with pytest.raises(SandboxError, match="the executor is closed"):
+        await ex.run("1 + 1")
