@@ -179,6 +179,16 @@ def test_poll_answers_each_fd_subscription_under_its_own_userdata(guest: Guest) 
     assert int.from_bytes(guest.memory.read(guest.store, 2048, 2052), "little") == 2
 
 
+@pytest.mark.parametrize("name", ["pwrite", "pread"])
+def test_a_write_or_read_at_an_ordinary_offset_is_not_a_frame(guest: Guest, name: str) -> None:
+    # Below the magic offset the call is an ordinary positioned write or read, which the sandbox does not
+    # offer: ENOTSUP, and nothing reaches the bridge.
+    guest.poke(0, _iovecs((1024, 8)))
+    before = guest.snapshot()
+    assert guest.call(name, 1, 0, 1, MAGIC_OFFSET - 1, 64) == 58
+    assert guest.snapshot() == before and guest.channel.frames == []
+
+
 @pytest.mark.parametrize("count, errno", [(0, 28), (1024, 0), (1025, 28)])
 def test_poll_takes_one_to_1024_subscriptions(guest: Guest, count: int, errno: int) -> None:
     # Clock subscriptions due now: however many there are, one event is written (the earliest).
