@@ -99,3 +99,15 @@ async def test_a_paused_clock_still_gives_the_wait_its_grace(demo_sandbox: Sandb
         (slept,) = results
         assert slept.error is not None and (slept.error.type, slept.instance_lost) == ("TimeoutError", False), slept
         assert (await ex.run("keep", session="p")).value == 7
+
+
+async def test_a_program_that_catches_its_timeout_has_one_second_then_is_stopped(demo_sandbox: Sandbox) -> None:
+    # WAIT_GRACE_S is 1 s: a program computing for 1.5 s after its wait timed out never gets to its print.
+    code = (
+        "import time\ntry:\n    time.sleep(1000)\nexcept TimeoutError:\n    t0 = time.monotonic()\n"
+        "    while time.monotonic() - t0 < 1.5:\n        pass\n    print('ran on past the grace')"
+    )
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(code, session="g", limits=Limits(wall_s=1.0))
+    assert result.error is not None and (result.error.type, result.instance_lost) == ("SandboxTimeout", True), result
+    assert "ran on past the grace" not in result.stdout
