@@ -283,6 +283,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "one that is not a call is then read whole as before, one whose JSON part does not parse is "
              "'malformed' either way, and a call is refused on its size either way",
              _PREFIX.replace("not None and", "not None or")),
+    Accepted(_INST, "core/NumberReplacer", "store.set_epoch_deadline(1)",
+             "a first epoch deadline of 0 instead of 1: the guard is called at the first check, finds no "
+             "interrupt and sets the next deadline one tick on (EpochGuard): one callback more, the same stops",
+             "store.set_epoch_deadline( 0)"),
     Accepted(_INST, "core/ReplaceComparisonOperator_LtE_Lt", "if json_size <= limit:",
              "`<=` → `<`: a call whose JSON part is exactly the read limit is read whole, as any large frame is, "
              "within frame_limit (28.5 MB at the defaults), and the gate refuses it on its size the same"),

@@ -352,6 +352,26 @@ async def test_the_poller_stops_a_program_growing_one_file(demo_sandbox: Sandbox
         assert "the program was stopped" in result.error.message
 
 
+async def test_the_scratch_poller_measures_twice_a_second_not_without_pause(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codemode.executors.wasm import instance
+
+    measured: list[int] = []
+    real = instance.tree_usage
+
+    def counted(*args: Any) -> tuple[int, int]:
+        measured.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(instance, "tree_usage", counted)
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run("import time\ntime.sleep(1.6)", limits=Limits(wall_s=10))
+    assert result.ok, result.error
+    # Every 0.5 s while the program runs: about three walks of /scratch, never a loop on the alarm thread.
+    assert 1 <= len(measured) <= 6, len(measured)
+
+
 async def test_a_tree_of_exactly_the_quota_is_left_running(demo_sandbox: Sandbox) -> None:
     # The poller (every 0.5 s) sees a tree of exactly the byte and file limits: within them, as at the end.
     code = "import time\nopen('/scratch/exact', 'wb').write(b'x' * 1_000_000)\ntime.sleep(1.2)\n'kept'"

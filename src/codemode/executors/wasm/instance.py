@@ -373,7 +373,7 @@ class Instance:
             self._arm_deadline(job.ctx.clock.deadline)
             if not self._scratch_alarm:  # a pending one comes within _SCRATCH_POLL_S
                 self._scratch_alarm = True
-                alarm.at(time.monotonic() + _SCRATCH_POLL_S, self._watch_scratch)
+                self._watch_scratch_soon()
         ctx = job.ctx
         frame = run_frame(job.code, job.limits.output_chars, stubs=ctx.generation, skills=ctx.skills_revision)
         return encode_frame(frame)
@@ -407,6 +407,9 @@ class Instance:
                         f"{limits.scratch_files:,} files)"
                     )
                     self._interrupt()
+        self._watch_scratch_soon()
+
+    def _watch_scratch_soon(self) -> None:
         alarm.at(time.monotonic() + _SCRATCH_POLL_S, self._watch_scratch)
 
     def _deadline(self) -> None:
