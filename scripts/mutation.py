@@ -283,6 +283,12 @@ ACCEPTED: tuple[Accepted, ...] = (
              "one that is not a call is then read whole as before, one whose JSON part does not parse is "
              "'malformed' either way, and a call is refused on its size either way",
              _PREFIX.replace("not None and", "not None or")),
+    Accepted(f"{S}executors/base.py", "core/NumberReplacer", "duration_s: float = 0.0",
+             "RunResult's default duration: every result the host makes sets its own (result_from_guest, "
+             "failed, the malformed result); the default serves results built by hand (the tests')"),
+    Accepted(f"{S}executors/base.py", "core/NumberReplacer", "return 0",
+             "Executor.pooled's default, for an executor without a pool: both executors are pooled and override "
+             "it, so nothing reads it"),
     Accepted(_INST, "core/NumberReplacer", "store.set_epoch_deadline(1)",
              "a first epoch deadline of 0 instead of 1: the guard is called at the first check, finds no "
              "interrupt and sets the next deadline one tick on (EpochGuard): one callback more, the same stops",

@@ -442,6 +442,7 @@ async def test_an_interpreter_that_cannot_boot_fails_the_run_with_the_cause(
             result = await ex.run("1 + 1")
     assert not result.ok and result.error is not None
     assert "the WASM interpreter failed to start" in result.error.message, result.error
+    assert result.duration_s == 0.0  # no program ran
 
 
 async def test_an_interpreter_still_booting_at_its_boot_deadline_is_stopped(
