@@ -289,6 +289,10 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "return 0",
              "Executor.pooled's default, for an executor without a pool: both executors are pooled and override "
              "it, so nothing reads it"),
+    Accepted(_INST, "core/ReplaceAndWithOr",
+             "if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):",
+             "the capture check's second `and` → `or`: the hello is taken once, at boot, from the runtime on the "
+             "read-only /runtime before any program runs (a later one is refused), and it always sends two ints"),
     Accepted(_INST, "core/NumberReplacer", "store.set_epoch_deadline(1)",
              "a first epoch deadline of 0 instead of 1: the guard is called at the first check, finds no "
              "interrupt and sets the next deadline one tick on (EpochGuard): one callback more, the same stops",

@@ -67,6 +67,31 @@ async def test_forged_next_frame_does_not_let_the_guest_outlive_its_session(demo
     )
 
 
+FORGE_NEXT_THEN_HELLO = """
+from codemode_runtime import transport, protocol
+transport.request({'op': 'next', 'result': {'has_value': True, 'value': 'forged', 'json': True, 'stdout': '',
+                                            'stderr': '', 'calls': []}})
+transport.request(protocol.hello(capture=['a', 'b']))  # after the exit frame the session's close sent
+import os
+os._exit(0)
+"""
+"""Ends its execution with a forged ``next``; once its session is closed, asks for work again with a hello."""
+
+
+async def test_a_guest_asking_for_work_after_its_exit_frame_cannot_hold_its_thread(demo_sandbox: Sandbox) -> None:
+    # The second ask reached the job queue, which held nothing more: the interpreter thread blocked there,
+    # inside a host call where no interrupt reaches, for good (with its guest memory).
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, FORGE_NEXT_THEN_HELLO, limits=Limits(wall_s=5))
+        assert result.ok and result.value == "forged"
+        attacked = instance_threads()
+        await ex.close_session(ATTACK)
+        await assert_healthy(ex, ("health-check",))
+    for thread in attacked:
+        thread.join(10)
+    assert not {thread for thread in attacked if thread.is_alive()}
+
+
 async def test_engine_output_spill_survives_a_guest_trying_to_link_outputs(tmp_path: Path) -> None:
     # End to end: the guest tries to make /scratch/outputs a link out of its scratch dir, then prints past
     # the output cap so the engine spills. (wasmtime refuses the link first; the host-side tests below

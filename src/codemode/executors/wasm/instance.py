@@ -174,8 +174,8 @@ class Instance:
         The grace alarm matters for a guest that is running with no job: one that forged a ``next`` frame
         (which ends its job early) and then ignored the ``exit`` frame it was handed.
         """
+        self.stopping = True  # first: a _next_job after this never blocks (the None below ends one that does)
         self.jobs.put(None)
-        self.stopping = True
         with self._lock:
             if self.job is not None:
                 self.job.ctx.cancelled = True
@@ -340,7 +340,7 @@ class Instance:
         if op == OP_NEXT:
             if self.job is not None:
                 self._complete(self.job, message.get("result"))
-            elif message.get("ready"):
+            elif message.get("ready") and not self.ready.is_set():  # the boot's hello, once
                 try:
                     check_hello(message)
                 except FrameError as exc:  # e.g. another protocol version: the boot fails with this message
@@ -354,7 +354,9 @@ class Instance:
         return encode_frame(error_reply("bridge", f"unknown op {op!r}"))
 
     def _next_job(self, caller: wasmtime.Caller) -> bytes:
-        job = self.jobs.get()
+        # Stopping, nothing more is queued: a guest that ignored its exit frame and asks again (a forged
+        # ``next``) would block this thread in the queue for good, out of reach of any interrupt.
+        job = None if self.stopping else self.jobs.get()
         if job is None:
             return encode_frame(exit_frame())
         with self._lock:
