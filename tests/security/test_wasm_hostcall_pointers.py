@@ -51,16 +51,19 @@ class Channel:
         self.waiting = False
         self.timed_out = False
         self.frames: list[bytes] = []
+        self.large: list[bytes] = []
+        self.refused: list[int] = []
 
     def on_frame(self, caller: wasmtime.Caller, raw: bytes) -> bytes:
         self.frames.append(raw)
         return encode_frame({"ok": True})
 
     def on_refused(self, size: int, limit: int) -> bytes:
+        self.refused.append(size)
         return encode_frame({"ok": False, "refused": size})
 
     def on_large_frame(self, caller: wasmtime.Caller, frame: hostcalls.GuestFrame) -> bytes:
-        self.frames.append(frame.read(0, frame.size))
+        self.large.append(frame.read(0, frame.size))
         return encode_frame({"ok": True})
 
 
@@ -177,6 +180,57 @@ def test_poll_answers_each_fd_subscription_under_its_own_userdata(guest: Guest) 
     events = [hostcalls._EVENT.unpack_from(out, i * hostcalls._EVENT.size)[:3] for i in range(2)]
     assert events == [(0xABCDEF, 0, 1), (0x1234, 0, 2)]  # userdata, no error, the subscription's type
     assert int.from_bytes(guest.memory.read(guest.store, 2048, 2052), "little") == 2
+
+
+@pytest.mark.parametrize("count, refused", [(1024, False), (1025, True)])
+def test_at_most_1024_buffers_in_one_frame(guest: Guest, count: int, refused: bool) -> None:
+    guest.poke(0, _iovecs(*[(16384, 0)] * count))
+    assert guest.call("pwrite", 1, 0, count, MAGIC_OFFSET, 12000) == 0
+    assert (b"a frame in 1,025 buffers; the limit is 1,024" in guest.channel.pending) is refused
+    assert guest.channel.frames == ([] if refused else [b""])
+
+
+@pytest.mark.parametrize(
+    "size, path", [(100, "whole"), (101, "large"), (200, "large"), (201, "refused")], ids=str
+)
+def test_a_frame_is_read_whole_up_to_the_read_limit_then_left_in_memory_then_refused(
+    guest: Guest, size: int, path: str
+) -> None:
+    # Sized before anything is copied, from two buffers (the count crosses their boundary).
+    guest.channel.read_limit, guest.channel.frame_limit = 100, 200
+    guest.poke(1024, bytes(range(256))[:size])
+    guest.poke(0, _iovecs((1024, 60), (1084, size - 60)))
+    assert guest.call("pwrite", 1, 0, 2, MAGIC_OFFSET, 64) == 0
+    seen = {"whole": guest.channel.frames, "large": guest.channel.large, "refused": guest.channel.refused}
+    assert {name: len(got) for name, got in seen.items()} == {name: int(name == path) for name in seen}
+    if path != "refused":
+        assert seen[path] == [bytes(range(256))[:size]]  # the frame's bytes, in order, across both buffers
+
+
+@pytest.mark.parametrize("room, in_buffer", [(-1, False), (0, True)])
+def test_a_reply_goes_to_the_guests_buffer_when_it_fits_else_waits_for_a_read(
+    guest: Guest, room: int, in_buffer: bool
+) -> None:
+    reply = encode_frame({"ok": True})
+    guest.channel.pending = b"stale"
+    guest.poke(1024, HEADER.pack(2) + b"{}")
+    guest.poke(0, _iovecs((1024, 6), (4096, len(reply) + room)))  # the frame, then the reply's buffer
+    assert guest.call("pwrite", 1, 0, 2, MAGIC_OFFSET + 1, 64) == 0
+    assert int.from_bytes(guest.memory.read(guest.store, 64, 68), "little") == len(reply)
+    if in_buffer:
+        assert bytes(guest.memory.read(guest.store, 4096, 4096 + len(reply))) == reply
+        assert guest.channel.pending == b""
+    else:
+        assert guest.channel.pending == reply
+
+
+def test_a_reply_is_read_from_any_offset_across_buffers(guest: Guest) -> None:
+    guest.channel.pending = bytes(range(100))
+    guest.poke(0, _iovecs((1024, 30), (2048, 100)))
+    assert guest.call("pread", 1, 0, 2, MAGIC_OFFSET + 10, 64) == 0
+    assert bytes(guest.memory.read(guest.store, 1024, 1054)) == bytes(range(10, 40))
+    assert bytes(guest.memory.read(guest.store, 2048, 2108)) == bytes(range(40, 100))
+    assert int.from_bytes(guest.memory.read(guest.store, 64, 68), "little") == 90
 
 
 @pytest.mark.parametrize("name", ["pwrite", "pread"])
