@@ -469,3 +469,37 @@ async def test_a_closed_executor_refuses_runs_and_a_second_close_does_nothing(de
     await ex.aclose()
     with pytest.raises(SandboxError, match="the executor is closed"):
         await ex.run("1 + 1")
+
+
+async def test_an_interpreter_boots_and_runs_through_other_interpreters_interrupts(demo_sandbox: Sandbox) -> None:
+    # Every interpreter shares one engine and so one epoch counter: each bump (another interpreter stopped)
+    # reaches this one's store too, whose guard lets it run on, from its boot onwards.
+    engine, _ = module.shared_module()
+    done = threading.Event()
+
+    def bump() -> None:
+        while not done.is_set():
+            engine.increment_epoch()
+            time.sleep(0.001)
+
+    bumper = threading.Thread(target=bump)
+    bumper.start()
+    try:
+        async with demo_sandbox.executor(pool_size=0) as ex:
+            result = await ex.run("sum(range(100_000))")
+    finally:
+        done.set()
+        bumper.join()
+    assert result.ok and result.value == 4_999_950_000, result
+
+
+async def test_closing_an_executor_waits_for_its_interpreters_to_end(demo_sandbox: Sandbox) -> None:
+    from tests.security.helpers import instance_threads
+
+    before = instance_threads()
+    async with demo_sandbox.executor() as ex:
+        for session in ("a", "b"):
+            assert (await ex.run("1 + 1", session=session)).ok
+        ours = instance_threads() - before
+    assert len(ours) >= 2  # both sessions' interpreters (and the pool's spare)
+    assert [thread.name for thread in ours if thread.is_alive()] == []  # at once: aclose joined them
