@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
+
+from codemode.executors.scratch import remove_tree
 
 
 def write_atomic(path: Path, data: bytes | str, *, keep_mode: bool = False) -> None:
@@ -40,7 +41,7 @@ def remove_orphans(base: Path, prefix: str = "") -> None:
             continue
         with contextlib.suppress(OSError):
             if old.is_dir() and old.stat().st_uid == os.getuid():
-                shutil.rmtree(old, ignore_errors=True)
+                remove_tree(old)  # guests' scratch trees among them: any depth
 
 
 def _pid_alive(pid: int) -> bool:

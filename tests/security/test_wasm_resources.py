@@ -7,6 +7,7 @@ serving (``assert_healthy``), no interpreter thread or child process outlives it
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import uuid
@@ -15,7 +16,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from codemode.executors import Limits
+from codemode.executors import Executor, Limits
+from codemode.executors.pool import PooledExecutor
 from tests.conftest import Sandbox
 from tests.security.helpers import (
     ATTACK,
@@ -334,3 +336,83 @@ async def test_an_abort_at_the_memory_limit_is_the_sandboxs_memory_error(demo_sa
         # The same exit far from the limit is the program's own doing, not the memory limit.
         assert_error(await run(ex, "import os\nos._exit(1)", limits=limits), "SandboxExited", "exit status 1")
         await assert_healthy(ex)
+
+
+NEST = """
+import os
+def nest(top, levels, name):
+    os.mkdir(top)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):  # through descriptors: past any path length, deeper than any recursion
+        os.mkdir(name, dir_fd=fd)
+        fd, parent = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    return fd
+"""
+"""Guest helper: ``nest(top, levels, name)`` makes ``levels`` directories one in another under ``top``."""
+
+
+def _scratch(ex: Executor, session: str) -> Path:
+    assert isinstance(ex, PooledExecutor)
+    return ex.scratch_root / session
+
+
+def _host_entries(scratch: Path) -> int:
+    # Counted on the host through descriptors, as the quota's own walk does not go past its depth.
+    count, stack = 0, [os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)]
+    while stack:
+        fd = stack.pop()
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                count += 1
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd))
+        os.close(fd)
+    return count
+
+
+async def test_a_tree_too_deep_to_walk_is_over_the_quota_and_the_session_goes_on(demo_sandbox: Sandbox) -> None:
+    # 1,200 levels: the host's os.walk and rmtree recursed once per level and raised RecursionError; the run
+    # stopped for the quota then never returned, later runs raised and close_session raised.
+    session = f"deep-{uuid.uuid4().hex[:6]}"
+    code = NEST + "os.close(nest('/scratch/deep', 1200, 'a'))\nimport time\ntime.sleep(5)"
+    async with demo_sandbox.executor() as ex:
+        with anyio.fail_after(60):
+            result = await run(ex, code, session=session, limits=Limits(wall_s=20))
+        assert_error(result, "ScratchQuotaExceeded", "/scratch went over its quota")
+        assert result.duration_s < 20  # stopped by the watch, not by the wall time
+        scratch = _scratch(ex, session)
+        assert _host_entries(scratch) <= 130  # cut below the walk's depth
+        assert (await run(ex, "1 + 1", session=session)).value == 2
+        await ex.close_session(session)
+        assert not scratch.exists()
+
+
+async def test_a_file_past_the_hosts_path_length_still_counts_against_the_quota(demo_sandbox: Sandbox) -> None:
+    # 25 names of 200 characters: the file's host path is over 5,000 bytes, where a path walk cannot reach.
+    session = f"long-{uuid.uuid4().hex[:6]}"
+    code = NEST + (
+        "fd = nest('/scratch/h', 25, 'b' * 200)\n"
+        "w = os.open('big', os.O_WRONLY | os.O_CREAT, dir_fd=fd)\n"
+        "for _ in range(40):\n    os.write(w, b'x' * (1 << 20))\n"
+        "os.close(w)\n'written'"
+    )
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, code, session=session, limits=Limits(scratch_bytes=10 << 20))
+        assert_error(result, "ScratchQuotaExceeded", "10 MB")
+        assert "big" in result.error.message  # the file named as removed
+        assert (await run(ex, "1 + 1", session=session)).value == 2
+        await ex.close_session(session)
+
+
+async def test_directories_alone_over_the_quota_are_trimmed_too(demo_sandbox: Sandbox) -> None:
+    # shrink removed files only: a tree of directories stayed over its quota and every later run failed.
+    session = f"dirs-{uuid.uuid4().hex[:6]}"
+    code = "import os\nfor i in range(150):\n    os.mkdir(f'/scratch/d{i}')"
+    async with demo_sandbox.executor() as ex:
+        result = await run(ex, code, session=session, limits=Limits(scratch_files=100))
+        assert_error(result, "ScratchQuotaExceeded", "100 files")
+        scratch = _scratch(ex, session)
+        assert _host_entries(scratch) <= 50
+        after = await run(ex, "import os\nlen(os.listdir('/scratch'))", session=session)
+        assert after.ok and after.value <= 50, after

@@ -15,7 +15,7 @@ import mcp_types as types
 from codemode.calls import Limits
 from codemode.calls.gate import Gate
 from codemode.executors.base import RunResult
-from codemode.executors.scratch import shrink, tree_usage
+from codemode.executors.scratch import MAX_DEPTH, remove_tree, shrink, tree_usage
 from codemode.executors.wasm.executor import _check_scratch
 from codemode.hub.models import ToolRef, ToolSpec
 
@@ -69,9 +69,65 @@ def test_shrink_deletes_the_largest_files_until_under_both_limits(tmp_path: Path
     _files(tmp_path, {"a": 60, "d/b": 30, "c": 20, "e": 5})
     assert shrink(tmp_path, 55, 10) == ["/scratch/a"]
     assert _left(tmp_path) == {"d/b", "c", "e"}
-    assert shrink(tmp_path, 55, 3) == []  # already under both: nothing goes
-    assert shrink(tmp_path, 1000, 1) == ["/scratch/d/b", "/scratch/c"]
+    assert shrink(tmp_path, 55, 4) == []  # already under both (three files and d): nothing goes
+    assert shrink(tmp_path, 1000, 2) == ["/scratch/d/b", "/scratch/c"]
     assert _left(tmp_path) == {"e"}
+
+
+def test_shrink_removes_empty_directories_deepest_first_when_they_alone_are_over(tmp_path: Path) -> None:
+    # Directories count as entries: a tree of them alone must shrink too, or the session stays over for good.
+    for i in range(6):
+        (tmp_path / f"d{i}" / "inner").mkdir(parents=True)
+    (tmp_path / "kept").write_bytes(b"x")
+    removed = shrink(tmp_path, 1000, 5)  # 13 entries: the file, the six inner directories, then one outer
+    assert removed[0] == "/scratch/kept" and len(removed) == 8, removed
+    assert sorted(removed[1:7]) == [f"/scratch/d{i}/inner" for i in range(6)]
+    assert removed[7] in {f"/scratch/d{i}" for i in range(6)}
+    assert tree_usage(tmp_path, 1000, 100) == (0, 5)
+
+
+def _nest(root: Path, levels: int, name: str = "a") -> int:
+    """``levels`` directories one inside the other, made through descriptors as a guest can (no path is
+    ever opened whole); returns the innermost one's descriptor."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir(name, dir_fd=fd)
+        fd, parent = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    return fd
+
+
+def test_a_tree_deeper_than_the_walk_is_over_the_quota_and_cut_below_that_depth(tmp_path: Path) -> None:
+    # 1,200 levels: os.walk and shutil.rmtree recursed once per level and raised RecursionError.
+    os.close(_nest(tmp_path, 1200))
+    (tmp_path / "small").write_bytes(b"x")
+    assert tree_usage(tmp_path, 1 << 20, 10_000)[1] == 10_001  # few entries, but deeper than MAX_DEPTH: over
+    removed = shrink(tmp_path, 1 << 19, 5_000)
+    assert removed == ["/scratch/" + "/".join(["a"] * (MAX_DEPTH + 1))]
+    assert tree_usage(tmp_path, 1 << 20, 10_000) == (1, MAX_DEPTH + 1)  # MAX_DEPTH directories and small
+
+
+def test_files_past_the_hosts_path_length_are_counted(tmp_path: Path) -> None:
+    # 25 names of 200 characters: the file's path is over 5,000 bytes, which no path-based walk can open.
+    fd = _nest(tmp_path, 25, "b" * 200)
+    out = os.open("big", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+    os.write(out, b"x" * 4096)
+    os.close(out)
+    os.close(fd)
+    assert tree_usage(tmp_path, 1 << 20, 10_000) == (4096, 26)
+    assert shrink(tmp_path, 1000, 10_000) == ["/scratch/" + "/".join(["b" * 200] * 25) + "/big"]
+    remove_tree(tmp_path / ("b" * 200))  # no path-based cleanup could
+
+
+def test_remove_tree_takes_any_depth_with_two_descriptors(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    session.mkdir()
+    os.close(_nest(session, 1200))
+    os.close(_nest(session, 30, "b" * 200))
+    (session / "f").write_bytes(b"x")
+    remove_tree(session)
+    assert list(tmp_path.iterdir()) == []
+    remove_tree(session)  # gone already: nothing to do, no error
 
 
 def _check(scratch: Path, empty: dict[Path, int], **limits: int) -> RunResult:

@@ -46,7 +46,8 @@ class Limits:
     scratch_bytes: int = 1024 * 1024 * 1024
     """Total size of a session's ``/scratch`` (checked twice a second while code runs)."""
     scratch_files: int = 10_000
-    """Number of files and directories in a session's ``/scratch``."""
+    """Number of files and directories in a session's ``/scratch``; a tree deeper than 128 directories
+    (``codemode.executors.scratch.MAX_DEPTH``) counts as over it."""
 
 
 class Clock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import shutil
 import stat
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ import anyio.abc
 
 from codemode.errors import SandboxError
 from codemode.executors.base import Executor, ExecutorOptions
+from codemode.executors.scratch import remove_tree
 from codemode.session_names import check_session_name
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class PooledExecutor(Executor, Generic[W]):
 
     def _forget_all(self) -> None:
         for worker in self._pool:
-            shutil.rmtree(worker.scratch, ignore_errors=True)
+            remove_tree(worker.scratch)
         self._pool.clear()
         self._sessions.clear()
         self._all.clear()
@@ -144,7 +144,7 @@ class PooledExecutor(Executor, Generic[W]):
         worker = self._sessions.pop(session, None)
         if worker is not None:
             await self._dispose(worker)
-        shutil.rmtree(self.scratch_root / session, ignore_errors=True)
+        remove_tree(self.scratch_root / session)  # a guest's tree: any depth, any path length
 
     def save_output(self, session: str, name: str, text: str) -> str | None:
         """Keep ``text`` as ``outputs/<name>.txt`` in the session's scratch; return the path the program sees.

@@ -31,7 +31,7 @@ import wasmtime
 from codemode.bridge import serve_call, serve_local_op, serve_op
 from codemode.calls.gate import RunContext
 from codemode.calls.types import Limits
-from codemode.errors import BridgeError, ScratchQuotaExceeded
+from codemode.errors import BridgeError, SandboxError, ScratchQuotaExceeded
 from codemode.executors.base import (
     LOST,
     NEAR_DEADLINE_S,
@@ -479,10 +479,13 @@ class Instance:
             job, self.job = self.job, None
         if job is not None:
             stdout, stderr = self._captured(store, job.limits.output_chars)
+            try:
+                error = self._loss(trap, job, store)
+            except Exception as exc:  # the run is awaited: it ends whatever its cleanup met
+                error = RunError.of(SandboxError, f"the sandbox ended; its cleanup failed ({exc!r}). {LOST}")
             job.result = failed(
-                self._loss(trap, job, store), job.ctx, duration_s=time.perf_counter() - job.started,
-                stdout=stdout, stderr=stderr,
-            )  # fmt: skip
+                error, job.ctx, duration_s=time.perf_counter() - job.started, stdout=stdout, stderr=stderr
+            )
             self.loop.notify(job.done.set)
         if not self.ready.is_set():
             self.boot_error = self.boot_error or describe_trap(trap)
