@@ -293,6 +293,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):",
              "the capture check's second `and` → `or`: the hello is taken once, at boot, from the runtime on the "
              "read-only /runtime before any program runs (a later one is refused), and it always sends two ints"),
+    Accepted(_WEX, "core/NumberReplacer",
+             "raise SandboxError(f\"exit status {returncode}{': ' + tail[0] if tail else ''}\")",
+             "`tail[0]` → `tail[-1]`: tail is `splitlines()[-1:]`, at most one line, so both name the same one",
+             "raise SandboxError(f\"exit status {returncode}{': ' + tail[ -1] if tail else ''}\")"),
     Accepted(_INST, "core/NumberReplacer", "store.set_epoch_deadline(1)",
              "a first epoch deadline of 0 instead of 1: the guard is called at the first check, finds no "
              "interrupt and sets the next deadline one tick on (EpochGuard): one callback more, the same stops",

@@ -503,3 +503,14 @@ async def test_closing_an_executor_waits_for_its_interpreters_to_end(demo_sandbo
         ours = instance_threads() - before
     assert len(ours) >= 2  # both sessions' interpreters (and the pool's spare)
     assert [thread.name for thread in ours if thread.is_alive()] == []  # at once: aclose joined them
+
+
+async def test_an_executor_built_without_a_pool_size_keeps_two_spares(demo_sandbox: Sandbox) -> None:
+    ex = create_executor(
+        "wasm", stubs_dir=demo_sandbox.stubs_dir, skills_dir=demo_sandbox.root / "skills",
+        scratch_root=demo_sandbox.root / "scratch-default-pool", gate=default_gate(demo_sandbox.hub),
+    )  # fmt: skip
+    assert isinstance(ex, PooledExecutor)
+    async with ex:
+        await _refilled(ex)
+        assert ex.pooled == 2  # ExecutorOptions.pool_size's documented default

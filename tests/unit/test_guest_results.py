@@ -76,6 +76,7 @@ def test_an_error_is_capped_field_by_field_keeping_the_tracebacks_end() -> None:
     assert (result.error.kind, result.error.type) == ("program", "T" * ERROR_TYPE_CHARS)
     assert result.error.message == "m" * ERROR_MESSAGE_CHARS
     assert result.error.traceback == trace[-TRACEBACK_CHARS:] and result.error.traceback.endswith("the end")
+    assert (len(result.error.message), len(result.error.traceback)) == (10_000, 20_000)  # the documented caps
     small = result_from_guest({"error": error}, _ctx(output_chars=50), 0.0).error  # a smaller output limit wins
     assert small is not None and (len(small.message), small.traceback) == (50, trace[-50:])
     exact = "y" * TRACEBACK_CHARS  # a traceback at the cap is kept whole
