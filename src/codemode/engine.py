@@ -17,6 +17,7 @@ its steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -69,6 +70,8 @@ SKILL_CHECKS = Owner("skill-checks")
 """The owner of the throwaway sessions skill examples run in."""
 _skill_identity: ContextVar[str] = ContextVar("skill_identity", default="local")
 """Who saves a skill from a program: ``Skills`` audits through a callback that has no execution context."""
+_skill_saver: ContextVar[RunContext | None] = ContextVar("skill_saver", default=None)
+"""The execution saving a skill: its example runs as the same identity, within the time that execution has."""
 
 
 class Engine:
@@ -294,12 +297,24 @@ class Engine:
         return found
 
     async def _run_example(self, code: str) -> tuple[bool, str]:
-        """Run a skill's example in a fresh throwaway session, then drop the session."""
+        """Run a skill's example in a fresh throwaway session, then drop the session.
+
+        Saved from a program, the example runs as that program's identity (its policy rules apply) and within
+        the time the program has left: the program waits for it, out of reach of its own deadline, and an
+        example that saves a skill nests in that same time."""
+        saver = _skill_saver.get()
+        limits, owner = self.limits, SKILL_CHECKS
+        if saver is not None:
+            left = saver.clock.remaining()
+            if left <= 0:
+                return False, "the example was not run: the saving program has no time left"
+            limits = dataclasses.replace(limits, wall_s=min(limits.wall_s, left))
+            owner = dataclasses.replace(SKILL_CHECKS, identity=saver.identity)
         session = f"skill-check-{uuid.uuid4().hex[:12]}"
         try:
-            outcome = await self.execute(code, session=session, owner=SKILL_CHECKS)
+            outcome = await self.execute(code, session=session, owner=owner, limits=limits)
         finally:
-            await self.close_session(session, owner=SKILL_CHECKS)
+            await self.close_session(session, owner=owner)
         return not outcome.is_error, outcome.text
 
     def offered(self, spec: ToolSpec) -> bool:
@@ -311,11 +326,13 @@ class Engine:
         """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""
         description, example = message.get("description"), message.get("example")
         token = _skill_identity.set(ctx.identity)  # for _audit_skill, called within save
+        saver = _skill_saver.set(ctx)  # for _run_example, called within save
         try:
             saved = await self.skills.save(
                 ctx.session, message["name"], message["source"], description=description, example=example
             )
         finally:
+            _skill_saver.reset(saver)
             _skill_identity.reset(token)
         return Reply(True, value=saved)
 

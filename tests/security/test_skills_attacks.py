@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
+from codemode.calls import Limits
+from codemode.config import PolicySettings
 from codemode.engine import Engine
+from codemode.outcome import Outcome
+from codemode.sessions import Owner
 from tests.integration.test_skills import LOW, demo_here, snapshot
 
 pytestmark = pytest.mark.anyio
@@ -103,3 +109,59 @@ async def test_promoted_skill_runs_guarded_in_the_restricted_executor(tmp_path: 
         )
         outcome = await engine.execute("from skills import sneaky\nsneaky()", session="s")
         assert outcome.is_error and "__class__" in outcome.text, outcome.text
+
+
+def _save(name: str, source: str, example: str | None) -> str:
+    frame = {"op": "save_skill", "name": name, "source": source, "description": "x", "example": example}
+    return f"from codemode_runtime import transport\ntransport.request({frame!r})"
+
+
+def _reply(outcome: Outcome) -> dict[str, Any]:
+    assert outcome.result is not None and isinstance(outcome.result.value, dict), outcome.text
+    reply = outcome.result.value
+    assert reply["ok"] is True, reply
+    result = reply["result"]
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_a_skill_source_over_its_size_limit_is_refused_before_it_is_parsed(engine: Engine) -> None:
+    # 2 MB of a list literal held the host's event loop 13 s in ast.parse, and the draft was written.
+    source = 'def big() -> int:\n    """Doc."""\n    return 1\n\nX = [' + "1," * 40_000 + "]\n"
+    result = _reply(await engine.execute(_save("big", source, None), session="attacker"))
+    assert result["saved"] is False and "a skill's is at most 65,536" in " ".join(result["reasons"]), result
+    assert not [p for p in snapshot(engine.skills_dir) if "big" in p]
+
+
+TAGS = 'from stubs import notes\n\ndef tags() -> list:\n    """Doc."""\n    return notes.list_tags()\n'
+
+
+async def test_a_skill_example_runs_as_the_identity_that_saves_it(tmp_path: Path) -> None:
+    # It ran as "local": a tool denied to alice ran in her skill's example, audited as local.
+    policy = PolicySettings(identities={"alice": {"notes.list_tags": "deny"}})
+    config = demo_here(tmp_path / "store" / "skills", policy=policy)
+    async with Engine(config, executor="wasm") as engine:
+        alice = Owner("alice-key", identity="alice")
+        refused = _reply(await engine.execute(_save("tags", TAGS, "tags()"), session="s", owner=alice))
+        assert refused["saved"] is False and "denied" in " ".join(refused["reasons"]).lower(), refused
+        bob = Owner("bob-key", identity="bob")
+        assert _reply(await engine.execute(_save("tags", TAGS, "tags()"), session="s", owner=bob))["saved"] is True
+
+
+SPIN = (
+    'import time\n\ndef spin() -> int:\n    """Doc."""\n    t = time.monotonic()\n'
+    "    while time.monotonic() - t < 100:\n        pass\n    return 1\n"
+)
+
+
+async def test_a_skill_example_runs_within_the_time_its_saving_program_has(engine: Engine) -> None:
+    # The example ran with a whole wall-time limit of its own while the program waited, out of reach of its
+    # deadline; an example saving a skill nested another. Now it has what the program has left.
+    with anyio.fail_after(25):  # the example alone would spin 100 s
+        outcome = await engine.execute(_save("spin", SPIN, "spin()"), session="s", limits=Limits(wall_s=3))
+    assert outcome.result is not None
+    if outcome.result.ok:  # the reply came before the program's grace ran out: the example was cut
+        result = _reply(outcome)
+        assert result["saved"] is False and "SandboxTimeout" in " ".join(result["reasons"]), result
+    else:
+        assert outcome.result.error is not None and "Timeout" in outcome.result.error.type, outcome.text
