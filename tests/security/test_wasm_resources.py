@@ -220,9 +220,21 @@ async def test_thread_bomb_starts_nothing(demo_sandbox: Sandbox) -> None:
 
 async def test_cancelling_a_run_kills_only_that_instance(demo_sandbox: Sandbox) -> None:
     async with demo_sandbox.executor() as ex:
-        with anyio.move_on_after(0.5) as scope:
+        assert isinstance(ex, PooledExecutor)
+
+        async def spin() -> None:
             await ex.run("while True:\n    pass", session=ATTACK, limits=Limits(wall_s=30))
-        assert scope.cancelled_caught
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spin)
+            with anyio.fail_after(30):
+                while ATTACK not in ex._sessions:  # noqa: ASYNC110  # no event marks a session's adoption
+                    await anyio.sleep(0.01)
+            worker = ex._sessions[ATTACK]
+            await anyio.sleep(0.3)
+            tg.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(worker.join, 10.0)
+        assert worker.dead  # its program stopped with the run, not at its 30 s limit
         await assert_healthy(ex)
 
 
