@@ -297,6 +297,9 @@ ACCEPTED: tuple[Accepted, ...] = (
              "raise SandboxError(f\"exit status {returncode}{': ' + tail[0] if tail else ''}\")",
              "`tail[0]` → `tail[-1]`: tail is `splitlines()[-1:]`, at most one line, so both name the same one",
              "raise SandboxError(f\"exit status {returncode}{': ' + tail[ -1] if tail else ''}\")"),
+    Accepted(f"{S}executors/base.py", "core/ReplaceComparisonOperator_LtE_Lt",
+             "return value if len(value) <= cap else value[:cap]",
+             "`<=` → `<`: a text of exactly `cap` characters is then sliced to its own length, the same text"),
     Accepted(_INST, "core/NumberReplacer", "_THREAD_STACK = 16 * 1024 * 1024",
              "the instance thread's native stack 15 or 17 MB instead of 16: wasm's own stack is capped far below "
              "either (module.MAX_WASM_STACK), so a guest's deepest recursion ends the same (the recursion tests)"),
