@@ -514,3 +514,26 @@ async def test_an_executor_built_without_a_pool_size_keeps_two_spares(demo_sandb
     async with ex:
         await _refilled(ex)
         assert ex.pooled == 2  # ExecutorOptions.pool_size's documented default
+
+
+async def test_a_first_compile_reports_its_start_and_its_own_duration(
+    demo_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = module.module_cache_path()
+    monkeypatch.setenv("CODEMODE_CACHE_DIR", str(tmp_path / "cache"))
+    target = module.module_cache_path()
+    copy = f"import os, shutil; os.makedirs({str(target.parent)!r}); shutil.copy({str(good)!r}, {str(target)!r})"
+    monkeypatch.setattr(wasm_executor, "compile_command", lambda fuel=False: [sys.executable, "-c", copy])
+    said: list[str] = []
+    started = time.perf_counter()
+    ex = create_executor(
+        "wasm", stubs_dir=demo_sandbox.stubs_dir, skills_dir=demo_sandbox.root / "skills",
+        scratch_root=tmp_path / "scratch", gate=default_gate(demo_sandbox.hub), pool_size=0, progress=said.append,
+    )  # fmt: skip
+    async with ex:
+        assert (await ex.run("1 + 1")).value == 2
+    took = time.perf_counter() - started
+    assert said[0] == f"compiling python.wasm for this machine in the background (first run only) → {target}"
+    (done,) = [line for line in said if line.startswith("compiled python.wasm in ")]
+    assert done.endswith(" s (cached for next time)")
+    assert 0 <= float(done.removeprefix("compiled python.wasm in ").split()[0]) <= took + 0.05  # its own time, to .1 s
