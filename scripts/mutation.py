@@ -286,9 +286,6 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "duration_s: float = 0.0",
              "RunResult's default duration: every result the host makes sets its own (result_from_guest, "
              "failed, the malformed result); the default serves results built by hand (the tests')"),
-    Accepted(f"{S}executors/base.py", "core/NumberReplacer", "return 0",
-             "Executor.pooled's default, for an executor without a pool: both executors are pooled and override "
-             "it, so nothing reads it"),
     Accepted(_INST, "core/ReplaceAndWithOr",
              "if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):",
              "the capture check's second `and` → `or`: the hello is taken once, at boot, from the runtime on the "

@@ -255,9 +255,9 @@ class Executor(abc.ABC):
         return None
 
     @property
+    @abc.abstractmethod
     def pooled(self) -> int:
         """Interpreters started ahead of need and not yet given to a session."""
-        return 0
 
     async def wait_ready(self) -> None:  # noqa: B027  # most executors are ready once entered
         """Return once :attr:`warming` is None (a failure shows in the next run's result)."""
