@@ -68,10 +68,9 @@ DIRECT_EXECUTOR = "direct"
 
 SKILL_CHECKS = Owner("skill-checks")
 """The owner of the throwaway sessions skill examples run in."""
-_skill_identity: ContextVar[str] = ContextVar("skill_identity", default="local")
-"""Who saves a skill from a program: ``Skills`` audits through a callback that has no execution context."""
 _skill_saver: ContextVar[RunContext | None] = ContextVar("skill_saver", default=None)
-"""The execution saving a skill: its example runs as the same identity, within the time that execution has."""
+"""The execution saving a skill (``Skills`` calls back with no execution context): the save is audited as its
+identity, and its example runs as that identity, within the time that execution has."""
 
 
 class Engine:
@@ -325,23 +324,22 @@ class Engine:
     async def _save_skill(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""
         description, example = message.get("description"), message.get("example")
-        token = _skill_identity.set(ctx.identity)  # for _audit_skill, called within save
-        saver = _skill_saver.set(ctx)  # for _run_example, called within save
+        token = _skill_saver.set(ctx)  # for _audit_skill and _run_example, called within save
         try:
             saved = await self.skills.save(
                 ctx.session, message["name"], message["source"], description=description, example=example
             )
         finally:
-            _skill_saver.reset(saver)
-            _skill_identity.reset(token)
+            _skill_saver.reset(token)
         return Reply(True, value=saved)
 
     def _audit_skill(self, action: str, name: str, ok: bool, detail: str) -> None:
+        saver = _skill_saver.get()  # None outside a program's save: audited as "local", as before
         self.record(
             ExecutionEntry(
                 session="skills", code=f"skills {action} {name}", executor="skills", ok=ok, duration_s=0.0,
                 output_chars=0, error=None if ok else detail, error_kind=None if ok else "refused",
-                output=detail, config=self.config.source, identity=_skill_identity.get(),
+                output=detail, config=self.config.source, identity=saver.identity if saver else "local",
             )
         )  # fmt: skip
 

@@ -187,7 +187,7 @@ def _empty(fd: int) -> None:
 def _move_up(name: str, src: int, dst: int, fresh: Iterator[str]) -> int:
     """Rename the directory ``name`` from ``src`` into ``dst`` under a name not taken there; 1 if moved."""
     for _ in range(100):  # a taken name (a guest may use ours) is skipped
-        with contextlib.suppress(FileExistsError, IsADirectoryError, OSError):
+        with contextlib.suppress(OSError):
             os.rename(name, next(fresh), src_dir_fd=src, dst_dir_fd=dst)
             return 1
     return 0

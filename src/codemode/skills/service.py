@@ -30,10 +30,10 @@ Auditor = Callable[[str, str, bool, str], None]
 logger = logging.getLogger(__name__)
 
 RESULT_CHARS = 400
+"""How much of an example's output is kept in the header."""
 MAX_SOURCE_BYTES = 64 * 1024
 """The largest skill source taken (UTF-8): a skill is a function, and its source is parsed on the host's
 event loop (``ast.parse`` of 2 MB of a list literal took 6 s and a GB there)."""
-"""How much of an example's output is kept in the header."""
 
 
 class Skills:
@@ -106,6 +106,7 @@ class Skills:
         size = len(source.encode("utf-8", "surrogatepass"))
         if size > MAX_SOURCE_BYTES:  # before any parse
             reason = f"the source is {size:,} bytes; a skill's is at most {MAX_SOURCE_BYTES:,}"
+            self.audit("save", name, False, reason)  # refused like any other save that fails its checks
             return {"saved": False, "reasons": [reason]}
         report = self.check(name, source, description=description, example=example)
         report.reasons += self._conflict(name, session)
