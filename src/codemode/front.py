@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import mcp_types as types
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import TokenVerifier, principal_components
 from mcp.server.auth.settings import AuthSettings
@@ -57,6 +58,7 @@ from mcp.server.subscriptions import (
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry import trace
 from pydantic import BaseModel, Field, create_model
 
 from codemode import direct
@@ -286,6 +288,13 @@ def _auth_settings() -> AuthSettings:
     return AuthSettings(issuer_url="http://codemode.invalid", resource_server_url=None)  # type: ignore[arg-type]
 
 
+def _tracing() -> bool:
+    """Whether an OpenTelemetry tracer provider is installed (e.g. by ``opentelemetry-instrument``): the SDK's
+    span per request is kept then. Without one its spans are no-ops that still cost each request a span's
+    context, attributes and trace-context parsing, on the hot path of every execution."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def build_server(
     engine: Engine,
     *,
@@ -330,6 +339,8 @@ def build_server(
         token_verifier=verifier,
         auth=_auth_settings() if verifier is not None else None,
     )
+    if not _tracing():
+        server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
 
     async def execute_python(
         code: Annotated[str, Field(description=CODE_HELP)],
@@ -514,7 +525,8 @@ def _asker(ctx: Context[Any, Any]) -> Asker:
 def _answer_model(options: tuple[str, ...]) -> type[BaseModel]:
     """The one-field form the person fills in: ``answer``, one of ``options``."""
     model: type[BaseModel] = create_model(
-        "Answer", answer=(Literal[options], Field(description="; ".join(options)))  # type: ignore[arg-type]
+        "Answer",
+        answer=(Literal[options], Field(description="; ".join(options))),  # type: ignore[arg-type]
     )
     return model
 

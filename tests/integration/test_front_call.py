@@ -12,6 +12,8 @@ from typing import Any
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.server._otel import OpenTelemetryMiddleware
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from codemode.audit import AuditLog
@@ -91,3 +93,25 @@ async def test_a_fault_outside_the_engine_is_an_error_result_as_before(tmp_path:
         assert client.protocol_version == "2026-07-28"
         result = await client.call_tool(TOOL_NAME, {"code": "1 + 1"})
     assert result.is_error and _text(result) == f"Error executing tool {TOOL_NAME}"
+
+
+class _Provider(trace.TracerProvider):
+    """A tracer provider someone installed (``opentelemetry-instrument`` installs the SDK's)."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return trace.NoOpTracer()
+
+
+async def test_the_sdks_request_span_is_kept_only_when_a_tracer_provider_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _engine(tmp_path) as engine:
+        # None installed (the default proxy): the span middleware would only cost every request its no-op span.
+        bare = build_server(engine)
+        assert not [m for m in bare.middleware if isinstance(m, OpenTelemetryMiddleware)]
+        async with Client(bare, mode="legacy") as client:
+            result = await client.call_tool(TOOL_NAME, {"code": "6 * 7"})
+        assert _text(result) == "42" and not result.is_error
+        monkeypatch.setattr(trace, "get_tracer_provider", _Provider)
+        traced = build_server(engine)
+        assert [type(m) for m in traced.middleware].count(OpenTelemetryMiddleware) == 1

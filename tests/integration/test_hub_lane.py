@@ -106,6 +106,15 @@ async def test_structured_content_is_checked_against_the_output_schema() -> None
             await hub.call_tool(ToolRef("old", "miscounted"), {})
 
 
+async def test_a_result_is_checked_against_the_negotiated_versions_result_surface() -> None:
+    # The surface of 2025-11-25 wants structured content to be an object; the SDK's own result model does not.
+    async with _hub() as hub:
+        refused = r"(?s)^old\.listed: ValidationError: .*structuredContent.*valid dictionary"
+        with pytest.raises(ToolCallError, match=refused):
+            await hub.call_tool(ToolRef("old", "listed"), {})
+        assert _text(await hub.call_tool(ToolRef("old", "echo"), {"text": "still here"})) == "still here"
+
+
 async def test_a_server_that_dies_mid_call_fails_the_call_and_comes_back() -> None:
     async with _hub(call_timeout_s=10) as hub:
         with pytest.raises(ToolCallError, match=r"^old\.die: the server died during the call"):
