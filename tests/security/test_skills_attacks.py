@@ -100,6 +100,28 @@ except ImportError:
     assert mine.result is not None and mine.result.value is True, mine.text
 
 
+async def test_a_failed_save_tells_nothing_of_another_sessions_draft(engine: Engine) -> None:
+    # Alice's draft, with a parameter name nobody else knows.
+    draft = 'def transfer_plan(hidden_account_7: str) -> str:\n    """Doc."""\n    return hidden_account_7\n'
+    saved = await engine.execute(forged("transfer_plan", draft), session="alice")
+    assert saved.result is not None and saved.result.value["result"]["state"] == "draft", saved.text
+    # The checks of a call to a skill name its parameters; of a name, the skills it clashes with.
+    call = 'from skills import transfer_plan\ndef probe() -> str:\n    """Doc."""\n    return transfer_plan(x=1)\n'
+    cased = 'def Transfer_Plan() -> int:\n    """Doc."""\n    return 1\n'
+    # One store folder holds both names on a case-insensitive file system: refused, without naming the draft.
+    clash = await engine.execute(forged("Transfer_Plan", cased), session="mallory")
+    assert clash.result is not None and clash.result.value["result"]["reasons"] == [
+        "the name 'Transfer_Plan' differs only in case from a skill another session is drafting: pick another"
+    ], clash.text
+    refused = await engine.execute(forged("probe", call), session="mallory")
+    assert refused.result is not None
+    assert refused.result.value["result"]["reasons"] == ["line 1: there is no skill named 'transfer_plan'"]
+    # Alice's own next skill is checked against her draft: the same call names the parameter to her.
+    mine = await engine.execute(forged("probe", call), session="alice")
+    assert mine.result is not None
+    assert "hidden_account_7" in " ".join(mine.result.value["result"]["reasons"]), mine.text
+
+
 async def test_promoted_skill_runs_guarded_in_the_restricted_executor(tmp_path: Path) -> None:
     # A hand-edited live file (no checks passed) still runs as restricted code: the guards are the defence.
     async with Engine(demo_here(tmp_path / "skills"), executor="restricted") as engine:

@@ -62,15 +62,27 @@ class Skills:
 
     # -- checking ----------------------------------------------------------------------------------
 
-    def _context(self, exclude: str) -> tuple[dict[str, str], dict[str, bool]]:
-        """The other skills' sources (promoted version, else latest) and whether each may write."""
+    def _context(self, exclude: str, session: str | None) -> tuple[dict[str, str], dict[str, bool], set[str]]:
+        """The sources of the other skills a program of ``session`` can import, and whether each may write.
+
+        What that session imports: its own latest draft of a skill, else the promoted version. Another
+        session's draft is not there: importable by nobody else, its name and its signature stay its own (a
+        check against it would answer with them). Without a session (a review, a re-check of promoted
+        skills), only promoted versions. Third: the names of the skills left out for that reason.
+        """
         sources: dict[str, str] = {}
         writes: dict[str, bool] = {}
+        hidden: set[str] = set()
         for skill in self.store.skills():
             if skill.name == exclude or skill.state is SkillState.RETIRED:
                 continue
+            own = [v for v, by in skill.drafts.items() if session is not None and by == session]
+            number = max(own) if own else skill.promoted
+            if number is None:
+                hidden.add(skill.name)
+                continue
             try:
-                version = self.store.version(skill.name, skill.promoted)
+                version = self.store.version(skill.name, number)
             except SkillError:
                 continue
             sources[skill.name] = version.source
@@ -78,14 +90,23 @@ class Skills:
             writes[skill.name] = any(
                 not (c.startswith("stubs.") and tuple(c.split(".")[1:3]) in self.read_only()) for c in calls
             )
-        return sources, writes
+        return sources, writes, hidden
 
-    def check(self, name: str, source: str, *, description: str | None = None, example: str | None = None) -> Report:
-        """The static checks of ``source`` as skill ``name`` against the current stubs (nothing written)."""
-        sources, writes = self._context(name)
+    def check(
+        self,
+        name: str,
+        source: str,
+        *,
+        description: str | None = None,
+        example: str | None = None,
+        session: str | None = None,
+    ) -> Report:
+        """The static checks of ``source`` as skill ``name`` against the current stubs (nothing written), and
+        against the skills ``session`` can import (the promoted ones without a session)."""
+        sources, writes, hidden = self._context(name, session)
         return check(
             name, source, index=self.index(), skills=sources, read_only=self.read_only(),
-            skill_writes=writes, description=description, example=example,
+            skill_writes=writes, description=description, example=example, hidden_skills=hidden,
         )  # fmt: skip
 
     async def _example(self, name: str, source: str, example: str) -> tuple[bool, str]:
@@ -108,7 +129,7 @@ class Skills:
             reason = f"the source is {size:,} bytes; a skill's is at most {MAX_SOURCE_BYTES:,}"
             self.audit("save", name, False, reason)  # refused like any other save that fails its checks
             return {"saved": False, "reasons": [reason]}
-        report = self.check(name, source, description=description, example=example)
+        report = self.check(name, source, description=description, example=example, session=session)
         report.reasons += self._conflict(name, session)
         result: dict[str, Any] | None = None
         tested = "untested" if report.writes or not example else "passed"

@@ -86,8 +86,10 @@ def skill_signature(name: str, source: str) -> Signature | None:
     return None
 
 
-def check_name(name: str, *, servers: Set[str], skills: Set[str]) -> list[str]:
-    """Why ``name`` cannot name a skill (empty: it can)."""
+def check_name(name: str, *, servers: Set[str], skills: Set[str], hidden: Set[str] = frozenset()) -> list[str]:
+    """Why ``name`` cannot name a skill (empty: it can). ``hidden`` are names the saver may not see (other
+    sessions' drafts): a clash with one is refused without its name, since one store folder holds both on a
+    case-insensitive file system."""
     if not name.isidentifier() or not name.isascii():
         return [f"the name {name!r} is not a Python identifier (letters, digits and _ only)"]
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
@@ -101,6 +103,8 @@ def check_name(name: str, *, servers: Set[str], skills: Set[str]) -> list[str]:
     clash = [s for s in skills if s != name and s.lower() == name.lower()]
     if clash:
         return [f"the name {name!r} differs only in case from the skill {clash[0]!r}"]
+    if any(s != name and s.lower() == name.lower() for s in hidden):
+        return [f"the name {name!r} differs only in case from a skill another session is drafting: pick another"]
     return []
 
 
@@ -114,16 +118,18 @@ def check(
     skill_writes: Mapping[str, bool] | None = None,
     description: str | None = None,
     example: str | None = None,
+    hidden_skills: Set[str] = frozenset(),
 ) -> Report:
     """Every reason ``source`` cannot be saved as the skill ``name``.
 
     ``skills`` maps the other skills' names to their source (for the keywords of calls to them);
     ``read_only`` holds the (server module, tool) pairs annotated read-only; ``skill_writes`` says which
-    skills make a call that may write.
+    skills make a call that may write; ``hidden_skills`` are the names of skills the saver cannot import
+    (other sessions' drafts), checked only for a clash of names.
     """
     stubs = stub_signatures(index)
     report = Report()
-    report.reasons += check_name(name, servers=stubs.keys(), skills=skills.keys())
+    report.reasons += check_name(name, servers=stubs.keys(), skills=skills.keys(), hidden=hidden_skills)
     try:
         tree = ast.parse(source, f"<skill {name}>")
     except SyntaxError as exc:
