@@ -262,3 +262,21 @@ def test_a_clock_read_into_memory_the_guest_does_not_have_is_refused(guest: Gues
     assert guest.snapshot() == before
     assert guest.call("clock", 1, 0, 64) == 0
     assert int.from_bytes(guest.memory.read(guest.store, 64, 72), "little") > 0
+
+
+@pytest.mark.parametrize(
+    "subs_at, out_at, count_at",
+    [(PAGE - 8, 1024, 2048), (0, PAGE - 8, 2048), (0, 1024, PAGE - 2)],
+    ids=["subscriptions past the end", "events past the end", "event count past the end"],
+)
+def test_a_poll_with_memory_the_guest_does_not_have_is_refused(
+    guest: Guest, subs_at: int, out_at: int, count_at: int
+) -> None:
+    # A clock subscription due now: the answer would be one event and its count.
+    if subs_at == 0:
+        guest.poke(0, hostcalls._SUBSCRIPTION.pack(7, 0, 1, 0, 0, 0))
+    before = guest.snapshot()
+    assert guest.call("poll", subs_at, out_at, 1, count_at) == 29  # EIO, not a trap that ends the interpreter
+    if count_at != PAGE - 2:  # the event itself was written before its count was refused
+        assert guest.snapshot() == before
+    assert guest.call("poll", 0, 1024, 1, 2048) == 0  # the same guest goes on
