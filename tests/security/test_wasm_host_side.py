@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from codemode.audit import AuditLog
 from codemode.config import Config, Settings, demo_config
 from codemode.engine import Engine
 from codemode.executors import Executor, Limits
+from codemode.executors.wasm.loop import Signal
 from tests.conftest import Sandbox
 from tests.security.helpers import ATTACK, assert_healthy, instance_threads, run, run_value
 
@@ -177,3 +179,29 @@ async def test_the_spill_writes_through_no_link_inside_outputs(demo_sandbox: San
         assert not (outputs / "taken.txt").is_symlink() and (outputs / "taken.txt").read_text() == "mine"
         assert (outputs / "taken.txt").stat().st_mode & 0o777 == 0o600  # a program's output: nobody else's to read
     assert victim.read_text() == "precious"
+
+
+async def test_a_run_cancelled_as_its_job_completes_leaves_no_interpreter_behind(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client may cancel at any moment, also in the instant after its program ended and before the run took
+    # the result. The interpreter then waits for its next job, where no interrupt reaches it: unless it is
+    # stopped, it stays with its thread and guest memory until the executor closes (one per lucky cancel).
+    async with demo_sandbox.executor() as ex:
+        assert await run_value(ex, "1") == 1  # the session's interpreter
+        thread = ex._sessions[ATTACK]._thread  # type: ignore[attr-defined]
+        assert thread is not None and thread.is_alive()
+        completed = Signal.wait
+
+        async def cancelled_at_completion(self: Signal) -> None:
+            await completed(self)
+            raise anyio.get_cancelled_exc_class()()
+
+        monkeypatch.setattr(Signal, "wait", cancelled_at_completion)
+        with pytest.raises(anyio.get_cancelled_exc_class()):
+            await run(ex, "2")
+        monkeypatch.undo()
+        assert ATTACK not in ex.sessions()
+        thread.join(10)
+        assert not thread.is_alive()  # gone from the host, not parked until the executor closes
+        assert await run_value(ex, "3") == 3  # the session starts again on a fresh interpreter

@@ -153,6 +153,9 @@ class WasmExecutor(PooledExecutor[Instance]):
             await job.done.wait()
         except BaseException:
             instance.cancel(job)
+            # Stopped too: a job that completed as the cancel came left the interpreter waiting for its next
+            # job, where no interrupt reaches it; lost to its session, it would stay until the executor closes.
+            instance.stop()
             self._lose(ctx.session, instance)
             raise
         result = job.result
