@@ -18,6 +18,7 @@ import pytest
 
 from codemode.executors import Executor, Limits
 from codemode.executors.pool import PooledExecutor
+from codemode.executors.wasm import instance as instance_module
 from tests.conftest import Sandbox
 from tests.security.helpers import (
     ATTACK,
@@ -428,3 +429,22 @@ async def test_directories_alone_over_the_quota_are_trimmed_too(demo_sandbox: Sa
         assert _host_entries(scratch) <= 50
         after = await run(ex, "import os\nlen(os.listdir('/scratch'))", session=session)
         assert after.ok and after.value <= 50, after
+
+
+async def test_a_run_stopped_for_its_quota_ends_even_when_the_cleanup_fails(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever the trim of an over-quota /scratch meets (a file system error, a tree no walk foresaw), the run
+    # that was stopped must still end: nothing else would complete it, and its client would wait for good.
+    def failing_shrink(*args: object) -> list[str]:
+        raise OSError(5, "Input/output error", "/scratch/x")
+
+    monkeypatch.setattr(instance_module, "shrink", failing_shrink)
+    async with demo_sandbox.executor() as ex:
+        code = "import time\nfor i in range(40):\n    open(f'/scratch/p{i}', 'w').write('x')\ntime.sleep(30)"
+        with anyio.fail_after(60):
+            result = await run(ex, code, limits=Limits(scratch_files=10, wall_s=30))
+        assert result.error is not None and result.error.type == "SandboxError", result.error
+        assert result.error.message.startswith("the sandbox ended; its cleanup failed (OSError(5, "), result.error
+        assert ATTACK not in ex.sessions()
+        assert await run_value(ex, "1 + 1") == 2
