@@ -280,3 +280,18 @@ def test_a_poll_with_memory_the_guest_does_not_have_is_refused(
     if count_at != PAGE - 2:  # the event itself was written before its count was refused
         assert guest.snapshot() == before
     assert guest.call("poll", 0, 1024, 1, 2048) == 0  # the same guest goes on
+
+
+@pytest.mark.parametrize("name", ["pwrite", "pread"])
+@pytest.mark.parametrize("unbound", ["no guest on the thread", "a guest without its memory"])
+def test_a_frame_with_no_guest_to_serve_it_is_not_supported(guest: Guest, name: str, unbound: str) -> None:
+    # The shims serve the guest bound to their thread: with none (or one not booted yet), a frame is refused
+    # as an ordinary write is, not answered with a trap that ends the interpreter.
+    guest.poke(0, _iovecs((256, 16)))
+    if unbound == "no guest on the thread":
+        hostcalls.bind(None)
+    else:
+        guest.channel.memory = None
+    before = guest.snapshot()
+    assert guest.call(name, 1, 0, 1, MAGIC_OFFSET, 512) == 58  # ENOTSUP
+    assert guest.snapshot() == before and guest.channel.frames == []
