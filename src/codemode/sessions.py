@@ -5,9 +5,11 @@ so what a client may spend is bounded, per client. Every session belongs to an :
 over stdio and for ``codemode run``, an MCP session or a server-issued handle over HTTP (see
 :mod:`codemode.front`). A name is scoped to its owner, and so is everything that can be spent:
 
-* **Live sessions**: at most ``per_owner`` per owner (the local owner may use every slot) and
-  ``max_sessions`` in all. A new session makes room by closing its owner's own least recently used idle
-  session. When the server is full and the owner has none idle, an idle *provisional* session of another
+* **Live sessions**: at most ``per_owner`` per owner (the local owner may use every slot), ``per_client`` per
+  client whatever owners it holds (a client: the identity that authenticated, else the peer address; a
+  sessionless client mints a new owner with each call it makes without a handle) and ``max_sessions`` in
+  all. A new session makes room by closing its owner's own least recently used idle
+  session (past ``per_client``, its client's). When the server is full and the owner has none idle, an idle *provisional* session of another
   owner is reclaimed, oldest first: the first interpreter of a sessionless client whose handle never came
   back. Otherwise the call is refused. A session another client has used twice is never closed for
   someone else; it only expires after ``idle_s`` (a provisional one after ``provisional_idle_s``).
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from codemode.errors import PolicyDenied
+from codemode.identity import ANONYMOUS, LOCAL_IDENTITY
 from codemode.session_names import LOCAL_OWNER
 
 PROVISIONAL_IDLE_S = 300.0
@@ -60,6 +63,8 @@ class Session:
     owner: str
     provisional: bool
     """Created for a sessionless client's first call and not used since: may be reclaimed for others."""
+    client: str = LOCAL_OWNER
+    """Who holds it across owners (:func:`client_of`)."""
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
     """Held by the execution running in the session. A free lock is taken without a trip through the event
     loop (an execution awaits its program right after anyway), which was one loop iteration per execution."""
@@ -81,12 +86,16 @@ class Sessions:
         per_minute: int,
         close: Callable[[str], Awaitable[None]],
         per_owner: int | None = None,
+        per_client: int | None = None,
         new_per_minute: int | None = None,
         new_per_minute_per_peer: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_sessions = max_sessions
         self.per_owner = min(max_sessions, per_owner or max(4, max_sessions // 4))
+        # Half the slots: however many owners one client mints and keeps (a sessionless client gets one per call
+        # and claims each by passing its handle back once), another client still finds room.
+        self.per_client = min(max_sessions, max(self.per_owner, per_client or max_sessions // 2))
         self.idle_s = idle_s
         self.provisional_idle_s = min(idle_s, PROVISIONAL_IDLE_S)
         self._close = close
@@ -138,7 +147,7 @@ class Sessions:
         self._check(self._new_by_owner, owner.key, "new sessions per minute per client", hint)
         self._check(self._new_by_peer, owner.peer, "new sessions per minute from one address", hint)
         await self._make_room(owner)
-        state = self._live[key] = Session(owner.key, owner.provisional, last_used=self._clock())
+        state = self._live[key] = Session(owner.key, owner.provisional, client_of(owner), last_used=self._clock())
         self._new_by_owner.add(owner.key)
         self._new_by_peer.add(owner.peer)
         self._executions.add(owner.key)
@@ -163,6 +172,18 @@ class Sessions:
                 raise PolicyDenied(f"too many sessions: all {cap} of this client's are running code; retry later")
             await self.close(idle_mine[0][1])
             return
+        client = client_of(owner)
+        if owner.key != LOCAL_OWNER:
+            held = [(s.last_used, k) for k, s in self._live.items() if s.client == client]
+            if len(held) >= self.per_client:
+                idle_held = sorted((t, k) for t, k in held if not self._live[k].lock.locked())
+                if not idle_held:
+                    raise PolicyDenied(
+                        f"too many sessions: all {self.per_client} of this client's (across its session handles) "
+                        "are running code; retry later"
+                    )
+                await self.close(idle_held[0][1])
+                return
         if len(self._live) < self.max_sessions:
             return
         if idle_mine:
@@ -203,6 +224,16 @@ class Sessions:
         while True:
             await anyio.sleep(min(60.0, self.provisional_idle_s / 4))
             await self.expire_once()
+
+
+def client_of(owner: Owner) -> str:
+    """Who ``owner`` is across the owners one client can hold: the identity that authenticated, else (nobody
+    did) the peer address. The local owner is one client of its own."""
+    if owner.key == LOCAL_OWNER:
+        return LOCAL_OWNER
+    if owner.identity not in (ANONYMOUS, LOCAL_IDENTITY):
+        return f"identity:{owner.identity}"
+    return f"peer:{owner.peer}"
 
 
 class _Windows:

@@ -8,6 +8,7 @@ and :class:`Handles`. The same attacks against a real ``serve --http`` are in
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,7 @@ import anyio
 import pytest
 
 from codemode.errors import PolicyDenied
+from codemode.identity import ANONYMOUS
 from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, safe_session_name, session_dir
 from codemode.sessions import LOCAL, Owner, Sessions
 
@@ -96,6 +98,32 @@ async def test_a_client_holds_at_most_its_share() -> None:
     for i in range(40):  # the local owner (stdio, `codemode run`) is the process's only client: every slot
         await _open(sessions, LOCAL, f"l{i}")
     assert len(sessions.owned_by(LOCAL_OWNER)) == 24
+
+
+async def test_a_client_minting_owners_still_holds_at_most_half_the_server() -> None:
+    # A sessionless client gets a new owner with each call it makes without a handle, and keeps each one by
+    # passing its handle back once: per owner it holds one session, but the sessions are all its own.
+    closed: list[str] = []
+    sessions = _sessions(closed, max_sessions=32, new_per_minute=1000, new_per_minute_per_peer=1000)
+    assert sessions.per_client == 16
+    for i in range(40):
+        minted = Owner(f"m{i}", f"10.9.0.{i}", identity="mallory")  # from many addresses, one credential
+        key = await _open(sessions, minted, "default")
+        await sessions.admit(key, dataclasses.replace(minted, provisional=False))
+    held = [key for i in range(40) if (key := session_dir(f"m{i}", "default")) in sessions]
+    assert held == [session_dir(f"m{i}", "default") for i in range(24, 40)]  # its most recent 16
+    assert len(closed) == 24 and len(sessions) == 16
+    alices = [await _open(sessions, dataclasses.replace(ALICE, identity="alice"), f"a{i}") for i in range(8)]
+    assert all(key in sessions for key in alices) and len(closed) == 24
+    # Nobody authenticated (a loopback server without tokens): the address is the client.
+    closed.clear()
+    sessions = _sessions(closed, max_sessions=32, new_per_minute=1000, new_per_minute_per_peer=1000)
+    anonymous = [Owner(f"x{i}", "127.0.0.1", identity=ANONYMOUS) for i in range(17)]
+    for owner in anonymous:
+        await _open(sessions, owner, "default")
+    assert closed == [session_dir("x0", "default")] and len(sessions) == 16
+    other_address = await _open(sessions, Owner("y", "127.0.0.2", identity=ANONYMOUS), "default")
+    assert other_address in sessions and len(closed) == 1
 
 
 async def test_a_full_server_refuses_rather_than_evicting_another_client() -> None:
