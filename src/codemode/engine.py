@@ -18,6 +18,7 @@ its steps.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -308,7 +309,10 @@ class Engine:
             if left <= 0:
                 return False, "the example was not run: the saving program has no time left"
             limits = dataclasses.replace(limits, wall_s=min(limits.wall_s, left))
-            owner = dataclasses.replace(SKILL_CHECKS, identity=saver.identity)
+            # The saver's own throwaway owner: its rate windows and caps are the saving client's, not shared
+            # by every client's examples (one client's saves would spend everyone's).
+            client = hashlib.sha256(f"{saver.identity}\0{saver.peer}".encode("utf-8", "surrogatepass")).hexdigest()
+            owner = Owner(f"{SKILL_CHECKS.key}-{client[:24]}", peer=saver.peer, identity=saver.identity)
         session = f"skill-check-{uuid.uuid4().hex[:12]}"
         try:
             outcome = await self.execute(code, session=session, owner=owner, limits=limits)

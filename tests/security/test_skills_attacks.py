@@ -170,6 +170,23 @@ async def test_a_skill_example_runs_as_the_identity_that_saves_it(tmp_path: Path
         assert _reply(await engine.execute(_save("tags", TAGS, "tags()"), session="s", owner=bob))["saved"] is True
 
 
+async def test_one_clients_skill_examples_do_not_spend_anothers_sessions(tmp_path: Path) -> None:
+    # Every example ran as one shared owner: a client saving skills quickly spent the new-session rate of
+    # all, and another client's save failed its example with that client's rate limit.
+    config = demo_here(tmp_path / "store" / "skills", max_sessions=8)
+    one = 'def {name}(n: int) -> int:\n    """Doc."""\n    return n\n'
+    async with Engine(config, executor="wasm") as engine:
+        bob = Owner("bob-key", "10.0.0.2", identity="bob")
+        for i in range(8):  # 8 new sessions a minute per client on a server of 8 sessions
+            reply = _reply(await engine.execute(_save(f"b{i}", one.format(name=f"b{i}"), f"b{i}(n=1)"), owner=bob))
+            assert reply["saved"] is True, reply
+        spent = _reply(await engine.execute(_save("b8", one.format(name="b8"), "b8(n=1)"), owner=bob))
+        assert spent["saved"] is False and "new sessions per minute per client" in " ".join(spent["reasons"])
+        alice = Owner("alice-key", "10.0.0.1", identity="alice")
+        mine = _reply(await engine.execute(_save("a0", one.format(name="a0"), "a0(n=2)"), owner=alice))
+        assert mine["saved"] is True and mine["tested"] == "passed", mine
+
+
 SPIN = (
     'import time\n\ndef spin() -> int:\n    """Doc."""\n    t = time.monotonic()\n'
     "    while time.monotonic() - t < 100:\n        pass\n    return 1\n"
