@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from codemode.compiler import compile_to_dir, load_index
-from codemode.compiler.limits import MAX_DESCRIPTION, MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, check_refs
+from codemode.compiler.limits import (
+    MAX_DESCRIPTION,
+    MAX_EXPANDED,
+    MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
+    check_refs,
+    expanded_size,
+)
 from codemode.compiler.render import escape_docstring
 from codemode.errors import CompileError
 from codemode.hub import ToolSpec
@@ -427,3 +434,50 @@ def test_a_tampered_index_record_with_a_current_hash_is_not_reused(tmp_path: Pat
     assert entry["python_name"] == "fine" and entry["summary"] == "A fine tool."
     assert "import os" not in _tree_text(root)
     _parse_all(root)
+
+
+def _doubling(levels: int) -> dict[str, Any]:
+    """A kilobyte that stands for 2**levels objects: each definition names the next one twice."""
+    defs: dict[str, Any] = {
+        f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}, {"type": "integer"}]}
+        for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": "string"}
+    return {"type": "object", "$defs": defs, "properties": {"p": {"$ref": "#/$defs/d0"}}}
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_references_that_expand_past_the_limit_are_refused_before_generation(tmp_path: Path, where: str) -> None:
+    # 1.3 KB: 26 s in the code generator at 12 levels, twice that at 13; one tool held up every server's stubs.
+    schema = _doubling(40)
+    assert expanded_size(schema, MAX_EXPANDED) == MAX_EXPANDED + 1  # counted without expanding anything
+    spec = ToolSpec("evil", "refs", "Refs.", schema) if where == "input" else ToolSpec(
+        "evil", "refs", "Refs.", output_schema=schema
+    )
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"evil": [spec], "other": [_good()]}, root)
+    assert any(
+        w.startswith("evil.refs:") and f"expands past {MAX_EXPANDED:,} objects" in w for w in report.warnings
+    ), report.warnings
+    assert _entry(root, "evil", "refs")["generic"] is True
+    assert (root / "other" / "fine.py").is_file()
+    _parse_all(root)
+
+
+def test_what_references_add_is_counted_exactly() -> None:
+    assert expanded_size(_doubling(3), 10**6) == 4 + 2 * (4 + 2 * (4 + 2 * 1))  # d0 inlined, d1 twice in it...
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5_000)}}
+    assert expanded_size(wide, 10) == 0  # no references, nothing added: its size is measure()'s to bound
+    looped = {"$defs": {"a": {"properties": {"b": {"$ref": "#/$defs/a"}}}}, "properties": {"x": {"$ref": "#/$defs/a"}}}
+    assert expanded_size(looped, 10**6) == 3 + 1  # a, its properties, b, and b's way back into a
+
+
+def test_repeated_types_are_walked_once(tmp_path: Path) -> None:
+    # "type": ["array", "array", ...] walked the same items once per entry: 20 entries, 5 levels, 20**5 walks.
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(8):
+        schema = {"type": ["array"] * 20, "items": schema}
+    spec = ToolSpec("evil", "nested", "Types.", {"type": "object", "properties": {"p": schema}})
+    root = tmp_path / "stubs"
+    compile_to_dir({"evil": [spec]}, root)
+    assert f"p: {'list[' * 8}str{']' * 8} | None = None" in (root / "evil" / "nested.py").read_text()

@@ -36,6 +36,9 @@ def flat_annotation(schema: Any) -> str | None:
     if kind is None:
         return None if "properties" in schema else "Any"
     kinds = kind if isinstance(kind, list) else [kind]
+    if not all(isinstance(k, str) for k in kinds):
+        return None
+    kinds = list(dict.fromkeys(kinds))  # once each: every "array" walks the same items again (N^depth for N copies)
     parts: list[str] = []
     for k in kinds:
         part = _one(k, schema)
