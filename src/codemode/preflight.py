@@ -681,7 +681,13 @@ def _typing_view(stubs: Path, view: Path) -> None:
     its module ``__getattr__`` (the lazy tool import), so an unknown tool is an error rather than ``Any``."""
     shutil.copytree(stubs, view, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
     for init in view.rglob("__init__.py"):
-        tree = ast.parse(init.read_text(encoding="utf-8"))
+        try:
+            tree = ast.parse(init.read_text(encoding="utf-8"))
+        except (SyntaxError, ValueError, UnicodeDecodeError):
+            # A package that cannot be imported has nothing to offer: checked as empty, programs using it get
+            # their errors, and every other server's stubs are still checked (the whole check failed before).
+            init.with_suffix(".pyi").write_text("", encoding="utf-8")
+            continue
         kept = [
             node
             for node in tree.body

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins as _builtins
 import importlib
 import sys
 import types
@@ -26,25 +27,27 @@ TOOLS: dict[str, str] = {
 __all__ = list(TOOLS)
 
 
+# A tool's function, once used, is a global here: builtins are reached through _builtins (no tool
+# module starts with _), or a tool named globals or isinstance would be called in their place.
 def __getattr__(name: str) -> Any:
     # Import a tool's module only when it is used: one broken tool cannot break the package.
     if name in TOOLS:
-        function = getattr(importlib.import_module(f"{__name__}.{name}"), name)
-        globals()[name] = function
+        function = _builtins.getattr(importlib.import_module(f"{__name__}.{name}"), name)
+        _builtins.globals()[name] = function
         return function
-    raise AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")
+    raise _builtins.AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return _builtins.sorted({*_builtins.globals(), *__all__})
 
 
 class _Package(types.ModuleType):
     # Importing a tool's module binds the module to the package attribute; keep the function there.
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in TOOLS and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
+        if name in TOOLS and _builtins.isinstance(value, types.ModuleType):
+            value = _builtins.getattr(value, name)
+        types.ModuleType.__setattr__(self, name, value)
 
 
 sys.modules[__name__].__class__ = _Package

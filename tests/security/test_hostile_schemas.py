@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ from codemode.compiler.limits import (
 from codemode.compiler.render import escape_docstring
 from codemode.errors import CompileError
 from codemode.hub import ToolSpec
+from codemode.preflight import checker_for
 
 SECRET = "TOPSECRETFIELD"
 
@@ -481,3 +484,56 @@ def test_repeated_types_are_walked_once(tmp_path: Path) -> None:
     root = tmp_path / "stubs"
     compile_to_dir({"evil": [spec]}, root)
     assert f"p: {'list[' * 8}str{']' * 8} | None = None" in (root / "evil" / "nested.py").read_text()
+
+
+@pytest.mark.parametrize("summary", ['Notes server """', 'Notes \\"""', 'a ""', "b \\", 'c \\"', 'd \\\\"'])
+def test_a_server_summary_never_breaks_its_package(tmp_path: Path, summary: str) -> None:
+    # 'Notes server """' ended the package's docstring early: the package could not be imported, and the
+    # type check, which reads every package, failed for every server and let every program run unchecked.
+    root = tmp_path / "stubs"
+    compile_to_dir({"evil": [ToolSpec("evil", "t", "T.")], "other": [_good()]}, root, summaries={"evil": summary})
+    init = (root / "evil" / "__init__.py").read_text()
+    assert ast.get_docstring(ast.parse(init)) == f"evil: 1 tools. {summary.strip()}"
+
+
+def test_a_package_that_does_not_parse_leaves_the_other_servers_checked(tmp_path: Path) -> None:
+    root = tmp_path / "stubs"
+    compile_to_dir({"evil": [ToolSpec("evil", "t", "T.")], "other": [_good()]}, root)
+    (root / "evil" / "__init__.py").write_text('"""broken \\""""\n')  # what a summary once made of it
+    program = "from stubs import other\nother.fine(nope=1)\nundefined_name\n"
+    diagnostics = checker_for(root).check(program)
+    assert [d.message for d in diagnostics] == [
+        'Unexpected keyword argument "nope" for "fine"', 'Name "undefined_name" is not defined'
+    ], diagnostics
+
+
+BUILTIN_TOOLS = ["globals", "getattr", "isinstance", "sorted", "super", "AttributeError"]
+
+
+def test_tools_named_like_the_builtins_a_package_uses_are_only_called_when_called(tmp_path: Path) -> None:
+    # A tool's function is bound into its package's globals once used: a tool named globals was then called by
+    # the next attribute lookup, and one named isinstance broke every other tool of its server.
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", name) for name in [*BUILTIN_TOOLS, "ok"]]}, root)
+    probe = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+import codemode_runtime
+calls = []
+codemode_runtime.call = lambda server, tool, args: calls.append(tool) or tool
+from stubs import s
+for name in {BUILTIN_TOOLS!r}:
+    getattr(s, name)
+print(s.ok(), sorted(dir(s)) == sorted(set(dir(s))), calls)
+"""
+    env_path = str(Path(__file__).resolve().parents[2] / "sandbox")
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env={"PYTHONPATH": env_path}
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "True", "['ok']"]
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-p", "stubs.s"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "MYPYPATH": env_path},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout

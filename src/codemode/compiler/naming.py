@@ -11,7 +11,19 @@ import unicodedata
 _NON_IDENT = re.compile(r"[^0-9A-Za-z_]+")
 
 RESERVED_MODULE_NAMES = frozenset(
-    {"annotations", "TYPE_CHECKING", "TOOLS", "SERVER", "importlib", "sys", "types", "Any", "_call", "_Package"}
+    {
+        "annotations",
+        "TYPE_CHECKING",
+        "TOOLS",
+        "SERVER",
+        "importlib",
+        "sys",
+        "types",
+        "Any",
+        "_call",
+        "_Package",
+        "_builtins",
+    }
 )
 """Names the generated modules use themselves; a tool or argument called one of these is renamed."""
 BUILTIN_TYPES = frozenset({"list", "dict", "str", "int", "float", "bool", "object"})

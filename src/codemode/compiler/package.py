@@ -8,9 +8,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from codemode.compiler.limits import clean_text
 from codemode.compiler.naming import literal, module_name, unique
-from codemode.compiler.render import HEADER, ToolStub, build_stub, render_stub, summary_of, with_header
+from codemode.compiler.render import (
+    HEADER,
+    ToolStub,
+    build_stub,
+    escape_docstring,
+    render_stub,
+    summary_of,
+    with_header,
+)
 from codemode.hub.models import ToolSpec
 
 INDEX_FILE = "_index.json"
@@ -37,10 +44,11 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
     doc = f"{server}: {len(ordered)} tools." + (f" {summary}" if summary else "")
     lines = [
         HEADER,
-        f'"""{_escape(doc)}"""',
+        f'"""{escape_docstring(doc)}"""',
         "",
         "from __future__ import annotations",
         "",
+        "import builtins as _builtins",
         "import importlib",
         "import sys",
         "import types",
@@ -57,25 +65,27 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
         "__all__ = list(TOOLS)",
         "",
         "",
+        "# A tool's function, once used, is a global here: builtins are reached through _builtins (no tool",
+        "# module starts with _), or a tool named globals or isinstance would be called in their place.",
         "def __getattr__(name: str) -> Any:",
         "    # Import a tool's module only when it is used: one broken tool cannot break the package.",
         "    if name in TOOLS:",
-        '        function = getattr(importlib.import_module(f"{__name__}.{name}"), name)',
-        "        globals()[name] = function",
+        '        function = _builtins.getattr(importlib.import_module(f"{__name__}.{name}"), name)',
+        "        _builtins.globals()[name] = function",
         "        return function",
-        '    raise AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")',
+        '    raise _builtins.AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")',
         "",
         "",
         "def __dir__() -> list[str]:",
-        "    return sorted({*globals(), *__all__})",
+        "    return _builtins.sorted({*_builtins.globals(), *__all__})",
         "",
         "",
         "class _Package(types.ModuleType):",
         "    # Importing a tool's module binds the module to the package attribute; keep the function there.",
         "    def __setattr__(self, name: str, value: Any) -> None:",
-        "        if name in TOOLS and isinstance(value, types.ModuleType):",
-        "            value = getattr(value, name)",
-        "        super().__setattr__(name, value)",
+        "        if name in TOOLS and _builtins.isinstance(value, types.ModuleType):",
+        "            value = _builtins.getattr(value, name)",
+        "        types.ModuleType.__setattr__(self, name, value)",
         "",
         "",
         "sys.modules[__name__].__class__ = _Package",
@@ -150,11 +160,6 @@ def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
     """isort's order (numbers by value, case folded), so ruff accepts the generated imports."""
     parts = re.split(r"(\d+)", name)
     return (*((0, int(p)) if p.isdigit() else (1, p.lower()) for p in parts if p), (1, name))
-
-
-def _escape(text: str) -> str:
-    body = clean_text(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    return body[:-1] + '\\"' if body.endswith('"') else body
 
 
 __all__ = [

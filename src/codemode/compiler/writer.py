@@ -142,7 +142,14 @@ def compile_to_dir(
             entries.append(entry)
             stubs_for_init.append(_stub_from_entry(server, entry))
         summary = summary_of(summaries.get(server, "")[:MAX_DESCRIPTION])
-        wanted[f"{module}/__init__.py"] = render_server_init(server, module, summary, stubs_for_init)
+        init = render_server_init(server, module, summary, stubs_for_init)
+        try:  # the summary is the server's own text: a package that does not parse breaks every tool of it
+            ast.parse(init)
+        except (SyntaxError, ValueError) as exc:
+            report.warnings.append(f"{clean_text(server)[:200]}: summary dropped, it broke the package: {exc}")
+            summary = ""
+            init = render_server_init(server, module, summary, stubs_for_init)
+        wanted[f"{module}/__init__.py"] = init
         index_servers[server] = server_index_entry(server, module, summary, entries)
         if omitted:
             index_servers[server]["omitted"] = omitted
