@@ -463,8 +463,9 @@ class Engine:
     def _finish(self, ctx: RunContext, code: str, result: RunResult, report: Report | None = None) -> Outcome:
         assert self.executor is not None
         text = full = render(result)
-        if report is not None and report.diagnostics:
-            text = full = report.block() + "\n" + text
+        checked = report.block() if report is not None else ""
+        if checked:
+            text = full = checked + "\n" + text
         if self.catalog is not None and self.catalog.error is not None:
             notice = f"[codemode: {self.catalog.error}; the stubs from before are still in use]"
             text = full = notice + "\n" + text
@@ -507,7 +508,8 @@ class Engine:
         text = report.block()
         entry = ExecutionEntry(
             id=ctx.id, session=ctx.session, code=code, executor=self.executor_kind, ok=False, duration_s=0.0,
-            output_chars=0, error=f"TypeCheck: {len(report.diagnostics)} error(s)", error_kind="refused",
+            output_chars=0, error=f"TypeCheck: {report.skipped or f'{len(report.diagnostics)} error(s)'}",
+            error_kind="refused",
             output=text, config=self.config.source, identity=ctx.identity, peer=ctx.peer,
         )  # fmt: skip
         self.record(entry)

@@ -117,20 +117,43 @@ class Report:
 
     diagnostics: tuple[Diagnostic, ...] = ()
     mode: Mode = "warn"
+    skipped: str | None = None
+    """Why the program was not checked at all (too long to check): strict mode refuses it."""
 
     @property
     def refused(self) -> bool:
-        """Whether the program must not run (strict mode, and errors)."""
-        return self.mode == "strict" and bool(self.diagnostics)
+        """Whether the program must not run (strict mode, and errors or no check)."""
+        return self.mode == "strict" and (bool(self.diagnostics) or self.skipped is not None)
 
     def block(self) -> str:
-        """The text put at the top of the result ('' when the program is clean)."""
+        """The text put at the top of the result ('' when the program is clean), at most :data:`SHOWN_ERRORS`
+        errors of at most :data:`SHOWN_CHARS` characters each (a message quotes types, which a stub's schema
+        can make as long as it likes)."""
+        verdict = "not run (codemode.typecheck is strict)" if self.refused else "ran anyway"
+        if self.skipped is not None:
+            return f"[typecheck: not checked: {self.skipped}; {verdict}]"
         if not self.diagnostics:
             return ""
         n = len(self.diagnostics)
-        verdict = "not run (codemode.typecheck is strict)" if self.refused else "ran anyway"
         head = f"[typecheck: {n} error{'s' if n > 1 else ''} found before running; {verdict}]"
-        return "\n".join([head, *(d.render() for d in self.diagnostics)])
+        lines = [_shown(d.render()) for d in self.diagnostics[:SHOWN_ERRORS]]
+        if n > SHOWN_ERRORS:
+            lines.append(f"... and {n - SHOWN_ERRORS} more")
+        return "\n".join([head, *lines])
+
+
+SHOWN_ERRORS = 20
+"""Errors a report shows (the rest are counted)."""
+SHOWN_CHARS = 500
+"""Characters of one error shown."""
+MAX_CHECKED_CHARS = 64_000
+"""Longest program type-checked. The check holds one lock for every session (mypy's build is not shared
+between threads) and grows with the program: a 990 KB one took 5 s, and four at once stalled every other
+client's programs for 12 s. A longer program runs unchecked (warn) or is refused (strict)."""
+
+
+def _shown(line: str) -> str:
+    return line if len(line) <= SHOWN_CHARS else f"{line[: SHOWN_CHARS - 1]}…"
 
 
 # -- names the session defined ------------------------------------------------------------------------------
@@ -539,6 +562,8 @@ class Preflight:
         generation), so its digest is computed once, not read from every stub file on every check."""
         if self.mode == "off" or _changes_its_stubs(code):
             return Report(mode=self.mode)
+        if len(code) > MAX_CHECKED_CHARS:
+            return Report(mode=self.mode, skipped=f"{len(code):,} characters, over the {MAX_CHECKED_CHARS:,} checked")
         known = self._sessions.get(session) if session is not None else None
         try:
             checker = _known_checker(stubs, self._skills) if immutable else None

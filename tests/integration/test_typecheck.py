@@ -14,7 +14,7 @@ import pytest
 from codemode.audit import AuditLog
 from codemode.config import Config, Settings, demo_config
 from codemode.engine import Engine
-from codemode.preflight import Checker, Preflight, SessionNames, checker_for
+from codemode.preflight import MAX_CHECKED_CHARS, Checker, Diagnostic, Preflight, Report, SessionNames, checker_for
 from tests.conftest import Sandbox
 
 pytestmark = pytest.mark.anyio
@@ -204,6 +204,31 @@ async def test_strict_refuses_without_calling_any_tool(tmp_path: Path) -> None:
     assert entries[0]["error_kind"] == "refused" and entries[0]["calls"] == []
 
 
+@pytest.mark.parametrize("mode", ["warn", "strict"])
+async def test_a_program_too_long_to_check_is_not_checked(tmp_path: Path, mode: str) -> None:
+    # The check holds one lock for every session: four 990 KB programs held every other client's for 12 s.
+    long = "\n".join(f"v{i} = {i}" for i in range(MAX_CHECKED_CHARS // 8)) + "\nv0 + undefined_name\n"
+    assert len(long) > MAX_CHECKED_CHARS
+    async with _engine(tmp_path, mode) as engine:
+        outcome = await engine.execute(long, session="long")
+        verdict = "not run (codemode.typecheck is strict)" if mode == "strict" else "ran anyway"
+        assert outcome.text.startswith(
+            f"[typecheck: not checked: {len(long):,} characters, over the {MAX_CHECKED_CHARS:,} checked; {verdict}]"
+        ), outcome.text[:300]
+        if mode == "warn":  # it ran: its own NameError
+            assert "NameError: name 'undefined_name' is not defined" in outcome.text
+        else:
+            assert outcome.denied and outcome.result is None
+
+
+async def test_a_report_shows_twenty_errors_of_500_characters_at_most() -> None:
+    errors = tuple(Diagnostic(i, "x" * 1_000, "name-defined") for i in range(1, 31))
+    block = Report(errors, "strict").block().splitlines()
+    assert block[0] == "[typecheck: 30 errors found before running; not run (codemode.typecheck is strict)]"
+    assert len(block) == 22 and block[-1] == "... and 10 more"
+    assert block[1] == f"line 1: {'x' * 491}…" and len(block[1]) == 500
+
+
 async def test_off_does_not_check(tmp_path: Path) -> None:
     async with _engine(tmp_path, "off") as engine:
         outcome = await engine.execute("print(nope)", session="o")
@@ -244,8 +269,7 @@ async def test_typing_dir_lets_a_plain_mypy_see_stubs_and_runtime(demo_sandbox: 
 
 async def test_a_checker_fault_runs_the_program_unchecked(tmp_path: Path) -> None:
     broken = tmp_path / "stubs"
-    broken.mkdir()
-    (broken / "__init__.py").write_text("def __getattr__(:\n")  # the checker's view cannot be built
+    broken.write_text("not a directory")  # the checker's view of it cannot be built
     preflight = Preflight("strict")
     report = await preflight.check("print(nope)", stubs=broken, session="s")
     assert report.diagnostics == () and not report.refused
