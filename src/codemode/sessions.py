@@ -231,9 +231,14 @@ def client_of(owner: Owner) -> str:
     did) the peer address. The local owner is one client of its own."""
     if owner.key == LOCAL_OWNER:
         return LOCAL_OWNER
-    if owner.identity not in (ANONYMOUS, LOCAL_IDENTITY):
-        return f"identity:{owner.identity}"
-    return f"peer:{owner.peer}"
+    return client_key(owner.identity, owner.peer)
+
+
+def client_key(identity: str, peer: str) -> str:
+    """The client of an execution from its identity and peer (see :func:`client_of`)."""
+    if identity not in (ANONYMOUS, LOCAL_IDENTITY):
+        return f"identity:{identity}"
+    return f"peer:{peer}"
 
 
 class _Windows:

@@ -15,6 +15,7 @@ from codemode.audit import AuditLog
 from codemode.config import Config, Settings
 from codemode.engine import Engine
 from codemode.executors import ExecutorKind
+from codemode.sessions import Owner
 from tests.conftest import call_started
 
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(shutil.which("npx") is None, reason="needs npx")]
@@ -142,3 +143,21 @@ async def test_a_mount_not_allowed_asks_the_person_when_it_can(tmp_path: Path) -
         approved = await engine.execute(program, session="s", ask=person("approve"))
         assert approved.text.strip() == "memory" and "memory" in engine.hub.servers
     assert len(questions) == 2 and "mount 'memory'" in questions[0]
+
+
+async def test_a_client_cannot_unmount_what_another_mounted(tmp_path: Path) -> None:
+    alice, bob = Owner("alice-key", "10.0.0.1", identity="alice"), Owner("bob-key", "10.0.0.2", identity="bob")
+    async with _engine(tmp_path) as engine:
+        mounted = await engine.execute("mount('memory')", session="s", owner=alice)
+        assert not mounted.is_error, mounted.text
+        refused = await engine.execute("unmount('memory')", session="s", owner=bob)
+        assert refused.is_error and "'memory' was mounted by another client" in refused.text, refused.text
+        used = await engine.execute("from stubs import memory\nmemory.read_graph()", session="s", owner=alice)
+        assert not used.is_error, used.text
+        # Mounted by both: each one's unmount ends its own use; the service stops with the last.
+        assert not (await engine.execute("mount('memory')", session="s", owner=bob)).is_error
+        assert not (await engine.execute("unmount('memory')", session="s", owner=alice)).is_error
+        assert engine.hub is not None and "memory" in engine.hub.servers
+        assert not (await engine.execute("from stubs import memory\nmemory.read_graph()", owner=bob)).is_error
+        assert not (await engine.execute("unmount('memory')", session="s", owner=bob)).is_error
+        assert "memory" not in engine.hub.servers

@@ -29,6 +29,7 @@ from codemode.hub.hub import Hub, upstream_for
 from codemode.hub.upstream import UpstreamState
 from codemode.policy.approvals import approve_mount
 from codemode.protocol import OP_MOUNT, OP_SEARCH_DIRECTORY, OP_UNMOUNT
+from codemode.sessions import client_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class Services:
         self.directory = directory
         self.log_dir = log_dir
         self.mounted: dict[str, Located] = {}
+        self.mounted_by: dict[str, set[str]] = {}
+        """Runtime mount → the clients that mounted it: one client's unmount stops it only for its last one."""
         """Services mounted at run time, by the name they have in the hub."""
         self._lock = anyio.Lock()
 
@@ -89,6 +92,7 @@ class Services:
             return Reply.refuse("denied", str(exc))
         async with self._lock:
             if short in self.mounted:
+                self.mounted_by.setdefault(short, set()).add(_client(ctx))
                 return Reply(True, value=self._switch(ctx, short))
             if short in self.hub.servers:
                 return Reply.refuse("denied", f"a configured server is already named {short!r}; use it directly")
@@ -102,6 +106,7 @@ class Services:
                 await self.hub.unmount(short)
                 return Reply.fail("upstream", f"{short!r} did not start: {reason}")
             self.mounted[short] = located
+            self.mounted_by[short] = {_client(ctx)}
             await self.catalog.refresh(f"mounted {short}")
             logger.info("mounted %s (%s)", short, entry.name)
             return Reply(True, value=self._switch(ctx, short))
@@ -117,7 +122,18 @@ class Services:
                     "unknown", f"{name!r} was not mounted at run time (mounted: {mounted}); configured servers "
                     "are changed in the config file"
                 )  # fmt: skip
+            users = self.mounted_by.get(short, set())
+            if ctx is not None:  # a program: its client's mount ends; the service, with the last client's
+                mine = _client(ctx)
+                if mine not in users:
+                    return Reply.refuse(
+                        "denied", f"{short!r} was mounted by another client: only the clients that mounted it end it"
+                    )
+                users.discard(mine)
+                if users:
+                    return Reply(True, value=self._switch(ctx, None))
             del self.mounted[short]
+            self.mounted_by.pop(short, None)
             await self.hub.unmount(short)
             await self.catalog.refresh(f"unmounted {short}")
             logger.info("unmounted %s", short)
@@ -137,6 +153,11 @@ class Services:
             module = next((s["module"] for s in self.catalog.index.get("servers", []) if s["name"] == server), server)
             out["module"] = module
         return out
+
+
+def _client(ctx: RunContext | None) -> str:
+    """Who mounts or unmounts: the execution's client, or the host itself (``codemode mount``, no execution)."""
+    return client_key(ctx.identity, ctx.peer) if ctx is not None else "host"
 
 
 async def _journaled(ctx: RunContext, tool: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
