@@ -11,6 +11,7 @@ worse), so the answer must be an errno or an error frame, and the guest's memory
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -295,3 +296,30 @@ def test_a_frame_with_no_guest_to_serve_it_is_not_supported(guest: Guest, name: 
     before = guest.snapshot()
     assert guest.call(name, 1, 0, 1, MAGIC_OFFSET, 512) == 58  # ENOTSUP
     assert guest.snapshot() == before and guest.channel.frames == []
+
+
+@pytest.mark.parametrize("clock", [0, 1])
+def test_an_absolute_deadline_is_read_on_its_own_clock(guest: Guest, clock: int) -> None:
+    # Realtime (0) and monotonic (1) deadlines each against their own clock: a realtime one already past, read
+    # against the monotonic clock, would be decades away and the poll would wait (here: ETIMEDOUT, the limit).
+    now = time.time_ns() if clock == 0 else time.monotonic_ns()
+    guest.poke(0, hostcalls._SUBSCRIPTION.pack(9, 0, clock, now - 1_000_000, 0, 1))  # flags 1: absolute
+    guest.channel.timed_out = True  # a wait would be refused: only a deadline already past answers at once
+    assert guest.call("poll", 0, 1024, 1, 2048) == 0
+    assert hostcalls._EVENT.unpack_from(bytes(guest.memory.read(guest.store, 1024, 1056)))[:3] == (9, 0, 0)
+
+
+def _bytearray(guest: Guest, at: int, text: bytes, *, allocated: int | None = None) -> None:
+    start = at + hostcalls._BYTEARRAY.size
+    size = len(text) if allocated is None else allocated
+    guest.poke(at, hostcalls._BYTEARRAY.pack(1, 0, len(text), size, start, start, 0) + text)
+
+
+def test_a_corrupt_capture_buffer_costs_only_its_own_text(guest: Guest) -> None:
+    # The guest may have been stopped mid-write, or have written its own headers: one unreadable buffer gives
+    # "" for itself, the other is still read.
+    _bytearray(guest, 4096, b"partial stdout", allocated=4)  # a length past what it allocated
+    _bytearray(guest, 8192, b"the stderr")
+    assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("", "the stderr")
+    _bytearray(guest, 4096, b"out")
+    assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("out", "the stderr")

@@ -448,3 +448,4 @@ async def test_a_run_stopped_for_its_quota_ends_even_when_the_cleanup_fails(
         assert result.error.message.startswith("the sandbox ended; its cleanup failed (OSError(5, "), result.error
         assert ATTACK not in ex.sessions()
         assert await run_value(ex, "1 + 1") == 2
+
