@@ -537,3 +537,71 @@ print(s.ok(), sorted(dir(s)) == sorted(set(dir(s))), calls)
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "MYPYPATH": env_path},
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout
+
+
+def _strict(root: Path) -> None:
+    """The tree passes mypy --strict and every stub imports (the runtime's call stubbed out)."""
+    runtime = str(Path(__file__).resolve().parents[2] / "sandbox")
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-p", "stubs"],
+        capture_output=True, text=True, timeout=300, cwd=root.parent, env={**os.environ, "MYPYPATH": runtime},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout
+    modules = sorted(
+        ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        for path in root.rglob("*.py")
+        if path.name != "__init__.py"
+    )
+    probe = (
+        f"import sys, importlib\nsys.path[:0] = [{str(root.parent)!r}, {runtime!r}]\n"
+        f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+NAMED_LIKE = {  # wire names a stub module uses for itself
+    "args": {
+        "type": "object",
+        "properties": {n: {"type": "string"} for n in ("result", "str", "list", "Any", "TResult", "cast", "__debug__")},
+    },
+    "defs": {
+        "type": "object",
+        "$defs": {"Any": {"type": "object", "properties": {"a": {"type": "string"}}}},
+        "properties": {"p": {"$ref": "#/$defs/Any"}, "q": {"type": "object", "additionalProperties": True}},
+    },
+}
+
+
+def test_names_a_stub_uses_itself_are_never_taken_by_a_schema(tmp_path: Path) -> None:
+    # Each was a stub that failed mypy --strict (a parameter or $defs class shadowing what the module uses),
+    # or that imported nothing: "__debug__" cannot be bound.
+    output = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    tools = [ToolSpec("s", "t", "T.", NAMED_LIKE["args"], output_schema=output),
+             ToolSpec("s", "d", "D.", NAMED_LIKE["defs"], output_schema=output),
+             ToolSpec("s", "Literal", "L.", {"type": "object", "properties": {"m": {"type": "string"}}})]  # fmt: skip
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": tools}, root)
+    assert not [w for w in report.warnings if "generic" in w], report.warnings
+    _strict(root)
+    args = {a["name"]: a["wire"] for a in _entry(root, "s", "t")["args"]}
+    assert set(args.values()) == set(NAMED_LIKE["args"]["properties"]) and "result" not in args
+    assert _entry(root, "s", "Literal")["python_name"] != "Literal"
+
+
+def test_string_values_survive_what_renames_classes(tmp_path: Path) -> None:
+    # An output class named like an input class is renamed ItemOut, and "Item" inside a wire key or an enum
+    # value was renamed with it; a value '\"\"\"' read as a docstring lost the import of a name used after it.
+    item = {"type": "object", "properties": {"a": {"type": "string"}}}
+    kind = {"enum": ["an Item here", '"""']}
+    properties = {"my Item key": {"type": "string"}, "kind": kind, "any": {"type": "object"}}
+    out_item = {"type": "object", "properties": properties, "required": ["my Item key"]}
+    spec = ToolSpec(
+        "s", "t", "T.", {"type": "object", "properties": {"item": item}},
+        output_schema={"type": "object", "properties": {"item": out_item}},
+    )  # fmt: skip
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [spec]}, root)
+    text = (root / "s" / "t.py").read_text()
+    assert "'my Item key'" in text and "'an Item here'" in text and "ItemOut" in text
+    _strict(root)

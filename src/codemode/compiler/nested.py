@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import io
 import json
 import re
+import tokenize
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,14 +185,30 @@ def _root_fields(node: ast.stmt) -> list[RootField]:
     return fields
 
 
+def _rename_names(text: str, renames: dict[str, str]) -> str:
+    """``text`` with the names in ``renames`` replaced where they are names: never inside a string (a wire key
+    or an enum value that happens to contain a class's name is data)."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    edits: list[tuple[int, int, str]] = []
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.NAME and token.string in renames:
+            (row, col), (end_row, end_col) = token.start, token.end
+            edits.append((starts[row - 1] + col, starts[end_row - 1] + end_col, renames[token.string]))
+    for begin, end, name in reversed(edits):
+        text = text[:begin] + name + text[end:]
+    return text
+
+
 def rename_classes(models: Models, renames: dict[str, str]) -> Models:
     """Rename classes (and every reference to them) to avoid clashes with another set of models."""
     if not renames:
         return models
-    pattern = re.compile(r"(?<![\w'\"])(" + "|".join(map(re.escape, renames)) + r")(?![\w'\"])")
 
     def sub(text: str) -> str:
-        text = pattern.sub(lambda m: renames[m.group(1)], text)
+        text = _rename_names(text, renames)
         for old, new in renames.items():  # the functional form repeats its own name as a string
             text = text.replace(f"TypedDict(\n    '{old}'", f"TypedDict(\n    '{new}'").replace(
                 f"TypedDict('{old}'", f"TypedDict('{new}'"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from codemode.compiler import flat
 from codemode.compiler.inferred import Inferred, render_inferred
 from codemode.compiler.limits import REFUSED, check_refs, clean_text
-from codemode.compiler.naming import class_name, identifier, literal, unique
+from codemode.compiler.naming import BUILTIN_TYPES, class_name, identifier, literal, unique
 from codemode.compiler.nested import Models, RootField, generate_models, rename_classes
 from codemode.errors import CompileError
 from codemode.hub.models import ToolSpec
@@ -182,14 +182,34 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
             assert ann is not None
             annotations[wire] = (ann, wire in required)
     else:
-        models = generate_models(schema, f"{base}Args")
+        models = _clear_of(generate_models(schema, f"{base}Args"), python_name)
         _merge(classes, typing_names, models, suffix="")
         by_name = {f.name: f for f in models.root_fields}
         for wire in properties:
             root_field = by_name.get(wire) or RootField(wire, "Any", wire in required)
             annotations[wire] = (root_field.annotation, wire in required)
 
-    taken = {python_name, "_call", "cast"}
+    result_type, result_doc = "Any", NO_SCHEMA_RESULT
+    output = spec.output_schema
+    if not declares_result(spec) and inferred is not None:
+        rendered = render_inferred(inferred, f"{base}Result", set(classes) | {base})
+        classes.update(rendered.classes)
+        result_type, result_doc = rendered.annotation, inferred.note()
+        for source in rendered.classes.values():
+            typing_names |= {n for n in _TYPING_ORDER if n in source}
+    elif declares_result(spec):
+        assert isinstance(output, dict)
+        result_name = f"{base}Result"
+        models = _clear_of(generate_models(output, result_name), python_name)
+        clashes = {n: f"{n}Out" for n in models.classes if n in classes and classes[n] != models.classes[n]}
+        models = rename_classes(models, clashes)
+        _merge(classes, typing_names, models, suffix="")
+        classes[result_name] = models.root_source
+        result_type, result_doc = result_name, "structured content matching the tool's output schema"
+
+    # Parameters are names in the function's scope: one named like a class, a typing name or a builtin the
+    # module's annotations use, or like the result variable, would shadow it there (mypy: "not valid as a type").
+    taken = {python_name, "_call", "cast", "result", *classes, *_TYPING_ORDER, *BUILTIN_TYPES, "None"}
     args: list[Arg] = []
     for wire, prop in properties.items():
         ann, is_required = annotations[wire]
@@ -206,24 +226,6 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
                 has_default="default" in prop_dict,
             )
         )
-
-    result_type, result_doc = "Any", NO_SCHEMA_RESULT
-    output = spec.output_schema
-    if not declares_result(spec) and inferred is not None:
-        rendered = render_inferred(inferred, f"{base}Result", set(classes) | {base})
-        classes.update(rendered.classes)
-        result_type, result_doc = rendered.annotation, inferred.note()
-        for source in rendered.classes.values():
-            typing_names |= {n for n in _TYPING_ORDER if n in source}
-    elif declares_result(spec):
-        assert isinstance(output, dict)
-        result_name = f"{base}Result"
-        models = generate_models(output, result_name)
-        clashes = {n: f"{n}Out" for n in models.classes if n in classes and classes[n] != models.classes[n]}
-        models = rename_classes(models, clashes)
-        _merge(classes, typing_names, models, suffix="")
-        classes[result_name] = models.root_source
-        result_type, result_doc = result_name, "structured content matching the tool's output schema"
 
     for _, (ann, _req) in annotations.items():
         typing_names |= {n for n in _TYPING_ORDER if n in ann}
@@ -318,9 +320,9 @@ def render_stub(stub: ToolStub) -> str:
             body.append(f"    result: {stub.result_type} = {call}")
             body.append("    return result")
     code = "\n".join(body)
-    # Import exactly the typing names the code uses (docstrings excluded), so ruff finds no unused import.
-    code_only = _strip_docstrings(code)
-    typing = [n for n in _TYPING_ORDER if re.search(rf"(?<![\w.'\"]){n}\b", code_only)]
+    # Import exactly the typing names the code uses, so ruff finds no unused import.
+    used = _names(code)
+    typing = [n for n in _TYPING_ORDER if n in used]
     out = [HEADER, "from __future__ import annotations", ""]
     if typing:
         out += [f"from typing import {', '.join(typing)}", ""]
@@ -339,5 +341,15 @@ def _def_line(stub: ToolStub) -> str:
     return f"def {stub.python_name}(\n    *,\n{params}) -> {stub.result_type}:"
 
 
-def _strip_docstrings(code: str) -> str:
-    return re.sub(r'"""(?:[^"\\]|\\.|"(?!""))*"""', '""', code, flags=re.S)
+def _clear_of(models: Models, function: str) -> Models:
+    """``models`` with no class named like a name the stub module itself uses (a ``$defs`` entry called ``Any``
+    replaced the typing import; one called like the tool's function replaced the function)."""
+    reserved = {function, "_call", "cast", *_TYPING_ORDER, *BUILTIN_TYPES}
+    taken = set(models.classes) | reserved
+    return rename_classes(models, {n: unique(f"{n}Model", taken) for n in models.classes if n in reserved})
+
+
+def _names(code: str) -> set[str]:
+    """The names ``code`` reads: never a word of a docstring or of a string value (a regex over the text took
+    ``Literal['\"\"\"']`` for the start of a docstring, and the import of a name used after it was lost)."""
+    return {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
