@@ -605,3 +605,24 @@ def test_string_values_survive_what_renames_classes(tmp_path: Path) -> None:
     text = (root / "s" / "t.py").read_text()
     assert "'my Item key'" in text and "'an Item here'" in text and "ItemOut" in text
     _strict(root)
+
+
+def test_nested_keys_are_the_wire_keys(tmp_path: Path) -> None:
+    # The generator's class form renamed _id to field_id, and wrote ﬁle as an identifier Python reads as file:
+    # the check then refused correct programs and passed ones that fail with KeyError.
+    ids = {"type": "object", "properties": {k: {"type": "string"} for k in ("_id", "__typename", "ok")}}
+    ids["required"] = ["_id"]
+    ligature = {"type": "object", "properties": {"\ufb01le": {"type": "string"}, "ok": {"type": "string"}}}
+    spec = ToolSpec(
+        "s", "get", "Get.", {"type": "object", "properties": {"filter": ids, "f2": ligature}, "required": ["filter"]},
+        output_schema={"type": "object", "properties": {"doc": ids, "meta": ligature}, "required": ["doc", "meta"]},
+    )  # fmt: skip
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [spec]}, root)
+    _strict(root)
+    text = (root / "s" / "get.py").read_text()
+    assert "field_" not in text and "'_id'" in text and "'\ufb01le'" in text
+    right = "from stubs import s\nr = s.get(filter={'_id': '1'}, f2={'\ufb01le': 'x'})\nr['doc']['__typename']\n"
+    assert checker_for(root).check(right + "r['meta']['\ufb01le']\n") == []
+    wrong = "from stubs import s\nr = s.get(filter={'field_id': '1'})\nr['meta']['file']\n"
+    assert len(checker_for(root).check(wrong)) == 3

@@ -10,6 +10,7 @@ import ast
 import copy
 import io
 import json
+import keyword
 import re
 import tokenize
 import warnings
@@ -40,6 +41,46 @@ class Models:
     """Class (or functional TypedDict) name → source, in dependency order, the root excluded."""
     root_fields: list[RootField] = field(default_factory=list)
     root_source: str = ""
+
+
+_VERBATIM = "x-codemode-verbatim-keys"
+"""A property added to an object whose keys the generator's class form would rename (``_id`` became
+``field_id``; ``ﬁle`` is the identifier ``file`` once Python normalises it): a key that is no identifier makes it
+write the functional form, whose keys are strings, kept as they are. Removed from what it wrote."""
+
+
+def _class_form_possible(node: ast.stmt) -> bool:
+    """Whether ruff takes the functional ``TypedDict`` in ``node`` for one the class form could write (UP013):
+    every key an identifier, no keyword, no ``__`` prefix."""
+    if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and len(node.value.args) >= 2):
+        return False
+    spec = node.value.args[1]
+    if not isinstance(spec, ast.Dict):
+        return False
+    keys = [k.value for k in spec.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    keys = [k for k in keys if k != _VERBATIM]
+    return len(keys) == len(spec.keys) - 1 and all(
+        k.isidentifier() and not keyword.iskeyword(k) and not k.startswith("__") for k in keys
+    )
+
+
+def _keep_keys(schema: Any) -> None:
+    """Add :data:`_VERBATIM` to every object schema in ``schema`` with a property the class form would rename."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict) and any(_renamed(key) for key in properties):
+                properties[_VERBATIM] = {"type": "null"}
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _renamed(key: str) -> bool:
+    """Whether the generator's class form would write ``key`` as another name (or not at all)."""
+    return key.startswith("_") or not key.isascii() or keyword.iskeyword(key) or keyword.issoftkeyword(key)
 
 
 def clean(schema: Any) -> Any:
@@ -76,6 +117,7 @@ def generate_models(schema: dict[str, Any], root: str) -> Models:
     check_refs(schema)  # again here, the one way into the generator: it must never fetch a file or URL
     prepared = clean(copy.deepcopy(schema))
     prepared.setdefault("type", "object")
+    _keep_keys(prepared)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,8 +162,13 @@ def _parse(text: str, root: str) -> Models:
         if name is None:
             continue
         source = _segment(lines, node) or ast.unparse(node)
+        if _VERBATIM in source:
+            source = _MARKER_LINE.sub("", source)
+            if _class_form_possible(node):  # ruff would ask for the class form that renames these keys
+                head, newline, rest = source.partition("\n")
+                source = f"{head}  # noqa: UP013{newline}{rest}"
         if name == root:
-            models.root_fields = _root_fields(node)
+            models.root_fields = [f for f in _root_fields(node) if f.name != _VERBATIM]
             models.root_source = source
         else:
             models.classes[name] = source
@@ -131,6 +178,8 @@ def _parse(text: str, root: str) -> Models:
     return models
 
 
+_MARKER_LINE = re.compile(rf"\n[ \t]*'{re.escape(_VERBATIM)}': [^\n]*?,(?=\n|\}})")
+"""The line of the functional form that holds :data:`_VERBATIM` (its value is ``NotRequired[None]``)."""
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 """A line as the tokenizer counts them (``\r\n``, ``\r`` or ``\n`` ends one; ``\f`` or ``\u2028`` do not)."""
 
