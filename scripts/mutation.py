@@ -294,6 +294,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              "read first: one that is not a call is then read whole as before, one whose JSON part does not parse "
              "is 'malformed' either way, and a call is refused on its size either way",
              _PREFIX.replace("CALL_PREFIX) and len", "CALL_PREFIX) or len")),
+    Accepted(f"{S}executors/wasm/hostcalls.py", "core/ReplaceComparisonOperator_GtE_Gt", "if position >= end:",
+             "`>=` → `>`: the loop over a frame's buffers stops one buffer later; that buffer's slice is empty "
+             "(lo == hi) and skipped, so the same bytes are read"),
+    Accepted(_INST, "core/ReplaceBinaryOperator_Sub_Add",
+             "job.result = result_from_guest(payload, job.ctx, time.perf_counter() - job.started)",
+             "the instance's figure of the run's duration: WasmExecutor._run replaces duration_s on every result "
+             "with its own measure before anything reads it (tested: a run's own duration)"),
     Accepted(f"{S}executors/wasm/hostcalls.py", "core/ReplaceComparisonOperator_Lt_LtE", "if lo < hi:",
              "a zero-length slice of a large frame's buffer is then read too: b'' where its address is in memory, "
              "and a refused frame where a forged buffer of length 0 points outside it (stricter; the runtime "
