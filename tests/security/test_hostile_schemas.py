@@ -626,3 +626,13 @@ def test_nested_keys_are_the_wire_keys(tmp_path: Path) -> None:
     assert checker_for(root).check(right + "r['meta']['\ufb01le']\n") == []
     wrong = "from stubs import s\nr = s.get(filter={'field_id': '1'})\nr['meta']['file']\n"
     assert len(checker_for(root).check(wrong)) == 3
+
+
+@pytest.mark.parametrize("required", ["ab", {"a": 1}, ["a", 7, None]])
+def test_required_is_read_only_as_a_list_of_names(tmp_path: Path, required: Any) -> None:
+    properties = {"a": {"type": "string"}, "b": {"type": "string"}, "ab": {"type": "string"}}
+    spec = ToolSpec("s", "t", "T.", {"type": "object", "properties": properties, "required": required})
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [spec]}, root)
+    optional = {a["name"] for a in _entry(root, "s", "t")["args"] if not a["required"]}
+    assert optional == ({"b", "ab"} if isinstance(required, list) else {"a", "b", "ab"})

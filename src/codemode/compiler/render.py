@@ -168,7 +168,9 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
     properties = schema.get("properties") or {}
     if not isinstance(properties, dict):
         raise CompileError("inputSchema.properties is not an object")
-    required = set(schema.get("required") or [])
+    listed = schema.get("required")
+    # Only a list of names: a string "ab" would otherwise require the properties "a" and "b".
+    required = {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
     check_refs(schema)
     base = class_name(python_name)
     typing_names: set[str] = set()
