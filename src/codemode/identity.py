@@ -151,3 +151,11 @@ def _check_strength(token: str, where: str) -> None:
             f"{where}: the HTTP bearer token must be at least {MIN_TOKEN_CHARS} characters without surrounding "
             "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+
+
+def client_key(identity: str, peer: str) -> str:
+    """Who a client is across the sessions, handles and owners it holds: the identity that authenticated, else
+    (nobody did) its peer address. What one client may hold of what all share is counted by this key."""
+    if identity not in (ANONYMOUS, LOCAL_IDENTITY):
+        return f"identity:{identity}"
+    return f"peer:{peer}"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from codemode.errors import PolicyDenied
-from codemode.identity import ANONYMOUS, LOCAL_IDENTITY
+from codemode.identity import client_key
 from codemode.session_names import LOCAL_OWNER
 
 PROVISIONAL_IDLE_S = 300.0
@@ -233,12 +233,6 @@ def client_of(owner: Owner) -> str:
         return LOCAL_OWNER
     return client_key(owner.identity, owner.peer)
 
-
-def client_key(identity: str, peer: str) -> str:
-    """The client of an execution from its identity and peer (see :func:`client_of`)."""
-    if identity not in (ANONYMOUS, LOCAL_IDENTITY):
-        return f"identity:{identity}"
-    return f"peer:{peer}"
 
 
 class _Windows:

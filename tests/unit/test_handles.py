@@ -203,3 +203,18 @@ async def test_fetch_checks_every_number_before_any_work(fields: dict[str, Any],
     handle = (await _call(ctx, "rows")).handle
     answer = await _fetch(ctx, **{"handle": handle["id"], **fields})
     assert answer["ok"] is False and answer["error"]["kind"] == kind and phrase in answer["error"]["message"], answer
+
+
+def test_past_the_hosts_budget_the_client_keeping_the_most_gives_way() -> None:
+    # Host-wide eviction took the least recently used result of any session: a client filling its own sessions
+    # pushed out another's only result (and the error told that client it had used up its own budget).
+    store = ResultStore(session_bytes=100, total_bytes=300)
+    alices = store.keep("a", "alice's", 100, client="identity:alice")
+    assert alices is not None
+    for i in range(6):  # bob, in sessions of his own, keeps twice what the host holds
+        assert store.keep(f"b{i}", f"bob's {i}", 100, client="identity:bob") is not None
+        assert store.get("a", alices.id) is alices, i
+    assert store.used == 300 and store.evicted == 4
+    # A client that would keep as much as the largest gives way itself, oldest first.
+    assert store.keep("a2", "alice's second", 100, client="identity:alice") is not None
+    assert store.get("a", alices.id) is None and store.used == 300 and store.session_used("b5") == 100

@@ -114,8 +114,9 @@ class FetchOp:
         if kept is None:
             return Reply.refuse(
                 "unknown",
-                "no such result handle in this session: it was dropped to keep within the session's budget of "
-                f"{self.store.session_bytes:,} bytes (call the tool again), or it belongs to another session",
+                "no such result handle in this session: it was dropped to make room (the session keeps at most "
+                f"{self.store.session_bytes:,} bytes, the host {self.store.total_bytes:,}, the clients keeping the "
+                "most giving way first; call the tool again), or it belongs to another session",
             )
         path = message.get("path") or []
         node = kept.value

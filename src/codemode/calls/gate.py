@@ -34,6 +34,7 @@ from codemode.calls.results import ResultTooLarge, error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
 from codemode.hub.models import ToolRef, ToolSpec
+from codemode.identity import client_key
 from codemode.protocol import BLOB_MIN, HEADER, MAX_DEPTH, OP_FETCH, ErrorKind, encode_frame, error_reply
 
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class ShapeResultStep:
         limits = call.ctx.limits
         if size <= limits.handle_bytes or self.store is None or not call.ctx.handles or _scalar(reply.value):
             return reply
-        kept = self.store.keep(call.ctx.session, reply.value, size)
+        kept = self.store.keep(call.ctx.session, reply.value, size, client=client_key(call.ctx.identity, call.ctx.peer))
         if kept is None:
             return Reply.fail(
                 "too_large", f"the result is {size:,} bytes; a session keeps at most {self.store.session_bytes:,}"

@@ -72,32 +72,50 @@ class ResultStore:
         """Every kept result, least recently used first."""
         self._sessions: dict[str, dict[str, Kept]] = {}
         self._used: dict[str, int] = {}
+        self._client: dict[str, str] = {}
+        """Session → the client that keeps results in it (one client may hold many sessions)."""
+        self._client_used: dict[str, int] = {}
         self.used = 0
         """Bytes kept on the whole host."""
         self.evicted = 0
         """How many results were dropped to make room (for tests and status)."""
         self._lock = threading.Lock()
 
-    def keep(self, session: str, value: Any, size: int) -> Kept | None:
-        """Keep ``value`` (``size`` bytes as JSON) for ``session`` and return its entry, or None when it is
-        larger than a session may keep at all. Older results are evicted to make room."""
+    def keep(self, session: str, value: Any, size: int, *, client: str = "") -> Kept | None:
+        """Keep ``value`` (``size`` bytes as JSON) for ``client``'s ``session`` and return its entry, or None when
+        it is larger than a session may keep at all. Older results are evicted to make room: the session's own
+        past its budget; past the host's, those of the client keeping the most, so that no client's results
+        push out another's while it keeps more itself."""
         if size > self.session_bytes:
             return None
         with self._lock:
-            return self._keep(session, value, size)
+            return self._keep(session, value, size, client)
 
-    def _keep(self, session: str, value: Any, size: int) -> Kept:
+    def _keep(self, session: str, value: Any, size: int, client: str) -> Kept:
         own = self._sessions.setdefault(session, {})
+        self._client.setdefault(session, client)
         while own and self._used.get(session, 0) + size > self.session_bytes:
             self._drop(next(k for k in self._lru if k[0] == session))
         while self._lru and self.used + size > self.total_bytes:
-            self._drop(next(iter(self._lru)))
+            self._drop(self._largest_clients_oldest(client, size))
         kept = Kept("h-" + secrets.token_urlsafe(16), session, value, size)
         self._sessions.setdefault(session, own)[kept.id] = kept
         self._lru[(session, kept.id)] = kept
         self._used[session] = self._used.get(session, 0) + size
+        owner = self._client[session]
+        self._client_used[owner] = self._client_used.get(owner, 0) + size
         self.used += size
         return kept
+
+    def _largest_clients_oldest(self, keeping: str, size: int) -> tuple[str, str]:
+        """The least recently used result of the client keeping the most bytes (the keeping client counted with
+        the result it keeps)."""
+        held = dict(self._client_used)
+        held[keeping] = held.get(keeping, 0) + size
+        # On a tie the keeping client gives way: another's results go only while it would keep less.
+        largest = max(held, key=lambda c: (held[c], c == keeping))
+        found = next((key for key in self._lru if self._client.get(key[0], "") == largest), None)
+        return found if found is not None else next(iter(self._lru))
 
     def get(self, session: str, handle_id: str) -> Kept | None:
         """The result ``handle_id`` of ``session`` (marked as just used), or None: unknown, evicted, or
@@ -119,12 +137,19 @@ class ResultStore:
                 self._drop((session, handle_id), evicted=False)
             self._sessions.pop(session, None)
             self._used.pop(session, None)
+            self._client.pop(session, None)
 
     def _drop(self, key: tuple[str, str], *, evicted: bool = True) -> None:
         kept = self._lru.pop(key)
         own = self._sessions.get(kept.session, {})
         own.pop(kept.id, None)
         self._used[kept.session] = self._used.get(kept.session, 0) - kept.size
+        owner = self._client.get(kept.session, "")
+        left = self._client_used.get(owner, 0) - kept.size
+        if left > 0:
+            self._client_used[owner] = left
+        else:
+            self._client_used.pop(owner, None)
         self.used -= kept.size
         if evicted:
             self.evicted += 1

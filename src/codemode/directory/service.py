@@ -27,9 +27,9 @@ from codemode.directory.policy import mount_allowed, refusal
 from codemode.errors import CodemodeError
 from codemode.hub.hub import Hub, upstream_for
 from codemode.hub.upstream import UpstreamState
+from codemode.identity import client_key
 from codemode.policy.approvals import approve_mount
 from codemode.protocol import OP_MOUNT, OP_SEARCH_DIRECTORY, OP_UNMOUNT
-from codemode.sessions import client_key
 
 logger = logging.getLogger(__name__)
 
