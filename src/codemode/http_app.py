@@ -20,7 +20,8 @@ read here first and a handle this node did not sign for the caller is answered 4
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import uvicorn
 from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
@@ -36,8 +37,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codemode.engine import Engine
-from codemode.front import handle_gone, presented_handle, principal_of
+from codemode.front import handle_gone, identity_of, presented_handle, principal_of
 from codemode.hub.hub import HubState
+from codemode.identity import client_key
 from codemode.metrics import Metrics
 from codemode.session_names import HANDLE_PREFIX, Handles
 
@@ -80,8 +82,9 @@ def http_app(
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host, session_idle_timeout=idle_s)
     public = {HEALTH_PATH, *([METRICS_PATH] if metrics_public else [])}
     # Appended, so it runs inside the SDK's authentication middleware: the request's user is known.
+    sessions = McpSessions(per_client=MCP_SESSIONS_PER_CLIENT, idle_s=idle_s)
     app.user_middleware.append(
-        Middleware(_Gatekeeper, handles=handles, auth=auth, public=frozenset(public))
+        Middleware(_Gatekeeper, handles=handles, auth=auth, public=frozenset(public), sessions=sessions)
     )
     return app
 
@@ -99,13 +102,54 @@ async def serve_http(
     await uvicorn.Server(config).serve()
 
 
-class _Gatekeeper:
-    """ASGI middleware: authentication on every path but the public ones, and the session-gone answer."""
+MCP_SESSIONS_PER_CLIENT = 64
+"""Open MCP sessions (handshake era) one client may hold. The SDK keeps any number, each for its idle time: one
+client opening them without end (initialize only) held 10,000 and 450 MB, and every other client was refused."""
 
-    def __init__(self, app: ASGIApp, *, handles: Handles, auth: bool, public: frozenset[str]) -> None:
+
+class McpSessions:
+    """The handshake-era MCP sessions each client holds (a client: :func:`codemode.identity.client_key`), as the
+    SDK keeps them: from the ``mcp-session-id`` its ``initialize`` answer names until a DELETE, or ``idle_s``
+    without a request (the SDK's own idle timeout)."""
+
+    def __init__(self, *, per_client: int, idle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_client = per_client
+        self.idle_s = idle_s
+        self._clock = clock
+        self._held: dict[str, tuple[str, float]] = {}
+        """MCP session id → (client, last request)."""
+
+    def full(self, client: str) -> bool:
+        """Whether ``client`` holds as many open sessions as it may (expired ones are forgotten first)."""
+        now = self._clock()
+        for session_id, (_, seen) in list(self._held.items()):
+            if now - seen > self.idle_s:
+                del self._held[session_id]
+        return sum(1 for held, _ in self._held.values() if held == client) >= self.per_client
+
+    def opened(self, session_id: str, client: str) -> None:
+        self._held[session_id] = (client, self._clock())
+
+    def used(self, session_id: str) -> None:
+        held = self._held.get(session_id)
+        if held is not None:
+            self._held[session_id] = (held[0], self._clock())
+
+    def closed(self, session_id: str) -> None:
+        self._held.pop(session_id, None)
+
+
+class _Gatekeeper:
+    """ASGI middleware: authentication on every path but the public ones, the session-gone answer, and each
+    client's cap on open MCP sessions."""
+
+    def __init__(
+        self, app: ASGIApp, *, handles: Handles, auth: bool, public: frozenset[str], sessions: McpSessions
+    ) -> None:
         self.app = app
         self.handles = handles
         self.public = public
+        self.sessions = sessions
         self.guarded: ASGIApp = RequireAuthMiddleware(self._inner, [], None) if auth else self._inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,6 +162,7 @@ class _Gatekeeper:
         if scope["path"] != MCP_PATH:
             await self.app(scope, receive, send)
             return
+        session_id = Headers(scope=scope).get("mcp-session-id")
         if scope["method"] == "POST":
             chunks, complete = await _read_body(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
             body = b"".join(bytes(m.get("body", b"")) for m in chunks)
@@ -127,9 +172,18 @@ class _Gatekeeper:
                 if gone is not None:
                     await gone(scope, receive, send)
                     return
+            if session_id is None and b"initialize" in body:  # may open an MCP session: counted for its client
+                client = client_key(identity_of(Request(scope)), _peer(scope))
+                if self.sessions.full(client):
+                    await _too_many_sessions(self.sessions.per_client)(scope, receive, send)
+                    return
+                send = _note_opened(send, self.sessions, client)
             receive = _replay(chunks, receive)
-        session_id = Headers(scope=scope).get("mcp-session-id")
         if session_id is not None:
+            if scope["method"] == "DELETE":
+                self.sessions.closed(session_id)
+            else:
+                self.sessions.used(session_id)
             send = _explain_not_found(send, session_id)
         await self.app(scope, receive, send)
 
@@ -157,6 +211,33 @@ class _Gatekeeper:
             handle_gone(handle),
             request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
         )
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _too_many_sessions(limit: int) -> Response:
+    message = (
+        f"codemode: this client holds {limit} open MCP sessions, the most it may: end one (DELETE with its "
+        "mcp-session-id) or wait until one is idle past session_idle_s"
+    )
+    error = {"code": INVALID_REQUEST, "message": message}
+    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=429)
+
+
+def _note_opened(send: Send, sessions: McpSessions, client: str) -> Send:
+    """``send``, recording the MCP session an answer opens (its ``mcp-session-id`` header) for ``client``."""
+
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            opened = Headers(raw=message.get("headers", [])).get("mcp-session-id")
+            if opened is not None and 200 <= int(message.get("status", 0)) < 300:
+                sessions.opened(opened, client)
+        await send(message)
+
+    return noting
 
 
 def session_gone(message: str, request_id: str | int | None = None) -> Response:

@@ -6,12 +6,11 @@ over stdio and for ``codemode run``, an MCP session or a server-issued handle ov
 :mod:`codemode.front`). A name is scoped to its owner, and so is everything that can be spent:
 
 * **Live sessions**: at most ``per_owner`` per owner (the local owner may use every slot), ``per_client`` per
-  client whatever owners it holds (a client: the identity that authenticated, else the peer address; a
-  sessionless client mints a new owner with each call it makes without a handle) and ``max_sessions`` in
-  all. A new session makes room by closing its owner's own least recently used idle session (past
-  ``per_client``, its client's). When the server is full and the owner has none idle, an idle *provisional*
-  session of another owner is reclaimed, oldest first: the first interpreter of a sessionless client whose
-  handle never came back. Otherwise the call is refused. A session another client has used twice is never
+  authenticated client whatever owners it holds (its token's identity; a sessionless client mints a new owner
+  with each call it makes without a handle) and ``max_sessions`` in all. A new session makes room by closing
+  its owner's own least recently used idle session (past ``per_client``, its client's). When the server is
+  full and the owner has none idle, an idle *provisional* session of another owner is reclaimed, oldest first:
+  the first interpreter of a sessionless client whose handle never came back. Otherwise the call is refused. A session another client has used twice is never
   closed for someone else; it only expires after ``idle_s`` (a provisional one after ``provisional_idle_s``).
 * **Executions**: ``per_minute`` per owner in any sliding minute, whatever session names it uses.
 * **New sessions** (each starts an interpreter): ``new_per_minute`` per owner, and ``new_per_minute_per_peer``
@@ -173,7 +172,7 @@ class Sessions:
             await self.close(idle_mine[0][1])
             return
         client = client_of(owner)
-        if owner.key != LOCAL_OWNER:
+        if client.startswith(AUTHENTICATED):
             held = [(s.last_used, k) for k, s in self._live.items() if s.client == client]
             if len(held) >= self.per_client:
                 idle_held = sorted((t, k) for t, k in held if not self._live[k].lock.locked())
@@ -224,6 +223,11 @@ class Sessions:
         while True:
             await anyio.sleep(min(60.0, self.provisional_idle_s / 4))
             await self.expire_once()
+
+
+AUTHENTICATED = "identity:"
+"""The prefix of a client that authenticated: only such clients' sessions are counted together. Clients that did
+not (a loopback server without tokens) share their address with each other, so they are told apart by owner."""
 
 
 def client_of(owner: Owner) -> str:

@@ -240,3 +240,26 @@ def test_which_addresses_need_a_token(capsys: pytest.CaptureFixture[str], monkey
     monkeypatch.delenv("ALICE_T")
     with pytest.raises(ConfigError, match=r"ALICE_T is not set"):
         _http_identities(tokens, "127.0.0.1", insecure=False)
+
+
+async def test_a_client_holds_at_most_64_open_mcp_sessions(tmp_path: Path) -> None:
+    # One client sending initialize only held 10,000 MCP sessions (450 MB), and every other client got 503.
+    alice, bob = "alice-token-0123456789abcdefghij", "bob-token-0123456789abcdefghijklmn"
+    tokens = {"env:ALICE_TOKEN": "alice", "env:BOB_TOKEN": "bob"}
+    async with serving(tmp_path, env={"ALICE_TOKEN": alice, "BOB_TOKEN": bob}, tokens=tokens) as url:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+        accept = {"Accept": "application/json, text/event-stream"}
+        as_bob, as_alice = {**accept, "Authorization": f"Bearer {bob}"}, {**accept, "Authorization": f"Bearer {alice}"}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            opened = []
+            for _ in range(64):
+                response = await http.post(url, json=body, headers=as_bob)
+                assert response.status_code == 200, response.text[:200]
+                opened.append(response.headers["mcp-session-id"])
+            refused = await http.post(url, json=body, headers=as_bob)
+            assert refused.status_code == 429 and "holds 64 open MCP sessions" in refused.text, refused.text
+            assert (await http.post(url, json=body, headers=as_alice)).status_code == 200  # another client
+            ended = await http.delete(url, headers={**as_bob, "mcp-session-id": opened[0]})
+            assert ended.is_success, ended.status_code
+            assert (await http.post(url, json=body, headers=as_bob)).status_code == 200  # room again
