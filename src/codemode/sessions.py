@@ -7,11 +7,12 @@ over stdio and for ``codemode run``, an MCP session or a server-issued handle ov
 
 * **Live sessions**: at most ``per_owner`` per owner (the local owner may use every slot), ``per_client`` per
   authenticated client whatever owners it holds (its token's identity; a sessionless client mints a new owner
-  with each call it makes without a handle) and ``max_sessions`` in all. A new session makes room by closing
-  its owner's own least recently used idle session (past ``per_client``, its client's). When the server is
-  full and the owner has none idle, an idle *provisional* session of another owner is reclaimed, oldest first:
-  the first interpreter of a sessionless client whose handle never came back. Otherwise the call is refused. A session another client has used twice is never
-  closed for someone else; it only expires after ``idle_s`` (a provisional one after ``provisional_idle_s``).
+  with each call it makes without a handle) and ``max_sessions`` in all. A new session makes room by closing its
+  owner's own least recently used idle session (past ``per_client``, its client's). When the server is full and
+  the owner has none idle, an idle *provisional* session of another owner is reclaimed, oldest first: the first
+  interpreter of a sessionless client whose handle never came back. Otherwise the call is refused. A session
+  another client has used twice is never closed for someone else; it only expires after ``idle_s`` (a
+  provisional one after ``provisional_idle_s``).
 * **Executions**: ``per_minute`` per owner in any sliding minute, whatever session names it uses.
 * **New sessions** (each starts an interpreter): ``new_per_minute`` per owner, and ``new_per_minute_per_peer``
   per peer address, because a sessionless client can always come back as a new owner.
