@@ -294,6 +294,13 @@ ACCEPTED: tuple[Accepted, ...] = (
              "read first: one that is not a call is then read whole as before, one whose JSON part does not parse "
              "is 'malformed' either way, and a call is refused on its size either way",
              _PREFIX.replace("CALL_PREFIX) and len", "CALL_PREFIX) or len")),
+    Accepted(_INST, "core/NumberReplacer", "wasmtime.Store.set_epoch_deadline(caller, 1)  # type: ignore[arg-type]",
+             "a job's first epoch deadline 0 instead of 1: as at boot, the guard is called at the first check, "
+             "finds no interrupt and sets the next deadline one tick on: one callback more, the same stops",
+             "wasmtime.Store.set_epoch_deadline(caller, 0)  # type: ignore[arg-type]"),
+    Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer", "if wait_ns > 0:",
+             "`> 0` → `> 1`: a wait of exactly one nanosecond answers at once instead of waiting 1 ns",
+             "if wait_ns > 1:"),
     Accepted(f"{S}executors/wasm/hostcalls.py", "core/ReplaceComparisonOperator_GtE_Gt", "if position >= end:",
              "`>=` → `>`: the loop over a frame's buffers stops one buffer later; that buffer's slice is empty "
              "(lo == hi) and skipped, so the same bytes are read"),

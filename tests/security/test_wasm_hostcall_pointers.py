@@ -323,3 +323,13 @@ def test_a_corrupt_capture_buffer_costs_only_its_own_text(guest: Guest) -> None:
     assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("", "the stderr")
     _bytearray(guest, 4096, b"out")
     assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("out", "the stderr")
+
+
+def test_each_wasi_clock_reads_its_own_host_clock(guest: Guest) -> None:
+    # Realtime is the epoch's (time.time() in a program), monotonic the host's monotonic clock.
+    before = time.time_ns(), time.monotonic_ns()
+    assert guest.call("clock", 0, 0, 64) == 0 and guest.call("clock", 1, 0, 72) == 0
+    after = time.time_ns(), time.monotonic_ns()
+    realtime, monotonic = (int.from_bytes(guest.memory.read(guest.store, at, at + 8), "little") for at in (64, 72))
+    assert before[0] <= realtime <= after[0] and before[1] <= monotonic <= after[1]
+    assert guest.call("clock", 4, 0, 80) == 28  # no such clock: EINVAL
