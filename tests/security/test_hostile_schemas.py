@@ -636,3 +636,21 @@ def test_required_is_read_only_as_a_list_of_names(tmp_path: Path, required: Any)
     compile_to_dir({"s": [spec]}, root)
     optional = {a["name"] for a in _entry(root, "s", "t")["args"] if not a["required"]}
     assert optional == ({"b", "ab"} if isinstance(required, list) else {"a", "b", "ab"})
+
+
+def test_definitions_named_like_the_root_classes_keep_their_place(tmp_path: Path) -> None:
+    # A $defs entry named HArgs (tool h's arguments class) made the generator rename the root, and the entry was
+    # then read as the root: every argument became Any. One named GResult was overwritten by the result class.
+    v = {"type": "object", "properties": {"v": {"type": "string"}}, "required": ["v"]}
+    h = ToolSpec("s", "h", "H.", {"type": "object", "$defs": {"HArgs": v},
+                 "properties": {"p": {"$ref": "#/$defs/HArgs"}, "e": {"enum": ["x"]}}})  # fmt: skip
+    g = ToolSpec(
+        "s", "g", "G.", {"type": "object", "$defs": {"GResult": v}, "properties": {"p": {"$ref": "#/$defs/GResult"}}},
+        output_schema={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+    )  # fmt: skip
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [h, g]}, root)
+    _strict(root)
+    assert _entry(root, "s", "h")["signature"] == "h(*, p: HArgs | None = None, e: Literal['x'] | None = None) -> Any"
+    program = "from stubs import s\ns.h(p={'v': 1}, e='nope')\nr = s.g(p={'v': 'x'})\nr['n'] + 1\n"
+    assert [d.line for d in checker_for(root).check(program)] == [2, 2]

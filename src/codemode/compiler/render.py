@@ -184,7 +184,7 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
             assert ann is not None
             annotations[wire] = (ann, wire in required)
     else:
-        models = _clear_of(generate_models(schema, f"{base}Args"), python_name)
+        models = _clear_of(generate_models(schema, _root_name(f"{base}Args", schema, set())), python_name)
         _merge(classes, typing_names, models, suffix="")
         by_name = {f.name: f for f in models.root_fields}
         for wire in properties:
@@ -201,7 +201,7 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
             typing_names |= {n for n in _TYPING_ORDER if n in source}
     elif declares_result(spec):
         assert isinstance(output, dict)
-        result_name = f"{base}Result"
+        result_name = _root_name(f"{base}Result", output, set(classes))
         models = _clear_of(generate_models(output, result_name), python_name)
         clashes = {n: f"{n}Out" for n in models.classes if n in classes and classes[n] != models.classes[n]}
         models = rename_classes(models, clashes)
@@ -341,6 +341,21 @@ def _def_line(stub: ToolStub) -> str:
         return line
     params = "".join(f"    {a.param()},\n" for a in sorted(stub.args, key=lambda a: not a.required))
     return f"def {stub.python_name}(\n    *,\n{params}) -> {stub.result_type}:"
+
+
+def _root_name(wanted: str, schema: dict[str, Any], taken: set[str]) -> str:
+    """``wanted``, or a variant no definition of ``schema`` (nor a class in ``taken``) is named: the generator
+    renamed a root that a ``$defs`` entry's name took, and the definition was then read as the root."""
+    defined = {*taken}
+    for key in ("$defs", "definitions"):
+        block = schema.get(key)
+        if isinstance(block, dict):
+            defined |= {name for name in block if isinstance(name, str)}
+            defined |= {class_name(name) for name in block if isinstance(name, str)}
+    candidate, n = wanted, 2
+    while candidate in defined:  # no "_2": the generator writes a class name without its underscores
+        candidate, n = f"{wanted}{n}", n + 1
+    return candidate
 
 
 def _clear_of(models: Models, function: str) -> Models:
