@@ -654,3 +654,16 @@ def test_definitions_named_like_the_root_classes_keep_their_place(tmp_path: Path
     assert _entry(root, "s", "h")["signature"] == "h(*, p: HArgs | None = None, e: Literal['x'] | None = None) -> Any"
     program = "from stubs import s\ns.h(p={'v': 1}, e='nope')\nr = s.g(p={'v': 'x'})\nr['n'] + 1\n"
     assert [d.line for d in checker_for(root).check(program)] == [2, 2]
+
+
+def test_a_dotted_definition_name_keeps_the_tool_typed(tmp_path: Path) -> None:
+    # "com.example.User" (Java, .NET and OpenAPI type names) made the generator write modules for the dots.
+    user = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    definitions = {"com.example.User": user, "com_example_User": {"type": "integer"}}
+    properties = {"user": {"$ref": "#/$defs/com.example.User"}, "n": {"$ref": "#/$defs/com_example_User"}}
+    schema = {"type": "object", "$defs": definitions, "properties": properties}
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [ToolSpec("s", "t", "T.", schema)]}, root)
+    assert report.warnings == [] and _entry(root, "s", "t")["generic"] is False
+    _strict(root)
+    assert [d.line for d in checker_for(root).check("from stubs import s\ns.t(user={'name': 1}, n=2)\n")] == [2]

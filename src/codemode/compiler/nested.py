@@ -49,6 +49,39 @@ _VERBATIM = "x-codemode-verbatim-keys"
 write the functional form, whose keys are strings, kept as they are. Removed from what it wrote."""
 
 
+def _undotted(schema: dict[str, Any]) -> None:
+    """Rename the root's definitions whose names hold a dot (``com.example.User``, as Java, .NET and OpenAPI
+    types are named), and the references to them: the generator takes the dots for modules and writes several,
+    which left the tool with the generic stub."""
+    for key in ("$defs", "definitions"):
+        block = schema.get(key)
+        if not isinstance(block, dict) or not any(isinstance(n, str) and "." in n for n in block):
+            continue
+        taken = {n for n in block if isinstance(n, str) and "." not in n}
+        renamed: dict[str, str] = {}
+        for name in list(block):
+            if isinstance(name, str) and "." in name:
+                new = name.replace(".", "_")
+                while new in taken:
+                    new += "_"
+                taken.add(new)
+                renamed[f"#/{key}/{name}"] = f"#/{key}/{new}"
+                block[new] = block.pop(name)
+        stack: list[Any] = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                ref = node.get("$ref")
+                if isinstance(ref, str):
+                    for old, new in renamed.items():
+                        if ref == old or ref.startswith(old + "/"):
+                            node["$ref"] = new + ref[len(old) :]
+                            break
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+
+
 def _class_form_possible(node: ast.stmt) -> bool:
     """Whether ruff takes the functional ``TypedDict`` in ``node`` for one the class form could write (UP013):
     every key an identifier, no keyword, no ``__`` prefix."""
@@ -118,6 +151,7 @@ def generate_models(schema: dict[str, Any], root: str) -> Models:
     prepared = clean(copy.deepcopy(schema))
     prepared.setdefault("type", "object")
     _keep_keys(prepared)
+    _undotted(prepared)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
