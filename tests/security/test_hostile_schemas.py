@@ -667,3 +667,15 @@ def test_a_dotted_definition_name_keeps_the_tool_typed(tmp_path: Path) -> None:
     assert report.warnings == [] and _entry(root, "s", "t")["generic"] is False
     _strict(root)
     assert [d.line for d in checker_for(root).check("from stubs import s\ns.t(user={'name': 1}, n=2)\n")] == [2]
+
+
+def test_a_renamed_output_class_never_lands_on_an_input_class(tmp_path: Path) -> None:
+    # The output's Item, clashing with the input's, became ItemOut: the input's own ItemOut was kept in its place.
+    inp = {"type": "object", "properties": {"item": {"type": "object", "properties": {"a": {"type": "string"}}},
+           "item_out": {"type": "object", "properties": {"in_only": {"type": "string"}}}}}  # fmt: skip
+    real = {"type": "object", "properties": {"real": {"type": "integer"}}, "required": ["real"]}
+    out = {"type": "object", "properties": {"item": real}, "required": ["item"]}
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", "t", "T.", inp, output_schema=out)]}, root)
+    _strict(root)
+    assert checker_for(root).check('from stubs import s\nprint(s.t()["item"]["real"] + 1)\n') == []

@@ -203,7 +203,10 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
         assert isinstance(output, dict)
         result_name = _root_name(f"{base}Result", output, set(classes))
         models = _clear_of(generate_models(output, result_name), python_name)
-        clashes = {n: f"{n}Out" for n in models.classes if n in classes and classes[n] != models.classes[n]}
+        taken = set(classes) | set(models.classes)
+        clashes = {
+            n: _fresh(f"{n}Out", taken) for n in models.classes if n in classes and classes[n] != models.classes[n]
+        }
         models = rename_classes(models, clashes)
         _merge(classes, typing_names, models, suffix="")
         classes[result_name] = models.root_source
@@ -352,9 +355,16 @@ def _root_name(wanted: str, schema: dict[str, Any], taken: set[str]) -> str:
         if isinstance(block, dict):
             defined |= {name for name in block if isinstance(name, str)}
             defined |= {class_name(name) for name in block if isinstance(name, str)}
+    return _fresh(wanted, defined)
+
+
+def _fresh(wanted: str, taken: set[str]) -> str:
+    """``wanted``, else ``wanted2``, ``wanted3``… whichever is not in ``taken`` (added to it). No "_2": the
+    generator writes a class name without its underscores."""
     candidate, n = wanted, 2
-    while candidate in defined:  # no "_2": the generator writes a class name without its underscores
+    while candidate in taken:
         candidate, n = f"{wanted}{n}", n + 1
+    taken.add(candidate)
     return candidate
 
 
