@@ -180,8 +180,8 @@ class _Gatekeeper:
                 send = _note_opened(send, self.sessions, client)
             receive = _replay(chunks, receive)
         if session_id is not None:
-            if scope["method"] == "DELETE":
-                self.sessions.closed(session_id)
+            if scope["method"] == "DELETE":  # forgotten once the SDK has ended it (a refused DELETE ends nothing)
+                send = _note_closed(send, self.sessions, session_id)
             else:
                 self.sessions.used(session_id)
             send = _explain_not_found(send, session_id)
@@ -235,6 +235,17 @@ def _note_opened(send: Send, sessions: McpSessions, client: str) -> Send:
             opened = Headers(raw=message.get("headers", [])).get("mcp-session-id")
             if opened is not None and 200 <= int(message.get("status", 0)) < 300:
                 sessions.opened(opened, client)
+        await send(message)
+
+    return noting
+
+
+def _note_closed(send: Send, sessions: McpSessions, session_id: str) -> Send:
+    """``send``, forgetting the MCP session ``session_id`` when the answer to its DELETE says it ended."""
+
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start" and 200 <= int(message.get("status", 0)) < 300:
+            sessions.closed(session_id)
         await send(message)
 
     return noting

@@ -260,6 +260,9 @@ async def test_a_client_holds_at_most_64_open_mcp_sessions(tmp_path: Path) -> No
             refused = await http.post(url, json=body, headers=as_bob)
             assert refused.status_code == 429 and "holds 64 open MCP sessions" in refused.text, refused.text
             assert (await http.post(url, json=body, headers=as_alice)).status_code == 200  # another client
+            bad = {**as_bob, "mcp-session-id": opened[0], "mcp-protocol-version": "1999-01-01"}
+            assert (await http.delete(url, headers=bad)).status_code >= 400  # refused: the session did not end
+            assert (await http.post(url, json=body, headers=as_bob)).status_code == 429
             ended = await http.delete(url, headers={**as_bob, "mcp-session-id": opened[0]})
             assert ended.is_success, ended.status_code
             assert (await http.post(url, json=body, headers=as_bob)).status_code == 200  # room again
