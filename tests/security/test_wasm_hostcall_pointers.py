@@ -333,3 +333,11 @@ def test_each_wasi_clock_reads_its_own_host_clock(guest: Guest) -> None:
     realtime, monotonic = (int.from_bytes(guest.memory.read(guest.store, at, at + 8), "little") for at in (64, 72))
     assert before[0] <= realtime <= after[0] and before[1] <= monotonic <= after[1]
     assert guest.call("clock", 4, 0, 80) == 28  # no such clock: EINVAL
+
+
+def test_a_frame_ending_exactly_at_the_end_of_memory_is_read(guest: Guest) -> None:
+    # The bound is the memory's last byte, not one before it: a buffer that ends there is the guest's own.
+    guest.poke(PAGE - 8, b"lastbyte")
+    guest.poke(0, _iovecs((PAGE - 8, 8)))
+    assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, 64) == 0
+    assert guest.channel.frames == [b"lastbyte"]
