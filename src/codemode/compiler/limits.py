@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 from codemode.errors import CompileError
@@ -55,29 +56,29 @@ def check_refs(schema: Any) -> None:
     root_id = schema.get("id") if isinstance(schema, dict) else None
     if isinstance(root_id, str) and any(c in root_id for c in ":/\\."):
         raise CompileError(f"a root id that re-bases references outside the schema was refused {_RULE}")
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key in _REF_KEYS:
-                ref = node.get(key)
-                if isinstance(ref, str) and not _resolves(schema, ref):
-                    raise CompileError(
-                        f"a {key} that is not a local '#/…' reference resolving inside the schema was refused"
-                    )
-            base = node.get("$id")
-            if isinstance(base, str) and base and not base.startswith("#"):
-                raise CompileError(f"a $id that re-bases references outside the schema was refused {_RULE}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node in dicts(schema):
+        for key in _REF_KEYS:
+            ref = node.get(key)
+            if isinstance(ref, str) and target(schema, ref) is MISSING:
+                raise CompileError(
+                    f"a {key} that is not a local '#/…' reference resolving inside the schema was refused"
+                )
+        base = node.get("$id")
+        if isinstance(base, str) and base and not base.startswith("#"):
+            raise CompileError(f"a $id that re-bases references outside the schema was refused {_RULE}")
 
 
-def _resolves(schema: Any, ref: str) -> bool:
+MISSING = object()
+"""What :func:`target` answers for a reference that does not resolve inside the schema."""
+
+
+def target(schema: Any, ref: str) -> Any:
+    """What the local reference ``ref`` (``#`` or a ``#/…`` JSON pointer) points at in ``schema``, or
+    :data:`MISSING`."""
     if ref == "#":
-        return True
+        return schema
     if not ref.startswith("#/"):
-        return False
+        return MISSING
     node: Any = schema
     for raw in ref[2:].split("/"):
         part = raw.replace("~1", "/").replace("~0", "~")
@@ -86,8 +87,21 @@ def _resolves(schema: Any, ref: str) -> bool:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            return False
-    return True
+            return MISSING
+    return node
+
+
+def dicts(node: Any) -> Iterator[dict[Any, Any]]:
+    """Every object in ``node`` (lists walked too), without recursion: schemas nest as deep as they like. Objects
+    the caller adds to one it was given are walked as well."""
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def measure(value: Any, *, max_depth: int = MAX_SCHEMA_DEPTH, max_bytes: int = MAX_SCHEMA_BYTES) -> str | None:
@@ -143,7 +157,7 @@ def expanded_size(schema: Any, limit: int) -> int:
         return count
 
     # The root's own definitions are reached through its references only: what they refer to is counted then.
-    root = _objects({k: v for k, v in schema.items() if k not in _DEFINITIONS} if isinstance(schema, dict) else schema)
+    root = _objects({k: v for k, v in schema.items() if k not in DEFINITIONS} if isinstance(schema, dict) else schema)
     stack = list(root[1])
     while stack:
         ref = stack[-1]
@@ -151,7 +165,8 @@ def expanded_size(schema: Any, limit: int) -> int:
             stack.pop()
             continue
         if ref not in walked:
-            walked[ref] = _objects(_target(schema, ref))
+            found = target(schema, ref)
+            walked[ref] = _objects(None if found is MISSING else found)
             visiting.add(ref)
             waiting = [r for r in walked[ref][1] if r not in sizes and r not in visiting]
             if waiting:
@@ -163,33 +178,14 @@ def expanded_size(schema: Any, limit: int) -> int:
     return total(0, root[1])
 
 
-_DEFINITIONS = ("$defs", "definitions")
+DEFINITIONS = ("$defs", "definitions")
+"""Where a schema keeps the definitions its references name."""
 
 
 def _objects(node: Any) -> tuple[int, list[str]]:
-    """The objects under ``node`` (not following references) and the references among them, in order."""
-    count, refs, stack = 0, [], [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            count += 1
-            ref = item.get("$ref")
-            if isinstance(ref, str):
-                refs.append(ref)
-            stack.extend(value for key, value in item.items() if key != "$ref")
-        elif isinstance(item, list):
-            stack.extend(item)
-    return count, refs
-
-
-def _target(schema: Any, ref: str) -> Any:
-    if not _resolves(schema, ref):
-        return None
-    node: Any = schema
-    for raw in ref[2:].split("/") if ref != "#" else ():
-        part = raw.replace("~1", "/").replace("~0", "~")
-        node = node[part] if isinstance(node, dict) else node[int(part)]
-    return node
+    """The objects under ``node`` (not following references) and the references among them."""
+    found = list(dicts(node))
+    return len(found), [ref for item in found if isinstance(ref := item.get("$ref"), str)]
 
 
 def screen(spec: ToolSpec) -> tuple[ToolSpec, list[str]]:

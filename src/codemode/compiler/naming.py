@@ -71,15 +71,17 @@ def literal(text: str) -> str:
     return ascii(text)
 
 
-def unique(name: str, taken: set[str], *, fold: bool = False) -> str:
+def unique(name: str, taken: set[str], *, fold: bool = False, separator: str = "_") -> str:
     """``name`` itself, or ``name_2``, ``name_3``… — whichever is not in ``taken``; adds it to ``taken``.
 
-    With ``fold``, names that differ only by case count as the same (file and package names: ``Notes`` and
-    ``notes`` would be one directory on a case-insensitive file system); ``taken`` then holds folded names.
+    ``separator`` goes before the number: ``""`` for a class the code generator names (it drops underscores
+    from class names, ``GResult_2`` would become ``GResult2``). With ``fold``, names that differ only by case
+    count as the same (file and package names: ``Notes`` and ``notes`` would be one directory on a
+    case-insensitive file system); ``taken`` then holds folded names.
     """
     candidate, n = name, 2
     while (candidate.casefold() if fold else candidate) in taken:
-        candidate = f"{name}_{n}"
+        candidate = f"{name}{separator}{n}"
         n += 1
     taken.add(candidate.casefold() if fold else candidate)
     return candidate

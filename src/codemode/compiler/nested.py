@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from codemode.compiler.limits import check_refs
+from codemode.compiler.limits import DEFINITIONS, check_refs, dicts
 from codemode.errors import CompileError
 
 _DROP_KEYS = ("title", "format", "examples", "$schema", "$id")
@@ -53,7 +53,7 @@ def _undotted(schema: dict[str, Any]) -> None:
     """Rename the root's definitions whose names hold a dot (``com.example.User``, as Java, .NET and OpenAPI
     types are named), and the references to them: the generator takes the dots for modules and writes several,
     which left the tool with the generic stub."""
-    for key in ("$defs", "definitions"):
+    for key in DEFINITIONS:
         block = schema.get(key)
         if not isinstance(block, dict) or not any(isinstance(n, str) and "." in n for n in block):
             continue
@@ -67,19 +67,13 @@ def _undotted(schema: dict[str, Any]) -> None:
                 taken.add(new)
                 renamed[f"#/{key}/{name}"] = f"#/{key}/{new}"
                 block[new] = block.pop(name)
-        stack: list[Any] = [schema]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, dict):
-                ref = node.get("$ref")
-                if isinstance(ref, str):
-                    for old, new in renamed.items():
-                        if ref == old or ref.startswith(old + "/"):
-                            node["$ref"] = new + ref[len(old) :]
-                            break
-                stack.extend(node.values())
-            elif isinstance(node, list):
-                stack.extend(node)
+        for node in dicts(schema):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                for old, new in renamed.items():
+                    if ref == old or ref.startswith(old + "/"):
+                        node["$ref"] = new + ref[len(old) :]
+                        break
 
 
 def _class_form_possible(node: ast.stmt) -> bool:
@@ -99,16 +93,10 @@ def _class_form_possible(node: ast.stmt) -> bool:
 
 def _keep_keys(schema: Any) -> None:
     """Add :data:`_VERBATIM` to every object schema in ``schema`` with a property the class form would rename."""
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            properties = node.get("properties")
-            if isinstance(properties, dict) and any(_renamed(key) for key in properties):
-                properties[_VERBATIM] = {"type": "null"}
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node in dicts(schema):
+        properties = node.get("properties")
+        if isinstance(properties, dict) and any(_renamed(key) for key in properties):
+            properties[_VERBATIM] = {"type": "null"}
 
 
 def _renamed(key: str) -> bool:

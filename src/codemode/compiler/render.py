@@ -10,7 +10,7 @@ from typing import Any
 
 from codemode.compiler import flat
 from codemode.compiler.inferred import Inferred, render_inferred
-from codemode.compiler.limits import REFUSED, check_refs, clean_text
+from codemode.compiler.limits import DEFINITIONS, REFUSED, check_refs, clean_text
 from codemode.compiler.naming import BUILTIN_TYPES, class_name, identifier, literal, unique
 from codemode.compiler.nested import Models, RootField, generate_models, rename_classes
 from codemode.errors import CompileError
@@ -204,9 +204,8 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
         result_name = _root_name(f"{base}Result", output, set(classes))
         models = _clear_of(generate_models(output, result_name), python_name)
         taken = set(classes) | set(models.classes)
-        clashes = {
-            n: _fresh(f"{n}Out", taken) for n in models.classes if n in classes and classes[n] != models.classes[n]
-        }
+        clashing = [n for n in models.classes if n in classes and classes[n] != models.classes[n]]
+        clashes = {n: unique(f"{n}Out", taken, separator="") for n in clashing}
         models = rename_classes(models, clashes)
         _merge(classes, typing_names, models, suffix="")
         classes[result_name] = models.root_source
@@ -350,22 +349,12 @@ def _root_name(wanted: str, schema: dict[str, Any], taken: set[str]) -> str:
     """``wanted``, or a variant no definition of ``schema`` (nor a class in ``taken``) is named: the generator
     renamed a root that a ``$defs`` entry's name took, and the definition was then read as the root."""
     defined = {*taken}
-    for key in ("$defs", "definitions"):
+    for key in DEFINITIONS:
         block = schema.get(key)
         if isinstance(block, dict):
             defined |= {name for name in block if isinstance(name, str)}
             defined |= {class_name(name) for name in block if isinstance(name, str)}
-    return _fresh(wanted, defined)
-
-
-def _fresh(wanted: str, taken: set[str]) -> str:
-    """``wanted``, else ``wanted2``, ``wanted3``… whichever is not in ``taken`` (added to it). No "_2": the
-    generator writes a class name without its underscores."""
-    candidate, n = wanted, 2
-    while candidate in taken:
-        candidate, n = f"{wanted}{n}", n + 1
-    taken.add(candidate)
-    return candidate
+    return unique(wanted, defined, separator="")
 
 
 def _clear_of(models: Models, function: str) -> Models:
