@@ -311,7 +311,7 @@ class Engine:
             limits = dataclasses.replace(limits, wall_s=min(limits.wall_s, left))
             # The saver's own throwaway owner: its rate windows and caps are the saving client's, not shared
             # by every client's examples (one client's saves would spend everyone's).
-            client = hashlib.sha256(f"{saver.identity}\0{saver.peer}".encode("utf-8", "surrogatepass")).hexdigest()
+            client = hashlib.sha256(saver.client.encode("utf-8", "surrogatepass")).hexdigest()
             owner = Owner(f"{SKILL_CHECKS.key}-{client[:24]}", peer=saver.peer, identity=saver.identity)
         session = f"skill-check-{uuid.uuid4().hex[:12]}"
         try:

@@ -83,6 +83,12 @@ class RunContext:
     """A result over ``limits.handle_bytes`` may come back as a handle (False: a client's direct call,
     which has no program to read one)."""
 
+    @property
+    def client(self) -> str:
+        """Who runs it across its sessions and owners (:func:`codemode.identity.client_key`): what one client may
+        hold of what every client shares is counted by this."""
+        return client_key(self.identity, self.peer)
+
 
 @dataclass
 class Call:
@@ -251,7 +257,7 @@ class ShapeResultStep:
         limits = call.ctx.limits
         if size <= limits.handle_bytes or self.store is None or not call.ctx.handles or _scalar(reply.value):
             return reply
-        kept = self.store.keep(call.ctx.session, reply.value, size, client=client_key(call.ctx.identity, call.ctx.peer))
+        kept = self.store.keep(call.ctx.session, reply.value, size, client=call.ctx.client)
         if kept is None:
             return Reply.fail(
                 "too_large", f"the result is {size:,} bytes; a session keeps at most {self.store.session_bytes:,}"

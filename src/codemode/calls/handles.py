@@ -74,7 +74,6 @@ class ResultStore:
         self._used: dict[str, int] = {}
         self._client: dict[str, str] = {}
         """Session → the client that keeps results in it (one client may hold many sessions)."""
-        self._client_used: dict[str, int] = {}
         self.used = 0
         """Bytes kept on the whole host."""
         self.evicted = 0
@@ -102,16 +101,16 @@ class ResultStore:
         self._sessions.setdefault(session, own)[kept.id] = kept
         self._lru[(session, kept.id)] = kept
         self._used[session] = self._used.get(session, 0) + size
-        owner = self._client[session]
-        self._client_used[owner] = self._client_used.get(owner, 0) + size
         self.used += size
         return kept
 
     def _largest_clients_oldest(self, keeping: str, size: int) -> tuple[str, str]:
         """The least recently used result of the client keeping the most bytes (the keeping client counted with
         the result it keeps)."""
-        held = dict(self._client_used)
-        held[keeping] = held.get(keeping, 0) + size
+        held = {keeping: size}
+        for session, used in self._used.items():
+            client = self._client.get(session, "")
+            held[client] = held.get(client, 0) + used
         # On a tie the keeping client gives way: another's results go only while it would keep less.
         largest = max(held, key=lambda c: (held[c], c == keeping))
         found = next((key for key in self._lru if self._client.get(key[0], "") == largest), None)
@@ -144,12 +143,6 @@ class ResultStore:
         own = self._sessions.get(kept.session, {})
         own.pop(kept.id, None)
         self._used[kept.session] = self._used.get(kept.session, 0) - kept.size
-        owner = self._client.get(kept.session, "")
-        left = self._client_used.get(owner, 0) - kept.size
-        if left > 0:
-            self._client_used[owner] = left
-        else:
-            self._client_used.pop(owner, None)
         self.used -= kept.size
         if evicted:
             self.evicted += 1

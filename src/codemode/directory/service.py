@@ -27,7 +27,6 @@ from codemode.directory.policy import mount_allowed, refusal
 from codemode.errors import CodemodeError
 from codemode.hub.hub import Hub, upstream_for
 from codemode.hub.upstream import UpstreamState
-from codemode.identity import client_key
 from codemode.policy.approvals import approve_mount
 from codemode.protocol import OP_MOUNT, OP_SEARCH_DIRECTORY, OP_UNMOUNT
 
@@ -157,7 +156,7 @@ class Services:
 
 def _client(ctx: RunContext | None) -> str:
     """Who mounts or unmounts: the execution's client, or the host itself (``codemode mount``, no execution)."""
-    return client_key(ctx.identity, ctx.peer) if ctx is not None else "host"
+    return ctx.client if ctx is not None else "host"
 
 
 async def _journaled(ctx: RunContext, tool: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
