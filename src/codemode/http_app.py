@@ -177,11 +177,11 @@ class _Gatekeeper:
                 if self.sessions.full(client):
                     await _too_many_sessions(self.sessions.per_client)(scope, receive, send)
                     return
-                send = _note_opened(send, self.sessions, client)
+                send = _on_success(send, _opened(self.sessions, client))
             receive = _replay(chunks, receive)
         if session_id is not None:
             if scope["method"] == "DELETE":  # forgotten once the SDK has ended it (a refused DELETE ends nothing)
-                send = _note_closed(send, self.sessions, session_id)
+                send = _on_success(send, lambda _: self.sessions.closed(session_id))
             else:
                 self.sessions.used(session_id)
             send = _explain_not_found(send, session_id)
@@ -227,28 +227,26 @@ def _too_many_sessions(limit: int) -> Response:
     return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=429)
 
 
-def _note_opened(send: Send, sessions: McpSessions, client: str) -> Send:
-    """``send``, recording the MCP session an answer opens (its ``mcp-session-id`` header) for ``client``."""
+def _on_success(send: Send, act: Callable[[Headers], None]) -> Send:
+    """``send``, calling ``act`` with the answer's headers when its status is a success (2xx)."""
 
-    async def noting(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            opened = Headers(raw=message.get("headers", [])).get("mcp-session-id")
-            if opened is not None and 200 <= int(message.get("status", 0)) < 300:
-                sessions.opened(opened, client)
-        await send(message)
-
-    return noting
-
-
-def _note_closed(send: Send, sessions: McpSessions, session_id: str) -> Send:
-    """``send``, forgetting the MCP session ``session_id`` when the answer to its DELETE says it ended."""
-
-    async def noting(message: Message) -> None:
+    async def watching(message: Message) -> None:
         if message["type"] == "http.response.start" and 200 <= int(message.get("status", 0)) < 300:
-            sessions.closed(session_id)
+            act(Headers(raw=message.get("headers", [])))
         await send(message)
 
-    return noting
+    return watching
+
+
+def _opened(sessions: McpSessions, client: str) -> Callable[[Headers], None]:
+    """Record for ``client`` the MCP session an answer opens (its ``mcp-session-id`` header)."""
+
+    def note(headers: Headers) -> None:
+        opened = headers.get("mcp-session-id")
+        if opened is not None:
+            sessions.opened(opened, client)
+
+    return note
 
 
 def session_gone(message: str, request_id: str | int | None = None) -> Response:
