@@ -164,28 +164,19 @@ class Sessions:
 
     async def _make_room(self, owner: Owner) -> None:
         """Close one session if ``owner`` may not open another as things stand; never another's in use."""
-        mine = [(s.last_used, k) for k, s in self._live.items() if s.owner == owner.key]
-        idle_mine = sorted((t, k) for t, k in mine if not self._live[k].lock.locked())
         cap = self.max_sessions if owner.key == LOCAL_OWNER else self.per_owner
-        if len(mine) >= cap:
-            if not idle_mine:
-                raise PolicyDenied(f"too many sessions: all {cap} of this client's are running code; retry later")
-            await self.close(idle_mine[0][1])
+        if await self._keep_under(cap, lambda s: s.owner == owner.key, "this client's"):
             return
         client = client_of(owner)
-        if client.startswith(AUTHENTICATED):
-            held = [(s.last_used, k) for k, s in self._live.items() if s.client == client]
-            if len(held) >= self.per_client:
-                idle_held = sorted((t, k) for t, k in held if not self._live[k].lock.locked())
-                if not idle_held:
-                    raise PolicyDenied(
-                        f"too many sessions: all {self.per_client} of this client's (across its session handles) "
-                        "are running code; retry later"
-                    )
-                await self.close(idle_held[0][1])
-                return
+        if client.startswith(AUTHENTICATED) and await self._keep_under(
+            self.per_client, lambda s: s.client == client, "this client's (across its session handles)"
+        ):
+            return
         if len(self._live) < self.max_sessions:
             return
+        idle_mine = sorted(
+            (s.last_used, k) for k, s in self._live.items() if s.owner == owner.key and not s.lock.locked()
+        )
         if idle_mine:
             await self.close(idle_mine[0][1])
             return
@@ -196,6 +187,18 @@ class Sessions:
         raise PolicyDenied(
             f"too many sessions: all {self.max_sessions} are in use by other clients or running code; retry later"
         )
+
+    async def _keep_under(self, cap: int, holds: Callable[[Session], bool], whose: str) -> bool:
+        """With ``cap`` or more of the sessions ``holds`` picks, close their least recently used idle one and say
+        so; refuse when every one of them is running code. False: under the cap, nothing closed."""
+        held = [(state.last_used, key) for key, state in self._live.items() if holds(state)]
+        if len(held) < cap:
+            return False
+        idle = sorted((t, k) for t, k in held if not self._live[k].lock.locked())
+        if not idle:
+            raise PolicyDenied(f"too many sessions: all {cap} of {whose} are running code; retry later")
+        await self.close(idle[0][1])
+        return True
 
     async def close(self, key: str) -> None:
         """Forget a session and have its interpreter closed."""
@@ -237,7 +240,6 @@ def client_of(owner: Owner) -> str:
     if owner.key == LOCAL_OWNER:
         return LOCAL_OWNER
     return client_key(owner.identity, owner.peer)
-
 
 
 class _Windows:
