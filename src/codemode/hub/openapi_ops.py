@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from codemode.compiler.limits import dicts
 from codemode.compiler.naming import identifier, unique
 from codemode.hub.models import ToolSpec
 
@@ -197,22 +198,16 @@ def _schema(schema: Any) -> dict[str, Any]:
     if not isinstance(schema, dict):
         return {}
     result = copy.deepcopy(schema)
-    stack: list[Any] = [result]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str):
-                if ref.startswith(_SCHEMA_REF):
-                    node["$ref"] = "#/$defs/" + ref[len(_SCHEMA_REF) :]
-                else:
-                    node.pop("$ref")  # a file, URL or other component: never fetched
-                    node.setdefault("description", "(an external reference, not checked)")
-            if node.pop("nullable", False) is True and isinstance(node.get("type"), str):
-                node["type"] = [node["type"], "null"]  # OpenAPI 3.0 → JSON Schema
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node in dicts(result):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref.startswith(_SCHEMA_REF):
+                node["$ref"] = "#/$defs/" + ref[len(_SCHEMA_REF) :]
+            else:
+                node.pop("$ref")  # a file, URL or other component: never fetched
+                node.setdefault("description", "(an external reference, not checked)")
+        if node.pop("nullable", False) is True and isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]  # OpenAPI 3.0 → JSON Schema
     return result
 
 
