@@ -25,10 +25,12 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-
-from mcp.server.auth.provider import AccessToken
+from typing import TYPE_CHECKING
 
 from codemode.errors import ConfigError
+
+if TYPE_CHECKING:  # the SDK's server package costs half a second to import: the gate needs only client_key
+    from mcp.server.auth.provider import AccessToken
 
 DEFAULT_IDENTITY = "default"
 """The identity of the ``http_token_env`` token."""
@@ -111,6 +113,8 @@ class Identities:
         return found
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        from mcp.server.auth.provider import AccessToken
+
         identity = self.identify(token)
         if identity is None:
             return None

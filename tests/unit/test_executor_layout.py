@@ -93,3 +93,17 @@ def test_child_script_loads_its_modules_without_codemode() -> None:
     )
     out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "restricted_child.guards" in out and "restricted_child.main" in out
+
+
+def test_the_sandbox_library_imports_without_the_sdks_server_package() -> None:
+    # The executors and the gate are usable on their own (the cold-start benchmark row): the SDK's server
+    # package costs them half a second of import, more than booting an interpreter from the cached module.
+    probe = (
+        "import sys\n"
+        "from codemode.calls import default_gate\n"
+        "from codemode.executors.restricted import RestrictedExecutor\n"
+        "from codemode.executors.wasm import WasmExecutor\n"
+        "print(sorted(m for m in sys.modules if m == 'mcp.server' or m.startswith('mcp.server.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
