@@ -78,11 +78,15 @@ def _ref_schemas(secret: Path) -> list[dict[str, Any]]:
         {"type": "object", "properties": {"r": {"$dynamicRef": uri}}},
         {"type": "object", "properties": {"r": {"$recursiveRef": uri}}},
         {"type": "object", "properties": {"r": {"$id": uri, "$ref": "#/definitions/x"}}, "definitions": {"x": {}}},
+        # No reference at all: a re-basing id is refused on its own (the screen must not take "no $ref" for
+        # "nothing to check").
+        {"type": "object", "properties": {"r": {"$id": uri}}},
+        {"id": f"{secret.parent.as_uri()}/", "type": "object", "properties": {"r": {"type": "string"}}},
     ]
 
 
 @pytest.mark.parametrize("which", ["input", "output"])
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(10))
 def test_non_local_refs_are_refused_and_never_read(tmp_path: Path, secret_file: Path, which: str, index: int) -> None:
     schema = _ref_schemas(secret_file)[index]
     if which == "input":

@@ -42,6 +42,8 @@ _REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
 """``$id`` changes the base a ``#/…`` reference resolves against: a string one is refused unless it is a bare
 fragment (a property *named* ``$id`` has a schema, a dict, as its value and is fine). Draft-4 ``id`` is
 only honoured by the generator at the root, where a URI- or path-like one is refused."""
+_REFERRING = frozenset([*_REF_KEYS, "$id", "id"])
+"""Keys of an object that :func:`check_refs` or :func:`expanded_size` act on (``id`` at the root only)."""
 
 
 def check_refs(schema: Any) -> None:
@@ -106,15 +108,24 @@ def dicts(node: Any) -> Iterator[dict[Any, Any]]:
 
 def measure(value: Any, *, max_depth: int = MAX_SCHEMA_DEPTH, max_bytes: int = MAX_SCHEMA_BYTES) -> str | None:
     """Why ``value`` is over a limit (depth or approximate JSON size), or None. Stops at the first excess."""
+    return _measure(value, max_depth, max_bytes)[0]
+
+
+def _measure(value: Any, max_depth: int, max_bytes: int) -> tuple[str | None, bool]:
+    """:func:`measure`'s answer, and whether any object in ``value`` has a key that refers or re-bases (what
+    :func:`check_refs` and :func:`expanded_size` look at): most schemas have none, and then neither need
+    walking them again."""
     size = 0
+    refers = False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, (dict, list)):
             if depth > max_depth:
-                return f"nested deeper than {max_depth} levels (limit {max_depth})"
+                return f"nested deeper than {max_depth} levels (limit {max_depth})", refers
             size += 2
             if isinstance(node, dict):
+                refers = refers or not _REFERRING.isdisjoint(node)
                 for key, item in node.items():
                     size += len(key) + 4 if isinstance(key, str) else 8
                     stack.append((item, depth + 1))
@@ -125,8 +136,8 @@ def measure(value: Any, *, max_depth: int = MAX_SCHEMA_DEPTH, max_bytes: int = M
         else:
             size += 8
         if size > max_bytes:
-            return f"larger than {max_bytes // 1024} KB serialised (limit {max_bytes // 1024} KB)"
-    return None
+            return f"larger than {max_bytes // 1024} KB serialised (limit {max_bytes // 1024} KB)", refers
+    return None, refers
 
 
 def clean_text(text: str) -> str:
@@ -220,13 +231,13 @@ def screen(spec: ToolSpec) -> tuple[ToolSpec, list[str]]:
     for field, value in (("inputSchema", spec.input_schema), ("outputSchema", spec.output_schema)):
         if value is None:
             continue
-        reason = measure(value)
-        if reason is None:
+        reason, refers = _measure(value, MAX_SCHEMA_DEPTH, MAX_SCHEMA_BYTES)
+        if reason is None and refers:
             try:
                 check_refs(value)
             except CompileError as exc:
                 reason = str(exc)
-        if reason is None and expanded_size(value, MAX_EXPANDED) > MAX_EXPANDED:
+        if reason is None and refers and expanded_size(value, MAX_EXPANDED) > MAX_EXPANDED:
             reason = f"expands past {MAX_EXPANDED:,} objects once its references are inlined (limit {MAX_EXPANDED:,})"
         if reason is not None:
             refused.append(f"{field} {reason}")
