@@ -130,6 +130,18 @@ def test_deterministic_byte_identical(tmp_path: Path) -> None:
             assert path.read_bytes() == (tmp_path / "two" / path.relative_to(tmp_path / "one")).read_bytes(), path
 
 
+def test_a_name_listed_twice_keeps_one_definition_whatever_the_order(tmp_path: Path) -> None:
+    twice = [ToolSpec(HARD["server"], "twice", f"Definition {n}.", {"type": "object"}) for n in "AB"]
+    tools = [*hard_tools(), *twice]
+    one = compile_to_dir({HARD["server"]: tools}, tmp_path / "one")
+    two = compile_to_dir({HARD["server"]: list(reversed(tools))}, tmp_path / "two")
+    assert one.tools == two.tools == len({t.name for t in hard_tools()}) + 1
+    for path in (tmp_path / "one").rglob("*.py"):
+        assert path.read_bytes() == (tmp_path / "two" / path.relative_to(tmp_path / "one")).read_bytes(), path
+    stub = next((tmp_path / "one").rglob("twice.py")).read_text()
+    assert "Definition A." in stub and "Definition B." not in stub
+
+
 def test_incremental_recompile(tmp_path: Path) -> None:
     root = tmp_path / "stubs"
     catalog = synthetic_catalog(40, servers=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -148,9 +149,11 @@ def compile_server(server: str, tools: Sequence[ToolSpec], *, module: str | None
 def unique_specs(tools: Sequence[ToolSpec]) -> list[ToolSpec]:
     """One spec per wire name, sorted by name. A name listed twice keeps one definition, chosen by content
     (not by list order), so the output does not depend on the order a server lists its tools in."""
+    listed = Counter(tool.name for tool in tools)
     chosen: dict[str, tuple[str, ToolSpec]] = {}
     for tool in tools:
-        key = json.dumps(tool.to_json(), sort_keys=True)
+        # Only a name listed more than once needs its definitions compared (serialised, which costs).
+        key = json.dumps(tool.to_json(), sort_keys=True) if listed[tool.name] > 1 else ""
         if tool.name not in chosen or key < chosen[tool.name][0]:
             chosen[tool.name] = (key, tool)
     return [chosen[name][1] for name in sorted(chosen)]

@@ -118,8 +118,9 @@ def compile_to_dir(
     for server in sorted(servers):
         module = modules[server]
         screened, screen_warnings = _screen_all(server, servers[server], report)
-        omitted = [{"name": s.name, "reason": TASK_REQUIRED} for s in unique_specs(screened) if s.requires_task]
-        specs = [s for s in unique_specs(screened) if not s.requires_task]
+        listed = unique_specs(screened)
+        omitted = [{"name": s.name, "reason": TASK_REQUIRED} for s in listed if s.requires_task]
+        specs = [s for s in listed if not s.requires_task]
         report.tools += len(omitted)  # seen and decided on, like a skipped tool
         names = tool_names(specs)
         entries: list[dict[str, Any]] = []
