@@ -64,11 +64,28 @@ READABLE_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__"})
 """Dunder attributes programs may read (``type(x).__name__`` is common): they are only ever strings."""
 _FORBIDDEN_TYPES = (types.FrameType, types.CodeType, types.TracebackType)
 safe_modules: dict[str, types.ModuleType] = {}
-"""The trimmed copy handed out for a module, by name (filled by :func:`.modules.build_safe_modules`)."""
+"""The copy handed out for each whitelisted stdlib module, by name (filled by :func:`.modules.build_safe_modules`,
+then as modules are first handed out)."""
+_copier: Callable[[types.ModuleType], types.ModuleType] | None = None
+"""Makes the copy of a whitelisted stdlib module loaded after the sweep (set by :mod:`.modules`)."""
+
+
+def set_copier(copier: Callable[[types.ModuleType], types.ModuleType]) -> None:
+    """How :func:`safe_module` copies a whitelisted stdlib module it has no copy of yet."""
+    global _copier
+    _copier = copier
+
+
+def is_name(value: Any) -> bool:
+    """Whether ``value`` is a plain ``str``: a subclass of the program's could lie to a guard through any method
+    it overrides (``startswith``, ``partition``, ``isidentifier``), then be used as the name it really is."""
+    return type(value) is str
 
 
 def is_allowed_module(name: str) -> bool:
     """Whether ``import name`` is allowed (whitelisted stdlib, stubs, skills, and their submodules)."""
+    if not is_name(name):
+        return False
     root = name.partition(".")[0]
     return root in SAFE_STDLIB or root in PACKAGES
 
@@ -119,7 +136,7 @@ def is_program_function(func: Any) -> bool:
 
 def is_program_module(name: Any) -> bool:
     """Whether ``name`` names a module of user code (``__main__``, a skill): a restricted namespace."""
-    module = sys.modules.get(name) if isinstance(name, str) else None
+    module = sys.modules.get(name) if is_name(name) else None
     table = vars(module).get("__builtins__") if module is not None else None
     return isinstance(table, dict) and table.get("_getattr_") is guarded_getattr
 
@@ -140,13 +157,25 @@ def safe_value(value: Any) -> Any:
 
 
 def safe_module(module: types.ModuleType) -> types.ModuleType:
-    """The version of ``module`` user code may hold: a trimmed copy for some, the module for the rest."""
+    """The version of ``module`` user code may hold: a copy of its public names for a whitelisted stdlib
+    module (trimmed of what :mod:`.modules` drops), the module itself for ``stubs`` and ``skills``.
+
+    Never the stdlib module itself: whatever a program might one day write on what it holds (a
+    ``__class__``, an attribute) lands on the copy, which has no ``__builtins__`` and no private names.
+    """
     name = module.__name__
     if isinstance(module, _TrimmedModule) or module in safe_modules.values():
         return module
     if not is_allowed_module(name):
         raise ImportError(f"module {name!r} is not available in the restricted sandbox")
-    return safe_modules.get(name, module)
+    if name.partition(".")[0] not in SAFE_STDLIB:
+        return module
+    copy_ = safe_modules.get(name)
+    if copy_ is None:
+        if _copier is None:
+            raise ImportError(f"module {name!r} is not available yet")
+        copy_ = safe_modules[name] = _copier(module)
+    return copy_
 
 
 class _TrimmedModule(types.ModuleType):
@@ -154,13 +183,25 @@ class _TrimmedModule(types.ModuleType):
 
 
 def trimmed(module: types.ModuleType, drop: Sequence[str], replace: dict[str, Any] | None = None) -> types.ModuleType:
-    """A copy of ``module``'s public names without ``drop``, with ``replace`` on top."""
+    """A copy of ``module``'s public names without ``drop``, with ``replace`` on top.
+
+    A submodule imported after the copy was made (``collections.abc`` first imported by a program) is still
+    found on it, through the copy's module ``__getattr__``: submodules only, handed out as their copies.
+    """
     copy_ = _TrimmedModule(module.__name__, module.__doc__)
     for key, value in vars(module).items():
         if not key.startswith("_") and key not in drop:
             setattr(copy_, key, value)
     for key, value in (replace or {}).items():
         setattr(copy_, key, value)
+
+    def submodule(name: str) -> Any:
+        value = getattr(module, name, None) if is_name(name) and not name.startswith("_") else None
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{module.__name__}.{name}":
+            return safe_module(value)
+        raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+
+    copy_.__getattr__ = submodule  # type: ignore[method-assign]
     return copy_
 
 
@@ -169,6 +210,8 @@ def guarded_getattr(obj: Any, name: str, default: Any = raise_) -> Any:
 
     Without ``default`` a missing attribute raises (RestrictedPython's own default would return None).
     """
+    if not is_name(name):
+        raise TypeError("an attribute name must be a str")
     if name in READABLE_DUNDERS:
         value = getattr(obj, name) if default is raise_ else getattr(obj, name, default)
         # A class can set __doc__ to anything: hand out strings only.
@@ -204,14 +247,14 @@ def guarded_write(obj: Any) -> Any:
 
 def user_setattr(obj: Any, name: str, value: Any) -> None:
     """``setattr`` through the write guard; ``_`` names are refused like ``obj._x = ...`` is."""
-    if not isinstance(name, str) or name.startswith("_"):
+    if not is_name(name) or name.startswith("_"):
         raise AttributeError(f'"{name}" is an invalid attribute name')
     setattr(guarded_write(obj), name, value)
 
 
 def user_delattr(obj: Any, name: str) -> None:
     """``delattr`` through the write guard."""
-    if not isinstance(name, str) or name.startswith("_"):
+    if not is_name(name) or name.startswith("_"):
         raise AttributeError(f'"{name}" is an invalid attribute name')
     delattr(guarded_write(obj), name)
 
@@ -282,7 +325,7 @@ def guarded_import(
     """``__import__`` for user code: whitelisted modules only, handed out through :func:`safe_module`."""
     if level:
         raise ImportError("relative imports are not allowed in the restricted sandbox")
-    if not isinstance(name, str) or not is_allowed_module(name):
+    if not is_allowed_module(name):
         raise ImportError(
             f"import of {name!r} is not allowed in the restricted sandbox (allowed: stubs, skills, "
             f"{', '.join(sorted(SAFE_STDLIB))})"
@@ -295,9 +338,9 @@ def guarded_import(
     target = sys.modules[name]
     view = _TrimmedModule(name)
     for item in fromlist:
-        if not isinstance(item, str) or item.startswith("_"):
+        if not is_name(item) or item.startswith("_"):
             continue
-        source = safe_modules.get(name, target)
+        source = safe_module(target)
         if hasattr(source, item):
             setattr(view, item, safe_value(getattr(source, item)))
     return view

@@ -17,6 +17,7 @@ API lets the caller set to ``'builtins'``. These are dropped (``global_enum``) o
 from __future__ import annotations
 
 import collections
+import collections.abc
 import copy
 import dataclasses
 import enum
@@ -34,12 +35,14 @@ from . import waits
 from .guards import (
     SAFE_STDLIB,
     guarded_write,
+    is_name,
     is_program_function,
     is_program_module,
     is_user_class,
     pin_builtins,
     register_user_class,
     safe_modules,
+    set_copier,
     trimmed,
 )
 
@@ -115,6 +118,14 @@ def _checked_total_ordering(cls: Any) -> Any:
     return functools.total_ordering(cls)
 
 
+def _check_field_name(name: Any, what: str) -> None:
+    """A name library code will make an attribute of (and ``dataclasses`` puts into source it executes):
+    a plain ``str`` that is an identifier, not a keyword, without a leading ``_`` (a class statement cannot
+    define ``_`` names either)."""
+    if not is_name(name) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+        raise TypeError(f"{what}: invalid name {name!r}")
+
+
 def _check_module_arg(module: Any) -> None:
     if module is not None and not is_program_module(module):
         raise TypeError(f"module={module!r}: only the program's own modules are allowed here")
@@ -139,17 +150,75 @@ def _checked_make_dataclass(cls_name: Any, fields: Any, **kwargs: Any) -> Any:
     A ``namespace`` could otherwise give the class any dunder (``__reduce_ex__``, ``__call__``,
     ``__globals__``) that library code trusts; a class statement cannot define them either.
     """
+    if not is_name(cls_name):
+        raise TypeError(f"make_dataclass(): the class name must be a str, not {type(cls_name).__name__}")
     namespace = kwargs.get("namespace")
     if namespace is not None:
         namespace = dict(namespace)
         for key in namespace:
-            if not isinstance(key, str) or key.startswith("_"):
+            if not is_name(key) or key.startswith("_"):
                 raise TypeError(f"make_dataclass(): invalid namespace name {key!r}")
         kwargs["namespace"] = namespace
+    # Each field becomes an attribute (its default a class attribute) and a name in exec'd source.
+    fields = list(fields)
+    for item in fields:
+        _check_field_name(item if is_name(item) else item[0] if isinstance(item, (tuple, list)) and item else item,
+                          "make_dataclass() field")  # fmt: skip
     _check_module_arg(kwargs.get("module"))
     cls = dataclasses.make_dataclass(cls_name, fields, **kwargs)
     register_user_class(cls)
     return cls
+
+
+def _checked_asdict(obj: Any, **kwargs: Any) -> Any:
+    """``dataclasses.asdict`` of the program's dataclass instances only: it reads every field by name with
+    the real ``getattr``, and a field list can be made to name anything on anything else."""
+    _check_program_instance(obj, "asdict")
+    return dataclasses.asdict(obj, **kwargs)
+
+
+def _checked_astuple(obj: Any, **kwargs: Any) -> Any:
+    """``dataclasses.astuple`` of the program's dataclass instances only (see :func:`_checked_asdict`)."""
+    _check_program_instance(obj, "astuple")
+    return dataclasses.astuple(obj, **kwargs)
+
+
+def _checked_replace(obj: Any, /, **changes: Any) -> Any:
+    """``dataclasses.replace`` of the program's dataclass instances only (see :func:`_checked_asdict`)."""
+    _check_program_instance(obj, "replace")
+    return dataclasses.replace(obj, **changes)
+
+
+def _check_program_instance(obj: Any, what: str) -> None:
+    if not is_user_class(type(obj)):
+        raise TypeError(f"{what}() only takes instances of dataclasses defined by the program")
+
+
+def _enum_names(names: Any) -> list[Any]:
+    """The member names of an ``Enum('Name', names)`` call, as ``EnumType._create_`` reads them."""
+    if is_name(names):
+        return list(names.replace(",", " ").split())
+    if isinstance(names, str):  # a subclass's split() could answer anything
+        raise TypeError("Enum(): the names must be a str, a list or a mapping")
+    if isinstance(names, collections.abc.Mapping):
+        return list(names)
+    return [item if isinstance(item, str) else item[0] for item in names]
+
+
+def _install_enum_guard() -> None:
+    # The functional API puts each name into the class namespace: a dunder one (__format__, __getattribute__,
+    # __reduce_ex__) becomes a method of the class rather than a member, which a class statement cannot do.
+    real = enum.EnumType._create_  # type: ignore[attr-defined]
+
+    def create(cls: Any, /, class_name: Any, names: Any, **kwargs: Any) -> Any:
+        if not isinstance(names, (str, collections.abc.Mapping)):
+            names = list(names)  # read once: an iterator checked here would be empty for the real call
+        for name in _enum_names(names):
+            _check_field_name(name, "Enum() member")
+        _check_module_arg(kwargs.get("module"))
+        return real(cls, class_name, names, **kwargs)
+
+    enum.EnumType._create_ = create  # type: ignore[attr-defined]
 
 
 def _guarded_setitem(obj: Any, key: Any, value: Any) -> None:
@@ -204,10 +273,21 @@ def _install_copy_guard() -> None:
     real = copy._reconstruct  # type: ignore[attr-defined]
 
     def reconstruct(x: Any, memo: Any, func: Any, args: Any, *rest: Any, **kwargs: Any) -> Any:
-        for name in ("__reduce_ex__", "__reduce__"):
+        # What copy called to get func, args and state: the class's methods, unless the instance holds its own
+        # (an attribute wins over a method) or the class looks attributes up its own way.
+        try:
+            own = object.__getattribute__(x, "__dict__")
+        except AttributeError:
+            own = {}
+        for name in ("__reduce_ex__", "__reduce__", "__getattribute__"):
+            if isinstance(own, dict) and name in own:
+                raise TypeError(f"copying an object that holds its own {name} is not supported here")
             owner = next((k for k in type(x).__mro__ if name in vars(k)), object)
             if not _is_trusted_code(vars(owner).get(name)):
                 raise TypeError(f"copying {type(x).__name__} objects with a custom {name} is not supported here")
+        # The object is rebuilt by calling func: a class or the standard library's code, never the program's.
+        if not (isinstance(func, type) or _is_trusted_code(func)):
+            raise TypeError(f"copying {type(x).__name__} objects rebuilt by {func!r} is not supported here")
         return real(x, memo, func, args, *rest, **kwargs)
 
     copy._reconstruct = reconstruct  # type: ignore[attr-defined]
@@ -238,6 +318,9 @@ def _replacements() -> list[tuple[Any, Any]]:
         (functools.total_ordering, _checked_total_ordering),
         (dataclasses.dataclass, _checked_dataclass),
         (dataclasses.make_dataclass, _checked_make_dataclass),
+        (dataclasses.asdict, _checked_asdict),
+        (dataclasses.astuple, _checked_astuple),
+        (dataclasses.replace, _checked_replace),
         (collections.namedtuple, _checked_namedtuple),
         (operator.setitem, _guarded_setitem),
         (operator.delitem, _guarded_delitem),
@@ -252,15 +335,15 @@ def _replacements() -> list[tuple[Any, Any]]:
 
 
 def build_safe_modules() -> None:
-    """Make the trimmed copies (once the modules are imported) and install the ``copy`` guard.
+    """Make the copies of the whitelisted modules loaded so far, install the ``copy`` guard, and let
+    :func:`.guards.safe_module` copy the ones loaded later the same way.
 
     Every loaded whitelisted module is swept, not just the one that defines an original: ``functools``
     and ``statistics`` re-export ``collections.namedtuple``, for one.
     """
     replacements = _replacements()
-    for name, module in sorted(sys.modules.items()):
-        if module is None or name.partition(".")[0] not in SAFE_STDLIB:
-            continue
+
+    def copy_of(module: types.ModuleType) -> types.ModuleType:
         drop: list[str] = []
         replace: dict[str, Any] = {}
         for key, value in vars(module).items():
@@ -272,6 +355,11 @@ def build_safe_modules() -> None:
                         drop.append(key)
                     else:
                         replace[key] = replacement
-        if drop or replace:
-            safe_modules[name] = trimmed(module, drop, replace)
+        return trimmed(module, drop, replace)
+
+    for name, module in sorted(sys.modules.items()):
+        if module is not None and name.partition(".")[0] in SAFE_STDLIB:
+            safe_modules[name] = copy_of(module)
+    set_copier(copy_of)
     _install_copy_guard()
+    _install_enum_guard()
