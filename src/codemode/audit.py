@@ -198,23 +198,37 @@ class AuditLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
 
     def entries(self) -> Iterator[ExecutionEntry]:
-        """Every readable entry, oldest first (a damaged line is skipped, not fatal)."""
+        """Every readable entry, oldest first, the rotated files' too (a damaged line is skipped, not fatal)."""
+        for path in reversed(self._files()):
+            yield from self._read(path)
+
+    def recent(self, n: int = 20) -> list[ExecutionEntry]:
+        """The last ``n`` entries, newest last: the newest file first, older ones only while entries are missing
+        (one client's executions can rotate another's out of the current file)."""
+        found: list[ExecutionEntry] = []
+        for path in self._files():
+            found[:0] = self._read(path)
+            if 0 < n <= len(found):
+                break
+        return found[-n:] if n > 0 else found
+
+    def _files(self) -> list[Path]:
+        """The log and its rotations, newest first."""
+        rotated = [self.path.with_name(f"{self.path.name}.{k}") for k in range(1, ROTATIONS + 1)]
+        return [self.path, *rotated]
+
+    def _read(self, path: Path) -> Iterator[ExecutionEntry]:
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
+            with open(path, encoding="utf-8", errors="replace") as fh:
                 for number, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
                     try:
                         yield ExecutionEntry.from_json(json.loads(line))
                     except (ValueError, TypeError) as exc:
-                        logger.warning("audit log %s:%d: skipped a damaged line: %s", self.path, number, exc)
+                        logger.warning("audit log %s:%d: skipped a damaged line: %s", path, number, exc)
         except FileNotFoundError:
             return
-
-    def recent(self, n: int = 20) -> list[ExecutionEntry]:
-        """The last ``n`` entries, newest last."""
-        entries = list(self.entries())
-        return entries[-n:] if n > 0 else entries
 
     def find(self, entry_id: str) -> ExecutionEntry | None:
         """The entry whose id starts with ``entry_id`` (unique prefix), or None."""

@@ -125,3 +125,19 @@ def test_history_escapes_control_characters(tmp_path: Path, capsys: pytest.Captu
     assert main(["history", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
+
+
+def test_history_reads_entries_rotated_out_of_the_current_file(tmp_path: Path) -> None:
+    # One client's executions rotate another's out of the current file; history and replay still find it.
+    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=20_000)
+    alice = ExecutionEntry(session="s", code="print('alice')", executor="wasm", ok=True, duration_s=0, output_chars=0)
+    log.append(alice)
+    for i in range(40):
+        log.append(_entry(i))
+    assert alice.id not in (tmp_path / "audit.jsonl").read_text()
+    assert [e.code for e in log.recent(1)] == ["print(39)"]
+    every = log.recent(0)
+    assert every[0].id == alice.id and [e.code for e in every[1:]] == [f"print({i})" for i in range(40)]
+    assert [e.id for e in log.entries()] == [e.id for e in every]
+    assert log.find(alice.id) == alice
+    assert log.recent(41)[0].id == alice.id

@@ -315,3 +315,36 @@ async def test_a_gate_without_handles_hands_a_big_result_over_whole() -> None:
     ctx = _ctx(default_gate(Upstream(), handles=False), handle_bytes=1000)
     reply = await _call(ctx, "big")
     assert reply.ok and reply.handle is None and reply.value == "x" * 5000
+
+
+async def test_names_a_program_makes_up_are_kept_to_their_head_in_replies_journal_and_audit(tmp_path: Any) -> None:
+    # 200 calls naming a megabyte-long server and tool: a 600 MB audit line and 2 GB of host memory before.
+    from codemode.audit import AuditLog, ExecutionEntry
+
+    ctx = _ctx(default_gate(Upstream()), max_tool_calls=200)
+    name = "S" * 1_000_000
+    replies = [await ctx.gate.call(ctx, ToolRef(name, name), {}, 2) for _ in range(200)]
+    replies.append(await ctx.gate.call(ctx, ToolRef("notes", name), {}, 2))
+    assert {r.kind for r in replies} == {"unknown"}
+    assert max(len(r.message or "") for r in replies) < 1_000
+    assert replies[-1].message is not None and "has no tool 'SSS" in replies[-1].message
+    assert "[1,000,000 characters]" in replies[0].message  # says it was cut, and from what
+    records = ctx.journal.records
+    assert len(records) == 201 and max(len(r.server) + len(r.tool) + len(r.error or "") for r in records) < 2_000
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append(
+        ExecutionEntry(session="s", code="...", executor="wasm", ok=False, duration_s=0, output_chars=0, calls=records)
+    )
+    assert (tmp_path / "audit.jsonl").stat().st_size < 400_000
+
+
+async def test_a_long_upstream_error_is_recorded_to_its_head() -> None:
+    class Loud(Upstream):
+        async def call_tool(self, ref: ToolRef, args: dict[str, Any]) -> types.CallToolResult:
+            return types.CallToolResult(content=[types.TextContent(type="text", text="e" * 100_000)], is_error=True)
+
+    ctx = _ctx(default_gate(Loud()))
+    reply = await _call(ctx, "create_note")
+    assert reply.kind == "tool" and len(reply.message or "") > 10_000  # the program reads far more of it
+    (record,) = ctx.journal.records
+    assert record.error is not None and len(record.error) < 2_100 and record.error.endswith(" characters]")

@@ -29,7 +29,7 @@ import anyio
 
 from codemode.calls.fetch import FetchOp, describe, json_size
 from codemode.calls.handles import ResultStore
-from codemode.calls.journal import Journal
+from codemode.calls.journal import RECORDED_NAME_CHARS, Journal, bounded
 from codemode.calls.results import ResultTooLarge, error_text, result_for_guest
 from codemode.calls.types import CallState, Clock, Limits
 from codemode.errors import CodemodeError, ToolCallTimeout
@@ -208,15 +208,20 @@ class KnownToolStep:
             return Reply.refuse("unknown", message + " support that yet")
         if call.spec is not None:
             return await call_next(call)
+        server, tool = _shown(call.ref.server), _shown(call.ref.tool)
         reason = call.ctx.gate.unavailable().get(call.ref.server)
         if reason is not None:
-            message = f"server {call.ref.server!r} is unavailable: {reason} (codemode retries it)"
-            return Reply.refuse("upstream", message)
+            return Reply.refuse("upstream", f"server {server} is unavailable: {reason} (codemode retries it)")
         servers = sorted(call.ctx.gate.servers())
         if call.ref.server not in servers:
             connected = ", ".join(servers) or "none"
-            return Reply.refuse("unknown", f"no server named {call.ref.server!r} (connected: {connected})")
-        return Reply.refuse("unknown", f"server {call.ref.server!r} has no tool {call.ref.tool!r}")
+            return Reply.refuse("unknown", f"no server named {server} (connected: {connected})")
+        return Reply.refuse("unknown", f"server {server} has no tool {tool}")
+
+
+def _shown(name: str) -> str:
+    """A name the program gave, quoted for a message (which the journal and the audit log keep): its head."""
+    return repr(bounded(name, RECORDED_NAME_CHARS))
 
 
 class QuotaStep:

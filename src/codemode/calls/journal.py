@@ -12,6 +12,17 @@ from collections import Counter
 
 from codemode.calls.types import CallRecord, CallState, PolicyNote
 
+RECORDED_NAME_CHARS = 256
+"""Characters of a call's server and tool name recorded (a program names them, up to its request limit; a
+tool name the compiler takes is at most 1,024 and MCP suggests 128). Each record goes to the audit log."""
+RECORDED_ERROR_CHARS = 2_000
+"""Characters of a call's error recorded."""
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text):,} characters]"
+
 
 class Journal:
     """The calls of one execution, in the order they were made."""
@@ -38,6 +49,8 @@ class Journal:
         if len(self._records) >= self.max_records:
             self.overflow += 1
             return -1
+        # Names as the program wrote them: 200 calls to a megabyte-long name were a 600 MB audit line.
+        server, tool = bounded(server, RECORDED_NAME_CHARS), bounded(tool, RECORDED_NAME_CHARS)
         self._records.append(
             CallRecord(server, tool, args_bytes, 0.0, CallState.IN_FLIGHT, args_digest=args_digest, read_only=read_only)
         )
@@ -61,7 +74,7 @@ class Journal:
             state=state,
             duration_s=duration_s,
             result_bytes=result_bytes,
-            error=error,
+            error=None if error is None else bounded(error, RECORDED_ERROR_CHARS),
             error_kind=error_kind,
         )
 
