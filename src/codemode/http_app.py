@@ -172,11 +172,12 @@ class _Gatekeeper:
                 if gone is not None:
                     await gone(scope, receive, send)
                     return
-            if session_id is None and b"initialize" in body:  # may open an MCP session: counted for its client
+            if session_id is None:
                 client = client_key(identity_of(Request(scope)), _peer(scope))
-                if self.sessions.full(client):
+                if _may_initialize(body, complete) and self.sessions.full(client):
                     await _too_many_sessions(self.sessions.per_client)(scope, receive, send)
                     return
+                # Whatever the request looked like, an answer that names a new MCP session counts for its client.
                 send = _on_success(send, _opened(self.sessions, client))
             receive = _replay(chunks, receive)
         if session_id is not None:
@@ -211,6 +212,22 @@ class _Gatekeeper:
             handle_gone(handle),
             request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
         )
+
+
+def _may_initialize(body: bytes, complete: bool) -> bool:
+    """Whether a request may be an ``initialize`` (which opens an MCP session), as the SDK will parse it: the
+    method may be written with JSON escapes (``"\\u0069nitialize"``), so a body that has either the word or an
+    escape is parsed. One not read whole is taken to be one."""
+    if not complete:
+        return True
+    if b"initialize" not in body and b"\\u" not in body:
+        return False
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # the SDK refuses it: no session opens
+    messages = message if isinstance(message, list) else [message]
+    return any(isinstance(m, dict) and m.get("method") == "initialize" for m in messages)
 
 
 def _peer(scope: Scope) -> str:

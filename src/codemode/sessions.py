@@ -13,9 +13,12 @@ over stdio and for ``codemode run``, an MCP session or a server-issued handle ov
   interpreter of a sessionless client whose handle never came back. Otherwise the call is refused. A session
   another client has used twice is never closed for someone else; it only expires after ``idle_s`` (a
   provisional one after ``provisional_idle_s``).
-* **Executions**: ``per_minute`` per owner in any sliding minute, whatever session names it uses.
-* **New sessions** (each starts an interpreter): ``new_per_minute`` per owner, and ``new_per_minute_per_peer``
-  per peer address, because a sessionless client can always come back as a new owner.
+* **Executions**: ``per_minute`` per owner in any sliding minute, whatever session names it uses; an authenticated
+  client's owners (its MCP sessions, its handles) share one count.
+* **New sessions** (each starts an interpreter): ``new_per_minute`` per owner (per authenticated client across
+  its owners), and ``new_per_minute_per_peer`` per client across owners, because a sessionless client can always
+  come back as a new owner: per identity when it authenticated, else per peer address (identities behind one
+  proxy or NAT never spend each other's).
 """
 
 from __future__ import annotations
@@ -136,21 +139,23 @@ class Sessions:
                     return await self._create(key, owner)
         if state.owner != owner.key:  # keys are derived from the owner: this is a bug, not a client's doing
             raise RuntimeError(f"session {key} belongs to another owner")
-        self._spend(self._executions, owner.key, "executions per minute per client", "")
+        self._spend(self._executions, _rate_key(owner), "executions per minute per client", "")
         if not owner.provisional:
             state.provisional = False  # its handle came back: the client keeps it
         return state
 
     async def _create(self, key: str, owner: Owner) -> Session:
-        self._check(self._executions, owner.key, "executions per minute per client", "")
+        rate, client = _rate_key(owner), client_of(owner)
+        self._check(self._executions, rate, "executions per minute per client", "")
         hint = "; reuse a session instead of starting new ones (sessionless HTTP: pass back your session handle)"
-        self._check(self._new_by_owner, owner.key, "new sessions per minute per client", hint)
-        self._check(self._new_by_peer, owner.peer, "new sessions per minute from one address", hint)
+        self._check(self._new_by_owner, rate, "new sessions per minute per client", hint)
+        across = "from one client's handles" if client.startswith(AUTHENTICATED) else "from one address"
+        self._check(self._new_by_peer, client, f"new sessions per minute {across}", hint)
         await self._make_room(owner)
-        state = self._live[key] = Session(owner.key, owner.provisional, client_of(owner), last_used=self._clock())
-        self._new_by_owner.add(owner.key)
-        self._new_by_peer.add(owner.peer)
-        self._executions.add(owner.key)
+        state = self._live[key] = Session(owner.key, owner.provisional, client, last_used=self._clock())
+        self._new_by_owner.add(rate)
+        self._new_by_peer.add(client)
+        self._executions.add(rate)
         return state
 
     def _check(self, windows: _Windows, key: str, what: str, hint: str) -> None:
@@ -232,6 +237,14 @@ class Sessions:
 AUTHENTICATED = "identity:"
 """The prefix of a client that authenticated: only such clients' sessions are counted together. Clients that did
 not (a loopback server without tokens) share their address with each other, so they are told apart by owner."""
+
+
+def _rate_key(owner: Owner) -> str:
+    """Whose count an owner's executions and new sessions spend: its authenticated client's (however many MCP
+    sessions or handles it opens), else its own (anonymous clients share an address; they are told apart by
+    owner, and the address's count of new sessions bounds how many owners one can mint)."""
+    client = client_of(owner)
+    return client if client.startswith(AUTHENTICATED) else owner.key
 
 
 def client_of(owner: Owner) -> str:

@@ -252,13 +252,20 @@ async def test_a_client_holds_at_most_64_open_mcp_sessions(tmp_path: Path) -> No
         accept = {"Accept": "application/json, text/event-stream"}
         as_bob, as_alice = {**accept, "Authorization": f"Bearer {bob}"}, {**accept, "Authorization": f"Bearer {alice}"}
         async with httpx2.AsyncClient(timeout=30) as http:
+            # The method written with a JSON escape is the same initialize to the SDK: it counts, and is refused.
+            escaped = json.dumps(body).replace('"initialize"', '"\\u0069nitialize"').encode()
+            as_json = {**as_bob, "Content-Type": "application/json"}
             opened = []
-            for _ in range(64):
-                response = await http.post(url, json=body, headers=as_bob)
+            for i in range(64):
+                if i % 2:
+                    response = await http.post(url, content=escaped, headers=as_json)
+                else:
+                    response = await http.post(url, json=body, headers=as_bob)
                 assert response.status_code == 200, response.text[:200]
                 opened.append(response.headers["mcp-session-id"])
             refused = await http.post(url, json=body, headers=as_bob)
             assert refused.status_code == 429 and "holds 64 open MCP sessions" in refused.text, refused.text
+            assert (await http.post(url, content=escaped, headers=as_json)).status_code == 429
             assert (await http.post(url, json=body, headers=as_alice)).status_code == 200  # another client
             bad = {**as_bob, "mcp-session-id": opened[0], "mcp-protocol-version": "1999-01-01"}
             assert (await http.delete(url, headers=bad)).status_code >= 400  # refused: the session did not end

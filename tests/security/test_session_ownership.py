@@ -358,3 +358,34 @@ def test_a_client_over_its_rate_is_told_when_the_oldest_event_ages_out() -> None
     assert windows.wait_s("another") == 0.0
     now[0] += WINDOW_S - 15  # the oldest has aged out: allowed again
     assert windows.wait_s("client") == 0.0
+
+
+async def test_an_authenticated_clients_owners_share_its_rates_and_not_anothers_at_the_same_address() -> None:
+    # Behind one proxy: alice's new MCP sessions and handles spend alice's counts, never bob's.
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=64, per_minute=4, new_per_minute=3, new_per_minute_per_peer=5)
+    alice = [Owner(f"alice-{i}", "10.0.0.9", identity="alice") for i in range(6)]
+    for owner in alice[:3]:
+        await _open(sessions, owner, "default")
+    with pytest.raises(PolicyDenied, match="at most 3 new sessions per minute per client"):
+        await _open(sessions, alice[3], "default")
+    await _open(sessions, alice[0], "default")  # the fourth execution of alice's across her owners
+    with pytest.raises(PolicyDenied, match="at most 4 executions per minute per client"):
+        await _open(sessions, alice[1], "default")
+    bob = Owner("bob-0", "10.0.0.9", identity="bob")
+    await _open(sessions, bob, "default")  # the same address, another client: nothing of alice's is his
+    clock.now += 60
+    await _open(sessions, alice[3], "default")
+
+
+async def test_an_authenticated_client_minting_owners_meets_its_own_limit_of_new_sessions() -> None:
+    closed: list[str] = []
+    clock = Clock()
+    sessions = _sessions(closed, clock, max_sessions=64, new_per_minute=1000, new_per_minute_per_peer=5)
+    for i in range(5):
+        await _open(sessions, Owner(f"h{i}", "10.0.0.9", provisional=True, identity="alice"), "default")
+    with pytest.raises(PolicyDenied, match="at most 5 new sessions per minute from one client's handles"):
+        await _open(sessions, Owner("h5", "10.0.0.9", provisional=True, identity="alice"), "default")
+    await _open(sessions, Owner("b0", "10.0.0.9", provisional=True, identity="bob"), "default")
+    await _open(sessions, Owner("anon", "10.0.0.9", provisional=True), "default")  # anonymous: the address's count
