@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from codemode._version import __version__
+from codemode.calls.results import printable
 from codemode.config import Config, load_config
 from codemode.errors import CodemodeError, ConfigError
 from codemode.hub import Hub
@@ -110,10 +111,7 @@ def _tools(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _printable(text: str) -> str:
-    """``text`` safe for a terminal: control characters from programs and their output (an escape
-    sequence could rewrite the screen) are shown escaped; newlines and tabs stay."""
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+_printable = printable
 
 
 def _summary(text: str, width: int = 80) -> str:

@@ -129,3 +129,18 @@ async def test_a_hub_leaving_while_the_server_floods_stdout_ends_quietly(caplog:
     async with _hub() as hub:
         assert _text(await hub.call_tool(ToolRef("old", "leave_flooding"), {})) == "flooding"
     assert [r.getMessage() for r in caplog.records if r.name.startswith("codemode")] == []
+
+
+async def test_a_servers_own_error_is_its_message_cut_and_escaped_and_never_a_restart() -> None:
+    # -32000 is the usual "server error" code, and also the code the SDK gives a closed connection: it was read
+    # as the server dying, which restarted a healthy server (its state lost) and hid its message.
+    async with _hub() as hub:
+        before = _text(await hub.call_tool(ToolRef("old", "pid"), {}))
+        with pytest.raises(ToolCallError) as refused:
+            await hub.call_tool(ToolRef("old", "refuse"), {"code": -32000})
+        assert str(refused.value) == "old.refuse: by must be >= 0 \\x1b[2J"
+        assert _text(await hub.call_tool(ToolRef("old", "pid"), {})) == before
+        with pytest.raises(ToolCallError) as long:
+            await hub.call_tool(ToolRef("old", "refuse"), {"code": -32001, "size": 1_000_000})
+        assert len(str(long.value)) < 20_100 and str(long.value).endswith("[cut at 20,000 characters]")
+        assert _text(await hub.call_tool(ToolRef("old", "pid"), {})) == before

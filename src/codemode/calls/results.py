@@ -82,10 +82,23 @@ def error_text(result: types.CallToolResult) -> str:
             size += len(texts[-1]) + 1
             if size > MAX_ERROR_CHARS:
                 break
-    message = "\n".join(texts).strip()
-    if len(message) > MAX_ERROR_CHARS:
-        message = message[:MAX_ERROR_CHARS] + f" … [cut at {MAX_ERROR_CHARS:,} characters]"
-    return message or "the tool reported an error without a message"
+    return server_text("\n".join(texts).strip()) or "the tool reported an error without a message"
+
+
+def server_text(text: str) -> str:
+    """Text an upstream wrote that becomes an error message (a tool's error, a JSON-RPC error's message): at most
+    :data:`MAX_ERROR_CHARS`, its control characters escaped (they reach terminals: ``history``, a client's log)."""
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + f" … [cut at {MAX_ERROR_CHARS:,} characters]"
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence could rewrite the screen) shown
+    escaped; newlines and tabs stay."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _check_sizes(blocks: list[types.ContentBlock], max_bytes: int) -> None:

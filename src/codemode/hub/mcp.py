@@ -35,7 +35,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter
 
 from codemode._version import __version__
-from codemode.calls.results import ResultTooLarge
+from codemode.calls.results import ResultTooLarge, server_text
 from codemode.config import HttpServer, StdioServer
 from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
 from codemode.hub.bounded_http import bounded_http_client
@@ -233,11 +233,14 @@ class McpUpstream:
         except MCPError as exc:
             if exc.code == LIMIT_EXCEEDED:  # refused at the transport, before the SDK built it
                 raise ResultTooLarge(exc.message, self.name, tool) from exc
-            if exc.code == types.CONNECTION_CLOSED or self._client is None:
+            # On the lane an error is always the server's own answer (a closed pipe raises BrokenResourceError):
+            # -32000, the code the SDK gives a closed connection, is also the usual "server error" a server sends.
+            closed = lane is None and exc.code == types.CONNECTION_CLOSED and exc.message == _SDK_CLOSED
+            if closed or self._client is None:
                 reason = self._ended()  # before _mark_died, which sets the stop event itself
                 self._mark_died(client)
                 raise ToolCallError(self.name, tool, reason) from exc
-            raise ToolCallError(self.name, tool, exc.message) from exc
+            raise ToolCallError(self.name, tool, server_text(exc.message)) from exc
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             reason = self._ended()
             self._mark_died(client)
@@ -460,6 +463,9 @@ async def _sse_transport(url: str, headers: dict[str, str]) -> Any:
                 tg.cancel_scope.cancel()
 
 
+_SDK_CLOSED = "Connection closed"
+"""The message of the error the SDK fails a request with when its connection closes (code -32000)."""
+
 REFUSED_BY_SERVER = -32001
 """The JSON-RPC error code of a request an SSE server refused with an HTTP error (server-defined range)."""
 
@@ -471,8 +477,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename or exc}"
     if isinstance(exc, MCPError):
-        return f"protocol error: {exc.message}"
-    text = str(exc).strip() or type(exc).__name__
+        return f"protocol error: {server_text(exc.message)}"
+    text = server_text(str(exc).strip()) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, OSError) else text
 
 
