@@ -144,3 +144,13 @@ async def test_a_servers_own_error_is_its_message_cut_and_escaped_and_never_a_re
             await hub.call_tool(ToolRef("old", "refuse"), {"code": -32001, "size": 1_000_000})
         assert len(str(long.value)) < 20_100 and str(long.value).endswith("[cut at 20,000 characters]")
         assert _text(await hub.call_tool(ToolRef("old", "pid"), {})) == before
+
+
+async def test_a_flood_of_tool_list_changes_costs_a_listing_or_two_not_one_each() -> None:
+    # Each notification started a listing of its own: a server announcing without end and not reading its
+    # stdin held a gigabyte of listings waiting to be written.
+    async with _hub() as hub:
+        assert _text(await hub.call_tool(ToolRef("old", "listings"), {})) == "1"
+        assert _text(await hub.call_tool(ToolRef("old", "announce"), {"count": 500})) == "announced"
+        await anyio.sleep(1.0)  # the listings the flood starts are done by then (each takes milliseconds)
+        assert 2 <= int(_text(await hub.call_tool(ToolRef("old", "listings"), {}))) <= 3

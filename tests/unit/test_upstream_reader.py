@@ -188,3 +188,21 @@ async def test_a_cancelled_call_whose_cancel_notice_cannot_be_written_still_ends
             scope.cancel()
     assert scope.cancelled_caught and lane.waiting() == []
     assert [json.loads(n)["method"] for n in notices] == ["notifications/cancelled"]
+
+
+def test_requests_of_the_server_unanswered_are_bounded() -> None:
+    # A server sending requests without end while it stopped reading held a task (and its answer) for each.
+    from codemode.hub.bounded_stdio import MAX_SERVER_REQUESTS
+
+    reader = _Reader("s")
+    passed = [reader.message(bytearray(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}' % i)) for i in range(1000)]
+    kept = [m for m in passed if m is not None]
+    assert len(kept) == MAX_SERVER_REQUESTS and reader.dropped == 1000 - MAX_SERVER_REQUESTS
+    reader.sent(types.JSONRPCResponse(jsonrpc="2.0", id=0, result={}))  # the session answered one
+    assert isinstance(reader.message(bytearray(b'{"jsonrpc":"2.0","id":"again","method":"ping"}')), SessionMessage)
+    assert reader.message(bytearray(b'{"jsonrpc":"2.0","id":"more","method":"ping"}')) is None
+    # Notifications and answers to the session's own requests are not counted.
+    reader.sent(_request(7))
+    assert isinstance(reader.message(bytearray(b'{"jsonrpc":"2.0","id":7,"result":{"content":[]}}')), SessionMessage)
+    note = bytearray(b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}')
+    assert isinstance(reader.message(note), SessionMessage)

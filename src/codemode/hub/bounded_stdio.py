@@ -162,6 +162,13 @@ class LineReader:
         over.tail = (over.tail + chunk[max(start, end - _EDGE) : end])[-_EDGE:]
 
 
+MAX_SERVER_REQUESTS = 32
+"""Requests of the server's own (``ping``, ``sampling/createMessage`` ...) passed on to the session and not yet
+answered. The session starts a task for each, which waits to write its answer: a server that sends them without
+end and stops reading its stdin held a gigabyte of such tasks. Past this many, the server's requests are dropped
+(it waits for answers that never come; its calls are unaffected)."""
+
+
 class _Reader:
     """Turns lines into the session's messages, refusing those over a limit on the requests' behalf."""
 
@@ -171,9 +178,16 @@ class _Reader:
         """Calls codemode sends itself (:mod:`.lane`): their answers go to it, not to the session."""
         self.in_flight: set[types.RequestId] = set()
         """Ids of the session's requests sent and not yet answered."""
+        self.serving: set[types.RequestId] = set()
+        """Ids of the server's requests passed to the session and not yet answered (at most
+        :data:`MAX_SERVER_REQUESTS`)."""
+        self.dropped = 0
+        """The server's requests dropped for being over that count."""
 
     def sent(self, message: types.JSONRPCMessage) -> None:
-        if isinstance(message, types.JSONRPCRequest):
+        if isinstance(message, types.JSONRPCResponse | types.JSONRPCError) and message.id is not None:
+            self.serving.discard(message.id)
+        elif isinstance(message, types.JSONRPCRequest):
             self.in_flight.add(coerce_request_id(message.id))
         elif isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":
             request = (message.params or {}).get("requestId")
@@ -211,6 +225,16 @@ class _Reader:
             return self._refuse(line, reason, types.PARSE_ERROR, data=data, exc=exc)
         if isinstance(parsed, types.JSONRPCResponse | types.JSONRPCError) and parsed.id is not None:
             self.in_flight.discard(coerce_request_id(parsed.id))
+        elif isinstance(parsed, types.JSONRPCRequest):
+            if len(self.serving) >= MAX_SERVER_REQUESTS:
+                if not self.dropped:
+                    logger.warning(
+                        "upstream %s has %d requests of its own unanswered (it may not be reading its stdin): "
+                        "its further requests are dropped", self.name, MAX_SERVER_REQUESTS,
+                    )  # fmt: skip
+                self.dropped += 1
+                return None
+            self.serving.add(parsed.id)
         return SessionMessage(parsed)
 
     def _refuse(

@@ -71,6 +71,9 @@ class McpUpstream:
         """Whether a start was tried before: only later (re)starts announce a different tool list."""
         self._listening = False
         """A ``subscriptions/listen`` stream delivers tool changes (so the teed notifications are ignored)."""
+        self._refreshing = False
+        self._refresh_again = False
+        """A change was announced during the listing in progress: list once more when it ends."""
         self._client: Client | None = None
         self._lane: Lane | None = None
         """Where calls go instead of the SDK's session when the connection allows it (see :mod:`.lane`)."""
@@ -360,11 +363,29 @@ class McpUpstream:
             logger.info("upstream %s: tool-change subscription ended: %s", self.name, _describe(exc))
 
     async def _refresh_tools(self) -> None:
+        """List the tools again after a change. One listing at a time: changes announced while it runs make one
+        more listing after it, however many they are (a flood of them once started a listing each, every one
+        waiting to write to a server that had stopped reading)."""
+        if self._refreshing:
+            self._refresh_again = True
+            return
+        self._refreshing = True
+        try:
+            again = True
+            while again:
+                self._refresh_again = False
+                await self._refresh_once()
+                again = self._refresh_again
+        finally:
+            self._refreshing = False
+
+    async def _refresh_once(self) -> None:
         client = self._client
         if client is None:
             return
         try:
-            tools = await self._list_tools(client)
+            with anyio.fail_after(self.config.start_timeout_s):
+                tools = await self._list_tools(client)
         except Exception as exc:  # the old list stays; calls keep working, the next change retries
             logger.warning("upstream %s: re-listing changed tools failed: %s", self.name, _describe(exc))
             return
