@@ -154,3 +154,16 @@ async def test_a_flood_of_tool_list_changes_costs_a_listing_or_two_not_one_each(
         assert _text(await hub.call_tool(ToolRef("old", "announce"), {"count": 500})) == "announced"
         await anyio.sleep(1.0)  # the listings the flood starts are done by then (each takes milliseconds)
         assert 2 <= int(_text(await hub.call_tool(ToolRef("old", "listings"), {}))) <= 3
+
+
+async def test_a_listing_is_kept_small_as_it_arrives() -> None:
+    # What a listing held was what the pages carried until the compiler cut it: 2 GB for 20 pages of 100 MB.
+    from codemode.compiler.limits import MAX_DESCRIPTION, REFUSED
+    from codemode.hub.mcp import MAX_TOOLS
+
+    async with _hub(env={"LEGACY_OVERSIZED": "1"}) as hub:
+        tools = {t.name: t for t in hub.tools()["old"]}
+        assert len(tools) == MAX_TOOLS
+        assert len(tools["verbose"].description) == MAX_DESCRIPTION
+        assert tools["wide"].input_schema == {REFUSED: "inputSchema larger than 256 KB serialised (limit 256 KB)"}
+        assert _text(await hub.call_tool(ToolRef("old", "echo"), {"text": "fine"})) == "fine"

@@ -11,6 +11,7 @@ only queues the name: the hub reacts to it from its own task, never from this co
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import sys
@@ -36,6 +37,7 @@ from pydantic import TypeAdapter
 
 from codemode._version import __version__
 from codemode.calls.results import ResultTooLarge, server_text
+from codemode.compiler.limits import MAX_DESCRIPTION, MAX_NAME, REFUSED, measure
 from codemode.config import HttpServer, StdioServer
 from codemode.errors import ToolCallError, ToolCallTimeout, UpstreamError
 from codemode.hub.bounded_http import bounded_http_client
@@ -321,13 +323,18 @@ class McpUpstream:
         return _http_transport(cfg.url, cfg.headers)
 
     async def _list_tools(self, client: Client) -> list[ToolSpec]:
+        """Every page of the server's tools, each kept small as it arrives: what the listing holds is bounded by
+        :data:`MAX_TOOLS` of :func:`_kept` size, not by what the pages carry (20 pages of a tool with a 100 MB
+        description held 2 GB until the compiler cut each)."""
         specs: list[ToolSpec] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             page = await client.list_tools(cursor=cursor)
             for tool in page.tools:
-                data = tool.model_dump(by_alias=True, exclude_none=True, mode="json")
-                specs.append(ToolSpec.from_json(self.name, data))
+                if len(specs) >= MAX_TOOLS:
+                    logger.warning("upstream %s lists more than %d tools: the rest are left out", self.name, MAX_TOOLS)
+                    return specs
+                specs.append(_kept(self.name, tool.model_dump(by_alias=True, exclude_none=True, mode="json")))
             cursor = page.next_cursor
             if not cursor:
                 break
@@ -401,6 +408,33 @@ class McpUpstream:
             # The notifier only queues a name; if it breaks anyway, say so, but keep this connection's
             # message loop (or the listen stream) alive.
             logger.exception("upstream %s: tool-change notifier raised", self.name)
+
+
+MAX_TOOLS = 5_000
+"""Tools kept from one server's listing (the largest of 37 captured real catalogs lists 235)."""
+
+
+def _kept(server: str, data: dict[str, Any]) -> ToolSpec:
+    """A listed tool as the hub keeps it: its description cut to the compiler's limit and a schema over the
+    compiler's limits replaced by the marker that makes its stub generic (the compiler would refuse it anyway),
+    each with a warning, so no listed tool holds more than a few hundred kilobytes."""
+    spec = ToolSpec.from_json(server, data)
+    label = f"upstream {server}: tool {server_text(spec.name[:MAX_NAME])!r}"
+    changes: dict[str, Any] = {}
+    if len(spec.description) > MAX_DESCRIPTION:
+        logger.warning("%s: description of %d characters cut to %d", label, len(spec.description), MAX_DESCRIPTION)
+        changes["description"] = spec.description[:MAX_DESCRIPTION]
+    refused = [
+        f"{field} {reason}"
+        for field, value in (("inputSchema", spec.input_schema), ("outputSchema", spec.output_schema))
+        if value is not None and (reason := measure(value)) is not None
+    ]
+    if refused:
+        reason = "; ".join(refused)
+        logger.warning("%s: schema refused, its stub takes any arguments: %s", label, reason)
+        changes["input_schema"] = {REFUSED: reason}
+        changes["output_schema"] = None
+    return dataclasses.replace(spec, **changes) if changes else spec
 
 
 def _lane_for(client: Client, lane: Lane | None) -> Lane | None:
