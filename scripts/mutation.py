@@ -318,6 +318,13 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer", "if ptr < 0 or ptr + count > size:",
              "`ptr < 0` → `ptr < -1` in fd_pread: ptr comes from an unsigned iovec field (_IOVEC, '<II') and is "
              "never negative, so neither test is ever true", "if ptr < -1 or ptr + count > size:"),
+    Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer", "if ptr < 0 or ptr + count > size:",
+             "`ptr < 0` → `ptr < 1` in fd_pread: a buffer at guest address 0 refused too (stricter; no guest buffer "
+             "lives at C's NULL)", "if ptr < 1 or ptr + count > size:"),
+    Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer",
+             "if ptr < 0 or length < 0 or ptr + length > size:",
+             "`length < 0` → `length < -1` in _read: every length it is given is an unsigned field (u32) or 8 or "
+             "48 times a count, never exactly -1", "if ptr < 0 or length < -1 or ptr + length > size:"),
     Accepted(_INST, "core/ReplaceAndWithOr",
              "if isinstance(capture, list) and len(capture) == 2 and all(type(a) is int for a in capture):",
              "the capture check's second `and` → `or`: the hello is taken once, at boot, from the runtime on the "
