@@ -97,7 +97,7 @@ async def serve_http(
     trusted = list(trusted_proxies or [])
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level.lower(), proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or [],
+        forwarded_allow_ips=trusted or [], limit_concurrency=MAX_CONNECTIONS,
     )  # fmt: skip
     await uvicorn.Server(config).serve()
 
@@ -105,6 +105,14 @@ async def serve_http(
 MCP_SESSIONS_PER_CLIENT = 64
 """Open MCP sessions (handshake era) one client may hold. The SDK keeps any number, each for its idle time: one
 client opening them without end (initialize only) held 10,000 and 450 MB, and every other client was refused."""
+
+
+OPEN_REQUESTS_PER_CLIENT = 2 * MCP_SESSIONS_PER_CLIENT
+"""Requests of one client the server holds open at once, streams included (an MCP session's GET stream, a
+2026-07-28 ``subscriptions/listen``): room for a GET stream and a call on each of its MCP sessions. One client
+held 5,000 listen streams (200 MB) before."""
+MAX_CONNECTIONS = 2048
+"""Connections and requests the server holds at once, all clients together (uvicorn answers 503 past it)."""
 
 
 class McpSessions:
@@ -151,6 +159,8 @@ class _Gatekeeper:
         self.public = public
         self.sessions = sessions
         self.guarded: ASGIApp = RequireAuthMiddleware(self._inner, [], None) if auth else self._inner
+        self._open: dict[str, int] = {}
+        """Requests (streams included) each client has open."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.public:
@@ -162,6 +172,22 @@ class _Gatekeeper:
         if scope["path"] != MCP_PATH:
             await self.app(scope, receive, send)
             return
+        client = client_key(identity_of(Request(scope)), _peer(scope))
+        held = self._open.get(client, 0)
+        if held >= OPEN_REQUESTS_PER_CLIENT:
+            await _too_many_open(OPEN_REQUESTS_PER_CLIENT)(scope, receive, send)
+            return
+        self._open[client] = held + 1
+        try:
+            await self._serve(scope, receive, send, client)
+        finally:
+            left = self._open[client] - 1
+            if left:
+                self._open[client] = left
+            else:
+                del self._open[client]
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, client: str) -> None:
         session_id = Headers(scope=scope).get("mcp-session-id")
         if scope["method"] == "POST":
             chunks, complete = await _read_body(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
@@ -173,7 +199,6 @@ class _Gatekeeper:
                     await gone(scope, receive, send)
                     return
             if session_id is None:
-                client = client_key(identity_of(Request(scope)), _peer(scope))
                 if _may_initialize(body, complete) and self.sessions.full(client):
                     await _too_many_sessions(self.sessions.per_client)(scope, receive, send)
                     return
@@ -239,6 +264,15 @@ def _too_many_sessions(limit: int) -> Response:
     message = (
         f"codemode: this client holds {limit} open MCP sessions, the most it may: end one (DELETE with its "
         "mcp-session-id) or wait until one is idle past session_idle_s"
+    )
+    error = {"code": INVALID_REQUEST, "message": message}
+    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=429)
+
+
+def _too_many_open(limit: int) -> Response:
+    message = (
+        f"codemode: this client has {limit} requests open (streams included), the most it may: close a stream "
+        "(an MCP session's GET, a subscriptions/listen) before opening another"
     )
     error = {"code": INVALID_REQUEST, "message": message}
     return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=429)

@@ -273,3 +273,39 @@ async def test_a_client_holds_at_most_64_open_mcp_sessions(tmp_path: Path) -> No
             ended = await http.delete(url, headers={**as_bob, "mcp-session-id": opened[0]})
             assert ended.is_success, ended.status_code
             assert (await http.post(url, json=body, headers=as_bob)).status_code == 200  # room again
+
+
+async def test_a_client_holds_a_bounded_number_of_open_requests(tmp_path: Path) -> None:
+    # One client held 5,000 subscriptions/listen streams (200 MB); any long-lived request counts, here bodies
+    # that never finish uploading.
+    from codemode.http_app import OPEN_REQUESTS_PER_CLIENT
+
+    alice, bob = "alice-token-0123456789abcdefghij", "bob-token-0123456789abcdefghijklmn"
+    tokens = {"env:ALICE_TOKEN": "alice", "env:BOB_TOKEN": "bob"}
+    async with serving(tmp_path, env={"ALICE_TOKEN": alice, "BOB_TOKEN": bob}, tokens=tokens) as url:
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        as_bob, as_alice = {**accept, "Authorization": f"Bearer {bob}"}, {**accept, "Authorization": f"Bearer {alice}"}
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+
+        async def never_ends() -> AsyncIterator[bytes]:
+            yield b'{"jsonrpc": "2.0", '
+            await anyio.sleep_forever()
+
+        limits = httpx2.Limits(max_connections=OPEN_REQUESTS_PER_CLIENT + 8)
+        async with httpx2.AsyncClient(timeout=30, limits=limits) as http, anyio.create_task_group() as tg:
+            for _ in range(OPEN_REQUESTS_PER_CLIENT):
+                tg.start_soon(lambda: http.post(url, content=never_ends(), headers=as_bob))
+            with anyio.fail_after(20):
+                while True:  # until the server holds all of bob's uploads
+                    refused = await http.post(url, json=initialize, headers=as_bob)
+                    if refused.status_code == 429:
+                        break
+                    await anyio.sleep(0.2)
+            assert "requests open (streams included)" in refused.text, refused.text
+            assert (await http.post(url, json=initialize, headers=as_alice)).status_code == 200  # another client
+            tg.cancel_scope.cancel()
+        async with httpx2.AsyncClient(timeout=30) as http:
+            with anyio.fail_after(20):
+                while (await http.post(url, json=initialize, headers=as_bob)).status_code != 200:  # noqa: ASYNC110
+                    await anyio.sleep(0.2)  # closed uploads give their slots back
