@@ -56,7 +56,7 @@ from mcp.server.subscriptions import (
     ToolsListChanged,
 )
 from mcp.shared.exceptions import MCPError, NoBackChannelError
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry import trace
 from pydantic import BaseModel, Field, create_model
@@ -203,6 +203,19 @@ def caller_of(ctx: ServerRequestContext[Any, Any] | None, requested: str | None,
     assert key is not None
     owner = Owner(key, peer, provisional=True, identity=identity)
     return Caller(owner, requested or "default", _handle_for(handle, requested), True)
+
+
+SESSION_GONE = "session_gone"
+"""``error.data.reason`` of the session-gone answer, for clients that act on it."""
+
+
+def handle_expired(handle: str) -> str:
+    """What a client presenting a handle of this server's whose interpreters have all ended is told."""
+    return (
+        f"session {handle[:12]}… is gone: its interpreter ended (idle past session_idle_s, or closed to make room) "
+        "and its variables are lost; call execute_python without `session` (and without "
+        f"{HANDLE_META_KEY!r} in _meta) to start a new interpreter"
+    )
 
 
 def handle_gone(handle: str) -> str:
@@ -367,6 +380,10 @@ def build_server(
             caller = caller_of(request, session, handles)
         except CallerError as exc:
             return _result(str(exc), is_error=True)
+        if caller.handle is not None and not caller.minted and not engine.sessions.owned_by(caller.owner.key):
+            # Never a fresh interpreter that silently lost the client's variables (as an ended MCP session).
+            error = {"reason": SESSION_GONE}
+            raise MCPError(INVALID_REQUEST, f"codemode: {handle_expired(caller.handle)}", error)
         bind(caller)
         await _wait_until_ready(engine, ctx)
         run: ParkedRun | None = None

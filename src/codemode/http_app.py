@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codemode.engine import Engine
-from codemode.front import handle_gone, identity_of, presented_handle, principal_of
+from codemode.front import SESSION_GONE, handle_gone, identity_of, presented_handle, principal_of
 from codemode.hub.hub import HubState
 from codemode.identity import client_key
 from codemode.metrics import Metrics
@@ -46,8 +46,6 @@ from codemode.session_names import HANDLE_PREFIX, Handles
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
-SESSION_GONE = "session_gone"
-"""``error.data.reason`` of the session-gone answer, for clients that act on it."""
 _SDK_NOT_FOUND = b"Session not found"
 
 

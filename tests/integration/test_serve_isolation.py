@@ -292,13 +292,19 @@ async def test_a_client_holds_a_bounded_number_of_open_requests(tmp_path: Path) 
             yield b'{"jsonrpc": "2.0", '
             await anyio.sleep_forever()
 
+        async def upload() -> None:
+            # An upload arriving while a probe is in flight is itself the one refused: it tries again.
+            while (await http.post(url, content=never_ends(), headers=as_bob)).status_code == 429:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+
         limits = httpx2.Limits(max_connections=OPEN_REQUESTS_PER_CLIENT + 8)
         async with httpx2.AsyncClient(timeout=30, limits=limits) as http, anyio.create_task_group() as tg:
             for _ in range(OPEN_REQUESTS_PER_CLIENT):
-                tg.start_soon(lambda: http.post(url, content=never_ends(), headers=as_bob))
-            with anyio.fail_after(20):
+                tg.start_soon(upload)
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}  # opens no MCP session: the loop may run long
+            with anyio.fail_after(60):
                 while True:  # until the server holds all of bob's uploads
-                    refused = await http.post(url, json=initialize, headers=as_bob)
+                    refused = await http.post(url, json=ping, headers=as_bob)
                     if refused.status_code == 429:
                         break
                     await anyio.sleep(0.2)
@@ -309,3 +315,20 @@ async def test_a_client_holds_a_bounded_number_of_open_requests(tmp_path: Path) 
             with anyio.fail_after(20):
                 while (await http.post(url, json=initialize, headers=as_bob)).status_code != 200:  # noqa: ASYNC110
                     await anyio.sleep(0.2)  # closed uploads give their slots back
+
+
+async def test_a_handle_whose_interpreter_ended_is_told_gone_never_given_a_fresh_one(tmp_path: Path) -> None:
+    # It was accepted and answered from a new interpreter: `NameError: name 'secret' is not defined`.
+    async with serving(tmp_path, session_idle_s=1) as url, Client(url) as client:
+        handle = _handle(await run(client, "secret = 42"))
+        assert _text(await run(client, "secret", handle)) == "42"
+        with anyio.fail_after(30):
+            while True:  # the expiry sweep runs every quarter of the idle limit
+                await anyio.sleep(1.5)
+                try:
+                    await run(client, "secret", handle)
+                except MCPError as exc:
+                    assert "is gone: its interpreter ended" in str(exc) and exc.error.data == {"reason": "session_gone"}
+                    break
+        fresh = await run(client, "1 + 1")  # without the handle: a new interpreter, and a new handle
+        assert fresh.content[0].text == "2" and _handle(fresh) != handle
