@@ -390,11 +390,13 @@ def build_server(
         capabilities = request.session.client_capabilities if request is not None else None
         if resumed is not None:  # a 2026-07-28 client answering the approval its parked program waits on
             principal = _principal(_http_request(request))
-            run = parked.get(resumed, caller.owner.key, principal=principal, fresh=caller.minted)
+            run = parked.pending(resumed, caller.owner.key, principal=principal, fresh=caller.minted)
             if run is None or run.question is None:
                 return _result(
-                    "codemode: that approval is no longer pending (the program ended, was answered, or waited past "
-                    "approval_timeout_s); see codemode history for what it did, and run it again if needed",
+                    "codemode: that approval is no longer pending, and this answer approved nothing (each "
+                    "request_state answers one question, once: it was answered already, the program ended, or it "
+                    "waited past approval_timeout_s); see codemode history for what it did, and run it again if "
+                    "needed",
                     is_error=True,
                 )
             run.answer(_approval_answer(ctx.input_responses, run.question[1]))
@@ -559,7 +561,7 @@ def _input_required(run: ParkedRun) -> types.InputRequiredResult:
         message=message, requested_schema=render_elicitation_schema(_answer_model(options))
     )
     return types.InputRequiredResult(
-        input_requests={APPROVAL_KEY: types.ElicitRequest(params=params)}, request_state=run.id
+        input_requests={APPROVAL_KEY: types.ElicitRequest(params=params)}, request_state=run.request_state
     )
 
 
