@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from codemode._version import __version__
-from codemode.calls.results import printable
+from codemode.calls.results import printable, upstream_text
 from codemode.config import Config, load_config
 from codemode.errors import CodemodeError, ConfigError
 from codemode.hub import Hub
@@ -52,6 +52,8 @@ def _print_json(data: Any) -> None:
 
 
 def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    # Cells hold upstream text (errors with a server's stderr, descriptions): escaped, on one line each.
+    rows = [[printable(str(c)).replace("\n", "\\n") for c in row] for row in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
@@ -76,7 +78,10 @@ def _servers(args: argparse.Namespace) -> int:
     else:
         print(
             _table(
-                [[r["name"], r["state"], r["transport"], str(r["tools"]), r["error"] or ""] for r in rows],
+                [
+                    [r["name"], r["state"], r["transport"], str(r["tools"]), upstream_text(r["error"] or "")]
+                    for r in rows
+                ],
                 ["SERVER", "STATE", "TRANSPORT", "TOOLS", "ERROR"],
             )
         )
@@ -104,7 +109,7 @@ def _tools(args: argparse.Namespace) -> int:
     else:
         print(
             _table(
-                [[r["server"], r["name"], _summary(r.get("description", ""))] for r in rows],
+                [[r["server"], r["name"], upstream_text(_summary(r.get("description", "")))] for r in rows],
                 ["SERVER", "TOOL", "SUMMARY"],
             )
         )
@@ -154,9 +159,9 @@ def _compile(args: argparse.Namespace) -> int:
     else:
         print(f"{out}: {len(report.written)} written, {len(report.unchanged)} unchanged, {len(report.deleted)} deleted")
         for warning in report.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {upstream_text(warning)}", file=sys.stderr)
         for s in failed:
-            print(f"warning: server {s['name']} not compiled: {s['error']}", file=sys.stderr)
+            print(f"warning: server {s['name']} not compiled: {upstream_text(s['error'] or '')}", file=sys.stderr)
     return EXIT_FAULT if failed else EXIT_OK
 
 
@@ -585,7 +590,6 @@ def _count(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (all) or more, not {number}")
     return number
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,6 +64,7 @@ from pydantic import BaseModel, Field, create_model
 from codemode import direct
 from codemode._version import __version__
 from codemode.calls.gate import Asker, CannotAsk, Reply
+from codemode.calls.results import upstream_text
 from codemode.config import Settings
 from codemode.engine import Engine
 from codemode.executors.base import WAIT_GRACE_S
@@ -99,6 +100,8 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
     """The ``execute_python`` description: what it does, one line per server, how to discover tools.
 
     It does not list tools or skills (``skills`` is their count), so it stays small however many there are.
+    A server's summary is the upstream's (or the config's) text: shown with :func:`upstream_text`, so it can
+    neither send control characters to the client nor pass for one of codemode's own notes.
     """
     lines = [
         "Run a Python 3.12 program in a sandbox (no network, no host files) and return what it prints plus "
@@ -143,7 +146,8 @@ def tool_description(index: dict[str, Any], settings: Settings | None = None, *,
     for server in index.get("servers", []):
         summary = (server.get("summary") or "").strip().splitlines()[0:1]
         lines.append(
-            f"- {server['module']}: {server['tool_count']} tools" + (f" — {summary[0][:100]}" if summary else "")
+            f"- {server['module']}: {server['tool_count']} tools"
+            + (f" — {upstream_text(summary[0][:100])}" if summary else "")
         )
     if not index.get("servers"):
         lines.append("- (none connected)")
@@ -473,15 +477,15 @@ def add_discovery_tools(server: MCPServer, engine: Engine) -> None:
         hits = current().search_tools(query, limit)
         if not hits:
             return "no tool matches; try other words"
-        return "\n".join(f"{h['tool']}: {h['summary']}" for h in hits)
+        return "\n".join(f"{h['tool']}: {upstream_text(h['summary'])}" for h in hits)
 
     def describe(tool: Annotated[str, Field(description=DESCRIBE_HELP)]) -> str:
         """The Python signature, types and docs of one upstream tool, as execute_python calls it."""
         try:
             text: str = current().describe(tool)
         except LookupError as exc:
-            return f"LookupError: {exc}"
-        return text
+            return f"LookupError: {upstream_text(str(exc))}"
+        return upstream_text(text)
 
     read_only = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
     server.add_tool(search_tools, name="search_tools", annotations=read_only)
@@ -707,7 +711,7 @@ class _Front:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
     ) -> types.ListToolsResult:
         own = await self.server.list_tools()
-        offered = [types.Tool.model_validate({**d.spec.to_json(), "name": d.name}) for d in self.direct.values()]
+        offered = [types.Tool.model_validate(_offered(d)) for d in self.direct.values()]
         skills = [_skill_tool(t) for t in self.skill_tools.values()]
         return types.ListToolsResult(tools=[*own, *offered, *skills])
 
@@ -833,11 +837,22 @@ def _json_shaped(text: str) -> bool:
     return not isinstance(value, str | int | float)
 
 
+def _offered(tool: direct.DirectTool) -> dict[str, Any]:
+    """The ``tools/list`` entry of a direct tool: the upstream's own, its name and title shown as codemode
+    shows any upstream text (:func:`upstream_text`); the schema goes as it is (the upstream checks calls
+    against it)."""
+    entry: dict[str, Any] = {**tool.spec.to_json(), "name": tool.name}
+    for key in ("title", "description"):
+        if isinstance(entry.get(key), str):
+            entry[key] = upstream_text(entry[key])
+    return entry
+
+
 def _skill_tool(tool: SkillTool) -> types.Tool:
-    """The ``tools/list`` entry of a skill tool."""
+    """The ``tools/list`` entry of a skill tool (its description a program wrote, shown as upstream text)."""
     return types.Tool(
         name=tool.name,
-        description=tool.description,
+        description=upstream_text(tool.description),
         input_schema=tool.schema.input_schema,
         annotations=types.ToolAnnotations(
             title=f"skill {tool.skill} v{tool.version}", read_only_hint=tool.read_only, open_world_hint=True
@@ -864,7 +879,7 @@ def stub_resources(index: dict[str, Any]) -> tuple[list[types.Resource], dict[st
                 types.Resource(
                     uri=uri,
                     name=f"{srv['module']}.{tool['python_name']}",
-                    description=(tool.get("summary") or "")[:200],
+                    description=upstream_text((tool.get("summary") or "")[:200]),
                     mime_type=STUB_MIME_TYPE,
                 )
             )

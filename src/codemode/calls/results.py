@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from codemode.errors import ToolCallError
@@ -90,7 +91,22 @@ def server_text(text: str) -> str:
     :data:`MAX_ERROR_CHARS`, its control characters escaped (they reach terminals: ``history``, a client's log)."""
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS] + f" … [cut at {MAX_ERROR_CHARS:,} characters]"
-    return printable(text)
+    return upstream_text(text)
+
+
+_IMITATED_NOTE = re.compile(r"[\[\uff3b\u3010\u3014\u27e6](?=\s*codemode\b)", re.IGNORECASE)
+"""The opening bracket of a note in codemode's own voice (``[codemode: ...]``, which the front and the engine
+add to results), as text from elsewhere may imitate it: spaced, in capitals, or with a look-alike bracket."""
+
+
+def upstream_text(text: str) -> str:
+    """Text an upstream wrote (a description, a server's instructions, an error) as a client or a terminal is
+    shown it: :func:`printable`, and any imitation of codemode's notes attributed to its writer (``[codemode:
+    x]`` becomes ``[upstream: codemode: x]``), so a note in codemode's voice is always codemode's own."""
+    text = printable(text)
+    if "codemode" not in text.lower():  # saves the search in nearly every text
+        return text
+    return _IMITATED_NOTE.sub(r"\g<0>upstream: ", text)
 
 
 def printable(text: str) -> str:
@@ -111,9 +127,7 @@ def _check_sizes(blocks: list[types.ContentBlock], max_bytes: int) -> None:
             )
         total += size
         if total > max_bytes:
-            raise ResultTooLarge(
-                f"the result's content is over {total:,} characters; the limit is {max_bytes:,} bytes"
-            )
+            raise ResultTooLarge(f"the result's content is over {total:,} characters; the limit is {max_bytes:,} bytes")
 
 
 def _payload_chars(block: types.ContentBlock) -> int:

@@ -309,7 +309,8 @@ class McpUpstream:
         with contextlib.suppress(OSError):
             lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
             if lines:
-                return f" (stderr: {' | '.join(lines[-3:])[:400]})"
+                # What the server wrote is shown in logs, terminals and listings: escaped like its other words.
+                return f" (stderr: {server_text(' | '.join(lines[-3:])[:400])})"
         return ""
 
     def _transport(self, errlog: TextIO | None, lane: Lane | None) -> Any:
