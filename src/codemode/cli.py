@@ -485,20 +485,33 @@ def _replay(args: argparse.Namespace) -> int:
 
     from codemode.audit import audit_log
     from codemode.engine import Engine
+    from codemode.identity import LOCAL_IDENTITY
+    from codemode.sessions import LOCAL, Owner
 
     config = _config(args)
     log = audit_log(config)
     entry = log.find(args.id)
     if entry is None:
         raise ConfigError(f"{log.where}: no single execution with id {args.id!r} (see codemode history)")
-    if not args.config and entry.config and Path(entry.config).is_file():
-        config = load_config(entry.config)  # the config the execution ran with
+    # The entry's config path is never loaded unasked: the log is written from what clients sent (a shared
+    # audit database, by every node), and a config starts whatever commands its servers name.
+    if not args.config and entry.config not in ("", config.source):
+        raise ConfigError(
+            f"execution {entry.id} ran with config {entry.config!r}; replay loads only a config you "
+            f"name: pass --config {entry.config!r} (or another config file) to replay it"
+        )
     if entry.to_json().get("code_truncated"):
         raise ConfigError(f"execution {entry.id}: its code was too long to be stored whole; cannot replay")
+    # As whom it ran, so the policy rules scoped to that identity (its denials, its approvals) decide again; an
+    # owner of its own, since the local owner's privileges (every session slot) are not a remote client's.
+    owner = LOCAL
+    if entry.identity != LOCAL_IDENTITY:
+        owner = Owner(f"replay-{entry.id}", identity=entry.identity)
+        _progress(f"replaying as identity {entry.identity!r}, as it ran: that identity's policy rules apply")
 
     async def go() -> Any:
         async with Engine(config, executor=args.executor or entry.executor, progress=_progress) as engine:  # type: ignore[arg-type]
-            return await engine.execute(entry.code, session=f"replay-{entry.id}")
+            return await engine.execute(entry.code, session=f"replay-{entry.id}", owner=owner)
 
     outcome = anyio.run(go)
     before = [*(f"call {c.server}.{c.tool}" for c in entry.calls), *entry.output.splitlines()]
@@ -685,6 +698,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="do not start the server to read the tool's annotations")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("replay", "re-run an execution from the audit log against live servers and show the difference")
+    p.description = (
+        "re-run an execution from the audit log against live servers and show the difference\n\n"
+        "It runs as the identity it ran as (an HTTP client's token identity, or local), so that identity's policy\n"
+        "rules decide its tool calls again; a call that would ask for approval is refused (nobody is asked).\n"
+        "It uses the config given with --config (default: the bundled demo servers), never a config file the\n"
+        "audit entry names: an execution that ran with another config is refused with the --config to pass."
+    )
     p.add_argument("id", help="execution id (a unique prefix is enough)")
     p.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: as recorded)")
     return parser

@@ -4,6 +4,8 @@ source, reading another session's draft. Each defence was checked by removing it
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from codemode.engine import Engine
 from codemode.outcome import Outcome
 from codemode.sessions import Owner
 from tests.integration.test_skills import LOW, demo_here, snapshot
+from tests.serve_http import CODEMODE
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +208,34 @@ async def test_a_skill_example_runs_within_the_time_its_saving_program_has(engin
         assert result["saved"] is False and "SandboxTimeout" in " ".join(result["reasons"]), result
     else:
         assert outcome.result.error is not None and "Timeout" in outcome.result.error.type, outcome.text
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202eevil"
+"""What a steered model could write into a skill: a title change, a screen clear, a bidi override (a \\r
+comes back as a newline from the store: the source is saved with its lines normalised)."""
+
+
+async def test_skill_review_commands_print_no_control_characters(tmp_path: Path) -> None:
+    # `skills show`, `diff` and `list` printed a skill's source and description raw: its escapes reached the
+    # reviewer's terminal, which could then show something other than the code being promoted.
+    skills_dir = tmp_path / "store" / "skills"
+    source = f'def shout(n: int) -> int:\n    """Adds one.{HOSTILE}"""\n    # {HOSTILE}\n    return n + {{}}\n'
+    async with Engine(demo_here(skills_dir), executor="wasm") as engine:
+        for version in (1, 2):
+            code = source.format(version) + "save_skill(shout, example='shout(n=1)')"
+            outcome = await engine.execute(code, session="s")
+            assert outcome.result is not None and outcome.result.ok, outcome.text
+            assert outcome.result.value["version"] == version, outcome.result.value
+    config = tmp_path / "codemode.json"
+    config.write_text(json.dumps({"mcpServers": {}, "codemode": {"skills_dir": str(skills_dir)}}))
+    env = {**os.environ, "CODEMODE_STATE_DIR": str(tmp_path / "state")}
+    shown: dict[str, str] = {}
+    for action in (["show", "shout"], ["diff", "shout"], ["list"]):
+        # Bytes, decoded here: text mode would turn a raw \r into \n before the test could see it.
+        ran = await anyio.run_process([*CODEMODE, "skills", *action, "--config", str(config)], env=env, check=False)
+        assert ran.returncode == 0, ran.stderr.decode()
+        out = shown[action[0]] = ran.stdout.decode()
+        raw = {c for c in out if not c.isprintable() and c not in "\n\t"}
+        assert not raw, (action, raw)
+        assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil" in out, (action, out)  # escaped, still readable
+    assert "    # \\x1b]0;pwned\\x07\\x1b[2J\\u202eevil\n    return n + 2\n" in shown["show"], shown["show"]

@@ -15,6 +15,7 @@ import anyio
 
 from codemode import paths
 from codemode.audit import ExecutionEntry, audit_log
+from codemode.calls.results import printable
 from codemode.catalog.store import GenerationStore
 from codemode.compiler import load_index
 from codemode.config import Config
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     name = args.name
     if args.action == "show":
         skill = skills.store.skill(name)
-        print(skills.store.version(name, args.version or skill.promoted or skill.latest).text(), end="")
+        # A skill's text is a model's writing: escapes in it must not rewrite the reviewer's terminal.
+        print(printable(skills.store.version(name, args.version or skill.promoted or skill.latest).text()), end="")
         skills.audit("show", name, True, "")
     elif args.action == "diff":
         _diff(skills, name, args.versions)
@@ -118,13 +120,13 @@ def _print_list(rows: list[dict[str, Any]], problems: list[str]) -> None:
         tested = "never" if not test else ("passed" if test.get("ok") else "FAILED") + f" {test.get('when', '')}"
         drafts = ", ".join(f"v{v}" for v in row["pending_drafts"])
         pending = f" (pending drafts: {drafts})" if drafts else ""
-        print(f"{row['name']}  {row['state']}  v{row['version']}{pending}  test: {tested}")
+        print(printable(f"{row['name']}  {row['state']}  v{row['version']}{pending}  test: {tested}"))
         if row["description"]:
-            print(f"    {row['description'].splitlines()[0]}")
+            print(printable(f"    {row['description'].splitlines()[0]}"))
         if row["broken"]:
-            print(f"    broken: {row['broken']}")
+            print(printable(f"    broken: {row['broken']}"))
     for problem in problems:
-        print(f"damaged: {problem}")
+        print(printable(f"damaged: {problem}"))
 
 
 def _diff(skills: Skills, name: str, versions: list[int]) -> None:
@@ -136,9 +138,9 @@ def _diff(skills: Skills, name: str, versions: list[int]) -> None:
             raise SkillError(f"{name} has one version only")
         versions = skill.versions[-2:]
     old, new = (skills.store.version(name, v) for v in versions)
-    print("".join(difflib.unified_diff(
+    print(printable("".join(difflib.unified_diff(
         old.text().splitlines(True), new.text().splitlines(True), f"{name} v{old.version}", f"{name} v{new.version}"
-    )), end="")  # fmt: skip
+    ))), end="")  # fmt: skip
     skills.audit("diff", name, True, f"v{old.version} v{new.version}")
 
 
@@ -153,5 +155,5 @@ def _test(args: argparse.Namespace, config: Config) -> int:
     results = anyio.run(go)
     for result in results:
         mark = "ok" if result["ok"] else "FAILED"
-        print(f"{result['name']} v{result['version']}: {mark}: {result['detail'][:500]}")
+        print(printable(f"{result['name']} v{result['version']}: {mark}: {result['detail'][:500]}"))
     return 0 if all(r["ok"] for r in results) else 1
