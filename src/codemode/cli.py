@@ -485,6 +485,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from codemode.audit import audit_log
     from codemode.engine import Engine
+    from codemode.executors import ExecutorKind
     from codemode.identity import LOCAL_IDENTITY
     from codemode.sessions import LOCAL, Owner
 
@@ -509,8 +510,11 @@ def _replay(args: argparse.Namespace) -> int:
         owner = Owner(f"replay-{entry.id}", identity=entry.identity)
         _progress(f"replaying as identity {entry.identity!r}, as it ran: that identity's policy rules apply")
 
+    # A recorded executor that is not one of the sandboxes (a skill tool's entry, a damaged record) runs in WASM.
+    executor: ExecutorKind = args.executor or ("restricted" if entry.executor == "restricted" else "wasm")
+
     async def go() -> Any:
-        async with Engine(config, executor=args.executor or entry.executor, progress=_progress) as engine:  # type: ignore[arg-type]
+        async with Engine(config, executor=executor, progress=_progress) as engine:
             return await engine.execute(entry.code, session=f"replay-{entry.id}", owner=owner)
 
     outcome = anyio.run(go)
