@@ -125,7 +125,8 @@ def _summary(text: str, width: int = 80) -> str:
 
 
 def _progress(message: str) -> None:
-    print(f"codemode: {message}", file=sys.stderr, flush=True)
+    # Progress names servers, paths and their errors: escaped, as everything codemode writes to a terminal.
+    print(f"codemode: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _warm_wasm_cache() -> None:
@@ -729,12 +730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         if args.debug:
             raise
-        print(f"codemode: {exc}", file=sys.stderr)
+        print(f"codemode: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except CodemodeError as exc:
         if args.debug:
             raise
-        print(f"codemode: {exc}", file=sys.stderr)
+        print(f"codemode: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAULT
     except KeyboardInterrupt:
         return 130

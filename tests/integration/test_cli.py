@@ -82,6 +82,14 @@ def test_bad_config_is_a_clear_usage_error(env: dict[str, str], tmp_path: Path) 
     assert "Traceback" not in result.stderr
 
 
+def test_an_error_naming_what_the_user_gave_reaches_the_terminal_escaped(env: dict[str, str]) -> None:
+    # A path (or a server's error) with an escape sequence in it rewrote the terminal's title and screen.
+    result = codemode(env, "servers", "--config", "/nonexistent/x\x1b]0;pwned\x07\x1b[2J.json")
+    assert result.returncode == 2 and "config file not found" in result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "x\\x1b]0;pwned\\x07" in result.stderr  # still readable, escaped
+
+
 def test_demo_walks_the_whole_loop(env: dict[str, str]) -> None:
     result = codemode(env, "demo")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
