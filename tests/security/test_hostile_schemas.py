@@ -683,3 +683,197 @@ def test_a_renamed_output_class_never_lands_on_an_input_class(tmp_path: Path) ->
     compile_to_dir({"s": [ToolSpec("s", "t", "T.", inp, output_schema=out)]}, root)
     _strict(root)
     assert checker_for(root).check('from stubs import s\nprint(s.t()["item"]["real"] + 1)\n') == []
+
+
+def _obj(properties: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, **more}
+
+
+def test_a_field_named_like_a_typing_name_leaves_the_stub_typed(tmp_path: Path) -> None:
+    # A key "Any" beside a field of type Any: the generator imported Any as Any_aliased, which the stub (writing
+    # its own imports) never defined, so the stub failed mypy and raised NameError on import.
+    x = {"type": "object", "properties": {"Any": {"type": "string"}, "b": {}, "str": {"type": "integer"}}}
+    spec = ToolSpec("s", "t", "T.", {"type": "object", "properties": {"x": x}}, output_schema=x)
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [spec]}, root)
+    assert report.warnings == [] and _entry(root, "s", "t")["generic"] is False
+    _strict(root)
+    text = (root / "s" / "t.py").read_text()
+    assert "_aliased" not in text and "'Any': NotRequired[str]" in text and "'b': NotRequired[Any]" in text
+    program = "from stubs import s\nr = s.t(x={'Any': 'a', 'str': 1})\nr['Any'].upper()\nr['str'] + 1\n"
+    assert checker_for(root).check(program) == []
+    assert [d.line for d in checker_for(root).check("from stubs import s\ns.t(x={'Any': 1})\n")] == [2]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        _obj({"child": {"$ref": "#"}, "n": {"type": "string"}}),
+        _obj({"kids": {"type": "array", "items": {"$ref": "#"}}, "n": {"type": "string"}}),
+        _obj({"_id": {"type": "string"}, "up": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}),
+        _obj({"n": {"type": "string"}, "m": {"type": "object", "additionalProperties": {"$ref": "#"}}}),
+    ],
+    ids=["child", "list", "functional-nullable", "map"],
+)
+def test_a_recursive_root_is_a_class_of_the_stub(tmp_path: Path, schema: dict[str, Any]) -> None:
+    # {"$ref": "#"} named the arguments' root class, which was never written: the stub named an undefined class.
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [ToolSpec("s", "tree", "Tree.", schema)]}, root)
+    assert report.warnings == [] and _entry(root, "s", "tree")["generic"] is False
+    _strict(root)
+    key = next(iter(set(schema["properties"]) - {"n", "_id"}))
+    nested = {"child": {"child": {"n": "x"}}, "kids": [{"kids": []}], "up": {"up": None}, "m": {"a": {"n": "x"}}}
+    program = f"from stubs import s\ns.tree({key}={nested[key]!r})\n"
+    assert checker_for(root).check(program) == []
+    bad = {"child": {"child": {"n": 1}}, "kids": [{"n": 1}], "up": {"_id": 1}, "m": {"a": {"n": 1}}}
+    assert [d.line for d in checker_for(root).check(f"from stubs import s\ns.tree({key}={bad[key]!r})\n")] == [2]
+
+
+def test_definitions_that_refer_back_to_a_recursive_root_import(tmp_path: Path) -> None:
+    # The generator wrote the root last and referred to it bare from functional TypedDicts, which evaluate their
+    # types at import: NameError. Optional["X"] it writes for a nullable forward reference was never imported.
+    item = {"_x": {"type": "string"}, "up": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}
+    definitions = {
+        f"d{i}": {"type": "object", "properties": {**item, "next": {"anyOf": [{"$ref": f"#/$defs/d{(i + 1) % 3}"},
+                                                                          {"type": "null"}]}}}
+        for i in range(3)
+    }  # fmt: skip
+    schema = {"type": "object", "$defs": definitions, "properties": {"p": {"$ref": "#/$defs/d0"}}}
+    spec = ToolSpec("s", "t", "T.", schema, output_schema=schema)
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [spec]}, root)
+    assert report.warnings == [] and _entry(root, "s", "t")["generic"] is False
+    _strict(root)
+    program = "from stubs import s\nr = s.t(p={'next': {'up': {'p': {}}}})\nn = r['p']['next']\nprint(n and n['_x'])\n"
+    assert checker_for(root).check(program) == []
+
+
+# -- hostile schemas, generated: every stub must pass mypy --strict and import, typed (never the generic one) --
+
+HOSTILE_NAMES = [
+    "class", "def", "None", "True", "from", "match", "case", "type", "_", "__", "str", "int", "float", "bool", "list",
+    "dict", "tuple", "object", "set", "bytes", "len", "id", "Any", "Literal", "NotRequired", "Required", "TypeAlias",
+    "TypedDict", "Optional", "Union", "BaseModel", "Field", "cast", "TYPE_CHECKING", "_call", "annotations",
+    "result", "t", "TArgs", "TResult", "__debug__", "__init__", "__class__", "__dict__", "__annotations__",
+    "__total__", "a", "A", "any", "ANY", "a-b", "a_b", "a b", "a.b", "A-B", "$x", "1abc", "", "é", "📝", "x\ny",
+    "'", '"', "\\", "AnyModel", "X", "x", "_id", "Any_aliased", "self", "builtins",
+]  # fmt: skip
+"""Wire names that are keywords, builtins, typing names, names the stub module uses, dunders, names that differ only
+by case or sanitise to the same identifier, and odd characters."""
+_TYPED = {
+    "s": {"type": "string"}, "any": {}, "lit": {"enum": ["v", 1, None]}, "lst": {"type": "array", "items": {}},
+    "map": {"type": "object", "additionalProperties": {"type": "number"}}, "opt": {"type": ["string", "null"]},
+    "pair": {"type": "array", "prefixItems": [{"type": "number"}, {}], "minItems": 2, "maxItems": 2},
+}  # fmt: skip
+"""Fields whose annotations use the names a hostile field could hide (``Any``, ``Literal``, ``list``, ``tuple``…)."""
+
+
+def _pointer(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def hostile_schemas(group: str) -> dict[str, dict[str, Any]]:
+    """Input schemas, by case name, for one group of hostile cases."""
+    names = [n for n in HOSTILE_NAMES if n]
+    if group == "names":
+        cases = {
+            "flat": _obj({n: {"type": "string"} for n in HOSTILE_NAMES}),
+            "fields": _obj({"x": _obj({**{n: {"type": "string"} for n in HOSTILE_NAMES}, **_TYPED})}),
+            "objects": _obj({n: _obj({"v": {"type": "string"}, **_TYPED}) for n in HOSTILE_NAMES}),
+            "defs": {"type": "object", "$defs": {n: _obj({"v": {}, **_TYPED}) for n in names},
+                     "properties": {f"p{i}": {"$ref": f"#/$defs/{_pointer(n)}"} for i, n in enumerate(names)}},
+        }  # fmt: skip
+        for n in ("Any", "Literal", "str", "list", "tuple", "TypedDict", "NotRequired", "_call", "TArgs"):
+            cases[f"one field {n}"] = _obj({"x": _obj({n: {"type": "string"}, **_TYPED})})
+            cases[f"one def {n}"] = {"type": "object", "$defs": {n: _obj({"v": {}})}, "properties": {
+                "p": {"$ref": f"#/$defs/{n}"}, **_TYPED}}  # fmt: skip
+        return cases
+    if group == "recursion":
+        loop = {f"d{i}": _obj({"_x": {"type": "string"}, "n": {"$ref": f"#/$defs/d{(i + 1) % 4}"},
+                               "r": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}) for i in range(4)}  # fmt: skip
+        odd = ("a b", "a-b", "a/b", "a~b", "1x", "é", "node", "Node")
+        return {
+            "root": _obj({"child": {"$ref": "#"}, "n": {"type": "string"}}),
+            "root in nested": _obj({"x": _obj({"up": {"$ref": "#"}, "Any": {}})}),
+            "root in anyOf": _obj({"c": {"anyOf": [{"$ref": "#"}, {"type": "string"}, {"type": "null"}]}}),
+            "root functional": _obj({"_id": {"type": "string"}, "child": {"$ref": "#"}, "Any": {}}),
+            "loop through defs": {"type": "object", "$defs": loop, "properties": {"p": {"$ref": "#/$defs/d0"}}},
+            "def named like the root": {"type": "object", "$defs": {"TArgs": _obj({"x": {"$ref": "#"}})},
+                                        "properties": {"p": {"$ref": "#/$defs/TArgs"}, "q": {"$ref": "#"}}},
+            "odd def keys": {"$defs": {k: _obj({"v": {"$ref": f"#/$defs/{_pointer(k)}"}}) for k in odd},
+                             "properties": {f"p{i}": {"$ref": f"#/$defs/{_pointer(k)}"} for i, k in enumerate(odd)}},
+            "literal naming a class": _obj({"k": {"enum": ["TArgs", "X"]},
+                                            "x": _obj({"k": {"const": "X"}, "s": {"$ref": "#"}})}),
+        }  # fmt: skip
+    return {
+        "combinators": _obj({
+            "all": {"allOf": [_obj({"a": {"type": "string"}}), _obj({"b": {"type": "integer"}})]},
+            "any": {"anyOf": [_obj({"a": {"type": "string"}}), {"type": "string"}, {"type": "null"}]},
+            "one": {"oneOf": [_obj({"k": {"const": "x"}}), _obj({"k": {"const": 2}})]},
+            "mix": {"allOf": [{"anyOf": [_obj({"a": {}}), _obj({"b": {}})]}, _obj({"c": {}})]},
+            "not": {"not": {"type": "string"}},
+            "deep": {"oneOf": [{"oneOf": [{"type": "string"}, _obj({"z": {}})]},
+                               {"type": "array", "items": {"oneOf": [{"type": "integer"}, _obj({"w": {}})]}}]},
+        }),
+        "enums and consts": _obj({
+            "mixed": {"enum": ["a", 1, 2.5, True, None, [1], {"k": 1}]}, "floats": {"enum": [1.5]},
+            "empty": {"enum": []},
+            "quotes": {"enum": ["'", '"', '"""', "\\", "\n", "a\x00b", "📝"]}, "obj": {"const": {"a": 1}},
+            "null": {"const": None}, "nested": _obj({"e": {"enum": ["x", 1, None, 2.0]}, "c": {"const": [1]}}),
+        }),
+        "empties": _obj({"e1": _obj({}), "e2": _obj({"x": _obj({})}), "e3": {}, "e4": True, "e5": {"type": []},
+                         "e6": _obj({}, required=["ghost"])}),
+        "additional and pattern properties": _obj({
+            "map": {"type": "object", "additionalProperties": _obj({"x": {"type": "string"}})},
+            "both": _obj({"a": {"type": "string"}}, additionalProperties={"type": "integer"}),
+            "closed": _obj({"a": {}}, additionalProperties=False),
+            "maps": {"type": "object", "additionalProperties": {"additionalProperties": {"items": _obj({"q": {}})}}},
+            "pattern": {"patternProperties": {"^x-": {"type": "string"}, "^[0-9]+$": _obj({"v": {}})}},
+            "pattern and properties": _obj({"a": {}}, patternProperties={".*": {"type": "integer"}}),
+        }),
+        "tuples": _obj({
+            "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]},
+            "closed": {"type": "array", "prefixItems": [{"type": "string"}, _obj({"x": {}})], "items": False},
+            "more": {"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "boolean"}},
+            "draft4": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]},
+            "rows": {"type": "array", "items": {"prefixItems": [{"type": "number"}] * 2, "minItems": 2, "maxItems": 2}},
+        }),
+        "case and sanitising": _obj({k: _obj({"v": {}}) for k in ("a", "A", "a_", "a-b", "a_b", "a b", "a.b", "aB")}),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("group", ["names", "recursion", "shapes"])
+def test_hostile_schemas_give_typed_stubs_that_pass_mypy_strict(tmp_path: Path, group: str) -> None:
+    cases = hostile_schemas(group)
+    tools = [ToolSpec("s", f"in{i}", name, schema) for i, (name, schema) in enumerate(cases.items())]
+    tools += [ToolSpec("s", f"out{i}", name, {"type": "object"}, output_schema=schema)
+              for i, (name, schema) in enumerate(cases.items()) if schema.get("properties")]  # fmt: skip
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": tools}, root)
+    assert not [w for w in report.warnings if "generic" in w], report.warnings
+    _strict(root)
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--config", str(Path(__file__).resolve().parents[2] / "pyproject.toml"),
+         str(root)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ruff.returncode == 0, ruff.stdout[-3000:]
+    again = tmp_path / "again" / "stubs"
+    compile_to_dir({"s": list(reversed(tools))}, again)
+    for path in root.rglob("*.py"):
+        assert path.read_bytes() == (again / path.relative_to(root)).read_bytes(), path
+
+
+def test_renaming_a_clashing_output_class_renames_references_not_keys(tmp_path: Path) -> None:
+    # The output's Item, clashing with the input's, becomes ItemOut. A field named Item (a wire key) was renamed
+    # with it, and the functional form's forward reference "Item" was not: the output's next pointed at the input's.
+    inp = _obj({"item": _obj({"a": {"type": "string"}})})
+    item = _obj({"_id": {"type": "integer"}, "next": {"$ref": "#/$defs/Item"}}, required=["_id"])
+    wrap = _obj({"Item": {"type": "string"}, "k": {"enum": ["Item"]}}, required=["Item"])
+    out = {"type": "object", "$defs": {"Item": item}, "properties": {"item": {"$ref": "#/$defs/Item"}, "wrap": wrap}}
+    out["required"] = ["item", "wrap"]
+    root = tmp_path / "stubs"
+    compile_to_dir({"s": [ToolSpec("s", "t", "T.", inp, output_schema=out)]}, root)
+    _strict(root)
+    program = "from stubs import s\nr = s.t()\nr['wrap']['Item'].upper()\n"
+    program += "n = r['item'].get('next')\nprint(n and n['_id'] + 1)\n"
+    assert checker_for(root).check(program) == []

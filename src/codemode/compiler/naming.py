@@ -34,7 +34,7 @@ RESERVED_MODULE_NAMES = frozenset(
 )
 """Names the generated modules use themselves (the typing names a stub may import among them), and
 ``__debug__``, which no code may bind; a tool or argument called one of these is renamed."""
-BUILTIN_TYPES = frozenset({"list", "dict", "str", "int", "float", "bool", "object"})
+BUILTIN_TYPES = frozenset({"list", "dict", "tuple", "str", "int", "float", "bool", "object"})
 """Builtins the stubs' annotations (and the package's ``list(TOOLS)``) use: a tool called one is renamed, or its
 function would shadow the builtin in its own module."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import io
 import json
 import keyword
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codemode.compiler.limits import DEFINITIONS, check_refs, dicts
+from codemode.compiler.naming import BUILTIN_TYPES, RESERVED_MODULE_NAMES, literal
 from codemode.errors import CompileError
 
 _DROP_KEYS = ("title", "format", "examples", "$schema", "$id")
@@ -100,8 +100,16 @@ def _keep_keys(schema: Any) -> None:
 
 
 def _renamed(key: str) -> bool:
-    """Whether the generator's class form would write ``key`` as another name (or not at all)."""
-    return key.startswith("_") or not key.isascii() or keyword.iskeyword(key) or keyword.issoftkeyword(key)
+    """Whether the generator's class form would write ``key`` as another name (or not at all), or as a name the
+    stub module uses itself (``Any``, ``str``): a field so named reads as if it hid the import or builtin."""
+    return (
+        key.startswith("_")
+        or not key.isascii()
+        or keyword.iskeyword(key)
+        or keyword.issoftkeyword(key)
+        or key in RESERVED_MODULE_NAMES
+        or key in BUILTIN_TYPES
+    )
 
 
 def clean(schema: Any) -> Any:
@@ -169,6 +177,19 @@ def _parse(text: str, root: str) -> Models:
         tree = ast.parse(text)
     except SyntaxError as exc:
         raise CompileError(f"generator produced invalid Python: {exc}") from exc
+    # The generator imports a typing name under an alias (``Any as Any_aliased``) when a field is named like it;
+    # the stub writes its own imports, so the models must use the names themselves. No field can hide them: a
+    # key named like one is written as a string of the functional form (see _renamed).
+    aliases = {
+        a.asname: a.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module == "typing"
+        for a in node.names
+        if a.asname and a.asname != a.name
+    }
+    if aliases:
+        text = _rename_names(text, aliases)
+        tree = ast.parse(text)
     models = Models()
     lines = _LINE.findall(text)
     for node in tree.body:
@@ -252,25 +273,173 @@ def _root_fields(node: ast.stmt) -> list[RootField]:
             if inner.value.id in ("NotRequired", "Required"):
                 required = inner.value.id == "Required"
                 inner = inner.slice
-        fields.append(RootField(name, ast.unparse(inner), required))
+        # The stub's signature needs no quotes (its module defers annotations); ruff asks for none (UP037).
+        fields.append(RootField(name, ast.unparse(_unquoted(inner)), required))
     return fields
 
 
 def _rename_names(text: str, renames: dict[str, str]) -> str:
-    """``text`` with the names in ``renames`` replaced where they are names: never inside a string (a wire key
-    or an enum value that happens to contain a class's name is data)."""
-    lines = text.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    """``text`` with the names in ``renames`` replaced where they name something: names, class names, and the
+    string forward references the generator writes for recursion (``NotRequired["Node"]``, ``"Node | None"``, and
+    the name a functional ``TypedDict`` repeats). Never data: a wire key (a field of the class form, a key of the
+    functional form), a ``Literal`` value or a docstring that happens to spell a class's name stays as it is."""
+    pieces, done = [], 0
+    for begin, end, replacement in sorted(_edits(text, renames)):
+        pieces += [text[done:begin], replacement]
+        done = end
+    return "".join([*pieces, text[done:]])
+
+
+def mentions(models: Models, name: str) -> bool:
+    """Whether any class or root field annotation of ``models`` refers to ``name`` (the root refers to itself
+    through a root field: ``{"$ref": "#"}``)."""
+    texts = [*models.classes.values(), *(f.annotation for f in models.root_fields)]
+    return any(_edits(text, {name: name}) for text in texts)
+
+
+class _Lines:
+    """Character offsets of ``ast`` positions (whose columns count UTF-8 bytes) in ``text``."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = _LINE.findall(text)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+
+    def offset(self, row: int, byte_col: int) -> int:
+        return self.starts[row - 1] + len(self.lines[row - 1].encode()[:byte_col].decode())
+
+    def span(self, node: ast.expr) -> tuple[int, int]:
+        assert node.end_lineno is not None and node.end_col_offset is not None
+        return self.offset(node.lineno, node.col_offset), self.offset(node.end_lineno, node.end_col_offset)
+
+
+def _data(tree: ast.AST) -> set[int]:
+    """The ids of the string constants in ``tree`` that are data, not names: docstrings, ``Literal`` values and
+    the functional form's keys."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            skipped |= {id(item.value) for item in node.body if isinstance(item, ast.Expr)}
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "Literal":
+            skipped |= {id(inner) for inner in ast.walk(node.slice)}
+        elif isinstance(node, ast.Dict):
+            skipped |= {id(key) for key in node.keys if key is not None}
+    return skipped
+
+
+def _quoted(text: str, quote: str = '"') -> str:
+    """``text`` as a string literal, in ``quote`` when it needs no escape."""
+    return f"{quote}{text}{quote}" if quote not in text and "\\" not in text else literal(text)
+
+
+def _forward(value: str, renames: dict[str, str]) -> str | None:
+    """A string forward reference (``"Node"``, ``"Node | None"``) with ``renames`` applied, or None when it names
+    none of them (or is no expression)."""
+    if not any(name in value for name in renames):
+        return None
+    try:
+        tree = ast.parse(value, mode="eval")
+    except SyntaxError:
+        return None
+    skipped = _data(tree)
+    hits = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in renames:
+            node.id, hits = renames[node.id], True
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
+            inner = _forward(node.value, renames)
+            if inner is not None:
+                node.value, hits = inner, True
+    return ast.unparse(tree) if hits else None
+
+
+def _unquoted(expr: ast.expr) -> ast.expr:
+    """``expr`` with its string forward references written as the expressions they hold, and ``Optional[X]`` as
+    ``X | None`` (the generator writes it for a forward reference, where ``"X" | None`` would fail at import)."""
+    expr = copy.deepcopy(expr)
+    skipped = _data(expr)
+
+    class Unquote(ast.NodeTransformer):
+        def visit_Constant(self, node: ast.Constant) -> ast.expr:
+            if isinstance(node.value, str) and id(node) not in skipped:
+                try:
+                    return _unquoted(ast.parse(node.value, mode="eval").body)
+                except SyntaxError:
+                    pass
+            return node
+
+        def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+            self.generic_visit(node)
+            if isinstance(node.value, ast.Name) and node.value.id == "Optional":
+                return ast.BinOp(node.slice, ast.BitOr(), ast.Constant(None))
+            return node
+
+    result: ast.expr = Unquote().visit(expr)
+    return result
+
+
+def deferred(classes: dict[str, str]) -> dict[str, str]:
+    """``classes`` (in the order the module defines them) with every value of a functional ``TypedDict`` that
+    names a class not yet defined written as a string: the functional form evaluates its types at import, and the
+    generator leaves a reference to the root bare (a recursive root's class is written after the definitions that
+    refer back to it). A value with the generator's ``Optional["X"]`` is written ``"X | None"`` too: ``Optional``
+    is no name the stubs import."""
+    names = list(classes)
+    return {name: _defer(source, set(names[index:])) for index, (name, source) in enumerate(classes.items())}
+
+
+def _defer(source: str, later: set[str]) -> str:
+    if source.startswith("class "):
+        return source
+    node = ast.parse(source).body[0]
+    if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and len(node.value.args) >= 2):
+        return source
+    spec = node.value.args[1]
+    if not isinstance(spec, ast.Dict):
+        return source
+    lines = _Lines(source)
     edits: list[tuple[int, int, str]] = []
-    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+    for value in spec.values:
+        if not any(isinstance(n, ast.Name) and (n.id in later or n.id == "Optional") for n in ast.walk(value)):
+            continue
+        inner = value
+        if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
+            if value.value.id in ("NotRequired", "Required"):
+                inner = value.slice
+        edits.append((*lines.span(inner), _quoted(ast.unparse(_unquoted(inner)))))
+    for begin, end, text in sorted(edits, reverse=True):
+        source = source[:begin] + text + source[end:]
+    return source
+
+
+def _edits(text: str, renames: dict[str, str]) -> list[tuple[int, int, str]]:
+    """Where ``text`` names one of ``renames`` (see :func:`_rename_names`): character spans and their new text."""
+    lines = _Lines(text)
+    tree = ast.parse(text)
+    fields: set[int] = set()  # positions of the class form's field names, which are wire keys
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    fields.add(lines.span(item.target)[0])
+    skipped = _data(tree)
+    edits: list[tuple[int, int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
+            new = renames.get(node.value) or _forward(node.value, renames)
+            if new is not None:
+                begin, end = lines.span(node)
+                quote = "'" if text[begin] == text[end - 1] == "'" else '"'
+                edits.append((begin, end, _quoted(new, quote)))
+    feed = iter(lines.lines)  # the lines ast counts, so both agree on rows (a lone \r ends one)
+    for token in tokenize.generate_tokens(lambda: next(feed, "")):
         if token.type == tokenize.NAME and token.string in renames:
             (row, col), (end_row, end_col) = token.start, token.end
-            edits.append((starts[row - 1] + col, starts[end_row - 1] + end_col, renames[token.string]))
-    for begin, end, name in reversed(edits):
-        text = text[:begin] + name + text[end:]
-    return text
+            begin = lines.starts[row - 1] + col
+            if begin not in fields:
+                edits.append((begin, lines.starts[end_row - 1] + end_col, renames[token.string]))
+    return edits
 
 
 def rename_classes(models: Models, renames: dict[str, str]) -> Models:
@@ -279,12 +448,7 @@ def rename_classes(models: Models, renames: dict[str, str]) -> Models:
         return models
 
     def sub(text: str) -> str:
-        text = _rename_names(text, renames)
-        for old, new in renames.items():  # the functional form repeats its own name as a string
-            text = text.replace(f"TypedDict(\n    '{old}'", f"TypedDict(\n    '{new}'").replace(
-                f"TypedDict('{old}'", f"TypedDict('{new}'"
-            )
-        return text
+        return _rename_names(text, renames)
 
     return Models(
         typing_names=set(models.typing_names),

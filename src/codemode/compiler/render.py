@@ -12,7 +12,7 @@ from codemode.compiler import flat
 from codemode.compiler.inferred import Inferred, render_inferred
 from codemode.compiler.limits import DEFINITIONS, REFUSED, check_refs, clean_text
 from codemode.compiler.naming import BUILTIN_TYPES, class_name, identifier, literal, unique
-from codemode.compiler.nested import Models, RootField, generate_models, rename_classes
+from codemode.compiler.nested import Models, RootField, deferred, generate_models, mentions, rename_classes
 from codemode.errors import CompileError
 from codemode.hub.models import ToolSpec
 
@@ -184,8 +184,11 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
             assert ann is not None
             annotations[wire] = (ann, wire in required)
     else:
-        models = _clear_of(generate_models(schema, _root_name(f"{base}Args", schema, set())), python_name)
+        root = _root_name(f"{base}Args", schema, set())
+        models = _clear_of(generate_models(schema, root), python_name)
         _merge(classes, typing_names, models, suffix="")
+        if mentions(models, root):  # {"$ref": "#"}: a recursive root is a class of its own
+            _merge(classes, typing_names, Models(classes={root: models.root_source}), suffix="")
         by_name = {f.name: f for f in models.root_fields}
         for wire in properties:
             root_field = by_name.get(wire) or RootField(wire, "Any", wire in required)
@@ -243,7 +246,7 @@ def _build(spec: ToolSpec, python_name: str, inferred: Inferred | None) -> ToolS
         args=args,
         result_type=result_type,
         result_doc=result_doc,
-        classes=classes,
+        classes=deferred(classes),
         typing_names=typing_names,
     )
 
@@ -368,4 +371,6 @@ def _clear_of(models: Models, function: str) -> Models:
 def _names(code: str) -> set[str]:
     """The names ``code`` reads: never a word of a docstring or of a string value (a regex over the text took
     ``Literal['\"\"\"']`` for the start of a docstring, and the import of a name used after it was lost)."""
-    return {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
+    # Loads only: a field of the class form named like a typing name is no use of it.
+    tree = ast.parse(code)
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
