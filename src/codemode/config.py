@@ -111,6 +111,12 @@ class SkillsSettings(BaseModel):
 
     auto_promote: bool = False
     """Promote every skill on save (unattended use): no person reviews it first."""
+    max_skills: int = Field(default=500, ge=1)
+    """Skills the store holds (retired ones too: their files stay); a save of a new name past it is refused."""
+    max_versions: int = Field(default=50, ge=1)
+    """Versions one skill keeps (every version stays on disk); a save past it is refused."""
+    max_drafts_per_session: int = Field(default=20, ge=1)
+    """Drafts awaiting review one session may have in the store at once."""
 
 
 class SkillsGitSettings(BaseModel):

@@ -37,7 +37,7 @@ import anyio.abc
 
 from codemode import paths
 from codemode.audit import MAX_CODE_CHARS, AuditSink, ExecutionEntry, audit_log, new_execution_id
-from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate
+from codemode.calls.gate import Asker, Gate, Observer, Reply, RunContext, default_gate, journaled
 from codemode.calls.handles import ResultStore
 from codemode.calls.infer import InferResultStep
 from codemode.calls.types import Limits
@@ -52,6 +52,7 @@ from codemode.executors import Executor, ExecutorKind, RunResult, create_executo
 from codemode.files import remove_orphans
 from codemode.hub import Hub, ToolRef, ToolSpec
 from codemode.hub.upstream import Upstream
+from codemode.identity import LOCAL_IDENTITY
 from codemode.outcome import Outcome, cut, render
 from codemode.policy import Verdict, policy_step
 from codemode.preflight import Preflight, Report
@@ -138,7 +139,7 @@ class Engine:
         self.skills = Skills(
             self.skill_store, index=lambda: self.index, read_only=self._read_only_tools,
             run_example=self._run_example, audit=self._audit_skill,
-            auto_promote=config.settings.skills.auto_promote,
+            auto_promote=config.settings.skills.auto_promote, limits=config.settings.skills,
         )  # fmt: skip
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -296,14 +297,19 @@ class Engine:
             found |= {(server["module"], t["python_name"]) for t in server.get("tools", []) if hints.get(t["name"])}
         return found
 
-    async def _run_example(self, code: str) -> tuple[bool, str]:
+    async def _run_example(self, code: str, *, identity: str | None = None) -> tuple[bool, str]:
         """Run a skill's example in a fresh throwaway session, then drop the session.
 
         Saved from a program, the example runs as that program's identity (its policy rules apply) and within
         the time the program has left: the program waits for it, out of reach of its own deadline, and an
-        example that saves a skill nests in that same time."""
+        example that saves a skill nests in that same time. Outside a save (``codemode skills test``) it runs
+        as ``identity``, the one that saved the skill."""
         saver = _skill_saver.get()
         limits, owner = self.limits, SKILL_CHECKS
+        if saver is None and identity is not None and identity != LOCAL_IDENTITY:
+            # The saver's rules, not the local user's: a remote client's skill is tested as that client.
+            digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+            owner = Owner(f"{SKILL_CHECKS.key}-{digest[:24]}", identity=identity)
         if saver is not None:
             left = saver.clock.remaining()
             if left <= 0:
@@ -328,14 +334,20 @@ class Engine:
     async def _save_skill(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         """The gate's handler of the ``save_skill`` op: a refusal is a result (``saved: false``), not an error."""
         description, example = message.get("description"), message.get("example")
-        token = _skill_saver.set(ctx)  # for _audit_skill and _run_example, called within save
-        try:
-            saved = await self.skills.save(
-                ctx.session, message["name"], message["source"], description=description, example=example
-            )
-        finally:
-            _skill_saver.reset(token)
-        return Reply(True, value=saved)
+
+        async def save() -> Reply:
+            token = _skill_saver.set(ctx)  # for _audit_skill and _run_example, called within save
+            try:
+                saved = await self.skills.save(
+                    ctx.session, message["name"], message["source"], description=description, example=example,
+                    identity=ctx.identity,
+                )  # fmt: skip
+            finally:
+                _skill_saver.reset(token)
+            return Reply(True, value=saved)
+
+        # A save writes files and may run an example: a program saving in a loop is held to its call quota.
+        return await journaled(ctx, f"save_skill({str(message.get('name'))[:64]})", save)
 
     def _audit_skill(self, action: str, name: str, ok: bool, detail: str) -> None:
         saver = _skill_saver.get()  # None outside a program's save: audited as "local", as before
@@ -488,7 +500,8 @@ class Engine:
                 error_kind=None if result.error is None else result.error.kind,
                 output=text,
                 config=self.config.source,
-                identity=ctx.identity, peer=ctx.peer,
+                identity=ctx.identity,
+                peer=ctx.peer,
             )
         )  # one small O_APPEND write: cheaper than a thread hop
         return Outcome(ctx.id, ctx.session, text, not result.ok, result, cut_path)

@@ -53,6 +53,12 @@ def session_dir(owner: str, name: str) -> str:
     return f"{safe[:80]}.{digest}"
 
 
+def local_session(session: str) -> bool:
+    """Whether the directory name ``session`` (from :func:`session_dir`) can be the local owner's: any other
+    owner's carries a digest (a local name that looks like one is counted as not local)."""
+    return not _OWNED.fullmatch(session)
+
+
 def check_session_name(session: str) -> None:
     """Raise ``ValueError`` unless ``session`` is a valid name (no separators, no leading dot)."""
     if not _VALID.fullmatch(session):

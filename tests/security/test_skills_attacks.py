@@ -4,6 +4,7 @@ source, reading another session's draft. Each defence was checked by removing it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator
@@ -13,8 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
+from codemode.audit import ExecutionEntry
 from codemode.calls import Limits
-from codemode.config import PolicySettings
+from codemode.config import PolicySettings, SkillsSettings
 from codemode.engine import Engine
 from codemode.outcome import Outcome
 from codemode.sessions import Owner
@@ -239,3 +241,108 @@ async def test_skill_review_commands_print_no_control_characters(tmp_path: Path)
         assert not raw, (action, raw)
         assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil" in out, (action, out)  # escaped, still readable
     assert "    # \\x1b]0;pwned\\x07\\x1b[2J\\u202eevil\n    return n + 2\n" in shown["show"], shown["show"]
+
+
+def _save_loop(names: list[str]) -> str:
+    """A program sending one ``save_skill`` frame per name (each a valid skill), every reply in a list."""
+    return f"""from codemode_runtime import transport
+replies = []
+for name in {names!r}:
+    source = 'def ' + name + '() -> int:\\n    \"\"\"Doc.\"\"\"\\n    return 1\\n'
+    frame = {{"op": "save_skill", "name": name, "source": source, "description": "x", "example": None}}
+    reply = transport.request(frame)
+    result = reply.get("result") or {{}}
+    replies.append(reply["error"]["message"] if not reply["ok"] else (result.get("version") or result["reasons"]))
+replies"""
+
+
+def _replies(outcome: Outcome) -> list[Any]:
+    assert outcome.result is not None and isinstance(outcome.result.value, list), outcome.text
+    return outcome.result.value
+
+
+async def test_saves_count_toward_the_executions_tool_calls(engine: Engine) -> None:
+    # save_skill was no call: one execution of a 200-call quota saved thousands of skills.
+    limits = dataclasses.replace(engine.limits, max_tool_calls=3)
+    outcome = await engine.execute(_save_loop([f"s{i}" for i in range(6)]), session="loop", limits=limits)
+    replies = _replies(outcome)
+    assert replies[:3] == [1, 1, 1], replies
+    assert replies[3:] == ["this execution reached its limit of 3 tool calls"] * 3, replies
+    assert engine.skill_store.names() == ["s0", "s1", "s2"]
+    # The refused ones are counted like refused calls: the first recorded, the rest summed up.
+    assert outcome.result is not None
+    assert [c.state.value for c in outcome.result.calls] == ["done"] * 3 + ["refused"]
+
+
+async def test_the_store_holds_at_most_its_caps(tmp_path: Path) -> None:
+    # Drafts, versions and skills had no cap: the store (and what discovery lists) grew with every save.
+    caps = SkillsSettings(max_skills=5, max_versions=2, max_drafts_per_session=4)
+    async with Engine(demo_here(tmp_path / "store" / "skills", skills=caps), executor="wasm") as engine:
+        first = _replies(await engine.execute(_save_loop(["v", "v", "v", "n0", "n1", "n2"]), session="a"))
+        assert first[:2] == [1, 2] and first[3:5] == [1, 1], first
+        assert first[2] == ["'v' has 2 versions, its limit (skills.max_versions is 2): ask an operator to make room"]
+        assert first[5] == [
+            "this session has 4 drafts awaiting review, its limit (skills.max_drafts_per_session is 4): "
+            "wait for a review of them"
+        ], first
+        second = _replies(await engine.execute(_save_loop([f"b{i}" for i in range(5)]), session="b"))
+        assert second[:2] == [1, 1], second
+        refused = (
+            "the skill store holds 5 skills, its limit (skills.max_skills is 5): save a new version of an existing "
+            "skill, or ask an operator to make room"
+        )
+        assert second[2:] == [[refused]] * 3, second
+        folders = sorted(p.name for p in engine.skill_store.versions_dir.iterdir())
+        assert folders == ["b0", "b1", "n0", "n1", "v"]
+        assert len(list(engine.skill_store.versions_dir.glob("*/v*.py"))) == 6
+
+
+@pytest.mark.parametrize(
+    ("description", "docstring", "example", "reason"),
+    [
+        ("d" * 2_001, "Doc.", None, "the description is 2,001 characters; a skill's is at most 2,000"),
+        (None, "d" * 2_001, None, "the description (the docstring) is 2,001 characters; a skill's is at most 2,000"),
+        ("x", "Doc.", "big(" + " " * 1_000 + ")", "the example is 1,005 characters; a skill's is at most 1,000"),
+    ],
+)
+async def test_a_description_or_example_over_its_limit_is_refused(
+    engine: Engine, description: str | None, docstring: str, example: str | None, reason: str
+) -> None:
+    # Each went into every version's header and the discovery index, up to the 4 MB a request may carry.
+    source = f'def big() -> int:\n    """{docstring}"""\n    return 1\n'
+    frame = {"op": "save_skill", "name": "big", "source": source, "description": description, "example": example}
+    program = f"from codemode_runtime import transport\ntransport.request({frame!r})"
+    result = _reply(await engine.execute(program, session="attacker"))
+    assert result["saved"] is False and reason in result["reasons"], result
+    assert not [p for p in snapshot(engine.skills_dir) if "big" in p]
+
+
+RESTOCK = (
+    "from stubs import inventory\n\ndef restock_one(sku: str) -> str:\n"
+    '    """Restock one SKU by one."""\n    return inventory.restock(sku=sku, quantity=1, reason="test")\n'
+)
+
+
+async def test_skills_test_runs_an_example_as_the_identity_that_saved_it(tmp_path: Path) -> None:
+    # `codemode skills test` ran every example as the local user: a remote client's skill that writes (its
+    # example is not run at save time) then made, with the operator's rules, a call its saver is denied.
+    policy = PolicySettings(identities={"alice": {"inventory.restock": "deny"}})
+    async with Engine(demo_here(tmp_path / "store" / "skills", policy=policy), executor="wasm") as engine:
+        alice = Owner("alice-key", "10.0.0.1", identity="alice")
+        saved = _reply(await engine.execute(_save("restock_one", RESTOCK, 'restock_one(sku="GAR-00001")'), owner=alice))
+        assert saved["saved"] is True and saved["tested"] == "untested", saved
+        assert engine.skill_store.version("restock_one").identity == "alice"
+        restocked: list[Any] = []
+        engine.tool_observers.append(lambda ref, args, result: restocked.append(ref))
+        ran: list[ExecutionEntry] = []
+        engine.execution_observers.append(ran.append)
+        tested = await engine.skills.test("restock_one")
+        assert tested["ok"] is False and restocked == [], tested  # the call was refused: alice may not restock
+        assert [e.identity for e in ran if e.executor == "wasm"] == ["alice"]
+        # A version saved before the identity was recorded, by a remote client: not run unless asked.
+        path = engine.skill_store.versions_dir / "restock_one" / "v1.py"
+        path.write_text(path.read_text().replace('# identity: "alice"', "# identity: null"))
+        refused = await engine.skills.test("restock_one")
+        assert refused["ok"] is False and "identity was not recorded" in refused["detail"], refused
+        assert (await engine.skills.test("restock_one", as_local=True))["ok"] is True
+        assert len(restocked) == 1

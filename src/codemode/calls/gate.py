@@ -349,7 +349,7 @@ def _digest(args: dict[str, Any], size: int) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     prefix = "" if value is args else "~"  # "~": a sampled digest
-    return prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16 - len(prefix)]
+    return prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[: 16 - len(prefix)]
 
 
 def _sampled(value: Any, depth: int) -> Any:
@@ -362,6 +362,24 @@ def _sampled(value: Any, depth: int) -> Any:
     if isinstance(value, list):
         return [_sampled(v, depth + 1) for v in value]
     return value
+
+
+async def journaled(ctx: RunContext, tool: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run ``act`` (a host op of the program's: ``mount``, ``save_skill``...) as one record of the execution's
+    journal (server ``codemode``), so the audit log keeps it and it counts against ``Limits.max_tool_calls``."""
+    index = ctx.journal.begin("codemode", tool, args_bytes=0)
+    if index < 0 or index >= ctx.limits.max_tool_calls:
+        # An op costs the host more than most calls (a mount starts a process, a save writes files): it counts
+        # like a call, and one refused here counts too, as a refused call does.
+        reply = Reply.refuse("quota", f"this execution reached its limit of {ctx.limits.max_tool_calls} tool calls")
+        ctx.journal.finish(index, reply.state, duration_s=0.0, error=reply.message, error_kind=reply.kind)
+        return reply
+    started = time.perf_counter()
+    reply = await act()
+    ctx.journal.finish(
+        index, reply.state, duration_s=time.perf_counter() - started, error=reply.message, error_kind=reply.kind
+    )
+    return reply
 
 
 # -- the gate -------------------------------------------------------------------------------------

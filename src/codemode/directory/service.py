@@ -11,14 +11,12 @@ record in the execution's journal (``codemode.mount(NAME)``), which the audit lo
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from codemode.calls.gate import Gate, Reply, RunContext
+from codemode.calls.gate import Gate, Reply, RunContext, journaled
 from codemode.catalog.catalog import Catalog
 from codemode.config import Settings
 from codemode.directory.launch import MountError, server_config
@@ -63,11 +61,11 @@ class Services:
 
     async def _mount(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         name = message["name"]
-        return await _journaled(ctx, f"mount({name[:64]})", lambda: self.mount(ctx, name, message["params"]))
+        return await journaled(ctx, f"mount({name[:64]})", lambda: self.mount(ctx, name, message["params"]))
 
     async def _unmount(self, ctx: RunContext, message: dict[str, Any]) -> Reply:
         name = message["name"]
-        return await _journaled(ctx, f"unmount({name[:64]})", lambda: self.unmount(ctx, name))
+        return await journaled(ctx, f"unmount({name[:64]})", lambda: self.unmount(ctx, name))
 
     # -- mounting --------------------------------------------------------------------------------
 
@@ -157,19 +155,3 @@ class Services:
 def _client(ctx: RunContext | None) -> str:
     """Who mounts or unmounts: the execution's client, or the host itself (``codemode mount``, no execution)."""
     return ctx.client if ctx is not None else "host"
-
-
-async def _journaled(ctx: RunContext, tool: str, act: Callable[[], Awaitable[Reply]]) -> Reply:
-    """Run ``act`` as one record of the execution's journal (server ``codemode``), so the audit log keeps it."""
-    index = ctx.journal.begin("codemode", tool, args_bytes=0)
-    if index < 0 or index >= ctx.limits.max_tool_calls:
-        # Each mount starts a process: it counts against the execution's tool-call quota like a call.
-        reply = Reply.refuse("quota", f"this execution reached its limit of {ctx.limits.max_tool_calls} tool calls")
-        ctx.journal.finish(index, reply.state, duration_s=0.0, error=reply.message, error_kind=reply.kind)
-        return reply
-    started = time.perf_counter()
-    reply = await act()
-    ctx.journal.finish(
-        index, reply.state, duration_s=time.perf_counter() - started, error=reply.message, error_kind=reply.kind
-    )
-    return reply

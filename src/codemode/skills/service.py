@@ -11,19 +11,29 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import anyio
 
+from codemode.config import SkillsSettings
 from codemode.errors import SkillError
 from codemode.files import write_atomic
+from codemode.identity import LOCAL_IDENTITY
+from codemode.session_names import local_session
 from codemode.skills.gitstore import GitSkillStore
 from codemode.skills.store import Skill, SkillState, SkillStore, Version
 from codemode.skills.validate import Report, check
 
-ExampleRunner = Callable[[str], Awaitable[tuple[bool, str]]]
-"""Runs a program in a fresh throwaway session: (ok, what it printed or the error)."""
+
+class ExampleRunner(Protocol):
+    """Runs a program in a fresh throwaway session: (ok, what it printed or the error)."""
+
+    async def __call__(self, code: str, *, identity: str | None = None) -> tuple[bool, str]:
+        """Run ``code`` as ``identity`` (None: as the program saving the skill, else as the local user)."""
+        ...
+
+
 Auditor = Callable[[str, str, bool, str], None]
 """(action, skill name, ok, detail) → one audit entry."""
 
@@ -34,6 +44,11 @@ RESULT_CHARS = 400
 MAX_SOURCE_BYTES = 64 * 1024
 """The largest skill source taken (UTF-8): a skill is a function, and its source is parsed on the host's
 event loop (``ast.parse`` of 2 MB of a list literal took 6 s and a GB there)."""
+MAX_DESCRIPTION_CHARS = 2_000
+"""The longest description taken (given, or the docstring): it goes into every version's header, the
+discovery index and, exposed, a tool's description."""
+MAX_EXAMPLE_CHARS = 1_000
+"""The longest example taken: a call expression, kept in every version's header."""
 
 
 class Skills:
@@ -48,8 +63,11 @@ class Skills:
         run_example: ExampleRunner | None,
         audit: Auditor,
         auto_promote: bool = False,
+        limits: SkillsSettings | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or SkillsSettings()
+        """The store's caps (skills, versions of one, drafts of one session): one program saved thousands."""
         self.index = index
         self.read_only = read_only
         self.run_example = run_example
@@ -109,28 +127,43 @@ class Skills:
             skill_writes=writes, description=description, example=example, hidden_skills=hidden,
         )  # fmt: skip
 
-    async def _example(self, name: str, source: str, example: str) -> tuple[bool, str]:
+    async def _example(self, name: str, source: str, example: str, identity: str | None = None) -> tuple[bool, str]:
         if self.run_example is None:
             return False, "no sandbox to run the example in"
-        ok, text = await self.run_example(f"{source}\n\n{example.strip()}\n")
+        ok, text = await self.run_example(f"{source}\n\n{example.strip()}\n", identity=identity)
         return ok, text[:RESULT_CHARS]
 
     # -- saving ------------------------------------------------------------------------------------
 
     async def save(
-        self, session: str, name: str, source: str, *, description: str | None = None, example: str | None = None
+        self,
+        session: str,
+        name: str,
+        source: str,
+        *,
+        description: str | None = None,
+        example: str | None = None,
+        identity: str = LOCAL_IDENTITY,
     ) -> dict[str, Any]:
-        """Check and store a new version of ``name`` as a draft of ``session``.
+        """Check and store a new version of ``name`` as a draft of ``session``, saved by ``identity`` (recorded:
+        ``codemode skills test`` runs its example as them).
 
         Returns ``{"saved": True, "name", "state", "version", "tested"}`` or ``{"saved": False, "reasons"}``.
         """
-        size = len(source.encode("utf-8", "surrogatepass"))
-        if size > MAX_SOURCE_BYTES:  # before any parse
-            reason = f"the source is {size:,} bytes; a skill's is at most {MAX_SOURCE_BYTES:,}"
+        reason = _oversized(source, description, example)
+        if reason is None:
+            over = await anyio.to_thread.run_sync(self._over_limits, name, session)  # reads every skill's state
+            reason = "; ".join(over) if over else None
+        if reason is not None:  # before any parse, and before an example runs
             self.audit("save", name, False, reason)  # refused like any other save that fails its checks
             return {"saved": False, "reasons": [reason]}
         report = self.check(name, source, description=description, example=example, session=session)
         report.reasons += self._conflict(name, session)
+        if len(report.description) > MAX_DESCRIPTION_CHARS:
+            report.reasons.append(
+                f"the description (the docstring) is {len(report.description):,} characters; a skill's is at most "
+                f"{MAX_DESCRIPTION_CHARS:,}"
+            )
         result: dict[str, Any] | None = None
         tested = "untested" if report.writes or not example else "passed"
         if report.ok and example and not report.writes:
@@ -143,12 +176,13 @@ class Skills:
             return {"saved": False, "reasons": report.reasons}
         meta = {
             "created": _now(), "description": report.description, "calls": report.calls,
-            "example": example, "example_result": result,
+            "example": example, "example_result": result, "identity": identity,
         }  # fmt: skip
 
         def write() -> tuple[Version | None, list[str]]:
             with self.store.locked(change=f"save {name} (draft of session {session})", author=_node_author(session)):
-                conflict = self._conflict(name, session)  # another save may have landed while the example ran
+                # Another save may have landed while the example ran (the caps are checked again under the lock).
+                conflict = self._conflict(name, session) or self._over_limits(name, session)
                 if conflict:
                     return None, conflict
                 version = self.store.add_version(name, source, meta, session=session)
@@ -169,6 +203,31 @@ class Skills:
         self.audit("save", name, True, f"v{version.version} from {session} ({tested})")
         return {"saved": True, "name": name, "state": state, "version": version.version, "tested": tested}
 
+    def _over_limits(self, name: str, session: str) -> list[str]:
+        """Why one more version of ``name`` from ``session`` would take the store past its caps (empty: it would
+        not)."""
+        limits = self.limits
+        skills = self.store.skills()
+        mine = next((s for s in skills if s.name == name), None)
+        reasons: list[str] = []
+        if mine is None and (count := len(self.store.names())) >= limits.max_skills:
+            reasons.append(
+                f"the skill store holds {count:,} skills, its limit (skills.max_skills is {limits.max_skills:,}): "
+                "save a new version of an existing skill, or ask an operator to make room"
+            )
+        if mine is not None and len(mine.versions) >= limits.max_versions:
+            reasons.append(
+                f"{name!r} has {len(mine.versions):,} versions, its limit (skills.max_versions is "
+                f"{limits.max_versions:,}): ask an operator to make room"
+            )
+        drafts = sum(1 for skill in skills for by in skill.drafts.values() if by == session)
+        if drafts >= limits.max_drafts_per_session:
+            reasons.append(
+                f"this session has {drafts:,} drafts awaiting review, its limit (skills.max_drafts_per_session is "
+                f"{limits.max_drafts_per_session:,}): wait for a review of them"
+            )
+        return reasons
+
     def _conflict(self, name: str, session: str) -> list[str]:
         try:
             skill = self.store.skill(name)
@@ -183,16 +242,28 @@ class Skills:
 
     # -- review ------------------------------------------------------------------------------------
 
-    async def test(self, name: str, version: int | None = None) -> dict[str, Any]:
+    async def test(self, name: str, version: int | None = None, *, as_local: bool = False) -> dict[str, Any]:
         """Type-check a version (the promoted one, else the latest) against the current stubs and run its
-        example; the result is kept with the skill."""
+        example as the identity that saved it (its policy rules apply); the result is kept with the skill.
+
+        A version a remote client saved before identities were recorded is not run (``ok`` False, nothing kept)
+        unless ``as_local``: its example would run with the local user's rules, not its saver's.
+        """
         skill = self.store.skill(name)
         number = version or skill.promoted or skill.latest
         saved = self.store.version(name, number)
+        identity = saved.identity
+        if identity is None and not local_session(str(saved.meta.get("session"))) and not as_local:
+            detail = (
+                f"v{number} was saved by a remote client whose identity was not recorded: its example is not run "
+                "as the local user (read the skill, then test it as local explicitly, or save it again from its client)"
+            )
+            self.audit("test", name, False, detail)
+            return {"name": name, "version": number, "ok": False, "detail": detail}
         report = self.check(name, saved.source, description=saved.description or None, example=saved.example)
         ok, detail = report.ok, "; ".join(report.reasons)
         if report.ok and saved.example:
-            ok, detail = await self._example(name, saved.source, saved.example)
+            ok, detail = await self._example(name, saved.source, saved.example, identity or LOCAL_IDENTITY)
         elif report.ok:
             detail = "static checks passed; no example to run"
         with self.store.locked(change=f"test {name} v{number}", author=_node_author("test")):
@@ -354,6 +425,20 @@ class Skills:
                 "last_test": test,
             })  # fmt: skip
         return rows
+
+
+def _oversized(source: str, description: object, example: object) -> str | None:
+    """Why ``source``, ``description`` or ``example`` is too large to be taken (None: none is)."""
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        return f"the source is {size:,} bytes; a skill's is at most {MAX_SOURCE_BYTES:,}"
+    for what, text, limit in (
+        ("description", description, MAX_DESCRIPTION_CHARS),
+        ("example", example, MAX_EXAMPLE_CHARS),
+    ):
+        if isinstance(text, str) and len(text) > limit:
+            return f"the {what} is {len(text):,} characters; a skill's is at most {limit:,}"
+    return None
 
 
 def _node_author(what: str) -> str:

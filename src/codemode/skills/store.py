@@ -9,7 +9,7 @@
       .lock                        held while a save or a state change is written
 
 A version file starts with ``# key: <JSON>`` lines (version, created, session, description, calls,
-example, example_result); the module follows. Files are written to a temporary name and renamed, so a
+example, example_result, identity); the module follows. Files are written to a temporary name and renamed, so a
 reader never sees half a file. A file that cannot be read is reported by name in :attr:`SkillStore.problems`
 and leaves every other skill listed.
 """
@@ -30,8 +30,9 @@ from typing import Any
 from codemode.errors import SkillError
 from codemode.files import write_atomic
 
-HEADER_KEYS = ("version", "created", "session", "description", "calls", "example", "example_result")
-"""The metadata header of a version file, in order."""
+HEADER_KEYS = ("version", "created", "session", "description", "calls", "example", "example_result", "identity")
+"""The metadata header of a version file, in order (``identity``: who saved it, :mod:`codemode.identity`; a
+version saved before it was recorded has none)."""
 
 
 class SkillState(enum.StrEnum):
@@ -58,6 +59,12 @@ class Version:
     @property
     def description(self) -> str:
         return str(self.meta.get("description") or "")
+
+    @property
+    def identity(self) -> str | None:
+        """Who saved it (its example runs as them), or None when that was not recorded."""
+        identity = self.meta.get("identity")
+        return identity if isinstance(identity, str) else None
 
     @property
     def example(self) -> str | None:
@@ -88,8 +95,6 @@ class Skill:
     @property
     def latest(self) -> int:
         return self.versions[-1]
-
-
 
 
 def parse_version(name: str, path: Path) -> Version:
