@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 
 from codemode import paths
@@ -101,7 +102,7 @@ def _package(entry: Entry, package: Package, values: dict[str, str], env: Mappin
         command = "npx"
         args = ["-y", *runtime_args, f"{package.identifier}@{package.version}", *package_args]
     else:
-        venv_bin = _venv_command(package.identifier)
+        venv_bin = _pypi_command(entry, package.identifier)
         if venv_bin is not None:
             command, args = venv_bin, [*package_args]
         else:
@@ -172,10 +173,38 @@ def _choices(entry: Entry, name: str) -> list[str] | None:
 
 
 _VENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+_INTERPRETER = re.compile(
+    r"^(?:sh|bash|dash|zsh|ksh|mksh|csh|tcsh|ash|fish|rbash|pwsh|busybox|env|xargs|sudo|doas|su|nohup|timeout|nice|"
+    r"python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*|tclsh[0-9.]*|"
+    r"[gm]?awk|sed|git|ssh|uvx?|pipx?|pip[0-9.]*|npx|npm|corepack)$",
+    re.IGNORECASE,
+)
+"""Programs that run code given as arguments (``sh -c``, ``python -c``, ``git -c core.pager=``...): never a
+PyPI server's command, whatever its package arguments."""
+_SYSTEM_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+"""The operating system's programs (not ``/usr/local``, where ``pip`` puts a server installed system-wide)."""
+
+
+def _pypi_command(entry: Entry, identifier: str) -> str | None:
+    """The command of PyPI package ``identifier``: its own console script from its venv (None: none installed,
+    ``uvx`` fetches it).
+
+    Raises:
+        MountError: ``identifier`` names an interpreter or a system program: ``uvx`` runs a program of that name
+            from ``PATH`` when the package has none of its own, and the entry's arguments would be its code.
+    """
+    if _INTERPRETER.match(identifier) or shutil.which(identifier, path=os.pathsep.join(_SYSTEM_DIRS)):
+        raise MountError(
+            f"{entry.short_name!r}: the PyPI identifier {identifier!r} names an interpreter or a system program, "
+            "not a server's own command: refused"
+        )
+    return _venv_command(identifier)
 
 
 def _venv_command(identifier: str) -> str | None:
-    """A PyPI server installed in its own venv (``scripts/setup`` makes them offline under ``.venv-servers``)."""
+    """A PyPI server installed in its own venv (``scripts/setup`` makes them offline under ``.venv-servers``):
+    the console script ``identifier`` that the package ``identifier`` installed there declares. Never a ``PATH``
+    lookup, nor another program of a venv (its ``python``)."""
     roots = [Path(p) for p in os.environ.get("CODEMODE_SERVER_VENVS", "").split(os.pathsep) if p]
     checkout = paths.source_checkout()
     if checkout is not None:
@@ -185,6 +214,24 @@ def _venv_command(identifier: str) -> str | None:
     for root in roots:
         for venv in sorted(root.glob("*")) if root.is_dir() else []:
             candidate = venv / ("Scripts" if sys.platform == "win32" else "bin") / identifier
-            if candidate.is_file() and os.access(candidate, os.X_OK):
+            if candidate.is_file() and os.access(candidate, os.X_OK) and _declares_script(venv, identifier):
                 return str(candidate)
-    return shutil.which(identifier)
+    return None
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def _declares_script(venv: Path, package: str) -> bool:
+    """Whether the distribution ``package`` is installed in ``venv`` and declares the console script ``package``."""
+    wanted = _normalized(package)
+    for info in (*venv.glob("lib/python*/site-packages/*.dist-info"), *venv.glob("Lib/site-packages/*.dist-info")):
+        if _normalized(info.name.removesuffix(".dist-info").rpartition("-")[0]) != wanted:
+            continue
+        try:
+            scripts = metadata.Distribution.at(info).entry_points.select(group="console_scripts")
+        except (OSError, ValueError):
+            return False
+        return any(script.name == package for script in scripts)
+    return False
