@@ -54,13 +54,26 @@ def apply_static_limits(memory_bytes: int) -> None:
             _set_soft(which, value)
     # A write past RLIMIT_FSIZE should fail with EFBIG, not kill the session.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # The hard limit too: code that reached setrlimit could otherwise raise its soft limit to an open hard one.
+    # A run asks for at most the memory the child was started with, so the hard limit never has to move up.
+    _set_hard(resource.RLIMIT_AS, _baseline + memory_bytes)
     arm_execution_limits(memory_bytes, None)
+
+
+def _set_hard(which: int, value: int) -> None:
+    """Soft and hard limit ``value`` (or the hard limit already in place, when that is lower)."""
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
 
 
 def arm_execution_limits(memory_bytes: int, cpu_s: float | None) -> None:
     """Before an execution: address space = baseline + ``memory_bytes``; CPU = used so far + ``cpu_s``.
 
-    Only soft limits move (the hard limits stay open so they can be raised again for the next run); the
+    Only soft limits move. The address space's hard limit is the child's (:func:`apply_static_limits`): a run
+    gets at most that. The CPU's stays open: the next run's soft limit is above this one's (CPU used adds up),
+    and a hard limit cannot be raised again; the host's wall clock ends a run whatever its CPU limit, and the
     program cannot call ``setrlimit`` itself.
     """
     _set_soft(resource.RLIMIT_AS, _baseline + memory_bytes)
