@@ -46,6 +46,12 @@ def add_parser(sub: Any, add: Any) -> None:
     a = actions.add_parser("test", parents=[common], help="type-check against the current stubs and run the example")
     a.add_argument("name", nargs="?", help="default: every skill")
     a.add_argument("--executor", choices=["wasm", "restricted"], help="sandbox (default: wasm)")
+    a.add_argument(
+        "--as-local",
+        action="store_true",
+        help="run the example of a version a remote client saved before identities were recorded as the local "
+        "user (read it first: the local user's policy rules apply to its calls)",
+    )
     a = actions.add_parser("promote", parents=[common, review], help="make a version importable in every session")
     a.add_argument("name")
     a.add_argument("--version", type=int, metavar="V", help="default: the latest")
@@ -150,7 +156,7 @@ def _test(args: argparse.Namespace, config: Config) -> int:
     async def go() -> list[dict[str, Any]]:
         async with Engine(config, executor=args.executor) as engine:
             names = [args.name] if args.name else [s.name for s in engine.skill_store.skills()]
-            return [await engine.skills.test(n) for n in names]
+            return [await engine.skills.test(n, as_local=args.as_local) for n in names]
 
     results = anyio.run(go)
     for result in results:

@@ -256,7 +256,8 @@ class Skills:
         if identity is None and not local_session(str(saved.meta.get("session"))) and not as_local:
             detail = (
                 f"v{number} was saved by a remote client whose identity was not recorded: its example is not run "
-                "as the local user (read the skill, then test it as local explicitly, or save it again from its client)"
+                "as the local user (read the skill, then `codemode skills test --as-local`, or save it again from its "
+                "client)"
             )
             self.audit("test", name, False, detail)
             return {"name": name, "version": number, "ok": False, "detail": detail}
