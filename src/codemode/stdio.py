@@ -12,6 +12,7 @@ falls back to the SDK's own transport.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -42,10 +43,17 @@ class _Inbound(ObjectReceiveStream[SessionMessage | Exception]):
         line = await self._reader.readline()
         if not line:
             raise anyio.EndOfStream
+        text = line.decode("utf-8", "replace")
         try:
-            message = types.jsonrpc_message_adapter.validate_json(line.decode("utf-8", "replace"), by_name=False)
+            message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
         except Exception as exc:
-            return exc
+            # pydantic's parser refuses a lone surrogate escape (``"\ud800"``) that JSON allows: the request
+            # went unanswered and its client waited for good. Python's parser takes it; the value is then
+            # validated as any other (and the program holding it gets the usual answer).
+            try:
+                message = types.jsonrpc_message_adapter.validate_python(json.loads(text), by_name=False)
+            except Exception:
+                return exc
         return SessionMessage(message)
 
     async def aclose(self) -> None:

@@ -51,6 +51,11 @@ async def test_bad_lines_are_skipped_answers_are_json_lines_and_eof_ends_it(tmp_
         await _send(process, _call(2, b"print('a\\\\udcffb')"))  # a lone surrogate in the output
         lone = await _answer(stdout)
         assert lone["id"] == 2 and lone["result"]["content"][0]["text"] == "a\\udcffb"
+        # A lone surrogate escape in the request (valid JSON that pydantic's parser refuses) went unanswered.
+        await _send(process, _call(4, b'x = \\"\\ud800\\"\\nprint(len(x))'))
+        surrogate = await _answer(stdout)
+        assert surrogate["id"] == 4 and surrogate["result"]["isError"], surrogate
+        assert "surrogates not allowed" in surrogate["result"]["content"][0]["text"], surrogate
         await _send(process, _call(3, b"\xff1 + 1"))  # not UTF-8: read as U+FFFD, as the SDK's reader does
         invalid = await _answer(stdout)
         assert invalid["result"]["isError"] and "U+FFFD" in invalid["result"]["content"][0]["text"]
