@@ -18,7 +18,7 @@ import anyio
 
 from codemode.calls.gate import Gate, Reply, RunContext, journaled
 from codemode.catalog.catalog import Catalog
-from codemode.config import Settings
+from codemode.config import AnyServer, Settings
 from codemode.directory.launch import MountError, server_config
 from codemode.directory.load import Directory, Located
 from codemode.directory.policy import mount_allowed, refusal
@@ -41,9 +41,11 @@ class Services:
         self.directory = directory
         self.log_dir = log_dir
         self.mounted: dict[str, Located] = {}
+        """Services mounted at run time, by the name they have in the hub."""
         self.mounted_by: dict[str, set[str]] = {}
         """Runtime mount → the clients that mounted it: one client's unmount stops it only for its last one."""
-        """Services mounted at run time, by the name they have in the hub."""
+        self.started_with: dict[str, AnyServer] = {}
+        """Runtime mount → the config it runs with: a later mount must ask for the same one to share it."""
         self._lock = anyio.Lock()
 
     def register(self, gate: Gate) -> None:
@@ -89,6 +91,13 @@ class Services:
             return Reply.refuse("denied", str(exc))
         async with self._lock:
             if short in self.mounted:
+                if self.started_with.get(short) != config:
+                    # Sharing it would hand this program a server started with another's parameters
+                    # (another time zone, label or account) while it believes its own took effect.
+                    return Reply.refuse(
+                        "denied", f"{short!r} is already mounted with other parameters; mount it with the same "
+                        "ones, or once every client that mounted it has unmounted it"
+                    )  # fmt: skip
                 self.mounted_by.setdefault(short, set()).add(_client(ctx))
                 return Reply(True, value=self._switch(ctx, short))
             if short in self.hub.servers:
@@ -104,6 +113,7 @@ class Services:
                 return Reply.fail("upstream", f"{short!r} did not start: {reason}")
             self.mounted[short] = located
             self.mounted_by[short] = {_client(ctx)}
+            self.started_with[short] = config
             await self.catalog.refresh(f"mounted {short}")
             logger.info("mounted %s (%s)", short, entry.name)
             return Reply(True, value=self._switch(ctx, short))
@@ -131,6 +141,7 @@ class Services:
                     return Reply(True, value=self._switch(ctx, None))
             del self.mounted[short]
             self.mounted_by.pop(short, None)
+            self.started_with.pop(short, None)
             await self.hub.unmount(short)
             await self.catalog.refresh(f"unmounted {short}")
             logger.info("unmounted %s", short)
