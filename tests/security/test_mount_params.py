@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from codemode.audit import AuditLog
-from codemode.config import Config, Settings
-from codemode.directory import DEFAULT_DIR
+from codemode.config import Config, Settings, StdioServer
+from codemode.directory import DEFAULT_DIR, Entry, server_config
 from codemode.engine import Engine
 
 pytestmark = pytest.mark.anyio
@@ -24,6 +24,8 @@ SERVICE = {
             "registryType": "npm",
             "identifier": "@modelcontextprotocol/server-memory",
             "version": "2026.8.31",
+            # An npx option: whoever fills it chooses where the package (the code that runs) comes from.
+            "runtimeArguments": [{"type": "named", "name": "--registry", "valueHint": "NPM_REGISTRY"}],
             "packageArguments": [{"type": "named", "name": "--label", "valueHint": "label"}],
             "environmentVariables": [
                 {"name": "NOTES_TOKEN", "isSecret": True, "isRequired": True},
@@ -71,6 +73,18 @@ async def test_a_program_cannot_choose_a_host_path(engine: Engine) -> None:
 async def test_injected_arguments_are_refused(engine: Engine, value: str) -> None:
     text = await refused(engine, f"mount('notes', label={value!r})")
     assert text.startswith("denied parameter 'label'")
+
+
+async def test_a_program_cannot_fill_the_runtimes_own_arguments(engine: Engine) -> None:
+    text = await refused(engine, "mount('notes', NPM_REGISTRY='http://registry.attacker.example/', label='a')")
+    assert text.startswith("denied 'NPM_REGISTRY' is set by the host")
+    listed = await engine.execute("print(search_directory('notes')[0]['params'])")
+    assert listed.text == "['label']"
+    # The host alone fills it, from its environment.
+    entry = Entry.model_validate(SERVICE)
+    config = server_config(entry, {}, environ={"NOTES_TOKEN": "t", "NPM_REGISTRY": "https://npm.internal/"})
+    assert isinstance(config, StdioServer)
+    assert config.args == ["-y", "--registry", "https://npm.internal/", "@modelcontextprotocol/server-memory@2026.8.31"]
 
 
 async def test_undeclared_parameters_are_refused(engine: Engine) -> None:

@@ -1,8 +1,9 @@
 """A directory entry plus mount parameters → the server config the hub starts (:mod:`codemode.config`).
 
 Values come from three places, in this order of trust: the entry itself (fixed values and defaults), the
-host (its environment: the only source of secrets and file paths), and the program's mount parameters
-(only for inputs the entry declares, checked like entry values and never starting with ``-``, so a value
+host (its environment: the only source of secrets, file paths and ``runtimeArguments``, which go to ``npx``
+or ``uvx`` and so choose what is installed and run), and the program's mount parameters (only for the
+package's own inputs the entry declares, checked like entry values and never starting with ``-``, so a value
 cannot turn into an option). ``{NAME}`` placeholders in an entry's fixed values, remote headers and OpenAPI
 ``baseUrl``/headers are filled from the host's environment only.
 """
@@ -91,7 +92,7 @@ def _openapi(api: OpenApi, env: Mapping[str, str], root: Path | None) -> OpenApi
 
 
 def _package(entry: Entry, package: Package, values: dict[str, str], env: Mapping[str, str]) -> StdioServer:
-    runtime_args = _args(entry, package.runtime_arguments, values, env)
+    runtime_args = _args(entry, package.runtime_arguments, values, env, host=True)
     package_args = _args(entry, package.package_arguments, values, env)
     server_env = {
         var.name: value
@@ -110,10 +111,12 @@ def _package(entry: Entry, package: Package, values: dict[str, str], env: Mappin
     return StdioServer(command=command, args=args, env=server_env, start_timeout_s=60.0)
 
 
-def _args(entry: Entry, args: list[Argument], values: dict[str, str], env: Mapping[str, str]) -> list[str]:
+def _args(
+    entry: Entry, args: list[Argument], values: dict[str, str], env: Mapping[str, str], *, host: bool = False
+) -> list[str]:
     out: list[str] = []
     for arg in args:
-        value = _value(entry, arg, arg.param, values, env)
+        value = _value(entry, arg, arg.param, values, env, host=host)
         if value is None:
             continue
         if arg.type == "named":
@@ -124,17 +127,22 @@ def _args(entry: Entry, args: list[Argument], values: dict[str, str], env: Mappi
     return out
 
 
-def _value(entry: Entry, item: Input, name: str | None, values: dict[str, str], env: Mapping[str, str]) -> str | None:
+def _value(
+    entry: Entry, item: Input, name: str | None, values: dict[str, str], env: Mapping[str, str], *, host: bool = False
+) -> str | None:
+    """``item``'s value: fixed, else from the host's environment (a host-only item, or any with ``host``) or
+    the program's parameters, else its default."""
     if item.value is not None:
         return _PLACEHOLDER.sub(lambda m: _fill(entry, m.group(1), values, env), item.value)
-    if item.host_only:
+    host = host or item.host_only
+    if host:
         value = env.get(name) if name else None
     else:
         value = values.get(name) if name else None
     if value is None:
         value = item.default
     if value is None and item.is_required:
-        source = "the host's environment" if item.host_only else "a mount parameter"
+        source = "the host's environment" if host else "a mount parameter"
         raise MountError(f"{entry.short_name!r} needs {name!r}, from {source}; it is not set")
     return value
 
@@ -156,6 +164,8 @@ def _from_host(text: str, env: Mapping[str, str]) -> str | None:
 def _host_only(entry: Entry) -> set[str]:
     names: set[str] = set(entry.secrets())
     for package in entry.packages:
+        # The runtime's own arguments (npx/uvx options such as --registry) pick the code that runs.
+        names.update(arg.param for arg in package.runtime_arguments if arg.param)
         for item in package.inputs:
             key = item.name if isinstance(item, EnvVar) else item.param
             if key and item.host_only:

@@ -246,10 +246,11 @@ class Entry(_Model):
         return names
 
     def params(self) -> list[str]:
-        """Mount parameters a program may give (non-secret arguments and environment variables)."""
+        """Mount parameters a program may give (the package's non-secret arguments and environment variables;
+        never a ``runtimeArguments`` one: those are ``npx``/``uvx`` options, such as ``--registry``)."""
         out: list[str] = []
         for package in self.packages[:1]:
-            for item in package.inputs:
+            for item in [*package.package_arguments, *package.environment_variables]:
                 name = item.name if isinstance(item, EnvVar) else item.param
                 if name and not item.host_only and item.value is None and name not in out:
                     out.append(name)
