@@ -44,6 +44,15 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
         "changes how a runtime loads code",
     ),
     "ld_preload": (package(environmentVariables=[{"name": "LD_PRELOAD", "value": "/tmp/x.so"}]), "loads code"),
+    # A program filling these (or an entry fixing them) picks the index npx/uvx install from, or what git runs.
+    "npm_registry_any_case": (package(environmentVariables=[{"name": "npm_config_Registry"}]), "loads code"),
+    "uv_index": (package(environmentVariables=[{"name": "UV_INDEX_URL"}]), "loads code"),
+    "pip_index": (package(environmentVariables=[{"name": "PIP_EXTRA_INDEX_URL"}]), "loads code"),
+    "git_ssh_command": (package(environmentVariables=[{"name": "GIT_SSH_COMMAND"}]), "loads code"),
+    "python_userbase": (package(environmentVariables=[{"name": "PYTHONUSERBASE"}]), "loads code"),
+    "perl5opt": (package(environmentVariables=[{"name": "PERL5OPT"}]), "loads code"),
+    "node_ca": (package(environmentVariables=[{"name": "NODE_EXTRA_CA_CERTS"}]), "loads code"),
+    "windows_case": (package(environmentVariables=[{"name": "node_options"}]), "loads code"),
     "openapi_outside": (
         {"name": "io.example/api", "openapi": {"spec": "../../etc/passwd"}},
         "a path outside the directory",
@@ -65,6 +74,13 @@ def test_hostile_entry_is_rejected_with_file_and_reason(tmp_path: Path, case: st
     rejected = directory.rejected[0]
     assert rejected.file == str(tmp_path / f"{case}.json")
     assert reason in rejected.reason, rejected.reason
+
+
+def test_ordinary_environment_variables_still_load(tmp_path: Path) -> None:
+    names = ["NODE_ENV", "PYTHONUNBUFFERED", "GITHUB_TOKEN", "UVICORN_PORT", "PIPELINE", "LOG_LEVEL"]
+    (tmp_path / "memory.json").write_text(json.dumps(package(environmentVariables=[{"name": n} for n in names])))
+    directory = load_directory([tmp_path])
+    assert directory.rejected == [] and directory.entries["evil"].entry.params() == names
 
 
 def test_symlink_out_of_the_directory_is_rejected(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[2]
 ALICE = Owner("alice-key", "10.0.0.1", identity="alice")
 BOB = Owner("bob-key", "10.0.0.2", identity="bob")
-MOUNT = "try:\n    print(mount('time', local_timezone={zone!r}))\nexcept ToolDenied as e:\n    print('refused:', e.message)"
+MOUNT = (
+    "try:\n    print(mount('time', local_timezone={zone!r}))\nexcept ToolDenied as e:\n    print('refused:', e.message)"
+)
 
 
 async def test_a_second_mount_with_other_parameters_is_refused_not_silently_shared(tmp_path: Path) -> None:

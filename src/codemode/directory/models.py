@@ -25,12 +25,20 @@ _PINNED = re.compile(r"^[0-9][A-Za-z0-9.+\-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FORBIDDEN_ENV = frozenset(
     {
-        "PATH", "HOME", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES", "NODE_OPTIONS",
-        "NODE_PATH", "NPM_CONFIG_REGISTRY", "npm_config_registry", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME",
-        "PYTHONINSPECT", "BASH_ENV", "ENV", "IFS", "SHELL",
+        "PATH", "PATHEXT", "COMSPEC", "HOME", "XDG_CONFIG_HOME", "NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS",
+        "NODE_TLS_REJECT_UNAUTHORIZED", "NODE_REPL_EXTERNAL_MODULE", "BASH_ENV", "ENV", "IFS", "SHELL",
+        "PROMPT_COMMAND", "GCONV_PATH", "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT", "RUBYLIB", "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
     }
 )  # fmt: skip
-"""Variables that change which code a runtime loads: an entry may not declare them."""
+_FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_", "NPM_CONFIG_", "UV_", "PIP_", "GIT_", "PYTHON")
+"""With :data:`_FORBIDDEN_ENV`, compared upper-cased (npm reads ``npm_config_*`` in any case, Windows every
+name): variables that change which code a runtime loads, where ``npx``/``uvx`` fetch it (``UV_INDEX_URL``,
+``npm_config_registry``), whom they trust, or what ``git`` runs (``GIT_SSH_COMMAND``). An entry may not
+declare them."""
+_HARMLESS_ENV = frozenset({"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE"})
+"""Output settings servers' entries do set, exempt from the ``PYTHON`` prefix."""
 _ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")
 
 
@@ -105,8 +113,12 @@ class EnvVar(Input):
     def _env_name(cls, value: str) -> str:
         if not _ENV_NAME.match(value):
             raise ValueError(f"environment variable name {value!r} is not a valid name")
-        if value in _FORBIDDEN_ENV or value.startswith(("LD_", "DYLD_")):
-            raise ValueError(f"environment variable {value!r} changes how a runtime loads code; not allowed")
+        upper = value.upper()
+        if upper in _FORBIDDEN_ENV or (upper.startswith(_FORBIDDEN_ENV_PREFIXES) and upper not in _HARMLESS_ENV):
+            raise ValueError(
+                f"environment variable {value!r} changes how a runtime loads code or where it fetches it from; "
+                "not allowed"
+            )
         return value
 
 
@@ -250,7 +262,8 @@ class Entry(_Model):
         never a ``runtimeArguments`` one: those are ``npx``/``uvx`` options, such as ``--registry``)."""
         out: list[str] = []
         for package in self.packages[:1]:
-            for item in [*package.package_arguments, *package.environment_variables]:
+            items: list[Argument | EnvVar] = [*package.package_arguments, *package.environment_variables]
+            for item in items:
                 name = item.name if isinstance(item, EnvVar) else item.param
                 if name and not item.host_only and item.value is None and name not in out:
                     out.append(name)
