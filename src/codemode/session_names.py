@@ -42,12 +42,14 @@ def safe_session_name(requested: str) -> str:
 def session_dir(owner: str, name: str) -> str:
     """The directory name of ``owner``'s session ``name``: distinct for distinct (owner, name) pairs.
 
-    The local owner's sessions keep their readable names (``cli``, ``demo``); any other owner's get a digest
-    of owner and name appended (``work.3f9c…``), so neither a name nor a lookalike of another client's can
-    reach that client's interpreter. The owner itself (a secret for HTTP clients) never appears.
+    The local owner's valid names stay as they are (``cli``, ``demo``); any other name, and any other owner's,
+    gets a digest of owner and name appended (``work.3f9c…``), so neither a name nor a lookalike of another
+    client's can reach that client's interpreter, and two names that clean to the same (``a/b`` and ``a_b``,
+    two long names alike in their first 128 characters) stay two sessions. The owner itself (a secret for
+    HTTP clients) never appears.
     """
     safe = safe_session_name(name)
-    if owner == LOCAL_OWNER and not _OWNED.fullmatch(safe):
+    if owner == LOCAL_OWNER and (safe == name or not name) and not _OWNED.fullmatch(safe):
         return safe
     digest = hashlib.sha256(f"{owner}\0{name}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return f"{safe[:80]}.{digest}"

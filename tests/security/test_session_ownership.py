@@ -326,6 +326,17 @@ def test_a_long_name_keeps_its_first_128_characters() -> None:
     check_session_name(safe_session_name("x" * 500))
 
 
+def test_local_names_that_clean_to_the_same_stay_distinct() -> None:
+    # On stdio `a/b` and `a_b` shared one interpreter (and its variables), as did two long names alike in
+    # their first 128 characters; the schema promises that only calls with the same name share.
+    pairs = [("a/b", "a_b"), ("x" * 128 + "1", "x" * 128 + "2"), ("..work", "work")]
+    for one, other in pairs:
+        assert session_dir(LOCAL_OWNER, one) != session_dir(LOCAL_OWNER, other), (one, other)
+        check_session_name(session_dir(LOCAL_OWNER, one))
+    assert session_dir(LOCAL_OWNER, "cli") == "cli"  # a valid local name stays readable
+    assert session_dir(LOCAL_OWNER, "") == "default"
+
+
 async def test_the_expiry_sweep_never_forgets_a_clients_recent_executions() -> None:
     closed: list[str] = []
     clock = Clock()
