@@ -722,6 +722,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.debug:  # what the config file's reader ignores is the user's to see (a misspelt "codemode")
+        logging.getLogger("codemode.config").setLevel(logging.WARNING)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE

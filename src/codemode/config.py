@@ -13,6 +13,7 @@ naming it. Every error names the file, and where it can, the line and the key.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -356,7 +357,9 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
     for other in sorted(set(raw) - {key, *_KNOWN_TOP_LEVEL}):
         # Claude Desktop and VS Code files carry their own settings (globalShortcut, ...): not ours to judge.
         line = _line_of(text, [other])
-        logger.warning("%s:%d: ignoring the top-level key %r (not a codemode setting)", source, line, other)
+        near = difflib.get_close_matches(other, ["codemode", "mcpServers", "servers"], n=1, cutoff=0.75)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        logger.warning("%s:%d: ignoring the top-level key %r (not a codemode setting%s)", source, line, other, hint)
     servers_raw = raw[key]
     if not isinstance(servers_raw, dict):
         raise ConfigError(f"{source}:{_line_of(text, [key])}: {key!r} must be an object of servers")

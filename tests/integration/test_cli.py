@@ -90,6 +90,17 @@ def test_an_error_naming_what_the_user_gave_reaches_the_terminal_escaped(env: di
     assert "x\\x1b]0;pwned\\x07" in result.stderr  # still readable, escaped
 
 
+def test_ignored_top_level_keys_are_reported_without_debug(env: dict[str, str], tmp_path: Path) -> None:
+    # Shown only with --debug: a misspelt "codemode" block (its limits) was dropped in silence.
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text('{"mcpServers": {},\n "codmode": {"wall_s": 5},\n "globalShortcut": "Ctrl+Space"}\n')
+    result = codemode(env, "servers", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert f"{config}:2: ignoring the top-level key 'codmode'" in result.stderr, result.stderr
+    assert "did you mean 'codemode'?" in result.stderr
+    assert f"{config}:3: ignoring the top-level key 'globalShortcut' (not a codemode setting)" in result.stderr
+
+
 def test_demo_walks_the_whole_loop(env: dict[str, str]) -> None:
     result = codemode(env, "demo")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
