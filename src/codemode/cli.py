@@ -393,16 +393,24 @@ def _demo(args: argparse.Namespace) -> int:
     return anyio.run(run_demo, args.executor)
 
 
+def _same_config(recorded: str, source: str) -> bool:
+    """Whether an audit entry's config is ``source`` (entries of older versions hold the path as it was typed,
+    relative to wherever that command ran: taken from here)."""
+    return recorded == source or os.path.abspath(recorded) == os.path.abspath(source)
+
+
 @_command("history")
 def _history(args: argparse.Namespace) -> int:
     from codemode.audit import audit_log
 
     config = _config(args)
-    entries = audit_log(config).recent(args.n)
     # Only this config's executions from the per-user default log, which every config shares; a shared
     # audit database is the whole team's: every node's executions, whatever its config file is called.
     if args.config and not config.settings.audit_url:
-        entries = [e for e in entries if e.config == config.source]
+        mine = [e for e in audit_log(config).recent(0) if _same_config(e.config, config.source)]
+        entries = mine[-args.n :] if args.n > 0 else mine  # the last n of this config's, not of everyone's
+    else:
+        entries = audit_log(config).recent(args.n)
     if args.json:
         _print_json([e.to_json() for e in entries])
         return EXIT_OK
@@ -497,7 +505,7 @@ def _replay(args: argparse.Namespace) -> int:
         raise ConfigError(f"{log.where}: no single execution with id {args.id!r} (see codemode history)")
     # The entry's config path is never loaded unasked: the log is written from what clients sent (a shared
     # audit database, by every node), and a config starts whatever commands its servers name.
-    if not args.config and entry.config not in ("", config.source):
+    if not args.config and entry.config and not _same_config(entry.config, config.source):
         raise ConfigError(
             f"execution {entry.id} ran with config {entry.config!r}; replay loads only a config you "
             f"name: pass --config {entry.config!r} (or another config file) to replay it"

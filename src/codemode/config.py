@@ -339,7 +339,10 @@ def load_config(path: str | os.PathLike[str] | None, *, environ: dict[str, str] 
         raise ConfigError(f"{file}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read config: {exc}") from exc
-    return parse_config(text, source=str(file), environ=os.environ.copy() if environ is None else environ)
+    # The absolute path: executions are audited under it, and `history --config`/`replay` match on it from
+    # whatever directory they run in.
+    source = os.path.abspath(file)
+    return parse_config(text, source=source, environ=os.environ.copy() if environ is None else environ)
 
 
 def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str] | None = None) -> Config:

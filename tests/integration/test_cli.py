@@ -138,6 +138,21 @@ def test_history_n_counts_and_zero_means_all(env: dict[str, str]) -> None:
     assert [e["code"] for e in json.loads(codemode(env, "history", "-n", "0", "--json").stdout)] == ["1", "2", "3"]
 
 
+def test_history_config_matches_the_file_however_named_and_counts_its_own(env: dict[str, str], tmp_path: Path) -> None:
+    # `--config cfg.json` from its folder and `--config /abs/cfg.json` found nothing of each other's, and
+    # `-n 1` took the last entry of every config before keeping this one's (none, after another config ran).
+    config = tmp_path / "cfg.json"
+    config.write_text('{"mcpServers": {}}')
+    here = {"env": env, "capture_output": True, "text": True, "timeout": 300, "cwd": tmp_path}
+    for value in ("1", "2"):
+        assert subprocess.run([*CODEMODE, "run", "--config", "cfg.json", "-"], input=value, **here).returncode == 0
+    assert codemode(env, "run", "-", stdin="3").returncode == 0  # the demo config's
+    listed = codemode(env, "history", "--config", str(config), "-n", "1", "--json")
+    assert [e["code"] for e in json.loads(listed.stdout)] == ["2"], listed.stdout
+    both = subprocess.run([*CODEMODE, "history", "--config", "./cfg.json", "--json"], **here)
+    assert [e["code"] for e in json.loads(both.stdout)] == ["1", "2"], both.stdout
+
+
 def test_a_server_description_in_the_config_is_what_the_model_reads(env: dict[str, str], tmp_path: Path) -> None:
     described = "The team's meeting notes, newest first"
     servers = {
