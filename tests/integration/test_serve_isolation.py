@@ -288,29 +288,26 @@ async def test_a_client_holds_a_bounded_number_of_open_requests(tmp_path: Path) 
         hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}
         initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
 
-        async def never_ends() -> AsyncIterator[bytes]:
-            yield b'{"jsonrpc": "2.0", '
-            await anyio.sleep_forever()
+        parsed = httpx2.URL(url)
+        head = f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.host}\r\nTransfer-Encoding: chunked\r\n"
+        # Expect: 100-continue: the server asks for the body once the request is admitted (the gatekeeper
+        # reads it), so each upload is known to be held before the next starts, and no probe races them.
+        head += "Expect: 100-continue\r\n" + "".join(f"{k}: {v}\r\n" for k, v in as_bob.items()) + "\r\n"
 
-        async def upload() -> None:
-            # An upload arriving while a probe is in flight is itself the one refused: it tries again.
-            while (await http.post(url, content=never_ends(), headers=as_bob)).status_code == 429:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
-
-        limits = httpx2.Limits(max_connections=OPEN_REQUESTS_PER_CLIENT + 8)
-        async with httpx2.AsyncClient(timeout=30, limits=limits) as http, anyio.create_task_group() as tg:
+        async with AsyncExitStack() as uploads:
             for _ in range(OPEN_REQUESTS_PER_CLIENT):
-                tg.start_soon(upload)
-            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}  # opens no MCP session: the loop may run long
-            with anyio.fail_after(60):
-                while True:  # until the server holds all of bob's uploads
-                    refused = await http.post(url, json=ping, headers=as_bob)
-                    if refused.status_code == 429:
-                        break
-                    await anyio.sleep(0.2)
-            assert "requests open (streams included)" in refused.text, refused.text
-            assert (await http.post(url, json=initialize, headers=as_alice)).status_code == 200  # another client
-            tg.cancel_scope.cancel()
+                stream = await uploads.enter_async_context(await anyio.connect_tcp(parsed.host, parsed.port or 80))
+                await stream.send(head.encode())
+                with anyio.fail_after(30):
+                    admitted = await stream.receive()
+                assert admitted.startswith(b"HTTP/1.1 100"), admitted[:200]
+                await stream.send(b"1\r\n{\r\n")  # a body that never ends
+            async with httpx2.AsyncClient(timeout=30) as http:
+                ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+                refused = await http.post(url, json=ping, headers=as_bob)
+                assert refused.status_code == 429, (refused.status_code, refused.text)
+                assert "requests open (streams included)" in refused.text, refused.text
+                assert (await http.post(url, json=initialize, headers=as_alice)).status_code == 200  # another client
         async with httpx2.AsyncClient(timeout=30) as http:
             with anyio.fail_after(20):
                 while (await http.post(url, json=initialize, headers=as_bob)).status_code != 200:  # noqa: ASYNC110
