@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -156,6 +157,8 @@ class McpUpstream:
         self, ready: anyio.Event, stop: anyio.Event, done: anyio.Event, outcome: list[BaseException]
     ) -> None:
         errlog = self._open_errlog()
+        if errlog is not None and self._tg is not None:
+            self._tg.start_soon(self._trim_log, errlog, done)
         scope = anyio.CancelScope()
         self._scope = scope
         lane = Lane() if isinstance(self.config, StdioServer) else None
@@ -300,14 +303,33 @@ class McpUpstream:
         if self._log_dir is None or not isinstance(self.config, StdioServer):
             return None
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self._log_dir / f"{self.name}.log", "w", encoding="utf-8")
+        # Appending (the server shares this descriptor): after _trim_log empties the file, its writes go to the new
+        # end instead of leaving a hole as long as all it wrote before. Readable, for the tail _trim_log keeps.
+        errlog = open(self._log_dir / f"{self.name}.log", "a+", encoding="utf-8")
+        errlog.truncate(0)
+        return errlog
+
+    async def _trim_log(self, errlog: TextIO, done: anyio.Event) -> None:
+        """Keep the server's stderr file under :data:`MAX_LOG_BYTES` until ``done``: the server writes it
+        directly, and one logging in a loop filled the disk."""
+        while not done.is_set():
+            with anyio.move_on_after(_LOG_CHECK_S):
+                await done.wait()
+            if done.is_set():
+                return  # the owner closes the file once done is set: its descriptor may be another file's by now
+            with contextlib.suppress(OSError):
+                _trim(errlog.fileno(), self.name)
 
     def _stderr_tail(self) -> str:
         if self._log_dir is None:
             return ""
         path = self._log_dir / f"{self.name}.log"
         with contextlib.suppress(OSError):
-            lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+            # Only the end is read: the whole of a server's stderr (GBs) once cost the host several times its size.
+            with open(path, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - _TAIL_BYTES))
+                text = log.read(_TAIL_BYTES).decode("utf-8", errors="replace")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
             if lines:
                 # What the server wrote is shown in logs, terminals and listings: escaped like its other words.
                 return f" (stderr: {server_text(' | '.join(lines[-3:])[:400])})"
@@ -409,6 +431,28 @@ class McpUpstream:
             # The notifier only queues a name; if it breaks anyway, say so, but keep this connection's
             # message loop (or the listen stream) alive.
             logger.exception("upstream %s: tool-change notifier raised", self.name)
+
+
+MAX_LOG_BYTES = 16 * 1024 * 1024
+"""The most a server's stderr file (``<name>.log``) holds: past it, all but its last :data:`_LOG_KEPT` bytes is cut."""
+_LOG_KEPT = 1024 * 1024
+_LOG_CHECK_S = 1.0
+"""How often the stderr file's size is checked (the server writes it directly: nothing of codemode sees it grow)."""
+_TAIL_BYTES = 8192
+"""How much of the end of a server's stderr file is read to quote its last lines in an error."""
+
+
+def _trim(fd: int, server: str) -> None:
+    """Cut the stderr file open at ``fd`` to its last :data:`_LOG_KEPT` bytes if it is over :data:`MAX_LOG_BYTES`."""
+    size = os.fstat(fd).st_size
+    if size <= MAX_LOG_BYTES:
+        return
+    kept = os.pread(fd, _LOG_KEPT, size - _LOG_KEPT)
+    os.ftruncate(fd, 0)
+    # What the server writes between the read and the cut is lost: a log, not a record.
+    marker = f"[codemode: {size - _LOG_KEPT:,} earlier bytes cut: the log is kept under {MAX_LOG_BYTES:,}]\n"
+    os.write(fd, marker.encode() + kept)
+    logger.warning("upstream %s: stderr log over %d bytes, cut to its last %d", server, MAX_LOG_BYTES, _LOG_KEPT)
 
 
 MAX_TOOLS = 5_000

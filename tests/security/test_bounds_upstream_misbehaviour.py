@@ -1,0 +1,84 @@
+"""Host memory, disk and CPU stay bounded whatever an upstream does beside its answers: a flood of stderr, a
+flood of notifications nobody asked for.
+
+A real MCP server subprocess (``tests/fixtures/servers/unruly.py``) started through a config, as the user's
+would be.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codemode.config import parse_config
+from codemode.errors import ToolCallError
+from codemode.hub import Hub, ToolRef
+from codemode.hub.mcp import MAX_LOG_BYTES, McpUpstream
+from tests.conftest import FIXTURES
+from tests.security.rss import PeakRss
+
+pytestmark = [pytest.mark.anyio, pytest.mark.memory]
+
+UNRULY = FIXTURES / "servers" / "unruly.py"
+MB = 1 << 20
+
+
+def _config(call_timeout_s: float = 60) -> Any:
+    entry = {"command": sys.executable, "args": [str(UNRULY)], "call_timeout_s": call_timeout_s}
+    return parse_config(json.dumps({"mcpServers": {"unruly": entry}}))
+
+
+@pytest.fixture
+async def unruly(tmp_path: Path) -> AsyncIterator[Hub]:
+    async with Hub(_config(), log_dir=tmp_path / "logs") as hub:
+        yield hub
+
+
+async def _text(hub: Hub, tool: str, args: dict[str, Any]) -> str:
+    result = await hub.call_tool(ToolRef("unruly", tool), args)
+    assert not result.is_error, result
+    return str(result.content[0].text)  # type: ignore[union-attr]
+
+
+# -- stderr: the server writes its log file directly ----------------------------------------------------------
+
+
+async def test_a_stderr_flood_is_cut_on_disk_keeping_its_end(unruly: Hub, tmp_path: Path) -> None:
+    # Before: <server>.log grew as long as the server wrote (a server logging in a loop filled the disk).
+    log = tmp_path / "logs" / "unruly.log"
+    args = {"megabytes": 3 * MAX_LOG_BYTES // MB, "last": "the very last line", "wait_below": MAX_LOG_BYTES}
+    assert await _text(unruly, "stderr_flood", args) == "cut"
+    data = log.read_bytes()
+    assert len(data) <= MAX_LOG_BYTES
+    assert data.startswith(b"[codemode: ") and b"earlier bytes cut: the log is kept under" in data[:200]
+    assert data.endswith(b"the very last line\n")
+    assert await _text(unruly, "echo", {"text": "still here"}) == "still here"
+
+
+async def test_a_server_dying_after_a_huge_stderr_is_quoted_from_its_end_only(
+    tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    # Before: the error quoting the server's last stderr lines read the whole file, split into lines: 200 MB
+    # of stderr cost the host 600 MB (300 MB: 800 MB) when the server died or failed to start.
+    log_dir = tmp_path / "logs"
+    upstream = McpUpstream("unruly", _config().servers["unruly"], log_dir=log_dir)
+    log_dir.mkdir()
+    (log_dir / "unruly.log").write_bytes((b"x" * 79 + b"\n") * (200 * MB // 80) + b"fatal: out of cheese\n\n")
+    with PeakRss("upstream: quoting the end of a 200 MB stderr log", record_property) as rss:
+        tail = upstream._stderr_tail()
+    assert tail.endswith("fatal: out of cheese)"), tail
+    assert rss.growth_mb < 20, f"host RSS grew {rss.growth_mb:.0f} MB"
+
+
+async def test_a_server_that_dies_mid_call_is_named_with_its_last_stderr_line(unruly: Hub) -> None:
+    args = {"megabytes": 2, "last": "fatal: out of cheese", "die": True}
+    with pytest.raises(ToolCallError, match=r"^unruly\.stderr_flood: the server died during the call"):
+        await unruly.call_tool(ToolRef("unruly", "stderr_flood"), args)
+    (status,) = unruly.status()
+    assert status.state == "died" and str(status.error).endswith("fatal: out of cheese)"), status
+    assert await _text(unruly, "echo", {"text": "restarted"}) == "restarted"
