@@ -82,3 +82,41 @@ async def test_a_server_that_dies_mid_call_is_named_with_its_last_stderr_line(un
     (status,) = unruly.status()
     assert status.state == "died" and str(status.error).endswith("fatal: out of cheese)"), status
     assert await _text(unruly, "echo", {"text": "restarted"}) == "restarted"
+
+
+# -- notifications codemode never asked for ------------------------------------------------------------------
+
+
+async def test_a_notification_flood_does_not_hold_the_host(tmp_path: Path) -> None:
+    # Before: each log message went through the session (parsed twice, a task spawned) at ~70 us of the host's
+    # CPU, to be discarded there: 600,000 of them, written by the server in under a second, held the event loop
+    # past the call's 15 s timeout. Dropped as they are read, they cost a tenth of that.
+    async with Hub(_config(call_timeout_s=15), log_dir=tmp_path / "logs") as hub:
+        params = json.dumps({"level": "info", "logger": "spam", "data": "x" * 40})
+        args = {"count": 600_000, "method": "notifications/message", "params": params}
+        assert await _text(hub, "notify_flood", args) == "sent 600000"
+        assert await _text(hub, "echo", {"text": "still here"}) == "still here"
+
+
+@pytest.mark.parametrize(
+    ("notification", "heeded"),
+    [
+        ({"method": "notifications/message", "params": {"level": "info", "data": "x"}}, False),
+        ({"method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}}, False),
+        ({"method": "notifications/resources/updated", "params": {"uri": "file:///etc/passwd"}}, False),
+        ({"method": "notifications/cancelled", "params": {"requestId": 99}}, False),  # nothing of that id
+        ({"method": "notifications/cancelled", "params": {"requestId": True}}, False),
+        ({"method": "notifications/made/up", "params": {}}, False),
+        ({"method": "notifications/tools/list_changed"}, True),
+        ({"method": "notifications/subscriptions/acknowledged", "params": {"notifications": {}}}, True),
+        ({"method": "notifications/cancelled", "params": {"requestId": 5}}, True),  # the server's own request
+        ({"method": "notifications/cancelled", "params": {"requestId": "7"}}, True),  # the session's, in flight
+    ],
+)
+def test_only_notifications_codemode_acts_on_reach_the_session(notification: dict[str, Any], heeded: bool) -> None:
+    from codemode.hub.bounded_stdio import _Reader
+
+    reader = _Reader("unruly")
+    reader.serving, reader.in_flight = {5}, {7}
+    item = reader.message(bytearray(json.dumps({"jsonrpc": "2.0", **notification}).encode()))
+    assert (item is not None) == heeded and reader.ignored == (not heeded)

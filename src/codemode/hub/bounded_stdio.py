@@ -18,7 +18,9 @@ with another reader. Per line, before the work each check bounds:
 * the bytes are parsed by the stdlib (no text decoding pass; ~250 bytes an object against ~1.4 KB through
   the SDK's ``validate_json``), and a response whose ``result.content`` lists more than
   :data:`~codemode.calls.results.MAX_CONTENT_BLOCKS` blocks is refused before pydantic sees it; the SDK
-  builds its models from what is left.
+  builds its models from what is left;
+* a notification codemode does not act on (log messages, progress, resource updates ...) is dropped once
+  parsed, before the SDK's models and session spend on it (:data:`_HEEDED_NOTIFICATIONS`).
 
 A refused or unreadable line is answered on the server's behalf: the request it belongs to gets a JSON-RPC
 error with code :data:`LIMIT_EXCEEDED` (or ``PARSE_ERROR``) whose message names the limit, so the call
@@ -169,6 +171,11 @@ end and stops reading its stdin held a gigabyte of such tasks. Past this many, t
 (it waits for answers that never come; its calls are unaffected)."""
 
 
+_HEEDED_NOTIFICATIONS = frozenset({"notifications/tools/list_changed", "notifications/subscriptions/acknowledged"})
+"""The notifications codemode acts on (beside a ``notifications/cancelled`` naming a request in flight): a
+changed tool list, announced on its own (handshake-era protocols) or on the ``subscriptions/listen`` stream."""
+
+
 class _Reader:
     """Turns lines into the session's messages, refusing those over a limit on the requests' behalf."""
 
@@ -183,6 +190,26 @@ class _Reader:
         :data:`MAX_SERVER_REQUESTS`)."""
         self.dropped = 0
         """The server's requests dropped for being over that count."""
+        self.ignored = 0
+        """The server's notifications dropped for being of no use to codemode (see :meth:`_heeded`)."""
+
+    def _heeded(self, notification: dict[str, Any]) -> bool:
+        """Whether a notification is one codemode acts on: the rest (log messages, progress, resource updates,
+        cancellations of nothing in flight ...) are dropped here. Each cost ~70 us of the host's CPU on its way
+        through the session, where it was discarded: a server writing them in a loop (100 MB a second, for next
+        to nothing) held the event loop, and every other server's and client's calls with it."""
+        method = notification.get("method")
+        if method in _HEEDED_NOTIFICATIONS:
+            return True
+        if method != "notifications/cancelled":
+            return False
+        params = notification.get("params")
+        request = params.get("requestId") if isinstance(params, dict) else None
+        if not isinstance(request, int | str) or isinstance(request, bool):
+            return False
+        # A request of the server's being answered, or the tool-change subscription (a request of the session's).
+        request = coerce_request_id(request)
+        return request in self.serving or request in self.in_flight
 
     def sent(self, message: types.JSONRPCMessage) -> None:
         if isinstance(message, types.JSONRPCResponse | types.JSONRPCError) and message.id is not None:
@@ -215,6 +242,9 @@ class _Reader:
         if reason is not None:
             return self._refuse(line, reason, LIMIT_EXCEEDED, data=data)
         if self.lane is not None and isinstance(data, dict) and "method" not in data and self.lane.settle(data):
+            return None
+        if isinstance(data, dict) and "method" in data and "id" not in data and not self._heeded(data):
+            self.ignored += 1
             return None
         try:
             parsed = types.jsonrpc_message_adapter.validate_python(data, by_name=False)
