@@ -7,6 +7,7 @@ would be.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -120,3 +121,27 @@ def test_only_notifications_codemode_acts_on_reach_the_session(notification: dic
     reader.serving, reader.in_flight = {5}, {7}
     item = reader.message(bytearray(json.dumps({"jsonrpc": "2.0", **notification}).encode()))
     assert (item is not None) == heeded and reader.ignored == (not heeded)
+
+
+# -- process life --------------------------------------------------------------------------------------------
+
+
+async def test_a_server_that_exits_leaving_its_stdout_open_is_seen_to_die(tmp_path: Path) -> None:
+    # Before: the connection ended only when stdout did, and a process the server started held it: the call
+    # waited out its 30 s timeout, and so did every later one (the server stayed "ready", never restarted).
+    async with Hub(_config(call_timeout_s=30), log_dir=tmp_path / "logs") as hub:
+        with pytest.raises(ToolCallError, match=r"^unruly\.exit_leaving_a_child: the server died during the call"):
+            await hub.call_tool(ToolRef("unruly", "exit_leaving_a_child"), {"seconds": 300})
+        (status,) = hub.status()
+        assert status.state == "died", status
+        assert await _text(hub, "echo", {"text": "restarted"}) == "restarted"
+    assert not _sleepers(), "the process the server left behind is still running"
+
+
+def _sleepers() -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and b"time.sleep(300.0)" in (proc / "cmdline").read_bytes():
+                found.append(proc.name)
+    return found

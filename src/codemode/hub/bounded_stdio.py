@@ -53,10 +53,12 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import (
     StdioServerParameters,
     _aclose_all,
+    _close_pipe,
     _create_platform_compatible_process,
     _drain_stdout,
     _get_executable_command,
     _stop_server_process,
+    _terminate_process_tree,
     get_default_environment,
 )
 from mcp.shared.dispatcher import coerce_request_id
@@ -75,6 +77,10 @@ since a result's text usually travels twice (``content`` and ``structuredContent
 LIMIT_EXCEEDED = -32050
 """The JSON-RPC error code of a message refused here for its size (implementation-defined range)."""
 _WRITER_FLUSH_TIMEOUT = 0.5
+_EXIT_POLL_S = 0.1
+_EXIT_DRAIN_S = 1.0
+"""How long stdout may stay open after the server exited (what it wrote last is still being read) before the
+processes it left behind are stopped and the pipe is closed."""
 _EDGE = 4096
 """How much of a refused line's head and tail is kept to find its id."""
 
@@ -339,6 +345,7 @@ async def bounded_stdio_client(
     reader = _Reader(name, lane)
     shutting_down = False
     writer_done = anyio.Event()
+    stdout_done = anyio.Event()
 
     async def stdout_reader() -> None:
         assert process.stdout, "Opened process is missing stdout"
@@ -364,6 +371,25 @@ async def bounded_stdio_client(
         except (anyio.BrokenResourceError, ConnectionError):
             if not shutting_down:
                 logger.exception("Reading from the MCP server's stdout failed mid-session")
+        finally:
+            stdout_done.set()
+
+    async def exit_watcher() -> None:
+        # The server's end is its process's, not its stdout's: a process it started (in its group or not) may
+        # hold stdout open after it exited, and the connection looked alive: the call in flight and every later
+        # one waited out its timeout, and the server was never restarted. Polled (as the SDK does): wait() also
+        # waits for the pipes to close, which is the very thing that does not happen.
+        while process.returncode is None:  # noqa: ASYNC110
+            await anyio.sleep(_EXIT_POLL_S)
+        with anyio.move_on_after(_EXIT_DRAIN_S):
+            await stdout_done.wait()
+        if stdout_done.is_set() or shutting_down:
+            return
+        assert process.stdout, "Opened process is missing stdout"
+        logger.warning("upstream %s exited with its stdout still open (by a process it started?): closed", name)
+        with anyio.CancelScope(shield=True):
+            await _terminate_process_tree(process)  # what is left of its process group
+            await _close_pipe(process.stdout)  # and for what left the group, the pipe ends here
 
     async def stdin_writer() -> None:
         assert process.stdin, "Opened process is missing stdin"
@@ -403,6 +429,7 @@ async def bounded_stdio_client(
     async with anyio.create_task_group() as tg:
         tg.start_soon(stdout_reader)
         tg.start_soon(stdin_writer)
+        tg.start_soon(exit_watcher)
         try:
             yield read_stream, write_stream
         finally:
