@@ -55,6 +55,12 @@ async def test_a_path_value_cannot_leave_its_segment(engine: Engine) -> None:
     assert got["raw_path"] == "/echo/..%2F..%2Fopenapi.json%3Fx%3D1%23frag" and got["query"] == {}
 
 
+async def test_a_dot_segment_path_value_stays_in_its_segment(engine: Engine) -> None:
+    # The HTTP client resolves "/echo/.." to "/": a value of dots only would climb out of its segment.
+    assert (await echo(engine, "api.echo(name='..')"))["raw_path"] == "/echo/%2E%2E"
+    assert (await echo(engine, "api.echo(name='.')"))["raw_path"] == "/echo/%2E"
+
+
 async def test_the_configured_credentials_win_over_the_program(engine: Engine) -> None:
     got = await echo(engine, "api.echo(name='a', authorization='Bearer attacker', q='x')")
     headers = got["headers"]
@@ -65,6 +71,12 @@ async def test_the_configured_credentials_win_over_the_program(engine: Engine) -
 async def test_header_injection_is_refused(engine: Engine) -> None:
     outcome = await engine.execute("from stubs import api\napi.echo(name='a', x_note='ok\\r\\nX-Admin: 1')")
     assert outcome.is_error and "header 'X-Note' holds a line break" in outcome.text
+
+
+async def test_a_header_value_outside_ascii_is_refused_as_such(engine: Engine) -> None:
+    # It was an encoding error inside the HTTP client, reported as an oversized result.
+    outcome = await engine.execute("from stubs import api\napi.echo(name='a', x_note='caf\u00e9')")
+    assert outcome.is_error and "header 'X-Note' holds a character outside ASCII" in outcome.text
 
 
 async def test_an_oversized_answer_fails_before_it_is_read_whole(engine: Engine) -> None:

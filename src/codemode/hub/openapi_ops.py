@@ -7,6 +7,12 @@ under ``#/components/schemas`` stay references, moved to the tool's own ``$defs`
 the stub compiler handles ``$ref``/``allOf``/``oneOf`` as it does for MCP schemas. Only local ``#/``
 references are followed; any other is replaced by an unconstrained schema. GET and HEAD are read-only,
 DELETE destructive, PUT idempotent: policy reads these like MCP annotations.
+
+The document is not trusted: a path key that does not start with ``/`` (``"@evil.example/x"`` appended to
+the base URL moves the request, credentials and all, to another host) skips its operations, and a header
+parameter that is not a valid header name or that frames the message or the connection (:data:`FRAMING_HEADERS`:
+``Host`` reaches another virtual host, ``Transfer-Encoding`` or ``Content-Length`` let a body smuggle a second
+request through a proxy) is dropped; each with a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 _SCHEMA_REF = "#/components/schemas/"
 _MAX_REF_HOPS = 32
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110 ``token``); any other fails every call in the HTTP client."""
+FRAMING_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "expect"}
+)
+"""Header parameters a document may not declare (nor any ``Proxy-*``): the HTTP client owns them."""
 
 
 class SpecError(ValueError):
@@ -53,8 +65,12 @@ def snake(name: str) -> str:
     return identifier(_CAMEL.sub("_", name).lower(), fallback="op")
 
 
-def operations(document: dict[str, Any], server: str) -> list[tuple[ToolSpec, Operation]]:
+def operations(
+    document: dict[str, Any], server: str, warnings: list[str] | None = None
+) -> list[tuple[ToolSpec, Operation]]:
     """Every operation of ``document`` as a tool of ``server``, in document order.
+
+    What is refused (see the module doc) is left out, with one line per operation appended to ``warnings``.
 
     Raises:
         SpecError: not an OpenAPI 3.x document (a Swagger 2 one, or no ``paths``).
@@ -68,6 +84,7 @@ def operations(document: dict[str, Any], server: str) -> list[tuple[ToolSpec, Op
     components = document.get("components", {})
     schemas = components.get("schemas", {}) if isinstance(components, dict) else {}
     schemas = schemas if isinstance(schemas, dict) else {}
+    warnings = warnings if warnings is not None else []
     taken: set[str] = set()
     out: list[tuple[ToolSpec, Operation]] = []
     for path, item in paths.items():
@@ -79,16 +96,19 @@ def operations(document: dict[str, Any], server: str) -> list[tuple[ToolSpec, Op
             op = item.get(method)
             if not isinstance(op, dict):
                 continue
+            if not path.startswith("/"):
+                warnings.append(f"{method.upper()} {path[:200]!r}: skipped, a path must start with '/'")
+                continue
             op_id = op.get("operationId")
             base = snake(op_id) if isinstance(op_id, str) and op_id else snake(f"{method}_{path}")
             name = unique(base, taken)
-            out.append(_tool(document, schemas, server, name, method, path, op, shared))
+            out.append(_tool(document, schemas, server, name, method, path, op, shared, warnings))
     return out
 
 
 def _tool(
     document: dict[str, Any], schemas: dict[str, Any], server: str, name: str, method: str, path: str,
-    op: dict[str, Any], shared: Any,
+    op: dict[str, Any], shared: Any, warnings: list[str],
 ) -> tuple[ToolSpec, Operation]:  # fmt: skip
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -97,6 +117,10 @@ def _tool(
     for raw in [*(shared if isinstance(shared, list) else []), *op.get("parameters", [])]:
         param = _deref(document, raw)
         if not isinstance(param, dict) or not isinstance(param.get("name"), str):
+            continue
+        if param.get("in") == "header" and (refused := _refused_header(param["name"])):
+            header: str = param["name"]
+            warnings.append(f"{method.upper()} {path[:200]!r}: header parameter {header[:200]!r} {refused}")
             continue
         if param.get("in") in ("path", "query", "header"):
             merged[(param["name"], param["in"])] = param  # an operation's own parameter overrides the path's
@@ -145,6 +169,15 @@ def _tool(
         title=summary or None, annotations=annotations,
     )  # fmt: skip
     return spec, Operation(method, path, params, has_body)
+
+
+def _refused_header(name: str) -> str | None:
+    """Why a document may not declare a header parameter ``name`` (None when it may)."""
+    if not _TOKEN.fullmatch(name):
+        return "dropped: not a valid header name"
+    if name.lower() in FRAMING_HEADERS or name.lower().startswith("proxy-"):
+        return "dropped: it frames the message or the connection, only the HTTP client sets it"
+    return None
 
 
 def _output(document: dict[str, Any], op: dict[str, Any]) -> dict[str, Any] | None:
