@@ -115,6 +115,9 @@ def test_demo_walks_the_whole_loop(env: dict[str, str]) -> None:
     ]
     for landmark in landmarks:
         assert landmark in out, landmark
+    # The description it shows counts the shipped skills it then imports (it said 0).
+    promoted = len(list((Path(__file__).parents[2] / "skills" / "live").glob("*.py")))
+    assert promoted and f"Skills: {promoted} saved function(s)" in out, out
     direct = int(out.split("direct tool calling:")[1].split("tokens")[0].replace(",", ""))
     code_mode = int(out.split("code mode:")[1].split("tokens")[0].replace(",", ""))
     assert 0 < code_mode < direct

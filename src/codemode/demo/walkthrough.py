@@ -114,7 +114,7 @@ async def _walk(config: Config, executor: str | None, progress: Callable[[str], 
         from codemode.front import tool_description
 
         _say("  the execute_python description (it does not grow with the number of tools):")
-        _say(_gutter(tool_description(engine.index, engine.settings)))
+        _say(_gutter(tool_description(engine.index, engine.settings, skills=engine.skills.promoted_count())))
         found = await engine.execute(DISCOVER, session="demo")
         _say("\n  a first call, finding tools by meaning:")
         _say(_gutter(DISCOVER))
