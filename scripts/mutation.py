@@ -349,9 +349,6 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer", "if ptr < 0 or ptr + len(data) > size:",
              "a host write at guest address 0 refused too: stricter, not looser, and no guest buffer lives at 0 "
              "(C's NULL)", "if ptr < 1 or ptr + len(data) > size:"),
-    Accepted(f"{S}executors/base.py", "core/ReplaceComparisonOperator_Gt_GtE",
-             "if isinstance(trace, str) and len(trace) > trace_cap:",
-             "a traceback of exactly the cap is then cut to its last trace_cap characters: itself"),
     Accepted(f"{S}executors/wasm/hostcalls.py", "core/NumberReplacer",
              "if not 0 <= length <= min(allocated, cap_chars * 4):",
              "an empty capture buffer then skipped instead of read: \"\" either way",

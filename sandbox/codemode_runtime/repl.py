@@ -331,21 +331,36 @@ _MINUS_INF = float("-inf")
 
 
 def _describe_error(exc: BaseException) -> dict[str, Any]:
+    frames: list[str] = []
     if isinstance(exc, SyntaxError):
-        lines = traceback.format_exception_only(type(exc), exc)
+        pass
     else:
         # Only the user's code, stubs and skills: the runtime's own frames (this loop, the bridge client
         # raising ToolError, a host's guards) say nothing about the program.
         summary = traceback.StackSummary.from_list(
             [f for f in traceback.extract_tb(exc.__traceback__) if os.path.dirname(f.filename) not in HIDDEN_FRAME_DIRS]
         )
-        lines = ["Traceback (most recent call last):\n", *map(_shown_path, summary.format())] if summary else []
-        lines += traceback.format_exception_only(type(exc), exc)
+        frames = ["Traceback (most recent call last):\n", *map(_shown_path, summary.format())] if summary else []
+    # What was raised is never cut away: its line (a message may be huge) keeps its head, where the type is,
+    # and its end; the frames nearest the error fill what is left of 20,000 characters.
+    raised = _middle_cut("".join(traceback.format_exception_only(type(exc), exc)), 10_000)
+    stack = "".join(frames)
+    room = 20_000 - len(raised) - 60  # 60: the note
+    if len(stack) > room + 60:
+        stack = f"[{len(stack) - room:,} characters of the traceback cut]\n" + stack[-room:]
     message = str(exc)
     kind = type(exc).__name__
     if type(exc).__module__ not in ("builtins", "__main__"):
         kind = f"{type(exc).__module__}.{kind}"
-    return {"type": kind, "message": message[:10_000], "traceback": "".join(lines)[-20_000:]}
+    return {"type": kind, "message": message[:10_000], "traceback": stack + raised}
+
+
+def _middle_cut(text: str, limit: int) -> str:
+    """``text`` in at most about ``limit`` characters: its head and its tail, a note of what was cut between."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 60, 2) // 2
+    return f"{text[:keep]} … [{len(text) - 2 * keep:,} characters cut] … {text[-keep:]}"
 
 
 def _shown_path(entry: str) -> str:

@@ -122,6 +122,22 @@ async def test_tracebacks_name_the_users_line_and_the_stub(demo_sandbox: Sandbox
 
 
 @pytest.mark.parametrize("kind", EXECUTORS)
+async def test_a_huge_error_keeps_what_was_raised_and_its_end(demo_sandbox: Sandbox, kind: ExecutorKind) -> None:
+    # The traceback kept its last 20,000 characters: a long message pushed out its own type, and the model
+    # saw a wall of E's ending in END, with no "ValueError" and no sign of a cut.
+    async with demo_sandbox.executor(kind) as ex:
+        result = await run(ex, 'def f():\n    raise ValueError("E" * 50_000 + " END")\nf()')
+        assert result.error is not None and result.error.type == "ValueError"
+        trace = result.error.traceback
+        assert trace.startswith("Traceback (most recent call last):\n") and len(trace) <= 20_000, len(trace)
+        assert '  File "<execution-1>", line 2, in f' in trace
+        assert "\nValueError: EEEE" in trace and trace.rstrip().endswith("E END")
+        assert " characters cut] … " in trace
+        deep = await run(ex, "def g(n):\n    return g(n + 1) if n < 300 else 1 / 0\ng(0)")
+        assert deep.error is not None and deep.error.traceback.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+@pytest.mark.parametrize("kind", EXECUTORS)
 async def test_a_guest_of_another_protocol_version_does_not_start(
     demo_sandbox: Sandbox, kind: ExecutorKind, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,15 +68,17 @@ def test_a_value_counts_only_when_the_guest_says_it_has_one() -> None:
     assert (result.value, result.value_repr, result.value_is_json, result.has_value) == (None, None, False, False)
 
 
-def test_an_error_is_capped_field_by_field_keeping_the_tracebacks_end() -> None:
+def test_an_error_is_capped_field_by_field_keeping_the_tracebacks_head_and_end() -> None:
     trace = "start\n" + "x" * (TRACEBACK_CHARS + 10) + "\nValueError: the end"
     error = {"type": "T" * 1000, "message": "m" * (ERROR_MESSAGE_CHARS + 1), "traceback": trace}
     result = result_from_guest({"error": error}, _ctx(), 0.0)
     assert not result.ok and result.error is not None
     assert (result.error.kind, result.error.type) == ("program", "T" * ERROR_TYPE_CHARS)
     assert result.error.message == "m" * ERROR_MESSAGE_CHARS
-    assert result.error.traceback == trace[-TRACEBACK_CHARS:] and result.error.traceback.endswith("the end")
-    assert (len(result.error.message), len(result.error.traceback)) == (10_000, 20_000)  # the documented caps
+    shown = result.error.traceback  # its head (what was raised) and its end (how), the cut noted between
+    assert shown.startswith("start\nxxx") and shown.endswith("xxx\nValueError: the end")
+    assert " characters cut] … " in shown
+    assert len(result.error.message) == 10_000 and 19_900 < len(shown) <= 20_000  # the documented caps
     small = result_from_guest({"error": error}, _ctx(output_chars=50), 0.0).error  # a smaller output limit wins
     assert small is not None and (len(small.message), small.traceback) == (50, trace[-50:])
     exact = "y" * TRACEBACK_CHARS  # a traceback at the cap is kept whole

@@ -175,7 +175,10 @@ def result_from_guest(payload: Any, ctx: RunContext, duration_s: float) -> RunRe
         trace = error_data.get("traceback", "")
         trace_cap = min(cap, TRACEBACK_CHARS)
         if isinstance(trace, str) and len(trace) > trace_cap:
-            trace = trace[-trace_cap:]  # the end of a traceback says what was raised
+            # Its head names what was raised, its end how (the guest's own cut); under a tiny output limit, its end.
+            keep = (trace_cap - 60) // 2
+            cut = f"{trace[:keep]} … [{len(trace) - 2 * keep:,} characters cut] … {trace[-keep:]}"
+            trace = cut if keep >= 50 else trace[-trace_cap:]
         error = RunError(
             ProgramError.kind,
             guest_text(error_data.get("type", "Error"), ERROR_TYPE_CHARS, "Error"),
