@@ -71,6 +71,16 @@ async def test_a_server_that_failed_to_start_is_shown_refused_clearly_and_retrie
             session="s",
         )
         assert called.text == '["flaky.ping: server \'flaky\' is unavailable: port in use (codemode retries it)", true]'
+        # Through its stub, as a program calls it: said to be down, not that it has no such tool.
+        stub = await engine.execute(
+            "from stubs import flaky\ntry:\n    flaky.ping()\n"
+            "except ToolUnavailable as e:\n    why = [str(e), e.retryable]\nwhy",
+            session="s",
+        )
+        assert stub.text.endswith(  # after the type check's note that the stub has no `ping`
+            '["flaky.ping: server \'flaky\' is unavailable: port in use (codemode retries it); its tools have stubs '
+            'once it is back", true]'
+        ), stub.text
         before = engine.catalog.generation.name
         flaky.fail_start = None  # the next retry succeeds
         await _next_generation(engine, before)

@@ -19,7 +19,7 @@ from codemode.compiler.render import (
     summary_of,
     with_header,
 )
-from codemode.hub.models import ToolSpec
+from codemode.hub.models import UNAVAILABLE, ToolSpec
 
 INDEX_FILE = "_index.json"
 INDEX_VERSION = 1
@@ -74,7 +74,7 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
         '        function = _builtins.getattr(importlib.import_module(f"{__name__}.{name}"), name)',
         "        _builtins.globals()[name] = function",
         "        return function",
-        '    raise _builtins.AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")',
+        *_missing_tool(server, summary, ordered),
         "",
         "",
         "def __dir__() -> list[str]:",
@@ -92,6 +92,22 @@ def render_server_init(server: str, module: str, summary: str, stubs: Sequence[T
         "sys.modules[__name__].__class__ = _Package",
     ]
     return with_header("\n".join(lines) + "\n")
+
+
+def _missing_tool(server: str, summary: str, stubs: Sequence[ToolStub]) -> list[str]:
+    """The end of the package's ``__getattr__``: a name that is no tool. A server that could not be listed
+    (down when this was compiled: no tools, its summary the hub's ``unavailable: …``) says so, as the call
+    gate does, rather than that the tool does not exist."""
+    if stubs or not summary.startswith(UNAVAILABLE):
+        return ['    raise _builtins.AttributeError(f"module {__name__!r} has no tool {name!r}; see TOOLS")']
+    why = literal(f"server {server!r} is {summary}; its tools have stubs once it is back")
+    return [
+        '    if name.startswith("__"):  # import machinery and introspection, not a program asking for a tool',
+        '        raise _builtins.AttributeError(f"module {__name__!r} has no attribute {name!r}")',
+        "    from codemode_runtime import ToolUnavailable",
+        "",
+        f"    raise ToolUnavailable(SERVER, name, {why})",
+    ]
 
 
 def _reexport(name: str) -> str:

@@ -41,7 +41,7 @@ from codemode import paths
 from codemode.config import AnyServer, Config, OpenApiServer
 from codemode.errors import UpstreamError
 from codemode.hub.mcp import McpUpstream
-from codemode.hub.models import ToolRef, ToolSpec
+from codemode.hub.models import UNAVAILABLE, ToolRef, ToolSpec
 from codemode.hub.upstream import Upstream, UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class Hub:
             if described.get(name) or u.instructions
         }
         for name, reason in self.unavailable().items():
-            out[name] = f"unavailable: {reason} (codemode retries it)"
+            out[name] = f"{UNAVAILABLE}{reason} (codemode retries it)"
         return out
 
     def unavailable(self) -> dict[str, str]:

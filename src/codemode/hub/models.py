@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+UNAVAILABLE = "unavailable: "
+"""How the summary of a server that is down begins (:meth:`Hub.summaries`); the compiler reads it too."""
+
 
 @dataclass(frozen=True, order=True)
 class ToolRef:
