@@ -60,6 +60,9 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "openapi_absolute": ({"name": "io.example/api2", "openapi": {"spec": "/etc/passwd"}}, "outside the directory"),
     "nothing_to_run": ({"name": "io.example/empty"}, "nothing to run"),
     "bad_name": ({"name": "../../x", "packages": GOOD["packages"]}, "must be 'namespace/name'"),
+    # The short name is a server's name (its log file, its stubs' module): `mcp-..` left `..`.
+    "dot_short_name": ({"name": "io.x/mcp-..", "packages": GOOD["packages"]}, "is not a valid server name"),
+    "long_short_name": ({"name": "io.x/" + "a" * 70, "packages": GOOD["packages"]}, "is not a valid server name"),
 }
 
 

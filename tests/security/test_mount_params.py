@@ -75,6 +75,12 @@ async def test_injected_arguments_are_refused(engine: Engine, value: str) -> Non
     assert text.startswith("denied parameter 'label'")
 
 
+async def test_an_empty_value_cannot_shift_the_arguments_after_it(engine: Engine) -> None:
+    # `--label ""` was written as a bare `--label`: the argument after it became the label's value.
+    text = await refused(engine, "mount('notes', label='')")
+    assert text.startswith("denied parameter 'label' may not be empty"), text
+
+
 async def test_a_program_cannot_fill_the_runtimes_own_arguments(engine: Engine) -> None:
     text = await refused(engine, "mount('notes', NPM_REGISTRY='http://registry.attacker.example/', label='a')")
     assert text.startswith("denied 'NPM_REGISTRY' is set by the host")

@@ -121,6 +121,10 @@ def _args(
             continue
         if arg.type == "named":
             assert arg.name is not None
+            if value == "" and arg.value is None:
+                # A bare flag only where the entry wrote one: from a program, it would make the next argument
+                # this flag's value.
+                raise MountError(f"parameter {arg.param!r} may not be empty (it is the value of {arg.name})")
             out += [arg.name, value] if value != "" else [arg.name]
         else:
             out.append(value)

@@ -40,6 +40,7 @@ declare them."""
 _HARMLESS_ENV = frozenset({"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE"})
 """Output settings servers' entries do set, exempt from the ``PYTHON`` prefix."""
 _ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")
+_SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 def _safe(value: str, what: str) -> str:
@@ -235,6 +236,9 @@ class Entry(_Model):
     def _runnable(self) -> Entry:
         if not (self.packages or self.remotes or self.openapi):
             raise ValueError("the entry has no 'packages', 'remotes' or 'openapi': nothing to run")
+        # The short name becomes a server's name (its log file, its stubs' module): held to the config's rule.
+        if not _SHORT_NAME.match(self.short_name):
+            raise ValueError(f"its short name {self.short_name!r} is not a valid server name")
         return self
 
     @property
