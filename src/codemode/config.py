@@ -6,9 +6,10 @@ Accepted shapes, in one file::
                     "api": {"type": "http", "url": "https://...", "headers": {"Authorization": "Bearer ${KEY}"}}},
      "codemode": {"call_timeout_s": 60}}
 
-VS Code's ``{"servers": {...}}`` is read the same way. ``${VAR}`` and ``${VAR:-default}`` are expanded from
-the environment in commands, arguments, env values, URLs and headers; a missing variable is a ``ConfigError``
-naming it. Every error names the file, and where it can, the line and the key.
+VS Code's ``{"servers": {...}}`` is read the same way, and so are its comments and trailing commas (JSONC). A
+stdio server's ``envFile`` (Cursor) adds a dotenv file's variables to its ``env``. ``${VAR}`` and
+``${VAR:-default}`` are expanded from the environment in commands, arguments, env values, URLs and headers; a
+missing variable is a ``ConfigError`` naming it. Every error names the file, and where it can, the line and the key.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _VSCODE_VAR = re.compile(
     r"\$\{(env|input|config|command):([^}]*)\}|\$\{(userHome|workspaceFolder|workspaceFolderBasename|pathSeparator|/)\}"
 )
 _KNOWN_TOP_LEVEL = {"codemode", "inputs", "$schema"}
+_DOTENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+_DOTENV_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
 class _ServerBase(BaseModel):
@@ -348,6 +351,9 @@ def load_config(path: str | os.PathLike[str] | None, *, environ: dict[str, str] 
 def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str] | None = None) -> Config:
     """Parse config JSON text. See :func:`load_config`."""
     env = os.environ.copy() if environ is None else environ
+    # From here on `text` is the JSON without comments: key lines are looked up in it (a key named in a comment
+    # is not the key), and its offsets are the file's, so line:column of any error stay right.
+    text = _strip_jsonc(text, source)
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -387,12 +393,15 @@ def parse_config(text: str, *, source: str = "<string>", environ: dict[str, str]
         entry["type"] = kind
         try:
             entry = _expand_vscode(entry, env, Path(source), path=[key, name], where=source, text=text)
-            servers[name] = _expand(entry, env, path=[key, name])
+            servers[name] = entry = _expand(entry, env, path=[key, name])
         except _MissingVar as exc:
             line = _line_of(text, [key, name, *exc.path[2:]])
             raise ConfigError(
                 f"{source}:{line}: {'.'.join(exc.path)}: environment variable ${{{exc.var}}} is not set"
             ) from None
+        if "envFile" in entry:
+            where = f"{source}:{_line_of(text, [key, name, 'envFile'])}"
+            _merge_env_file(entry, Path(source).parent, where=where, path=f"{key}.{name}.envFile")
 
     settings_raw = raw.get("codemode", {})
     try:
@@ -477,6 +486,97 @@ def _expand_vscode(value: Any, env: dict[str, str], file: Path, *, path: list[st
     if isinstance(value, dict):
         return {k: _expand_vscode(v, env, file, path=[*path, str(k)], where=where, text=text) for k, v in value.items()}
     return value
+
+
+def _strip_jsonc(text: str, source: str) -> str:
+    """``text`` with JSONC's ``//`` and ``/* */`` comments and trailing commas blanked out (VS Code's settings
+    files allow both). Every removed character becomes a space and newlines stay, so offsets, lines and columns
+    are the file's. Strings are skipped whole (escapes included): ``"https://x"`` keeps its ``//``."""
+    out = list(text)
+    i, n = 0, len(text)
+    last = ""  # the last significant character outside comments: a comma after '{', '[', ':' or ',' is an error
+    comma = -1  # a comma that is trailing if the next significant character closes an object or array
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+            last, comma = c, -1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out[i:end] = " " * (end - i)
+            i = end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                line, column = text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
+                raise ConfigError(f"{source}:{line}:{column}: invalid JSON: unterminated /* comment")
+            out[i : end + 2] = [ch if ch in "\r\n" else " " for ch in text[i : end + 2]]
+            i = end + 2
+        elif c.isspace():
+            i += 1
+        else:
+            if c in "}]" and comma >= 0:
+                out[comma] = " "
+            comma = i if c == "," and last not in ("{", "[", ":", ",", "") else -1
+            last = c
+            i += 1
+    return "".join(out)
+
+
+def _merge_env_file(entry: dict[str, Any], folder: Path, *, where: str, path: str) -> None:
+    """Cursor's ``envFile``: read the dotenv file (relative to the config's folder) into ``entry["env"]``;
+    explicit ``env`` entries win. Values are secrets: no message quotes one."""
+    name = entry.pop("envFile")
+    if entry.get("type") != "stdio":
+        raise ConfigError(f"{where}: {path}: only a stdio server has an environment to add a file to")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: {path}: must be the path of a dotenv file")
+    file = folder / Path(name).expanduser()
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {path}: {file} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: {path}: cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {path}: {file} is not UTF-8 text") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _DOTENV_LINE.fullmatch(line)
+        value = _dotenv_value(match.group(2)) if match else None
+        if match is None or value is None:
+            # The line is not quoted back: it may hold a secret.
+            raise ConfigError(
+                f"{where}: {path}: {file}:{number}: expected KEY=VALUE (a quoted value must close on its line)"
+            )
+        values[match.group(1)] = value
+    explicit = entry.get("env", {})
+    if isinstance(explicit, dict):  # anything else is reported by validation, as without an envFile
+        entry["env"] = {**values, **explicit}
+
+
+def _dotenv_value(raw: str) -> str | None:
+    """The value of one dotenv line: ``'literal'``, ``"with \\n escapes"``, or bare up to a `` #`` comment.
+    None when a quote is not closed or text follows it."""
+    if raw[:1] in ("'", '"'):
+        quote, i, chars = raw[0], 1, []
+        while i < len(raw) and raw[i] != quote:
+            if quote == '"' and raw[i] == "\\" and i + 1 < len(raw):
+                chars.append(_DOTENV_ESCAPES.get(raw[i + 1], raw[i : i + 2]))
+                i += 2
+            else:
+                chars.append(raw[i])
+                i += 1
+        rest = raw[i + 1 :].strip()
+        return "".join(chars) if i < len(raw) and (not rest or rest.startswith("#")) else None
+    return re.split(r"\s#", raw, maxsplit=1)[0].strip()
 
 
 def _line_of(text: str, keys: list[str]) -> int:

@@ -243,8 +243,87 @@ def test_the_smallest_openapi_spec_and_response_cap_are_accepted() -> None:
 
 def test_malformed_json_names_file_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
-    path.write_text('{"mcpServers": {\n  "a": {"command": "x",}\n}}')
+    path.write_text('{"mcpServers": {\n  "a": {"command": "x" "args": []}\n}}')
     with pytest.raises(ConfigError, match=r"mcp\.json:2:\d+: invalid JSON"):
+        load_config(path)
+
+
+def test_vscode_jsonc_comments_and_trailing_commas_are_read_and_strings_kept(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        "{\n"
+        "  // a key named in a comment (below) is not the key\n"
+        '  "servers": { /* one\n'
+        '     "a": {"bogus": 0} */\n'
+        '    "api": {"url": "https://example.test/mcp", "headers": {"X": "q\\" // /* not a comment", "Y": "\\\\"},},\n'
+        '    "a": {"command": "x", "args": ["1", "2",], // trailing\n'
+        '          "bogus": 1},\n'
+        "  },\n"
+        "}\n"
+    )
+    # The one remaining error is placed on its own line: the commented-out "a" is not it, and comments shift nothing.
+    with pytest.raises(ConfigError, match=r"mcp\.json:7: servers\.a\.bogus: unknown key"):
+        load_config(path)
+    path.write_text(path.read_text().replace('"bogus": 1', '"cwd": "/"'))
+    cfg = load_config(path)
+    assert list(cfg.servers) == ["api", "a"]
+    assert cfg.servers["api"].headers == {"X": 'q" // /* not a comment', "Y": "\\"}  # type: ignore[union-attr]
+    assert cfg.servers["a"].args == ["1", "2"]  # type: ignore[union-attr]
+    # A JSON error after a comment keeps the file's own line and column.
+    path.write_text('{"servers": {/* c */ "a": {"command": "x"},\n // note\n  "b": {"command": "y"} "c": 1}}')
+    with pytest.raises(ConfigError, match=r"mcp\.json:3:25: invalid JSON: Expecting ',' delimiter"):
+        load_config(path)
+    path.write_text('{"servers": {},\n  /* never closed\n}')
+    with pytest.raises(ConfigError, match=r"mcp\.json:2:3: invalid JSON: unterminated /\* comment"):
+        load_config(path)
+    path.write_text('{"servers": {"a": {"command": "x", "args": [,]}}}')  # a comma with nothing before it stays wrong
+    with pytest.raises(ConfigError, match=r"mcp\.json:1:\d+: invalid JSON"):
+        load_config(path)
+
+
+def test_cursor_env_file_adds_a_dotenv_files_variables_and_env_wins(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / ".env").write_text(
+        "# credentials\n"
+        "\n"
+        "TOKEN=from-file\n"
+        "export REGION = eu-west-1  # inline comment\n"
+        "PASS='p#ss $HOME \\n'\n"
+        'MULTI="a\\nb \\"q\\""  # note\n'
+        "HASH=abc#def\n"
+        "EMPTY=\n"
+    )
+    path = tmp_path / "conf" / "mcp.json"
+    entry = {"command": "x", "envFile": ".env", "env": {"TOKEN": "explicit", "OTHER": "${HOME_VAR}"}}
+    path.write_text(json.dumps({"mcpServers": {"fs": entry}}))
+    server = load_config(path, environ={"HOME_VAR": "h"}).servers["fs"]
+    assert server.env == {  # type: ignore[union-attr]
+        "TOKEN": "explicit",
+        "REGION": "eu-west-1",
+        "PASS": "p#ss $HOME \\n",
+        "MULTI": 'a\nb "q"',
+        "HASH": "abc#def",
+        "EMPTY": "",
+        "OTHER": "h",
+    }
+
+
+def test_an_env_file_that_cannot_be_used_names_the_file_and_server_but_no_value(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"fs": {"command": "x", "envFile": "missing.env"}}}))
+    with pytest.raises(ConfigError, match=r"mcp\.json:1: mcpServers\.fs\.envFile: .*missing\.env not found"):
+        load_config(path)
+    (tmp_path / "bad.env").write_text("GOOD=1\nhunter2-secret-line\nK='unclosed hunter2\n")
+    path.write_text(json.dumps({"mcpServers": {"fs": {"command": "x", "envFile": str(tmp_path / "bad.env")}}}))
+    with pytest.raises(ConfigError, match=r"mcpServers\.fs\.envFile: .*bad\.env:2: expected KEY=VALUE") as info:
+        load_config(path)
+    assert "hunter2" not in str(info.value)
+    (tmp_path / "bad.env").write_text("K='unclosed hunter2\n")
+    with pytest.raises(ConfigError, match=r"bad\.env:1: expected KEY=VALUE") as info:
+        load_config(path)
+    assert "hunter2" not in str(info.value)
+    path.write_text(json.dumps({"mcpServers": {"api": {"url": "https://example.test/mcp", "envFile": "x.env"}}}))
+    with pytest.raises(ConfigError, match=r"mcpServers\.api\.envFile: only a stdio server"):
         load_config(path)
 
 
