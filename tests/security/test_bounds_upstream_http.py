@@ -20,9 +20,10 @@ import anyio
 import pytest
 
 from codemode.calls import Gate, Limits, Reply, default_gate
-from codemode.config import parse_config
+from codemode.config import HttpServer, parse_config
 from codemode.hub import Hub, ToolRef
 from codemode.hub.bounded_stdio import MAX_MESSAGE_BYTES
+from codemode.hub.mcp import McpUpstream
 from tests.conftest import FIXTURES, free_port, wait_for_port
 from tests.security.rss import PeakRss
 
@@ -40,7 +41,7 @@ async def hostile(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Hub, Ga
     command = [sys.executable, str(SERVER), str(port), *(["--sse"] if mode == "sse" else [])]
     async with await anyio.open_process(command, stdout=None, stderr=None) as process:
         try:
-            await wait_for_port(port, process, "the hostile HTTP server", timeout_s=60)
+            await wait_for_port(port, process, "the hostile HTTP server", timeout_s=8)
             entry = {"type": "http", "url": f"http://127.0.0.1:{port}/mcp", "call_timeout_s": 60}
             async with Hub(parse_config(json.dumps({"mcpServers": {"hostile": entry}}))) as hub:
                 yield hub, default_gate(hub), mode
@@ -107,3 +108,33 @@ async def test_a_compressed_body_is_refused_unread(hostile: tuple[Hub, Gate, str
     if hostile[2] == "sse":
         pytest.skip("the gzip body is sent as a plain JSON response")
     await _refused(hostile, "gzip_bomb", 200, "compressed as 'gzip', which is not accepted", 60, record_property)
+
+
+async def test_a_flood_of_log_messages_before_a_result_never_reaches_the_session() -> None:
+    # Before: each notification on the call's event stream went through the SDK (parsed, a task of the session's
+    # dispatcher, teed to the message handler) at ~150 us of the host's CPU, to be discarded there: 200,000 log
+    # messages held the call 30 s, past its 15 s timeout. The transport now drops them as it reads them (~3 s).
+    port = free_port()
+    command = [sys.executable, str(SERVER), str(port)]
+    async with await anyio.open_process(command, stdout=None, stderr=None) as process:
+        try:
+            await wait_for_port(port, process, "the hostile HTTP server", timeout_s=8)
+            upstream = McpUpstream("hostile", HttpServer(url=f"http://127.0.0.1:{port}/mcp"))
+            seen: list[Any] = []
+
+            async def on_message(message: Any) -> None:
+                seen.append(message)
+
+            upstream._on_message = on_message  # type: ignore[method-assign]  # what reaches the session's handler
+            async with anyio.create_task_group() as tg:
+                upstream.attach(tg)
+                await upstream.start()
+                assert upstream.error is None, upstream.error
+                try:
+                    result = await upstream.call_tool("notify_flood", {"size": 200_000}, timeout_s=15)
+                finally:
+                    await upstream.aclose()
+        finally:
+            process.kill()
+    assert [block.text for block in result.content if block.type == "text"] == ["done"], result
+    assert seen == [], f"{len(seen):,} notifications reached the session, the first {seen[0]!r}"

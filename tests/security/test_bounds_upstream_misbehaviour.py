@@ -112,6 +112,7 @@ async def test_a_notification_flood_does_not_hold_the_host(tmp_path: Path) -> No
         ({"method": "notifications/subscriptions/acknowledged", "params": {"notifications": {}}}, True),
         ({"method": "notifications/cancelled", "params": {"requestId": 5}}, True),  # the server's own request
         ({"method": "notifications/cancelled", "params": {"requestId": "7"}}, True),  # the session's, in flight
+        ({"method": ["not", "a", "name"]}, True),  # passed on, for the SDK to refuse (it raised TypeError here)
     ],
 )
 def test_only_notifications_codemode_acts_on_reach_the_session(notification: dict[str, Any], heeded: bool) -> None:

@@ -13,6 +13,10 @@ stream, below the SDK, with the checks of the stdio reader (:mod:`codemode.hub.b
   are built;
 * an event stream: each line is kept to the same size (the rest of a longer one is dropped as it is read)
   and each ``data:`` line checked as a JSON body is;
+* on an event stream (a POST's answer, the GET stream, the legacy SSE transport), a notification codemode does
+  not act on (log messages, progress ...) is dropped once the stdlib has parsed it, before the SDK's models
+  and session spend ~70 us on each (:mod:`codemode.hub.notifications`): its ``data:`` line is left out, and
+  the SDK takes what remains of the event (its id) for a keep-alive;
 * a compressed body is refused (a small gzip body can inflate to GBs inside ``aread``): requests say
   ``Accept-Encoding: identity``.
 
@@ -30,7 +34,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import httpx2
+import mcp_types as types
 from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
+from mcp.shared.dispatcher import coerce_request_id
 
 from codemode.calls.results import MAX_CONTENT_BLOCKS
 from codemode.hub.bounded_stdio import (
@@ -40,6 +46,7 @@ from codemode.hub.bounded_stdio import (
     blocks_refusal,
     shape_refusal,
 )
+from codemode.hub.notifications import ignored
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +85,15 @@ class BoundedTransport(httpx2.AsyncBaseTransport):
         self._inner = inner or httpx2.AsyncHTTPTransport()
         self.max_bytes = max_bytes
         self._on_refused = on_refused
+        self.in_flight: set[types.RequestId] = set()
+        """Ids of the session's requests sent and not yet answered."""
+        self.serving: set[types.RequestId] = set()
+        """Ids of the server's requests read and not yet answered."""
+        self.ignored = 0
+        """The server's notifications dropped for being of no use to codemode."""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self._sent(request)
         response = await self._inner.handle_async_request(request)
         if self._on_refused is not None and request.method == "POST" and response.status_code >= 400:
             # Told to the transport, which answers the request with it; the SDK sees the message accepted
@@ -107,24 +121,65 @@ class BoundedTransport(httpx2.AsyncBaseTransport):
         elif size.isdigit() and int(size) > self.max_bytes:
             body = _Refused(inner, request_id, _too_long(int(size), self.max_bytes), kind)
         elif kind.startswith("application/json"):
-            body = _JsonBody(inner, request_id, self.max_bytes)
+            body = _JsonBody(inner, request_id, self.max_bytes, self)
         else:
-            body = _EventStream(inner, request_id, self.max_bytes)
+            body = _EventStream(inner, request_id, self.max_bytes, self)
         response.stream = body
         return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
+    def _sent(self, request: httpx2.Request) -> None:
+        """Note the requests the session sends and the server's it answers (see :meth:`kept`)."""
+        message = _posted(request)
+        if not isinstance(message, dict) or not isinstance(found := message.get("id"), int | str | None):
+            return
+        if isinstance(found, bool):
+            return
+        if found is not None and "method" in message:
+            self.in_flight.add(coerce_request_id(found))
+        elif found is not None:
+            self.serving.discard(coerce_request_id(found))
+        elif message.get("method") == "notifications/cancelled":
+            params = message.get("params")
+            cancelled = params.get("requestId") if isinstance(params, dict) else None
+            if isinstance(cancelled, int | str):
+                self.in_flight.discard(coerce_request_id(cancelled))
 
-def _request_id(request: httpx2.Request) -> Any:
-    """The JSON-RPC id of the request this response answers (the SDK posts one message a request)."""
+    def kept(self, message: Any) -> bool:
+        """Whether a message the server sent on an event stream goes on to the SDK: all but the notifications
+        :func:`~codemode.hub.notifications.ignored` names, which are counted and dropped."""
+        if ignored(message, self.serving, self.in_flight):
+            self.ignored += 1
+            return False
+        found = message.get("id") if isinstance(message, dict) else None
+        if isinstance(found, int | str) and not isinstance(found, bool):
+            if "method" in message:
+                self.serving.add(coerce_request_id(found))
+            else:
+                self.in_flight.discard(coerce_request_id(found))
+        return True
+
+    def ended(self, request_id: Any) -> None:
+        """The body answering ``request_id`` (a POST's) is read: the request is no longer in flight."""
+        if request_id is not None:
+            self.in_flight.discard(coerce_request_id(request_id))
+
+
+def _posted(request: httpx2.Request) -> Any:
+    """The JSON-RPC message a POST carries (the SDK posts one a request), or None."""
     if request.method != "POST":
         return None
     try:
-        message = json.loads(request.content)
+        return json.loads(request.content)
     except (httpx2.RequestNotRead, ValueError, UnicodeDecodeError):
         return None
+
+
+def _request_id(request: httpx2.Request) -> Any:
+    """The JSON-RPC id of the request this response answers (the SDK posts one message a request)."""
+    message = _posted(request)
     found = message.get("id") if isinstance(message, dict) else None
     return found if isinstance(found, int | str) and not isinstance(found, bool) else None
 
@@ -168,8 +223,8 @@ class _Refused(httpx2.AsyncByteStream):
 class _JsonBody(httpx2.AsyncByteStream):
     """A JSON body read up to ``max_bytes`` and checked before the SDK parses it."""
 
-    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, max_bytes: int) -> None:
-        self._inner, self._request_id, self._max_bytes = inner, request_id, max_bytes
+    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, max_bytes: int, owner: BoundedTransport) -> None:
+        self._inner, self._request_id, self._max_bytes, self._owner = inner, request_id, max_bytes, owner
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         body = bytearray()
@@ -181,6 +236,7 @@ class _JsonBody(httpx2.AsyncByteStream):
                     break  # not read further: the connection is closed with the stream
                 body += chunk
         finally:
+            self._owner.ended(self._request_id)
             await self._inner.aclose()
         reason = _too_long(size, self._max_bytes) + " (at least)" if size > self._max_bytes else _refusal(body)
         if reason is not None:
@@ -193,21 +249,40 @@ class _JsonBody(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
+_JOINED_BYTES = 64 * 1024
+"""The longest part of an event stream joined with its neighbours before it is passed on."""
+_PARSED_BYTES = 1024 * 1024
+"""The longest ``data:`` line parsed here to find a notification to drop (the SDK parses each line again).
+What a longer one costs the SDK is its size's, as for a result: its ~70 us of overhead is nothing beside that."""
+
+
 class _EventStream(httpx2.AsyncByteStream):
     """An event stream passed on line by line, each line kept to ``max_bytes`` and each ``data:`` checked."""
 
-    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, max_bytes: int) -> None:
-        self._inner, self._request_id, self._max_bytes = inner, request_id, max_bytes
+    def __init__(self, inner: httpx2.AsyncByteStream, request_id: Any, max_bytes: int, owner: BoundedTransport) -> None:
+        self._inner, self._request_id, self._max_bytes, self._owner = inner, request_id, max_bytes, owner
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         reader = LineReader(self._max_bytes)
         try:
             async for chunk in self._inner:
+                # Short lines are passed on together, a chunk's worth at a time: each part yielded costs a pass of
+                # httpx's and the SDK's decoders (200,000 log messages dropped here: 3 s more, one part a line).
+                pending = bytearray()
                 for line in reader.feed(chunk):
-                    # Line by line, without joining: a long line is copied once, into the SDK's buffer.
                     for part in self._checked(line):
+                        if len(part) <= _JOINED_BYTES:
+                            pending += part
+                            continue
+                        if pending:
+                            yield cast(bytes, pending)
+                            pending = bytearray()
+                        # A long line is not joined: it is copied once, into the SDK's buffer.
                         yield cast(bytes, part)  # a bytearray joins as bytes do (httpx2 b"".join()s parts)
+                if pending:
+                    yield cast(bytes, pending)
         finally:
+            self._owner.ended(self._request_id)
             await self._inner.aclose()
 
     def _checked(self, line: Any) -> tuple[bytes | bytearray, ...]:
@@ -218,6 +293,13 @@ class _EventStream(httpx2.AsyncByteStream):
             if line.endswith(b"\r"):
                 del line[-1:]
             reason = _refusal(line) if line else None
+            if reason is None and len(line) <= _PARSED_BYTES:
+                try:
+                    message = json.loads(line)
+                except (ValueError, RecursionError):
+                    message = None  # not JSON (the legacy transport's endpoint URL ...): the SDK's to judge
+                if not self._owner.kept(message):
+                    return ()
             if reason is None:
                 return b"data:", line, b"\n"
         else:  # a line over the limit: only its length, head and tail were kept

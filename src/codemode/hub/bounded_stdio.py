@@ -20,7 +20,7 @@ with another reader. Per line, before the work each check bounds:
   :data:`~codemode.calls.results.MAX_CONTENT_BLOCKS` blocks is refused before pydantic sees it; the SDK
   builds its models from what is left;
 * a notification codemode does not act on (log messages, progress, resource updates ...) is dropped once
-  parsed, before the SDK's models and session spend on it (:data:`_HEEDED_NOTIFICATIONS`).
+  parsed, before the SDK's models and session spend on it (:mod:`codemode.hub.notifications`).
 
 A refused or unreadable line is answered on the server's behalf: the request it belongs to gets a JSON-RPC
 error with code :data:`LIMIT_EXCEEDED` (or ``PARSE_ERROR``) whose message names the limit, so the call
@@ -66,6 +66,7 @@ from mcp.shared.message import SessionMessage
 
 from codemode.calls.results import MAX_CONTENT_BLOCKS, MAX_RESULT_CONTAINERS
 from codemode.hub.lane import Lane
+from codemode.hub.notifications import ignored
 from codemode.protocol import MAX_DEPTH, check_shape, count_containers, openers_over
 
 logger = logging.getLogger(__name__)
@@ -177,11 +178,6 @@ end and stops reading its stdin held a gigabyte of such tasks. Past this many, t
 (it waits for answers that never come; its calls are unaffected)."""
 
 
-_HEEDED_NOTIFICATIONS = frozenset({"notifications/tools/list_changed", "notifications/subscriptions/acknowledged"})
-"""The notifications codemode acts on (beside a ``notifications/cancelled`` naming a request in flight): a
-changed tool list, announced on its own (handshake-era protocols) or on the ``subscriptions/listen`` stream."""
-
-
 class _Reader:
     """Turns lines into the session's messages, refusing those over a limit on the requests' behalf."""
 
@@ -197,25 +193,7 @@ class _Reader:
         self.dropped = 0
         """The server's requests dropped for being over that count."""
         self.ignored = 0
-        """The server's notifications dropped for being of no use to codemode (see :meth:`_heeded`)."""
-
-    def _heeded(self, notification: dict[str, Any]) -> bool:
-        """Whether a notification is one codemode acts on: the rest (log messages, progress, resource updates,
-        cancellations of nothing in flight ...) are dropped here. Each cost ~70 us of the host's CPU on its way
-        through the session, where it was discarded: a server writing them in a loop (100 MB a second, for next
-        to nothing) held the event loop, and every other server's and client's calls with it."""
-        method = notification.get("method")
-        if method in _HEEDED_NOTIFICATIONS:
-            return True
-        if method != "notifications/cancelled":
-            return False
-        params = notification.get("params")
-        request = params.get("requestId") if isinstance(params, dict) else None
-        if not isinstance(request, int | str) or isinstance(request, bool):
-            return False
-        # A request of the server's being answered, or the tool-change subscription (a request of the session's).
-        request = coerce_request_id(request)
-        return request in self.serving or request in self.in_flight
+        """The server's notifications dropped for being of no use to codemode (see :func:`.notifications.ignored`)."""
 
     def sent(self, message: types.JSONRPCMessage) -> None:
         if isinstance(message, types.JSONRPCResponse | types.JSONRPCError) and message.id is not None:
@@ -249,7 +227,7 @@ class _Reader:
             return self._refuse(line, reason, LIMIT_EXCEEDED, data=data)
         if self.lane is not None and isinstance(data, dict) and "method" not in data and self.lane.settle(data):
             return None
-        if isinstance(data, dict) and "method" in data and "id" not in data and not self._heeded(data):
+        if ignored(data, self.serving, self.in_flight):
             self.ignored += 1
             return None
         try:
