@@ -136,7 +136,8 @@ async def test_a_forged_result_is_cut_to_the_hosts_caps(demo_sandbox: Sandbox) -
         assert (len(result.stdout), len(result.stderr)) == (1_000, 1_000)
         # The error's message and traceback are held to output_chars too (their fixed caps are 10,000 and
         # 20,000 characters): nothing the guest returns is stored or rendered past the execution's cap.
-        assert (len(result.error.message), len(result.error.traceback), len(result.error.type)) == (1_000, 1_000, 200)
+        assert (len(result.error.message), len(result.error.type)) == (1_000, 200)
+        assert 900 < len(result.error.traceback) <= 1_000  # its head and its end, the cut noted between
         assert result.value_repr is not None and len(result.value_repr) == 1_000
         await assert_healthy(ex, ("health-check",))
 
