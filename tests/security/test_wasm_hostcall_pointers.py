@@ -162,13 +162,23 @@ def test_a_frame_whose_iovec_table_is_outside_memory_is_never_read(guest: Guest,
     assert b"a pointer outside guest memory" in guest.channel.pending
 
 
-def test_a_reply_length_written_outside_memory_is_refused(guest: Guest) -> None:
+@pytest.mark.parametrize("nwritten", [PAGE - 2, -1], ids=["past-the-end", "wrapped-negative"])
+def test_a_reply_length_written_outside_memory_is_refused(guest: Guest, nwritten: int) -> None:
+    # A guest pointer over 2**31 reaches the host as a negative i32: -1 would write just before the memory.
     frame = HEADER.pack(2) + b"{}"
     guest.poke(1024, frame)
     guest.poke(0, _iovecs((1024, len(frame))))
     before = guest.snapshot()
-    assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, PAGE - 2) == 29  # EIO
+    assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, nwritten) == 29  # EIO
     assert guest.snapshot() == before
+
+
+def test_a_reply_length_written_at_the_end_of_memory_is_written(guest: Guest) -> None:
+    frame = HEADER.pack(2) + b"{}"
+    guest.poke(1024, frame)
+    guest.poke(0, _iovecs((1024, len(frame))))
+    assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, PAGE - 4) == 0
+    assert int.from_bytes(guest.memory.read(guest.store, PAGE - 4, PAGE), "little") == len(guest.channel.pending)
 
 
 
@@ -178,8 +188,9 @@ def test_poll_answers_each_fd_subscription_under_its_own_userdata(guest: Guest) 
     guest.poke(0, subs)
     assert guest.call("poll", 0, 1024, 2, 2048) == 0
     out = bytes(guest.memory.read(guest.store, 1024, 1024 + 2 * hostcalls._EVENT.size))
-    events = [hostcalls._EVENT.unpack_from(out, i * hostcalls._EVENT.size)[:3] for i in range(2)]
-    assert events == [(0xABCDEF, 0, 1), (0x1234, 0, 2)]  # userdata, no error, the subscription's type
+    events = [hostcalls._EVENT.unpack_from(out, i * hostcalls._EVENT.size) for i in range(2)]
+    # userdata, no error, the subscription's type, no byte count, and no flag: a set flag would say hang-up
+    assert events == [(0xABCDEF, 0, 1, 0, 0), (0x1234, 0, 2, 0, 0)]
     assert int.from_bytes(guest.memory.read(guest.store, 2048, 2052), "little") == 2
 
 
@@ -323,6 +334,16 @@ def test_a_corrupt_capture_buffer_costs_only_its_own_text(guest: Guest) -> None:
     assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("", "the stderr")
     _bytearray(guest, 4096, b"out")
     assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("out", "the stderr")
+    guest.poke(4096, hostcalls._BYTEARRAY.pack(1, 0, -1, 16, 4096, 4096, 0))  # a negative length
+    assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("", "the stderr")
+
+
+@pytest.mark.parametrize("addresses", [(PAGE - 8, 8192), (8192, -1)], ids=["header-past-the-end", "negative"])
+def test_capture_buffers_outside_memory_are_not_read(guest: Guest, addresses: tuple[int, int]) -> None:
+    # Read after a trap, from addresses the guest named at boot: an answer, never an exception in the
+    # host's cleanup of the run.
+    _bytearray(guest, 8192, b"the stderr")
+    assert hostcalls.read_capture(guest.memory, guest.store, addresses, 100) == ("", "")
 
 
 def test_each_wasi_clock_reads_its_own_host_clock(guest: Guest) -> None:
@@ -333,6 +354,9 @@ def test_each_wasi_clock_reads_its_own_host_clock(guest: Guest) -> None:
     realtime, monotonic = (int.from_bytes(guest.memory.read(guest.store, at, at + 8), "little") for at in (64, 72))
     assert before[0] <= realtime <= after[0] and before[1] <= monotonic <= after[1]
     assert guest.call("clock", 4, 0, 80) == 28  # no such clock: EINVAL
+    for clock in (2, 3):  # process and thread CPU time (this test's thread is the guest's)
+        assert guest.call("clock", clock, 0, 88) == 0, clock
+        assert 0 < int.from_bytes(guest.memory.read(guest.store, 88, 96), "little") <= time.thread_time_ns()
 
 
 def test_a_frame_ending_exactly_at_the_end_of_memory_is_read(guest: Guest) -> None:
