@@ -181,7 +181,6 @@ def test_a_reply_length_written_at_the_end_of_memory_is_written(guest: Guest) ->
     assert int.from_bytes(guest.memory.read(guest.store, PAGE - 4, PAGE), "little") == len(guest.channel.pending)
 
 
-
 def test_poll_answers_each_fd_subscription_under_its_own_userdata(guest: Guest) -> None:
     # An fd subscription's fd sits where a clock's id does; files are always ready.
     subs = hostcalls._SUBSCRIPTION.pack(0xABCDEF, 1, 0, 0, 0, 0) + hostcalls._SUBSCRIPTION.pack(0x1234, 2, 1, 0, 0, 0)
@@ -202,9 +201,7 @@ def test_at_most_1024_buffers_in_one_frame(guest: Guest, count: int, refused: bo
     assert guest.channel.frames == ([] if refused else [b""])
 
 
-@pytest.mark.parametrize(
-    "size, path", [(100, "whole"), (101, "large"), (200, "large"), (201, "refused")], ids=str
-)
+@pytest.mark.parametrize("size, path", [(100, "whole"), (101, "large"), (200, "large"), (201, "refused")], ids=str)
 def test_a_frame_is_read_whole_up_to_the_read_limit_then_left_in_memory_then_refused(
     guest: Guest, size: int, path: str
 ) -> None:
