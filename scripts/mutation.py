@@ -157,7 +157,7 @@ _IN_TREE = 'if not isinstance(rel, str) or not rel or "\\x00" in rel or "\\\\" i
 _PARAGRAPH = 'text = " ".join((description or "").strip().split("\\n\\n", 1)[0].split())'
 _TAG = 'if len(path) > 2 and path[2] in ("stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"):'
 
-_BS = f"{S}hub/bounded_stdio.py"
+_BS, _HC = f"{S}hub/bounded_stdio.py", f"{S}executors/wasm/hostcalls.py"
 _PREFIX = "if job is not None and prefix.endswith(CALL_PREFIX) and len(prefix) == 2 * HEADER.size + len(CALL_PREFIX):"
 _DETAIL = ('detail = str(errors()[0].get("msg", "")) if callable(errors) and errors() else str(exc)[:200]')
 _SAMPLE = 'return value if len(value) <= 4096 else f"\\0str:{len(value)}:{value[:2048]}:{value[-2048:]}"'
@@ -495,6 +495,41 @@ ACCEPTED: tuple[Accepted, ...] = (
                "SHA-256 stay far past an accidental match")
       for line, what in (('return "2-" + digest.hexdigest()[:12]', "compiler version's digest"),
                          ("return hashlib.sha256(payload.encode()).hexdigest()[:20]", "tool hash"))),
+    # Twelfth round (stop 31): hostcalls and instance.
+    Accepted(_HC, "core/ReplaceComparisonOperator_Lt_LtE", "if ptr < 0 or ptr + len(data) > size:",
+             "`ptr < 0` → `ptr <= 0` in _write: a host write at guest address 0 (C's NULL, where no guest buffer "
+             "lives) refused too: stricter", "if ptr <= 0 or ptr + len(data) > size:"),
+    Accepted(_HC, "core/ReplaceComparisonOperator_Lt_LtE", "if ptr < 0 or ptr + count > size:",
+             "`ptr < 0` → `ptr <= 0` in fd_pread: a buffer at guest address 0 refused too: stricter",
+             "if ptr <= 0 or ptr + count > size:"),
+    Accepted(_HC, "core/ReplaceBreakWithContinue", "break",
+             "GuestFrame.read walks on past the frame's end instead of stopping: every later buffer's slice is "
+             "empty (lo >= end >= hi) and skipped, so the same bytes (at most 1,024 buffers walked)"),
+    Accepted(_HC, "core/NumberReplacer", "base = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0",
+             "the fallback for a NULL memory address: a wasm memory's data pointer is never NULL"),
+    Accepted(_HC, "core/NumberReplacer",
+             "source = ctypes.cast(ctypes.c_char_p(pending), ctypes.c_void_p).value or 0",
+             "the fallback for a NULL bytes address: a bytes object's buffer (even b'') is never NULL"),
+    Accepted(_HC, "core/NumberReplacer", "waits.append((max(remaining, 0), userdata))",
+             "a deadline already past counts as -1 ns instead of 0: the poll answers at once either way; only "
+             "which of two expired subscriptions is reported first can change, both are expired",
+             "waits.append((max(remaining, -1), userdata))"),
+    Accepted(_HC, "core/NumberReplacer", "guest.wake.wait(wait_ns / 1e9)",
+             "nanoseconds to seconds divided by 1e9 ± 1: a sleep one part in a billion shorter or longer"),
+    Accepted(_INST, "core/ReplaceAndWithOr",
+             'elif message.get("ready") and not self.ready.is_set():  # the boot\'s hello, once',
+             "a later hello is read again (its capture addresses, ready set again) instead of ignored: the guest "
+             "named its capture addresses at boot already, so a second hello gives it nothing more, and it still "
+             "goes on to _next_job, which never blocks once stopping (the exit-frame attack test)"),
+    Accepted(_INST, "core/ReplaceAndWithOr", "if self.memory is not None and store is not None:",
+             "`and` → `or`: with either one None, data_len raises inside contextlib.suppress and `used` stays None, "
+             "as when the condition is false"),
+    Accepted(_INST, "core/NumberReplacer", "_EXIT_GRACE_S = 0.5",
+             "how long a stopped idle guest has to take its exit frame before it is interrupted (-0.5: at once; "
+             "1.5: a second later): the instance ends either way, and a stopping instance's trap is not logged"),
+    Accepted(_INST, "core/NumberReplacer", "_SCRATCH_POLL_S = 0.5",
+             "the scratch watch every 1.5 s instead of 0.5 s: a tuning figure; the quotas are checked again at each "
+             "run's end (the -0.5 variant, a hot loop, is killed)", "_SCRATCH_POLL_S = 1.5"),
 )
 
 
