@@ -348,3 +348,37 @@ async def test_a_long_upstream_error_is_recorded_to_its_head() -> None:
     assert reply.kind == "tool" and len(reply.message or "") > 10_000  # the program reads far more of it
     (record,) = ctx.journal.records
     assert record.error is not None and len(record.error) < 2_100 and record.error.endswith(" characters]")
+
+
+async def test_a_host_op_is_journaled_and_counts_against_the_call_quota() -> None:
+    # `journaled` wraps the program's host ops (mount, save_skill): each is one record of the execution,
+    # server "codemode", with no argument bytes, and it spends the same quota as a tool call.
+    from codemode.calls.gate import journaled
+
+    ctx = _ctx(default_gate(Upstream()), max_tool_calls=3)
+    ran: list[str] = []
+
+    async def act() -> Reply:
+        ran.append("op")
+        await anyio.sleep(0.01)
+        return Reply(ok=True, value="saved")
+
+    started = time.perf_counter()
+    first = await journaled(ctx, "save_skill(a)", act)
+    took = time.perf_counter() - started
+    assert first.ok and first.value == "saved"
+    await _call(ctx, "list_tags")
+    third = await journaled(ctx, "mount(x)", act)  # the third of three: still within the quota
+    assert third.ok and ran == ["op", "op"]
+    refused = [await journaled(ctx, "mount(y)", act) for _ in range(3)]
+    assert [r.kind for r in refused] == ["quota"] * 3 and ran == ["op", "op"]  # never acted
+    assert refused[0].message == "this execution reached its limit of 3 tool calls"
+    records = ctx.journal.records
+    assert [(r.server, r.tool, r.state) for r in records] == [
+        ("codemode", "save_skill(a)", CallState.DONE), ("notes", "list_tags", CallState.DONE),
+        ("codemode", "mount(x)", CallState.DONE), ("codemode", "mount(y)", CallState.REFUSED),
+    ]  # fmt: skip
+    assert ctx.journal.overflow == 2  # refused past a full journal: counted, not recorded
+    assert [r.args_bytes for r in records if r.server == "codemode"] == [0, 0, 0]
+    assert 0 < records[0].duration_s <= took  # the op's own time, from its start
+    assert records[3].duration_s == 0.0 and records[3].error == refused[0].message
