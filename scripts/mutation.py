@@ -90,7 +90,13 @@ _WASM_HOST_TESTS = (
     # every interpreter shares one engine's epoch: another's interrupt must not stop this one's boot
     "tests/integration/test_sandbox.py::test_an_interpreter_boots_and_runs_through_other_interpreters_interrupts",
     "tests/integration/test_wait_timeouts.py::"
-    "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]")
+    "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]",
+    "tests/integration/test_wait_timeouts.py::"
+    "test_a_call_answered_at_the_deadline_is_a_wait_even_when_the_deadline_alarm_comes_late",
+    "tests/integration/test_sandbox.py::test_a_program_stopped_at_its_limit_keeps_its_stdout_and_stderr_apart",
+    "tests/integration/test_sandbox.py::test_the_scratch_poller_measures_twice_a_second_not_without_pause",
+    # a daemon=False instance thread: the host process never exits (the test's 60 s bound)
+    "tests/integration/test_sandbox.py::test_a_host_that_exits_without_closing_its_executor_does_not_hang")
 
 MODULES: dict[str, Target] = {
     # The frame checks are pure functions; test_bounds_frames.py drives the same ones through the sandbox.

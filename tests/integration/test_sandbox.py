@@ -109,7 +109,7 @@ async def test_session_state_persists_and_sessions_are_isolated(demo_sandbox: Sa
 
 async def _refilled(ex: PooledExecutor) -> None:
     """Wait until ``ex``'s pool holds its spares and no refill runs."""
-    with anyio.fail_after(120):  # a few boots; a pool that never stops refilling fails here
+    with anyio.fail_after(60):  # a few boots; a pool that never stops refilling fails here
         while ex._refilling or ex.pooled < ex.pool_size:  # noqa: ASYNC110  # no event marks the end of a refill
             await anyio.sleep(0.05)
 
@@ -537,3 +537,57 @@ async def test_a_first_compile_reports_its_start_and_its_own_duration(
     (done,) = [line for line in said if line.startswith("compiled python.wasm in ")]
     assert done.endswith(" s (cached for next time)")
     assert 0 <= float(done.removeprefix("compiled python.wasm in ").split()[0]) <= took + 0.05  # its own time, to .1 s
+
+
+async def test_a_program_stopped_at_its_limit_keeps_its_stdout_and_stderr_apart(demo_sandbox: Sandbox) -> None:
+    # A stopped guest cannot hand over its output: the host reads it from the two capture buffers the hello
+    # named, each into its own stream.
+    code = "import sys\nprint('to out')\nprint('to err', file=sys.stderr)\nwhile True:\n    pass"
+    async with demo_sandbox.executor() as ex:
+        result = await ex.run(code, limits=Limits(wall_s=1.0))
+    assert result.instance_lost and result.error is not None and result.error.type == "SandboxTimeout"
+    assert (result.stdout, result.stderr) == ("to out\n", "to err\n")
+
+
+_EXIT_WITHOUT_CLOSE = """
+import sys
+from pathlib import Path
+
+import anyio
+
+from codemode.calls import default_gate
+from codemode.executors import create_executor
+
+
+class NoUpstreams:
+    def tools(self): return {}
+    def unavailable(self): return {}
+    async def call_tool(self, ref, args): raise RuntimeError("no upstreams here")
+
+
+async def main(stubs: Path, root: Path) -> None:
+    ex = create_executor("wasm", stubs_dir=stubs, skills_dir=root, scratch_root=root / "scratch",
+                         gate=default_gate(NoUpstreams()), pool_size=1)
+    await ex.__aenter__()
+    print((await ex.run("6 * 7")).value, flush=True)
+    # returns without closing: the interpreters' threads are alive, one waiting for its next job
+
+
+anyio.run(main, Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+async def test_a_host_that_exits_without_closing_its_executor_does_not_hang(
+    demo_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The interpreters' threads must not keep a host process alive: a library user who forgets aclose (or a
+    # host dying of an exception) still exits. The bound is a hang detector, not a speed check.
+    script = tmp_path / "exit_without_close.py"
+    script.write_text(_EXIT_WITHOUT_CLOSE, encoding="utf-8")
+    argv = [sys.executable, str(script), str(demo_sandbox.stubs_dir), str(tmp_path)]
+    try:
+        with anyio.fail_after(60):
+            done = await anyio.run_process(argv, check=False)
+    except TimeoutError:
+        pytest.fail("the host process did not exit after its program returned")
+    assert (done.returncode, done.stdout) == (0, b"42\n"), done.stderr[-2000:]

@@ -9,16 +9,20 @@ demo servers and the real ``fragile`` test server (whose ``slow`` tool blocks).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
 from codemode.audit import AuditLog
-from codemode.calls import CallState
+from codemode.calls import CallState, default_gate
+from codemode.compiler import compile_to_dir
 from codemode.config import Config, Settings, demo_config, parse_config
 from codemode.engine import Engine
-from codemode.executors import ExecutorKind, Limits
+from codemode.executors import ExecutorKind, Limits, create_executor
+from codemode.executors.wasm.alarm import alarm
+from codemode.hub import Hub
 from codemode.outcome import Outcome
 from tests.conftest import Sandbox
 
@@ -111,3 +115,43 @@ async def test_a_program_that_catches_its_timeout_has_one_second_then_is_stopped
         result = await ex.run(code, session="g", limits=Limits(wall_s=1.0))
     assert result.error is not None and (result.error.type, result.instance_lost) == ("SandboxTimeout", True), result
     assert "ran on past the grace" not in result.stdout
+
+
+async def test_a_call_answered_at_the_deadline_is_a_wait_even_when_the_deadline_alarm_comes_late(
+    tmp_path: Path, fragile_server: dict[str, object]
+) -> None:
+    # The gate answers a slow call ``timeout`` at the deadline, on the event loop; the deadline alarm fires on
+    # the alarm thread. When the call's reply wins, the instance must count the call as a wait that timed out
+    # (a grace for the program to end), so that the alarm arriving after it, with the program computing
+    # again, does not stop it as a program computing at the limit. The alarm thread is held here from just
+    # before the deadline until the program has caught its ToolTimeout, which makes that order certain;
+    # the program then runs on until /scratch/go appears, within its grace.
+    code = (
+        "import os, codemode_runtime\ntry:\n    codemode_runtime.call('fragile', 'slow', {'seconds': 5})\n"
+        "except ToolTimeout:\n    open('/scratch/caught', 'w').close()\n"
+        "while not os.path.exists('/scratch/go'):\n    pass\n'ended in its grace'"
+    )
+    extra = parse_config(json.dumps({"mcpServers": {"fragile": fragile_server}}))
+    async with Hub(extra) as hub:
+        compile_to_dir(hub.tools(), tmp_path / "stubs")
+        ex = create_executor(
+            "wasm", stubs_dir=tmp_path / "stubs", skills_dir=tmp_path, scratch_root=tmp_path / "scratch",
+            gate=default_gate(hub), pool_size=1,
+        )  # fmt: skip
+        async with ex:
+            assert (await ex.run("kept = 1", session="late")).ok
+            scratch = ex._sessions["late"].scratch  # type: ignore[attr-defined]
+            ctx = ex.gate.context(session="late", limits=Limits(wall_s=1.5))
+            deadline = ctx.clock.deadline
+
+            def hold() -> None:  # on the alarm thread: nothing else it has to do runs meanwhile
+                give_up = time.monotonic() + 30
+                while not (scratch / "caught").exists() and time.monotonic() < give_up:
+                    time.sleep(0.005)
+
+            alarm.at(deadline - 0.3, hold)
+            alarm.at(deadline + 0.3, lambda: (scratch / "go").touch())
+            result = await ex.run(code, context=ctx)
+            assert (scratch / "caught").exists(), result
+            assert result.ok and result.value == "ended in its grace" and not result.instance_lost, result
+            assert (await ex.run("kept", session="late")).value == 1

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
-from codemode.executors import Limits
-from codemode.protocol import encode_frame
+from codemode.calls import default_gate
+from codemode.calls.gate import Reply, RunContext
+from codemode.executors import Limits, create_executor
+from codemode.protocol import OP_SEARCH_DIRECTORY, encode_frame
 from tests.conftest import Sandbox
 from tests.security.helpers import ATTACK, assert_error, assert_healthy, run, run_value
 
@@ -199,4 +204,38 @@ async def test_calls_outside_an_execution_are_refused(demo_sandbox: Sandbox) -> 
         frame = encode_frame({"op": "call", "server": "notes", "tool": "list_tags", "args": {}})
         reply = instance.on_frame(None, frame)
         assert b'"kind":"bridge"' in reply and b"tool calls are only allowed while code runs" in reply, reply
+        await assert_healthy(ex)
+
+
+async def test_a_request_other_than_a_call_is_served_on_the_event_loop(demo_sandbox: Sandbox) -> None:
+    # A service op with no local handler goes to the gate's async handler, on the event loop (whose thread the
+    # handler sees); its reply is the handler's own, and an op the gate has no handler for is refused by
+    # name, not answered with nothing (a None reply would trap the guest).
+    gate = default_gate(demo_sandbox.hub)
+    threads: list[threading.Thread] = []
+
+    async def search(ctx: RunContext, message: dict[str, Any]) -> Reply:
+        threads.append(threading.current_thread())
+        return Reply(True, value=[{"name": "found", "query": message["query"]}])
+
+    gate.ops[OP_SEARCH_DIRECTORY] = search
+    code = (
+        "from codemode_runtime import search_directory, mount\n"
+        "found = search_directory('weather')\n"
+        "try:\n    mount('nothing')\nexcept ToolError as exc:\n    refused = (exc.kind, str(exc))\n"
+        "[found, refused]"
+    )
+    root = demo_sandbox.root
+    async with create_executor(
+        "wasm",
+        stubs_dir=demo_sandbox.stubs_dir,
+        skills_dir=root / "skills",
+        scratch_root=root / "scratch-ops",
+        gate=gate,
+        pool_size=1,
+    ) as ex:
+        found, refused = await run_value(ex, code)
+        assert found == [{"name": "found", "query": "weather"}]
+        assert threads == [threading.main_thread()]
+        assert refused[0] == "unknown" and "mount() is not available in this codemode host" in refused[1]
         await assert_healthy(ex)

@@ -6,6 +6,7 @@ serving (``assert_healthy``), no interpreter thread or child process outlives it
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -449,3 +450,28 @@ async def test_a_run_stopped_for_its_quota_ends_even_when_the_cleanup_fails(
         assert ATTACK not in ex.sessions()
         assert await run_value(ex, "1 + 1") == 2
 
+
+async def test_a_lost_interpreters_memory_is_given_back_at_once_not_at_a_later_collection(
+    demo_sandbox: Sandbox,
+) -> None:
+    # A trapped run's traceback holds the instance thread's frame, and with it the store, in a reference
+    # cycle: only an explicit close gives the guest's memory back before the cyclic GC happens to run (a
+    # server losing interpreters would hold each one's memory until then). The GC is off here to make
+    # "later" never.
+    hoard = "hoard = b'x' * 120_000_000\nwhile True:\n    pass"
+    async with demo_sandbox.executor() as ex:
+        assert (await run(ex, "1", session="hoard")).ok
+        instance = ex._sessions["hoard"]  # type: ignore[attr-defined]
+        gc.collect()
+        gc.disable()
+        try:
+            before = _rss_bytes()
+            result = await run(ex, hoard, session="hoard", limits=Limits(wall_s=3))
+            assert_error(result, "SandboxTimeout")
+            instance.join(30)
+            assert not instance._thread.is_alive()
+            held = _rss_bytes() - before
+        finally:
+            gc.enable()
+        assert held < 60 * 1024 * 1024, f"{held / 2**20:.0f} MB still held after the interpreter ended"
+        await assert_healthy(ex)
