@@ -27,6 +27,14 @@ least a minute) and the mutant counted killed, as cosmic-ray counts a whole comm
 ``--keep DIR`` the copy and its session stay in ``DIR/<module>``: the same command later goes on with the
 mutants not yet run, after bringing the copy's tests up to the checkout and running its survivors again
 (refused if a mutated source has changed since, as its mutants would no longer be that source's).
+
+A checkout does not outlive a sitting here, so what a run killed is also written to a ledger that is committed,
+``tests/mutation-ledger/<module>.json``: the mutated sources' SHA-256 and each killed or accepted mutant's place
+(file, operator, occurrence, line; an accepted one's diff too). A later run of the same sources, in a fresh
+copy, counts those as killed ("in an earlier sitting") or accepted (when :data:`ACCEPTED` still lists the diff)
+without running them again, and runs the rest, every other survivor included; the ledger is written again
+after every run, stopped ones too. A source that changed voids its module's ledger (every mutant
+runs again). ``--no-ledger`` ignores it; ``--export`` writes it from the runs kept in ``--keep DIR``.
 CI: ``.ci/mutation`` (started by hand, never by ``.ci/run``).
 """
 
@@ -37,6 +45,7 @@ import ast
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import random
@@ -541,6 +550,9 @@ ACCEPTED: tuple[Accepted, ...] = (
 
 _ANNOTATION = "inside a type annotation"
 _NOT_MUTANTS = ("Filtered operator", _ANNOTATION, None)
+_LEDGER = "killed in an earlier sitting (tests/mutation-ledger)"
+_LEDGER_ACCEPTED = "accepted in an earlier sitting (tests/mutation-ledger)"
+LEDGER_DIR = ROOT / "tests" / "mutation-ledger"
 
 
 @dataclasses.dataclass
@@ -555,6 +567,9 @@ class Mutant:
     diff: str
     why: str = ""
     job_id: str = ""
+    occurrence: int = -1
+    earlier: bool = False
+    """Killed in an earlier sitting (the ledger), not run again this time."""
 
 
 def _say(line: str) -> None:
@@ -792,16 +807,81 @@ def _results(tree: Path, session: Path) -> list[Mutant]:
             outcome, diff = "pending", ""
         elif result["worker_outcome"] == "skipped" and result.get("output") in _NOT_MUTANTS:
             continue  # an operator not kept, a type annotation, a "pragma: no mutate" line: not counted at all
+        elif result["worker_outcome"] == "skipped" and result.get("output") == _LEDGER:
+            outcome, diff = "killed", ""
+        elif result["worker_outcome"] == "skipped" and result.get("output") == _LEDGER_ACCEPTED:
+            outcome, diff = "survived", result.get("diff") or ""  # accepted below, when ACCEPTED still lists it
         elif result["worker_outcome"] in ("skipped", "no-test"):
             outcome, diff = "skipped", ""
         else:
             outcome = {"killed": "killed", "survived": "survived"}.get(result.get("test_outcome") or "", "incompetent")
             diff = result.get("diff") or ""
-        mutant = Mutant(path, mutation["operator_name"], line_no, line, outcome, diff, job_id=item["job_id"])
+        earlier = result is not None and result.get("output") in (_LEDGER, _LEDGER_ACCEPTED)
+        mutant = Mutant(path, mutation["operator_name"], line_no, line, outcome, diff, job_id=item["job_id"],
+                        occurrence=int(mutation["occurrence"]), earlier=earlier)
         if outcome == "survived" and (entry := _accepted(path, mutant.operator, line, diff)) is not None:
             mutant.outcome, mutant.why = "accepted", entry.why
         mutants.append(mutant)
     return mutants
+
+
+def _digests(root: Path, target: Target) -> dict[str, str]:
+    return {source: hashlib.sha256((root / source).read_bytes()).hexdigest() for source in target.sources}
+
+
+def _key(path: str, operator: str, occurrence: int, line_no: int) -> tuple[str, str, int, int]:
+    return path, operator, occurrence, line_no
+
+
+def write_ledger(name: str, target: Target, mutants: list[Mutant], ledger_dir: Path = LEDGER_DIR) -> Path:
+    """Record the module's killed and accepted mutants (with the sources they are mutants of); atomic, stable."""
+    killed = sorted({_key(m.path, m.operator, m.occurrence, m.line_no) for m in mutants if m.outcome == "killed"})
+    accepted = sorted([*_key(m.path, m.operator, m.occurrence, m.line_no), m.diff]
+                      for m in mutants if m.outcome == "accepted")
+    data = {"module": name, "sources": _digests(ROOT, target), "killed": [list(k) for k in killed],
+            "accepted": accepted}
+    ledger_dir.mkdir(parents=True, exist_ok=True)
+    path = ledger_dir / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _apply_ledger(name: str, target: Target, session: Path, ledger_dir: Path = LEDGER_DIR) -> int:
+    """Mark the mutants the ledger saw killed or accepted, of these very sources, as such; return how many."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    path = ledger_dir / f"{name}.json"
+    if not path.exists():
+        return 0
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("sources") != _digests(ROOT, target):
+        _say(f"{name}: a source changed since {path.name} was written: every mutant runs again")
+        return 0
+    killed = {_key(*row) for row in data.get("killed", [])}
+    accepted = {_key(*row[:4]): str(row[4]) for row in data.get("accepted", [])}
+    marked = 0
+    texts: dict[str, list[str]] = {}
+
+    def lines(source: str) -> list[str]:
+        return texts.setdefault(source, (ROOT / source).read_text(encoding="utf-8").splitlines())
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            mutation = item.mutations[0]
+            where = _key(str(mutation.module_path), str(mutation.operator_name), int(mutation.occurrence),
+                         int(mutation.start_pos[0]))
+            if where in killed:
+                db.set_result(item.job_id, WorkResult(output=_LEDGER, worker_outcome=WorkerOutcome.SKIPPED))
+                marked += 1
+            elif where in accepted and _accepted(where[0], where[1], lines(where[0])[where[3] - 1].strip(),
+                                                 accepted[where]) is not None:  # still listed in ACCEPTED
+                db.set_result(item.job_id, WorkResult(output=_LEDGER_ACCEPTED, diff=accepted[where],
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+                marked += 1
+    return marked
 
 
 def _resume(tree: Path, target: Target, session: Path) -> int:
@@ -820,7 +900,8 @@ def _resume(tree: Path, target: Target, session: Path) -> int:
     return len(again)
 
 
-def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed: int) -> list[Mutant]:
+def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed: int,
+               ledger: bool = True) -> list[Mutant]:
     """Mutate one module in a copy of the repository and return every mutant with its outcome.
 
     A copy already in ``workdir`` (``--keep``) is a run stopped before its end: it goes on from its session, and
@@ -855,6 +936,9 @@ def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed
         _run([_tool("cr-filter-operators"), str(made), str(config)], tree)
         _run([_tool("cr-filter-pragma"), str(made)], tree)
         _skip_annotations(tree, made)
+        earlier = _apply_ledger(name, target, made) if ledger else 0
+        if earlier:
+            _say(f"{name}: {earlier} mutants killed or accepted in an earlier sitting (the ledger) are not run again")
         dropped = _limit(made, limit, seed) if limit is not None else 0
         made.rename(session)  # only a session whose filters all ran is one to go on from
     pending = sum(1 for m in _results(tree, session) if m.outcome == "pending")
@@ -865,7 +949,10 @@ def run_module(name: str, target: Target, workdir: Path, limit: int | None, seed
     if done.returncode != 0:  # stopped (an interrupt) or broken: report what ran; a kept copy goes on next time
         _say(f"{name}: cosmic-ray exec stopped with exit {done.returncode}; the mutants not yet run are reported "
              "as not run")
-    return _results(tree, session)
+    mutants = _results(tree, session)
+    if ledger and limit is None:  # a sample's kills are kills too, but a sampled run is not the one to extend
+        _say(f"{name}: ledger {write_ledger(name, target, mutants).relative_to(ROOT)}")
+    return mutants
 
 
 def _count(mutants: list[Mutant], outcome: str) -> int:
@@ -876,11 +963,13 @@ def report(by_module: dict[str, list[Mutant]], seconds: float) -> str:
     """The markdown report: a table per module, then every survivor's diff."""
     out = ["# Mutation report (cosmic-ray)", "",
            f"Modules: {', '.join(by_module)}; {seconds / 60:.1f} min. Operators: {', '.join(KEPT_OPERATORS)}.", "",
-           "| module | files | killed | survived | accepted (equivalent) | incompetent | not run |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+           "| module | files | killed | of which in an earlier sitting | survived | accepted (equivalent) | "
+           "incompetent | not run |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, mutants in by_module.items():
         not_run = _count(mutants, "skipped") + _count(mutants, "pending")
-        out.append(f"| {name} | {' '.join(MODULES[name].sources)} | {_count(mutants, 'killed')} | "
+        earlier = sum(1 for m in mutants if m.earlier)
+        out.append(f"| {name} | {' '.join(MODULES[name].sources)} | {_count(mutants, 'killed')} | {earlier} | "
                    f"{_count(mutants, 'survived')} | {_count(mutants, 'accepted')} | "
                    f"{_count(mutants, 'incompetent')} | {not_run} |")
     for title, outcome in (("Surviving mutants", "survived"), ("Accepted equivalent mutants", "accepted")):
@@ -906,6 +995,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep each module's copy and session in DIR/<module>; run again, it goes on from there "
                              "(a long module over several sittings)")
+    parser.add_argument("--no-ledger", action="store_true",
+                        help="run every mutant, ignoring (and not writing) tests/mutation-ledger")
+    parser.add_argument("--export", action="store_true",
+                        help="write the ledger of each module kept in --keep DIR from its session, run nothing")
     parser.add_argument("--covering", type=Path, help=argparse.SUPPRESS)  # one mutant's test command
     args = parser.parse_args(argv)
     if args.covering is not None:
@@ -915,12 +1008,25 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             _say(f"{name:14} {' '.join(MODULES[name].sources)}\n{'':14} tests: {' '.join(MODULES[name].tests)}")
         return 0
+    if args.export:
+        if args.keep is None:
+            parser.error("--export needs --keep DIR")
+        for name in chosen:
+            tree = args.keep.resolve() / name
+            if not (tree / "session.sqlite").exists():
+                continue
+            if _digests(tree / _PRISTINE, MODULES[name]) != _digests(ROOT, MODULES[name]):
+                raise SystemExit(f"{name}: a source changed since the run kept in {tree}: its kills are not this "
+                                 "source's")
+            _say(f"{name}: ledger {write_ledger(name, MODULES[name], _results(tree, tree / 'session.sqlite'))}")
+        return 0
     started = time.monotonic()
     by_module: dict[str, list[Mutant]] = {}
     with contextlib.ExitStack() as stack:
         workdir = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="codemode-mutation-")))
         for name in chosen:
-            by_module[name] = run_module(name, MODULES[name], workdir.resolve(), args.limit, args.seed)
+            by_module[name] = run_module(name, MODULES[name], workdir.resolve(), args.limit, args.seed,
+                                         ledger=not args.no_ledger)
             mutants = by_module[name]
             _say(f"{name}: {_count(mutants, 'killed')} killed, {_count(mutants, 'survived')} survived, "
                  f"{_count(mutants, 'accepted')} accepted, {_count(mutants, 'incompetent')} incompetent")
