@@ -833,6 +833,16 @@ def _key(path: str, operator: str, occurrence: int, line_no: int) -> tuple[str, 
     return path, operator, occurrence, line_no
 
 
+def _ledger_text(data: dict[str, Any]) -> str:
+    # One mutant per line: a later sitting's ledger differs from this one by the lines of its new kills.
+    head = {k: v for k, v in data.items() if k not in ("killed", "accepted")}
+    parts = [json.dumps(head, indent=1)[:-2] + ","]
+    for field in ("killed", "accepted"):
+        rows = ",\n".join(f"  {json.dumps(row, ensure_ascii=False)}" for row in data[field])
+        parts.append(f' "{field}": [\n{rows}\n ]' if rows else f' "{field}": []')
+    return parts[0] + "\n" + ",\n".join(parts[1:]) + "\n}\n"
+
+
 def write_ledger(name: str, target: Target, mutants: list[Mutant], ledger_dir: Path = LEDGER_DIR) -> Path:
     """Record the module's killed and accepted mutants (with the sources they are mutants of); atomic, stable."""
     killed = sorted({_key(m.path, m.operator, m.occurrence, m.line_no) for m in mutants if m.outcome == "killed"})
@@ -843,7 +853,7 @@ def write_ledger(name: str, target: Target, mutants: list[Mutant], ledger_dir: P
     ledger_dir.mkdir(parents=True, exist_ok=True)
     path = ledger_dir / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(_ledger_text(data), encoding="utf-8")
     tmp.replace(path)
     return path
 
