@@ -362,3 +362,22 @@ def test_a_frame_ending_exactly_at_the_end_of_memory_is_read(guest: Guest) -> No
     guest.poke(0, _iovecs((PAGE - 8, 8)))
     assert guest.call("pwrite", 1, 0, 1, MAGIC_OFFSET, 64) == 0
     assert guest.channel.frames == [b"lastbyte"]
+
+
+def test_a_reply_read_into_a_buffer_ending_exactly_at_the_end_of_memory_is_filled(guest: Guest) -> None:
+    # The reply's bound is the memory's last byte too: a buffer that ends there gets the whole reply.
+    guest.channel.pending = b"the reply"
+    guest.poke(0, _iovecs((PAGE - 9, 9)))
+    assert guest.call("pread", 1, 0, 1, MAGIC_OFFSET, 64) == 0
+    assert bytes(guest.memory.read(guest.store, PAGE - 9, PAGE)) == b"the reply"
+    assert int.from_bytes(guest.memory.read(guest.store, 64, 68), "little") == 9
+
+
+def test_a_poll_with_no_guest_bound_is_refused(guest: Guest) -> None:
+    # A poll serves the guest bound to its thread (its deadline, its wake): with none, even a subscription
+    # due now is refused (EINVAL), not answered as though some guest's clock allowed it.
+    guest.poke(0, hostcalls._SUBSCRIPTION.pack(7, 0, 1, 0, 0, 0))
+    hostcalls.bind(None)
+    before = guest.snapshot()
+    assert guest.call("poll", 0, 1024, 1, 2048) == 28
+    assert guest.snapshot() == before
