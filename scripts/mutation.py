@@ -87,6 +87,8 @@ _WASM_HOST_TESTS = (
     "tests/integration/test_wait_timeouts.py::test_computing_at_the_limit_still_loses_the_interpreter[wasm]",
     "tests/integration/test_wait_timeouts.py::test_a_paused_clock_still_gives_the_wait_its_grace",
     "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_making_too_many_files",
+    "tests/integration/test_sandbox.py::test_scratch_quota_stops_the_program_and_makes_room",  # shrink's targets
+    "tests/integration/test_sandbox.py::test_the_scratch_quota_counts_files_in_subdirectories",
     "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_growing_one_file",
     "tests/integration/test_sandbox.py::"
     "test_a_program_that_slept_then_spins_is_stopped_at_its_deadline_not_after_a_waits_grace",
