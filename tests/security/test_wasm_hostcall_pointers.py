@@ -381,3 +381,13 @@ def test_a_poll_with_no_guest_bound_is_refused(guest: Guest) -> None:
     before = guest.snapshot()
     assert guest.call("poll", 0, 1024, 1, 2048) == 28
     assert guest.snapshot() == before
+
+
+def test_a_capture_buffer_longer_than_its_cap_could_need_is_not_read(guest: Guest) -> None:
+    # A character is at most 4 bytes of UTF-8: a buffer longer than 4 bytes per character of the cap is not
+    # the program's output as the runtime keeps it, and the host does not read it (nor copy it) at all.
+    _bytearray(guest, 8192, b"the stderr")
+    _bytearray(guest, 4096, b"y" * 400)
+    assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("y" * 100, "the stderr")
+    _bytearray(guest, 4096, b"y" * 401)
+    assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("", "the stderr")
