@@ -334,9 +334,11 @@ async def test_the_poller_stops_a_program_making_too_many_files(demo_sandbox: Sa
     # A program still running is stopped by the poller (not only measured when it ends).
     async with demo_sandbox.executor() as ex:
         code = "import time\nfor i in range(40):\n    open(f'/scratch/p{i}', 'w').write('x')\ntime.sleep(30)"
-        result = await ex.run(code, session="many", limits=Limits(scratch_files=10, wall_s=60))
+        result = await ex.run(code, session="many", limits=Limits(scratch_files=10, scratch_bytes=50 << 20, wall_s=60))
         assert result.error is not None and result.error.kind == "scratch_quota", result
-        assert "10 files" in result.error.message and "the program was stopped" in result.error.message
+        assert result.error.message.startswith(
+            "/scratch went over its quota (50 MB, 10 files); the program was stopped"
+        )
         kept = list((demo_sandbox.root / "scratch-wasm" / "many").iterdir())
         assert len(kept) == 5, kept  # trimmed to half the file quota, not further
 
