@@ -391,3 +391,16 @@ def test_a_capture_buffer_longer_than_its_cap_could_need_is_not_read(guest: Gues
     assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("y" * 100, "the stderr")
     _bytearray(guest, 4096, b"y" * 401)
     assert hostcalls.read_capture(guest.memory, guest.store, (4096, 8192), 100) == ("", "the stderr")
+
+
+@pytest.mark.parametrize("unbound", ["no guest on the thread", "a guest without its memory"])
+def test_a_clock_read_with_no_guest_to_serve_it_is_refused(guest: Guest, unbound: str) -> None:
+    # As for a frame: the clock writes into the memory of the guest bound to its thread; with none (or one not
+    # booted yet) the answer is EINVAL, not an exception in the host call (a trap that ends the interpreter).
+    if unbound == "no guest on the thread":
+        hostcalls.bind(None)
+    else:
+        guest.channel.memory = None
+    before = guest.snapshot()
+    assert guest.call("clock", 1, 0, 64) == 28
+    assert guest.snapshot() == before
