@@ -124,6 +124,13 @@ MODULES: dict[str, Target] = {
         "tests/integration/test_hub.py::test_no_orphan_process_when_the_hub_is_cancelled")),
     "hostcalls": Target((f"{S}executors/wasm/hostcalls.py",), _WASM_HOST_TESTS),
     "instance": Target((f"{S}executors/wasm/instance.py",), _WASM_HOST_TESTS),
+    # The one thread every deadline and scratch watch runs on.
+    "alarm": Target((f"{S}executors/wasm/alarm.py",), (
+        "tests/unit/test_alarm.py",
+        "tests/integration/test_sandbox.py::test_timeout_kills_the_instance_and_the_session_recovers",
+        "tests/integration/test_sandbox.py::test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job",
+        "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_growing_one_file",
+        "tests/integration/test_wait_timeouts.py::test_a_paused_clock_still_gives_the_wait_its_grace")),
     # The first compile (test_first_serve.py) runs in a session of its own: a client killing serve's group spares it.
     "limits": Target((f"{S}executors/base.py", f"{S}executors/wasm/executor.py"), (
         "tests/unit/test_guest_results.py", "tests/unit/test_scratch.py", "tests/security/test_wasm_resources.py",
@@ -547,6 +554,11 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_INST, "core/NumberReplacer", "_SCRATCH_POLL_S = 0.5",
              "the scratch watch every 1.5 s instead of 0.5 s: a tuning figure; the quotas are checked again at each "
              "run's end (the -0.5 variant, a hot loop, is killed)", "_SCRATCH_POLL_S = 1.5"),
+    # Thirteenth round (stop 32).
+    Accepted(_INST, "core/ReplaceComparisonOperator_Lt_LtE", "if when < self._deadline_alarm:",
+             "`<` → `<=`: a deadline alarm already pending for that very instant is armed a second time; _deadline "
+             "is idempotent (the second finds the job timed out, or interrupts again, or re-arms once), and an "
+             "infinite deadline (a paused clock) is never queued (Alarm.at, test_alarm.py)"),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,11 @@ class Alarm:
         self._thread: threading.Thread | None = None
 
     def at(self, when: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the alarm thread at ``when`` (``time.monotonic()``); never if it is not finite."""
+        if not math.isfinite(when):
+            # Never due (a paused clock's deadline is infinite). Kept in the heap, it would reach the top one day
+            # and the wait for it overflows, which would end the one thread every deadline depends on.
+            return
         with self._cond:
             entry = (when, next(self._seq), callback)
             heapq.heappush(self._heap, entry)
