@@ -104,6 +104,8 @@ _WASM_HOST_TESTS = (
     "test_a_timed_out_wait_raises_in_the_program_and_keeps_the_session[wasm]",
     "tests/integration/test_wait_timeouts.py::"
     "test_a_call_answered_at_the_deadline_is_a_wait_even_when_the_deadline_alarm_comes_late",
+    "tests/integration/test_wait_timeouts.py::"
+    "test_a_deadline_passed_while_the_clock_was_paused_is_armed_again_on_resume",
     "tests/integration/test_sandbox.py::test_a_program_stopped_at_its_limit_keeps_its_stdout_and_stderr_apart",
     "tests/integration/test_sandbox.py::test_the_scratch_poller_measures_twice_a_second_not_without_pause",
     # a daemon=False instance thread: the host process never exits (the test's 60 s bound)
@@ -130,7 +132,9 @@ MODULES: dict[str, Target] = {
         "tests/integration/test_sandbox.py::test_timeout_kills_the_instance_and_the_session_recovers",
         "tests/integration/test_sandbox.py::test_an_earlier_jobs_deadline_neither_stops_nor_forgets_the_next_job",
         "tests/integration/test_sandbox.py::test_the_poller_stops_a_program_growing_one_file",
-        "tests/integration/test_wait_timeouts.py::test_a_paused_clock_still_gives_the_wait_its_grace")),
+        "tests/integration/test_wait_timeouts.py::test_a_paused_clock_still_gives_the_wait_its_grace",
+        "tests/integration/test_wait_timeouts.py::"
+        "test_a_deadline_passed_while_the_clock_was_paused_is_armed_again_on_resume")),
     # The first compile (test_first_serve.py) runs in a session of its own: a client killing serve's group spares it.
     "limits": Target((f"{S}executors/base.py", f"{S}executors/wasm/executor.py"), (
         "tests/unit/test_guest_results.py", "tests/unit/test_scratch.py", "tests/security/test_wasm_resources.py",

@@ -155,3 +155,25 @@ async def test_a_call_answered_at_the_deadline_is_a_wait_even_when_the_deadline_
             assert (scratch / "caught").exists(), result
             assert result.ok and result.value == "ended in its grace" and not result.instance_lost, result
             assert (await ex.run("kept", session="late")).value == 1
+
+
+async def test_a_deadline_passed_while_the_clock_was_paused_is_armed_again_on_resume(demo_sandbox: Sandbox) -> None:
+    # The deadline alarm fires during the pause, finds the clock paused (no deadline) and arms nothing: only
+    # the resume arms the moved deadline. Without it a spinning program would never be stopped.
+    async with demo_sandbox.executor() as ex:
+        assert (await ex.run("1", session="resumed")).ok  # booted: the job runs at once, well before the pause
+        ctx = ex.gate.context(session="resumed", limits=Limits(wall_s=0.5))
+        results = []
+
+        async def run() -> None:
+            results.append(await ex.run("while True:\n    pass", context=ctx))
+
+        # Stopped about 1.1 s in (0.5 s + the 0.6 s pause); unarmed, only a backstop 30 s later would stop it.
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                await anyio.sleep(0.2)
+                with ctx.clock.paused():
+                    await anyio.sleep(0.6)  # past the first deadline
+        (spun,) = results
+        assert spun.error is not None and (spun.error.type, spun.instance_lost) == ("SandboxTimeout", True), spun
