@@ -569,6 +569,9 @@ ACCEPTED: tuple[Accepted, ...] = (
              "is blocked in the host call that waits for the next one) or after its exit frame (stopping), so an "
              "interpreter that is neither running a job nor stopping never traps; the run's own trap not being "
              "logged is tested (test_a_runs_own_trap_is_its_result_not_an_idle_interpreters_warning)"),
+    Accepted(_HC, "core/NumberReplacer", "if not 0 <= length <= min(allocated, cap_chars * 4):",
+             "`0 <=` → `1 <=`: an empty capture buffer is refused instead of read; either way its text is \"\"",
+             "if not 1 <= length <= min(allocated, cap_chars * 4):"),
 )
 
 

@@ -404,3 +404,11 @@ def test_a_clock_read_with_no_guest_to_serve_it_is_refused(guest: Guest, unbound
     before = guest.snapshot()
     assert guest.call("clock", 1, 0, 64) == 28
     assert guest.snapshot() == before
+
+
+def test_an_absolute_deadline_on_another_clock_is_read_on_the_monotonic_clock(guest: Guest) -> None:
+    # The CPU-time clocks have no deadline of their own here: an absolute one is read against the monotonic
+    # clock, so a deadline 5 s ahead is a wait (refused here: ETIMEDOUT), not one decades past on the epoch's.
+    guest.poke(0, hostcalls._SUBSCRIPTION.pack(9, 0, 2, time.monotonic_ns() + 5_000_000_000, 0, 1))
+    guest.channel.timed_out = True
+    assert guest.call("poll", 0, 1024, 1, 2048) == 73
