@@ -123,7 +123,8 @@ MODULES: dict[str, Target] = {
     "upstream": Target((f"{S}hub/bounded_stdio.py", f"{S}hub/lane.py"), (
         "tests/security/test_bounds_upstream.py", "tests/integration/test_hub_lane.py",
         "tests/unit/test_upstream_reader.py",
-        "tests/integration/test_hub.py::test_no_orphan_process_when_the_hub_is_cancelled")),
+        "tests/integration/test_hub.py::test_no_orphan_process_when_the_hub_is_cancelled",
+        "tests/security/test_bounds_upstream_misbehaviour.py")),
     "hostcalls": Target((f"{S}executors/wasm/hostcalls.py",), _WASM_HOST_TESTS),
     "instance": Target((f"{S}executors/wasm/instance.py",), _WASM_HOST_TESTS),
     # The one thread every deadline and scratch watch runs on.
@@ -207,6 +208,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "has none ever issued (the key never leaves the process): the HMAC check just below refuses both"),
     Accepted(_SES, "core/ReplaceTrueWithFalse", "@dataclass(frozen=True)",
              "Owner unfrozen: nothing assigns to an Owner's fields, so nothing changes"),
+    Accepted(_SES, "core/ReplaceTrueWithFalse", "return True",
+             "_keep_under saying it closed nothing when it closed one: the checks after it then run on a host with "
+             "one session fewer, where the owner, its client and the host are each under their caps (each was at "
+             "most at its cap before), so none closes another or refuses"),
     Accepted(_SN, "core/NumberReplacer", "self._key = key if key is not None else secrets.token_bytes(32)",
              "a 31- or 33-byte HMAC key instead of 32: still far past guessing, and never leaves the process"),
     Accepted(_GATE, "core/NumberReplacer", _SAMPLE,
@@ -261,6 +266,38 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(_CONFIG, "core/ReplaceAndWithOr", 'elif loc and loc[0] == "settings":',
              "`and` → `or`: a validation error's location starts with servers (handled above) or settings; "
              "source is a string codemode passes, so no other location reaches this branch"),
+    *(Accepted(_CONFIG, operator, line, "where a comment's end was found: find() starts at least two characters "
+               "past the comment's opening, so a found end is never 0 (nor 1), and only -1 means none", mutated)
+      for operator, line, mutated in (
+          ("core/ReplaceComparisonOperator_Lt_LtE", "end = n if end < 0 else end", ""),
+          ("core/NumberReplacer", "end = n if end < 0 else end", "end = n if end < 1 else end"),
+          ("core/ReplaceComparisonOperator_Lt_LtE", "if end < 0:", ""),
+          ("core/NumberReplacer", "if end < 0:", "if end < 1:"))),
+    *(Accepted(_CONFIG, operator, 'if c in "}]" and comma >= 0:', "a trailing comma at the text's first "
+               "character: a comma is recorded only after a significant character, so never at index 0", mutated)
+      for operator, mutated in (("core/ReplaceComparisonOperator_GtE_Gt", ""),
+                                ("core/NumberReplacer", 'if c in "}]" and comma >= 1:'))),
+    *(Accepted(_CONFIG, "core/NumberReplacer", line, "'no pending comma' as -2 instead of -1: every test of it is "
+               "`>= 0`, so any negative means none", mutated)
+      for line, mutated in (
+          ("comma = -1  # a comma that is trailing if the next significant character closes an object or array",
+           "comma = - 2  # a comma that is trailing if the next significant character closes an object or array"),
+          ("last, comma = c, -1", "last, comma = c, - 2"),
+          ('comma = i if c == "," and last not in ("{", "[", ":", ",", "") else -1',
+           'comma = i if c == "," and last not in ("{", "[", ":", ",", "") else - 2'))),
+    *(Accepted(_CONFIG, "core/NumberReplacer", line, "the 'did you mean' hint of an ignored top-level key: "
+               "n=2 still puts the closest match first, and with n=1 the list has one entry, so near[-1] is near[0] "
+               "(the hint is tested)", mutated)
+      for line, mutated in (
+          ('near = difflib.get_close_matches(other, ["codemode", "mcpServers", "servers"], n=1, cutoff=0.75)',
+           'near = difflib.get_close_matches(other, ["codemode", "mcpServers", "servers"], n= 2, cutoff=0.75)'),
+          ('hint = f"; did you mean {near[0]!r}?" if near else ""',
+           'hint = f"; did you mean {near[ -1]!r}?" if near else ""'))),
+    *(Accepted(_CONFIG, "core/NumberReplacer", 'return re.split(r"\\s#", raw, maxsplit=1)[0].strip()',
+               "a bare dotenv value is what comes before its first ` #`: however many further splits are made "
+               "(maxsplit 2, or 0: all), the first part is the same", mutated)
+      for mutated in ('return re.split(r"\\s#", raw, maxsplit= 2)[0].strip()',
+                      'return re.split(r"\\s#", raw, maxsplit= 0)[0].strip()')),
     Accepted(_CONFIG, "core/NumberReplacer", "url: str = Field(min_length=1)",
              "the url's minimum length 0 or 2: the validator just below refuses any url not starting with "
              "http:// or https://, so the length bound never decides"),
@@ -486,6 +523,22 @@ ACCEPTED: tuple[Accepted, ...] = (
              "session's writer treats it",
              "a lane call written to a dead server's pipe fails as OSError, not BrokenResourceError: the call fails "
              "either way with a ToolCallError naming the server, and the reader's EOF marks it died"),
+    Accepted(_BS, "core/ReplaceAndWithOr",
+             'elif isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":',
+             "`and` → `or`: answers and requests are taken by the branches above, so only notifications get here; "
+             "any other notification carries no requestId and discards nothing"),
+    Accepted(_BS, "core/ReplaceOrWithAnd", "if stdout_done.is_set() or shutting_down:",
+             "`or` → `and`: a server that exited with its stdout closed is then also 'stopped': its (empty) group "
+             "is signalled and its finished pipe closed again, with a spurious warning; the left-process case, "
+             "the one that matters, runs as before (tested)"),
+    Accepted(_BS, "core/NumberReplacer", "_EXIT_POLL_S = 0.1",
+             "how often the exit watcher polls: a server that died with its stdout held open is seen 1 s later; "
+             "the call still fails as the server's death, long before its timeout (tested)"),
+    *(Accepted(_BS, "core/NumberReplacer", "_EXIT_DRAIN_S = 1.0",
+               "how long a dead server's stdout may stay open before what it left behind is stopped: 2 s, or none "
+               "(what is still in the pipe, at most a pipe buffer, may be cut: only from a server that has "
+               "already exited); the leftover is stopped either way (tested)", mutated)
+      for mutated in ("_EXIT_DRAIN_S = 2.0", "_EXIT_DRAIN_S = 0.0")),
     Accepted(_BS, "core/AddNot", "if flush_scope.cancelled_caught:",
              "a cancel-shielded checkpoint taken or skipped: a scheduling point, no state changes"),
     Accepted(f"{S}hub/lane.py", "core/NumberReplacer", "_CANCEL_WRITE_S = 1.0",

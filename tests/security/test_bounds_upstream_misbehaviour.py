@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from codemode.config import parse_config
@@ -139,10 +143,56 @@ async def test_a_server_that_exits_leaving_its_stdout_open_is_seen_to_die(tmp_pa
     assert not _sleepers(), "the process the server left behind is still running"
 
 
-def _sleepers() -> list[str]:
+class _Seen(logging.Handler):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.event = text, anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()  # logged on the event loop's thread
+
+
+async def test_a_hub_closed_while_the_left_process_is_being_stopped_still_stops_it(tmp_path: Path) -> None:
+    # The leftover's group is stopped by the exit watcher (SIGTERM, then SIGKILL two seconds on). The hub's own
+    # shutdown does not stop the group of a server that has exited, so a shutdown that cancelled the watcher in
+    # those two seconds left a process that ignores SIGTERM running for good.
+    seen = _Seen("exited with its stdout still open")
+    stopping = seen.event
+    log = logging.getLogger("codemode.hub.bounded_stdio")
+    log.addHandler(seen)
+    try:
+        async with Hub(_config(call_timeout_s=60), log_dir=tmp_path / "logs") as hub:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        with contextlib.suppress(ToolCallError):
+                            await hub.call_tool(
+                                ToolRef("unruly", "exit_leaving_a_child"), {"seconds": 301, "ignore_term": True}
+                            )
+
+                    tg.start_soon(call)
+                    with anyio.fail_after(30):
+                        await stopping.wait()
+                    assert _sleepers("301"), "the process left behind has not started"
+                    scope.cancel()  # the hub closes while the watcher waits for the SIGTERM to work
+        # A SIGKILL sent is not yet a process gone on a busy machine: give it a moment, not the 301 s it sleeps.
+        with anyio.move_on_after(10):
+            while _sleepers("301"):  # noqa: ASYNC110 (a process's end in /proc has no event to wait on)
+                await anyio.sleep(0.05)
+        assert not _sleepers("301"), "the process the server left behind, deaf to SIGTERM, is still running"
+    finally:
+        log.removeHandler(seen)
+        for pid in _sleepers("301"):
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def _sleepers(seconds: str = "300") -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if proc.name.isdigit() and b"time.sleep(300.0)" in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and f"time.sleep({seconds}.0)".encode() in (proc / "cmdline").read_bytes():
                 found.append(proc.name)
     return found

@@ -17,7 +17,14 @@ import pytest
 
 from codemode.errors import PolicyDenied
 from codemode.identity import ANONYMOUS
-from codemode.session_names import LOCAL_OWNER, Handles, check_session_name, safe_session_name, session_dir
+from codemode.session_names import (
+    LOCAL_OWNER,
+    Handles,
+    check_session_name,
+    local_session,
+    safe_session_name,
+    session_dir,
+)
 from codemode.sessions import LOCAL, Owner, Sessions
 
 pytestmark = pytest.mark.anyio
@@ -65,6 +72,9 @@ def test_a_name_reaches_only_its_owners_session() -> None:
     for name in ("work", "", "../..", "x" * 500, "\udcff", alices):
         check_session_name(session_dir("alice", name))
         check_session_name(session_dir(LOCAL_OWNER, name))
+        # Whose a directory is, read back from its name (a skill saved there is run as the local user or not).
+        assert local_session(session_dir("alice", name)) is False
+        assert local_session(session_dir(LOCAL_OWNER, name)) is (name in ("work", ""))
 
 
 def test_a_handle_cannot_be_made_up_or_borrowed() -> None:

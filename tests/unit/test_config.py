@@ -512,3 +512,106 @@ def test_a_missing_variable_is_placed_by_its_whole_key_path() -> None:
     text = '{"mcpServers": {\n  "gh": {\n    "command": "x", "args": ["TOKEN"],\n    "env": {"TOKEN": "${GH}"}}}}'
     with pytest.raises(ConfigError, match=r"f\.json:4: mcpServers\.gh\.env\.TOKEN: "):
         parse_config(text, source="f.json", environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "servers"),
+    [
+        # A comment first in the file, and a // comment on the last line with no newline after it.
+        ('// VS Code writes a header\n{"servers": {"a": {"command": "x"}}} // trailing', ["a"]),
+        # A block comment whose opening '*' is also a closing '*/'s star: the comment goes on to the real '*/'.
+        ('{"servers": {/*/ "b": {"command": "y"}, */ "a": {"command": "x"}}}', ["a"]),
+        # An empty block comment, two touching, and comments between a trailing comma and what closes it.
+        ('{"servers": {"a": {"command": "x", "args": ["1" /**//**/,]},/* x */}}', ["a"]),
+        ('{"servers": {"a": {"command": "x", "args": ["1", /* x */]}, /**/}}', ["a"]),
+    ],
+)
+def test_jsonc_comments_anywhere_are_blanked_and_no_more(text: str, servers: list[str]) -> None:
+    cfg = parse_config(text, source="f.json")
+    assert list(cfg.servers) == servers
+    assert cfg.servers["a"].command == "x"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('{"servers": {"a": {"command": "x', r"f\.json:1:\d+: invalid JSON: Unterminated string"),
+        ("\n/* a comment never closed", r"f\.json:2:1: invalid JSON: unterminated /\* comment"),
+        ("\n\n  /* and on line 3 */ /*", r"f\.json:3:23: invalid JSON: unterminated /\* comment"),
+        # What is blanked is a trailing comma only: a closing bracket with no comma before it is left as it was.
+        ("]", r"f\.json:1:1: invalid JSON: Expecting value"),
+        (",}", r"f\.json:1:1: invalid JSON: Expecting value"),
+    ],
+)
+def test_malformed_jsonc_is_a_config_error_at_the_files_own_line_and_column(text: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        parse_config(text, source="f.json")
+
+
+def _env_file_server(tmp_path: Path, content: str | bytes) -> dict[str, str]:
+    env = tmp_path / ".env"
+    if isinstance(content, bytes):
+        env.write_bytes(content)
+    else:
+        env.write_text(content)
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"fs": {"command": "x", "envFile": ".env"}}}))
+    server = load_config(path).servers["fs"]
+    assert isinstance(server, StdioServer)
+    return server.env
+
+
+def test_a_dotenv_double_quoted_value_keeps_an_unknown_escape_as_written(tmp_path: Path) -> None:
+    assert _env_file_server(tmp_path, 'A="x\\qy\\tz"\nB="\\\\"\n') == {"A": "x\\qy\tz", "B": "\\"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'K="ends in a backslash\\',  # the backslash escapes nothing: the quote is never closed
+        'K="ab\\"',  # the last quote is escaped: not closed either
+        'K="closed"text after it',
+        'K="closed"x',
+        "K='closed' text",
+    ],
+)
+def test_a_dotenv_quoted_value_that_does_not_close_cleanly_is_refused_without_quoting_it(
+    tmp_path: Path, line: str
+) -> None:
+    refused = r"\.env:1: expected KEY=VALUE \(a quoted value must close on its line\)$"
+    with pytest.raises(ConfigError, match=refused) as info:
+        _env_file_server(tmp_path, line + "\n")
+    assert line.partition("=")[2] not in str(info.value)
+
+
+def test_an_env_file_that_is_a_folder_or_not_utf8_is_named_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    (tmp_path / "folder").mkdir()
+    path.write_text(json.dumps({"mcpServers": {"fs": {"command": "x", "envFile": "folder"}}}))
+    with pytest.raises(ConfigError, match=r"mcpServers\.fs\.envFile: cannot read .*folder: Is a directory$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"mcpServers\.fs\.envFile: .*\.env is not UTF-8 text$"):
+        _env_file_server(tmp_path, b"K=\xff\xfe secret\n")
+    for name in ("", 5, None):
+        path.write_text(json.dumps({"mcpServers": {"fs": {"command": "x", "envFile": name}}}))
+        with pytest.raises(ConfigError, match=r"mcpServers\.fs\.envFile: must be the path of a dotenv file$"):
+            load_config(path)
+
+
+def test_a_misspelled_top_level_key_is_ignored_with_the_key_it_resembles(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="codemode.config"):
+        parse_config('{"mcpServers": {},\n "mcpServer": {"a": {}}, "globalShortcut": "x"}', source="f.json")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "f.json:2: ignoring the top-level key 'globalShortcut' (not a codemode setting)",
+        "f.json:2: ignoring the top-level key 'mcpServer' (not a codemode setting; did you mean 'mcpServers'?)",
+    ]
+
+
+def test_the_skill_store_bounds_default_to_the_documented_figures_and_refuse_zero() -> None:
+    skills = Settings().skills
+    assert (skills.max_skills, skills.max_versions, skills.max_drafts_per_session) == (500, 50, 20)
+    for key in ("max_skills", "max_versions", "max_drafts_per_session"):
+        assert getattr(Settings.model_validate({"skills": {key: 1}}).skills, key) == 1
+        with pytest.raises(ValidationError, match=key):
+            Settings.model_validate({"skills": {key: 0}})
