@@ -554,6 +554,22 @@ async def test_a_program_stopped_at_its_limit_keeps_its_stdout_and_stderr_apart(
     assert (result.stdout, result.stderr) == ("to out\n", "to err\n")
 
 
+async def test_a_program_stopped_with_no_capture_buffers_known_ends_without_its_output(
+    demo_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codemode.executors.wasm import instance
+
+    # A hello that named no (valid) capture buffers: a stopped run has no output to read, and still ends.
+    nothing = property(lambda self: None, lambda self, value: None)  # reads None, ignores the hello's
+    monkeypatch.setattr(instance.Instance, "capture", nothing, raising=False)
+    code = "print('to out')\nwhile True:\n    pass"
+    async with demo_sandbox.executor() as ex:
+        with anyio.fail_after(60):
+            result = await ex.run(code, limits=Limits(wall_s=1.0))
+    assert result.instance_lost and result.error is not None and result.error.type == "SandboxTimeout"
+    assert (result.stdout, result.stderr) == ("", "")
+
+
 _EXIT_WITHOUT_CLOSE = """
 import sys
 from pathlib import Path

@@ -17,7 +17,7 @@ import pytest
 
 from codemode.executors import Executor, Limits
 from tests.conftest import Sandbox
-from tests.security.helpers import assert_healthy, run, run_value
+from tests.security.helpers import assert_error, assert_healthy, run, run_value
 from tests.security.rss import PeakRss
 
 # The peak RSS these attacks record is only meaningful in a process that has not run hundreds of other tests.
@@ -96,7 +96,7 @@ async def test_a_large_call_whose_json_part_is_broken_is_a_bridge_error(demo_san
     # malformed, with no call made or journaled, and the program goes on.
     code = PRELUDE + (
         "chunk = b'x' * MB\n"
-        "reply = send(json_part(b'{\"op\":\"call\",\"server\":\"notes\",\"tool\":') + [chunk] * 6)\n"
+        'reply = send(json_part(b\'{"op":"call","server":"notes","tool":\') + [chunk] * 6)\n'
         "reply\n"
     )
     async with demo_sandbox.executor(pool_size=0) as ex:
@@ -120,7 +120,28 @@ async def test_a_300mb_call_is_refused_unread(demo_sandbox: Sandbox, record_prop
         await assert_healthy(ex)
 
 
+async def test_a_result_over_the_frame_limit_ends_the_run_naming_the_refused_frame(demo_sandbox: Sandbox) -> None:
+    # The guest's result frame is refused unread; the guest, answered with an error instead of its next job,
+    # ends its loop: the run fails naming the frame, not as an interpreter that stopped for no reason.
+    async with demo_sandbox.executor(pool_size=0) as ex:
+        await warm(ex)
+        result = await run(ex, "'y' * 40_000_000", limits=Limits(wall_s=30))
+        assert_error(result, "BridgeError", "the sandbox ended after a frame of 40,000,")
+        assert result.error is not None and "over the 28,582,912-byte limit" in result.error.message
+        await assert_healthy(ex)
+
+
+async def test_a_trap_after_a_refused_frame_is_that_trap(demo_sandbox: Sandbox) -> None:
+    # A refusal the program went on from (it was answered) is not why the run ended: the CPU limit is.
+    async with demo_sandbox.executor(pool_size=0) as ex:
+        await warm(ex)
+        code = PRELUDE + CALL % {"mb": 300, "reply_buffer": True} + "while True: pass\n"
+        assert_error(await run(ex, code, limits=Limits(wall_s=2)), "SandboxTimeout")
+        await assert_healthy(ex)
+
+
 # -- 3. result frames: the host's caps, whatever the guest claims --------------------------------------------
+
 
 async def test_a_forged_result_is_cut_to_the_hosts_caps(demo_sandbox: Sandbox) -> None:
     big = "'x' * 1_000_000"

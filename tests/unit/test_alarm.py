@@ -33,3 +33,39 @@ def test_a_failing_callback_does_not_end_the_thread() -> None:
     alarm.at(time.monotonic(), fail)
     alarm.at(time.monotonic() + 0.05, fired.set)
     assert fired.wait(30)
+
+
+class _CountingCondition(threading.Condition):
+    waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def _sleeping(alarm: Alarm) -> None:
+    """Return once the alarm thread waits on its condition (it holds the lock until then)."""
+    deadline = time.monotonic() + 30
+    while not alarm._cond._waiters:  # type: ignore[attr-defined]  # CPython's Condition keeps its waiters here
+        assert time.monotonic() < deadline, "the alarm thread never went to sleep"
+        time.sleep(0.001)
+
+
+def test_an_earlier_deadline_wakes_the_thread_sleeping_until_a_later_one() -> None:
+    # The thread sleeps until the earliest deadline it knows; a new earliest one must wake it, or the run it
+    # bounds goes on until the later deadline (here an hour).
+    alarm = Alarm()
+    alarm.at(time.monotonic() + 3600, lambda: None)
+    _sleeping(alarm)
+    fired = threading.Event()
+    alarm.at(time.monotonic() + 0.05, fired.set)
+    assert fired.wait(30), "the earlier deadline waited for the later one"
+
+
+def test_the_thread_sleeps_until_its_next_deadline_instead_of_spinning() -> None:
+    alarm = Alarm()
+    cond = alarm._cond = _CountingCondition()
+    alarm.at(time.monotonic() + 3600, lambda: None)
+    _sleeping(alarm)
+    time.sleep(0.2)
+    assert cond.waits == 1, f"the alarm thread woke {cond.waits} times with nothing due"
