@@ -321,6 +321,12 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/pool.py", "core/ReplaceTrueWithFalse", "scratch.mkdir(parents=True)",
              "parents=False: _start_pool has made .pool already; only a .pool deleted under a running host "
              "differs, and then the spares' own directories are gone with it"),
+    Accepted(f"{S}executors/scratch.py", "core/ReplaceFalseWithTrue",
+             "inner = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in listing]",
+             "a link to a directory one level down then counts as a directory: it is renamed up a level (rename "
+             "moves the link, never its target) and unlinked at the next pass as the link it is, so nothing the "
+             "link points at is touched; the top level's own is_dir, which decides what is opened, is not this one",
+             "inner = [(entry.name, entry.is_dir(follow_symlinks=True)) for entry in listing]"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "calls_over_quota: int = 0",
              "the default of RunResult.calls_over_quota: every RunResult is built with the journal's count"),
     Accepted(_WEX, "core/NumberReplacer",
