@@ -327,6 +327,10 @@ ACCEPTED: tuple[Accepted, ...] = (
              "moves the link, never its target) and unlinked at the next pass as the link it is, so nothing the "
              "link points at is touched; the top level's own is_dir, which decides what is opened, is not this one",
              "inner = [(entry.name, entry.is_dir(follow_symlinks=True)) for entry in listing]"),
+    Accepted(f"{S}executors/base.py", "core/NumberReplacer", "keep = (trace_cap - 60) // 2",
+             "the room kept for a cut traceback's note, 59 characters instead of 60: the note (' … [N characters "
+             "cut] … ') is at most 33 characters for any traceback a frame can carry, and guest_text caps the "
+             "whole at trace_cap anyway", "keep = (trace_cap - 59) // 2"),
     Accepted(f"{S}executors/base.py", "core/NumberReplacer", "calls_over_quota: int = 0",
              "the default of RunResult.calls_over_quota: every RunResult is built with the journal's count"),
     Accepted(_WEX, "core/NumberReplacer",

@@ -77,8 +77,15 @@ def test_an_error_is_capped_field_by_field_keeping_the_tracebacks_head_and_end()
     assert result.error.message == "m" * ERROR_MESSAGE_CHARS
     shown = result.error.traceback  # its head (what was raised) and its end (how), the cut noted between
     assert shown.startswith("start\nxxx") and shown.endswith("xxx\nValueError: the end")
-    assert " characters cut] … " in shown
+    head, _, rest = shown.partition(" … [")
+    count, _, tail = rest.partition(" characters cut] … ")
+    assert trace.startswith(head) and trace.endswith(tail) and len(head) == len(tail)
+    assert len(head) + int(count.replace(",", "")) + len(tail) == len(trace)  # the note counts what it stands for
     assert len(result.error.message) == 10_000 and 19_900 < len(shown) <= 20_000  # the documented caps
+    # Down to 50 characters of each end the cut keeps both (an output limit of 160); below, the end alone.
+    both = result_from_guest({"error": error}, _ctx(output_chars=160), 0.0).error
+    assert both is not None
+    assert both.traceback == f"{trace[:50]} … [{len(trace) - 100:,} characters cut] … {trace[-50:]}"
     small = result_from_guest({"error": error}, _ctx(output_chars=50), 0.0).error  # a smaller output limit wins
     assert small is not None and (len(small.message), small.traceback) == (50, trace[-50:])
     exact = "y" * TRACEBACK_CHARS  # a traceback at the cap is kept whole
