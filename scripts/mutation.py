@@ -321,6 +321,24 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(f"{S}executors/pool.py", "core/ReplaceTrueWithFalse", "scratch.mkdir(parents=True)",
              "parents=False: _start_pool has made .pool already; only a .pool deleted under a running host "
              "differs, and then the spares' own directories are gone with it"),
+    Accepted(f"{S}executors/scratch.py", "core/NumberReplacer", "MAX_DEPTH = 128",
+             "the walk's depth bound at 127 levels instead of 128: a bound either way (the tests read the constant), "
+             "one descriptor per level below the process's limit", "MAX_DEPTH = 127"),
+    Accepted(f"{S}executors/scratch.py", "core/NumberReplacer", "_TOO_DEEP = -1",
+             "the too-deep sentinel as -2: compared only with itself, and no size is negative", "_TOO_DEEP = - 2"),
+    Accepted(f"{S}executors/scratch.py", "core/ReplaceTrueWithFalse",
+             "yield tuple(parts), name, True, _TOO_DEEP",
+             "the is_dir flag of a too-deep entry: both readers test its size (_TOO_DEEP) first and never read it"),
+    Accepted(f"{S}executors/scratch.py", "core/ReplaceFalseWithTrue", "is_dir, size = False, 0",
+             "an entry that vanished before its stat taken as a directory: the walk then fails to open it and goes "
+             "on, counting it once with no size, as before (test_an_entry_gone_between_the_listing_and_its_stat_…)",
+             "is_dir, size = True, 0"),
+    *(Accepted(f"{S}executors/scratch.py", "core/NumberReplacer",
+               "for _ in range(100):  # a taken name (a guest may use ours) is skipped",
+               "99 or 101 tries for a free name: the names come from an endless counter, so one is free at once "
+               "unless the tree holds that many of them", mutated)
+      for mutated in ("for _ in range( 99):  # a taken name (a guest may use ours) is skipped",
+                      "for _ in range( 101):  # a taken name (a guest may use ours) is skipped")),
     Accepted(f"{S}executors/scratch.py", "core/ReplaceFalseWithTrue",
              "inner = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in listing]",
              "a link to a directory one level down then counts as a directory: it is renamed up a level (rename "

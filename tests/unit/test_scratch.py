@@ -7,10 +7,13 @@ same functions through the WASM sandbox; these pin their numbers.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import mcp_types as types
+import pytest
 
 from codemode.calls import Limits
 from codemode.calls.gate import Gate
@@ -174,3 +177,75 @@ def test_a_tree_within_the_quota_or_gone_leaves_the_result_alone(tmp_path: Path)
     assert _check(empty_dir, seen).ok and seen == {empty_dir: os.stat(empty_dir).st_mtime_ns}
     _files(empty_dir, {"x": 10})
     assert not _check(empty_dir, seen, scratch_bytes=5).ok and empty_dir not in seen
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_walk_stopped_deep_in_a_tree_closes_every_descriptor_it_held(tmp_path: Path) -> None:
+    # The walk holds one descriptor per level; a count stopped at the limit, 40 levels down, must give them
+    # all back, or each check of a guest's deep tree leaks 40 of the host's descriptors.
+    os.close(_nest(tmp_path, 60))
+    before = _open_fds()
+    for _ in range(5):
+        assert tree_usage(tmp_path, 1 << 20, 40) == (0, 41)
+    assert _open_fds() == before
+
+
+def test_past_the_cut_of_a_tree_too_deep_the_largest_files_and_empty_directories_still_go(tmp_path: Path) -> None:
+    os.close(_nest(tmp_path, MAX_DEPTH + 2))
+    _files(tmp_path, {"big": 5000, "small": 10})
+    removed = shrink(tmp_path, 1000, 20)
+    assert removed[0] == "/scratch/" + "/".join(["a"] * (MAX_DEPTH + 1))  # below the walk's depth, whole
+    assert removed[1:3] == ["/scratch/big", "/scratch/small"]  # then the files, largest first (129 entries left)
+    assert removed[3] == "/scratch/" + "/".join(["a"] * MAX_DEPTH)  # then empty directories, deepest first
+    assert tree_usage(tmp_path, 1 << 20, 10_000) == (0, 20)
+
+
+def test_a_directory_that_cannot_be_opened_costs_only_its_own_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A guest can swap a directory for a link between the listing and the open (O_NOFOLLOW refuses it): the
+    # walk goes on to the rest of the tree, neither stopping there nor raising.
+    _files(tmp_path, {"d1/f": 100, "d2/f": 200})
+    real_open, failed = os.open, []
+
+    def open_once_refused(path: object, flags: int, *args: object, dir_fd: int | None = None) -> int:
+        if dir_fd is not None and not failed:
+            failed.append(path)
+            raise OSError(40, "Too many levels of symbolic links")
+        return real_open(path, flags, *args, dir_fd=dir_fd)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_once_refused)
+    size, count = tree_usage(tmp_path, 1 << 20, 100)
+    assert failed and (size, count) == ({"d1": 200, "d2": 100}[str(failed[0])], 3)
+
+
+class _Entry:
+    def __init__(self, entry: os.DirEntry[str], vanished: bool) -> None:
+        self.name, self._entry, self._vanished = entry.name, entry, vanished
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        if self._vanished:
+            raise FileNotFoundError(2, "No such file or directory")
+        return self._entry.stat(follow_symlinks=follow_symlinks)
+
+
+def test_an_entry_gone_between_the_listing_and_its_stat_is_counted_and_the_rest_still_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(tmp_path, {"f1": 100, "f2": 200, "f3": 300})
+    real_scandir = os.scandir
+
+    @contextlib.contextmanager
+    def scandir(fd: int) -> Iterator[list[_Entry]]:
+        with real_scandir(fd) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        yield [_Entry(e, e.name == "f1") for e in entries]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert tree_usage(tmp_path, 1 << 20, 100) == (500, 3)  # f1 counted as an entry of no size; f2, f3 read
