@@ -701,8 +701,8 @@ def _pytest_argv(tests: tuple[str, ...] | list[str], timeout: float | None = Non
     return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *bound, *tests]
 
 
-def _pytest(tests: tuple[str, ...] | list[str], tree: Path, timeout: float | None = None) -> int:
-    """Run ``tests`` in ``tree`` with a temporary directory of the tree's own, emptied first.
+def _fresh_basetemp(tree: Path) -> str:
+    """pytest's ``--basetemp`` option for a run in ``tree``: a temporary directory of the tree's own, emptied.
 
     A mutant of the scratch code leaves the 1,200-level trees its tests nest behind; in pytest's shared
     temporary root, pytest's own cleanup (``shutil.rmtree``, one recursion per level) then failed at the end
@@ -710,7 +710,12 @@ def _pytest(tests: tuple[str, ...] | list[str], tree: Path, timeout: float | Non
     depth."""
     basetemp = tree.parent / f".{tree.name}-pytest"
     subprocess.run(["rm", "-rf", str(basetemp)], check=False)
-    return subprocess.run([*_pytest_argv(tests, timeout), f"--basetemp={basetemp}"], cwd=tree, check=False).returncode
+    return f"--basetemp={basetemp}"
+
+
+def _pytest(tests: tuple[str, ...] | list[str], tree: Path, timeout: float | None = None) -> int:
+    """Run ``tests`` in ``tree`` (its own temporary directory, emptied first); pytest's exit code."""
+    return subprocess.run([*_pytest_argv(tests, timeout), _fresh_basetemp(tree)], cwd=tree, check=False).returncode
 
 
 _PLAN, _PRISTINE = ".mutation-plan.json", ".mutation-pristine"
@@ -721,9 +726,7 @@ def _clean_run(tree: Path, target: Target, env: dict[str, str]) -> subprocess.Co
     """The module's tests unmutated, under coverage with the test's node id as each line's context."""
     argv = [*_pytest_argv(target.tests), f"--cov={tree / 'src' / 'codemode'}", "--cov-context=test",
             "--cov-report=", "--durations=0", "--durations-min=0"]
-    basetemp = tree.parent / f".{tree.name}-pytest"
-    subprocess.run(["rm", "-rf", str(basetemp)], check=False)
-    return subprocess.run([*argv, f"--basetemp={basetemp}"], cwd=tree,
+    return subprocess.run([*argv, _fresh_basetemp(tree)], cwd=tree,
                           env={**env, "COVERAGE_FILE": str(tree / ".coverage")}, capture_output=True, text=True,
                           check=False)
 
