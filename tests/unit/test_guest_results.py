@@ -86,11 +86,19 @@ def test_an_error_is_capped_field_by_field_keeping_the_tracebacks_head_and_end()
     both = result_from_guest({"error": error}, _ctx(output_chars=160), 0.0).error
     assert both is not None
     assert both.traceback == f"{trace[:50]} … [{len(trace) - 100:,} characters cut] … {trace[-50:]}"
+    one_short = result_from_guest({"error": error}, _ctx(output_chars=159), 0.0).error  # 49 a side: the end alone
+    assert one_short is not None and one_short.traceback == trace[-159:]
     small = result_from_guest({"error": error}, _ctx(output_chars=50), 0.0).error  # a smaller output limit wins
     assert small is not None and (len(small.message), small.traceback) == (50, trace[-50:])
     exact = "y" * TRACEBACK_CHARS  # a traceback at the cap is kept whole
     kept = result_from_guest({"error": {"traceback": exact}}, _ctx(), 0.0).error
     assert kept is not None and kept.traceback == exact and (kept.type, kept.message) == ("Error", "")
+    # The cap is the documented 20,000 characters, whatever the constant says: one more is cut.
+    over = result_from_guest({"error": {"traceback": "y" * 20_001}}, _ctx(), 0.0).error
+    assert over is not None and " characters cut] … " in over.traceback and len(over.traceback) <= 20_000
+    assert result_from_guest({"error": {"traceback": "y" * 20_000}}, _ctx(), 0.0).error == RunError(
+        "program", "Error", "", "y" * 20_000
+    )
     forged = result_from_guest({"error": {"type": False, "message": ["m"], "traceback": 7}}, _ctx(), 0.0).error
     assert forged is not None and (forged.type, forged.message, forged.traceback) == ("Error", "", "7")
 
@@ -111,8 +119,7 @@ def test_a_wait_that_reached_the_limit_says_so_in_the_programs_error() -> None:
     failed = RunResult(ok=False, error=RunError("program", "TimeoutError", "waited"))
     noted = timed_out_waiting(failed, limits).error
     assert noted is not None and noted.message == (
-        "waited (the 2 s wall-time limit was reached while the program waited; the session and its variables "
-        "are kept)"
+        "waited (the 2 s wall-time limit was reached while the program waited; the session and its variables are kept)"
     )
     caught = RunResult(ok=True, stdout="it caught TimeoutError and went on")
     assert timed_out_waiting(caught, limits) == RunResult(ok=True, stdout="it caught TimeoutError and went on")

@@ -8,6 +8,7 @@ same functions through the WASM sandbox; these pin their numbers.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from codemode.calls import Limits
 from codemode.calls.gate import Gate
 from codemode.executors.base import RunResult
-from codemode.executors.scratch import MAX_DEPTH, remove_tree, shrink, tree_usage
+from codemode.executors.scratch import MAX_DEPTH, _move_up, _remove_at, remove_tree, shrink, tree_usage
 from codemode.executors.wasm.executor import _check_scratch
 from codemode.hub.models import ToolRef, ToolSpec
 
@@ -249,3 +250,47 @@ def test_an_entry_gone_between_the_listing_and_its_stat_is_counted_and_the_rest_
 
     monkeypatch.setattr(os, "scandir", scandir)
     assert tree_usage(tmp_path, 1 << 20, 100) == (500, 3)  # f1 counted as an entry of no size; f2, f3 read
+
+
+def test_a_removal_under_a_root_that_is_gone_removes_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    # shrink removes what its walk found; the session's scratch may be closed (and removed) in between.
+    assert _remove_at(tmp_path / "gone", ("f",), os.unlink) is False
+    _files(tmp_path, {"f": 1})
+    assert _remove_at(tmp_path, ("g",), os.unlink) is False  # the entry itself gone
+    assert _remove_at(tmp_path, ("f",), os.unlink) is True and not (tmp_path / "f").exists()
+
+
+def test_moving_a_directory_up_counts_one_when_moved_and_none_when_every_name_tried_is_taken(tmp_path: Path) -> None:
+    # _empty gives up on a pass that moved and removed nothing; a move counted though it failed would let it
+    # loop for ever on a tree it cannot empty.
+    (tmp_path / "src" / "d").mkdir(parents=True)
+    taken = [f"taken-{n}" for n in range(3)]
+    _files(tmp_path / "dst", dict.fromkeys(taken, 1))  # files: no directory is renamed over one
+    src, dst = (os.open(tmp_path / name, os.O_RDONLY | os.O_DIRECTORY) for name in ("src", "dst"))
+    try:
+        assert _move_up("d", src, dst, itertools.cycle(taken)) == 0
+        assert (tmp_path / "src" / "d").is_dir()
+        assert _move_up("d", src, dst, iter(["free"])) == 1
+        assert (tmp_path / "dst" / "free").is_dir() and not (tmp_path / "src" / "d").exists()
+    finally:
+        os.close(src)
+        os.close(dst)
+
+
+def test_a_pass_that_only_removed_files_inside_a_subdirectory_is_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A guest racing the removal can take the names the directories are moved up to: a pass then only
+    # unlinks the files beside them, and the next pass, with fresh names, finishes the job.
+    _files(tmp_path / "session", {"a/f": 1, "a/b/g": 1})
+    real_rename, refused = os.rename, []
+
+    def rename_refused_for_a_while(*args: object, **kwargs: object) -> None:
+        if len(refused) < 100:  # every name the first pass tries
+            refused.append(args[1])
+            raise FileExistsError(17, "File exists")
+        real_rename(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename_refused_for_a_while)
+    remove_tree(tmp_path / "session")
+    assert len(refused) == 100 and list(tmp_path.iterdir()) == []
