@@ -458,14 +458,16 @@ def test_references_that_expand_past_the_limit_are_refused_before_generation(tmp
     # 1.3 KB: 26 s in the code generator at 12 levels, twice that at 13; one tool held up every server's stubs.
     schema = _doubling(40)
     assert expanded_size(schema, MAX_EXPANDED) == MAX_EXPANDED + 1  # counted without expanding anything
-    spec = ToolSpec("evil", "refs", "Refs.", schema) if where == "input" else ToolSpec(
-        "evil", "refs", "Refs.", output_schema=schema
+    spec = (
+        ToolSpec("evil", "refs", "Refs.", schema)
+        if where == "input"
+        else ToolSpec("evil", "refs", "Refs.", output_schema=schema)
     )
     root = tmp_path / "stubs"
     report = compile_to_dir({"evil": [spec], "other": [_good()]}, root)
-    assert any(
-        w.startswith("evil.refs:") and f"expands past {MAX_EXPANDED:,} objects" in w for w in report.warnings
-    ), report.warnings
+    assert any(w.startswith("evil.refs:") and f"expands past {MAX_EXPANDED:,} objects" in w for w in report.warnings), (
+        report.warnings
+    )
     assert _entry(root, "evil", "refs")["generic"] is True
     assert (root / "other" / "fine.py").is_file()
     _parse_all(root)
@@ -507,7 +509,8 @@ def test_a_package_that_does_not_parse_leaves_the_other_servers_checked(tmp_path
     program = "from stubs import other\nother.fine(nope=1)\nundefined_name\n"
     diagnostics = checker_for(root).check(program)
     assert [d.message for d in diagnostics] == [
-        'Unexpected keyword argument "nope" for "fine"', 'Name "undefined_name" is not defined'
+        'Unexpected keyword argument "nope" for "fine"',
+        'Name "undefined_name" is not defined',
     ], diagnostics
 
 
@@ -591,6 +594,43 @@ def test_names_a_stub_uses_itself_are_never_taken_by_a_schema(tmp_path: Path) ->
     args = {a["name"]: a["wire"] for a in _entry(root, "s", "t")["args"]}
     assert set(args.values()) == set(NAMED_LIKE["args"]["properties"]) and "result" not in args
     assert _entry(root, "s", "Literal")["python_name"] != "Literal"
+
+
+def test_a_class_renamed_off_a_name_the_stub_uses_takes_a_name_no_other_class_has(tmp_path: Path) -> None:
+    # A tool named Item whose $defs hold Item and ItemModel: the Item class must make way for the function,
+    # and not onto ItemModel, or both parameters would be typed as ItemModel and one shape lost.
+    item = {"type": "object", "properties": {"v": {"type": "string"}}, "required": ["v"]}
+    model = {"type": "object", "properties": {"w": {"type": "integer"}}, "required": ["w"]}
+    schema = {"type": "object", "$defs": {"Item": item, "ItemModel": model},
+              "properties": {"p": {"$ref": "#/$defs/Item"}, "q": {"$ref": "#/$defs/ItemModel"}}}  # fmt: skip
+    root = tmp_path / "stubs"
+    report = compile_to_dir({"s": [ToolSpec("s", "Item", "I.", schema)]}, root)
+    assert report.warnings == [] and _entry(root, "s", "Item")["generic"] is False
+    checker = checker_for(root)
+    assert checker.check("from stubs import s\ns.Item(p={'v': 'x'}, q={'w': 1})\n") == []
+    assert checker.check("from stubs import s\ns.Item(p={'w': 1}, q={'v': 'x'})\n") != []  # each keeps its shape
+
+
+def test_a_summary_that_would_break_its_package_is_dropped_and_the_package_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The summary is escaped as a docstring; should the escape ever miss a case, the package must still parse
+    # (one server's broken __init__ would fail the type check of every program). Here the escape is taken
+    # away: a quote run ends the docstring (SyntaxError), a lone surrogate cannot be encoded for the parser
+    # (UnicodeEncodeError, a ValueError).
+    import codemode.compiler.package as package
+
+    monkeypatch.setattr(package, "escape_docstring", lambda text: text)
+    name = "n" * 300
+    servers = {name: [_good()], "q": [_good()], "z": [_good()]}
+    report = compile_to_dir(
+        servers, tmp_path / "stubs", summaries={name: 'a """ b', "q": "lone \udcff here", "z": "Fine."}
+    )
+    _parse_all(tmp_path / "stubs")
+    dropped = [w for w in report.warnings if "summary dropped" in w]
+    assert len(dropped) == 2 and dropped[0].startswith("n" * 200 + ": summary dropped") and dropped[1].startswith("q:")
+    summaries = {b["name"]: b.get("summary", "") for b in load_index(tmp_path / "stubs")["servers"]}
+    assert (summaries[name], summaries["q"], summaries["z"]) == ("", "", "Fine.")
 
 
 def test_string_values_survive_what_renames_classes(tmp_path: Path) -> None:
