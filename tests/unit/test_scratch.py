@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import pytest
 from codemode.calls import Limits
 from codemode.calls.gate import Gate
 from codemode.executors.base import RunResult
-from codemode.executors.scratch import MAX_DEPTH, _move_up, _remove_at, remove_tree, shrink, tree_usage
+from codemode.executors.scratch import (
+    MAX_DEPTH,
+    _move_up,
+    _remove_at,
+    remove_tree,
+    remove_tree_at,
+    shrink,
+    tree_usage,
+)
 from codemode.executors.wasm.executor import _check_scratch
 from codemode.hub.models import ToolRef, ToolSpec
 
@@ -294,3 +303,70 @@ def test_a_pass_that_only_removed_files_inside_a_subdirectory_is_progress(
     monkeypatch.setattr(os, "rename", rename_refused_for_a_while)
     remove_tree(tmp_path / "session")
     assert len(refused) == 100 and list(tmp_path.iterdir()) == []
+
+
+def test_every_part_below_the_walks_depth_goes_not_only_the_first(tmp_path: Path) -> None:
+    os.close(_nest(tmp_path, MAX_DEPTH + 2))
+    os.close(_nest(tmp_path, MAX_DEPTH + 2, "b"))
+    removed = shrink(tmp_path, 1 << 20, 10_000)
+    assert sorted(removed) == ["/scratch/" + "/".join([name] * (MAX_DEPTH + 1)) for name in "ab"]
+    assert tree_usage(tmp_path, 1 << 20, 10_000) == (0, 2 * MAX_DEPTH)
+
+
+def test_a_tree_of_files_alone_is_removed(tmp_path: Path) -> None:
+    _files(tmp_path / "session", {"f": 1, "g": 2})
+    remove_tree(tmp_path / "session")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tree_that_cannot_be_emptied_is_given_up_on_not_looped_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory that can neither be moved up nor removed (every rename refused, here): the pass that
+    # achieves nothing ends the removal with an error instead of spinning on the host's thread for ever.
+    _files(tmp_path / "session", {"a/b/f": 1})
+    refused: list[object] = []
+
+    def rename_refused(*args: object, **kwargs: object) -> None:
+        refused.append(args[1])
+        if len(refused) > 1000:  # ten passes: the mutant loops; stop it with an error no handler takes
+            raise RuntimeError("still looping")
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(os, "rename", rename_refused)
+    top = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError, match="cannot empty the directory: 1 entries left"):
+            remove_tree_at("session", dir_fd=top)
+    finally:
+        os.close(top)
+    assert len(refused) == 100 and (tmp_path / "session" / "a" / "b" / "f").exists()
+
+
+def test_the_walk_never_waits_on_a_fifo_where_a_directory_was_expected(tmp_path: Path) -> None:
+    # Opening a FIFO for reading blocks until a writer comes; O_DIRECTORY refuses it at once. The timer
+    # brings a writer only so that a blocked open would end, and is cancelled when the walk needed none.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writers: list[int] = []
+    timer = threading.Timer(5.0, lambda: writers.append(os.open(fifo, os.O_RDWR)))
+    timer.start()
+    try:
+        assert tree_usage(fifo, 1 << 20, 100) == (0, 0)
+        assert writers == []
+    finally:
+        timer.cancel()
+        timer.join()
+        for fd in writers:
+            os.close(fd)
+
+
+def test_a_link_where_a_directory_was_is_never_followed(tmp_path: Path) -> None:
+    # The scratch root or a directory on a removal's path swapped for a link: the walk counts nothing
+    # through it, and nothing is removed through it.
+    _files(tmp_path / "target", {"f": 100})
+    (tmp_path / "link").symlink_to(tmp_path / "target", target_is_directory=True)
+    assert tree_usage(tmp_path / "link", 1 << 20, 100) == (0, 0)
+    assert shrink(tmp_path / "link", 0, 0) == []
+    assert _remove_at(tmp_path, ("link", "f"), os.unlink) is False
+    assert (tmp_path / "target" / "f").read_bytes() == b"x" * 100
