@@ -370,3 +370,27 @@ def test_a_link_where_a_directory_was_is_never_followed(tmp_path: Path) -> None:
     assert shrink(tmp_path / "link", 0, 0) == []
     assert _remove_at(tmp_path, ("link", "f"), os.unlink) is False
     assert (tmp_path / "target" / "f").read_bytes() == b"x" * 100
+
+
+def test_a_link_to_a_directory_in_a_removed_tree_goes_and_its_target_stays(tmp_path: Path) -> None:
+    _files(tmp_path / "target", {"f": 1})
+    _files(tmp_path / "session", {"d/g": 1})
+    (tmp_path / "session" / "top").symlink_to(tmp_path / "target", target_is_directory=True)
+    (tmp_path / "session" / "d" / "inner").symlink_to(tmp_path / "target", target_is_directory=True)
+    remove_tree(tmp_path / "session")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"] and (tmp_path / "target" / "f").exists()
+
+
+def test_each_pass_empties_a_whole_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A guest's 10,000 files must not cost 10,000 passes, each listing what is left (quadratic host work).
+    _files(tmp_path / "session", {**{f"f{n}": 1 for n in range(50)}, **{f"d{n}/g": 1 for n in range(5)}})
+    real_scandir, listings = os.scandir, []
+
+    def counted(fd: int) -> object:
+        listings.append(fd)
+        return real_scandir(fd)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    remove_tree(tmp_path / "session")
+    assert list(tmp_path.iterdir()) == []
+    assert len(listings) == 1 + 5 + 1  # the level, each subdirectory's own, then the empty level
