@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from codemode.errors import SkillError
+from codemode.errors import ConfigError, SkillError
 from tests.gitremote import DOUBLE, attacker_push, bare_remote, node, promoted_state, version_file
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ async def test_a_tree_with_files_outside_the_store_is_refused_whole(
     assert after == before  # nothing of it was checked out
     assert not (victim.store.live_dir / "evil.py").exists()
     assert (victim.store.live_dir / "double.py").is_file()
-    with pytest.raises(Exception, match="refused"):  # a new node will not start from it either
+    with pytest.raises(ConfigError, match=f"refused: .* is {re.escape(why)}"):  # nor will a new node start from it
         node(tmp_path, remote, "newcomer")
 
 
