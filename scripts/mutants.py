@@ -77,7 +77,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("bridge-call-shape", BR,
            "if not isinstance(server, str) or not isinstance(tool, str) or not isinstance(args, dict):",
            "if False:", ("tests/security/test_wasm_bridge.py",)),
-    Mutant("bridge-cancelled", BR, "        if ctx.cancelled:\n            return encode_frame(error_reply(\"cancelled\", "
+    Mutant("bridge-cancelled", BR,
+           "        if ctx.cancelled:\n            return encode_frame(error_reply(\"cancelled\", "
            "\"the execution was cancelled\"))\n        if size is None:",
            "        if False:\n            return encode_frame(error_reply(\"cancelled\", "
            "\"the execution was cancelled\"))\n        if size is None:",
@@ -133,8 +134,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("deadline-rearmed-for-the-running-job", INS, "            self._arm_deadline(clock.deadline)",
            "            pass", (T_EARLIER_DEADLINE,)),
     Mutant("deadline-of-the-running-job", INS, "if clock.expired():", "if True:", (T_EARLIER_DEADLINE,)),
-    Mutant("session-dir-scoped", SN, "if owner == LOCAL_OWNER and (safe == name or not name) and not _OWNED.fullmatch(safe):",
-           "if True:",
+    Mutant("session-dir-scoped", SN,
+           "if owner == LOCAL_OWNER and (safe == name or not name) and not _OWNED.fullmatch(safe):", "if True:",
            (T_OWN,)),
     Mutant("handle-mac-checked", SN,
            "if not hmac.compare_digest(mac.encode(), self._mac(principal, nonce + tag).encode()):",
@@ -146,7 +147,7 @@ MUTANTS: tuple[Mutant, ...] = (
            (T_OWN,)),
     Mutant("front-handle-verified", FR, "        if key is None:\n            raise CallerError(",
            "        if False:\n            raise CallerError(",
-           ("tests/integration/test_serve_isolation.py::test_the_handle_keeps_a_sessionless_clients_interpreter",)),
+           ("tests/unit/test_front.py::test_callers",)),
     Mutant("front-mcp-session-scoped", FR, 'f"{principal}\\0{connection.session_id}"', 'f"{principal}"',
            ("tests/integration/test_serve_isolation.py::test_a_session_name_is_private_to_its_client",)),
     Mutant("infer-key-literal", INF, 'lines += [f"        {literal(key)}: {typed(key)}," for key in fields]',
@@ -167,8 +168,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("epoch-own-interpreter", "src/codemode/executors/wasm/epoch.py", "            if interrupted():",
            "            if True:",
            ("tests/security/test_wasm_resources.py::test_stopping_one_interpreter_leaves_the_others_running",)),
-    Mutant("forwarded-for-trusted-only", "src/codemode/http_app.py", "proxy_headers=bool(trusted),",
-           "proxy_headers=True,",
+    Mutant("forwarded-for-trusted-only", "src/codemode/http_app.py",
+           "proxy_headers=bool(trusted),\n        forwarded_allow_ips=trusted or [],",
+           "proxy_headers=True,\n        forwarded_allow_ips=None,",
            ("tests/security/test_identity_attacks.py::test_a_forwarded_address_is_believed_only_from_a_trusted_proxy",)),
     Mutant("sse-refused-message-answered", MCP, "            return _sse_transport(cfg.url, cfg.headers)",
            "            return sse_client(cfg.url, headers=cfg.headers or None,"
