@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -199,13 +200,25 @@ def _last_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _apply(tree: Path, mutant: Mutant) -> None:
-    path = tree / mutant.path
-    text = path.read_text(encoding="utf-8")
-    found = text.count(mutant.old)
+def stale(mutant: Mutant, root: Path = ROOT) -> str | None:
+    """Why ``mutant``'s row no longer fits the code under ``root`` (its text not there exactly once, a test it
+    names gone), or None."""
+    found = (root / mutant.path).read_text(encoding="utf-8").count(mutant.old)
     if found != 1:
-        raise SystemExit(f"{mutant.id}: the text to mutate occurs {found} times in {mutant.path}, not once")
-    path.write_text(text.replace(mutant.old, mutant.new), encoding="utf-8")
+        return f"the text to mutate occurs {found} times in {mutant.path}, not once"
+    for test in mutant.tests:
+        file, _, name = test.partition("::")
+        if not (root / file).is_file():
+            return f"no test file {file}"
+        pattern = rf"^(async )?def {re.escape(name.split('[')[0])}\("
+        if name and not re.search(pattern, (root / file).read_text(encoding="utf-8"), re.M):
+            return f"no test {test}"
+    return None
+
+
+def _apply(tree: Path, mutant: Mutant) -> None:
+    path = tree / mutant.path  # a copy of ROOT, where main has checked the row
+    path.write_text(path.read_text(encoding="utf-8").replace(mutant.old, mutant.new), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             _say(f"{m.id:28} {m.path}  ->  {' '.join(m.tests)}")
         return 0
-    for m in chosen:  # every replacement must still apply before anything slow runs
-        if (ROOT / m.path).read_text(encoding="utf-8").count(m.old) != 1:
-            raise SystemExit(f"{m.id}: {m.path} no longer holds the text to mutate exactly once; update the table")
+    for m in chosen:  # every row must still fit the code before anything slow runs
+        if (why := stale(m)) is not None:
+            raise SystemExit(f"{m.id}: {why}; update the table")
     survived: list[str] = []
     baseline: dict[tuple[str, ...], subprocess.CompletedProcess[str]] = {}
     with tempfile.TemporaryDirectory(prefix="codemode-mutants-") as tmp:
